@@ -1,0 +1,1 @@
+"""hashpivot adapters telemetry."""

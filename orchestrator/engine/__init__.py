@@ -1,0 +1,19 @@
+"""The pure decision engine: score, plan, guard, explain. No I/O, no wall clock."""
+
+from orchestrator.engine.explain import NodeExplanation
+from orchestrator.engine.guards import GuardConfig, GuardedPlan, apply_guards
+from orchestrator.engine.plan import Plan, build_context, decide
+from orchestrator.engine.scoring import ScoringConfig, allocate_demand, build_scores
+
+__all__ = [
+    "GuardConfig",
+    "GuardedPlan",
+    "NodeExplanation",
+    "Plan",
+    "ScoringConfig",
+    "allocate_demand",
+    "apply_guards",
+    "build_context",
+    "build_scores",
+    "decide",
+]

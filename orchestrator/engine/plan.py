@@ -1,0 +1,167 @@
+"""One decision: score → policy → guards → plan with explanations. Pure, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from orchestrator.engine.explain import NodeExplanation, explain_node, mode_counts
+from orchestrator.engine.guards import GuardConfig, apply_guards
+from orchestrator.engine.scoring import ScoringConfig, build_scores
+from orchestrator.framework.context import (
+    DecisionContext,
+    MarketHistory,
+    PolicyDecision,
+    ScoreTable,
+)
+from orchestrator.framework.policy import Policy
+from orchestrator.framework.reasons import Reason
+from orchestrator.models.demand import DemandSummary
+from orchestrator.models.fleet import FleetTable
+from orchestrator.models.market import MarketPrices
+from orchestrator.models.modes import MODE_LABELS
+
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Target mode per node after guards, why, and what the plan is expected to earn."""
+
+    decision_id: str
+    policy: str
+    now_s: float
+    node_names: npt.NDArray[np.object_]
+    current: npt.NDArray[np.int8]
+    target: npt.NDArray[np.int8]
+    reason: npt.NDArray[np.int16]
+    scores: ScoreTable
+    site_power_w: F64
+    site_cap_w: F64
+    site_over_cap: npt.NDArray[np.bool_]
+    stale: bool
+    policy_state: Mapping[str, npt.NDArray[np.generic]] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> npt.NDArray[np.intp]:
+        return np.flatnonzero(self.target != self.current)
+
+    def explain(self, i: int) -> NodeExplanation:
+        return explain_node(
+            str(self.node_names[i]),
+            i,
+            current=int(self.current[i]),
+            target=int(self.target[i]),
+            reason=int(self.reason[i]),
+            scores=self.scores,
+        )
+
+    def explanations(self, limit: int | None = None) -> list[NodeExplanation]:
+        """Explanations of changed nodes, highest gain first (all when `limit` is None)."""
+        changed = self.changed
+        if limit is not None and changed.size > limit:
+            gain = self.scores.gain_per_h(self.current[changed], self.target[changed], changed)
+            changed = changed[np.argsort(-gain, kind="stable")[:limit]]
+        return [self.explain(int(i)) for i in changed]
+
+    def expected_usd_per_hour(self) -> dict[str, float]:
+        """Expected net USD/h of the plan, per target mode."""
+        idx = np.arange(self.target.shape[0])
+        value = self.scores.value[self.target, idx]
+        sums = np.bincount(self.target.astype(np.intp), weights=value, minlength=3)
+        return {label: float(s) for label, s in zip(MODE_LABELS, sums, strict=True)}
+
+    def held_by_guard(self) -> dict[str, int]:
+        """Nodes per guard reason (guards that changed or blocked something)."""
+        codes, counts = np.unique(self.reason, return_counts=True)
+        return {
+            Reason(int(c)).name: int(k)
+            for c, k in zip(codes, counts, strict=True)
+            if int(c) >= Reason.GUARD_STALE_DATA
+        }
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "decision_id": self.decision_id,
+            "policy": self.policy,
+            "now_s": self.now_s,
+            "nodes": int(self.target.shape[0]),
+            "changes": int(self.changed.size),
+            "modes": mode_counts(self.target),
+            "expected_usd_per_hour": self.expected_usd_per_hour(),
+            "guards": self.held_by_guard(),
+            "stale": self.stale,
+            "site_power_kw": [float(p) / 1000.0 for p in self.site_power_w],
+        }
+
+
+def build_context(
+    *,
+    now_s: float,
+    prices: MarketPrices,
+    demand: DemandSummary,
+    fleet: FleetTable,
+    guards: GuardConfig,
+    scoring: ScoringConfig | None = None,
+    history: MarketHistory | None = None,
+    policy_state: Mapping[str, npt.NDArray[np.generic]] | None = None,
+) -> DecisionContext:
+    """Score the fleet and freeze everything a policy may read."""
+    view = fleet.read_only()
+    scores = build_scores(view, prices, demand, scoring)
+    for arr in (
+        scores.revenue,
+        scores.power_cost,
+        scores.value,
+        scores.switch_cost_usd,
+        scores.switch_cost_per_h,
+        scores.ai_fill,
+        scores.watts,
+    ):
+        arr.flags.writeable = False
+    dwell = np.maximum(now_s - view.since, 0.0)
+    dwell.flags.writeable = False
+    return DecisionContext(
+        now_s=now_s,
+        prices=prices,
+        demand=demand,
+        fleet=view,
+        scores=scores,
+        dwell_s=dwell,
+        min_dwell_s=guards.min_dwell_s,
+        stale=now_s - prices.oldest_observed_s > guards.stale_after_s,
+        site_power_cap_w=view.site_power_cap_w(),
+        history=history or MarketHistory.empty(),
+        policy_state=policy_state or {},
+    )
+
+
+def decide(
+    ctx: DecisionContext,
+    policy: Policy,
+    guards: GuardConfig,
+    *,
+    switch_load: F64 | None = None,
+) -> Plan:
+    """Run the policy, then every guard, and return the plan."""
+    decision: PolicyDecision = policy.decide(ctx)
+    guarded = apply_guards(ctx, decision, guards, switch_load)
+    name = policy.name or type(policy).__name__
+    return Plan(
+        decision_id=f"{name}-{int(ctx.now_s)}",
+        policy=name,
+        now_s=ctx.now_s,
+        node_names=ctx.fleet.names,
+        current=ctx.fleet.mode,
+        target=guarded.target,
+        reason=guarded.reason,
+        scores=ctx.scores,
+        site_power_w=guarded.site_power_w,
+        site_cap_w=ctx.site_power_cap_w,
+        site_over_cap=guarded.site_over_cap,
+        stale=ctx.stale,
+        policy_state=dict(decision.state),
+    )

@@ -1,0 +1,161 @@
+"""Score table: what each node would earn, net of power, in each mode (USD/h)."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import Field
+
+from orchestrator import economics as econ
+from orchestrator.framework.context import ScoreTable
+from orchestrator.models.base import StrictModel
+from orchestrator.models.demand import DemandSummary
+from orchestrator.models.fleet import NO_GPU_MODEL, FleetTable
+from orchestrator.models.market import MarketPrices
+from orchestrator.models.modes import Mode
+
+F64 = npt.NDArray[np.float64]
+
+
+class ScoringConfig(StrictModel):
+    """How switching costs are modeled and amortized."""
+
+    expected_stay_h: float = Field(
+        default=24.0, gt=0, description="Hours a node is expected to stay after a switch."
+    )
+    eviction_penalty_gpu_hours: float = Field(
+        default=1.0,
+        ge=0,
+        description="Credit owed per evicted interruptible GPU, in GPU-hours at its price.",
+    )
+
+
+def _group_cumsum_before(groups: npt.NDArray[np.int32], amounts: F64) -> F64:
+    """For rows sorted by group: the sum of earlier amounts in the same group."""
+    total = np.cumsum(amounts)
+    before = total - amounts
+    if groups.size == 0:
+        return before
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    offset = np.repeat(before[starts], np.diff(np.r_[starts, groups.size]))
+    return before - offset
+
+
+def allocate_demand(fleet: FleetTable, demand: DemandSummary, mine_value: F64) -> F64:
+    """Share of each node's GPUs that demand would fill if the node were in AI mode.
+
+    Running pods stay where they are. Pending GPUs go first to free GPUs on nodes already
+    in AI, then to other nodes in order of least mining value given up. Jobs that accept
+    any model take what is left, best-paid model first.
+    """
+    n = fleet.n
+    gpus = fleet.gpus
+    busy = np.minimum(fleet.ai_gpus_busy, gpus)
+    fill_gpus = busy.copy()
+    has_gpu = (fleet.gpu_model != NO_GPU_MODEL) & fleet.reachable & (gpus > 0)
+    if n == 0 or not has_gpu.any():
+        return np.zeros(n)
+    free = np.where(has_gpu, gpus - busy, 0.0)
+    in_ai = fleet.mode == Mode.AI
+    candidates = np.flatnonzero(free > 0)
+    # Sort: by model, AI nodes first, then by mining value given up (ascending).
+    order = np.lexsort((mine_value[candidates], ~in_ai[candidates], fleet.gpu_model[candidates]))
+    cand = candidates[order]
+    model = fleet.gpu_model[cand]
+    cap = free[cand]
+    before = _group_cumsum_before(model, cap)
+    pending = demand.pending_gpus[model]
+    take = np.clip(pending - before, 0.0, cap)
+    fill_gpus[cand] += take
+    if demand.pending_gpus_any_model > 0:
+        left = cap - take
+        # Any-model demand: take remaining capacity in the same order, all models pooled.
+        before_any = np.cumsum(left) - left
+        take_any = np.clip(demand.pending_gpus_any_model - before_any, 0.0, left)
+        fill_gpus[cand] += take_any
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(gpus > 0, fill_gpus / gpus, 0.0)
+
+
+def build_scores(
+    fleet: FleetTable,
+    prices: MarketPrices,
+    demand: DemandSummary,
+    config: ScoringConfig | None = None,
+) -> ScoreTable:
+    """Value of every mode for every node, with revenue, power, and switching terms."""
+    config = config or ScoringConfig()
+    n = fleet.n
+    site = fleet.site
+    pool_fee = np.array([s.pool_fee for s in fleet.sites])[site]
+    platform_fee = np.array([s.ai_platform_fee for s in fleet.sites])[site]
+    adder = np.array([s.tariff_adder_usd_mwh for s in fleet.sites])[site]
+    power_price = prices.power_usd_mwh[site] + adder
+
+    usd_per_unit_day = prices.usd_per_unit_day[fleet.algorithm]
+    mine_rev = econ.mining_revenue_usd_per_hour(fleet.hashrate, usd_per_unit_day, pool_fee)
+    mine_pow = econ.power_cost_usd_per_hour(fleet.watts_mine, power_price)
+    idle_pow = econ.power_cost_usd_per_hour(fleet.watts_idle, power_price)
+
+    is_gpu = fleet.gpu_model != NO_GPU_MODEL
+    model = np.where(is_gpu, fleet.gpu_model, 0)
+    if prices.gpu_usd_per_gpu_hour.size:
+        market_price = prices.gpu_usd_per_gpu_hour[model]
+        offered = demand.offered_usd_per_gpu_hour[model]
+        gpu_price = np.where(np.isnan(offered), market_price, offered)
+    else:
+        gpu_price = np.full(n, np.nan)
+    priced = is_gpu & np.isfinite(gpu_price)
+    gpu_price = np.where(priced, gpu_price, 0.0)
+
+    fill = allocate_demand(fleet, demand, mine_rev - mine_pow)
+    fill = np.where(priced, fill, 0.0)
+    ai_rev = econ.ai_revenue_usd_per_hour(fleet.gpus, gpu_price, fill, platform_fee)
+    ai_watts_expected = fleet.watts_idle + (fleet.watts_ai - fleet.watts_idle) * fill
+    ai_pow = econ.power_cost_usd_per_hour(ai_watts_expected, power_price)
+
+    revenue = np.stack([np.zeros(n), mine_rev, ai_rev])
+    power_cost = np.stack([idle_pow, mine_pow, ai_pow])
+    value = revenue - power_cost
+    # ASICs cannot take AI work: that mode is unavailable, not merely unprofitable.
+    value[Mode.AI, ~is_gpu] = -np.inf
+
+    switch_usd = _switch_costs(fleet, revenue, gpu_price, config)
+    switch_per_h = econ.amortized_usd_per_hour(switch_usd, config.expected_stay_h)
+    watts = np.stack([fleet.watts_idle, fleet.watts_mine, np.where(is_gpu, fleet.watts_ai, 0.0)])
+    return ScoreTable(
+        revenue=revenue,
+        power_cost=power_cost,
+        value=value,
+        switch_cost_usd=switch_usd,
+        switch_cost_per_h=switch_per_h,
+        ai_fill=fill,
+        watts=watts,
+        expected_stay_h=config.expected_stay_h,
+    )
+
+
+def _switch_costs(fleet: FleetTable, revenue: F64, gpu_price: F64, config: ScoringConfig) -> F64:
+    """One-off USD cost of moving each node from its current mode into each mode, (3, n)."""
+    n = fleet.n
+    idx = np.arange(n)
+    stop_s = np.stack(
+        [np.zeros(n), fleet.profile_column("mine_stop_s"), fleet.profile_column("ai_drain_s")]
+    )
+    start_s = np.stack(
+        [np.zeros(n), fleet.profile_column("mine_start_s"), fleet.profile_column("ai_start_s")]
+    )
+    current = fleet.mode.astype(np.intp)
+    downtime_h = (stop_s[current, idx][None, :] + start_s) / 3600.0
+    wear = fleet.profile_column("wear_usd_per_switch")
+    leaving_ai = current == Mode.AI
+    evict_gpus = np.where(leaving_ai & fleet.ai_interruptible, fleet.ai_gpus_busy, 0.0)
+    eviction = evict_gpus * gpu_price * config.eviction_penalty_gpu_hours
+    cost = econ.switching_cost_usd(
+        downtime_h=downtime_h,
+        lost_value_usd_per_h=revenue,
+        wear_usd=wear[None, :],
+        lease_penalty_usd=eviction[None, :],
+    )
+    cost[current, idx] = 0.0
+    return cost

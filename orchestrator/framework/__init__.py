@@ -1,0 +1,28 @@
+"""The policy API: context, decisions, reasons, parameters and discovery."""
+
+from orchestrator.framework.context import (
+    DecisionContext,
+    MarketHistory,
+    PolicyDecision,
+    ScoreTable,
+    best_mode,
+)
+from orchestrator.framework.policy import PerNodePolicy, Policy, PolicyParams
+from orchestrator.framework.reasons import REASON_TEXT, Reason
+from orchestrator.framework.registry import load_policy, registered_policies, resolve_policy_class
+
+__all__ = [
+    "REASON_TEXT",
+    "DecisionContext",
+    "MarketHistory",
+    "PerNodePolicy",
+    "Policy",
+    "PolicyDecision",
+    "PolicyParams",
+    "Reason",
+    "ScoreTable",
+    "best_mode",
+    "load_policy",
+    "registered_policies",
+    "resolve_policy_class",
+]

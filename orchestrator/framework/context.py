@@ -1,0 +1,128 @@
+"""What a policy sees (`DecisionContext`) and what it returns (`PolicyDecision`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from orchestrator.models.demand import DemandSummary
+from orchestrator.models.fleet import FleetTable
+from orchestrator.models.market import MarketPrices
+from orchestrator.models.modes import Mode
+
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreTable:
+    """Node × mode values in USD/h, with the terms that made them. Arrays are (3, n).
+
+    `value = revenue − power_cost`. Switching into mode m from the node's current mode
+    costs `switch_cost_usd[m]` once, or `switch_cost_per_h[m]` amortized over the
+    expected stay; both are 0 for the current mode.
+    """
+
+    revenue: F64
+    power_cost: F64
+    value: F64
+    switch_cost_usd: F64
+    switch_cost_per_h: F64
+    #: Share of the node's GPUs that real demand would fill in AI mode, (n,).
+    ai_fill: F64
+    #: Conservative wall power per mode (full load), W, (3, n): what the power cap counts.
+    watts: F64
+    expected_stay_h: float
+
+    @property
+    def n(self) -> int:
+        return int(self.value.shape[1])
+
+    def gain_per_h(
+        self,
+        current: npt.NDArray[np.int8],
+        target: npt.NDArray[np.int8],
+        nodes: npt.NDArray[np.intp] | None = None,
+    ) -> F64:
+        """USD/h gained by moving nodes from `current` to `target`, after switching cost.
+
+        `nodes` names the rows when `current`/`target` cover a subset of the fleet.
+        """
+        idx = np.arange(self.n) if nodes is None else nodes
+        return (
+            self.value[target, idx] - self.value[current, idx] - self.switch_cost_per_h[target, idx]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MarketHistory:
+    """Market series observed at or before `now` (no look-ahead), oldest first.
+
+    Policies that forecast (lookahead) read this; it is built by whoever knows the past
+    (the recorded source in a backtest, the feed actor's cache when live).
+    """
+
+    times_s: F64
+    hashprice_usd_ph_day: F64
+    #: Power price of the first site, USD/MWh.
+    power_usd_mwh: F64
+
+    @staticmethod
+    def empty() -> MarketHistory:
+        z = np.zeros(0)
+        return MarketHistory(z, z, z)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionContext:
+    """Read-only inputs to one decision. Policies must not mutate it or do I/O."""
+
+    now_s: float
+    prices: MarketPrices
+    demand: DemandSummary
+    fleet: FleetTable
+    scores: ScoreTable
+    #: Seconds each node has been in its current mode.
+    dwell_s: F64
+    #: The engine's min-dwell guard (s); policies may use it to avoid futile proposals.
+    min_dwell_s: float
+    #: The market data is older than its time-to-live: every change will be held.
+    stale: bool
+    #: Per-site power cap in W (inf: none), aligned with `fleet.sites`.
+    site_power_cap_w: F64
+    history: MarketHistory = field(default_factory=MarketHistory.empty)
+    #: What this policy returned as `state` last cycle (empty on the first).
+    policy_state: Mapping[str, npt.NDArray[np.generic]] = field(default_factory=dict)
+
+    @property
+    def current(self) -> npt.NDArray[np.int8]:
+        return self.fleet.mode
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyDecision:
+    """Target mode and reason code per node; optional state handed back next cycle."""
+
+    target: npt.NDArray[np.int8]
+    reason: npt.NDArray[np.int16]
+    state: Mapping[str, npt.NDArray[np.generic]] = field(default_factory=dict)
+
+    @staticmethod
+    def keep(ctx: DecisionContext) -> PolicyDecision:
+        return PolicyDecision(
+            target=ctx.fleet.mode.copy(), reason=np.zeros(ctx.fleet.n, dtype=np.int16)
+        )
+
+
+def best_mode(
+    scores: ScoreTable, *, allow_ai: npt.NDArray[np.bool_] | None = None
+) -> tuple[npt.NDArray[np.int8], F64]:
+    """Mode of highest net value per node (ties prefer idle, then mine) and that value."""
+    value = scores.value
+    if allow_ai is not None:
+        value = value.copy()
+        value[Mode.AI, ~allow_ai] = -np.inf
+    best = np.argmax(value, axis=0).astype(np.int8)
+    return best, value[best, np.arange(scores.n)]

@@ -1,0 +1,70 @@
+"""The policy API: subclass `Policy`, declare `Params`, implement `decide`.
+
+A policy is pure: it reads the `DecisionContext`, returns a `PolicyDecision`, does no
+I/O, reads no wall clock and draws no hidden randomness. Guards run after it, always.
+Policy modules are trusted code: they run inside the controller with its permissions.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from orchestrator.framework.context import DecisionContext, PolicyDecision
+from orchestrator.framework.reasons import Reason
+from orchestrator.models.modes import Mode
+
+
+class PolicyParams(BaseModel):
+    """Base for a policy's parameters: unknown keys are errors, values are checked."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Policy(ABC):
+    """A decision strategy. Subclasses set `name`, optionally `Params`, and `decide`."""
+
+    #: Registry name (entry-point name for built-ins).
+    name: ClassVar[str] = ""
+    #: One-line description shown by `hashpivot policies list`.
+    summary: ClassVar[str] = ""
+    Params: ClassVar[type[PolicyParams]] = PolicyParams
+    #: Hindsight policies see the future; the runtime refuses them outside backtests.
+    backtest_only: ClassVar[bool] = False
+
+    def __init__(self, params: PolicyParams | dict[str, Any] | None = None) -> None:
+        if params is None:
+            params = self.Params()
+        elif isinstance(params, dict):
+            params = self.Params.model_validate(params)
+        elif not isinstance(params, self.Params):
+            raise TypeError(f"{type(self).__name__} expects {self.Params.__name__}")
+        self.params = params
+
+    @abstractmethod
+    def decide(self, ctx: DecisionContext) -> PolicyDecision:
+        """Target mode and reason for every node."""
+
+
+class PerNodePolicy(Policy):
+    """Convenience base for small fleets: decide one node at a time.
+
+    Costs a Python call per node, so prefer `Policy` with array code beyond ~10k nodes.
+    """
+
+    @abstractmethod
+    def decide_node(self, ctx: DecisionContext, i: int) -> tuple[Mode, Reason]:
+        """Target mode and reason for node `i`."""
+
+    def decide(self, ctx: DecisionContext) -> PolicyDecision:
+        n = ctx.fleet.n
+        target = np.empty(n, dtype=np.int8)
+        reason = np.empty(n, dtype=np.int16)
+        for i in range(n):
+            mode, why = self.decide_node(ctx, i)
+            target[i] = int(mode)
+            reason[i] = int(why)
+        return PolicyDecision(target=target, reason=reason)

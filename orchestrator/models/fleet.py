@@ -1,0 +1,188 @@
+"""The columnar fleet table: one numpy column per attribute, one row per node.
+
+A 1M-node fleet is a few dozen MB of arrays, not a million objects. Per-profile facts
+(switching times, wear) live in the profile list and are looked up by index, so
+policies and the engine work in whole-array operations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from orchestrator.models.hardware import SHA256, HardwareKind, HardwareProfile
+from orchestrator.models.modes import STEADY_STATE_OF_MODE, Mode
+from orchestrator.models.site import Site
+
+F64 = npt.NDArray[np.float64]
+I32 = npt.NDArray[np.int32]
+I8 = npt.NDArray[np.int8]
+B = npt.NDArray[np.bool_]
+
+NO_GPU_MODEL = -1
+
+
+@dataclass(frozen=True, slots=True)
+class FleetTable:
+    """Nodes as columns. Build with `FleetTable.build`; change with `with_columns`."""
+
+    names: npt.NDArray[np.object_]
+    profile: I32
+    site: I32
+    #: Mining rate in the algorithm's unit (measured when telemetry has it, else nameplate).
+    hashrate: F64
+    hashrate_measured: B
+    watts_mine: F64
+    watts_ai: F64
+    watts_idle: F64
+    gpus: F64
+    gpu_model: I32
+    algorithm: I32
+    #: The mode the node is committed to (its label).
+    mode: I8
+    #: Lifecycle state (`NodeState`): steady or on the way to `mode`.
+    state: I8
+    #: When `mode` last changed, seconds since epoch.
+    since: F64
+    #: End of a protected AI lease, seconds since epoch (0: none).
+    lease_until: F64
+    #: GPUs held by running AI pods.
+    ai_gpus_busy: F64
+    #: True when every AI pod on the node may be evicted.
+    ai_interruptible: B
+    #: Operator opt-out or manual override: hashpivot leaves the node alone.
+    opt_out: B
+    #: False when the node (or miner) did not answer: it is not counted as headroom.
+    reachable: B
+    profiles: tuple[HardwareProfile, ...] = field(default=())
+    sites: tuple[Site, ...] = field(default=())
+    gpu_models: tuple[str, ...] = field(default=())
+    algorithms: tuple[str, ...] = field(default=(SHA256,))
+
+    def __len__(self) -> int:
+        return int(self.profile.shape[0])
+
+    @property
+    def n(self) -> int:
+        return len(self)
+
+    @staticmethod
+    def build(
+        profiles: Sequence[HardwareProfile],
+        sites: Sequence[Site],
+        node_profiles: npt.ArrayLike,
+        *,
+        names: Sequence[str] | None = None,
+        node_sites: npt.ArrayLike | None = None,
+        modes: npt.ArrayLike | None = None,
+        since_s: float = 0.0,
+    ) -> FleetTable:
+        """A fleet of nodes at nameplate values, all steady in `modes` (default idle)."""
+        profiles = tuple(profiles)
+        sites = tuple(sites) or (Site(),)
+        prof = np.asarray(node_profiles, dtype=np.int32)
+        n = prof.shape[0]
+        if n and (prof.min() < 0 or prof.max() >= len(profiles)):
+            raise ValueError("node profile index out of range")
+        algorithms = tuple(dict.fromkeys([SHA256, *(p.mine_algorithm for p in profiles)]))
+        gpu_models = tuple(dict.fromkeys(p.gpu_model for p in profiles if p.gpu_model))
+        p_hash = np.array([p.mine_hashrate for p in profiles], dtype=np.float64)
+        p_wm = np.array([p.watts_mine for p in profiles], dtype=np.float64)
+        p_wa = np.array([p.watts_ai for p in profiles], dtype=np.float64)
+        p_wi = np.array([p.watts_idle for p in profiles], dtype=np.float64)
+        p_gpus = np.array([p.gpus for p in profiles], dtype=np.float64)
+        p_gm = np.array(
+            [gpu_models.index(p.gpu_model) if p.gpu_model else NO_GPU_MODEL for p in profiles],
+            dtype=np.int32,
+        )
+        p_alg = np.array([algorithms.index(p.mine_algorithm) for p in profiles], dtype=np.int32)
+        mode = (
+            np.zeros(n, dtype=np.int8) if modes is None else np.asarray(modes, dtype=np.int8).copy()
+        )
+        if n and (mode.min() < 0 or mode.max() > max(Mode)):
+            raise ValueError("node mode out of range")
+        asic = np.array([p.kind == HardwareKind.ASIC for p in profiles])
+        if n and np.any(asic[prof] & (mode == Mode.AI)):
+            raise ValueError("an ASIC node cannot be in AI mode")
+        state_of_mode = np.array([STEADY_STATE_OF_MODE[m] for m in Mode], dtype=np.int8)
+        site_idx = (
+            np.zeros(n, dtype=np.int32)
+            if node_sites is None
+            else np.asarray(node_sites, dtype=np.int32).copy()
+        )
+        if n and (site_idx.min() < 0 or site_idx.max() >= len(sites)):
+            raise ValueError("node site index out of range")
+        if names is None:
+            name_arr = np.array([f"node-{i:07d}" for i in range(n)], dtype=object)
+        else:
+            name_arr = np.array(list(names), dtype=object)
+            if name_arr.shape[0] != n:
+                raise ValueError("names and node_profiles differ in length")
+        return FleetTable(
+            names=name_arr,
+            profile=prof.copy(),
+            site=site_idx,
+            hashrate=p_hash[prof],
+            hashrate_measured=np.zeros(n, dtype=bool),
+            watts_mine=p_wm[prof],
+            watts_ai=p_wa[prof],
+            watts_idle=p_wi[prof],
+            gpus=p_gpus[prof],
+            gpu_model=p_gm[prof],
+            algorithm=p_alg[prof],
+            mode=mode,
+            state=state_of_mode[mode],
+            since=np.full(n, since_s, dtype=np.float64),
+            lease_until=np.zeros(n, dtype=np.float64),
+            ai_gpus_busy=np.zeros(n, dtype=np.float64),
+            ai_interruptible=np.ones(n, dtype=bool),
+            opt_out=np.zeros(n, dtype=bool),
+            reachable=np.ones(n, dtype=bool),
+            profiles=profiles,
+            sites=sites,
+            gpu_models=gpu_models,
+            algorithms=algorithms,
+        )
+
+    def with_columns(self, **columns: Any) -> FleetTable:
+        """A new table sharing every column but the ones given (which must keep the length)."""
+        for name, value in columns.items():
+            if isinstance(value, np.ndarray) and value.shape[0] != self.n:
+                raise ValueError(f"column {name} has {value.shape[0]} rows, fleet has {self.n}")
+        return replace(self, **columns)
+
+    def read_only(self) -> FleetTable:
+        """Views of every column that cannot be written: what policies receive."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                view = value.view()
+                view.flags.writeable = False
+                out[f.name] = view
+        return replace(self, **out)
+
+    def profile_column(self, attribute: str) -> F64:
+        """A per-node float column from a profile attribute (e.g. 'ai_drain_s')."""
+        table = np.array([float(getattr(p, attribute)) for p in self.profiles], dtype=np.float64)
+        return table[self.profile]
+
+    def index_of(self, name: str) -> int:
+        hits = np.flatnonzero(self.names == name)
+        if hits.size == 0:
+            raise KeyError(name)
+        return int(hits[0])
+
+    def is_asic(self) -> B:
+        return np.equal(self.gpu_model, NO_GPU_MODEL)
+
+    def site_power_cap_w(self) -> F64:
+        """Per-site cap in W (inf where uncapped), aligned with `sites`."""
+        return np.array(
+            [s.power_cap_kw * 1000.0 if s.power_cap_kw else np.inf for s in self.sites],
+            dtype=np.float64,
+        )
