@@ -89,12 +89,7 @@ def hashprice_usd_per_ph_day(
     fees_btc_per_block: FloatLike,
 ) -> FloatLike:
     """Hashprice in the unit the industry quotes: USD per PH/s per day."""
-    return (
-        hashprice_usd_per_th_day(
-            difficulty, btc_usd, subsidy_btc, fees_btc_per_block
-        )
-        * 1000.0
-    )
+    return hashprice_usd_per_th_day(difficulty, btc_usd, subsidy_btc, fees_btc_per_block) * 1000.0
 
 
 def hashpower_usd_per_unit_day(btc_per_unit_day: FloatLike, btc_usd: FloatLike) -> FloatLike:
@@ -134,9 +129,7 @@ def breakeven_power_price_usd_mwh(
 
     revenue/h per TH = hp/1000/24; power MWh/h per TH = eff/1e6 → 41.67 × hp / eff.
     """
-    return (
-        hashprice_usd_ph_day * (1.0 - pool_fee) / 1000.0 / 24.0 * 1e6 / efficiency_j_per_th
-    )
+    return hashprice_usd_ph_day * (1.0 - pool_fee) / 1000.0 / 24.0 * 1e6 / efficiency_j_per_th
 
 
 def switching_cost_usd(
@@ -154,7 +147,9 @@ def switching_cost_usd(
     """
     lost = np.asarray(downtime_h, dtype=np.float64) * np.maximum(lost_value_usd_per_h, 0.0)
     return np.asarray(
-        lost + np.asarray(wear_usd) + np.asarray(checkpoint_loss_usd)
+        lost
+        + np.asarray(wear_usd)
+        + np.asarray(checkpoint_loss_usd)
         + np.asarray(lease_penalty_usd),
         dtype=np.float64,
     )

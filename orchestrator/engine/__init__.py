@@ -1,9 +1,10 @@
 """The pure decision engine: score, plan, guard, explain. No I/O, no wall clock."""
 
 from orchestrator.engine.explain import NodeExplanation
-from orchestrator.engine.guards import GuardConfig, GuardedPlan, apply_guards
+from orchestrator.engine.guards import GuardedPlan, apply_guards
 from orchestrator.engine.plan import Plan, build_context, decide
-from orchestrator.engine.scoring import ScoringConfig, allocate_demand, build_scores
+from orchestrator.engine.scoring import allocate_demand, build_scores
+from orchestrator.models.config import GuardConfig, ScoringConfig
 
 __all__ = [
     "GuardConfig",

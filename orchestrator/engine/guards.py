@@ -13,12 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field
 
-from orchestrator.engine.scoring import _group_cumsum_before
+from orchestrator.engine.scoring import group_cumsum_before
 from orchestrator.framework.context import DecisionContext, PolicyDecision
 from orchestrator.framework.reasons import Reason
-from orchestrator.models.base import StrictModel
+from orchestrator.models.config import GuardConfig
 from orchestrator.models.modes import STEADY_STATES, Mode
 
 F64 = npt.NDArray[np.float64]
@@ -26,22 +25,6 @@ I8 = npt.NDArray[np.int8]
 B = npt.NDArray[np.bool_]
 
 SWITCH_LOAD_HALF_LIFE_S = 86_400.0
-
-
-class GuardConfig(StrictModel):
-    """Operator limits every plan obeys, whatever the policy."""
-
-    min_dwell_s: float = Field(default=3600.0, ge=0, description="Least time in a mode, s.")
-    max_switches_per_node_per_day: float = Field(
-        default=6.0, gt=0, description="Per-node switch budget (a decaying 24 h count)."
-    )
-    max_fleet_switch_share_per_hour: float = Field(
-        default=0.25, gt=0, le=1, description="Largest share of the fleet that may switch per hour."
-    )
-    stale_after_s: float = Field(
-        default=3 * 3600.0, gt=0, description="Market data older than this holds all modes."
-    )
-    frozen: bool = Field(default=False, description="Kill switch: hold every node as it is.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +160,7 @@ def _shed(
     )
     order = np.lexsort((priority, site))
     candidates, site, saving = candidates[order], site[order], saving[order]
-    before = _group_cumsum_before(site.astype(np.int32), saving)
+    before = group_cumsum_before(site.astype(np.int32), saving)
     return candidates[before < excess[site]]
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import numpy.typing as npt
 
 from orchestrator.engine.explain import NodeExplanation, explain_node, mode_counts
-from orchestrator.engine.guards import GuardConfig, apply_guards
-from orchestrator.engine.scoring import ScoringConfig, build_scores
+from orchestrator.engine.guards import apply_guards
+from orchestrator.engine.scoring import build_scores
 from orchestrator.framework.context import (
     DecisionContext,
     MarketHistory,
@@ -19,6 +19,7 @@ from orchestrator.framework.context import (
 )
 from orchestrator.framework.policy import Policy
 from orchestrator.framework.reasons import Reason
+from orchestrator.models.config import GuardConfig, ScoringConfig
 from orchestrator.models.demand import DemandSummary
 from orchestrator.models.fleet import FleetTable
 from orchestrator.models.market import MarketPrices

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field
 
 from orchestrator import economics as econ
 from orchestrator.framework.context import ScoreTable
-from orchestrator.models.base import StrictModel
+from orchestrator.models.config import ScoringConfig
 from orchestrator.models.demand import DemandSummary
 from orchestrator.models.fleet import NO_GPU_MODEL, FleetTable
 from orchestrator.models.market import MarketPrices
@@ -17,20 +16,7 @@ from orchestrator.models.modes import Mode
 F64 = npt.NDArray[np.float64]
 
 
-class ScoringConfig(StrictModel):
-    """How switching costs are modeled and amortized."""
-
-    expected_stay_h: float = Field(
-        default=24.0, gt=0, description="Hours a node is expected to stay after a switch."
-    )
-    eviction_penalty_gpu_hours: float = Field(
-        default=1.0,
-        ge=0,
-        description="Credit owed per evicted interruptible GPU, in GPU-hours at its price.",
-    )
-
-
-def _group_cumsum_before(groups: npt.NDArray[np.int32], amounts: F64) -> F64:
+def group_cumsum_before(groups: npt.NDArray[np.int32], amounts: F64) -> F64:
     """For rows sorted by group: the sum of earlier amounts in the same group."""
     total = np.cumsum(amounts)
     before = total - amounts
@@ -63,7 +49,7 @@ def allocate_demand(fleet: FleetTable, demand: DemandSummary, mine_value: F64) -
     cand = candidates[order]
     model = fleet.gpu_model[cand]
     cap = free[cand]
-    before = _group_cumsum_before(model, cap)
+    before = group_cumsum_before(model, cap)
     pending = demand.pending_gpus[model]
     take = np.clip(pending - before, 0.0, cap)
     fill_gpus[cand] += take

@@ -1,0 +1,365 @@
+"""The one configuration model: a site file (YAML) for backtests, dry-runs and the controller.
+
+Precedence: CLI flags > environment (`HASHPIVOT_…`, nested with `__`) > config file.
+Errors name the file and the field (`load_config`). The JSON schema (`hashpivot config
+schema`) is generated from these models, and the Helm chart validates against it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from orchestrator.errors import ConfigError
+from orchestrator.models.base import StrictModel
+from orchestrator.models.feeds_config import LiveMarketConfig
+from orchestrator.models.hardware import HardwareProfile
+from orchestrator.models.modes import Mode
+from orchestrator.models.site import Site
+
+BUNDLED_PREFIX = "bundled:"
+
+
+class ScoringConfig(StrictModel):
+    """How switching costs are modeled and amortized."""
+
+    expected_stay_h: float = Field(
+        default=24.0, gt=0, description="Hours a node is expected to stay after a switch."
+    )
+    eviction_penalty_gpu_hours: float = Field(
+        default=1.0,
+        ge=0,
+        description="Credit owed per evicted interruptible GPU, in GPU-hours at its price.",
+    )
+
+
+class GuardConfig(StrictModel):
+    """Operator limits every plan obeys, whatever the policy."""
+
+    min_dwell_s: float = Field(default=3600.0, ge=0, description="Least time in a mode, s.")
+    max_switches_per_node_per_day: float = Field(
+        default=6.0, gt=0, description="Per-node switch budget (a decaying 24 h count)."
+    )
+    max_fleet_switch_share_per_hour: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description="Largest share of the fleet that may switch per hour.",
+    )
+    stale_after_s: float = Field(
+        default=3 * 3600.0, gt=0, description="Market data older than this holds all modes."
+    )
+    frozen: bool = Field(default=False, description="Kill switch: hold every node as it is.")
+
+
+class SeriesSource(StrictModel):
+    """A recorded time series in a CSV or JSONL file, with its column mapping."""
+
+    path: str = Field(
+        description=f"File path (relative to the config file) or '{BUNDLED_PREFIX}…'."
+    )
+    format: Literal["csv", "jsonl"] | None = Field(
+        default=None, description="File format; default from the file suffix."
+    )
+    time_column: str = Field(default="time", description="Column with the timestamp.")
+    value_column: str = Field(description="Column with the value.")
+    key_column: str | None = Field(
+        default=None, description="Column that names the series in a multi-series file."
+    )
+    key: str | None = Field(default=None, description="Value of key_column to keep.")
+    unit: Literal[
+        "usd",
+        "usd_per_mwh",
+        "usd_per_kwh",
+        "btc",
+        "sat",
+        "usd_per_gpu_hour",
+        "btc_per_unit_day",
+        "dimensionless",
+    ] = Field(default="dimensionless", description="Unit of the values; converted on load.")
+    timezone: str = Field(default="UTC", description="Zone of timestamps that carry none.")
+    separator: str = Field(default=",", min_length=1, max_length=1)
+    decimal: Literal[".", ","] = "."
+    max_gap_s: float = Field(
+        default=2 * 86_400.0,
+        gt=0,
+        description="Values are carried forward at most this long; a longer gap is an error "
+        "inside the backtest period.",
+    )
+
+    @model_validator(mode="after")
+    def _key_pair(self) -> SeriesSource:
+        if (self.key_column is None) != (self.key is None):
+            raise ValueError("key_column and key go together")
+        if self.separator == self.decimal:
+            raise ValueError("separator and decimal mark must differ")
+        return self
+
+
+SeriesOrConstant = SeriesSource | float
+
+
+class RecordedMarketConfig(StrictModel):
+    """Recorded market series for dry-runs and backtests."""
+
+    btc_usd: SeriesOrConstant
+    difficulty: SeriesOrConstant
+    fees_btc_per_block: SeriesOrConstant
+    subsidy_btc: SeriesOrConstant | None = Field(
+        default=None, description="None: from the halving schedule by date."
+    )
+    power_usd_mwh: dict[str, SeriesOrConstant] = Field(
+        description="Per site name; 'default' serves every site without its own."
+    )
+    gpu_usd_per_gpu_hour: dict[str, SeriesOrConstant] = Field(default_factory=dict)
+    hashpower_btc_per_unit_day: dict[str, SeriesOrConstant] = Field(default_factory=dict)
+
+
+class JobTraceConfig(StrictModel):
+    """Recorded AI jobs replayed as demand in a backtest."""
+
+    path: str = Field(description=f"CSV file path or '{BUNDLED_PREFIX}…'.")
+    submit_column: str = "submit_offset_s"
+    gpus_column: str = "gpus"
+    duration_column: str = "duration_s"
+    interruptible_column: str | None = "interruptible"
+    gpu_model: str | None = Field(default=None, description="Model every job needs; None: any.")
+    load_factor: float = Field(
+        default=1.0,
+        gt=0,
+        description="Scale the trace so its mean GPU demand is this share of the site's GPUs.",
+    )
+    max_wait_h: float = Field(
+        default=24.0, gt=0, description="A job that waits longer than this leaves (an SLA miss)."
+    )
+    offered_usd_per_gpu_hour: float | None = Field(
+        default=None, ge=0, description="Price jobs pay; None: the market rental price."
+    )
+
+
+class FleetGroup(StrictModel):
+    """A group of identical nodes in a simulated fleet."""
+
+    profile: str = Field(description="Hardware profile name (built-in catalog or `hardware`).")
+    count: int = Field(ge=0, le=10_000_000)
+    site: str = "default"
+    mode: Literal["idle", "mine", "ai"] = "idle"
+    name_prefix: str | None = None
+
+    @property
+    def initial_mode(self) -> Mode:
+        return Mode.parse(self.mode)
+
+
+class PolicyConfig(StrictModel):
+    name: str = Field(
+        default="hysteresis", description="Registry name, module:Class, or path/to/file.py."
+    )
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class BacktestConfig(StrictModel):
+    start: datetime | None = None
+    end: datetime | None = None
+    step_s: float = Field(default=3600.0, gt=0, description="Decision interval in the backtest.")
+    baselines: bool = Field(default=True, description="Run the baselines and the oracle beside.")
+
+
+class ControllerMode(StrEnum):
+    LIVE = "live"
+    SHADOW = "shadow"
+    DRY_RUN = "dry-run"
+
+
+class KubernetesConfig(StrictModel):
+    """How hashpivot finds and changes nodes in the cluster."""
+
+    namespace: str = Field(default="hashpivot", description="Namespace of the controller.")
+    node_selector: str = Field(
+        default="hashpivot.io/managed=true", description="Label selector of managed nodes."
+    )
+    profile_label: str = Field(
+        default="hashpivot.io/profile", description="Node label naming the hardware profile."
+    )
+    gpu_product_profiles: dict[str, str] = Field(
+        default_factory=lambda: {
+            "NVIDIA-H100-80GB-HBM3": "h100-sxm-8x",
+            "NVIDIA-H100-PCIe": "h100-pcie-8x",
+            "NVIDIA-H200": "h200-sxm-8x",
+            "NVIDIA-B200": "b200-8x",
+            "NVIDIA-A100-SXM4-80GB": "a100-sxm-8x",
+        },
+        description="nvidia.com/gpu.product label value → profile, when no profile label.",
+    )
+    price_annotation: str = Field(
+        default="hashpivot.io/offered-usd-per-gpu-hour",
+        description="Pod annotation with the price a tenant pays per GPU-hour.",
+    )
+    interruptible_label: str = Field(
+        default="hashpivot.io/interruptible", description="Pod label 'true' marks evictable work."
+    )
+    interruptible_priority_classes: list[str] = Field(default_factory=lambda: ["preemptible"])
+    lease_annotation: str = Field(
+        default="hashpivot.io/lease-until",
+        description="Pod annotation: protected until (RFC 3339).",
+    )
+    miner_daemonset: str | None = Field(
+        default="hashpivot-miner", description="Name of the miner DaemonSet (None: not managed)."
+    )
+    qps: float = Field(default=5.0, gt=0, description="Most API writes per second.")
+    burst: int = Field(default=10, ge=1)
+    lease_name: str = Field(default="hashpivot-leader")
+    lease_duration_s: float = Field(default=15.0, gt=0)
+    switch_timeout_s: float = Field(
+        default=3600.0, gt=0, description="A node stuck mid-switch longer than this is reported."
+    )
+
+
+class ControllerConfig(StrictModel):
+    mode: ControllerMode = Field(
+        default=ControllerMode.SHADOW,
+        description="shadow (default: decide and record, write nothing), live, or dry-run.",
+    )
+    interval_s: float = Field(default=300.0, gt=0, description="Seconds between cycles.")
+    ray_address: str | None = Field(default=None, description="Join this Ray cluster; None: local.")
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+    journal_dir: str = Field(default="runs/journal")
+    journal_max_bytes: int = Field(default=64 * 1024 * 1024, ge=4096)
+
+
+class HashpivotConfig(BaseSettings):
+    """A site: its hardware, fleet, market data, policy and limits."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        env_prefix="HASHPIVOT_",
+        env_nested_delimiter="__",
+        frozen=True,
+        allow_inf_nan=False,
+    )
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    sites: list[Site] = Field(default_factory=lambda: [Site()])
+    hardware: list[HardwareProfile] = Field(
+        default_factory=list, description="Profiles added to (or replacing) the built-in catalog."
+    )
+    fleet: list[FleetGroup] = Field(default_factory=list, description="Simulated fleet.")
+    market: RecordedMarketConfig | None = Field(default=None, description="Recorded market data.")
+    live_market: LiveMarketConfig = Field(default_factory=LiveMarketConfig)
+    demand: JobTraceConfig | None = None
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    guards: GuardConfig = Field(default_factory=GuardConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)
+    controller: ControllerConfig = Field(default_factory=ControllerConfig)
+    kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
+
+    @field_validator("sites")
+    @classmethod
+    def _unique_sites(cls, v: list[Site]) -> list[Site]:
+        names = [s.name for s in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"site names must be unique, got {names}")
+        if not v:
+            raise ValueError("at least one site is needed")
+        return v
+
+    @model_validator(mode="after")
+    def _fleet_refs(self) -> HashpivotConfig:
+        names = {s.name for s in self.sites}
+        for i, group in enumerate(self.fleet):
+            if group.site not in names:
+                raise ValueError(
+                    f"fleet[{i}].site {group.site!r} is not a configured site ({sorted(names)})"
+                )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_config merges file < env < flags itself and passes the result as kwargs.
+        return (init_settings,)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"{source}: {loc}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", source=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", source=str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"not valid YAML{where}", source=str(path)) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("top level must be a mapping of settings", source=str(path))
+    return data
+
+
+def load_config(
+    path: Path | str | None, overrides: dict[str, Any] | None = None
+) -> HashpivotConfig:
+    """Read a config file; lay the environment over it and CLI flags over both.
+
+    Errors name the file and the field. Relative paths inside the config are resolved
+    against the config file's folder (`base_dir`).
+    """
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        data = read_yaml(path)
+        source = str(path)
+    env = EnvSettingsSource(HashpivotConfig)()
+    try:
+        config = HashpivotConfig(**_deep_merge(_deep_merge(data, env), overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+    config._base_dir = path.parent.resolve() if path is not None else Path.cwd()
+    return config
+
+
+def base_dir(config: HashpivotConfig) -> Path:
+    """The folder relative paths in `config` are resolved against."""
+    return config._base_dir
