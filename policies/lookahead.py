@@ -65,6 +65,7 @@ class Lookahead(Policy):
     name: ClassVar[str] = "lookahead"
     summary: ClassVar[str] = "switch only when the move pays back over a forecast horizon"
     Params = LookaheadParams
+    uses_history: ClassVar[bool] = True
 
     def decide(self, ctx: DecisionContext) -> PolicyDecision:
         p = self.params

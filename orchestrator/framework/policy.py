@@ -32,8 +32,8 @@ class Policy(ABC):
     #: One-line description shown by `hashpivot policies list`.
     summary: ClassVar[str] = ""
     Params: ClassVar[type[PolicyParams]] = PolicyParams
-    #: Hindsight policies see the future; the runtime refuses them outside backtests.
-    backtest_only: ClassVar[bool] = False
+    #: Set when `decide` reads `ctx.history`, so runners build it only when needed.
+    uses_history: ClassVar[bool] = False
 
     def __init__(self, params: PolicyParams | dict[str, Any] | None = None) -> None:
         if params is None:

@@ -91,6 +91,12 @@ class SeriesSource(StrictModel):
     timezone: str = Field(default="UTC", description="Zone of timestamps that carry none.")
     separator: str = Field(default=",", min_length=1, max_length=1)
     decimal: Literal[".", ","] = "."
+    observed_lag_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Delay between a row's timestamp and when its value was known (e.g. 3600 "
+        "for hour-beginning real-time prices, 86400 for daily aggregates): no look-ahead.",
+    )
     max_gap_s: float = Field(
         default=2 * 86_400.0,
         gt=0,
@@ -224,6 +230,35 @@ class KubernetesConfig(StrictModel):
     switch_timeout_s: float = Field(
         default=3600.0, gt=0, description="A node stuck mid-switch longer than this is reported."
     )
+    site_label: str = Field(
+        default="hashpivot.io/site", description="Node label naming the site (default: first)."
+    )
+    opt_out_label: str = Field(
+        default="hashpivot.io/opt-out",
+        description="Node label 'true' makes hashpivot leave the node alone (manual override).",
+    )
+    duration_annotation: str = Field(
+        default="hashpivot.io/expected-hours",
+        description="Pod annotation: expected run time of a pending job, hours.",
+    )
+    lease_renew_deadline_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A leader that has not renewed for this long stops writing "
+        "(shorter than lease_duration_s, so two leaders never overlap).",
+    )
+    lease_retry_period_s: float = Field(
+        default=2.0, gt=0, description="Seconds between leader-election attempts and renewals."
+    )
+    write_budget_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest one cycle waits for the write rate limiter; the rest waits a cycle.",
+    )
+    resync_s: float = Field(
+        default=1800.0, gt=0, description="Full relist of watched nodes and pods, s (safety net)."
+    )
+    field_manager: str = Field(default="hashpivot", description="fieldManager of every write.")
 
 
 class ControllerConfig(StrictModel):

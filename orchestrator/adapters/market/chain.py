@@ -1,0 +1,269 @@
+"""Chain data: block height, difficulty, network hashrate and fees per block.
+
+Readers for a mempool.space-compatible API (the primary source), the Blockchain.com
+stats API and a Blockstream Esplora API (fallbacks). Fees are the Luxor-style average
+of the last `fees_window_blocks` blocks where the API gives per-block fees, else the
+last day's fee total divided by its block count.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from orchestrator.adapters.market.http import FeedHttpClient
+from orchestrator.adapters.market.parse import field as get_field
+from orchestrator.adapters.market.parse import integer, number
+from orchestrator.adapters.market.quality import FeedProblem, Reject
+from orchestrator.economics import TARGET_BLOCK_SECONDS, TWO_POW_32
+from orchestrator.models.feeds_config import ChainSource, url_host
+
+SATS_PER_BTC = 1e8
+#: Blocks per page of mempool's /v1/blocks.
+MEMPOOL_PAGE_BLOCKS = 15
+#: A difficulty further than this factor from the one the reported hashrate implies is
+#: taken as a unit error (the estimate itself wanders by ~±20%).
+HASHRATE_CROSS_CHECK_FACTOR = 3.0
+
+
+@dataclass(slots=True)
+class ChainReading:
+    """What one chain source said in one poll. None: it did not say (see `problems`)."""
+
+    source: str
+    observed_s: float
+    height: int | None = None
+    difficulty: float | None = None
+    hashrate_hs: float | None = None
+    fees_btc_per_block: float | None = None
+    #: 'per_block' (average of per-block fees) or 'daily_total' (total / block count).
+    fees_method: str | None = None
+    problems: list[FeedProblem] = field(default_factory=list)
+
+
+class ChainFeed(Protocol):
+    name: str
+
+    def read(self, now_s: float) -> ChainReading: ...
+
+
+def _guard(reading: ChainReading, fn: Callable[[], None]) -> None:
+    """Run one part of a reading; a failure is noted, the other parts still count."""
+    try:
+        fn()
+    except FeedProblem as exc:
+        reading.problems.append(exc)
+
+
+def check_hashrate_units(reading: ChainReading) -> None:
+    """Refuse a difficulty the reported hashrate contradicts (a unit error in one of them)."""
+    if reading.difficulty is None or reading.hashrate_hs is None or reading.hashrate_hs <= 0:
+        return
+    implied = reading.hashrate_hs * TARGET_BLOCK_SECONDS / TWO_POW_32
+    ratio = reading.difficulty / implied
+    if not 1 / HASHRATE_CROSS_CHECK_FACTOR <= ratio <= HASHRATE_CROSS_CHECK_FACTOR:
+        reading.problems.append(
+            FeedProblem(
+                Reject.UNITS,
+                f"difficulty {reading.difficulty:.6g} vs {implied:.6g} implied by hashrate "
+                f"{reading.hashrate_hs:.6g} H/s",
+                source=reading.source,
+            )
+        )
+        reading.difficulty = None
+        reading.hashrate_hs = None
+
+
+class MempoolChain:
+    """A mempool.space-compatible REST API (`base_url` ends in `/api`).
+
+    - `GET /v1/blocks[/{height}]`: up to 15 blocks from the tip (or `height`) down, each
+      with `height`, `difficulty` and `extras.totalFees` (sat). Height and difficulty come
+      from the same block, so they never straddle an adjustment.
+    - `GET /v1/mining/reward-stats/{n}`: fee total of the last n blocks (the fallback).
+    - `GET /v1/mining/hashrate/3d`: `currentHashrate` (H/s), a cross-check of units.
+    Per-block fees are cached by height, so a poll usually costs one page.
+    """
+
+    def __init__(self, source: ChainSource, http: FeedHttpClient, *, window: int) -> None:
+        self.base = source.base_url.rstrip("/")
+        self.name = f"mempool@{url_host(source.base_url)}"
+        self.http = http
+        self.window = window
+        self._fees_sat: dict[int, tuple[str, float]] = {}
+
+    def read(self, now_s: float) -> ChainReading:
+        reading = ChainReading(source=self.name, observed_s=now_s)
+        tip = self._page(None)
+        top = tip[0]
+        reading.height = top[0]
+        reading.difficulty = top[2]
+        _guard(reading, lambda: self._fees(reading, tip))
+        _guard(reading, lambda: self._hashrate(reading))
+        check_hashrate_units(reading)
+        return reading
+
+    def _page(self, start: int | None) -> list[tuple[int, str, float, float | None]]:
+        """(height, hash, difficulty, fees sat or None) per block, tip first."""
+        url = f"{self.base}/v1/blocks" + (f"/{start}" if start is not None else "")
+        doc = self.http.get(url).json()
+        if not isinstance(doc, list) or not doc:
+            raise FeedProblem(Reject.SCHEMA, "expected a non-empty list of blocks", source=url)
+        out = []
+        for block in doc:
+            height = integer(get_field(block, "height", source=url), what="height", source=url)
+            block_id = get_field(block, "id", source=url)
+            diff = number(get_field(block, "difficulty", source=url), what="difficulty", source=url)
+            extras = block.get("extras") if isinstance(block, dict) else None
+            fees = None
+            if isinstance(extras, dict) and "totalFees" in extras:
+                fees = number(extras["totalFees"], what="extras.totalFees", source=url)
+            out.append((height, str(block_id), diff, fees))
+        heights = [b[0] for b in out]
+        if heights != sorted(heights, reverse=True):
+            raise FeedProblem(Reject.SCHEMA, "blocks are not in descending height", source=url)
+        return out
+
+    def _fees(self, reading: ChainReading, tip: list[tuple[int, str, float, float | None]]) -> None:
+        top = tip[0][0]
+        lowest = top - self.window + 1
+        try:
+            self._remember(tip)
+            pages = 0
+            while (missing := self._missing(lowest, top)) is not None:
+                pages += 1
+                if pages > math.ceil(self.window / MEMPOOL_PAGE_BLOCKS) + 2:
+                    raise FeedProblem(
+                        Reject.SCHEMA, f"block {missing} not served", source=self.name
+                    )
+                page = self._page(missing)
+                if page[0][0] != missing:
+                    raise FeedProblem(
+                        Reject.SCHEMA,
+                        f"asked for blocks from {missing}, got from {page[0][0]}",
+                        source=self.name,
+                    )
+                self._remember(page)
+            for h in [h for h in self._fees_sat if not lowest <= h <= top]:
+                del self._fees_sat[h]
+            total = sum(self._fees_sat[h][1] for h in range(lowest, top + 1))
+            reading.fees_btc_per_block = total / self.window / SATS_PER_BTC
+            reading.fees_method = "per_block"
+        except FeedProblem as exc:
+            reading.problems.append(exc)
+            self._reward_stats(reading)
+
+    def _remember(self, page: list[tuple[int, str, float, float | None]]) -> None:
+        for height, block_id, _, fees in page:
+            if fees is None:
+                raise FeedProblem(
+                    Reject.SCHEMA, f"block {height} has no extras.totalFees", source=self.name
+                )
+            self._fees_sat[height] = (block_id, fees)
+
+    def _missing(self, lowest: int, top: int) -> int | None:
+        """Highest height in [lowest, top] without cached fees."""
+        for h in range(top, lowest - 1, -1):
+            if h not in self._fees_sat:
+                return h
+        return None
+
+    def _reward_stats(self, reading: ChainReading) -> None:
+        url = f"{self.base}/v1/mining/reward-stats/{self.window}"
+        doc = self.http.get(url).json()
+        start = integer(get_field(doc, "startBlock", source=url), what="startBlock", source=url)
+        end = integer(get_field(doc, "endBlock", source=url), what="endBlock", source=url)
+        total = number(get_field(doc, "totalFee", source=url), what="totalFee", source=url)
+        blocks = end - start + 1
+        if blocks <= 0:
+            raise FeedProblem(Reject.SCHEMA, f"block range {start}..{end} is empty", source=url)
+        reading.fees_btc_per_block = total / blocks / SATS_PER_BTC
+        reading.fees_method = "daily_total"
+
+    def _hashrate(self, reading: ChainReading) -> None:
+        url = f"{self.base}/v1/mining/hashrate/3d"
+        doc = self.http.get(url).json()
+        reading.hashrate_hs = number(
+            get_field(doc, "currentHashrate", source=url), what="currentHashrate", source=url
+        )
+
+
+class BlockchainInfoChain:
+    """The Blockchain.com stats API: `GET /stats`.
+
+    `difficulty`, `n_blocks_total` (height), `hash_rate` (GH/s), `total_fees_btc` (in
+    satoshi, despite its name) and `n_blocks_mined` over the last 24 h, `timestamp` (ms).
+    """
+
+    def __init__(self, source: ChainSource, http: FeedHttpClient) -> None:
+        self.base = source.base_url.rstrip("/")
+        self.name = f"blockchain_info@{url_host(source.base_url)}"
+        self.http = http
+
+    def read(self, now_s: float) -> ChainReading:
+        url = f"{self.base}/stats"
+        doc = self.http.get(url).json()
+        observed = now_s
+        if isinstance(doc, dict) and "timestamp" in doc:
+            observed = number(doc["timestamp"], what="timestamp", source=url) / 1000.0
+        reading = ChainReading(source=self.name, observed_s=observed)
+        reading.height = integer(
+            get_field(doc, "n_blocks_total", source=url), what="n_blocks_total", source=url
+        )
+        reading.difficulty = number(
+            get_field(doc, "difficulty", source=url), what="difficulty", source=url
+        )
+
+        def fees() -> None:
+            total = number(
+                get_field(doc, "total_fees_btc", source=url), what="total_fees_btc", source=url
+            )
+            blocks = number(
+                get_field(doc, "n_blocks_mined", source=url), what="n_blocks_mined", source=url
+            )
+            if blocks <= 0:
+                raise FeedProblem(Reject.SCHEMA, f"n_blocks_mined is {blocks}", source=url)
+            reading.fees_btc_per_block = total / SATS_PER_BTC / blocks
+            reading.fees_method = "daily_total"
+
+        def hashrate() -> None:
+            ghs = number(get_field(doc, "hash_rate", source=url), what="hash_rate", source=url)
+            reading.hashrate_hs = ghs * 1e9
+
+        _guard(reading, fees)
+        _guard(reading, hashrate)
+        check_hashrate_units(reading)
+        return reading
+
+
+class EsploraChain:
+    """A Blockstream Esplora API: `GET /blocks` (10 blocks from the tip, each with
+    `height` and `difficulty`). It has no fee totals; the other sources supply those."""
+
+    def __init__(self, source: ChainSource, http: FeedHttpClient) -> None:
+        self.base = source.base_url.rstrip("/")
+        self.name = f"esplora@{url_host(source.base_url)}"
+        self.http = http
+
+    def read(self, now_s: float) -> ChainReading:
+        url = f"{self.base}/blocks"
+        doc: Any = self.http.get(url).json()
+        if not isinstance(doc, list) or not doc:
+            raise FeedProblem(Reject.SCHEMA, "expected a non-empty list of blocks", source=url)
+        top = max(doc, key=lambda b: b.get("height", -1) if isinstance(b, dict) else -1)
+        reading = ChainReading(source=self.name, observed_s=now_s)
+        reading.height = integer(get_field(top, "height", source=url), what="height", source=url)
+        reading.difficulty = number(
+            get_field(top, "difficulty", source=url), what="difficulty", source=url
+        )
+        return reading
+
+
+def chain_feed(source: ChainSource, http: FeedHttpClient, *, window: int) -> ChainFeed:
+    if source.kind == "mempool":
+        return MempoolChain(source, http, window=window)
+    if source.kind == "blockchain_info":
+        return BlockchainInfoChain(source, http)
+    return EsploraChain(source, http)

@@ -1,0 +1,151 @@
+"""A small httpx wrapper for market feeds: timeouts, bounded retries, size limit, HTTPS.
+
+Retries (exponential backoff with jitter, Retry-After honoured up to the cap) cover only
+what may heal by itself: timeouts, dropped connections, 429 and 5xx. Bodies are read by
+streaming and refused past `max_response_bytes`, so a broken or hostile endpoint cannot
+exhaust memory. Redirects are not followed: a feed that moves is a configuration change.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from orchestrator.adapters.market.quality import FeedProblem, Reject
+from orchestrator.models.feeds_config import HttpSettings
+
+Sleep = Callable[[float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    url: str
+    status: int
+    body: bytes
+    headers: Mapping[str, str]
+
+    def text(self) -> str:
+        try:
+            return self.body.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise FeedProblem(Reject.SCHEMA, f"body is not UTF-8: {exc}", source=self.url) from None
+
+    def json(self) -> Any:
+        return parse_json(self.body, source=self.url)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def parse_json(body: bytes, *, source: str) -> Any:
+    """Decode JSON, refusing NaN and Infinity (Python's json would accept them)."""
+    try:
+        return json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FeedProblem(Reject.BAD_JSON, f"not valid JSON: {exc}", source=source) from None
+
+
+class FeedHttpClient:
+    """GET with the feed policy. One instance per process; close it when done."""
+
+    def __init__(
+        self,
+        settings: HttpSettings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Sleep = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(settings.timeout_s),
+            headers={
+                "User-Agent": settings.user_agent,
+                "Accept": "application/json, text/csv;q=0.9, text/plain;q=0.8",
+            },
+            follow_redirects=False,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> FeedHttpClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def backoff_s(self, attempt: int, retry_after: str | None = None) -> float:
+        """Wait before retry number `attempt` (0-based): jittered doubling, capped."""
+        cap = self.settings.backoff_max_s
+        if retry_after is not None:
+            try:
+                return min(max(float(retry_after), 0.0), cap)
+            except ValueError:
+                pass  # an HTTP-date; fall back to our own schedule
+        base = min(cap, self.settings.backoff_initial_s * (2.0**attempt))
+        return base * self._rng.uniform(0.5, 1.0)
+
+    def get(self, url: str, *, params: Mapping[str, str] | None = None) -> HttpResponse:
+        """GET `url`, retrying what may heal; raise FeedProblem with the reason otherwise."""
+        try:
+            self.settings.check_url(url, where="feed")
+        except ValueError as exc:
+            raise FeedProblem(Reject.INSECURE_URL, str(exc), source=url) from None
+        last: _Retryable | None = None
+        for attempt in range(self.settings.retries + 1):
+            if last is not None:
+                self._sleep(self.backoff_s(attempt - 1, last.retry_after))
+            try:
+                return self._once(url, params)
+            except _Retryable as exc:
+                last = exc
+        assert last is not None
+        raise FeedProblem(last.reason, f"{last.detail} (after {attempt + 1} attempts)", source=url)
+
+    def _once(self, url: str, params: Mapping[str, str] | None) -> HttpResponse:
+        limit = self.settings.max_response_bytes
+        try:
+            with self._client.stream("GET", url, params=params) as resp:
+                status = resp.status_code
+                if status == 429 or status >= 500:
+                    reason = Reject.RATE_LIMITED if status == 429 else Reject.SERVER_ERROR
+                    raise _Retryable(
+                        reason, f"HTTP {status}", url, resp.headers.get("Retry-After")
+                    )
+                if status != 200:
+                    raise FeedProblem(Reject.HTTP_STATUS, f"HTTP {status}", source=url)
+                declared = resp.headers.get("Content-Length")
+                if declared is not None and declared.isdigit() and int(declared) > limit:
+                    raise FeedProblem(
+                        Reject.TOO_LARGE, f"{declared} bytes declared > {limit}", source=url
+                    )
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in resp.iter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise FeedProblem(Reject.TOO_LARGE, f"body exceeds {limit} bytes", source=url)
+                    chunks.append(chunk)
+                return HttpResponse(str(resp.url), status, b"".join(chunks), dict(resp.headers))
+        except httpx.TimeoutException as exc:
+            raise _Retryable(Reject.TIMEOUT, f"timed out ({type(exc).__name__})", url) from None
+        except httpx.TransportError as exc:
+            # Refused or dropped connections, bodies cut short of their Content-Length.
+            raise _Retryable(Reject.TRANSPORT, f"{type(exc).__name__}: {exc}", url) from None
+
+
+class _Retryable(FeedProblem):
+    def __init__(self, reason: Reject, detail: str, url: str, retry_after: str | None = None):
+        super().__init__(reason, detail, source=url)
+        self.retry_after = retry_after

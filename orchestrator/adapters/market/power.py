@@ -1,0 +1,103 @@
+"""Power price per site: a fixed tariff, one field of a JSON document, or the latest
+interval of a CSV (ERCOT-style hub prices), in USD/MWh."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Protocol
+
+from orchestrator.adapters.market.http import FeedHttpClient
+from orchestrator.adapters.market.parse import dig, number, timestamp
+from orchestrator.adapters.market.quality import Candidate, FeedProblem, Reject
+from orchestrator.models.feeds_config import (
+    FixedPower,
+    HttpCsvPower,
+    HttpJsonPower,
+    PowerSource,
+    url_host,
+)
+
+_TO_USD_PER_MWH = {"usd_per_mwh": 1.0, "usd_per_kwh": 1000.0}
+HOUR_S = 3600.0
+
+
+class PowerFeed(Protocol):
+    name: str
+
+    def read(self, now_s: float) -> Candidate: ...
+
+
+class FixedPowerFeed:
+    """A tariff holds now, so it is observed at every poll and never goes stale."""
+
+    def __init__(self, source: FixedPower) -> None:
+        self.name = "fixed"
+        self.value = source.usd_mwh
+
+    def read(self, now_s: float) -> Candidate:
+        return Candidate(self.value, self.name, now_s)
+
+
+class JsonPowerFeed:
+    def __init__(self, source: HttpJsonPower, http: FeedHttpClient) -> None:
+        self.source = source
+        self.http = http
+        self.name = f"http_json@{url_host(source.url)}"
+
+    def read(self, now_s: float) -> Candidate:
+        src, url = self.source, self.source.url
+        doc = self.http.get(url).json()
+        value = number(dig(doc, src.value_path, source=url), what=src.value_path, source=url)
+        observed = now_s
+        if src.time_path is not None:
+            raw = dig(doc, src.time_path, source=url)
+            observed = timestamp(raw, src.time_format, tz=src.timezone, source=url)
+        return Candidate(value * _TO_USD_PER_MWH[src.unit], self.name, observed)
+
+
+class CsvPowerFeed:
+    """The latest interval that has started by `now` (rows may come in any order)."""
+
+    def __init__(self, source: HttpCsvPower, http: FeedHttpClient) -> None:
+        self.source = source
+        self.http = http
+        self.name = f"http_csv@{url_host(source.url)}"
+
+    def read(self, now_s: float) -> Candidate:
+        src, url = self.source, self.source.url
+        text = self.http.get(url).text()
+        rows = csv.DictReader(io.StringIO(text), delimiter=src.separator)
+        needed = [*src.time_columns, src.value_column, *([src.key_column] if src.key_column else [])]
+        missing = [c for c in needed if c not in (rows.fieldnames or [])]
+        if missing:
+            raise FeedProblem(
+                Reject.SCHEMA, f"missing column(s) {missing}; have {rows.fieldnames}", source=url
+            )
+        fmt = src.time_format or "iso"
+        shift = -HOUR_S if src.hour_ending else 0.0
+        best: tuple[float, float] | None = None
+        for line, row in enumerate(rows, start=2):
+            if src.key_column is not None and row[src.key_column] != src.key:
+                continue
+            if any(row.get(c) is None for c in needed):
+                raise FeedProblem(Reject.SCHEMA, f"line {line} is cut short", source=url)
+            when = " ".join(row[c].strip() for c in src.time_columns)
+            start = timestamp(when, fmt, tz=src.timezone, source=f"{url} line {line}") + shift
+            if start > now_s:
+                continue  # a forecast or a later interval: not yet a price
+            value = number(row[src.value_column], what=src.value_column, source=f"{url} line {line}")
+            if best is None or start > best[0]:
+                best = (start, value)
+        if best is None:
+            what = f" for {src.key_column}={src.key}" if src.key_column else ""
+            raise FeedProblem(Reject.SCHEMA, f"no interval started by now{what}", source=url)
+        return Candidate(best[1] * _TO_USD_PER_MWH[src.unit], self.name, best[0])
+
+
+def power_feed(source: PowerSource, http: FeedHttpClient) -> PowerFeed:
+    if isinstance(source, FixedPower):
+        return FixedPowerFeed(source)
+    if isinstance(source, HttpJsonPower):
+        return JsonPowerFeed(source, http)
+    return CsvPowerFeed(source, http)

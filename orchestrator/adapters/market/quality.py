@@ -1,0 +1,410 @@
+"""The data-quality layer between the feeds and the controller.
+
+A value reaches a snapshot only through `DataQuality.offer`, which applies the sanity
+rules; the last good value of every feed is kept with its original observation time, so
+a dead feed leaves the last good value in place (and, past its time-to-live, a stale
+market: the controller holds every node, it never idles them). Every rejection is
+logged with its reason and counted, and an optional hook sees it (the runtime exports
+the counts as Prometheus metrics).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from orchestrator.economics import DIFFICULTY_ADJUSTMENT_BLOCKS, MAX_DIFFICULTY_ADJUSTMENT_FACTOR
+from orchestrator.errors import FeedError
+from orchestrator.models.feeds_config import LiveMarketConfig, PlausibleRange
+from orchestrator.models.market import Observed
+
+log = logging.getLogger("hashpivot.feeds")
+
+#: Bitcoin's genesis block (2009-01-03): no market value can be older.
+EARLIEST_OBSERVATION_S = 1_231_006_505.0
+#: Relative difference two readings of the same difficulty may show (APIs round).
+DIFFICULTY_REL_TOL = 1e-6
+#: How far the chain tip may step back (a reorg) before the reading is refused.
+MAX_REORG_BLOCKS = 6
+
+
+class Reject(StrEnum):
+    """Why a fetch failed or a value was refused (the `reason` label of the metric)."""
+
+    TIMEOUT = "timeout"
+    RATE_LIMITED = "rate_limited"
+    SERVER_ERROR = "server_error"
+    HTTP_STATUS = "http_status"
+    TRANSPORT = "transport"
+    TOO_LARGE = "too_large"
+    INSECURE_URL = "insecure_url"
+    BAD_JSON = "bad_json"
+    SCHEMA = "schema"
+    UNITS = "units"
+    NOT_FINITE = "not_finite"
+    NEGATIVE = "negative"
+    ZERO = "zero"
+    OUT_OF_RANGE = "out_of_range"
+    BAD_TIMESTAMP = "bad_timestamp"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    OUT_OF_ORDER = "out_of_order"
+    HEIGHT_REGRESSED = "height_regressed"
+    DIFFICULTY_MID_EPOCH = "difficulty_mid_epoch"
+    DIFFICULTY_STEP = "difficulty_step"
+    JUMP_UNCONFIRMED = "jump_unconfirmed"
+    SOURCES_DISAGREE = "sources_disagree"
+
+
+#: Rules that compare with the last good value: a second, agreeing source overrides them
+#: (otherwise one poisoned first value would lock out every true one).
+RELATIVE_RULES = frozenset(
+    {Reject.DIFFICULTY_MID_EPOCH, Reject.DIFFICULTY_STEP, Reject.JUMP_UNCONFIRMED}
+)
+
+
+class FeedProblem(FeedError):
+    """A fetch failed or a value broke a rule. `reason` is the metric label."""
+
+    def __init__(self, reason: Reject, detail: str, *, source: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        self.source = source
+        super().__init__(f"{source}: {reason.value}: {detail}" if source else detail)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A value a feed offers, before the rules have seen it."""
+
+    value: float
+    source: str
+    observed_s: float
+    #: Block height the value belongs to (difficulty, block height).
+    height: int | None = None
+    #: Independent sources that agree on this value (price median, cross-checked chain).
+    confirmations: int = 1
+
+
+RejectHook = Callable[[str, Reject, str], None]
+
+
+@dataclass(slots=True)
+class FeedState:
+    last_good: Observed | None = None
+    last_good_s: float = -math.inf
+    height: int | None = None
+    #: A single-source jump waiting for a second reading to confirm it.
+    pending: Candidate | None = None
+    last_problem: str | None = None
+    accepted: int = 0
+    rejected: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStatus:
+    """What `hashpivot status` and the metrics show per feed."""
+
+    value: float | None
+    source: str | None
+    observed_at: datetime | None
+    age_s: float | None
+    ttl_s: float
+    stale: bool
+    accepted: int
+    rejected: int
+    last_problem: str | None
+
+
+def feed_kind(feed: str) -> str:
+    """'power_usd_mwh.west' → 'power_usd_mwh': the kind decides TTL, range and rules."""
+    return feed.split(".", 1)[0]
+
+
+def basic_check(
+    value: float,
+    observed_s: float,
+    now_s: float,
+    *,
+    allowed: PlausibleRange,
+    sign: str,
+    max_skew_s: float,
+) -> tuple[Reject, str] | None:
+    """The rules every value obeys on its own. `sign`: 'positive', 'nonneg' or 'any'."""
+    if not math.isfinite(value):
+        return Reject.NOT_FINITE, f"value {value!r}"
+    if not math.isfinite(observed_s) or observed_s < EARLIEST_OBSERVATION_S:
+        return Reject.BAD_TIMESTAMP, f"observed at {observed_s!r} s"
+    if observed_s > now_s + max_skew_s:
+        return Reject.FUTURE_TIMESTAMP, f"observed {observed_s - now_s:.0f} s in the future"
+    if sign in ("positive", "nonneg") and value < 0:
+        return Reject.NEGATIVE, f"value {value!r}"
+    if sign == "positive" and value == 0:
+        return Reject.ZERO, "value 0"
+    if not allowed.min <= value <= allowed.max:
+        return Reject.OUT_OF_RANGE, f"value {value!r} outside [{allowed.min}, {allowed.max}]"
+    return None
+
+
+def difficulty_check(
+    last: float, last_height: int | None, new: float, new_height: int | None
+) -> tuple[Reject, str] | None:
+    """Difficulty changes only at a 2016-block boundary, by at most ×4 or ÷4 per step."""
+    ratio = new / last
+    same = abs(ratio - 1.0) <= DIFFICULTY_REL_TOL
+    if last_height is not None and new_height is not None:
+        epochs = new_height // DIFFICULTY_ADJUSTMENT_BLOCKS - last_height // (
+            DIFFICULTY_ADJUSTMENT_BLOCKS
+        )
+        if epochs <= 0:
+            if same:
+                return None
+            return (
+                Reject.DIFFICULTY_MID_EPOCH,
+                f"{last:.6g} → {new:.6g} within one adjustment period "
+                f"(heights {last_height} → {new_height})",
+            )
+    else:
+        epochs = 1
+    bound = MAX_DIFFICULTY_ADJUSTMENT_FACTOR ** min(epochs, 16)
+    if not 1.0 / bound <= ratio <= bound:
+        return (
+            Reject.DIFFICULTY_STEP,
+            f"{last:.6g} → {new:.6g} is beyond ×{bound:g} over {epochs} adjustment(s)",
+        )
+    return None
+
+
+def relative_change(last: float, new: float) -> float:
+    return abs(new - last) / max(abs(last), 1e-12)
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """One source's reading of a multi-source value (BTC/USD)."""
+
+    value: float
+    source: str
+    observed_s: float
+
+
+def combine_quotes(
+    quotes: Sequence[Quote], *, agreement: float, last_good: float | None
+) -> tuple[Candidate | None, list[tuple[Quote, Reject, str]]]:
+    """The median of the quotes that agree, with how many agree.
+
+    Quotes further than `agreement` (a share) from the median of all are dropped as
+    outliers when a majority agrees. Two quotes that disagree are resolved by the last
+    good value (the nearer one stands alone, unconfirmed), else refused.
+    """
+    dropped: list[tuple[Quote, Reject, str]] = []
+    if not quotes:
+        return None, dropped
+    mid = statistics.median(q.value for q in quotes)
+    agreeing = [q for q in quotes if relative_change(mid, q.value) <= agreement]
+    if len(agreeing) * 2 > len(quotes):
+        kept = agreeing
+    elif last_good is not None:
+        nearest = min(quotes, key=lambda q: relative_change(last_good, q.value))
+        kept = [nearest]
+    else:
+        for q in quotes:
+            dropped.append((q, Reject.SOURCES_DISAGREE, f"quotes {[x.value for x in quotes]}"))
+        return None, dropped
+    for q in quotes:
+        if q not in kept:
+            dropped.append(
+                (q, Reject.SOURCES_DISAGREE, f"{q.value!r} vs median {mid!r} of {len(quotes)}")
+            )
+    value = statistics.median(q.value for q in kept)
+    names = ",".join(sorted(q.source for q in kept))
+    source = f"median({names})" if len(kept) > 1 else kept[0].source
+    return (
+        Candidate(
+            value=value,
+            source=source,
+            # The oldest contributing quote: the value is no fresher than that.
+            observed_s=min(q.observed_s for q in kept),
+            confirmations=len(kept),
+        ),
+        dropped,
+    )
+
+
+@dataclass(slots=True)
+class DataQuality:
+    """Sanity rules, last-good values, staleness and rejection counts for every feed."""
+
+    config: LiveMarketConfig
+    on_reject: RejectHook | None = None
+    states: dict[str, FeedState] = field(default_factory=dict)
+    #: (feed, reason) → count, for metrics.
+    rejections: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def state(self, feed: str) -> FeedState:
+        return self.states.setdefault(feed, FeedState())
+
+    def ttl_s(self, feed: str) -> float:
+        ttl = self.config.ttl
+        return {
+            "btc_usd": ttl.btc_usd_s,
+            "difficulty": ttl.difficulty_s,
+            "block_height": ttl.difficulty_s,
+            "subsidy_btc": ttl.difficulty_s,
+            "fees_btc_per_block": ttl.fees_s,
+            "power_usd_mwh": ttl.power_s,
+            "gpu_usd_per_gpu_hour": ttl.gpu_s,
+        }.get(feed_kind(feed), ttl.btc_usd_s)
+
+    def _rules(self, feed: str) -> tuple[PlausibleRange, str, float | None, bool]:
+        """(range, sign, jump band, repeat confirms) for a feed."""
+        r, c = self.config.ranges, self.config
+        kind = feed_kind(feed)
+        if kind == "btc_usd":
+            return r.btc_usd, "positive", c.price_jump_band, False
+        if kind == "difficulty":
+            return r.difficulty, "positive", None, False
+        if kind == "fees_btc_per_block":
+            return r.fees_btc_per_block, "positive", None, False
+        if kind == "power_usd_mwh":
+            return r.power_usd_mwh, "any", c.power_jump_band, True
+        if kind == "gpu_usd_per_gpu_hour":
+            return r.gpu_usd_per_gpu_hour, "positive", c.gpu_jump_band, True
+        # block_height, subsidy_btc: derived or integral, only sign and time rules.
+        return PlausibleRange(min=0.0, max=math.inf), "nonneg", None, False
+
+    def reject(self, feed: str, reason: Reject, detail: str, *, source: str = "") -> None:
+        """Count and log one refused value or failed fetch."""
+        st = self.state(feed)
+        st.rejected += 1
+        st.last_problem = f"{reason.value}: {detail}"
+        self.rejections[(feed, reason.value)] += 1
+        log.warning("feed %s rejected (%s) from %s: %s", feed, reason.value, source or "?", detail)
+        if self.on_reject is not None:
+            self.on_reject(feed, reason, detail)
+
+    def check(self, feed: str, cand: Candidate, now_s: float) -> tuple[Reject, str] | None:
+        """The first rule `cand` breaks, or None. Does not change any state."""
+        allowed, sign, band, _ = self._rules(feed)
+        problem = basic_check(
+            cand.value,
+            cand.observed_s,
+            now_s,
+            allowed=allowed,
+            sign=sign,
+            max_skew_s=self.config.max_clock_skew_s,
+        )
+        if problem is not None:
+            return problem
+        st = self.state(feed)
+        if st.last_good is None:
+            return None
+        if cand.observed_s < st.last_good_s:
+            return Reject.OUT_OF_ORDER, "observed before the last good value"
+        if feed_kind(feed) in ("block_height", "difficulty") and (
+            cand.height is not None
+            and st.height is not None
+            and cand.height < st.height - MAX_REORG_BLOCKS
+        ):
+            return Reject.HEIGHT_REGRESSED, f"height {st.height} → {cand.height}"
+        if cand.confirmations >= 2:
+            return None
+        if feed_kind(feed) == "difficulty":
+            return difficulty_check(st.last_good.value, st.height, cand.value, cand.height)
+        if band is not None:
+            change = relative_change(st.last_good.value, cand.value)
+            if change > band:
+                return (
+                    Reject.JUMP_UNCONFIRMED,
+                    f"{st.last_good.value:.6g} → {cand.value:.6g} ({change:.1%} > {band:.1%}) "
+                    "needs a second source",
+                )
+        return None
+
+    def offer(self, feed: str, cand: Candidate, now_s: float) -> Reject | None:
+        """Accept `cand` as the feed's last good value unless a rule refuses it.
+
+        Returns the reason of a refusal (already counted and logged), or None.
+        """
+        st = self.state(feed)
+        problem = self.check(feed, cand, now_s)
+        _, _, band, repeat_confirms = self._rules(feed)
+        if problem is not None and problem[0] == Reject.JUMP_UNCONFIRMED and repeat_confirms:
+            # One source, a big move: a later reading at the same level confirms it.
+            pending = st.pending
+            if (
+                pending is not None
+                and cand.observed_s > pending.observed_s
+                and relative_change(pending.value, cand.value) <= self.config.price_agreement
+            ):
+                problem = None
+            else:
+                st.pending = cand
+        if problem is not None:
+            self.reject(feed, problem[0], problem[1], source=cand.source)
+            return problem[0]
+        st.pending = None
+        st.last_good = Observed(
+            value=cand.value,
+            source=cand.source,
+            observed_at=datetime.fromtimestamp(cand.observed_s, UTC),
+        )
+        st.last_good_s = cand.observed_s
+        if cand.height is not None:
+            st.height = cand.height if st.height is None else max(st.height, cand.height)
+        st.accepted += 1
+        st.last_problem = None
+        return None
+
+    def last_good(self, feed: str) -> Observed | None:
+        st = self.states.get(feed)
+        return None if st is None else st.last_good
+
+    def age_s(self, feed: str, now_s: float) -> float | None:
+        st = self.states.get(feed)
+        if st is None or st.last_good is None:
+            return None
+        return now_s - st.last_good_s
+
+    def is_stale(self, feed: str, now_s: float) -> bool:
+        """No good value yet, or the last one is older than the feed's time-to-live."""
+        age = self.age_s(feed, now_s)
+        return age is None or age > self.ttl_s(feed)
+
+    def stale(self, feeds: Sequence[str], now_s: float) -> dict[str, float]:
+        """Feeds among `feeds` past their time-to-live → age in s (inf: never good)."""
+        out: dict[str, float] = {}
+        for f in feeds:
+            if self.is_stale(f, now_s):
+                age = self.age_s(f, now_s)
+                out[f] = math.inf if age is None else age
+        return out
+
+    def status(self, now_s: float) -> dict[str, FeedStatus]:
+        out: dict[str, FeedStatus] = {}
+        for feed, st in sorted(self.states.items()):
+            good = st.last_good
+            out[feed] = FeedStatus(
+                value=None if good is None else good.value,
+                source=None if good is None else good.source,
+                observed_at=None if good is None else good.observed_at,
+                age_s=self.age_s(feed, now_s),
+                ttl_s=self.ttl_s(feed),
+                stale=self.is_stale(feed, now_s),
+                accepted=st.accepted,
+                rejected=st.rejected,
+                last_problem=st.last_problem,
+            )
+        return out
+
+    def rejection_counts(self) -> dict[str, dict[str, int]]:
+        """feed → reason → count (plain data for metrics exporters and reports)."""
+        out: dict[str, dict[str, int]] = {}
+        for (feed, reason), n in sorted(self.rejections.items()):
+            out.setdefault(feed, {})[reason] = n
+        return out

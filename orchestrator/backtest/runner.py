@@ -1,0 +1,254 @@
+"""Run policies over recorded data on a simulated site; the same engine as live control."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import numpy.typing as npt
+
+from orchestrator.adapters.market.recorded import PriceTable, RecordedMarketSource
+from orchestrator.backtest.baselines import BASELINES, baseline_guards
+from orchestrator.backtest.jobs import JobStream, scale_trace
+from orchestrator.backtest.oracle import OracleResult, demand_gpus_per_step, hindsight_oracle
+from orchestrator.backtest.sim import Ledger, SimulatedSite
+from orchestrator.engine.plan import build_context, decide
+from orchestrator.errors import ConfigError
+from orchestrator.framework.context import MarketHistory
+from orchestrator.framework.policy import Policy
+from orchestrator.framework.registry import load_policy
+from orchestrator.models.build import build_fleet
+from orchestrator.models.config import GuardConfig, HashpivotConfig, base_dir
+from orchestrator.models.fleet import FleetTable
+
+F64 = npt.NDArray[np.float64]
+Progress = Callable[[str, int, int], None]
+
+HISTORY_WINDOW_S = 14 * 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRun:
+    name: str
+    ledger: Ledger
+    baseline: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestResult:
+    start_s: float
+    end_s: float
+    step_s: float
+    fleet: FleetTable
+    runs: list[PolicyRun]
+    oracle: OracleResult | None
+    known: PriceTable
+    realized: PriceTable
+    demand_gpus: F64
+
+    def summary(self) -> dict[str, object]:
+        """Per policy: revenue, power, switching, net, switches and capture ratio."""
+        oracle_net = self.oracle.net_usd if self.oracle else None
+        policies = {}
+        for run in self.runs:
+            totals = run.ledger.totals()
+            capture = totals["net_usd"] / oracle_net if oracle_net and oracle_net > 0 else None
+            policies[run.name] = {**totals, "baseline": run.baseline, "capture_ratio": capture}
+        return {
+            "period": {
+                "start": _iso(self.start_s),
+                "end": _iso(self.end_s),
+                "step_s": self.step_s,
+                "steps": int(self.known.times_s.shape[0]),
+            },
+            "fleet": {
+                "nodes": self.fleet.n,
+                "profiles": {
+                    p.name: int(np.count_nonzero(self.fleet.profile == i))
+                    for i, p in enumerate(self.fleet.profiles)
+                },
+            },
+            "oracle": None
+            if self.oracle is None
+            else {
+                "net_usd": self.oracle.net_usd,
+                "kind": self.oracle.kind,
+                "iterations": self.oracle.iterations,
+            },
+            "policies": policies,
+        }
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+
+
+class _History:
+    """Market history precomputed once and sliced per step (no look-ahead)."""
+
+    def __init__(self, market: RecordedMarketSource, end_s: float):
+        full = market.history(end_s, window_s=end_s - market.span()[0] + HISTORY_WINDOW_S)
+        self.times = full.times_s
+        lag = market.power[0].observed_s - market.power[0].times_s
+        self.known_at = full.times_s + (float(lag[0]) if lag.size else 0.0)
+        self.hashprice = full.hashprice_usd_ph_day
+        self.power = full.power_usd_mwh
+
+    def at(self, now_s: float) -> MarketHistory:
+        hi = int(np.searchsorted(self.known_at, now_s, side="right"))
+        lo = int(np.searchsorted(self.known_at, now_s - HISTORY_WINDOW_S, side="left"))
+        return MarketHistory(self.times[lo:hi], self.hashprice[lo:hi], self.power[lo:hi])
+
+
+def resolve_period(
+    config: HashpivotConfig,
+    market: RecordedMarketSource,
+    start: datetime | None,
+    end: datetime | None,
+) -> tuple[float, float]:
+    lo, hi = market.span()
+    start_s = start or config.backtest.start
+    end_s = end or config.backtest.end
+    s = start_s.timestamp() if start_s else lo
+    e = end_s.timestamp() if end_s else hi
+    if not np.isfinite(s) or not np.isfinite(e):
+        raise ConfigError("set backtest.start and backtest.end: every market series is constant")
+    if e <= s:
+        raise ConfigError(
+            f"backtest end {_iso(e)} is not after start {_iso(s)}", field="backtest.end"
+        )
+    market.check_period(s, e)
+    return s, e
+
+
+def simulate(
+    config: HashpivotConfig,
+    policy: Policy,
+    guards: GuardConfig,
+    *,
+    fleet: FleetTable,
+    times: F64,
+    known: PriceTable,
+    realized: PriceTable,
+    jobs: JobStream,
+    history: _History | None,
+    progress: Callable[[int], None] | None = None,
+) -> Ledger:
+    """One policy over every step: arrive → decide (engine) → apply (simulator)."""
+    step_s = config.backtest.step_s
+    max_wait = config.demand.max_wait_h if config.demand else 24.0
+    sim = SimulatedSite(fleet, jobs, config.scoring, max_wait_h=max_wait)
+    ledger = Ledger.zeros(times, fleet.n)
+    state: dict[str, npt.NDArray[np.generic]] = {}
+    for k in range(times.shape[0]):
+        now = float(times[k])
+        ledger.sla_misses[k] = sim.arrive(now)
+        ctx = build_context(
+            now_s=now,
+            prices=known.prices(k),
+            demand=sim.demand(),
+            fleet=sim.fleet_at(now),
+            guards=guards,
+            scoring=config.scoring,
+            history=history.at(now) if history is not None and policy.uses_history else None,
+            policy_state=state,
+        )
+        plan = decide(ctx, policy, guards, switch_load=sim.switch_load)
+        state = dict(plan.policy_state)
+        sim.step(plan, now_s=now, dt_s=step_s, realized=realized.prices(k), ledger=ledger, k=k)
+        if progress is not None:
+            progress(k + 1)
+    return ledger
+
+
+def run_backtest(
+    config: HashpivotConfig,
+    *,
+    policies: Sequence[str] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    baselines: bool | None = None,
+    oracle_iterations: int = 25,
+    progress: Progress | None = None,
+) -> BacktestResult:
+    """Backtest the configured (or named) policies, the baselines and the oracle."""
+    if config.market is None:
+        raise ConfigError("a backtest needs recorded market data", field="market")
+    if not config.fleet:
+        raise ConfigError("a backtest needs a simulated fleet", field="fleet")
+    root = base_dir(config)
+    step_s = config.backtest.step_s
+    warm_up = HISTORY_WINDOW_S + 1.0
+    fleet = build_fleet(config)
+    market = RecordedMarketSource(config.market, root, fleet)
+    start_s, end_s = resolve_period(config, market, start, end)
+    times = np.arange(start_s, end_s, step_s)
+    # Nodes start settled: their last switch was long before the period.
+    fleet = fleet.with_columns(since=np.full(fleet.n, start_s - warm_up))
+    known = market.price_table(times)
+    realized = market.price_table(times, realized=True)
+    jobs = JobStream.empty()
+    if config.demand is not None:
+        gpus_per_node = float(fleet.gpus[fleet.gpus > 0].max()) if np.any(fleet.gpus > 0) else 8.0
+        jobs = scale_trace(
+            config.demand,
+            root,
+            start_s=start_s,
+            end_s=end_s,
+            site_gpus=float(fleet.gpus.sum()),
+            gpus_per_node=gpus_per_node,
+        )
+
+    chosen: list[tuple[str, Policy, GuardConfig, bool]] = []
+    for spec in policies or [config.policy.name]:
+        params = config.policy.params if spec == config.policy.name else None
+        policy = load_policy(spec, params)
+        chosen.append((policy.name or spec, policy, config.guards, False))
+    if config.backtest.baselines if baselines is None else baselines:
+        for cls in BASELINES:
+            chosen.append((cls.name, cls(), baseline_guards(config.guards), True))
+    history = _History(market, end_s) if any(p.uses_history for _, p, _, _ in chosen) else None
+
+    runs = []
+    for name, policy, guards, is_baseline in chosen:
+
+        def tick(k: int, name: str = name) -> None:
+            if progress is not None:
+                progress(name, k, times.shape[0])
+
+        ledger = simulate(
+            config,
+            policy,
+            guards,
+            fleet=fleet,
+            times=times,
+            known=known,
+            realized=realized,
+            jobs=jobs,
+            history=history,
+            progress=tick,
+        )
+        runs.append(PolicyRun(name, ledger, is_baseline))
+
+    demand = demand_gpus_per_step(jobs, times, step_s)
+    oracle = None
+    if config.backtest.baselines if baselines is None else baselines:
+
+        def oracle_tick(i: int) -> None:
+            if progress is not None:
+                progress("hindsight oracle", i, oracle_iterations)
+
+        oracle = hindsight_oracle(
+            fleet,
+            realized_unit_price=realized.usd_per_unit_day,
+            realized_gpu_price=realized.gpu_usd_per_gpu_hour,
+            realized_power=realized.power_usd_mwh,
+            demand_gpus=demand,
+            dt_s=step_s,
+            offered_usd_per_gpu_hour=jobs.offered_usd_per_gpu_hour,
+            iterations=oracle_iterations,
+            progress=oracle_tick,
+        )
+    return BacktestResult(start_s, end_s, step_s, fleet, runs, oracle, known, realized, demand)

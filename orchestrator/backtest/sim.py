@@ -1,0 +1,393 @@
+"""The simulated site: actuator, AI job queue and ledger for dry-runs and backtests.
+
+Switching takes the profile's stop and start times, during which the node draws idle
+power and earns nothing; wear and eviction penalties are charged as the score table
+models them. AI jobs arrive from the trace, wait in a FIFO queue, run on AI-mode GPUs
+(first fit), pay per GPU-hour and leave; a job that waits longer than `max_wait_h`
+leaves unserved (an SLA miss). Leaving AI evicts interruptible jobs (requeued with
+their remaining work, penalty charged); the guards never let a node with protected
+(non-interruptible) work leave AI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from orchestrator.backtest.jobs import JobStream
+from orchestrator.engine.guards import SWITCH_LOAD_HALF_LIFE_S
+from orchestrator.engine.plan import Plan
+from orchestrator.models.config import ScoringConfig
+from orchestrator.models.demand import DemandSummary
+from orchestrator.models.fleet import NO_GPU_MODEL, FleetTable
+from orchestrator.models.market import MarketPrices
+from orchestrator.models.modes import STEADY_STATE_OF_MODE, Mode, NodeState
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.intp]
+B = npt.NDArray[np.bool_]
+
+_STEADY = np.array([STEADY_STATE_OF_MODE[m] for m in Mode], dtype=np.int8)
+_STARTING = np.array(
+    [NodeState.IDLE, NodeState.STARTING_MINE, NodeState.STARTING_AI], dtype=np.int8
+)
+
+
+@dataclass
+class Ledger:
+    """Money and events per step (USD for the step) and per node (totals)."""
+
+    times_s: F64
+    mine_revenue: F64
+    ai_revenue: F64
+    power_cost: F64
+    switching_cost: F64
+    downtime_lost: F64
+    switches: npt.NDArray[np.int64]
+    evictions: npt.NDArray[np.int64]
+    sla_misses: npt.NDArray[np.int64]
+    jobs_served: npt.NDArray[np.int64]
+    modes: npt.NDArray[np.int64]  # (steps, 3): nodes per mode after each decision
+    node_revenue: F64
+    node_power: F64
+    node_switching: F64
+
+    @staticmethod
+    def zeros(times_s: F64, n_nodes: int) -> Ledger:
+        k = times_s.shape[0]
+        return Ledger(
+            times_s=times_s,
+            mine_revenue=np.zeros(k),
+            ai_revenue=np.zeros(k),
+            power_cost=np.zeros(k),
+            switching_cost=np.zeros(k),
+            downtime_lost=np.zeros(k),
+            switches=np.zeros(k, dtype=np.int64),
+            evictions=np.zeros(k, dtype=np.int64),
+            sla_misses=np.zeros(k, dtype=np.int64),
+            jobs_served=np.zeros(k, dtype=np.int64),
+            modes=np.zeros((k, 3), dtype=np.int64),
+            node_revenue=np.zeros(n_nodes),
+            node_power=np.zeros(n_nodes),
+            node_switching=np.zeros(n_nodes),
+        )
+
+    @property
+    def revenue(self) -> F64:
+        return self.mine_revenue + self.ai_revenue
+
+    @property
+    def net(self) -> F64:
+        return self.revenue - self.power_cost - self.switching_cost
+
+    def totals(self) -> dict[str, float]:
+        return {
+            "revenue_usd": float(self.revenue.sum()),
+            "mine_revenue_usd": float(self.mine_revenue.sum()),
+            "ai_revenue_usd": float(self.ai_revenue.sum()),
+            "power_cost_usd": float(self.power_cost.sum()),
+            "switching_cost_usd": float(self.switching_cost.sum()),
+            "downtime_lost_usd": float(self.downtime_lost.sum()),
+            "net_usd": float(self.net.sum()),
+            "switches": int(self.switches.sum()),
+            "evictions": int(self.evictions.sum()),
+            "sla_misses": int(self.sla_misses.sum()),
+            "jobs_served": int(self.jobs_served.sum()),
+        }
+
+
+@dataclass
+class _Jobs:
+    """Parallel arrays of jobs (queued or running)."""
+
+    submit: F64 = field(default_factory=lambda: np.zeros(0))
+    gpus: F64 = field(default_factory=lambda: np.zeros(0))
+    remaining_s: F64 = field(default_factory=lambda: np.zeros(0))
+    interruptible: B = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    node: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
+    start: F64 = field(default_factory=lambda: np.zeros(0))
+
+    def __len__(self) -> int:
+        return int(self.submit.shape[0])
+
+    def take(self, mask: B | I64) -> _Jobs:
+        return _Jobs(
+            self.submit[mask],
+            self.gpus[mask],
+            self.remaining_s[mask],
+            self.interruptible[mask],
+            self.node[mask],
+            self.start[mask],
+        )
+
+    def extend(self, other: _Jobs, *, front: bool = False) -> _Jobs:
+        a, b = (other, self) if front else (self, other)
+        return _Jobs(
+            np.r_[a.submit, b.submit],
+            np.r_[a.gpus, b.gpus],
+            np.r_[a.remaining_s, b.remaining_s],
+            np.r_[a.interruptible, b.interruptible],
+            np.r_[a.node, b.node].astype(np.intp),
+            np.r_[a.start, b.start],
+        )
+
+
+class SimulatedSite:
+    """Fleet state plus the job queue, advanced one decision step at a time."""
+
+    def __init__(
+        self,
+        fleet: FleetTable,
+        jobs: JobStream,
+        scoring: ScoringConfig,
+        *,
+        max_wait_h: float = 24.0,
+    ):
+        self.fleet = fleet
+        self.n = fleet.n
+        self.jobs = jobs
+        self.scoring = scoring
+        self.max_wait_s = max_wait_h * 3600.0
+        self.switch_load = np.zeros(self.n)
+        self.ready_at = np.zeros(self.n)
+        self._next_arrival = 0
+        self.queue = _Jobs()
+        self.running = _Jobs()
+        self.pool_fee = np.array([s.pool_fee for s in fleet.sites])[fleet.site]
+        self.platform_fee = np.array([s.ai_platform_fee for s in fleet.sites])[fleet.site]
+        self.adder = np.array([s.tariff_adder_usd_mwh for s in fleet.sites])[fleet.site]
+        stop = [fleet.profile_column(a) for a in ("mine_stop_s", "ai_drain_s")]
+        start = [fleet.profile_column(a) for a in ("mine_start_s", "ai_start_s")]
+        zeros = np.zeros(self.n)
+        self.stop_s = np.stack([zeros, stop[0], stop[1]])
+        self.start_s = np.stack([zeros, start[0], start[1]])
+        self.wear = fleet.profile_column("wear_usd_per_switch")
+        self.is_gpu = fleet.gpu_model != NO_GPU_MODEL
+        self.model_ok = self._model_filter()
+
+    def _model_filter(self) -> B:
+        """Nodes whose GPU model the jobs accept."""
+        if self.jobs.gpu_model is None:
+            return np.array(self.is_gpu, dtype=bool)
+        if self.jobs.gpu_model not in self.fleet.gpu_models:
+            return np.zeros(self.n, dtype=bool)
+        return np.equal(self.fleet.gpu_model, self.fleet.gpu_models.index(self.jobs.gpu_model))
+
+    # --- before the decision ----------------------------------------------------------
+    def arrive(self, now_s: float) -> int:
+        """Queue jobs submitted before `now_s`; drop those that waited too long. Returns
+        the number of SLA misses."""
+        j = self.jobs
+        end = int(np.searchsorted(j.submit_s, now_s, side="left"))
+        if end > self._next_arrival:
+            sl = slice(self._next_arrival, end)
+            k = end - self._next_arrival
+            self.queue = self.queue.extend(
+                _Jobs(
+                    j.submit_s[sl].copy(),
+                    j.gpus[sl].copy(),
+                    j.duration_s[sl].copy(),
+                    j.interruptible[sl].copy(),
+                    np.full(k, -1, dtype=np.intp),
+                    np.zeros(k),
+                )
+            )
+            self._next_arrival = end
+        expired = now_s - self.queue.submit > self.max_wait_s
+        misses = int(np.count_nonzero(expired))
+        if misses:
+            self.queue = self.queue.take(~expired)
+        return misses
+
+    def demand(self) -> DemandSummary:
+        models = self.fleet.gpu_models
+        pending = float(self.queue.gpus.sum())
+        summary = DemandSummary.empty(len(models))
+        offered = self.jobs.offered_usd_per_gpu_hour
+        price = np.full(len(models), np.nan if offered is None else offered)
+        if self.jobs.gpu_model is None:
+            return DemandSummary(summary.pending_gpus, price, pending)
+        per_model = np.zeros(len(models))
+        if self.jobs.gpu_model in models:
+            per_model[models.index(self.jobs.gpu_model)] = pending
+        return DemandSummary(per_model, price)
+
+    def fleet_at(self, now_s: float) -> FleetTable:
+        """The fleet as the controller would read it at `now_s`."""
+        settling = self.ready_at > now_s
+        state = np.where(settling, _STARTING[self.fleet.mode], _STEADY[self.fleet.mode])
+        return self.fleet.with_columns(state=state.astype(np.int8))
+
+    # --- after the decision -----------------------------------------------------------
+    def step(
+        self,
+        plan: Plan,
+        *,
+        now_s: float,
+        dt_s: float,
+        realized: MarketPrices,
+        ledger: Ledger,
+        k: int,
+    ) -> None:
+        """Apply the plan at `now_s` and accrue the ledger over [now_s, now_s + dt_s)."""
+        fleet = self.fleet
+        changed = plan.changed
+        end_s = now_s + dt_s
+        power_price = realized.power_usd_mwh[fleet.site] + self.adder
+        gpu_price = np.zeros(self.n)
+        if realized.gpu_usd_per_gpu_hour.size:
+            p = realized.gpu_usd_per_gpu_hour[np.where(self.is_gpu, fleet.gpu_model, 0)]
+            gpu_price = np.where(self.is_gpu & np.isfinite(p), p, 0.0)
+        if self.jobs.offered_usd_per_gpu_hour is not None:
+            gpu_price = np.where(self.is_gpu, self.jobs.offered_usd_per_gpu_hour, 0.0)
+
+        switching = np.zeros(self.n)
+        if changed.size:
+            old = fleet.mode[changed].astype(np.intp)
+            new = plan.target[changed].astype(np.intp)
+            downtime = self.stop_s[old, changed] + self.start_s[new, changed]
+            self.ready_at[changed] = now_s + downtime
+            age = np.maximum(now_s - fleet.since[changed], 0.0)
+            self.switch_load[changed] = (
+                self.switch_load[changed] * np.exp2(-age / SWITCH_LOAD_HALF_LIFE_S) + 1.0
+            )
+            switching[changed] += self.wear[changed]
+            value_new = plan.scores.value[new, changed]
+            ledger.downtime_lost[k] = float(
+                np.sum(np.minimum(downtime, dt_s) / 3600.0 * np.maximum(value_new, 0.0))
+            )
+            mode = fleet.mode.copy()
+            mode[changed] = plan.target[changed]
+            since = fleet.since.copy()
+            since[changed] = now_s
+            self.fleet = fleet = fleet.with_columns(mode=mode, since=since)
+            left_ai = changed[old == Mode.AI]
+            if left_ai.size:
+                switching += self._evict(left_ai, now_s, gpu_price, ledger, k)
+        ledger.switches[k] = changed.size
+        ledger.modes[k] = np.bincount(fleet.mode.astype(np.intp), minlength=3)
+
+        ledger.jobs_served[k] = self._place(now_s)
+        ai_rev, busy_gpu_h = self._run_jobs(now_s, end_s, gpu_price)
+
+        mode = fleet.mode
+        dt_h = dt_s / 3600.0
+        productive_h = np.clip(end_s - np.maximum(self.ready_at, now_s), 0.0, dt_s) / 3600.0
+        mining = mode == Mode.MINE
+        unit_price = realized.usd_per_unit_day[fleet.algorithm]
+        mine_rev = np.where(
+            mining, fleet.hashrate * unit_price / 24.0 * (1.0 - self.pool_fee) * productive_h, 0.0
+        )
+        ai_rev = ai_rev * (1.0 - self.platform_fee)
+        # Energy (Wh): idle draw all step, plus the working increment while productive.
+        extra_w = np.where(mining, fleet.watts_mine - fleet.watts_idle, 0.0)
+        energy_wh = fleet.watts_idle * dt_h + extra_w * productive_h
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_gpu_w = np.where(
+                fleet.gpus > 0, (fleet.watts_ai - fleet.watts_idle) / fleet.gpus, 0
+            )
+        energy_wh += np.where(mode == Mode.AI, per_gpu_w * busy_gpu_h, 0.0)
+        power_cost = energy_wh / 1e6 * power_price
+
+        ledger.mine_revenue[k] = float(mine_rev.sum())
+        ledger.ai_revenue[k] = float(ai_rev.sum())
+        ledger.power_cost[k] = float(power_cost.sum())
+        ledger.switching_cost[k] = float(switching.sum())
+        ledger.node_revenue += mine_rev + ai_rev
+        ledger.node_power += power_cost
+        ledger.node_switching += switching
+        self._refresh_fleet_columns()
+
+    def _evict(self, nodes: I64, now_s: float, gpu_price: F64, ledger: Ledger, k: int) -> F64:
+        """Evict the jobs on `nodes` (all interruptible: guards keep protected work) and
+        requeue them at the front with their remaining work. Returns penalties per node."""
+        penalty = np.zeros(self.n)
+        on = np.isin(self.running.node, nodes)
+        if not on.any():
+            return penalty
+        evicted = self.running.take(on)
+        self.running = self.running.take(~on)
+        done = np.maximum(now_s - evicted.start, 0.0)
+        evicted.remaining_s = np.maximum(evicted.remaining_s - done, 60.0)
+        np.add.at(
+            penalty,
+            evicted.node,
+            evicted.gpus * gpu_price[evicted.node] * self.scoring.eviction_penalty_gpu_hours,
+        )
+        evicted.node = np.full(len(evicted), -1, dtype=np.intp)
+        self.queue = self.queue.extend(evicted, front=True)
+        ledger.evictions[k] = len(evicted)
+        return penalty
+
+    def _free_gpus(self) -> F64:
+        busy = np.bincount(self.running.node, weights=self.running.gpus, minlength=self.n)
+        busy = busy.astype(np.float64)
+        accepting = (self.fleet.mode == Mode.AI) & self.model_ok & self.fleet.reachable
+        return np.where(accepting, self.fleet.gpus - busy, 0.0)
+
+    def _place(self, now_s: float) -> int:
+        """First-fit queued jobs (FIFO) onto AI nodes with free GPUs."""
+        if len(self.queue) == 0:
+            return 0
+        free = self._free_gpus()
+        if free.max(initial=0.0) < self.queue.gpus.min():
+            return 0
+        placed_idx: list[int] = []
+        nodes: list[int] = []
+        candidates = np.flatnonzero(free > 0)
+        free_c = free[candidates]
+        for q in range(len(self.queue)):
+            g = self.queue.gpus[q]
+            fits = np.flatnonzero(free_c >= g)
+            if fits.size == 0:
+                if free_c.max(initial=0.0) < 1.0:
+                    break
+                continue
+            c = int(fits[0])
+            free_c[c] -= g
+            placed_idx.append(q)
+            nodes.append(int(candidates[c]))
+        if not placed_idx:
+            return 0
+        idx = np.array(placed_idx, dtype=np.intp)
+        started = self.queue.take(idx)
+        started.node = np.array(nodes, dtype=np.intp)
+        started.start = np.maximum(now_s, self.ready_at[started.node])
+        self.running = self.running.extend(started)
+        keep = np.ones(len(self.queue), dtype=bool)
+        keep[idx] = False
+        self.queue = self.queue.take(keep)
+        return len(started)
+
+    def _run_jobs(self, now_s: float, end_s: float, gpu_price: F64) -> tuple[F64, F64]:
+        """Accrue running jobs over the step; retire the finished. Returns AI revenue and
+        busy GPU-hours per node."""
+        r = self.running
+        if len(r) == 0:
+            return np.zeros(self.n), np.zeros(self.n)
+        gpu_h: F64
+        finish = r.start + r.remaining_s
+        run_h = np.clip(np.minimum(finish, end_s) - np.maximum(r.start, now_s), 0.0, None) / 3600
+        gpu_h = np.bincount(r.node, weights=r.gpus * run_h, minlength=self.n).astype(np.float64)
+        revenue = gpu_h * gpu_price
+        done = finish <= end_s
+        # Carry unfinished jobs: their clock restarts at the step end.
+        carried = np.maximum(r.start, now_s)
+        r.remaining_s = r.remaining_s - np.maximum(np.minimum(finish, end_s) - carried, 0.0)
+        r.start = np.where(done, r.start, np.maximum(r.start, end_s))
+        self.running = r.take(~done)
+        return revenue, gpu_h
+
+    def _refresh_fleet_columns(self) -> None:
+        r = self.running
+        busy = np.bincount(r.node, weights=r.gpus, minlength=self.n)
+        lease = np.zeros(self.n)
+        protected = ~r.interruptible
+        if protected.any():
+            np.maximum.at(lease, r.node[protected], r.start[protected] + r.remaining_s[protected])
+        has_protected = np.bincount(r.node[protected], minlength=self.n) > 0
+        self.fleet = self.fleet.with_columns(
+            ai_gpus_busy=busy, lease_until=lease, ai_interruptible=~has_protected
+        )
