@@ -1,1 +1,215 @@
-"""Command line (placeholder until the CLI lands)."""
+"""The `hashpivot` command line.
+
+User errors (bad config, bad data, unknown policy) print one clear message and exit 2,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from orchestrator.errors import HashpivotError
+
+app = typer.Typer(
+    name="hashpivot",
+    help="Switch a site's hardware between Bitcoin mining and rented AI jobs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+policies_app = typer.Typer(help="Decision policies.", no_args_is_help=True)
+config_app = typer.Typer(help="Configuration files.", no_args_is_help=True)
+app.add_typer(policies_app, name="policies")
+app.add_typer(config_app, name="config")
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Site config (YAML).")]
+
+
+def _parse_when(text: str | None, flag: str) -> datetime | None:
+    if text is None:
+        return None
+    from datetime import UTC
+
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise HashpivotError(f"{flag}: not an ISO date or time: {text!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _usd(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+@app.command()
+def backtest(
+    config: ConfigOpt,
+    start: Annotated[str | None, typer.Option("--from", help="Start (ISO date/time, UTC).")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="End (ISO date/time, UTC).")] = None,
+    policy: Annotated[
+        list[str] | None,
+        typer.Option("--policy", "-p", help="Policy name, module:Class or file.py (repeatable)."),
+    ] = None,
+    report: Annotated[Path | None, typer.Option(help="Report folder.")] = None,
+    baselines: Annotated[bool, typer.Option(help="Run baselines and the oracle.")] = True,
+) -> None:
+    """Backtest policies on recorded market data and write a report."""
+    from orchestrator.backtest.report import best_policy, write_report
+    from orchestrator.backtest.runner import run_backtest
+    from orchestrator.models.config import load_config
+
+    cfg = load_config(config)
+    report_dir = report or Path("reports") / config.stem
+    columns = (
+        TextColumn("[bold]{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=False) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done)
+
+        result = run_backtest(
+            cfg,
+            policies=policy,
+            start=_parse_when(start, "--from"),
+            end=_parse_when(end, "--to"),
+            baselines=baselines,
+            progress=progress,
+        )
+    html_path = write_report(result, report_dir)
+    summary = result.summary()
+    table = Table(title="hashpivot backtest", title_justify="left")
+    for col in (
+        "policy",
+        "net USD",
+        "revenue",
+        "power",
+        "switching",
+        "switches",
+        "SLA misses",
+        "capture",
+    ):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    policies = summary["policies"]
+    assert isinstance(policies, dict)
+    best = best_policy(result)
+    for name, p in policies.items():
+        capture = "—" if p["capture_ratio"] is None else f"{p['capture_ratio']:.1%}"
+        label = f"{name} (baseline)" if p["baseline"] else name
+        style = "bold green" if name == best else None
+        table.add_row(
+            label,
+            _usd(p["net_usd"]),
+            _usd(p["revenue_usd"]),
+            _usd(p["power_cost_usd"]),
+            _usd(p["switching_cost_usd"]),
+            f"{p['switches']:,}",
+            f"{p['sla_misses']:,}",
+            capture,
+            style=style,
+        )
+    console.print(table)
+    if result.oracle is not None:
+        console.print(f"hindsight oracle: {_usd(result.oracle.net_usd)} USD ({result.oracle.kind})")
+    console.print(f"best policy: [bold]{best}[/bold]; report: {html_path}")
+
+
+@policies_app.command("list")
+def policies_list() -> None:
+    """Installed policies (entry-point group hashpivot.policies)."""
+    from orchestrator.framework.registry import registered_policies, resolve_policy_class
+
+    table = Table(title="policies")
+    table.add_column("name")
+    table.add_column("class")
+    table.add_column("parameters")
+    table.add_column("summary")
+    for name, ep in registered_policies().items():
+        cls = resolve_policy_class(name)
+        params = ", ".join(cls.Params.model_fields) or "—"
+        table.add_row(name, ep.value, params, cls.summary)
+    console.print(table)
+
+
+@config_app.command("check")
+def config_check(file: Annotated[Path, typer.Argument(help="Config file to check.")]) -> None:
+    """Validate a config: fields, hardware profiles, policy and its parameters, data files."""
+    from orchestrator.adapters.market.recorded import RecordedMarketSource
+    from orchestrator.framework.registry import load_policy
+    from orchestrator.models.build import build_fleet
+    from orchestrator.models.config import base_dir, load_config
+
+    cfg = load_config(file)
+    fleet = build_fleet(cfg)
+    policy = load_policy(cfg.policy.name, cfg.policy.params, source=f"{file}: policy.params")
+    lines = [
+        f"{file}: ok",
+        f"  sites: {', '.join(s.name for s in cfg.sites)}",
+        f"  fleet: {fleet.n:,} nodes",
+        f"  policy: {policy.name or cfg.policy.name}",
+        f"  controller mode: {cfg.controller.mode.value}",
+    ]
+    if cfg.market is not None:
+        market = RecordedMarketSource(cfg.market, base_dir(cfg), fleet)
+        lo, hi = market.span()
+        lines.append(f"  recorded market: {len(market.all_series())} series")
+        if lo > float("-inf"):
+            lines.append(
+                f"    covering {datetime.fromtimestamp(lo):%Y-%m-%d} → "
+                f"{datetime.fromtimestamp(hi):%Y-%m-%d}"
+            )
+    console.print("\n".join(lines))
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON schema of the config file."""
+    from orchestrator.models.config import HashpivotConfig
+
+    console.print_json(json.dumps(HashpivotConfig.model_json_schema()))
+
+
+def main() -> None:
+    """Entry point: run the app; turn user errors into one line and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except HashpivotError as exc:
+        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        sys.exit(2)
+    except (typer.Exit, SystemExit) as exc:
+        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
+        sys.exit(code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -114,7 +114,9 @@ def _fleet_budget(
     fleet = ctx.fleet
     changing = np.flatnonzero(target != fleet.mode)
     recent = int(np.count_nonzero((fleet.since > ctx.now_s - 3600.0) & (fleet.since > 0)))
-    budget = max(math.floor(config.max_fleet_switch_share_per_hour * fleet.n) - recent, 0)
+    # At least one node per hour, so a small fleet is never frozen by rounding.
+    allowed = max(math.floor(config.max_fleet_switch_share_per_hour * fleet.n), 1)
+    budget = max(allowed - recent, 0)
     if changing.size <= budget:
         return
     gain = ctx.scores.gain_per_h(fleet.mode[changing], target[changing], changing)

@@ -1,0 +1,148 @@
+"""Backtest report: summary.json, PNG plots and a self-contained report.html."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and CI
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
+import numpy as np
+
+from orchestrator.backtest.runner import BacktestResult
+
+MODE_COLORS = {"idle": "#9e9e9e", "mine": "#f7931a", "ai": "#3f51b5"}
+
+
+def _dates(times_s: np.ndarray) -> np.ndarray:
+    return times_s.astype("datetime64[s]")
+
+
+def best_policy(result: BacktestResult) -> str:
+    """The non-baseline policy with the highest net (or the best run when all are baselines)."""
+    runs = [r for r in result.runs if not r.baseline] or result.runs
+    return max(runs, key=lambda r: float(r.ledger.net.sum())).name
+
+
+def plot_cumulative_net(result: BacktestResult, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(10, 5))
+    t = _dates(result.known.times_s)
+    for run in result.runs:
+        style = "--" if run.baseline else "-"
+        ax.plot(t, np.cumsum(run.ledger.net) / 1e3, style, label=run.name, linewidth=1.4)
+    if result.oracle is not None:
+        ax.plot(
+            t,
+            np.cumsum(result.oracle.net_per_step) / 1e3,
+            ":",
+            color="black",
+            label=f"hindsight oracle ({result.oracle.kind})",
+            linewidth=1.6,
+        )
+    ax.set_ylabel("cumulative net, thousand USD")
+    ax.set_title("Cumulative net profit vs the hindsight oracle")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_modes(result: BacktestResult, policy: str, path: Path) -> None:
+    run = next(r for r in result.runs if r.name == policy)
+    fig, ax = plt.subplots(figsize=(10, 4))
+    t = _dates(result.known.times_s)
+    modes = run.ledger.modes.T
+    ax.stackplot(t, modes, labels=list(MODE_COLORS), colors=list(MODE_COLORS.values()), step="post")
+    ax.set_ylabel("nodes")
+    ax.set_title(f"Nodes per mode over time: {policy}")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_market(result: BacktestResult, path: Path) -> None:
+    fig, ax1 = plt.subplots(figsize=(10, 4))
+    t = _dates(result.realized.times_s)
+    ax1.plot(t, result.realized.hashprice_usd_ph_day, color="#f7931a", linewidth=1.0)
+    ax1.set_ylabel("hashprice, USD/PH/day", color="#f7931a")
+    ax2 = ax1.twinx()
+    ax2.plot(t, result.realized.power_usd_mwh[:, 0], color="#1e88e5", linewidth=0.4, alpha=0.7)
+    ax2.set_ylabel("power price, USD/MWh", color="#1e88e5")
+    hi = float(np.nanpercentile(result.realized.power_usd_mwh[:, 0], 99.5))
+    ax2.set_ylim(min(0.0, float(np.nanmin(result.realized.power_usd_mwh[:, 0]))), max(hi, 1.0))
+    ax1.set_title("Market: hashprice and power price (top 0.5% of power prices clipped)")
+    ax1.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(result: BacktestResult, out_dir: Path) -> Path:
+    """Write summary.json, the plots and report.html into `out_dir`; return the HTML path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = result.summary()
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    best = best_policy(result)
+    plots = {
+        "cumulative_net.png": lambda p: plot_cumulative_net(result, p),
+        "modes_over_time.png": lambda p: plot_modes(result, best, p),
+        "market.png": lambda p: plot_market(result, p),
+    }
+    images = []
+    for name, draw in plots.items():
+        draw(out_dir / name)
+        data = base64.b64encode((out_dir / name).read_bytes()).decode("ascii")
+        images.append(f'<figure><img alt="{name}" src="data:image/png;base64,{data}"></figure>')
+    rows = []
+    policies = summary["policies"]
+    assert isinstance(policies, dict)
+    for name, p in policies.items():
+        capture = "—" if p["capture_ratio"] is None else f"{p['capture_ratio']:.1%}"
+        kind = "baseline" if p["baseline"] else "policy"
+        rows.append(
+            "<tr>"
+            f"<td>{html.escape(name)}</td><td>{kind}</td>"
+            f"<td>{p['revenue_usd']:,.0f}</td><td>{p['power_cost_usd']:,.0f}</td>"
+            f"<td>{p['switching_cost_usd']:,.0f}</td><td><b>{p['net_usd']:,.0f}</b></td>"
+            f"<td>{p['switches']:,}</td><td>{p['sla_misses']:,}</td><td>{capture}</td>"
+            "</tr>"
+        )
+    oracle = summary["oracle"]
+    oracle_line = (
+        "No oracle was run."
+        if not isinstance(oracle, dict)
+        else f"Hindsight oracle: {oracle['net_usd']:,.0f} USD ({html.escape(str(oracle['kind']))})."
+    )
+    period = summary["period"]
+    assert isinstance(period, dict)
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>hashpivot backtest report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
+table {{ border-collapse: collapse; }} td, th {{ padding: .3rem .7rem; text-align: right; }}
+td:first-child, th:first-child, td:nth-child(2) {{ text-align: left; }}
+tr:nth-child(even) {{ background: #f5f5f5; }} img {{ max-width: 100%; }}
+</style></head><body>
+<h1>hashpivot backtest</h1>
+<p>Period {html.escape(str(period["start"]))} → {html.escape(str(period["end"]))},
+{period["steps"]:,} steps of {period["step_s"]:.0f} s; {result.fleet.n:,} nodes.
+Best policy: <b>{html.escape(best)}</b>. {oracle_line}
+Capture ratio = net profit ÷ the oracle's net.</p>
+<table><thead><tr><th>policy</th><th>kind</th><th>revenue USD</th><th>power USD</th>
+<th>switching USD</th><th>net USD</th><th>switches</th><th>SLA misses</th><th>capture</th>
+</tr></thead><tbody>{"".join(rows)}</tbody></table>
+{"".join(images)}
+</body></html>
+"""
+    path = out_dir / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path

@@ -1,0 +1,66 @@
+"""Shared test helpers: small fleets and market prices built in code, not recorded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from orchestrator.economics import hashprice_usd_per_th_day
+from orchestrator.models import FleetTable, HardwareProfile, MarketPrices, Site, builtin_catalog
+
+
+def make_prices(
+    fleet: FleetTable,
+    *,
+    btc_usd: float = 97_000.0,
+    difficulty: float = 1.1e14,
+    fees: float = 0.1,
+    subsidy: float = 3.125,
+    power_usd_mwh: float = 40.0,
+    gpu_usd_per_gpu_hour: float = 2.0,
+    gpu_hashpower_usd_per_unit_day: float = 0.5,
+    observed_s: float = 0.0,
+) -> MarketPrices:
+    hp_th = hashprice_usd_per_th_day(difficulty, btc_usd, subsidy, fees)
+    unit = np.array([hp_th if a == "sha256" else gpu_hashpower_usd_per_unit_day
+                     for a in fleet.algorithms])
+    return MarketPrices(
+        btc_usd=btc_usd,
+        difficulty=difficulty,
+        fees_btc_per_block=fees,
+        subsidy_btc=subsidy,
+        usd_per_unit_day=unit,
+        gpu_usd_per_gpu_hour=np.full(len(fleet.gpu_models), gpu_usd_per_gpu_hour),
+        power_usd_mwh=np.full(len(fleet.sites), power_usd_mwh),
+        oldest_observed_s=observed_s,
+    )
+
+
+def profiles(*names: str) -> list[HardwareProfile]:
+    catalog = builtin_catalog()
+    return [catalog[n] for n in names]
+
+
+def mixed_fleet(
+    n_asic_old: int = 3,
+    n_asic_new: int = 3,
+    n_gpu: int = 2,
+    *,
+    cap_kw: float | None = None,
+    modes: list[int] | None = None,
+    since_s: float = -1e6,
+) -> FleetTable:
+    """S19 XP, S21 and H100 nodes at one site."""
+    prof = [0] * n_asic_old + [1] * n_asic_new + [2] * n_gpu
+    return FleetTable.build(
+        profiles("s19-xp", "s21", "h100-sxm-8x"),
+        [Site(name="site", power_cap_kw=cap_kw)],
+        prof,
+        modes=modes,
+        since_s=since_s,
+    )
+
+
+@pytest.fixture
+def fleet() -> FleetTable:
+    return mixed_fleet()

@@ -1,0 +1,146 @@
+"""Bad input gives one clear error naming the field and its source."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from orchestrator.errors import ConfigError, PolicyError
+from orchestrator.framework import load_policy, resolve_policy_class
+from orchestrator.models import HardwareProfile, Observed
+from orchestrator.models.build import build_fleet
+from orchestrator.models.config import load_config
+from policies.hysteresis import Hysteresis
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "west-texas" / "site.yaml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "site.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def test_example_config_loads() -> None:
+    cfg = load_config(EXAMPLE)
+    assert build_fleet(cfg).n == 1024
+
+
+def test_unknown_field_names_file_and_field(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        guards:
+          min_dwel_s: 10
+    """)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+    assert "guards.min_dwel_s" in str(err.value)
+    assert "Extra inputs are not permitted" in str(err.value)
+
+
+def test_negative_hashrate_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        hardware:
+          - {name: bad, kind: asic, mine_hashrate: -5, watts_mine: 3000, watts_idle: 10}
+    """)
+    with pytest.raises(ConfigError, match=r"hardware\.0\.mine_hashrate: Input should be greater"):
+        load_config(path)
+
+
+def test_nan_price_is_refused() -> None:
+    with pytest.raises(ValidationError, match="finite"):
+        Observed(value=float("nan"), source="test", observed_at="2025-01-01T00:00:00Z")  # type: ignore[arg-type]
+
+
+def test_naive_timestamp_is_refused() -> None:
+    with pytest.raises(ValidationError, match="time zone"):
+        Observed(value=1.0, source="test", observed_at="2025-01-01T00:00:00")  # type: ignore[arg-type]
+
+
+def test_invalid_yaml_reports_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "guards: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML at line \d+"):
+        load_config(path)
+
+
+def test_unknown_profile_lists_known(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        fleet:
+          - {profile: s99, count: 3}
+    """)
+    with pytest.raises(ConfigError, match=r"fleet\[0\]\.profile.*unknown hardware profile 's99'.*s21"):
+        build_fleet(load_config(path))
+
+
+def test_environment_overrides_file_and_flags_override_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, """
+        controller: {interval_s: 10, metrics_port: 9000}
+    """)
+    monkeypatch.setenv("HASHPIVOT_CONTROLLER__INTERVAL_S", "20")
+    monkeypatch.setenv("HASHPIVOT_CONTROLLER__METRICS_PORT", "9100")
+    cfg = load_config(path, {"controller": {"metrics_port": 9200}})
+    assert cfg.controller.interval_s == 20
+    assert cfg.controller.metrics_port == 9200
+
+
+def test_gpu_profile_needs_gpus() -> None:
+    with pytest.raises(ValidationError, match="gpus > 0"):
+        HardwareProfile(name="x", kind="gpu", mine_hashrate=1, watts_mine=1, watts_idle=1)  # type: ignore[arg-type]
+
+
+def test_policy_by_name_module_path_and_file(tmp_path: Path) -> None:
+    assert resolve_policy_class("hysteresis") is Hysteresis
+    assert resolve_policy_class("policies.hysteresis:Hysteresis") is Hysteresis
+    source = tmp_path / "mine_always.py"
+    source.write_text(textwrap.dedent("""
+        import numpy as np
+        from orchestrator.framework import Policy, PolicyDecision
+
+        class MineAlways(Policy):
+            name = "mine-always"
+
+            def decide(self, ctx):
+                n = ctx.fleet.n
+                return PolicyDecision(np.ones(n, dtype=np.int8), np.zeros(n, dtype=np.int16))
+    """))
+    cls = resolve_policy_class(str(source))
+    assert cls.__name__ == "MineAlways"
+    assert resolve_policy_class(f"{source}:MineAlways") is not None
+
+
+def test_unknown_policy_lists_known_ones() -> None:
+    with pytest.raises(PolicyError, match=r"unknown policy 'greedyy'; known policies: .*greedy"):
+        resolve_policy_class("greedyy")
+
+
+def test_bad_policy_params_name_the_field() -> None:
+    with pytest.raises(PolicyError, match=r"policy\.params\.confirm_tick: Extra inputs"):
+        load_policy("hysteresis", {"confirm_tick": 2})
+    with pytest.raises(PolicyError, match=r"confirm_ticks: Input should be greater"):
+        load_policy("hysteresis", {"confirm_ticks": 0})
+
+
+def test_duplicate_entry_point_names_are_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import EntryPoint
+
+    from orchestrator.framework import registry
+
+    eps = [
+        EntryPoint("greedy", "policies.greedy:Greedy", registry.ENTRY_POINT_GROUP),
+        EntryPoint("greedy", "other_pkg.greedy:Greedy", registry.ENTRY_POINT_GROUP),
+    ]
+    monkeypatch.setattr(registry, "entry_points", lambda group: eps)
+    with pytest.raises(PolicyError, match="registered twice"):
+        registry.registered_policies()
+
+
+def test_file_without_policy_class(tmp_path: Path) -> None:
+    empty = tmp_path / "nothing.py"
+    empty.write_text("x = 1\n")
+    with pytest.raises(PolicyError, match="defines 0 Policy classes"):
+        resolve_policy_class(str(empty))

@@ -1,0 +1,126 @@
+"""Economics against hand-computed values and published hashprice points."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pytest
+
+from orchestrator import economics as econ
+
+
+def test_network_hashrate_from_difficulty() -> None:
+    # D × 2^32 / 600: 1.1e14 difficulty ≈ 787 EH/s.
+    assert econ.network_hashrate_hs(1.1e14) == pytest.approx(1.1e14 * 4294967296 / 600)
+    assert econ.network_hashrate_hs(1.1e14) / 1e18 == pytest.approx(787.4, rel=1e-3)
+
+
+def test_hashprice_design_check_value() -> None:
+    hp = econ.hashprice_usd_per_ph_day(1.1e14, 97_000.0, 3.125, 0.1)
+    assert hp == pytest.approx(57.21, abs=0.01)
+    per_th = econ.hashprice_usd_per_th_day(1.1e14, 97_000.0, 3.125, 0.1)
+    assert per_th * 1000 == pytest.approx(hp)
+
+
+@pytest.mark.parametrize(
+    ("difficulty", "price", "fees", "published"),
+    [
+        # Hashrate Index roundups (USD/PH/day); the index averages exchange prices.
+        (108.52e12, 93_450.0, 0.093, 55.21),  # 2024-12-23
+        (110.57e12, 86_350.0, 0.03, 49.40),  # 2025-03-03, fees typical of that week
+    ],
+)
+def test_hashprice_matches_published_points(
+    difficulty: float, price: float, fees: float, published: float
+) -> None:
+    hp = econ.hashprice_usd_per_ph_day(difficulty, price, 3.125, fees)
+    assert hp == pytest.approx(published, rel=0.04)
+
+
+def test_hashprice_vectorizes() -> None:
+    d = np.array([1e14, 2e14])
+    hp = econ.hashprice_usd_per_ph_day(d, 90_000.0, 3.125, 0.0)
+    assert hp[0] == pytest.approx(2 * hp[1])
+
+
+@pytest.mark.parametrize(
+    ("height", "subsidy"),
+    [(0, 50.0), (209_999, 50.0), (210_000, 25.0), (420_000, 12.5), (630_000, 6.25),
+     (839_999, 6.25), (840_000, 3.125), (1_050_000, 1.5625)],
+)
+def test_subsidy_by_height(height: int, subsidy: float) -> None:
+    assert econ.subsidy_btc_at_height(height) == subsidy
+
+
+def test_subsidy_after_64_halvings_is_zero() -> None:
+    assert econ.subsidy_btc_at_height(64 * 210_000) == 0.0
+    with pytest.raises(ValueError):
+        econ.subsidy_btc_at_height(-1)
+
+
+@pytest.mark.parametrize(
+    ("day", "subsidy"),
+    [
+        (date(2012, 11, 27), 50.0),
+        (date(2012, 11, 28), 25.0),
+        (date(2016, 7, 8), 25.0),
+        (date(2016, 7, 9), 12.5),
+        (date(2020, 5, 11), 6.25),
+        (date(2024, 4, 19), 6.25),
+        (date(2024, 4, 20), 3.125),
+        (date(2026, 11, 22), 3.125),
+    ],
+)
+def test_subsidy_by_date(day: date, subsidy: float) -> None:
+    assert econ.subsidy_btc_on_date(day) == subsidy
+
+
+@pytest.mark.parametrize(
+    ("efficiency", "expected"),
+    [
+        (21.5, 41.6667 * 55.0 / 21.5),  # S19 XP at 55 USD/PH/day ≈ 106.6 USD/MWh
+        (17.5, 41.6667 * 55.0 / 17.5),  # S21 ≈ 131 USD/MWh
+    ],
+)
+def test_breakeven_power_price(efficiency: float, expected: float) -> None:
+    got = econ.breakeven_power_price_usd_mwh(55.0, efficiency)
+    assert got == pytest.approx(expected, rel=1e-4)
+    # At the break-even price, revenue per hour equals power cost per hour.
+    th = 100.0
+    revenue = econ.mining_revenue_usd_per_hour(th, 0.055, 0.0)
+    cost = econ.power_cost_usd_per_hour(th * efficiency, got)
+    assert revenue == pytest.approx(cost, rel=1e-6)
+
+
+def test_s19xp_breakeven_between_100_and_110() -> None:
+    assert 100 < econ.breakeven_power_price_usd_mwh(55.0, 21.5) < 110
+
+
+def test_mining_revenue_per_hour() -> None:
+    # 200 TH/s at 0.05721 USD/TH/day with a 2% pool fee.
+    assert econ.mining_revenue_usd_per_hour(200.0, 0.05721, 0.02) == pytest.approx(
+        200 * 0.05721 / 24 * 0.98
+    )
+
+
+def test_gpu_hashpower_price_shares_the_formula() -> None:
+    usd = econ.hashpower_usd_per_unit_day(0.00001, 100_000.0)
+    assert usd == pytest.approx(1.0)
+    assert econ.mining_revenue_usd_per_hour(8.0, usd, 0.0) == pytest.approx(8 / 24)
+
+
+def test_ai_revenue_and_power_cost() -> None:
+    assert econ.ai_revenue_usd_per_hour(8, 2.0, 0.5, 0.1) == pytest.approx(8 * 2 * 0.5 * 0.9)
+    assert econ.power_cost_usd_per_hour(3500.0, 40.0, 5.0) == pytest.approx(3.5e-3 * 45)
+
+
+def test_switching_cost_amortized_over_stay() -> None:
+    one_off = econ.switching_cost_usd(
+        downtime_h=0.5, lost_value_usd_per_h=10.0, wear_usd=1.0, checkpoint_loss_usd=2.0,
+        lease_penalty_usd=3.0,
+    )
+    assert float(one_off) == pytest.approx(5.0 + 1 + 2 + 3)
+    assert econ.amortized_usd_per_hour(float(one_off), 11.0) == pytest.approx(1.0)
+    # A mode that loses money is not "lost output" while the node is down.
+    assert float(econ.switching_cost_usd(downtime_h=1.0, lost_value_usd_per_h=-5.0)) == 0.0

@@ -1,0 +1,153 @@
+"""Scores, demand allocation, policies and explanations on small hand-checked fleets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from orchestrator import economics as econ
+from orchestrator.engine import build_context, decide
+from orchestrator.framework import MarketHistory, Reason
+from orchestrator.models import DemandSummary, FleetTable, Mode, Site
+from orchestrator.models.config import GuardConfig
+from policies.greedy import Greedy
+from policies.hysteresis import Hysteresis
+from policies.lookahead import Lookahead
+from policies.power_capped import PowerCapped
+from tests.conftest import make_prices, mixed_fleet, profiles
+
+NOW = 5_000_000.0
+GUARDS = GuardConfig(min_dwell_s=0.0, max_fleet_switch_share_per_hour=1.0)
+
+
+def ctx_for(fleet: FleetTable, demand: DemandSummary | None = None, **price_kw: float):
+    return build_context(
+        now_s=NOW,
+        prices=make_prices(fleet, observed_s=NOW, **price_kw),
+        demand=demand or DemandSummary.empty(len(fleet.gpu_models)),
+        fleet=fleet,
+        guards=GUARDS,
+    )
+
+
+def test_score_terms_match_the_economics() -> None:
+    fleet = FleetTable.build(profiles("s21"), [Site(pool_fee=0.02, tariff_adder_usd_mwh=5)], [0])
+    ctx = ctx_for(fleet, power_usd_mwh=40.0)
+    hp_th = econ.hashprice_usd_per_th_day(1.1e14, 97_000.0, 3.125, 0.1)
+    assert ctx.scores.revenue[Mode.MINE, 0] == pytest.approx(200 * hp_th / 24 * 0.98)
+    assert ctx.scores.power_cost[Mode.MINE, 0] == pytest.approx(3500 / 1e6 * 45.0)
+    assert ctx.scores.value[Mode.AI, 0] == -np.inf  # an ASIC cannot serve AI
+    # Starting from idle: 60 s of mining output lost while it spins up, plus wear.
+    revenue = ctx.scores.revenue[Mode.MINE, 0]
+    assert ctx.scores.switch_cost_usd[Mode.MINE, 0] == pytest.approx(60 / 3600 * revenue + 0.05)
+    assert ctx.scores.switch_cost_usd[Mode.IDLE, 0] == 0.0  # staying put is free
+    assert ctx.scores.switch_cost_per_h[Mode.MINE, 0] == pytest.approx(
+        ctx.scores.switch_cost_usd[Mode.MINE, 0] / 24.0
+    )
+
+
+def test_demand_fills_ai_nodes_first_then_cheapest_to_move() -> None:
+    # Three GPU nodes: one in AI, two mining; 12 GPUs pending.
+    fleet = FleetTable.build(profiles("h100-sxm-8x"), [Site()], [0, 0, 0], modes=[2, 1, 1])
+    fleet = fleet.with_columns(ai_gpus_busy=np.array([2.0, 0.0, 0.0]))
+    ctx = ctx_for(fleet, DemandSummary(np.array([12.0]), np.array([np.nan])))
+    # AI node: 2 busy + 6 pending = full; 6 left go to the next node.
+    assert ctx.scores.ai_fill.tolist() == pytest.approx([1.0, 0.75, 0.0])
+
+
+def test_greedy_moves_gpus_to_ai_when_demand_pays() -> None:
+    fleet = FleetTable.build(profiles("h100-sxm-8x"), [Site()], [0, 0], modes=[1, 1])
+    ctx = ctx_for(fleet, DemandSummary(np.array([8.0]), np.array([np.nan])))
+    plan = decide(ctx, Greedy(), GUARDS)
+    assert plan.target.tolist() == [Mode.AI, Mode.MINE]
+    text = plan.explain(0).text
+    assert text.startswith("ai beats mine by $") and "switching cost" in text
+
+
+def test_hysteresis_confirms_rises_and_acts_on_falls_at_once() -> None:
+    fleet = FleetTable.build(profiles("h100-sxm-8x"), [Site()], [0], modes=[1])
+    demand = DemandSummary(np.array([8.0]), np.array([np.nan]))
+    policy = Hysteresis({"confirm_ticks": 3})
+    state: dict = {}
+    reasons = []
+    for _ in range(3):
+        ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW), demand=demand,
+                            fleet=fleet, guards=GUARDS, policy_state=state)
+        d = policy.decide(ctx)
+        state = dict(d.state)
+        reasons.append((int(d.target[0]), int(d.reason[0])))
+    assert reasons[0] == (Mode.MINE, Reason.AWAITING_CONFIRMATION)
+    assert reasons[1] == (Mode.MINE, Reason.AWAITING_CONFIRMATION)
+    assert reasons[2] == (Mode.AI, Reason.RISE_CONFIRMED)
+    # A miner whose power now costs more than it earns goes idle on the first tick.
+    asic = FleetTable.build(profiles("s19-xp"), [Site()], [0], modes=[1])
+    ctx = build_context(now_s=NOW, prices=make_prices(asic, observed_s=NOW, power_usd_mwh=900.0),
+                        demand=DemandSummary.empty(0), fleet=asic, guards=GUARDS)
+    d = policy.decide(ctx)
+    assert (int(d.target[0]), int(d.reason[0])) == (Mode.IDLE, Reason.FALL_IMMEDIATE)
+
+
+def test_hysteresis_ignores_gains_below_switching_cost() -> None:
+    fleet = FleetTable.build(profiles("h100-sxm-8x"), [Site()], [0], modes=[1])
+    ctx = ctx_for(fleet, DemandSummary(np.array([8.0]), np.array([np.nan])))
+    huge = Hysteresis({"confirm_ticks": 1, "min_gain_usd_h": 1000.0}).decide(ctx)
+    assert int(huge.target[0]) == Mode.MINE
+    assert int(huge.reason[0]) == Reason.BELOW_THRESHOLD
+
+
+def test_power_capped_curtails_least_efficient_first() -> None:
+    # 2 × S19 XP (21.5 J/TH) + 2 × S21 (17.5 J/TH); the cap fits only three machines' draw.
+    fleet = mixed_fleet(2, 2, 0, cap_kw=3.01 + 3.5 + 3.5 + 0.1, modes=[0, 0, 0, 0])
+    plan = decide(ctx_for(fleet), PowerCapped(), GUARDS)
+    assert plan.target.tolist() == [Mode.MINE, Mode.IDLE, Mode.MINE, Mode.MINE]
+    assert plan.reason[1] == Reason.CAP_CURTAILED_BY_POLICY
+    assert plan.site_power_w[0] <= plan.site_cap_w[0]
+
+
+def test_cap_guard_curtails_least_value_per_watt_when_the_cap_falls() -> None:
+    fleet = mixed_fleet(2, 2, 0, cap_kw=7.1, modes=[1, 1, 1, 1])
+    plan = decide(ctx_for(fleet), Greedy(), GUARDS)
+    # 13 kW of miners under a 7.1 kW cap: both S19 XPs (less value per watt) go first.
+    assert plan.target.tolist() == [Mode.IDLE, Mode.IDLE, Mode.MINE, Mode.MINE]
+    assert all(plan.reason[:2] == Reason.GUARD_POWER_CAP_CURTAILED)
+
+
+def _history(spike_hours: int, spike_price: float) -> MarketHistory:
+    hours = np.arange(NOW - 7 * 86400, NOW, 3600.0)
+    return MarketHistory(hours, np.full(hours.shape, 55.0), np.full(hours.shape, 30.0))
+
+
+def test_lookahead_rides_out_a_short_spike_but_not_a_regime_change() -> None:
+    # An H100 node in AI with demand; power spikes. Leaving AI costs warm-up and eviction.
+    fleet = FleetTable.build(profiles("s19-xp"), [Site()], [0], modes=[1])
+    spike = make_prices(fleet, observed_s=NOW, power_usd_mwh=200.0)
+    history = _history(0, 0.0)
+    ctx = build_context(now_s=NOW, prices=spike, demand=DemandSummary.empty(0), fleet=fleet,
+                        guards=GUARDS, history=history)
+    # The forecast relaxes fast to the 30 USD/MWh norm: one expensive hour is not worth
+    # two switches with a large wear cost.
+    from orchestrator.models import HardwareProfile
+
+    heavy = HardwareProfile(**{**profiles("s19-xp")[0].model_dump(), "wear_usd_per_switch": 5.0})
+    fleet_heavy = FleetTable.build([heavy], [Site()], [0], modes=[1])
+    ctx_heavy = build_context(now_s=NOW, prices=spike, demand=DemandSummary.empty(0),
+                              fleet=fleet_heavy, guards=GUARDS, history=history)
+    quick = Lookahead({"persistence": 0.1}).decide(ctx_heavy)
+    assert int(quick.target[0]) == Mode.MINE
+    assert int(quick.reason[0]) == Reason.NO_PAYBACK_IN_HORIZON
+    # If the high price persists, curtailing pays back.
+    lasting = Lookahead({"persistence": 1.0}).decide(ctx)
+    assert int(lasting.target[0]) == Mode.IDLE
+    assert int(lasting.reason[0]) == Reason.PAYS_BACK_IN_HORIZON
+
+
+def test_plan_summary_and_explanations() -> None:
+    fleet = mixed_fleet(1, 1, 1, modes=[1, 1, 1])
+    plan = decide(ctx_for(fleet, DemandSummary(np.array([8.0]), np.array([np.nan]))), Greedy(),
+                  GUARDS)
+    summary = plan.summary()
+    assert summary["nodes"] == 3
+    assert summary["changes"] == len(plan.explanations())
+    assert sum(summary["modes"].values()) == 3  # type: ignore[attr-defined]
+    for e in plan.explanations():
+        assert e.current != e.target and e.text
