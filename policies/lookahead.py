@@ -7,8 +7,10 @@ hashprice and power price, so the horizon sums cost O(nodes × horizon), not a s
 
 For each node and alternative mode the policy weighs "switch now, come back after k
 hours" for every k in the horizon (paying both switches unless it stays to the end),
-and moves only when the best such plan gains more than it costs. A two-hour price spike
-therefore curtails a miner only if the spike outweighs the stop and restart.
+and moves only when the alternative is better in the coming hour and the best such plan
+gains more than it costs. A two-hour price spike therefore curtails a miner only if the
+spike outweighs the stop and restart, and a spike forecast for tomorrow afternoon does
+not idle a miner tonight.
 """
 
 from __future__ import annotations
@@ -115,7 +117,10 @@ class Lookahead(Policy):
             net_k = gain_k - cost[:, None]
             net_k[:, :-1] -= cost[:, None]  # coming back before the horizon ends pays again
             best_k = np.max(net_k, axis=1)
-            better = (alt != current) & np.isfinite(best_k) & (best_k > best_gain)
+            # Only switch to a mode that is better now: one that pays only later can be
+            # entered later, so moving early would just lose the hours in between.
+            better_now = gain_k[:, 0] > 0
+            better = (alt != current) & better_now & np.isfinite(best_k) & (best_k > best_gain)
             best_gain = np.where(better, best_k, best_gain)
             best_mode = np.where(better, alt, best_mode)
         changed = best_mode != current

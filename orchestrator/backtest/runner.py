@@ -148,7 +148,7 @@ def simulate(
         ctx = build_context(
             now_s=now,
             prices=known.prices(k),
-            demand=sim.demand(),
+            demand=sim.demand(now),
             fleet=sim.fleet_at(now),
             guards=guards,
             scoring=config.scoring,

@@ -20,7 +20,7 @@ from orchestrator.backtest.jobs import JobStream
 from orchestrator.engine.guards import SWITCH_LOAD_HALF_LIFE_S
 from orchestrator.engine.plan import Plan
 from orchestrator.models.config import ScoringConfig
-from orchestrator.models.demand import DemandSummary
+from orchestrator.models.demand import DemandSummary, smooth_demand
 from orchestrator.models.fleet import NO_GPU_MODEL, FleetTable
 from orchestrator.models.market import MarketPrices
 from orchestrator.models.modes import STEADY_STATE_OF_MODE, Mode, NodeState
@@ -144,6 +144,7 @@ class SimulatedSite:
         scoring: ScoringConfig,
         *,
         max_wait_h: float = 24.0,
+        demand_half_life_h: float = 6.0,
     ):
         self.fleet = fleet
         self.n = fleet.n
@@ -151,6 +152,9 @@ class SimulatedSite:
         self.scoring = scoring
         self.max_wait_s = max_wait_h * 3600.0
         self.switch_load = np.zeros(self.n)
+        self.demand_half_life_s = demand_half_life_h * 3600.0
+        self._expected_gpus = 0.0
+        self._last_demand_s: float | None = None
         self.ready_at = np.zeros(self.n)
         self._next_arrival = 0
         self.queue = _Jobs()
@@ -201,18 +205,33 @@ class SimulatedSite:
             self.queue = self.queue.take(~expired)
         return misses
 
-    def demand(self) -> DemandSummary:
+    def demand(self, now_s: float) -> DemandSummary:
+        """Pending GPUs, and the smoothed level of running + pending demand."""
         models = self.fleet.gpu_models
         pending = float(self.queue.gpus.sum())
-        summary = DemandSummary.empty(len(models))
+        total = pending + float(self.running.gpus.sum())
+        if self._last_demand_s is None:
+            self._expected_gpus = total
+        else:
+            self._expected_gpus = smooth_demand(
+                self._expected_gpus, total, now_s - self._last_demand_s, self.demand_half_life_s
+            )
+        self._last_demand_s = now_s
         offered = self.jobs.offered_usd_per_gpu_hour
         price = np.full(len(models), np.nan if offered is None else offered)
         if self.jobs.gpu_model is None:
-            return DemandSummary(summary.pending_gpus, price, pending)
+            return DemandSummary(
+                np.zeros(len(models)),
+                price,
+                pending,
+                expected_gpus_any_model=self._expected_gpus,
+            )
         per_model = np.zeros(len(models))
+        expected = np.zeros(len(models))
         if self.jobs.gpu_model in models:
             per_model[models.index(self.jobs.gpu_model)] = pending
-        return DemandSummary(per_model, price)
+            expected[models.index(self.jobs.gpu_model)] = self._expected_gpus
+        return DemandSummary(per_model, price, expected_gpus=expected)
 
     def fleet_at(self, now_s: float) -> FleetTable:
         """The fleet as the controller would read it at `now_s`."""

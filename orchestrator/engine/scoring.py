@@ -50,14 +50,25 @@ def allocate_demand(fleet: FleetTable, demand: DemandSummary, mine_value: F64) -
     model = fleet.gpu_model[cand]
     cap = free[cand]
     before = group_cumsum_before(model, cap)
-    pending = demand.pending_gpus[model]
-    take = np.clip(pending - before, 0.0, cap)
+    pending_by_model = demand.pending_gpus
+    pending_any = demand.pending_gpus_any_model
+    if demand.expected_gpus is not None or demand.expected_gpus_any_model > 0:
+        # Expected demand beyond what already runs counts as waiting work.
+        busy_by_model = np.bincount(
+            np.where(has_gpu, fleet.gpu_model, 0),
+            weights=np.where(has_gpu, busy, 0.0),
+            minlength=pending_by_model.shape[0],
+        )[: pending_by_model.shape[0]]
+        if demand.expected_gpus is not None:
+            pending_by_model = np.maximum(pending_by_model, demand.expected_gpus - busy_by_model)
+        pending_any = max(pending_any, demand.expected_gpus_any_model - float(busy.sum()))
+    take = np.clip(pending_by_model[model] - before, 0.0, cap)
     fill_gpus[cand] += take
-    if demand.pending_gpus_any_model > 0:
+    if pending_any > 0:
         left = cap - take
         # Any-model demand: take remaining capacity in the same order, all models pooled.
         before_any = np.cumsum(left) - left
-        take_any = np.clip(demand.pending_gpus_any_model - before_any, 0.0, left)
+        take_any = np.clip(pending_any - before_any, 0.0, left)
         fill_gpus[cand] += take_any
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(gpus > 0, fill_gpus / gpus, 0.0)

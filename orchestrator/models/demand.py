@@ -46,6 +46,10 @@ class DemandSummary:
     offered_usd_per_gpu_hour: npt.NDArray[np.float64]
     #: Pending GPUs that accept any model.
     pending_gpus_any_model: float = 0.0
+    #: Smoothed recent demand (running + pending GPUs) per model, when the source tracks
+    #: it: a queue that empties for a moment does not make AI nodes look worthless.
+    expected_gpus: npt.NDArray[np.float64] | None = None
+    expected_gpus_any_model: float = 0.0
 
     @staticmethod
     def empty(n_gpu_models: int) -> DemandSummary:
@@ -75,3 +79,11 @@ class DemandSummary:
         with np.errstate(invalid="ignore", divide="ignore"):
             offered = np.where(priced_gpus > 0, paid / priced_gpus, np.nan)
         return DemandSummary(pending, offered, any_model)
+
+
+def smooth_demand(previous: float, current: float, dt_s: float, half_life_s: float) -> float:
+    """Exponentially weighted demand level: decays toward `current` with a half-life."""
+    if half_life_s <= 0:
+        return current
+    keep = 0.5 ** (dt_s / half_life_s)
+    return float(keep * previous + (1.0 - keep) * current)

@@ -218,8 +218,9 @@ class PlausibleRanges(StrictModel):
         description="Mainnet difficulty (above 1e12 since 2015).",
     )
     fees_btc_per_block: PlausibleRange = Field(
-        default_factory=lambda: PlausibleRange(min=0.0, max=25.0),
-        description="Average fees per block, BTC (0 itself is rejected).",
+        default_factory=lambda: PlausibleRange(min=1e-4, max=25.0),
+        description="Average fees per block, BTC (day averages have stayed far above 1e-4; "
+        "a value below is a sat/BTC mix-up).",
     )
     power_usd_mwh: PlausibleRange = Field(
         default_factory=lambda: PlausibleRange(min=-500.0, max=10_000.0),

@@ -71,7 +71,8 @@ def test_unknown_profile_lists_known(tmp_path: Path) -> None:
         fleet:
           - {profile: s99, count: 3}
     """)
-    with pytest.raises(ConfigError, match=r"fleet\[0\]\.profile.*unknown hardware profile 's99'.*s21"):
+    expected = r"fleet\[0\]\.profile.*unknown hardware profile 's99'.*s21"
+    with pytest.raises(ConfigError, match=expected):
         build_fleet(load_config(path))
 
 
@@ -144,3 +145,10 @@ def test_file_without_policy_class(tmp_path: Path) -> None:
     empty.write_text("x = 1\n")
     with pytest.raises(PolicyError, match="defines 0 Policy classes"):
         resolve_policy_class(str(empty))
+
+
+def test_example_policy_package_registers_by_entry_point() -> None:
+    # `make setup` installs examples/policies, as a policy author's package would be.
+    cls = resolve_policy_class("night-owl")
+    assert cls.__name__ == "NightOwl"
+    assert resolve_policy_class("night_owl:NightOwl") is cls

@@ -277,9 +277,7 @@ def slim_pod(pod: Obj, config: KubernetesConfig) -> Obj | None:
         config.duration_annotation,
     }
     notes = {k: v for k, v in annotations_of(pod).items() if k in wanted}
-    slim_labels = {
-        k: v for k, v in labels_of(pod).items() if k == config.interruptible_label
-    }
+    slim_labels = {k: v for k, v in labels_of(pod).items() if k == config.interruptible_label}
     gpu_containers = [
         {"resources": c.get("resources") or {}}
         for c in spec.get("containers") or []

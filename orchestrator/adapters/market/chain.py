@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from orchestrator.adapters.market.http import FeedHttpClient
 from orchestrator.adapters.market.parse import field as get_field
 from orchestrator.adapters.market.parse import integer, number
-from orchestrator.adapters.market.quality import FeedProblem, Reject
+from orchestrator.adapters.market.quality import FeedRejectError, Reject
 from orchestrator.economics import TARGET_BLOCK_SECONDS, TWO_POW_32
 from orchestrator.models.feeds_config import ChainSource, url_host
 
@@ -40,7 +40,7 @@ class ChainReading:
     fees_btc_per_block: float | None = None
     #: 'per_block' (average of per-block fees) or 'daily_total' (total / block count).
     fees_method: str | None = None
-    problems: list[FeedProblem] = field(default_factory=list)
+    problems: list[FeedRejectError] = field(default_factory=list)
 
 
 class ChainFeed(Protocol):
@@ -53,7 +53,7 @@ def _guard(reading: ChainReading, fn: Callable[[], None]) -> None:
     """Run one part of a reading; a failure is noted, the other parts still count."""
     try:
         fn()
-    except FeedProblem as exc:
+    except FeedRejectError as exc:
         reading.problems.append(exc)
 
 
@@ -65,7 +65,7 @@ def check_hashrate_units(reading: ChainReading) -> None:
     ratio = reading.difficulty / implied
     if not 1 / HASHRATE_CROSS_CHECK_FACTOR <= ratio <= HASHRATE_CROSS_CHECK_FACTOR:
         reading.problems.append(
-            FeedProblem(
+            FeedRejectError(
                 Reject.UNITS,
                 f"difficulty {reading.difficulty:.6g} vs {implied:.6g} implied by hashrate "
                 f"{reading.hashrate_hs:.6g} H/s",
@@ -110,7 +110,7 @@ class MempoolChain:
         url = f"{self.base}/v1/blocks" + (f"/{start}" if start is not None else "")
         doc = self.http.get(url).json()
         if not isinstance(doc, list) or not doc:
-            raise FeedProblem(Reject.SCHEMA, "expected a non-empty list of blocks", source=url)
+            raise FeedRejectError(Reject.SCHEMA, "expected a non-empty list of blocks", source=url)
         out = []
         for block in doc:
             height = integer(get_field(block, "height", source=url), what="height", source=url)
@@ -123,7 +123,7 @@ class MempoolChain:
             out.append((height, str(block_id), diff, fees))
         heights = [b[0] for b in out]
         if heights != sorted(heights, reverse=True):
-            raise FeedProblem(Reject.SCHEMA, "blocks are not in descending height", source=url)
+            raise FeedRejectError(Reject.SCHEMA, "blocks are not in descending height", source=url)
         return out
 
     def _fees(self, reading: ChainReading, tip: list[tuple[int, str, float, float | None]]) -> None:
@@ -135,12 +135,12 @@ class MempoolChain:
             while (missing := self._missing(lowest, top)) is not None:
                 pages += 1
                 if pages > math.ceil(self.window / MEMPOOL_PAGE_BLOCKS) + 2:
-                    raise FeedProblem(
+                    raise FeedRejectError(
                         Reject.SCHEMA, f"block {missing} not served", source=self.name
                     )
                 page = self._page(missing)
                 if page[0][0] != missing:
-                    raise FeedProblem(
+                    raise FeedRejectError(
                         Reject.SCHEMA,
                         f"asked for blocks from {missing}, got from {page[0][0]}",
                         source=self.name,
@@ -151,14 +151,14 @@ class MempoolChain:
             total = sum(self._fees_sat[h][1] for h in range(lowest, top + 1))
             reading.fees_btc_per_block = total / self.window / SATS_PER_BTC
             reading.fees_method = "per_block"
-        except FeedProblem as exc:
+        except FeedRejectError as exc:
             reading.problems.append(exc)
             self._reward_stats(reading)
 
     def _remember(self, page: list[tuple[int, str, float, float | None]]) -> None:
         for height, block_id, _, fees in page:
             if fees is None:
-                raise FeedProblem(
+                raise FeedRejectError(
                     Reject.SCHEMA, f"block {height} has no extras.totalFees", source=self.name
                 )
             self._fees_sat[height] = (block_id, fees)
@@ -178,7 +178,7 @@ class MempoolChain:
         total = number(get_field(doc, "totalFee", source=url), what="totalFee", source=url)
         blocks = end - start + 1
         if blocks <= 0:
-            raise FeedProblem(Reject.SCHEMA, f"block range {start}..{end} is empty", source=url)
+            raise FeedRejectError(Reject.SCHEMA, f"block range {start}..{end} is empty", source=url)
         reading.fees_btc_per_block = total / blocks / SATS_PER_BTC
         reading.fees_method = "daily_total"
 
@@ -224,7 +224,7 @@ class BlockchainInfoChain:
                 get_field(doc, "n_blocks_mined", source=url), what="n_blocks_mined", source=url
             )
             if blocks <= 0:
-                raise FeedProblem(Reject.SCHEMA, f"n_blocks_mined is {blocks}", source=url)
+                raise FeedRejectError(Reject.SCHEMA, f"n_blocks_mined is {blocks}", source=url)
             reading.fees_btc_per_block = total / SATS_PER_BTC / blocks
             reading.fees_method = "daily_total"
 
@@ -251,7 +251,7 @@ class EsploraChain:
         url = f"{self.base}/blocks"
         doc: Any = self.http.get(url).json()
         if not isinstance(doc, list) or not doc:
-            raise FeedProblem(Reject.SCHEMA, "expected a non-empty list of blocks", source=url)
+            raise FeedRejectError(Reject.SCHEMA, "expected a non-empty list of blocks", source=url)
         top = max(doc, key=lambda b: b.get("height", -1) if isinstance(b, dict) else -1)
         reading = ChainReading(source=self.name, observed_s=now_s)
         reading.height = integer(get_field(top, "height", source=url), what="height", source=url)

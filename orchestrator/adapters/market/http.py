@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from orchestrator.adapters.market.quality import FeedProblem, Reject
+from orchestrator.adapters.market.quality import FeedRejectError, Reject
 from orchestrator.models.feeds_config import HttpSettings
 
 Sleep = Callable[[float], None]
@@ -34,7 +34,9 @@ class HttpResponse:
         try:
             return self.body.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise FeedProblem(Reject.SCHEMA, f"body is not UTF-8: {exc}", source=self.url) from None
+            raise FeedRejectError(
+                Reject.SCHEMA, f"body is not UTF-8: {exc}", source=self.url
+            ) from None
 
     def json(self) -> Any:
         return parse_json(self.body, source=self.url)
@@ -49,7 +51,7 @@ def parse_json(body: bytes, *, source: str) -> Any:
     try:
         return json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise FeedProblem(Reject.BAD_JSON, f"not valid JSON: {exc}", source=source) from None
+        raise FeedRejectError(Reject.BAD_JSON, f"not valid JSON: {exc}", source=source) from None
 
 
 class FeedHttpClient:
@@ -97,21 +99,23 @@ class FeedHttpClient:
         return base * self._rng.uniform(0.5, 1.0)
 
     def get(self, url: str, *, params: Mapping[str, str] | None = None) -> HttpResponse:
-        """GET `url`, retrying what may heal; raise FeedProblem with the reason otherwise."""
+        """GET `url`, retrying what may heal; raise FeedRejectError with the reason otherwise."""
         try:
             self.settings.check_url(url, where="feed")
         except ValueError as exc:
-            raise FeedProblem(Reject.INSECURE_URL, str(exc), source=url) from None
-        last: _Retryable | None = None
+            raise FeedRejectError(Reject.INSECURE_URL, str(exc), source=url) from None
+        last: _RetryableError | None = None
         for attempt in range(self.settings.retries + 1):
             if last is not None:
                 self._sleep(self.backoff_s(attempt - 1, last.retry_after))
             try:
                 return self._once(url, params)
-            except _Retryable as exc:
+            except _RetryableError as exc:
                 last = exc
         assert last is not None
-        raise FeedProblem(last.reason, f"{last.detail} (after {attempt + 1} attempts)", source=url)
+        raise FeedRejectError(
+            last.reason, f"{last.detail} (after {attempt + 1} attempts)", source=url
+        )
 
     def _once(self, url: str, params: Mapping[str, str] | None) -> HttpResponse:
         limit = self.settings.max_response_bytes
@@ -120,14 +124,14 @@ class FeedHttpClient:
                 status = resp.status_code
                 if status == 429 or status >= 500:
                     reason = Reject.RATE_LIMITED if status == 429 else Reject.SERVER_ERROR
-                    raise _Retryable(
+                    raise _RetryableError(
                         reason, f"HTTP {status}", url, resp.headers.get("Retry-After")
                     )
                 if status != 200:
-                    raise FeedProblem(Reject.HTTP_STATUS, f"HTTP {status}", source=url)
+                    raise FeedRejectError(Reject.HTTP_STATUS, f"HTTP {status}", source=url)
                 declared = resp.headers.get("Content-Length")
                 if declared is not None and declared.isdigit() and int(declared) > limit:
-                    raise FeedProblem(
+                    raise FeedRejectError(
                         Reject.TOO_LARGE, f"{declared} bytes declared > {limit}", source=url
                     )
                 chunks: list[bytes] = []
@@ -135,17 +139,21 @@ class FeedHttpClient:
                 for chunk in resp.iter_bytes():
                     size += len(chunk)
                     if size > limit:
-                        raise FeedProblem(Reject.TOO_LARGE, f"body exceeds {limit} bytes", source=url)
+                        raise FeedRejectError(
+                            Reject.TOO_LARGE, f"body exceeds {limit} bytes", source=url
+                        )
                     chunks.append(chunk)
                 return HttpResponse(str(resp.url), status, b"".join(chunks), dict(resp.headers))
         except httpx.TimeoutException as exc:
-            raise _Retryable(Reject.TIMEOUT, f"timed out ({type(exc).__name__})", url) from None
+            raise _RetryableError(
+                Reject.TIMEOUT, f"timed out ({type(exc).__name__})", url
+            ) from None
         except httpx.TransportError as exc:
             # Refused or dropped connections, bodies cut short of their Content-Length.
-            raise _Retryable(Reject.TRANSPORT, f"{type(exc).__name__}: {exc}", url) from None
+            raise _RetryableError(Reject.TRANSPORT, f"{type(exc).__name__}: {exc}", url) from None
 
 
-class _Retryable(FeedProblem):
+class _RetryableError(FeedRejectError):
     def __init__(self, reason: Reject, detail: str, url: str, retry_after: str | None = None):
         super().__init__(reason, detail, source=url)
         self.retry_after = retry_after

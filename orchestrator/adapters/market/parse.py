@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from orchestrator.adapters.market.quality import FeedProblem, Reject
+from orchestrator.adapters.market.quality import FeedRejectError, Reject
 
 
 def dig(doc: Any, path: str, *, source: str) -> Any:
@@ -17,19 +17,23 @@ def dig(doc: Any, path: str, *, source: str) -> Any:
     for part in [p for p in path.split(".") if p] if path else []:
         if isinstance(node, Mapping):
             if part not in node:
-                raise FeedProblem(Reject.SCHEMA, f"missing field {part!r} in {path!r}", source=source)
+                raise FeedRejectError(
+                    Reject.SCHEMA, f"missing field {part!r} in {path!r}", source=source
+                )
             node = node[part]
         elif isinstance(node, list):
             try:
                 node = node[int(part)]
             except (ValueError, IndexError):
-                raise FeedProblem(
-                    Reject.SCHEMA, f"no item {part!r} in a list of {len(node)} ({path!r})",
+                raise FeedRejectError(
+                    Reject.SCHEMA,
+                    f"no item {part!r} in a list of {len(node)} ({path!r})",
                     source=source,
                 ) from None
         else:
-            raise FeedProblem(
-                Reject.SCHEMA, f"{path!r}: {type(node).__name__} has no field {part!r}",
+            raise FeedRejectError(
+                Reject.SCHEMA,
+                f"{path!r}: {type(node).__name__} has no field {part!r}",
                 source=source,
             )
     return node
@@ -37,38 +41,44 @@ def dig(doc: Any, path: str, *, source: str) -> Any:
 
 def field(doc: Any, name: str, *, source: str) -> Any:
     if not isinstance(doc, Mapping):
-        raise FeedProblem(Reject.SCHEMA, f"expected an object, got {type(doc).__name__}", source=source)
+        raise FeedRejectError(
+            Reject.SCHEMA, f"expected an object, got {type(doc).__name__}", source=source
+        )
     if name not in doc:
-        raise FeedProblem(Reject.SCHEMA, f"missing field {name!r}", source=source)
+        raise FeedRejectError(Reject.SCHEMA, f"missing field {name!r}", source=source)
     return doc[name]
 
 
 def number(value: Any, *, what: str, source: str) -> float:
     """A JSON number or numeric string (exchanges quote prices as strings)."""
     if isinstance(value, bool) or value is None:
-        raise FeedProblem(Reject.SCHEMA, f"{what}: expected a number, got {value!r}", source=source)
+        raise FeedRejectError(
+            Reject.SCHEMA, f"{what}: expected a number, got {value!r}", source=source
+        )
     if isinstance(value, int | float):
         out = float(value)
     elif isinstance(value, str):
         try:
             out = float(value.strip())
         except ValueError:
-            raise FeedProblem(
+            raise FeedRejectError(
                 Reject.SCHEMA, f"{what}: expected a number, got {value!r}", source=source
             ) from None
     else:
-        raise FeedProblem(
+        raise FeedRejectError(
             Reject.SCHEMA, f"{what}: expected a number, got {type(value).__name__}", source=source
         )
     if not math.isfinite(out):
-        raise FeedProblem(Reject.NOT_FINITE, f"{what}: {value!r}", source=source)
+        raise FeedRejectError(Reject.NOT_FINITE, f"{what}: {value!r}", source=source)
     return out
 
 
 def integer(value: Any, *, what: str, source: str) -> int:
     out = number(value, what=what, source=source)
     if out != int(out):
-        raise FeedProblem(Reject.SCHEMA, f"{what}: expected an integer, got {value!r}", source=source)
+        raise FeedRejectError(
+            Reject.SCHEMA, f"{what}: expected an integer, got {value!r}", source=source
+        )
     return int(out)
 
 
@@ -76,7 +86,7 @@ def zone(name: str, *, source: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise FeedProblem(Reject.SCHEMA, f"unknown time zone {name!r}", source=source) from None
+        raise FeedRejectError(Reject.SCHEMA, f"unknown time zone {name!r}", source=source) from None
 
 
 def timestamp(value: Any, fmt: str, *, tz: str = "UTC", source: str) -> float:
@@ -86,7 +96,7 @@ def timestamp(value: Any, fmt: str, *, tz: str = "UTC", source: str) -> float:
     if fmt == "unix_ms":
         return number(value, what="time", source=source) / 1000.0
     if not isinstance(value, str):
-        raise FeedProblem(Reject.BAD_TIMESTAMP, f"time {value!r} is not text", source=source)
+        raise FeedRejectError(Reject.BAD_TIMESTAMP, f"time {value!r} is not text", source=source)
     text = value.strip()
     extra = timedelta(0)
     try:
@@ -98,7 +108,7 @@ def timestamp(value: Any, fmt: str, *, tz: str = "UTC", source: str) -> float:
                 text, extra = text.replace("24:00", "00:00"), timedelta(days=1)
             parsed = datetime.strptime(text, fmt)
     except ValueError:
-        raise FeedProblem(
+        raise FeedRejectError(
             Reject.BAD_TIMESTAMP, f"time {value!r} does not match {fmt!r}", source=source
         ) from None
     if parsed.tzinfo is None:

@@ -9,7 +9,7 @@ from typing import Protocol
 
 from orchestrator.adapters.market.http import FeedHttpClient
 from orchestrator.adapters.market.parse import dig, number, timestamp
-from orchestrator.adapters.market.quality import Candidate, FeedProblem, Reject
+from orchestrator.adapters.market.quality import Candidate, FeedRejectError, Reject
 from orchestrator.models.feeds_config import (
     FixedPower,
     HttpCsvPower,
@@ -68,10 +68,14 @@ class CsvPowerFeed:
         src, url = self.source, self.source.url
         text = self.http.get(url).text()
         rows = csv.DictReader(io.StringIO(text), delimiter=src.separator)
-        needed = [*src.time_columns, src.value_column, *([src.key_column] if src.key_column else [])]
+        needed = [
+            *src.time_columns,
+            src.value_column,
+            *([src.key_column] if src.key_column else []),
+        ]
         missing = [c for c in needed if c not in (rows.fieldnames or [])]
         if missing:
-            raise FeedProblem(
+            raise FeedRejectError(
                 Reject.SCHEMA, f"missing column(s) {missing}; have {rows.fieldnames}", source=url
             )
         fmt = src.time_format or "iso"
@@ -81,17 +85,19 @@ class CsvPowerFeed:
             if src.key_column is not None and row[src.key_column] != src.key:
                 continue
             if any(row.get(c) is None for c in needed):
-                raise FeedProblem(Reject.SCHEMA, f"line {line} is cut short", source=url)
+                raise FeedRejectError(Reject.SCHEMA, f"line {line} is cut short", source=url)
             when = " ".join(row[c].strip() for c in src.time_columns)
             start = timestamp(when, fmt, tz=src.timezone, source=f"{url} line {line}") + shift
             if start > now_s:
                 continue  # a forecast or a later interval: not yet a price
-            value = number(row[src.value_column], what=src.value_column, source=f"{url} line {line}")
+            value = number(
+                row[src.value_column], what=src.value_column, source=f"{url} line {line}"
+            )
             if best is None or start > best[0]:
                 best = (start, value)
         if best is None:
             what = f" for {src.key_column}={src.key}" if src.key_column else ""
-            raise FeedProblem(Reject.SCHEMA, f"no interval started by now{what}", source=url)
+            raise FeedRejectError(Reject.SCHEMA, f"no interval started by now{what}", source=url)
         return Candidate(best[1] * _TO_USD_PER_MWH[src.unit], self.name, best[0])
 
 

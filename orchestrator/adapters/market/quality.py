@@ -68,7 +68,7 @@ RELATIVE_RULES = frozenset(
 )
 
 
-class FeedProblem(FeedError):
+class FeedRejectError(FeedError):
     """A fetch failed or a value broke a rule. `reason` is the metric label."""
 
     def __init__(self, reason: Reject, detail: str, *, source: str = "") -> None:
@@ -92,6 +92,7 @@ class Candidate:
 
 
 RejectHook = Callable[[str, Reject, str], None]
+_ANY_NONNEG = PlausibleRange(min=0.0, max=1e300)
 
 
 @dataclass(slots=True)
@@ -276,7 +277,7 @@ class DataQuality:
         if kind == "gpu_usd_per_gpu_hour":
             return r.gpu_usd_per_gpu_hour, "positive", c.gpu_jump_band, True
         # block_height, subsidy_btc: derived or integral, only sign and time rules.
-        return PlausibleRange(min=0.0, max=math.inf), "nonneg", None, False
+        return _ANY_NONNEG, "nonneg", None, False
 
     def reject(self, feed: str, reason: Reject, detail: str, *, source: str = "") -> None:
         """Count and log one refused value or failed fetch."""
@@ -333,7 +334,7 @@ class DataQuality:
         """
         st = self.state(feed)
         problem = self.check(feed, cand, now_s)
-        _, _, band, repeat_confirms = self._rules(feed)
+        repeat_confirms = self._rules(feed)[3]
         if problem is not None and problem[0] == Reject.JUMP_UNCONFIRMED and repeat_confirms:
             # One source, a big move: a later reading at the same level confirms it.
             pending = st.pending

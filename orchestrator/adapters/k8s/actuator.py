@@ -1,0 +1,497 @@
+"""Moves nodes toward a plan's modes through the Kubernetes API (design §4).
+
+Level-based: each pass reads the nodes and pods as they are and takes every node one
+step further (`lifecycle.plan_step`); nothing is remembered that a restarted controller
+would need. Writes are JSON merge patches conditional on the node's resourceVersion (a
+409 is re-read and retried once), evictions go through the Eviction API (a 429 from a
+disruption budget waits for the next pass), every write takes a token from a rate limiter,
+and nodes are served highest plan gain first so a short budget goes to what pays most.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from orchestrator.adapters.k8s.api import (
+    CONFLICT,
+    NOT_FOUND,
+    TOO_MANY_REQUESTS,
+    ApiError,
+    KubeOps,
+    Obj,
+)
+from orchestrator.adapters.k8s.fleet import PodsByNode, group_pods
+from orchestrator.adapters.k8s.lifecycle import STEADY, Step, effective_target, plan_step
+from orchestrator.adapters.k8s.objects import (
+    MINING_TAINT_EFFECT,
+    MINING_TAINT_KEY,
+    MODE_LABEL,
+    NodeView,
+    Provenance,
+    mode_of,
+    name_of,
+    node_view,
+    pod_view,
+    resource_version_of,
+)
+from orchestrator.adapters.k8s.ratelimit import TokenBucket
+from orchestrator.adapters.k8s.watch import ListingSource, NodeSource, PodSource
+from orchestrator.engine.plan import Plan
+from orchestrator.framework.reasons import Reason
+from orchestrator.models.config import KubernetesConfig
+from orchestrator.models.fleet import FleetTable
+from orchestrator.models.modes import Mode
+from orchestrator.ports import ActuationResult
+
+log = logging.getLogger(__name__)
+
+RECONCILE_DECISION = "reconcile"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeTarget:
+    """One node's planned mode, with what the switch is worth and why it was decided."""
+
+    name: str
+    mode: Mode
+    #: Plan gain of the switch, USD/h: higher goes first when writes are scarce.
+    gain_per_h: float = 0.0
+    reason: str = Reason.UNCHANGED.name
+    #: The engine held the node at its committed mode because it is mid-switch.
+    held_in_transition: bool = False
+
+
+def _reason_name(code: int) -> str:
+    try:
+        return Reason(code).name
+    except ValueError:
+        return str(code)
+
+
+def targets_from_plan(plan: Plan) -> list[NodeTarget]:
+    """Per-node targets of a plan, with gains from its score table."""
+    gain = plan.scores.gain_per_h(plan.current, plan.target)
+    gain = np.where(np.isfinite(gain), gain, 0.0)
+    return [
+        NodeTarget(
+            name=str(plan.node_names[i]),
+            mode=Mode(int(plan.target[i])),
+            gain_per_h=float(gain[i]),
+            reason=_reason_name(int(plan.reason[i])),
+            held_in_transition=int(plan.reason[i]) == Reason.GUARD_IN_TRANSITION,
+        )
+        for i in range(plan.target.shape[0])
+    ]
+
+
+@dataclass(slots=True)
+class ActuatorReport:
+    """Details of the last pass beyond `ActuationResult`: for logs, metrics and tests."""
+
+    decision_id: str = ""
+    steps: dict[str, Step] = field(default_factory=dict)
+    patches: int = 0
+    evicted: list[str] = field(default_factory=list)
+    #: Evictions a disruption budget refused (429), pod key → message.
+    refused: dict[str, str] = field(default_factory=dict)
+    conflicts: int = 0
+    rate_limited: int = 0
+    not_leader: bool = False
+
+
+@dataclass(slots=True)
+class _Memo:
+    """Our last write to a node: used until the cache catches up with it."""
+
+    based_on: str
+    obj: Obj
+    at: float
+
+
+class _Pass:
+    """State of one apply pass: the result, the report and the write gate."""
+
+    def __init__(self, decision_id: str, deadline: float) -> None:
+        self.result = ActuationResult()
+        self.report = ActuatorReport(decision_id=decision_id)
+        self.deadline = deadline
+        self.halted: str | None = None
+
+
+class KubeActuator:
+    """`Actuator` that labels, annotates and taints nodes and evicts interruptible pods.
+
+    `nodes`/`pods` default to listing on every pass; pass a `watch.ClusterCache` to read
+    from watches instead. `is_leader` (e.g. `LeaderElector.is_leader`) is asked before
+    every write: a replica that is not the leader writes nothing.
+    """
+
+    def __init__(
+        self,
+        kube: KubeOps,
+        config: KubernetesConfig,
+        *,
+        nodes: NodeSource | None = None,
+        pods: PodSource | None = None,
+        limiter: TokenBucket | None = None,
+        is_leader: Callable[[], bool] | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        settle_s: float = 1.0,
+        max_writes_per_node: int = 4,
+    ) -> None:
+        self.kube = kube
+        self.config = config
+        listing = ListingSource(kube, config)
+        self.nodes: NodeSource = nodes if nodes is not None else listing
+        self.pods: PodSource = pods if pods is not None else listing
+        self.limiter = limiter or TokenBucket(config.qps, config.burst, clock=monotonic)
+        self.is_leader = is_leader
+        self.clock = clock
+        self.monotonic = monotonic
+        self.settle_s = settle_s
+        self.max_writes_per_node = max_writes_per_node
+        self.miner_managed = config.miner_daemonset is not None
+        self.last_report = ActuatorReport()
+        self._memo: dict[str, _Memo] = {}
+        self._lock = threading.Lock()
+
+    # -- the port --------------------------------------------------------------------------
+
+    def apply(self, plan: Plan, fleet: FleetTable | None = None) -> ActuationResult:
+        """Move every node of the plan one pass toward its target."""
+        return self.apply_targets(targets_from_plan(plan), plan.decision_id)
+
+    def apply_targets(self, targets: Sequence[NodeTarget], decision_id: str) -> ActuationResult:
+        with self._lock:
+            return self._run(targets, decision_id, write=True).result
+
+    def reconcile(self) -> ActuationResult:
+        """Carry on the switches under way (to their recorded targets) without a new plan,
+        and put back a label or taint someone removed. Cheap between cycles."""
+        with self._lock:
+            targets = []
+            for obj in self.nodes.nodes():
+                view = node_view(obj, self.config)
+                if not view.state_recorded or view.opt_out:
+                    continue
+                mode = view.target if view.state not in STEADY and view.target else None
+                targets.append(NodeTarget(view.name, mode or mode_of(view.state)))
+            return self._run(targets, RECONCILE_DECISION, write=True).result
+
+    def preview(self, targets: Sequence[NodeTarget], decision_id: str) -> ActuatorReport:
+        """What a pass would do now, writing nothing (shadow mode)."""
+        with self._lock:
+            return self._run(targets, decision_id, write=False).report
+
+    # -- one pass --------------------------------------------------------------------------
+
+    def _observed(self, obj: Obj) -> tuple[Obj, bool]:
+        """The freshest copy we have of a node, and whether it is our own unsettled write."""
+        name = name_of(obj)
+        memo = self._memo.get(name)
+        if memo is None:
+            return obj, False
+        if resource_version_of(obj) != memo.based_on:
+            del self._memo[name]  # the cache has moved past our write (or someone else's)
+            return obj, False
+        return memo.obj, self.monotonic() - memo.at < self.settle_s
+
+    def _run(self, targets: Sequence[NodeTarget], decision_id: str, *, write: bool) -> _Pass:
+        now = self.clock()
+        run = _Pass(decision_id, self.monotonic() + self.config.write_budget_s)
+        by_name = {name_of(obj): obj for obj in self.nodes.nodes()}
+        pods = group_pods((pod_view(p, self.config) for p in self.pods.pods()), self.config)
+        work: list[tuple[tuple[int, float, str], NodeTarget, Obj]] = []
+        for target in targets:
+            obj = by_name.get(target.name)
+            if obj is None:
+                run.result.deferred[target.name] = "not found among the managed nodes"
+                continue
+            view = node_view(obj, self.config)
+            # Switches under way first (half-done costs most), then new ones by gain, then upkeep.
+            rank = 0 if view.state not in STEADY else 1 if mode_of(view.state) != target.mode else 2
+            work.append(((rank, -target.gain_per_h, target.name), target, obj))
+        work.sort(key=lambda item: item[0])
+        for _, target, obj in work:
+            self._drive(run, target, obj, pods, now, write=write)
+        if write:
+            self.last_report = run.report
+        return run
+
+    def _view(self, obj: Obj, pods: PodsByNode, *, fresh: bool) -> NodeView:
+        return node_view(
+            obj, self.config, has_ai_pods=bool(pods.ai.get(name_of(obj))), fresh_write=fresh
+        )
+
+    def _drive(
+        self,
+        run: _Pass,
+        target: NodeTarget,
+        obj: Obj,
+        pods: PodsByNode,
+        now: float,
+        *,
+        write: bool,
+    ) -> None:
+        name = target.name
+        obj, fresh = self._observed(obj) if write else (obj, False)
+        view = self._view(obj, pods, fresh=fresh)
+        if view.opt_out:
+            if mode_of(view.state) != target.mode:
+                run.result.deferred[name] = "opted out: left alone"
+            return
+        mode = effective_target(view, target.mode, held_in_transition=target.held_in_transition)
+        provenance = Provenance(run.report.decision_id, target.reason)
+        ai, miner = pods.ai.get(name, []), pods.miner.get(name, [])
+        start = view.state
+        notes: list[str] = []
+        retried = False
+        step = plan_step(
+            view,
+            mode,
+            ai,
+            miner,
+            now_s=now,
+            provenance=provenance,
+            miner_managed=self.miner_managed,
+        )
+        run.report.steps[name] = step
+        if not write:
+            return
+        for _ in range(self.max_writes_per_node):
+            if step.patch is not None:
+                refused = self._may_write(run)
+                if refused is not None:
+                    notes.append(refused)
+                    break
+                try:
+                    answer = self.kube.patch_node(name, step.patch)
+                except ApiError as exc:
+                    run.result.writes += 1
+                    if exc.status == CONFLICT and not retried:
+                        # Someone changed the node since we read it: read it again and redo
+                        # the step from what is there now (it may already be done).
+                        run.report.conflicts += 1
+                        retried = True
+                        try:
+                            obj = self.kube.get_node(name)
+                        except ApiError as again:
+                            run.result.errors[name] = f"re-read after conflict: {again}"
+                            return
+                        self._memo.pop(name, None)
+                        view = self._view(obj, pods, fresh=False)
+                        step = plan_step(
+                            view,
+                            mode,
+                            ai,
+                            miner,
+                            now_s=now,
+                            provenance=provenance,
+                            miner_managed=self.miner_managed,
+                        )
+                        continue
+                    if exc.status == CONFLICT:
+                        run.report.conflicts += 1
+                        notes.append("conflict again: retry next pass")
+                    elif exc.status == NOT_FOUND:
+                        notes.append("node deleted")
+                    else:
+                        run.result.errors[name] = f"patch failed: {exc}"
+                    break
+                run.result.writes += 1
+                run.report.patches += 1
+                if step.new_switch and name not in run.result.started:
+                    run.result.started.append(name)
+                self._memo[name] = _Memo(view.resource_version, answer, self.monotonic())
+                view = self._view(answer, pods, fresh=True)
+                step = plan_step(
+                    view,
+                    mode,
+                    ai,
+                    miner,
+                    now_s=now,
+                    provenance=provenance,
+                    miner_managed=self.miner_managed,
+                )
+                run.report.steps[name] = step
+                continue
+            if step.evict:
+                self._evict(run, name, step, notes)
+            break
+        if view.state != start and view.state == step.end and step.reaches_goal:
+            run.result.completed.append(name)
+        elif not step.reaches_goal or step.patch is not None:
+            why = step.waiting or "write pending"
+            if view.since_s and view.state not in STEADY:
+                why += f" (switching for {(now - view.since_s) / 60.0:.0f} min)"
+            run.result.deferred[name] = "; ".join([*notes, why])
+        elif notes:
+            run.result.deferred[name] = "; ".join(notes)
+
+    def _may_write(self, run: _Pass) -> str | None:
+        """None when a write may go now, else why not."""
+        if run.halted is None and self.is_leader is not None and not self.is_leader():
+            run.halted = "not the leader: another replica acts"
+            run.report.not_leader = True
+        if run.halted is not None:
+            return run.halted
+        if not self.limiter.acquire(run.deadline):
+            run.report.rate_limited += 1
+            return "rate limited: next pass"
+        return None
+
+    def _evict(self, run: _Pass, name: str, step: Step, notes: list[str]) -> None:
+        for pod in step.evict:
+            refused = self._may_write(run)
+            if refused is not None:
+                notes.append(refused)
+                return
+            run.result.writes += 1
+            try:
+                self.kube.evict_pod(pod.namespace, pod.name, pod.uid or None)
+            except ApiError as exc:
+                if exc.status == TOO_MANY_REQUESTS:
+                    msg = f"eviction of {pod.key} refused by a disruption budget: retry next pass"
+                    run.report.refused[pod.key] = exc.message or "429"
+                    notes.append(msg)
+                elif exc.status in (NOT_FOUND, CONFLICT):
+                    notes.append(f"{pod.key} already gone")
+                else:
+                    run.result.errors[name] = f"eviction of {pod.key} failed: {exc}"
+                continue
+            run.report.evicted.append(pod.key)
+            notes.append(f"evicted {pod.key}")
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowRecord:
+    """What shadow mode decided and would have done in one cycle."""
+
+    decision_id: str
+    now_s: float
+    #: node → the step a live controller would take (or the planned change, without a cluster).
+    actions: dict[str, str]
+
+
+class ShadowActuator:
+    """`Actuator` for shadow mode: computes and records, writes nothing.
+
+    With a `KubeActuator` it previews against the live cluster (reads only) what each node's
+    next step would be; without one it records the plan's changes.
+    """
+
+    def __init__(self, actuator: KubeActuator | None = None, *, keep: int = 100) -> None:
+        self.actuator = actuator
+        self.keep = keep
+        self.records: list[ShadowRecord] = []
+
+    def apply(self, plan: Plan, fleet: FleetTable | None = None) -> ActuationResult:
+        result = ActuationResult()
+        actions: dict[str, str] = {}
+        if self.actuator is not None:
+            report = self.actuator.preview(targets_from_plan(plan), plan.decision_id)
+            for name, step in report.steps.items():
+                if step.patch is None and not step.evict:
+                    continue
+                actions[name] = describe(step)
+        else:
+            for i in plan.changed:
+                cur, tgt = Mode(int(plan.current[i])), Mode(int(plan.target[i]))
+                actions[str(plan.node_names[i])] = f"{cur.label} → {tgt.label}"
+        result.deferred = {name: f"shadow: would {what}" for name, what in actions.items()}
+        self.records.append(ShadowRecord(plan.decision_id, plan.now_s, actions))
+        del self.records[: -self.keep]
+        return result
+
+
+def describe(step: Step) -> str:
+    """A short human line for a step (shadow records, logs)."""
+    parts = []
+    if step.patch is not None:
+        path = " → ".join(s.name for s in (step.start, *step.path))
+        parts.append(f"patch {path}")
+    if step.evict:
+        parts.append("evict " + ", ".join(p.key for p in step.evict))
+    if step.waiting:
+        parts.append(f"then wait: {step.waiting}")
+    return "; ".join(parts) or "nothing"
+
+
+def miner_daemonset_manifest(
+    config: KubernetesConfig,
+    image: str,
+    *,
+    args: Sequence[str] = (),
+    wallet_secret: str | None = None,
+    gpus: int = 0,
+    node_selector: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
+) -> Obj:
+    """The miner DaemonSet: runs on `mode=mine` nodes and tolerates the mining taint.
+
+    The chart renders the same object; a controller may create it when absent
+    (`ensure_miner_daemonset`). `wallet_secret` names a Secret whose keys become env vars.
+    """
+    if config.miner_daemonset is None:
+        raise ValueError("kubernetes.miner_daemonset is None: no miner DaemonSet is managed")
+    name = config.miner_daemonset
+    pod_labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "hashpivot"}
+    container: Obj = {"name": "miner", "image": image, "args": list(args)}
+    if wallet_secret:
+        container["envFrom"] = [{"secretRef": {"name": wallet_secret}}]
+    if gpus:
+        container["resources"] = {"limits": {"nvidia.com/gpu": str(gpus)}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {
+            "name": name,
+            "namespace": config.namespace,
+            "labels": {**pod_labels, **(labels or {})},
+        },
+        "spec": {
+            "selector": {"matchLabels": pod_labels},
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": {
+                    "nodeSelector": {MODE_LABEL: Mode.MINE.label, **(node_selector or {})},
+                    "tolerations": [
+                        {
+                            "key": MINING_TAINT_KEY,
+                            "operator": "Exists",
+                            "effect": MINING_TAINT_EFFECT,
+                        }
+                    ],
+                    "containers": [container],
+                    # A miner stops at once: nothing to checkpoint, the node waits for it.
+                    "terminationGracePeriodSeconds": 5,
+                },
+            },
+        },
+    }
+
+
+def ensure_miner_daemonset(kube: KubeOps, body: Obj) -> bool:
+    """Create the miner DaemonSet unless it exists (the chart may own it). True if created."""
+    namespace = str(body["metadata"]["namespace"])
+    name = str(body["metadata"]["name"])
+    try:
+        kube.get_daemonset(namespace, name)
+        return False
+    except ApiError as exc:
+        if exc.status != NOT_FOUND:
+            raise
+    try:
+        kube.create_daemonset(namespace, body)
+    except ApiError as exc:
+        if exc.status == CONFLICT:  # created meanwhile by another replica
+            return False
+        raise
+    return True

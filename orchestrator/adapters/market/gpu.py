@@ -1,0 +1,70 @@
+"""GPU rental price per model, USD per GPU-hour: fixed, or offers from a JSON feed."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping
+from typing import Protocol
+
+from orchestrator.adapters.market.http import FeedHttpClient
+from orchestrator.adapters.market.parse import dig, number, timestamp
+from orchestrator.adapters.market.parse import field as get_field
+from orchestrator.adapters.market.quality import Candidate, FeedRejectError, Reject
+from orchestrator.models.feeds_config import HttpJsonGpuPrices, url_host
+
+
+class GpuFeed(Protocol):
+    name: str
+
+    def read(self, now_s: float) -> dict[str, Candidate]: ...
+
+
+class FixedGpuFeed:
+    """Configured prices hold now: observed at every poll."""
+
+    def __init__(self, prices: Mapping[str, float]) -> None:
+        self.name = "fixed"
+        self.prices = dict(prices)
+
+    def read(self, now_s: float) -> dict[str, Candidate]:
+        return {m: Candidate(p, self.name, now_s) for m, p in self.prices.items()}
+
+
+class JsonGpuFeed:
+    """A list of offers; the median (or lowest) price per model. An offer that breaks the
+    schema fails the whole read: a half-parsed market is not a market."""
+
+    def __init__(self, source: HttpJsonGpuPrices, http: FeedHttpClient) -> None:
+        self.source = source
+        self.http = http
+        self.name = f"http_json@{url_host(source.url)}"
+
+    def read(self, now_s: float) -> dict[str, Candidate]:
+        src, url = self.source, self.source.url
+        offers = dig(self.http.get(url).json(), src.items_path, source=url)
+        if not isinstance(offers, list):
+            raise FeedRejectError(Reject.SCHEMA, f"{src.items_path!r} is not a list", source=url)
+        prices: dict[str, list[float]] = {}
+        times: dict[str, float] = {}
+        for i, offer in enumerate(offers):
+            where = f"{url} item {i}"
+            name = get_field(offer, src.model_field, source=where)
+            if not isinstance(name, str):
+                raise FeedRejectError(Reject.SCHEMA, f"model {name!r} is not text", source=where)
+            model = src.models.get(name, None if src.models else name)
+            if model is None:
+                continue
+            price = number(
+                get_field(offer, src.price_field, source=where), what="price", source=where
+            )
+            observed = now_s
+            if src.time_field is not None:
+                raw = get_field(offer, src.time_field, source=where)
+                observed = timestamp(raw, src.time_format, source=where)
+            prices.setdefault(model, []).append(price)
+            # A model's price is as old as its oldest offer.
+            times[model] = min(times.get(model, observed), observed)
+        if not prices:
+            raise FeedRejectError(Reject.SCHEMA, "no offer for any configured model", source=url)
+        agg = statistics.median if src.aggregate == "median" else min
+        return {m: Candidate(float(agg(p)), self.name, times[m]) for m, p in prices.items()}

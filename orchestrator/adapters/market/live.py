@@ -1,0 +1,392 @@
+"""`LiveMarketSource`: the `MarketSource` port backed by live public APIs.
+
+Each poll reads every feed, passes each value through the data-quality rules and keeps
+the last good one with its original observation time. A snapshot is built only from
+last good values. When a value is older than its feed's time-to-live the snapshot is
+refused with `MarketStaleError` (it carries the last good snapshot for the journal):
+the controller's safe state is to hold every node as it is, never to idle or
+mass-switch them because a feed went quiet. The engine's own stale-data guard
+(`guards.stale_after_s`) stays in force behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+
+from orchestrator.adapters.market.chain import ChainFeed, ChainReading, chain_feed
+from orchestrator.adapters.market.gpu import FixedGpuFeed, GpuFeed, JsonGpuFeed
+from orchestrator.adapters.market.http import FeedHttpClient, Sleep
+from orchestrator.adapters.market.power import PowerFeed, power_feed
+from orchestrator.adapters.market.price import PriceFeed, price_feed
+from orchestrator.adapters.market.quality import (
+    DIFFICULTY_REL_TOL,
+    RELATIVE_RULES,
+    Candidate,
+    DataQuality,
+    FeedRejectError,
+    FeedStatus,
+    Quote,
+    Reject,
+    RejectHook,
+    combine_quotes,
+)
+from orchestrator.economics import (
+    DIFFICULTY_ADJUSTMENT_BLOCKS,
+    hashprice_usd_per_ph_day,
+    subsidy_btc_at_height,
+)
+from orchestrator.errors import FeedError
+from orchestrator.framework.context import MarketHistory
+from orchestrator.models.feeds_config import LiveMarketConfig
+from orchestrator.models.market import MarketSnapshot, Observed
+
+log = logging.getLogger("hashpivot.feeds")
+
+BTC_USD = "btc_usd"
+DIFFICULTY = "difficulty"
+BLOCK_HEIGHT = "block_height"
+FEES = "fees_btc_per_block"
+SUBSIDY = "subsidy_btc"
+POWER = "power_usd_mwh"
+GPU = "gpu_usd_per_gpu_hour"
+CORE_FEEDS = (BTC_USD, DIFFICULTY, FEES, SUBSIDY)
+
+
+class MarketStaleError(FeedError):
+    """A value is older than its feed's time-to-live: hold every node as it is.
+
+    `snapshot` is the last good market (for the journal and status), `stale` maps each
+    stale feed to its age in seconds.
+    """
+
+    def __init__(self, stale: Mapping[str, float], snapshot: MarketSnapshot) -> None:
+        self.stale = dict(stale)
+        self.snapshot = snapshot
+        parts = ", ".join(f"{k} ({v:.0f} s old)" for k, v in sorted(self.stale.items()))
+        super().__init__(f"market data past its time-to-live: {parts}; holding all nodes")
+
+
+@dataclass(slots=True)
+class RefreshReport:
+    """What one poll changed: feeds with a newly accepted value, and every refusal."""
+
+    now_s: float
+    accepted: list[str] = field(default_factory=list)
+    rejected: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+class LiveMarketSource:
+    """Live market data behind the `MarketSource` port (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: LiveMarketConfig,
+        *,
+        chain: Sequence[ChainFeed],
+        prices: Sequence[PriceFeed],
+        power: Mapping[str, PowerFeed],
+        gpu: Sequence[GpuFeed] = (),
+        gpu_fixed: Mapping[str, float] | None = None,
+        on_reject: RejectHook | None = None,
+        http: FeedHttpClient | None = None,
+    ) -> None:
+        self.config = config
+        self.chain = list(chain)
+        self.prices = list(prices)
+        self.power = dict(power)
+        self.gpu = list(gpu)
+        self.gpu_fixed = FixedGpuFeed(
+            config.gpu_usd_per_gpu_hour_fixed if gpu_fixed is None else gpu_fixed
+        )
+        self.quality = DataQuality(config, on_reject=self._count)
+        self._hook = on_reject
+        self._http = http
+        self._report: RefreshReport | None = None
+        self._last_refresh_s: float | None = None
+        self._live_gpu_models: set[str] = set()
+        self._history: deque[tuple[float, float, float]] = deque(maxlen=config.history_max_points)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: LiveMarketConfig,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Sleep = time.sleep,
+        rng: random.Random | None = None,
+        on_reject: RejectHook | None = None,
+    ) -> LiveMarketSource:
+        """Feeds as configured, sharing one HTTP client (`transport` for tests)."""
+        http = FeedHttpClient(config.http, transport=transport, sleep=sleep, rng=rng)
+        return cls(
+            config,
+            chain=[
+                chain_feed(s, http, window=config.fees_window_blocks) for s in config.chain_sources
+            ],
+            prices=[price_feed(s, http) for s in config.price_sources],
+            power={site: power_feed(s, http) for site, s in config.power_by_site().items()},
+            gpu=[JsonGpuFeed(s, http) for s in config.gpu_sources],
+            on_reject=on_reject,
+            http=http,
+        )
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+
+    # -- polling ---------------------------------------------------------------------
+
+    def _count(self, feed: str, reason: Reject, detail: str) -> None:
+        if self._report is not None:
+            self._report.rejected.append((feed, reason.value, detail))
+        if self._hook is not None:
+            self._hook(feed, reason, detail)
+
+    def _offer(self, feed: str, cand: Candidate, now_s: float) -> Reject | None:
+        # A server clock a little ahead (within the allowed skew) cannot make a value
+        # newer than the moment it was fetched.
+        if cand.observed_s > now_s and math.isfinite(cand.observed_s):
+            skew = cand.observed_s - now_s
+            if skew <= self.config.max_clock_skew_s:
+                cand = Candidate(cand.value, cand.source, now_s, cand.height, cand.confirmations)
+        problem = self.quality.offer(feed, cand, now_s)
+        if problem is None and self._report is not None:
+            self._report.accepted.append(feed)
+        return problem
+
+    def _fail(self, feed: str, exc: FeedRejectError) -> None:
+        self.quality.reject(feed, exc.reason, exc.detail, source=exc.source)
+
+    def refresh(self, now_s: float) -> RefreshReport:
+        """Poll every feed once and keep what passes the rules."""
+        self._report = report = RefreshReport(now_s)
+        try:
+            self._refresh_chain(now_s)
+            self._refresh_price(now_s)
+            self._refresh_power(now_s)
+            self._refresh_gpu(now_s)
+            self._record_history(now_s)
+        finally:
+            self._report = None
+            self._last_refresh_s = now_s
+        return report
+
+    def _refresh_chain(self, now_s: float) -> None:
+        todo = {DIFFICULTY, BLOCK_HEIGHT, FEES}
+        refused: Candidate | None = None  # a difficulty a relative rule refused
+        for feed in self.chain:
+            if not todo:
+                break
+            try:
+                reading = feed.read(now_s)
+            except FeedRejectError as exc:
+                self._fail("chain", exc)
+                continue
+            for failure in reading.problems:
+                self._fail("chain", failure)
+            if (
+                BLOCK_HEIGHT in todo
+                and reading.height is not None
+                and self._offer_height(reading, now_s)
+            ):
+                todo.discard(BLOCK_HEIGHT)
+            if DIFFICULTY in todo and reading.difficulty is not None:
+                cand = Candidate(
+                    reading.difficulty, reading.source, reading.observed_s, height=reading.height
+                )
+                if refused is not None and _same_difficulty(refused, cand):
+                    # A second source agrees with the refused value: it is the truth.
+                    cand = Candidate(
+                        cand.value,
+                        f"{refused.source}+{cand.source}",
+                        min(refused.observed_s, cand.observed_s),
+                        height=cand.height,
+                        confirmations=2,
+                    )
+                problem = self._offer(DIFFICULTY, cand, now_s)
+                if problem is None:
+                    todo.discard(DIFFICULTY)
+                elif problem in RELATIVE_RULES and refused is None:
+                    refused = cand
+            if FEES in todo and reading.fees_btc_per_block is not None:
+                cand = Candidate(
+                    reading.fees_btc_per_block,
+                    f"{reading.source}:{reading.fees_method}",
+                    reading.observed_s,
+                )
+                if self._offer(FEES, cand, now_s) is None:
+                    todo.discard(FEES)
+
+    def _offer_height(self, reading: ChainReading, now_s: float) -> bool:
+        assert reading.height is not None
+        height = reading.height
+        cand = Candidate(float(height), reading.source, reading.observed_s, height=height)
+        if self._offer(BLOCK_HEIGHT, cand, now_s) is not None:
+            return False
+        subsidy = Candidate(
+            subsidy_btc_at_height(height),
+            f"{reading.source}:height {height}",
+            reading.observed_s,
+            height=height,
+        )
+        self._offer(SUBSIDY, subsidy, now_s)
+        return True
+
+    def _refresh_price(self, now_s: float) -> None:
+        quotes: list[Quote] = []
+        for feed in self.prices:
+            try:
+                quotes.append(feed.quote(now_s))
+            except FeedRejectError as exc:
+                self._fail(BTC_USD, exc)
+        last = self.quality.last_good(BTC_USD)
+        cand, dropped = combine_quotes(
+            quotes,
+            agreement=self.config.price_agreement,
+            last_good=None if last is None else last.value,
+        )
+        for quote, reason, detail in dropped:
+            self.quality.reject(BTC_USD, reason, detail, source=quote.source)
+        if cand is not None:
+            self._offer(BTC_USD, cand, now_s)
+
+    def _refresh_power(self, now_s: float) -> None:
+        for site, feed in self.power.items():
+            try:
+                cand = feed.read(now_s)
+            except FeedRejectError as exc:
+                self._fail(f"{POWER}.{site}", exc)
+                continue
+            self._offer(f"{POWER}.{site}", cand, now_s)
+
+    def _refresh_gpu(self, now_s: float) -> None:
+        live: dict[str, Candidate] = {}
+        for feed in self.gpu:
+            try:
+                for model, cand in feed.read(now_s).items():
+                    live.setdefault(model, cand)
+            except FeedRejectError as exc:
+                self._fail(GPU, exc)
+        self._live_gpu_models |= live.keys()
+        fixed = {
+            m: c
+            for m, c in self.gpu_fixed.read(now_s).items()
+            # Once a feed has priced a model, its fixed price no longer stands in: a dead
+            # feed then shows as stale instead of silently reverting to the tariff.
+            if m not in self._live_gpu_models
+        }
+        for model, cand in {**fixed, **live}.items():
+            self._offer(f"{GPU}.{model}", cand, now_s)
+
+    def _record_history(self, now_s: float) -> None:
+        values = {f: self.quality.last_good(f) for f in (*CORE_FEEDS, self._history_power())}
+        if any(v is None for v in values.values()):
+            return
+        v = {k: o.value for k, o in values.items() if o is not None}
+        hp = float(hashprice_usd_per_ph_day(v[DIFFICULTY], v[BTC_USD], v[SUBSIDY], v[FEES]))
+        if self._history and self._history[-1][0] >= now_s:
+            return
+        self._history.append((now_s, hp, v[self._history_power()]))
+
+    def _history_power(self) -> str:
+        sites = self.power_sites()
+        site = "default" if "default" in sites else (sites[0] if sites else "default")
+        return f"{POWER}.{site}"
+
+    # -- the MarketSource port -------------------------------------------------------
+
+    def power_sites(self) -> list[str]:
+        return sorted(self.power)
+
+    def gpu_models(self) -> list[str]:
+        models = set(self.gpu_fixed.prices) | self._live_gpu_models
+        for feed in self.gpu:
+            source = getattr(feed, "source", None)
+            models |= set(getattr(source, "models", {}).values())
+        return sorted(models)
+
+    def required_feeds(self) -> list[str]:
+        """Every value a snapshot must carry."""
+        return [
+            *CORE_FEEDS,
+            *(f"{POWER}.{s}" for s in self.power_sites()),
+            *(f"{GPU}.{m}" for m in self.gpu_models()),
+        ]
+
+    def last_good_snapshot(self) -> MarketSnapshot:
+        """The last good value of every feed, however old. FeedError if one never came."""
+        if not self.power:
+            raise FeedError(
+                "no power price source: set live_market.power_usd_mwh_fixed or "
+                "live_market.power_sources"
+            )
+        good: dict[str, Observed] = {}
+        missing = []
+        for feed in self.required_feeds():
+            value = self.quality.last_good(feed)
+            if value is None:
+                missing.append(feed)
+            else:
+                good[feed] = value
+        if missing:
+            problems = {f: self.quality.state(f).last_problem or "no answer yet" for f in missing}
+            raise FeedError(f"no good market value yet for: {problems}")
+        return MarketSnapshot(
+            btc_usd=good[BTC_USD],
+            difficulty=good[DIFFICULTY],
+            fees_btc_per_block=good[FEES],
+            subsidy_btc=good[SUBSIDY],
+            power_usd_mwh={s: good[f"{POWER}.{s}"] for s in self.power_sites()},
+            gpu_usd_per_gpu_hour={m: good[f"{GPU}.{m}"] for m in self.gpu_models()},
+        )
+
+    def snapshot(self, now_s: float) -> MarketSnapshot:
+        """The last good values, polling first when the last poll is older than
+        `poll_interval_s`. Raises FeedError when a value never came, and
+        `MarketStaleError` when one is past its time-to-live."""
+        if self._last_refresh_s is None or now_s - self._last_refresh_s >= (
+            self.config.poll_interval_s
+        ):
+            self.refresh(now_s)
+        snap = self.last_good_snapshot()
+        stale = self.quality.stale(self.required_feeds(), now_s)
+        if stale:
+            raise MarketStaleError(stale, snap)
+        return snap
+
+    def history(self, now_s: float) -> MarketHistory:
+        points = [p for p in self._history if p[0] <= now_s]
+        if not points:
+            return MarketHistory.empty()
+        arr = np.array(points, dtype=np.float64)
+        return MarketHistory(
+            times_s=arr[:, 0].copy(),
+            hashprice_usd_ph_day=arr[:, 1].copy(),
+            power_usd_mwh=arr[:, 2].copy(),
+        )
+
+    def status(self, now_s: float) -> dict[str, FeedStatus]:
+        """Per-feed value, age, staleness and counts (for `hashpivot status`)."""
+        return self.quality.status(now_s)
+
+    def rejection_counts(self) -> dict[str, dict[str, int]]:
+        return self.quality.rejection_counts()
+
+
+def _same_difficulty(a: Candidate, b: Candidate) -> bool:
+    if (
+        a.height is not None
+        and b.height is not None
+        and (a.height // DIFFICULTY_ADJUSTMENT_BLOCKS != b.height // DIFFICULTY_ADJUSTMENT_BLOCKS)
+    ):
+        return False
+    return abs(a.value - b.value) <= DIFFICULTY_REL_TOL * max(abs(a.value), 1.0)

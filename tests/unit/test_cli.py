@@ -1,0 +1,80 @@
+"""The `hashpivot` command as users run it: a real subprocess of the console script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+GOLDEN = Path(__file__).parents[1] / "fixtures" / "golden" / "site.yaml"
+
+
+def hashpivot(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("hashpivot", path=str(Path(sys.executable).parent))
+    assert exe, "the hashpivot console script is installed with the package"
+    return subprocess.run([exe, *args], capture_output=True, text=True, cwd=cwd, check=False,
+                          timeout=600)
+
+
+def test_backtest_writes_summary_plots_and_html(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    proc = hashpivot("backtest", "--config", str(GOLDEN), "--report", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "best policy:" in proc.stdout and "capture" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    for name in ("hysteresis", "always-mine", "always-ai-else-idle", "naive-switching"):
+        entry = summary["policies"][name]
+        for key in ("revenue_usd", "power_cost_usd", "switching_cost_usd", "net_usd",
+                    "switches", "capture_ratio"):
+            assert key in entry
+    for png in ("cumulative_net.png", "modes_over_time.png", "market.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "hysteresis" in html
+
+
+def test_policy_from_file_and_period_flags(tmp_path: Path) -> None:
+    policy = Path(__file__).parents[2] / "examples" / "policies" / "night_owl.py"
+    proc = hashpivot("backtest", "--config", str(GOLDEN), "--report", str(tmp_path),
+                     "--policy", str(policy), "--from", "2025-01-01T05:00:00Z",
+                     "--to", "2025-01-02T00:00:00Z", "--no-baselines")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert list(summary["policies"]) == ["night-owl"]
+    assert summary["period"]["steps"] == 19
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["backtest", "--config", "/no/such/site.yaml"], "/no/such/site.yaml: file not found"),
+        (["backtest", "--config", str(GOLDEN), "--policy", "nope"], "unknown policy 'nope'"),
+        (["backtest", "--config", str(GOLDEN), "--from", "soon"], "--from: not an ISO date"),
+        (["config", "check", str(GOLDEN.parent / "power.csv")], "top level must be a mapping"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(args: list[str], message: str) -> None:
+    proc = hashpivot(*args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_policies_list_and_config_check() -> None:
+    listing = hashpivot("policies", "list")
+    assert listing.returncode == 0
+    for name in ("greedy", "hysteresis", "power-capped", "lookahead"):
+        assert name in listing.stdout
+    check = hashpivot("config", "check", str(GOLDEN))
+    assert check.returncode == 0 and "6 nodes" in check.stdout
+
+
+def test_config_schema_is_json() -> None:
+    proc = hashpivot("config", "schema")
+    schema = json.loads(proc.stdout)
+    assert schema["additionalProperties"] is False
+    assert "guards" in schema["properties"]
