@@ -1,7 +1,8 @@
 """An example policy as a policy author writes one: mine at night, AI by day.
 
-Run it from a file:
-    hashpivot backtest --config examples/west-texas/site.yaml --policy examples/policies/night_owl.py
+Run it from a file, by module path, or (once this folder is pip-installed) by name:
+    hashpivot backtest -c examples/west-texas/site.yaml -p examples/policies/night_owl.py
+    hashpivot backtest -c examples/west-texas/site.yaml -p night-owl
 
 Policies get a read-only `DecisionContext` and return a target mode and a reason code per
 node. Use whole-array numpy code: one call decides the whole fleet. Guards (power cap,
