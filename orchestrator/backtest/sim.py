@@ -21,7 +21,7 @@ from orchestrator.engine.guards import SWITCH_LOAD_HALF_LIFE_S
 from orchestrator.engine.plan import Plan
 from orchestrator.models.config import ScoringConfig
 from orchestrator.models.demand import DemandSummary, smooth_demand
-from orchestrator.models.fleet import NO_GPU_MODEL, FleetTable
+from orchestrator.models.fleet import FleetTable
 from orchestrator.models.market import MarketPrices
 from orchestrator.models.modes import STEADY_STATE_OF_MODE, Mode, NodeState
 
@@ -159,16 +159,14 @@ class SimulatedSite:
         self._next_arrival = 0
         self.queue = _Jobs()
         self.running = _Jobs()
-        self.pool_fee = np.array([s.pool_fee for s in fleet.sites])[fleet.site]
-        self.platform_fee = np.array([s.ai_platform_fee for s in fleet.sites])[fleet.site]
-        self.adder = np.array([s.tariff_adder_usd_mwh for s in fleet.sites])[fleet.site]
-        stop = [fleet.profile_column(a) for a in ("mine_stop_s", "ai_drain_s")]
-        start = [fleet.profile_column(a) for a in ("mine_start_s", "ai_start_s")]
-        zeros = np.zeros(self.n)
-        self.stop_s = np.stack([zeros, stop[0], stop[1]])
-        self.start_s = np.stack([zeros, start[0], start[1]])
-        self.wear = fleet.profile_column("wear_usd_per_switch")
-        self.is_gpu = fleet.gpu_model != NO_GPU_MODEL
+        st = fleet.statics
+        self.pool_fee, self.platform_fee, self.adder = (
+            st.pool_fee,
+            st.platform_fee,
+            st.adder_usd_mwh,
+        )
+        self.stop_s, self.start_s, self.wear = st.stop_s, st.start_s, st.wear_usd
+        self.is_gpu = st.is_gpu
         self.model_ok = self._model_filter()
 
     def _model_filter(self) -> B:

@@ -84,17 +84,16 @@ def build_scores(
     config = config or ScoringConfig()
     n = fleet.n
     site = fleet.site
-    pool_fee = np.array([s.pool_fee for s in fleet.sites])[site]
-    platform_fee = np.array([s.ai_platform_fee for s in fleet.sites])[site]
-    adder = np.array([s.tariff_adder_usd_mwh for s in fleet.sites])[site]
-    power_price = prices.power_usd_mwh[site] + adder
+    st = fleet.statics
+    pool_fee, platform_fee = st.pool_fee, st.platform_fee
+    power_price = prices.power_usd_mwh[site] + st.adder_usd_mwh
 
     usd_per_unit_day = prices.usd_per_unit_day[fleet.algorithm]
     mine_rev = econ.mining_revenue_usd_per_hour(fleet.hashrate, usd_per_unit_day, pool_fee)
     mine_pow = econ.power_cost_usd_per_hour(fleet.watts_mine, power_price)
     idle_pow = econ.power_cost_usd_per_hour(fleet.watts_idle, power_price)
 
-    is_gpu = fleet.gpu_model != NO_GPU_MODEL
+    is_gpu = st.is_gpu
     model = np.where(is_gpu, fleet.gpu_model, 0)
     if prices.gpu_usd_per_gpu_hour.size:
         market_price = prices.gpu_usd_per_gpu_hour[model]
@@ -136,15 +135,10 @@ def _switch_costs(fleet: FleetTable, revenue: F64, gpu_price: F64, config: Scori
     """One-off USD cost of moving each node from its current mode into each mode, (3, n)."""
     n = fleet.n
     idx = np.arange(n)
-    stop_s = np.stack(
-        [np.zeros(n), fleet.profile_column("mine_stop_s"), fleet.profile_column("ai_drain_s")]
-    )
-    start_s = np.stack(
-        [np.zeros(n), fleet.profile_column("mine_start_s"), fleet.profile_column("ai_start_s")]
-    )
+    stop_s, start_s = fleet.statics.stop_s, fleet.statics.start_s
     current = fleet.mode.astype(np.intp)
     downtime_h = (stop_s[current, idx][None, :] + start_s) / 3600.0
-    wear = fleet.profile_column("wear_usd_per_switch")
+    wear = fleet.statics.wear_usd
     leaving_ai = current == Mode.AI
     evict_gpus = np.where(leaving_ai & fleet.ai_interruptible, fleet.ai_gpus_busy, 0.0)
     eviction = evict_gpus * gpu_price * config.eviction_penalty_gpu_hours

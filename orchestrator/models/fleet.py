@@ -27,6 +27,60 @@ NO_GPU_MODEL = -1
 
 
 @dataclass(frozen=True, slots=True)
+class FleetStatics:
+    """Per-node facts derived from profiles and sites, computed once per fleet layout.
+
+    Every decision cycle needs them; deriving them again each cycle is pure overhead.
+    Arrays are read-only.
+    """
+
+    pool_fee: F64
+    platform_fee: F64
+    adder_usd_mwh: F64
+    #: Seconds to stop each mode's workload / to start it, (3 modes, n).
+    stop_s: F64
+    start_s: F64
+    wear_usd: F64
+    is_gpu: B
+    #: Per-site cap, W (inf: none).
+    site_cap_w: F64
+
+    @staticmethod
+    def of(
+        profile: I32,
+        site: I32,
+        gpu_model: I32,
+        profiles: tuple[HardwareProfile, ...],
+        sites: tuple[Site, ...],
+    ) -> FleetStatics:
+        def per_profile(attr: str) -> F64:
+            table = np.array([float(getattr(p, attr)) for p in profiles], dtype=np.float64)
+            return table[profile] if profiles else np.zeros(profile.shape[0])
+
+        def per_site(attr: str) -> F64:
+            table = np.array([float(getattr(x, attr)) for x in sites], dtype=np.float64)
+            return table[site]
+
+        zeros = np.zeros(profile.shape[0])
+        out = FleetStatics(
+            pool_fee=per_site("pool_fee"),
+            platform_fee=per_site("ai_platform_fee"),
+            adder_usd_mwh=per_site("tariff_adder_usd_mwh"),
+            stop_s=np.stack([zeros, per_profile("mine_stop_s"), per_profile("ai_drain_s")]),
+            start_s=np.stack([zeros, per_profile("mine_start_s"), per_profile("ai_start_s")]),
+            wear_usd=per_profile("wear_usd_per_switch"),
+            is_gpu=np.not_equal(gpu_model, NO_GPU_MODEL),
+            site_cap_w=np.array(
+                [x.power_cap_kw * 1000.0 if x.power_cap_kw else np.inf for x in sites],
+                dtype=np.float64,
+            ),
+        )
+        for f in fields(out):
+            getattr(out, f.name).flags.writeable = False
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class FleetTable:
     """Nodes as columns. Build with `FleetTable.build`; change with `with_columns`."""
 
@@ -62,6 +116,7 @@ class FleetTable:
     sites: tuple[Site, ...] = field(default=())
     gpu_models: tuple[str, ...] = field(default=())
     algorithms: tuple[str, ...] = field(default=(SHA256,))
+    _statics: FleetStatics | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.profile.shape[0])
@@ -148,11 +203,25 @@ class FleetTable:
             algorithms=algorithms,
         )
 
+    @property
+    def statics(self) -> FleetStatics:
+        """Derived per-node facts (fees, switching times, caps), cached with the layout."""
+        if self._statics is None:
+            object.__setattr__(
+                self,
+                "_statics",
+                FleetStatics.of(self.profile, self.site, self.gpu_model, self.profiles, self.sites),
+            )
+        assert self._statics is not None
+        return self._statics
+
     def with_columns(self, **columns: Any) -> FleetTable:
         """A new table sharing every column but the ones given (which must keep the length)."""
         for name, value in columns.items():
             if isinstance(value, np.ndarray) and value.shape[0] != self.n:
                 raise ValueError(f"column {name} has {value.shape[0]} rows, fleet has {self.n}")
+        if _LAYOUT_COLUMNS.intersection(columns):
+            columns["_statics"] = None
         return replace(self, **columns)
 
     def read_only(self) -> FleetTable:
@@ -167,7 +236,7 @@ class FleetTable:
         return replace(self, **out)
 
     def profile_column(self, attribute: str) -> F64:
-        """A per-node float column from a profile attribute (e.g. 'ai_drain_s')."""
+        """A per-node float column from a profile attribute (e.g. 'mine_hashrate')."""
         table = np.array([float(getattr(p, attribute)) for p in self.profiles], dtype=np.float64)
         return table[self.profile]
 
@@ -178,11 +247,11 @@ class FleetTable:
         return int(hits[0])
 
     def is_asic(self) -> B:
-        return np.equal(self.gpu_model, NO_GPU_MODEL)
+        return ~self.statics.is_gpu
 
     def site_power_cap_w(self) -> F64:
         """Per-site cap in W (inf where uncapped), aligned with `sites`."""
-        return np.array(
-            [s.power_cap_kw * 1000.0 if s.power_cap_kw else np.inf for s in self.sites],
-            dtype=np.float64,
-        )
+        return self.statics.site_cap_w
+
+
+_LAYOUT_COLUMNS = frozenset({"profile", "site", "gpu_model", "profiles", "sites"})

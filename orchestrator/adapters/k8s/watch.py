@@ -159,10 +159,10 @@ class ObjectCache:
             due = self._need_list or self._clock() - self._listed_at >= self.resync_s
         if due:
             self.relist()
-        stream = self._watcher(self.resource_version, self.watch_timeout_s)
-        self._stream = stream
         self.watches += 1
         try:
+            stream = self._watcher(self.resource_version, self.watch_timeout_s)
+            self._stream = stream
             for event in stream:
                 if self._stop.is_set():
                     return

@@ -243,11 +243,21 @@ class LiveMarketSource:
 
     def _refresh_price(self, now_s: float) -> None:
         quotes: list[Quote] = []
+        ttl = self.quality.ttl_s(BTC_USD)
         for feed in self.prices:
             try:
-                quotes.append(feed.quote(now_s))
+                quote = feed.quote(now_s)
             except FeedRejectError as exc:
                 self._fail(BTC_USD, exc)
+                continue
+            if now_s - quote.observed_s > ttl:
+                # A frozen ticker would drag the median's time (and value) into the past.
+                age = now_s - quote.observed_s
+                self.quality.reject(
+                    BTC_USD, Reject.TOO_OLD, f"quote {age:.0f} s old", source=quote.source
+                )
+                continue
+            quotes.append(quote)
         last = self.quality.last_good(BTC_USD)
         cand, dropped = combine_quotes(
             quotes,

@@ -54,6 +54,7 @@ class Reject(StrEnum):
     BAD_TIMESTAMP = "bad_timestamp"
     FUTURE_TIMESTAMP = "future_timestamp"
     OUT_OF_ORDER = "out_of_order"
+    TOO_OLD = "too_old"
     HEIGHT_REGRESSED = "height_regressed"
     DIFFICULTY_MID_EPOCH = "difficulty_mid_epoch"
     DIFFICULTY_STEP = "difficulty_step"
