@@ -31,8 +31,9 @@ config_app = typer.Typer(help="Configuration files.", no_args_is_help=True)
 app.add_typer(policies_app, name="policies")
 app.add_typer(config_app, name="config")
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (CI logs, files) gets a wide table instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 140)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Site config (YAML).")]
 
@@ -64,21 +65,44 @@ def backtest(
     ] = None,
     report: Annotated[Path | None, typer.Option(help="Report folder.")] = None,
     baselines: Annotated[bool, typer.Option(help="Run baselines and the oracle.")] = True,
+    use_ray: Annotated[
+        bool, typer.Option("--ray/--no-ray", help="Run policies in parallel as Ray tasks.")
+    ] = True,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Join this Ray cluster instead of starting one.")
+    ] = None,
+    sweep: Annotated[
+        Path | None, typer.Option(help="Sweep file: policy, parameter grid, periods.")
+    ] = None,
 ) -> None:
     """Backtest policies on recorded market data and write a report."""
+    from contextlib import nullcontext
+
     from orchestrator.backtest.report import best_policy, write_report
-    from orchestrator.backtest.runner import run_backtest
+    from orchestrator.backtest.runner import policy_specs, run_backtest
     from orchestrator.models.config import load_config
 
     cfg = load_config(config)
+    when_from, when_to = _parse_when(start, "--from"), _parse_when(end, "--to")
+    if sweep is not None:
+        _sweep(cfg, sweep, ray_address, report or Path("reports") / f"{config.stem}-sweep")
+        return
     report_dir = report or Path("reports") / config.stem
+    policy_specs(cfg, policy, baselines)  # bad names or parameters fail before Ray starts
+    map_runs = None
+    session: Any = nullcontext()
+    if use_ray:
+        from orchestrator.runtime.parallel import ray_map_runs, ray_session
+
+        session = ray_session(ray_address)
+        map_runs = ray_map_runs
     columns = (
         TextColumn("[bold]{task.description:<22}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err_console, transient=False) as bar:
+    with session, Progress(*columns, console=err_console, transient=False) as bar:
         tasks: dict[str, Any] = {}
 
         def progress(name: str, done: int, total: int) -> None:
@@ -89,10 +113,11 @@ def backtest(
         result = run_backtest(
             cfg,
             policies=policy,
-            start=_parse_when(start, "--from"),
-            end=_parse_when(end, "--to"),
+            start=when_from,
+            end=when_to,
             baselines=baselines,
             progress=progress,
+            map_runs=map_runs,
         )
     html_path = write_report(result, report_dir)
     summary = result.summary()
@@ -130,6 +155,55 @@ def backtest(
     if result.oracle is not None:
         console.print(f"hindsight oracle: {_usd(result.oracle.net_usd)} USD ({result.oracle.kind})")
     console.print(f"best policy: [bold]{best}[/bold]; report: {html_path}")
+
+
+def _sweep(cfg: Any, sweep_file: Path, ray_address: str | None, out_dir: Path) -> None:
+    import numpy as np
+
+    from orchestrator.backtest.runner import prepare_backtest
+    from orchestrator.runtime.parallel import ray_session, run_sweep, sweep_points
+
+    policy, points = sweep_points(str(sweep_file), cfg)
+    step = cfg.backtest.step_s
+
+    def steps(point: Any) -> int:
+        inputs = prepare_backtest(cfg, start=point.start, end=point.end)
+        return int(np.ceil((inputs.end_s - inputs.start_s) / step))
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn())
+    with ray_session(ray_address), Progress(*columns, console=err_console) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done)
+
+        results = run_sweep(cfg, policy, points, progress, steps)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {
+            "label": r.point.label,
+            "params": r.point.params,
+            "from": str(r.point.start or ""),
+            "to": str(r.point.end or ""),
+            **r.totals,
+        }
+        for r in results
+    ]
+    (out_dir / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    table = Table(title=f"sweep of {policy}", title_justify="left")
+    for col in ("point", "net USD", "switches", "SLA misses"):
+        table.add_column(col, justify="left" if col == "point" else "right")
+    for r in sorted(results, key=lambda r: -r.totals["net_usd"]):
+        table.add_row(
+            r.point.label,
+            _usd(r.totals["net_usd"]),
+            f"{r.totals['switches']:,.0f}",
+            f"{r.totals['sla_misses']:,.0f}",
+        )
+    console.print(table)
+    console.print(f"sweep results: {out_dir / 'sweep.json'}")
 
 
 @policies_app.command("list")

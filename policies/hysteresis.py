@@ -2,7 +2,8 @@
 
 A rise (another mode becoming better) must persist `confirm_ticks` cycles before the
 node moves; a fall (the current mode now loses money against standing idle) acts at
-once. The threshold comes from the modeled switching cost, not a fixed percentage.
+once, and so does a GPU node moving to AI while jobs wait for GPUs. The threshold comes
+from the modeled switching cost, not a fixed percentage.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ class Hysteresis(Policy):
         required = p.threshold_multiplier * scores.switch_cost_per_h[best, idx] + p.min_gain_usd_h
         wants = (best != current) & (margin > required)
         fall = wants & (value_now < scores.value[Mode.IDLE])
+        # Jobs already waiting are revenue lost every hour a GPU node hesitates.
+        waiting = float(ctx.demand.pending_gpus.sum()) + ctx.demand.pending_gpus_any_model
+        urgent_ai = wants & (best == Mode.AI) & (waiting > 0) & ~fall
 
         prev_streak = ctx.policy_state.get("streak")
         prev_candidate = ctx.policy_state.get("candidate")
@@ -57,8 +61,8 @@ class Hysteresis(Policy):
             prev_candidate = np.full(n, -1, dtype=np.int8)
         same = prev_candidate == best
         streak = np.where(wants, np.where(same, prev_streak + 1, 1), 0).astype(np.int16)
-        rise = wants & ~fall & (streak >= p.confirm_ticks)
-        go = fall | rise
+        rise = wants & ~fall & ~urgent_ai & (streak >= p.confirm_ticks)
+        go = fall | urgent_ai | rise
 
         target = np.where(go, best, current).astype(np.int8)
         reason = np.full(n, Reason.UNCHANGED, dtype=np.int16)
@@ -66,6 +70,7 @@ class Hysteresis(Policy):
         reason[wants & ~go] = Reason.AWAITING_CONFIRMATION
         reason[rise] = Reason.RISE_CONFIRMED
         reason[fall] = Reason.FALL_IMMEDIATE
+        reason[urgent_ai] = Reason.AI_DEMAND_WAITING
         # A node that switches starts a fresh streak next cycle.
         streak[go] = 0
         candidate = np.where(wants & ~go, best, -1).astype(np.int8)

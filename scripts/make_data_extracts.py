@@ -52,6 +52,7 @@ DEFAULT_SRC = REPO_ROOT.parent / "shared" / "data"
 DEFAULT_OUT = REPO_ROOT / "orchestrator" / "data"
 
 BTC_SRC = "btc/coinmetrics_btc_daily_2009-01-03_2025-09-26.csv"
+YAHOO_SRC = "btc/btc_usd_daily_ohlcv_yahoo_2014-09-17_2026-08-21.csv"
 ERCOT_SRC = "electricity/ercot_hb_west_rt_lmp_hourly_2023-07-06_2026-07-05.csv"
 GPU_SRC_DIR = "gpu/primeintellect_4h"
 TRACE_SRC = "traces/microsoft_itp_2021_jobs.csv"
@@ -63,6 +64,7 @@ GPU_MODELS = ("H100_80GB_SXM5", "H100_80GB_PCIe", "A100_80GB_SXM4", "H200_141GB"
 # sha256 of the source files the bundled extracts were made from.
 EXPECTED_SHA256 = {
     BTC_SRC: "396b3293a323e07c0075273fef28587bc8fc6689fb786ef8271d4b441f648559",
+    YAHOO_SRC: "992aaca18d507854151153f1669e4894a3111a142152a8a77e8961e1bac52643",
     ERCOT_SRC: "39b32d8903224e336ddee692075a4812ccc70ea2656fcf67f98cfe251311adca",
     f"{GPU_SRC_DIR}/H100_80GB_SXM5.jsonl": (
         "686de28f3765a31a520a20f10dc9a2aa8b0c22d8c1cff04a4241963a5aa2e149"
@@ -92,7 +94,10 @@ SUBSIDY_SNAP_REL_TOL = 1e-6  # snap the computed ratio to a protocol value withi
 
 ERCOT_TZ = ZoneInfo("America/Chicago")
 ERCOT_FIRST_UTC = datetime(2023, 7, 6, tzinfo=UTC)  # interval starts >= this ...
-ERCOT_END_UTC = datetime(2025, 10, 1, tzinfo=UTC)  # ... and < this
+ERCOT_END_UTC = datetime(2025, 12, 1, tzinfo=UTC)  # ... and < this (covers the GPU prices)
+
+YAHOO_FIRST_DAY = "2025-09-01"  # BTC closes after Coin Metrics ends, for the GPU-price weeks
+YAHOO_LAST_DAY = "2025-11-30"
 
 GPU_BUCKET = timedelta(hours=4)  # buckets aligned to 00/04/08/12/16/20 UTC
 
@@ -165,6 +170,16 @@ def make_btc_daily(src: Path) -> tuple[bytes, list[str]]:
         "subsidy_btc_per_block",
     )
     return _csv_bytes(header, out), notes
+
+
+def make_btc_yahoo(src: Path) -> tuple[bytes, list[str]]:
+    out = []
+    with (src / YAHOO_SRC).open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if YAHOO_FIRST_DAY <= row["Date"] <= YAHOO_LAST_DAY:
+                out.append((row["Date"], row["Close"]))
+    out.sort()
+    return _csv_bytes(("date", "close_usd"), out), []
 
 
 # --- 2. ERCOT HB_WEST hourly -----------------------------------------------------------
@@ -330,6 +345,7 @@ def make_gpu_models(src: Path) -> tuple[bytes, list[str]]:
 
 OUTPUTS = {
     "recorded/btc_daily.csv": make_btc_daily,
+    "recorded/btc_usd_yahoo_daily.csv": make_btc_yahoo,
     "recorded/ercot_hb_west_hourly.csv": make_ercot,
     "recorded/gpu_rental_prices.csv": make_gpu_prices,
     "recorded/ai_jobs_trace.csv": make_jobs_trace,

@@ -18,7 +18,7 @@ from orchestrator.engine.plan import build_context, decide
 from orchestrator.errors import ConfigError
 from orchestrator.framework.context import MarketHistory
 from orchestrator.framework.policy import Policy
-from orchestrator.framework.registry import load_policy
+from orchestrator.framework.registry import load_policy, resolve_policy_class
 from orchestrator.models.build import build_fleet
 from orchestrator.models.config import GuardConfig, HashpivotConfig, base_dir
 from orchestrator.models.fleet import FleetTable
@@ -163,6 +163,159 @@ def simulate(
     return ledger
 
 
+@dataclass(frozen=True, slots=True)
+class PolicySpec:
+    """One run to make: which policy (by name, module:Class or file), its params and guards.
+
+    Specs are plain data so a run can be shipped to another process (Ray) and the policy
+    loaded there.
+    """
+
+    label: str
+    spec: str
+    params: dict[str, object] | None
+    guards: GuardConfig
+    baseline: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestInputs:
+    """Everything every policy run shares: data loaded once, read-only."""
+
+    config: HashpivotConfig
+    fleet: FleetTable
+    times: F64
+    known: PriceTable
+    realized: PriceTable
+    jobs: JobStream
+    history: _History | None
+    start_s: float
+    end_s: float
+
+
+def prepare_backtest(
+    config: HashpivotConfig,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    needs_history: bool = False,
+) -> BacktestInputs:
+    """Load market data and the job trace, build the fleet and the price tables."""
+    if config.market is None:
+        raise ConfigError("a backtest needs recorded market data", field="market")
+    if not config.fleet:
+        raise ConfigError("a backtest needs a simulated fleet", field="fleet")
+    root = base_dir(config)
+    fleet = build_fleet(config)
+    market = RecordedMarketSource(config.market, root, fleet)
+    start_s, end_s = resolve_period(config, market, start, end)
+    times = np.arange(start_s, end_s, config.backtest.step_s)
+    # Nodes start settled: their last switch was long before the period.
+    fleet = fleet.with_columns(since=np.full(fleet.n, start_s - HISTORY_WINDOW_S))
+    jobs = JobStream.empty()
+    if config.demand is not None:
+        gpus_per_node = float(fleet.gpus.max()) if np.any(fleet.gpus > 0) else 8.0
+        jobs = scale_trace(
+            config.demand,
+            root,
+            start_s=start_s,
+            end_s=end_s,
+            site_gpus=float(fleet.gpus.sum()),
+            gpus_per_node=gpus_per_node,
+        )
+    return BacktestInputs(
+        config=config,
+        fleet=fleet,
+        times=times,
+        known=market.price_table(times),
+        realized=market.price_table(times, realized=True),
+        jobs=jobs,
+        history=_History(market, end_s) if needs_history else None,
+        start_s=start_s,
+        end_s=end_s,
+    )
+
+
+def run_policy(
+    inputs: BacktestInputs, spec: PolicySpec, progress: Callable[[int], None] | None = None
+) -> PolicyRun:
+    """Load the policy named by `spec` and simulate it over the whole period."""
+    policy = load_policy(spec.spec, spec.params)
+    ledger = simulate(
+        inputs.config,
+        policy,
+        spec.guards,
+        fleet=inputs.fleet,
+        times=inputs.times,
+        known=inputs.known,
+        realized=inputs.realized,
+        jobs=inputs.jobs,
+        history=inputs.history,
+        progress=progress,
+    )
+    return PolicyRun(spec.label, ledger, spec.baseline)
+
+
+def run_oracle(
+    inputs: BacktestInputs, iterations: int = 25, progress: Callable[[int], None] | None = None
+) -> tuple[OracleResult, F64]:
+    demand = demand_gpus_per_step(inputs.jobs, inputs.times, inputs.config.backtest.step_s)
+    oracle = hindsight_oracle(
+        inputs.fleet,
+        realized_unit_price=inputs.realized.usd_per_unit_day,
+        realized_gpu_price=inputs.realized.gpu_usd_per_gpu_hour,
+        realized_power=inputs.realized.power_usd_mwh,
+        demand_gpus=demand,
+        dt_s=inputs.config.backtest.step_s,
+        offered_usd_per_gpu_hour=inputs.jobs.offered_usd_per_gpu_hour,
+        iterations=iterations,
+        progress=progress,
+    )
+    return oracle, demand
+
+
+def policy_specs(
+    config: HashpivotConfig, policies: Sequence[str] | None, baselines: bool
+) -> list[PolicySpec]:
+    """The configured (or named) policies, then the baselines."""
+    specs = []
+    for spec in policies or [config.policy.name]:
+        params = config.policy.params if spec == config.policy.name else None
+        cls = resolve_policy_class(spec)
+        load_policy(spec, params)  # fail here, before any work, on bad parameters
+        specs.append(PolicySpec(cls.name or spec, spec, params, config.guards))
+    if baselines:
+        for base in BASELINES:
+            specs.append(
+                PolicySpec(
+                    base.name,
+                    f"{base.__module__}:{base.__name__}",
+                    None,
+                    baseline_guards(config.guards),
+                    baseline=True,
+                )
+            )
+    return specs
+
+
+MapRuns = Callable[[BacktestInputs, list[PolicySpec], "Progress | None"], list[PolicyRun]]
+
+
+def run_sequentially(
+    inputs: BacktestInputs, specs: list[PolicySpec], progress: Progress | None
+) -> list[PolicyRun]:
+    runs = []
+    total = int(inputs.times.shape[0])
+    for spec in specs:
+
+        def tick(k: int, label: str = spec.label) -> None:
+            if progress is not None:
+                progress(label, k, total)
+
+        runs.append(run_policy(inputs, spec, tick))
+    return runs
+
+
 def run_backtest(
     config: HashpivotConfig,
     *,
@@ -172,83 +325,35 @@ def run_backtest(
     baselines: bool | None = None,
     oracle_iterations: int = 25,
     progress: Progress | None = None,
+    map_runs: MapRuns | None = None,
 ) -> BacktestResult:
-    """Backtest the configured (or named) policies, the baselines and the oracle."""
-    if config.market is None:
-        raise ConfigError("a backtest needs recorded market data", field="market")
-    if not config.fleet:
-        raise ConfigError("a backtest needs a simulated fleet", field="fleet")
-    root = base_dir(config)
-    step_s = config.backtest.step_s
-    warm_up = HISTORY_WINDOW_S + 1.0
-    fleet = build_fleet(config)
-    market = RecordedMarketSource(config.market, root, fleet)
-    start_s, end_s = resolve_period(config, market, start, end)
-    times = np.arange(start_s, end_s, step_s)
-    # Nodes start settled: their last switch was long before the period.
-    fleet = fleet.with_columns(since=np.full(fleet.n, start_s - warm_up))
-    known = market.price_table(times)
-    realized = market.price_table(times, realized=True)
-    jobs = JobStream.empty()
-    if config.demand is not None:
-        gpus_per_node = float(fleet.gpus[fleet.gpus > 0].max()) if np.any(fleet.gpus > 0) else 8.0
-        jobs = scale_trace(
-            config.demand,
-            root,
-            start_s=start_s,
-            end_s=end_s,
-            site_gpus=float(fleet.gpus.sum()),
-            gpus_per_node=gpus_per_node,
-        )
+    """Backtest the configured (or named) policies, the baselines and the oracle.
 
-    chosen: list[tuple[str, Policy, GuardConfig, bool]] = []
-    for spec in policies or [config.policy.name]:
-        params = config.policy.params if spec == config.policy.name else None
-        policy = load_policy(spec, params)
-        chosen.append((policy.name or spec, policy, config.guards, False))
-    if config.backtest.baselines if baselines is None else baselines:
-        for cls in BASELINES:
-            chosen.append((cls.name, cls(), baseline_guards(config.guards), True))
-    history = _History(market, end_s) if any(p.uses_history for _, p, _, _ in chosen) else None
-
-    runs = []
-    for name, policy, guards, is_baseline in chosen:
-
-        def tick(k: int, name: str = name) -> None:
-            if progress is not None:
-                progress(name, k, times.shape[0])
-
-        ledger = simulate(
-            config,
-            policy,
-            guards,
-            fleet=fleet,
-            times=times,
-            known=known,
-            realized=realized,
-            jobs=jobs,
-            history=history,
-            progress=tick,
-        )
-        runs.append(PolicyRun(name, ledger, is_baseline))
-
-    demand = demand_gpus_per_step(jobs, times, step_s)
+    `map_runs` runs the policy specs (default: one after another in this process; the
+    runtime passes a Ray fan-out).
+    """
+    with_baselines = config.backtest.baselines if baselines is None else baselines
+    specs = policy_specs(config, policies, with_baselines)
+    needs_history = any(resolve_policy_class(s.spec).uses_history for s in specs)
+    inputs = prepare_backtest(config, start=start, end=end, needs_history=needs_history)
+    runs = (map_runs or run_sequentially)(inputs, specs, progress)
     oracle = None
-    if config.backtest.baselines if baselines is None else baselines:
+    demand = demand_gpus_per_step(inputs.jobs, inputs.times, config.backtest.step_s)
+    if with_baselines:
 
         def oracle_tick(i: int) -> None:
             if progress is not None:
                 progress("hindsight oracle", i, oracle_iterations)
 
-        oracle = hindsight_oracle(
-            fleet,
-            realized_unit_price=realized.usd_per_unit_day,
-            realized_gpu_price=realized.gpu_usd_per_gpu_hour,
-            realized_power=realized.power_usd_mwh,
-            demand_gpus=demand,
-            dt_s=step_s,
-            offered_usd_per_gpu_hour=jobs.offered_usd_per_gpu_hour,
-            iterations=oracle_iterations,
-            progress=oracle_tick,
-        )
-    return BacktestResult(start_s, end_s, step_s, fleet, runs, oracle, known, realized, demand)
+        oracle, demand = run_oracle(inputs, oracle_iterations, oracle_tick)
+    return BacktestResult(
+        inputs.start_s,
+        inputs.end_s,
+        config.backtest.step_s,
+        inputs.fleet,
+        runs,
+        oracle,
+        inputs.known,
+        inputs.realized,
+        demand,
+    )

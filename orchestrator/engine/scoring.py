@@ -27,7 +27,9 @@ def group_cumsum_before(groups: npt.NDArray[np.int32], amounts: F64) -> F64:
     return before - offset
 
 
-def allocate_demand(fleet: FleetTable, demand: DemandSummary, mine_value: F64) -> F64:
+def allocate_demand(
+    fleet: FleetTable, demand: DemandSummary, mine_value: F64, headroom: float = 0.0
+) -> F64:
     """Share of each node's GPUs that demand would fill if the node were in AI mode.
 
     Running pods stay where they are. Pending GPUs go first to free GPUs on nodes already
@@ -59,9 +61,12 @@ def allocate_demand(fleet: FleetTable, demand: DemandSummary, mine_value: F64) -
             weights=np.where(has_gpu, busy, 0.0),
             minlength=pending_by_model.shape[0],
         )[: pending_by_model.shape[0]]
+        scale = 1.0 + headroom
         if demand.expected_gpus is not None:
-            pending_by_model = np.maximum(pending_by_model, demand.expected_gpus - busy_by_model)
-        pending_any = max(pending_any, demand.expected_gpus_any_model - float(busy.sum()))
+            pending_by_model = np.maximum(
+                pending_by_model, demand.expected_gpus * scale - busy_by_model
+            )
+        pending_any = max(pending_any, demand.expected_gpus_any_model * scale - float(busy.sum()))
     take = np.clip(pending_by_model[model] - before, 0.0, cap)
     fill_gpus[cand] += take
     if pending_any > 0:
@@ -104,7 +109,7 @@ def build_scores(
     priced = is_gpu & np.isfinite(gpu_price)
     gpu_price = np.where(priced, gpu_price, 0.0)
 
-    fill = allocate_demand(fleet, demand, mine_rev - mine_pow)
+    fill = allocate_demand(fleet, demand, mine_rev - mine_pow, config.ai_demand_headroom)
     fill = np.where(priced, fill, 0.0)
     ai_rev = econ.ai_revenue_usd_per_hour(fleet.gpus, gpu_price, fill, platform_fee)
     ai_watts_expected = fleet.watts_idle + (fleet.watts_ai - fleet.watts_idle) * fill

@@ -22,6 +22,7 @@ class Reason(IntEnum):
     NOT_PROFITABLE = 10
     BASELINE_RULE = 11
     HINDSIGHT_OPTIMUM = 12
+    AI_DEMAND_WAITING = 13
     # Guards (applied after any policy; a policy cannot bypass them)
     GUARD_STALE_DATA = 20
     GUARD_FROZEN = 21
@@ -52,6 +53,7 @@ REASON_TEXT: dict[Reason, str] = {
     Reason.NOT_PROFITABLE: "every mode loses money: idle",
     Reason.BASELINE_RULE: "baseline rule",
     Reason.HINDSIGHT_OPTIMUM: "best path in hindsight",
+    Reason.AI_DEMAND_WAITING: "AI jobs are waiting for GPUs: acting at once",
     Reason.GUARD_STALE_DATA: "market data stale: holding current modes",
     Reason.GUARD_FROZEN: "switching frozen by the operator",
     Reason.GUARD_OPT_OUT: "node opted out of hashpivot control",

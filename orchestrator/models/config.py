@@ -42,6 +42,12 @@ class ScoringConfig(StrictModel):
         ge=0,
         description="Credit owed per evicted interruptible GPU, in GPU-hours at its price.",
     )
+    ai_demand_headroom: float = Field(
+        default=0.25,
+        ge=0,
+        description="AI capacity kept above the smoothed demand level, as a share of it: "
+        "bursts find GPUs ready instead of waiting for nodes to switch back.",
+    )
 
 
 class GuardConfig(StrictModel):

@@ -20,7 +20,9 @@ def hashpivot(*args: str, cwd: Path | None = None) -> subprocess.CompletedProces
                           timeout=600)
 
 
+@pytest.mark.ray
 def test_backtest_writes_summary_plots_and_html(tmp_path: Path) -> None:
+    # The default path: policies fan out as tasks on an embedded Ray.
     out = tmp_path / "report"
     proc = hashpivot("backtest", "--config", str(GOLDEN), "--report", str(out))
     assert proc.returncode == 0, proc.stderr
@@ -41,7 +43,7 @@ def test_policy_from_file_and_period_flags(tmp_path: Path) -> None:
     policy = Path(__file__).parents[2] / "examples" / "policies" / "night_owl.py"
     proc = hashpivot("backtest", "--config", str(GOLDEN), "--report", str(tmp_path),
                      "--policy", str(policy), "--from", "2025-01-01T05:00:00Z",
-                     "--to", "2025-01-02T00:00:00Z", "--no-baselines")
+                     "--to", "2025-01-02T00:00:00Z", "--no-baselines", "--no-ray")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert list(summary["policies"]) == ["night-owl"]

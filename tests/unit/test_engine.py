@@ -66,7 +66,8 @@ def test_greedy_moves_gpus_to_ai_when_demand_pays() -> None:
 
 def test_hysteresis_confirms_rises_and_acts_on_falls_at_once() -> None:
     fleet = FleetTable.build(profiles("h100-sxm-8x"), [Site()], [0], modes=[1])
-    demand = DemandSummary(np.array([8.0]), np.array([np.nan]))
+    # Demand expected from recent history, none waiting right now: a rise to confirm.
+    demand = DemandSummary(np.array([0.0]), np.array([np.nan]), expected_gpus=np.array([8.0]))
     policy = Hysteresis({"confirm_ticks": 3})
     state: dict = {}
     reasons = []
@@ -79,6 +80,12 @@ def test_hysteresis_confirms_rises_and_acts_on_falls_at_once() -> None:
     assert reasons[0] == (Mode.MINE, Reason.AWAITING_CONFIRMATION)
     assert reasons[1] == (Mode.MINE, Reason.AWAITING_CONFIRMATION)
     assert reasons[2] == (Mode.AI, Reason.RISE_CONFIRMED)
+    # Jobs already waiting for GPUs: the node moves to AI on the first tick.
+    waiting = DemandSummary(np.array([8.0]), np.array([np.nan]))
+    ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW), demand=waiting,
+                        fleet=fleet, guards=GUARDS)
+    d = policy.decide(ctx)
+    assert (int(d.target[0]), int(d.reason[0])) == (Mode.AI, Reason.AI_DEMAND_WAITING)
     # A miner whose power now costs more than it earns goes idle on the first tick.
     asic = FleetTable.build(profiles("s19-xp"), [Site()], [0], modes=[1])
     ctx = build_context(now_s=NOW, prices=make_prices(asic, observed_s=NOW, power_usd_mwh=900.0),
