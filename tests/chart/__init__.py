@@ -1,0 +1,1 @@
+"""Helm chart tests: lint, render, schema and Kubernetes-schema validation."""
