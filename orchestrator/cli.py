@@ -206,6 +206,158 @@ def _sweep(cfg: Any, sweep_file: Path, ray_address: str | None, out_dir: Path) -
     console.print(f"sweep results: {out_dir / 'sweep.json'}")
 
 
+@app.command()
+def run(
+    config: ConfigOpt,
+    mode: Annotated[
+        str | None, typer.Option(help="live, shadow or dry-run (default: the config's).")
+    ] = None,
+    cycles: Annotated[
+        int | None, typer.Option(help="Stop once the journal holds this many cycles.")
+    ] = None,
+    start: Annotated[str | None, typer.Option("--from", help="Dry-run start (ISO).")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Dry-run end (ISO).")] = None,
+    journal: Annotated[Path | None, typer.Option(help="Journal folder.")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve /metrics, /healthz, /readyz (0: any port).")
+    ] = None,
+    use_ray: Annotated[
+        bool, typer.Option("--ray/--no-ray", help="Host the loop in a Ray actor.")
+    ] = True,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Join this Ray cluster (e.g. KubeRay) instead.")
+    ] = None,
+    kubeconfig: Annotated[str | None, typer.Option(help="Kubeconfig (default: in-cluster).")]
+    = None,
+) -> None:
+    """Run the controller: decide every interval and act through the configured adapters."""
+    from orchestrator.models.config import ControllerMode, load_config
+    from orchestrator.runtime.controller import Controller, RunOptions
+
+    overrides: dict[str, Any] = {"controller": {}}
+    if mode is not None:
+        overrides["controller"]["mode"] = mode
+    cfg = load_config(config, overrides)
+    options = RunOptions(
+        mode=cfg.controller.mode,
+        journal_dir=str(journal or cfg.controller.journal_dir),
+        metrics_port=cfg.controller.metrics_port if metrics_port is None else metrics_port,
+        kubeconfig=kubeconfig,
+        start=_parse_when(start, "--from"),
+        end=_parse_when(end, "--to"),
+    )
+    from orchestrator.framework.registry import load_policy
+
+    load_policy(cfg.policy.name, cfg.policy.params, source=f"{config}: policy.params")
+    err_console.print(
+        f"hashpivot {options.mode.value}: policy {cfg.policy.name}, journal {options.journal_dir}"
+        + ("" if options.mode != ControllerMode.SHADOW else " (shadow: nothing is written)")
+    )
+    if use_ray:
+        import ray
+
+        from orchestrator.runtime.controller import start_actors
+        from orchestrator.runtime.parallel import ray_session
+
+        with ray_session(ray_address or cfg.controller.ray_address):
+            actor, _cluster = start_actors(cfg, options)
+            status = ray.get(actor.run.remote(cycles))
+    else:
+        controller = Controller(cfg, options)
+        try:
+            status = controller.run(cycles)
+        finally:
+            controller.close()
+    _print_run_status(status)
+
+
+def _print_run_status(status: dict[str, Any]) -> None:
+    table = Table(title="hashpivot run", title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    plan = status.get("last_plan") or {}
+    table.add_row("mode", str(status["mode"]))
+    table.add_row("last decision", str(status["last_decision"]))
+    if isinstance(plan.get("modes"), dict):
+        for mode_name, count in plan["modes"].items():
+            table.add_row(f"nodes {mode_name}", f"{count:,}")
+    if isinstance(plan.get("expected_usd_per_hour"), dict):
+        total = sum(plan["expected_usd_per_hour"].values())
+        table.add_row("expected net USD/h", f"{total:,.2f}")
+    ledger = status.get("ledger")
+    if isinstance(ledger, dict):
+        table.add_row("simulated net USD", _usd(ledger["net_usd"]))
+        table.add_row("switches", f"{ledger['switches']:,}")
+        table.add_row("SLA misses", f"{ledger['sla_misses']:,}")
+    table.add_row("journal", str(status["journal"]))
+    console.print(table)
+
+
+@app.command()
+def status(
+    journal: Annotated[Path, typer.Option(help="Journal folder of the controller.")] = Path(
+        "runs/journal"
+    ),
+    last: Annotated[int, typer.Option(help="Decisions to list.")] = 10,
+) -> None:
+    """Nodes per mode, expected revenue, recent decisions and why, market freshness."""
+    from orchestrator.runtime.journal import read_journal
+
+    records = list(read_journal(journal))
+    if not records:
+        raise HashpivotError(f"{journal}: no decisions journaled yet")
+    rec = records[-1]
+    when = datetime.fromtimestamp(rec.now_s).isoformat(timespec="seconds")
+    console.print(f"[bold]{rec.mode}[/bold] · policy {rec.policy} · last decision "
+                  f"{rec.decision_id} at {when} · {len(records):,} cycles journaled")
+    modes = Table(title="nodes per mode", title_justify="left")
+    for col in ("mode", "now", "planned", "expected USD/h"):
+        modes.add_column(col, justify="left" if col == "mode" else "right")
+    planned = rec.plan.get("modes", {}) if isinstance(rec.plan.get("modes"), dict) else {}
+    usd = rec.plan.get("expected_usd_per_hour", {})
+    for m in ("mine", "ai", "idle"):
+        modes.add_row(m, f"{rec.fleet_modes.get(m, 0):,}", f"{planned.get(m, 0):,}",
+                      f"{usd.get(m, 0.0):,.2f}" if isinstance(usd, dict) else "—")
+    console.print(modes)
+    decisions = Table(title="recent decisions", title_justify="left")
+    for col in ("decision", "changes", "guards", "why (first change)"):
+        decisions.add_column(col)
+    for r in records[-last:]:
+        guards = r.plan.get("guards") or {}
+        first = r.changes[0].text if r.changes else (r.market_rejected or "no change")
+        decisions.add_row(r.decision_id, str(r.plan.get("changes", 0)),
+                          ", ".join(f"{k}={v}" for k, v in guards.items()) or "—", first)
+    console.print(decisions)
+    if rec.market is not None:
+        feeds = Table(title="market at the last decision", title_justify="left")
+        for col in ("value", "number", "source", "age"):
+            feeds.add_column(col, justify="right" if col in ("number", "age") else "left")
+        for name, obs in rec.market.values():
+            age_h = (rec.now_s - obs.observed_at.timestamp()) / 3600
+            feeds.add_row(name, f"{obs.value:,.4g}", obs.source[-40:], f"{age_h:.1f} h")
+        console.print(feeds)
+
+
+@app.command()
+def explain(
+    node: Annotated[str, typer.Argument(help="Node name.")],
+    journal: Annotated[Path, typer.Option(help="Journal folder.")] = Path("runs/journal"),
+    last: Annotated[int, typer.Option(help="Decisions to show.")] = 5,
+) -> None:
+    """The last decisions for one node, with the values and costs behind them."""
+    from orchestrator.runtime.journal import read_journal
+
+    found = [(r, c) for r in read_journal(journal) for c in r.changes if c.node == node]
+    if not found:
+        raise HashpivotError(f"no journaled decision changed node {node!r} in {journal}")
+    for rec, change in found[-last:]:
+        when = datetime.fromtimestamp(rec.now_s).isoformat(timespec="seconds")
+        console.print(f"[bold]{rec.decision_id}[/bold] {when}: {change.text}")
+        values = ", ".join(f"{m} {v:,.3f}" for m, v in change.value_usd_h.items())
+        console.print(f"    net USD/h by mode: {values}; switching {change.switch_cost_usd_h:,.3f}"
+                      f" USD/h; AI fill {change.ai_fill:.0%}; reason: {change.reason}")
+
+
 @policies_app.command("list")
 def policies_list() -> None:
     """Installed policies (entry-point group hashpivot.policies)."""

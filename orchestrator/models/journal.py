@@ -46,3 +46,49 @@ class CycleRecord(BaseModel):
     changes: list[NodeChange]
     actuation: dict[str, Any] = Field(default_factory=dict)
     decision_latency_s: float = 0.0
+    fleet_columns: FleetColumns | None = Field(
+        default=None, description="The fleet as decided on (small fleets), for replay."
+    )
+    pending_jobs_total: int = 0
+
+
+class FleetColumns(BaseModel):
+    """Enough of a fleet table to decide again on it: node rows by profile and site name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    names: list[str]
+    profile: list[str]
+    site: list[str]
+    mode: list[int]
+    state: list[int]
+    since: list[float]
+    lease_until: list[float]
+    ai_gpus_busy: list[float]
+    ai_interruptible: list[bool]
+    opt_out: list[bool]
+    reachable: list[bool]
+    hashrate: list[float]
+
+
+CycleRecord.model_rebuild()
+
+
+def fleet_columns(fleet: Any) -> FleetColumns:
+    """The replayable columns of a `FleetTable` (names resolved to profile and site)."""
+    profiles = [p.name for p in fleet.profiles]
+    sites = [s.name for s in fleet.sites]
+    return FleetColumns(
+        names=[str(x) for x in fleet.names],
+        profile=[profiles[i] for i in fleet.profile],
+        site=[sites[i] for i in fleet.site],
+        mode=fleet.mode.astype(int).tolist(),
+        state=fleet.state.astype(int).tolist(),
+        since=fleet.since.tolist(),
+        lease_until=fleet.lease_until.tolist(),
+        ai_gpus_busy=fleet.ai_gpus_busy.tolist(),
+        ai_interruptible=fleet.ai_interruptible.tolist(),
+        opt_out=fleet.opt_out.tolist(),
+        reachable=fleet.reachable.tolist(),
+        hashrate=fleet.hashrate.tolist(),
+    )

@@ -1,0 +1,185 @@
+"""One decision cycle, the same in every mode: gather → decide → guard → record → act.
+
+The plan is journaled before anything is actuated: a plan that cannot be recorded is
+not acted on. A market that cannot be read holds every node (no plan, no switch); a
+stale one is decided on but the stale-data guard holds every node.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from orchestrator.adapters.market.recorded import snapshot_to_prices
+from orchestrator.engine.explain import mode_counts
+from orchestrator.engine.plan import Plan, build_context, decide
+from orchestrator.errors import DataError, FeedError
+from orchestrator.framework.policy import Policy
+from orchestrator.models.config import HashpivotConfig
+from orchestrator.models.demand import DemandSnapshot, DemandSummary, smooth_demand
+from orchestrator.models.fleet import FleetTable
+from orchestrator.models.journal import CycleRecord, NodeChange, fleet_columns
+from orchestrator.ports import (
+    ActuationResult,
+    Actuator,
+    Clock,
+    DemandSource,
+    FleetSource,
+    MarketSource,
+)
+from orchestrator.runtime.journal import JsonlJournal
+from orchestrator.runtime.metrics import ControllerMetrics
+
+log = logging.getLogger("hashpivot.cycle")
+
+#: Fleets up to this size are journaled row by row, so any cycle can be decided again.
+REPLAYABLE_FLEET_NODES = 5_000
+#: Explanations journaled per cycle (highest gain first); the summary counts them all.
+JOURNALED_CHANGES = 1_000
+JOURNALED_JOBS = 500
+DEMAND_HALF_LIFE_S = 6 * 3600.0
+
+
+@dataclass
+class CycleDeps:
+    """The adapters behind each port, picked by the runtime's wiring for the mode."""
+
+    clock: Clock
+    market: MarketSource
+    demand: DemandSource
+    fleet: FleetSource
+    actuator: Actuator
+    journal: JsonlJournal
+    metrics: ControllerMetrics | None = None
+    #: Cumulative feed rejections by source and reason (live feeds), for metrics.
+    feed_rejections: Callable[[], dict[str, dict[str, int]]] | None = None
+
+
+@dataclass
+class CycleOutcome:
+    record: CycleRecord
+    plan: Plan | None
+    result: ActuationResult
+
+
+@dataclass
+class DecisionCycle:
+    config: HashpivotConfig
+    mode: str
+    policy: Policy
+    deps: CycleDeps
+    policy_state: dict[str, npt.NDArray[np.generic]] = field(default_factory=dict)
+    expected_gpus: float | None = None
+    last_now_s: float | None = None
+
+    def _demand_summary(self, snapshot: DemandSnapshot, fleet: FleetTable, now_s: float) -> (
+        DemandSummary
+    ):
+        summary = DemandSummary.from_jobs(snapshot.pending, fleet.gpu_models)
+        total = float(summary.pending_gpus.sum()) + summary.pending_gpus_any_model
+        total += float(fleet.ai_gpus_busy.sum())
+        if self.expected_gpus is None or self.last_now_s is None:
+            self.expected_gpus = total
+        else:
+            self.expected_gpus = smooth_demand(self.expected_gpus, total,
+                                               now_s - self.last_now_s, DEMAND_HALF_LIFE_S)
+        return DemandSummary(summary.pending_gpus, summary.offered_usd_per_gpu_hour,
+                             summary.pending_gpus_any_model,
+                             expected_gpus_any_model=self.expected_gpus)
+
+    def run_once(self) -> CycleOutcome:
+        deps = self.deps
+        now = deps.clock.now_s()
+        fleet = deps.fleet.fleet(now)
+        demand = deps.demand.demand(now)
+        if deps.metrics is not None and deps.feed_rejections is not None:
+            deps.metrics.observe_rejections(deps.feed_rejections())
+        try:
+            snapshot = deps.market.snapshot(now)
+            prices = snapshot_to_prices(snapshot, fleet)
+        except (FeedError, DataError) as exc:
+            return self._hold(now, fleet, demand, str(exc))
+
+        started = time.perf_counter()
+        summary = self._demand_summary(demand, fleet, now)
+        history = deps.market.history(now) if self.policy.uses_history else None
+        ctx = build_context(now_s=now, prices=prices, demand=summary, fleet=fleet,
+                            guards=self.config.guards, scoring=self.config.scoring,
+                            history=history, policy_state=self.policy_state)
+        plan = decide(ctx, self.policy, self.config.guards)
+        latency = time.perf_counter() - started
+        self.policy_state = dict(plan.policy_state)
+        self.last_now_s = now
+
+        changes = [
+            NodeChange(node=e.node, current=e.current, target=e.target, reason=e.reason,
+                       reason_code=e.reason_code, value_usd_h=e.value_usd_h,
+                       switch_cost_usd_h=e.switch_cost_usd_h, ai_fill=e.ai_fill, text=e.text)
+            for e in plan.explanations(limit=JOURNALED_CHANGES)
+        ]
+        record = CycleRecord(
+            decision_id=plan.decision_id,
+            mode=self.mode,
+            policy=plan.policy,
+            now_s=now,
+            market=snapshot,
+            demand=demand.model_copy(update={"pending": demand.pending[:JOURNALED_JOBS]}),
+            pending_jobs_total=len(demand.pending),
+            fleet_modes=mode_counts(fleet.mode),
+            plan=plan.summary(),
+            changes=changes,
+            decision_latency_s=latency,
+            fleet_columns=fleet_columns(fleet) if fleet.n <= REPLAYABLE_FLEET_NODES else None,
+        )
+        deps.journal.record(record)  # JournalError propagates: no record, no action
+        result = deps.actuator.apply(plan, fleet)
+        deps.journal.record_result(plan.decision_id, _result_dict(result))
+        if deps.metrics is not None:
+            deps.metrics.observe_plan(plan, latency)
+            deps.metrics.observe_market(snapshot, prices.hashprice_usd_per_ph_day, now)
+            for kind in result.errors.values():
+                deps.metrics.actuation_errors.labels(kind.split(":")[0][:40]).inc()
+            deps.metrics.cycles.labels("decided").inc()
+        return CycleOutcome(record, plan, result)
+
+    def _hold(self, now: float, fleet: FleetTable, demand: DemandSnapshot, why: str) -> (
+        CycleOutcome
+    ):
+        """No usable market: decide nothing, keep switches already under way moving."""
+        log.warning("market unusable, holding every node: %s", why)
+        record = CycleRecord(
+            decision_id=f"hold-{int(now)}",
+            mode=self.mode,
+            policy=self.policy.name,
+            now_s=now,
+            market=None,
+            market_rejected=why,
+            demand=demand.model_copy(update={"pending": demand.pending[:JOURNALED_JOBS]}),
+            pending_jobs_total=len(demand.pending),
+            fleet_modes=mode_counts(fleet.mode),
+            plan={"changes": 0, "held": "market unusable"},
+            changes=[],
+        )
+        self.deps.journal.record(record)
+        reconcile: Any = getattr(self.deps.actuator, "reconcile", None)
+        result = reconcile() if callable(reconcile) else ActuationResult()
+        self.deps.journal.record_result(record.decision_id, _result_dict(result))
+        if self.deps.metrics is not None:
+            self.deps.metrics.cycles.labels("held").inc()
+        return CycleOutcome(record, None, result)
+
+
+def _result_dict(result: ActuationResult) -> dict[str, Any]:
+    return {
+        "writes": result.writes,
+        "started": result.started[:JOURNALED_CHANGES],
+        "completed": result.completed[:JOURNALED_CHANGES],
+        "deferred": dict(list(result.deferred.items())[:JOURNALED_CHANGES]),
+        "errors": dict(list(result.errors.items())[:JOURNALED_CHANGES]),
+    }

@@ -1,0 +1,130 @@
+"""The decision journal: every cycle's inputs, plan and result, append-only JSON lines.
+
+Each cycle writes its plan before acting (so an interrupted switch is on record) and a
+result line after. Files rotate at a size limit; a truncated last line (a crash or a
+full disk mid-write) is skipped with a warning, never fatal. A write that fails raises
+`JournalError`, and the controller does not act on a plan it could not record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from orchestrator.errors import HashpivotError
+from orchestrator.models.journal import CycleRecord
+
+log = logging.getLogger("hashpivot.journal")
+
+CURRENT = "journal.jsonl"
+
+
+class JournalError(HashpivotError):
+    """The journal could not be written: act on nothing until it can."""
+
+
+class JsonlJournal:
+    """`Journal` port: durable JSON lines in a folder, rotated by size."""
+
+    def __init__(self, folder: Path | str, *, max_bytes: int = 64 * 1024 * 1024, keep: int = 20):
+        self.folder = Path(folder)
+        self.max_bytes = max_bytes
+        self.keep = keep
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise JournalError(f"cannot create journal folder {self.folder}: {exc}") from None
+
+    @property
+    def path(self) -> Path:
+        return self.folder / CURRENT
+
+    def _append(self, payload: dict[str, Any]) -> None:
+        line = json.dumps(payload, separators=(",", ":"), default=str) + "\n"
+        try:
+            self._rotate_if_needed(len(line))
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise JournalError(f"cannot write the journal {self.path}: {exc.strerror}") from None
+
+    def _rotate_if_needed(self, incoming: int) -> None:
+        if not self.path.exists() or self.path.stat().st_size + incoming <= self.max_bytes:
+            return
+        numbers = sorted(_rotated_numbers(self.folder))
+        nxt = (numbers[-1] + 1) if numbers else 1
+        self.path.rename(self.folder / f"journal-{nxt:06d}.jsonl")
+        for old in numbers[: max(len(numbers) + 1 - self.keep, 0)]:
+            (self.folder / f"journal-{old:06d}.jsonl").unlink(missing_ok=True)
+
+    def record(self, record: CycleRecord) -> None:
+        self._append({"kind": "cycle", **record.model_dump(mode="json")})
+
+    def record_result(self, decision_id: str, actuation: dict[str, Any]) -> None:
+        self._append({"kind": "result", "decision_id": decision_id, "actuation": actuation})
+
+
+def _rotated_numbers(folder: Path) -> list[int]:
+    out = []
+    for p in folder.glob("journal-*.jsonl"):
+        try:
+            out.append(int(p.stem.split("-", 1)[1]))
+        except ValueError:
+            continue
+    return out
+
+
+def journal_files(folder: Path | str) -> list[Path]:
+    folder = Path(folder)
+    files = [folder / f"journal-{n:06d}.jsonl" for n in sorted(_rotated_numbers(folder))]
+    if (folder / CURRENT).exists():
+        files.append(folder / CURRENT)
+    return files
+
+
+def read_journal(folder: Path | str) -> Iterator[CycleRecord]:
+    """Every cycle in order, with its actuation result merged in when one was written."""
+    pending: CycleRecord | None = None
+    for path in journal_files(folder):
+        with path.open(encoding="utf-8") as handle:
+            lines = handle.readlines()
+        for i, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                where = "last line" if i == len(lines) else f"line {i}"
+                log.warning("journal %s: %s is not complete JSON; skipped", path, where)
+                continue
+            kind = obj.pop("kind", "cycle")
+            if kind == "result":
+                if pending is not None and pending.decision_id == obj.get("decision_id"):
+                    pending = pending.model_copy(update={"actuation": obj.get("actuation", {})})
+                continue
+            try:
+                record = CycleRecord.model_validate(obj)
+            except ValidationError as exc:
+                log.warning("journal %s line %d: unreadable record (%s); skipped", path, i,
+                            exc.errors()[0]["msg"])
+                continue
+            if pending is not None:
+                yield pending
+            pending = record
+    if pending is not None:
+        yield pending
+
+
+def last_record(folder: Path | str) -> CycleRecord | None:
+    last = None
+    for record in read_journal(folder):
+        last = record
+    return last

@@ -1,0 +1,141 @@
+"""The composition root: which adapter stands behind each port, by mode.
+
+| port     | live                 | shadow               | dry-run                  |
+|----------|----------------------|----------------------|--------------------------|
+| clock    | wall                 | wall                 | replay (recorded grid)   |
+| market   | live feeds           | live feeds           | recorded files           |
+| demand   | pending GPU pods     | pending GPU pods     | recorded job trace       |
+| fleet    | K8s nodes            | K8s nodes            | simulated site           |
+| actuator | K8s (leader only)    | records, writes none | simulated site           |
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from orchestrator.backtest.cluster import ReplayClock, SimulatedCluster
+from orchestrator.backtest.runner import prepare_backtest
+from orchestrator.errors import ConfigError
+from orchestrator.framework.policy import Policy
+from orchestrator.models.build import profile_catalog
+from orchestrator.models.config import ControllerMode, HashpivotConfig
+from orchestrator.runtime.cycle import CycleDeps
+from orchestrator.runtime.journal import JsonlJournal
+from orchestrator.runtime.metrics import ControllerMetrics
+
+log = logging.getLogger("hashpivot.runtime")
+
+
+class WallClock:
+    def now_s(self) -> float:
+        return time.time()
+
+
+@dataclass
+class Wiring:
+    """The adapters of one controller and how to advance and close them."""
+
+    deps: CycleDeps
+    #: Advance to the next cycle; False when there is nothing more (a dry-run's end).
+    advance: Callable[[], bool]
+    #: Continue after this time (a restart resuming from the journal).
+    resume_after: Callable[[float], None]
+    #: True when this replica may act (always, except a live standby).
+    is_leader: Callable[[], bool]
+    close: Callable[[], None]
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def dry_run(
+    config: HashpivotConfig,
+    policy: Policy,
+    journal: JsonlJournal,
+    metrics: ControllerMetrics | None,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    cluster: Any = None,
+) -> Wiring:
+    """Recorded market, replay clock and the simulated site (`cluster`: ports of one that
+    lives elsewhere, e.g. in its own Ray actor)."""
+    inputs = prepare_backtest(config, start=start, end=end, needs_history=policy.uses_history)
+    from orchestrator.adapters.market.recorded import RecordedMarketSource
+    from orchestrator.models.config import base_dir
+
+    assert config.market is not None  # prepare_backtest checked
+    market = RecordedMarketSource(config.market, base_dir(config), inputs.fleet)
+    if cluster is None:
+        cluster = SimulatedCluster(inputs)
+    clock = ReplayClock(inputs.times)
+    deps = CycleDeps(clock=clock, market=market, demand=cluster, fleet=cluster,
+                     actuator=cluster, journal=journal, metrics=metrics)
+    return Wiring(deps, clock.advance, clock.seek, lambda: True, lambda: None,
+                  {"cluster": cluster, "clock": clock})
+
+
+def kubernetes(
+    config: HashpivotConfig,
+    mode: ControllerMode,
+    journal: JsonlJournal,
+    metrics: ControllerMetrics | None,
+    *,
+    kubeconfig: str | None = None,
+) -> Wiring:
+    """Live or shadow: watched nodes and pods, live feeds, leader election (live)."""
+    from orchestrator.adapters.k8s.actuator import KubeActuator, ShadowActuator
+    from orchestrator.adapters.k8s.client import KubeClient, load_api_client
+    from orchestrator.adapters.k8s.demand import KubeDemandSource
+    from orchestrator.adapters.k8s.fleet import KubeFleetSource
+    from orchestrator.adapters.k8s.leader import LeaderElector
+    from orchestrator.adapters.k8s.watch import ClusterCache
+    from orchestrator.adapters.market.live import LiveMarketSource
+
+    kcfg = config.kubernetes
+    kube = KubeClient(load_api_client(kubeconfig))
+    cache = ClusterCache(kube, kcfg).start()
+    if not cache.wait_synced(timeout=60.0):
+        cache.stop()
+        raise ConfigError("could not list nodes and pods from the cluster within 60 s")
+    catalog = profile_catalog(config)
+    fleet = KubeFleetSource(cache, cache, kcfg, catalog, config.sites)
+    demand = KubeDemandSource(cache, kcfg, catalog)
+    market = LiveMarketSource.from_config(config.live_market)
+    elector: LeaderElector | None = None
+    if mode == ControllerMode.LIVE:
+        elector = LeaderElector(kube, kcfg.namespace, kcfg.lease_name,
+                                lease_duration_s=kcfg.lease_duration_s,
+                                renew_deadline_s=kcfg.lease_duration_s * 2 / 3,
+                                retry_period_s=kcfg.lease_duration_s / 7.5)
+        elector.start()
+        actuator: Any = KubeActuator(kube, kcfg, nodes=cache, pods=cache,
+                                     is_leader=elector.is_leader)
+    else:
+        # Shadow previews against the cluster through reads only.
+        actuator = ShadowActuator(KubeActuator(kube, kcfg, nodes=cache, pods=cache,
+                                               is_leader=lambda: False))
+    deps = CycleDeps(clock=WallClock(), market=market, demand=demand, fleet=fleet,
+                     actuator=actuator, journal=journal, metrics=metrics,
+                     feed_rejections=market.rejection_counts)
+
+    def close() -> None:
+        if elector is not None:
+            elector.stop()
+        cache.stop()
+        market.close()
+
+    def is_leader() -> bool:
+        return True if elector is None else elector.is_leader()
+
+    return Wiring(deps, lambda: True, lambda _t: None, is_leader, close,
+                  {"cache": cache, "elector": elector, "kube": kube})
+
+
+def journal_for(config: HashpivotConfig, folder: str | Path | None = None) -> JsonlJournal:
+    return JsonlJournal(folder or config.controller.journal_dir,
+                        max_bytes=config.controller.journal_max_bytes)
