@@ -378,7 +378,7 @@ def policies_list() -> None:
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="Config file to check.")]) -> None:
     """Validate a config: fields, hardware profiles, policy and its parameters, data files."""
-    from orchestrator.adapters.market.recorded import RecordedMarketSource
+    from orchestrator.backtest.recorded import RecordedMarketSource
     from orchestrator.framework.registry import load_policy
     from orchestrator.models.build import build_fleet
     from orchestrator.models.config import base_dir, load_config

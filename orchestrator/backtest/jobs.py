@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from orchestrator.adapters.market.recorded import resolve_path
+from orchestrator.backtest.recorded import resolve_path
 from orchestrator.errors import DataError
 from orchestrator.models.config import JobTraceConfig
 

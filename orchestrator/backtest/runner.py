@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 
-from orchestrator.adapters.market.recorded import PriceTable, RecordedMarketSource
 from orchestrator.backtest.baselines import BASELINES, baseline_guards
 from orchestrator.backtest.jobs import JobStream, scale_trace
 from orchestrator.backtest.oracle import OracleResult, demand_gpus_per_step, hindsight_oracle
+from orchestrator.backtest.recorded import PriceTable, RecordedMarketSource
 from orchestrator.backtest.sim import Ledger, SimulatedSite
 from orchestrator.engine.plan import build_context, decide
 from orchestrator.errors import ConfigError

@@ -6,13 +6,12 @@ its own mempool instance or a mirror (and tests at 127.0.0.1). Units are in the 
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from orchestrator.models.base import StrictModel
-
-_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 def url_host(url: str) -> str:
@@ -25,7 +24,12 @@ def url_host(url: str) -> str:
 
 
 def is_loopback_host(host: str) -> bool:
-    return host in _LOOPBACK_HOSTS or host.startswith("127.")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class HttpSettings(StrictModel):
@@ -56,7 +60,9 @@ class HttpSettings(StrictModel):
         description="Allow plain http to 127.0.0.1/::1/localhost even when require_https "
         "(local mirrors and tests).",
     )
-    user_agent: str = Field(default="hashpivot/0.1", min_length=1)
+    user_agent: str = Field(
+        default="hashpivot/0.1", min_length=1, description="User-Agent header of every request."
+    )
 
     def check_url(self, url: str, *, where: str) -> None:
         """Raise ValueError when `url` is not one this policy allows."""
@@ -107,7 +113,7 @@ class HttpJsonPower(StrictModel):
     """Power price read from one field of a JSON document."""
 
     kind: Literal["http_json"] = "http_json"
-    url: str
+    url: str = Field(description="URL of the JSON document (https unless allowed otherwise).")
     value_path: str = Field(
         description="Dotted path to the price, list indexes allowed (-1: last), e.g. "
         "'data.-1.price'."
@@ -115,8 +121,12 @@ class HttpJsonPower(StrictModel):
     time_path: str | None = Field(
         default=None, description="Dotted path to the interval time; None: time of the fetch."
     )
-    time_format: Literal["unix_s", "unix_ms", "iso"] = "iso"
-    unit: Literal["usd_per_mwh", "usd_per_kwh"] = "usd_per_mwh"
+    time_format: Literal["unix_s", "unix_ms", "iso"] = Field(
+        default="iso", description="Unix seconds, Unix milliseconds or ISO-8601."
+    )
+    unit: Literal["usd_per_mwh", "usd_per_kwh"] = Field(
+        default="usd_per_mwh", description="Unit of the price; converted to USD/MWh."
+    )
     timezone: str = Field(default="UTC", description="Zone of times that carry none.")
 
 
@@ -130,7 +140,7 @@ class HttpCsvPower(StrictModel):
     """
 
     kind: Literal["http_csv"] = "http_csv"
-    url: str
+    url: str = Field(description="URL of the CSV (https unless allowed otherwise).")
     time_columns: list[str] = Field(
         default_factory=lambda: ["time"],
         min_length=1,
@@ -143,11 +153,15 @@ class HttpCsvPower(StrictModel):
         default=False, description="Times label the end of an hourly interval (HE 01..24)."
     )
     timezone: str = Field(default="UTC", description="Zone of times that carry none.")
-    value_column: str
-    key_column: str | None = None
-    key: str | None = None
-    unit: Literal["usd_per_mwh", "usd_per_kwh"] = "usd_per_mwh"
-    separator: str = Field(default=",", min_length=1, max_length=1)
+    value_column: str = Field(description="Column with the price.")
+    key_column: str | None = Field(
+        default=None, description="Column naming the price point in a multi-point file."
+    )
+    key: str | None = Field(default=None, description="Value of key_column to keep, e.g. HB_WEST.")
+    unit: Literal["usd_per_mwh", "usd_per_kwh"] = Field(
+        default="usd_per_mwh", description="Unit of the price; converted to USD/MWh."
+    )
+    separator: str = Field(default=",", min_length=1, max_length=1, description="Field separator.")
 
     @model_validator(mode="after")
     def _key_pair(self) -> HttpCsvPower:
@@ -162,7 +176,7 @@ PowerSource = Annotated[FixedPower | HttpJsonPower | HttpCsvPower, Field(discrim
 class HttpJsonGpuPrices(StrictModel):
     """GPU rental offers from a JSON list; the median (or min) per model is the price."""
 
-    url: str
+    url: str = Field(description="URL of the JSON offers (https unless allowed otherwise).")
     items_path: str = Field(
         default="", description="Dotted path to the list of offers ('' : the document)."
     )
@@ -173,13 +187,17 @@ class HttpJsonGpuPrices(StrictModel):
     time_field: str | None = Field(
         default=None, description="Offer field with its time; None: time of the fetch."
     )
-    time_format: Literal["unix_s", "unix_ms", "iso"] = "iso"
+    time_format: Literal["unix_s", "unix_ms", "iso"] = Field(
+        default="iso", description="Unix seconds, Unix milliseconds or ISO-8601."
+    )
     models: dict[str, str] = Field(
         default_factory=dict,
         description="Source model name → hashpivot GPU model key; empty: names as given. "
         "Offers of unmapped models are ignored when the map is not empty.",
     )
-    aggregate: Literal["median", "min"] = "median"
+    aggregate: Literal["median", "min"] = Field(
+        default="median", description="How the offers of one model make its price."
+    )
 
 
 class FeedTtls(StrictModel):
@@ -198,8 +216,8 @@ class FeedTtls(StrictModel):
 class PlausibleRange(StrictModel):
     """Values outside [min, max] are rejected (catches wrong units and garbage)."""
 
-    min: float
-    max: float
+    min: float = Field(description="Smallest plausible value, in the feed's unit.")
+    max: float = Field(description="Largest plausible value, in the feed's unit.")
 
     @model_validator(mode="after")
     def _ordered(self) -> PlausibleRange:

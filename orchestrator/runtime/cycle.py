@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from orchestrator.adapters.market.recorded import snapshot_to_prices
 from orchestrator.engine.explain import mode_counts
 from orchestrator.engine.plan import Plan, build_context, decide
+from orchestrator.engine.prices import snapshot_to_prices
 from orchestrator.errors import DataError, FeedError
 from orchestrator.framework.policy import Policy
 from orchestrator.models.config import HashpivotConfig

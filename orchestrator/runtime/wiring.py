@@ -65,7 +65,7 @@ def dry_run(
     """Recorded market, replay clock and the simulated site (`cluster`: ports of one that
     lives elsewhere, e.g. in its own Ray actor)."""
     inputs = prepare_backtest(config, start=start, end=end, needs_history=policy.uses_history)
-    from orchestrator.adapters.market.recorded import RecordedMarketSource
+    from orchestrator.backtest.recorded import RecordedMarketSource
     from orchestrator.models.config import base_dir
 
     assert config.market is not None  # prepare_backtest checked

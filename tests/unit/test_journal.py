@@ -61,4 +61,4 @@ def test_disk_full_raises_journal_error(tmp_path: Path, monkeypatch: pytest.Monk
         journal.record(record(2))
     monkeypatch.undo()
     # What was written before the fault is intact and readable.
-    assert [r.decision_id for r in read_journal(tmp_path)][0] == "d-1"
+    assert next(r.decision_id for r in read_journal(tmp_path)) == "d-1"

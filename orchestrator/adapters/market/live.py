@@ -318,10 +318,11 @@ class LiveMarketSource:
         return sorted(self.power)
 
     def gpu_models(self) -> list[str]:
+        """Models a snapshot must price: fixed, mapped by a feed, or ever priced live."""
         models = set(self.gpu_fixed.prices) | self._live_gpu_models
         for feed in self.gpu:
-            source = getattr(feed, "source", None)
-            models |= set(getattr(source, "models", {}).values())
+            if isinstance(feed, JsonGpuFeed):
+                models |= set(feed.source.models.values())
         return sorted(models)
 
     def required_feeds(self) -> list[str]:
@@ -385,8 +386,9 @@ class LiveMarketSource:
         )
 
     def status(self, now_s: float) -> dict[str, FeedStatus]:
-        """Per-feed value, age, staleness and counts (for `hashpivot status`)."""
-        return self.quality.status(now_s)
+        """Per value: its age, staleness and counts (for `hashpivot status`). Failed
+        fetches of whole sources are in `rejection_counts` ('chain', …)."""
+        return self.quality.status(now_s, [*self.required_feeds(), BLOCK_HEIGHT])
 
     def rejection_counts(self) -> dict[str, dict[str, int]]:
         return self.quality.rejection_counts()

@@ -198,41 +198,50 @@ class Quote:
 def combine_quotes(
     quotes: Sequence[Quote], *, agreement: float, last_good: float | None
 ) -> tuple[Candidate | None, list[tuple[Quote, Reject, str]]]:
-    """The median of the quotes that agree, with how many agree.
+    """The median of the quotes that agree, with how many sources agree.
 
     Quotes further than `agreement` (a share) from the median of all are dropped as
-    outliers when a majority agrees. Two quotes that disagree are resolved by the last
-    good value (the nearer one stands alone, unconfirmed), else refused.
+    outliers when a majority agrees. Without a majority, the group around the quote
+    nearest the last good value stands (a jump rule then judges it); with no last good
+    value either, nothing is trusted.
     """
     dropped: list[tuple[Quote, Reject, str]] = []
+    usable = []
+    for q in quotes:
+        if not math.isfinite(q.value):
+            dropped.append((q, Reject.NOT_FINITE, f"quote {q.value!r}"))
+        elif q.value <= 0:
+            reason = Reject.ZERO if q.value == 0 else Reject.NEGATIVE
+            dropped.append((q, reason, f"quote {q.value!r}"))
+        else:
+            usable.append(q)
+    quotes = usable
     if not quotes:
         return None, dropped
     mid = statistics.median(q.value for q in quotes)
-    agreeing = [q for q in quotes if relative_change(mid, q.value) <= agreement]
-    if len(agreeing) * 2 > len(quotes):
-        kept = agreeing
-    elif last_good is not None:
-        nearest = min(quotes, key=lambda q: relative_change(last_good, q.value))
-        kept = [nearest]
-    else:
-        for q in quotes:
-            dropped.append((q, Reject.SOURCES_DISAGREE, f"quotes {[x.value for x in quotes]}"))
-        return None, dropped
-    for q in quotes:
-        if q not in kept:
+    keep = [relative_change(mid, q.value) <= agreement for q in quotes]
+    if sum(keep) * 2 <= len(quotes):
+        if last_good is None:
+            values = [q.value for q in quotes]
+            dropped += [(q, Reject.SOURCES_DISAGREE, f"quotes {values}") for q in quotes]
+            return None, dropped
+        anchor = min(quotes, key=lambda q: relative_change(last_good, q.value)).value
+        keep = [relative_change(anchor, q.value) <= agreement for q in quotes]
+        mid = anchor
+    kept = [q for q, k in zip(quotes, keep, strict=True) if k]
+    for q, k in zip(quotes, keep, strict=True):
+        if not k:
             dropped.append(
-                (q, Reject.SOURCES_DISAGREE, f"{q.value!r} vs median {mid!r} of {len(quotes)}")
+                (q, Reject.SOURCES_DISAGREE, f"{q.value!r} vs {mid!r} of {len(quotes)} quotes")
             )
-    value = statistics.median(q.value for q in kept)
-    names = ",".join(sorted(q.source for q in kept))
-    source = f"median({names})" if len(kept) > 1 else kept[0].source
+    names = sorted({q.source for q in kept})
     return (
         Candidate(
-            value=value,
-            source=source,
+            value=statistics.median(q.value for q in kept),
+            source=f"median({','.join(names)})" if len(kept) > 1 else kept[0].source,
             # The oldest contributing quote: the value is no fresher than that.
             observed_s=min(q.observed_s for q in kept),
-            confirmations=len(kept),
+            confirmations=len(names),
         ),
         dropped,
     )
@@ -387,9 +396,11 @@ class DataQuality:
                 out[f] = math.inf if age is None else age
         return out
 
-    def status(self, now_s: float) -> dict[str, FeedStatus]:
+    def status(self, now_s: float, feeds: Sequence[str] | None = None) -> dict[str, FeedStatus]:
+        """Per value feed (default: every feed seen, fetch-failure groups included)."""
         out: dict[str, FeedStatus] = {}
-        for feed, st in sorted(self.states.items()):
+        for feed in sorted(self.states) if feeds is None else feeds:
+            st = self.states.get(feed, FeedState())
             good = st.last_good
             out[feed] = FeedStatus(
                 value=None if good is None else good.value,

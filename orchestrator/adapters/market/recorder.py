@@ -1,11 +1,17 @@
 """`hashpivot record`: poll the live feeds and write what passed the quality rules as
 recorded market data, in the format the backtest reads.
 
-The output folder holds one CSV per series (`time,value`, times ISO-8601 UTC) — power
-and GPU prices are keyed files (`time,site,value` and `time,gpu_model,value`) — and a
-`market.yaml` whose `market:` section (a `RecordedMarketConfig`) points at them, so the
-recording replays with `hashpivot backtest` unchanged. Rows are appended: recording
-again into the same folder extends the series.
+The output folder holds one CSV per series (`time,value,recorded_at`, times ISO-8601
+UTC) — power and GPU prices are keyed files (`time,site,value,…` and
+`time,gpu_model,value,…`) — and a `market.yaml` whose `market:` section (a
+`RecordedMarketConfig`) points at them, so the recording replays with `hashpivot
+backtest` unchanged: a replayed snapshot at a sample time equals the live one.
+
+`time` is when the value was true (its observed-at); `recorded_at` is the poll that
+first saw it. A replay between two polls may see a value up to one poll interval
+before the live controller did (an hourly price stamped at its hour's start, say);
+`recorded_at` keeps what a stricter replay needs. Rows are appended: recording again
+into the same folder extends the series.
 """
 
 from __future__ import annotations
@@ -99,9 +105,11 @@ class _Writer:
         kind, _, key = name.partition(".")
         if kind in _KEYED:
             file, column, _ = _KEYED[kind]
-            s = _Series(self.out_dir / file, column, key, header=["time", column, "value"])
+            header = ["time", column, "value", "recorded_at"]
+            s = _Series(self.out_dir / file, column, key, header=header)
         else:
-            s = _Series(self.out_dir / _PLAIN[kind][0], None, None, header=["time", "value"])
+            header = ["time", "value", "recorded_at"]
+            s = _Series(self.out_dir / _PLAIN[kind][0], None, None, header=header)
         s.last_time = self._existing_last(s)
         self.series[name] = s
         return s
@@ -138,7 +146,7 @@ class _Writer:
                     out |= {f"{kind}.{row[column]}" for row in csv.DictReader(handle)}
         return sorted(out)
 
-    def write(self, name: str, when: datetime, value: float) -> bool:
+    def write(self, name: str, when: datetime, value: float, recorded_s: float) -> bool:
         s = self._open(name)
         if s.last_time is not None and when <= s.last_time:
             return False
@@ -148,7 +156,9 @@ class _Writer:
             if new_file:
                 out.writerow(s.header)
             # repr keeps every digit, so the replay reads back the identical float.
-            row = [format_time(when), *([s.key] if s.key_column else []), repr(float(value))]
+            seen = format_time(datetime.fromtimestamp(recorded_s, UTC))
+            key = [s.key] if s.key_column else []
+            row = [format_time(when), *key, repr(float(value)), seen]
             out.writerow(row)
         s.last_time = when
         s.rows += 1
@@ -245,7 +255,7 @@ def record(
                 report, error = RefreshReport(now), str(exc)
             for name in src.required_feeds():
                 good = src.quality.last_good(name)
-                if good is not None and writer.write(name, good.observed_at, good.value):
+                if good is not None and writer.write(name, good.observed_at, good.value, now):
                     written[name] = 1
             try:
                 write_market_yaml(writer.names(), out_dir)

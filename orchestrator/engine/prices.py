@@ -1,0 +1,50 @@
+"""Align a market snapshot with a fleet's lookup tables: what one live cycle decides on."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from orchestrator import economics as econ
+from orchestrator.errors import DataError
+from orchestrator.models.fleet import FleetTable
+from orchestrator.models.hardware import SHA256
+from orchestrator.models.market import MarketPrices, MarketSnapshot
+
+
+def snapshot_to_prices(snapshot: MarketSnapshot, fleet: FleetTable) -> MarketPrices:
+    """Align a pydantic snapshot with a fleet's lookup tables (live and dry-run cycles)."""
+    btc = snapshot.btc_usd.value
+    hp_th = econ.hashprice_usd_per_th_day(
+        snapshot.difficulty.value,
+        btc,
+        snapshot.subsidy_btc.value,
+        snapshot.fees_btc_per_block.value,
+    )
+    unit = np.zeros(len(fleet.algorithms))
+    for j, alg in enumerate(fleet.algorithms):
+        if alg == SHA256:
+            unit[j] = hp_th
+        elif alg in snapshot.hashpower_btc_per_unit_day:
+            unit[j] = snapshot.hashpower_btc_per_unit_day[alg].value * btc
+    gpu = np.array(
+        [
+            snapshot.gpu_usd_per_gpu_hour[m].value if m in snapshot.gpu_usd_per_gpu_hour else np.nan
+            for m in fleet.gpu_models
+        ]
+    )
+    power = []
+    for site in fleet.sites:
+        o = snapshot.power_usd_mwh.get(site.name, snapshot.power_usd_mwh.get("default"))
+        if o is None:
+            raise DataError(f"market snapshot has no power price for site {site.name!r}")
+        power.append(o.value)
+    return MarketPrices(
+        btc_usd=btc,
+        difficulty=snapshot.difficulty.value,
+        fees_btc_per_block=snapshot.fees_btc_per_block.value,
+        subsidy_btc=snapshot.subsidy_btc.value,
+        usd_per_unit_day=unit,
+        gpu_usd_per_gpu_hour=gpu,
+        power_usd_mwh=np.array(power),
+        oldest_observed_s=snapshot.oldest_observed_at().timestamp(),
+    )
