@@ -358,6 +358,33 @@ def explain(
                       f" USD/h; AI fill {change.ai_fill:.0%}; reason: {change.reason}")
 
 
+@app.command()
+def record(
+    config: ConfigOpt,
+    out: Annotated[Path, typer.Option(help="Folder for the recorded CSVs and market.yaml.")],
+    samples: Annotated[int, typer.Option(min=1, help="Snapshots to take.")] = 60,
+    interval: Annotated[float, typer.Option(min=0.0, help="Seconds between snapshots.")] = 60.0,
+) -> None:
+    """Record live market snapshots in the format `hashpivot backtest` reads."""
+    from orchestrator.adapters.market.recorder import RecordProgress
+    from orchestrator.adapters.market.recorder import record as record_market
+    from orchestrator.models.config import load_config
+
+    cfg = load_config(config)
+    columns = (TextColumn("[bold]recording"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[note]}"))
+    with Progress(*columns, console=err_console) as bar:
+        task = bar.add_task("record", total=samples, note="")
+
+        def progress(p: RecordProgress) -> None:
+            note = f"error: {p.error}" if p.error else f"{sum(p.written.values())} rows"
+            bar.update(task, completed=p.sample, note=note)
+
+        market_yaml = record_market(cfg.live_market, out, samples=samples, interval_s=interval,
+                                    progress=progress)
+    console.print(f"recorded {samples} snapshots; market section for backtests: {market_yaml}")
+
+
 @policies_app.command("list")
 def policies_list() -> None:
     """Installed policies (entry-point group hashpivot.policies)."""

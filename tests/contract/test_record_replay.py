@@ -198,3 +198,25 @@ def test_recording_replays_in_hashpivot_backtest(feed_server: FeedServer, tmp_pa
 def test_record_refuses_no_samples(tmp_path: Path, samples: int) -> None:
     with pytest.raises(ValueError, match="samples"):
         record(LiveMarketConfig(), tmp_path, samples=samples, interval_s=1.0)
+
+
+def test_hashpivot_record_command_writes_a_replayable_market(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    config = live_config(feed_server, fees_window_blocks=15)
+    market_at(feed_server, 0)
+    site_file = tmp_path / "live.yaml"
+    site_file.write_text(yaml.safe_dump({"live_market": config.model_dump(mode="json")}))
+    out = tmp_path / "rec"
+    result = CliRunner().invoke(
+        app, ["record", "--config", str(site_file), "--out", str(out), "--samples", "2",
+              "--interval", "0"],
+    )
+    assert result.exit_code == 0, result.output
+    market = RecordedMarketConfig.model_validate(
+        yaml.safe_load((out / MARKET_FILE).read_text())["market"]
+    )
+    fleet = FleetTable.build(profiles("s21"), [Site()], [0])
+    source = RecordedMarketSource(market, out, fleet)
+    assert source.btc_usd.values.shape[0] >= 1
+    assert 90_000 < float(source.btc_usd.values[-1]) < 100_000
