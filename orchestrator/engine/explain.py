@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from orchestrator.framework.context import ScoreTable
 from orchestrator.framework.reasons import REASON_TEXT, Reason
-from orchestrator.models.modes import MODE_LABELS, Mode
+from orchestrator.models.modes import MODE_LABELS
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,44 +32,110 @@ class NodeExplanation:
     text: str
 
 
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
+@dataclass(frozen=True, slots=True)
+class ExplanationTable:
+    """The terms behind every changed node, as columns (cheap at any fleet size).
+
+    Text is rendered per node on demand (`NodeExplanation`), so a cycle that changes
+    100k nodes explains all of them in arrays and formats only what is shown or journaled.
+    """
+
+    nodes: npt.NDArray[Any]
+    current: npt.NDArray[Any]
+    target: npt.NDArray[Any]
+    reason: npt.NDArray[Any]
+    #: (3, k) net USD/h per mode, revenue and power cost.
+    value: npt.NDArray[Any]
+    revenue: npt.NDArray[Any]
+    power_cost: npt.NDArray[Any]
+    switch_cost_usd: npt.NDArray[Any]
+    switch_cost_usd_h: npt.NDArray[Any]
+    ai_fill: npt.NDArray[Any]
+    #: USD/h gained after switching cost (the sort key for "most important first").
+    gain_usd_h: npt.NDArray[Any]
+
+    @staticmethod
+    def of(
+        nodes: np.ndarray,
+        current: np.ndarray,
+        target: np.ndarray,
+        reason: np.ndarray,
+        scores: ScoreTable,
+    ) -> ExplanationTable:
+        cur = current[nodes].astype(np.intp)
+        tgt = target[nodes].astype(np.intp)
+        value = scores.value[:, nodes]
+        k = np.arange(nodes.shape[0])
+        sc_h = scores.switch_cost_per_h[tgt, nodes]
+        return ExplanationTable(
+            nodes=nodes,
+            current=cur,
+            target=tgt,
+            reason=reason[nodes],
+            value=value,
+            revenue=scores.revenue[:, nodes],
+            power_cost=scores.power_cost[:, nodes],
+            switch_cost_usd=scores.switch_cost_usd[tgt, nodes],
+            switch_cost_usd_h=sc_h,
+            ai_fill=scores.ai_fill[nodes],
+            gain_usd_h=value[tgt, k] - value[cur, k] - sc_h,
+        )
+
+    def __len__(self) -> int:
+        return int(self.nodes.shape[0])
+
+    def row(self, j: int, name: str) -> NodeExplanation:
+        cur, tgt = int(self.current[j]), int(self.target[j])
+        code = int(self.reason[j])
+        why = _REASON_TEXT.get(code, str(code))
+        value = self.value[:, j].tolist()
+        sc_h = float(self.switch_cost_usd_h[j])
+        delta = value[tgt] - value[cur]
+        return NodeExplanation(
+            node=name,
+            current=MODE_LABELS[cur],
+            target=MODE_LABELS[tgt],
+            reason=why,
+            reason_code=code,
+            value_usd_h={MODE_LABELS[m]: v for m, v in enumerate(value) if math.isfinite(v)},
+            revenue_usd_h=dict(zip(MODE_LABELS, self.revenue[:, j].tolist(), strict=True)),
+            power_cost_usd_h=dict(zip(MODE_LABELS, self.power_cost[:, j].tolist(), strict=True)),
+            switch_cost_usd=float(self.switch_cost_usd[j]),
+            switch_cost_usd_h=sc_h,
+            ai_fill=float(self.ai_fill[j]),
+            text=_text(cur, tgt, delta, sc_h, why),
+        )
+
+
+_REASON_TEXT = {int(code): text for code, text in REASON_TEXT.items()}
+
+
+def _text(cur: int, tgt: int, delta: float, sc_h: float, why: str) -> str:
+    a, b = MODE_LABELS[cur], MODE_LABELS[tgt]
+    if cur == tgt:
+        return f"stays {a}: {why}"
+    if math.isfinite(delta):
+        verb = "beats" if delta - sc_h >= 0 else "trails"
+        return (f"{b} {verb} {a} by ${abs(delta - sc_h):.2f}/h after ${sc_h:.2f}/h switching "
+                f"cost ({why})")
+    return f"{a} → {b}: {why}"
 
 
 def explain_node(
     name: str, i: int, *, current: int, target: int, reason: int, scores: ScoreTable
 ) -> NodeExplanation:
-    cur, tgt = Mode(current), Mode(target)
-    why = REASON_TEXT.get(Reason(reason), str(reason))
-    values = {m.label: float(scores.value[m, i]) for m in Mode}
-    sc_h = float(scores.switch_cost_per_h[tgt, i])
-    delta = values[tgt.label] - values[cur.label]
-    if cur == tgt:
-        text = f"stays {cur.label}: {why}"
-    elif math.isfinite(delta):
-        verb = "beats" if delta - sc_h >= 0 else "trails"
-        text = (
-            f"{tgt.label} {verb} {cur.label} by ${abs(delta - sc_h):.2f}/h after "
-            f"${sc_h:.2f}/h switching cost ({why})"
-        )
-    else:
-        text = f"{cur.label} → {tgt.label}: {why}"
-    return NodeExplanation(
-        node=name,
-        current=cur.label,
-        target=tgt.label,
-        reason=why,
-        reason_code=int(reason),
-        value_usd_h={k: v for k, v in values.items() if _finite(v) is not None},
-        revenue_usd_h={m.label: float(scores.revenue[m, i]) for m in Mode},
-        power_cost_usd_h={m.label: float(scores.power_cost[m, i]) for m in Mode},
-        switch_cost_usd=float(scores.switch_cost_usd[tgt, i]),
-        switch_cost_usd_h=sc_h,
-        ai_fill=float(scores.ai_fill[i]),
-        text=text,
+    """One node's explanation (see `ExplanationTable` for many)."""
+    nodes = np.array([i])
+    table = ExplanationTable.of(
+        nodes,
+        np.full(i + 1, current, dtype=np.int8),
+        np.full(i + 1, target, dtype=np.int8),
+        np.full(i + 1, reason, dtype=np.int16),
+        scores,
     )
+    return table.row(0, name)
 
 
-def mode_counts(modes: np.ndarray) -> dict[str, int]:
+def mode_counts(modes: npt.NDArray[Any]) -> dict[str, int]:
     counts = np.bincount(modes.astype(np.intp), minlength=len(MODE_LABELS))
     return {label: int(c) for label, c in zip(MODE_LABELS, counts, strict=True)}

@@ -8,7 +8,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from orchestrator.engine.explain import NodeExplanation, explain_node, mode_counts
+from orchestrator.engine.explain import (
+    ExplanationTable,
+    NodeExplanation,
+    explain_node,
+    mode_counts,
+)
 from orchestrator.engine.guards import apply_guards
 from orchestrator.engine.scoring import build_scores
 from orchestrator.framework.context import (
@@ -60,13 +65,18 @@ class Plan:
             scores=self.scores,
         )
 
+    def explanation_table(self) -> ExplanationTable:
+        """The terms behind every changed node, as columns."""
+        return ExplanationTable.of(self.changed, self.current, self.target, self.reason,
+                                   self.scores)
+
     def explanations(self, limit: int | None = None) -> list[NodeExplanation]:
-        """Explanations of changed nodes, highest gain first (all when `limit` is None)."""
-        changed = self.changed
-        if limit is not None and changed.size > limit:
-            gain = self.scores.gain_per_h(self.current[changed], self.target[changed], changed)
-            changed = changed[np.argsort(-gain, kind="stable")[:limit]]
-        return [self.explain(int(i)) for i in changed]
+        """Rendered explanations of changed nodes, highest gain first (all when no limit)."""
+        table = self.explanation_table()
+        order = np.argsort(-table.gain_usd_h, kind="stable")
+        if limit is not None:
+            order = order[:limit]
+        return [table.row(int(j), str(self.node_names[table.nodes[j]])) for j in order]
 
     def expected_usd_per_hour(self) -> dict[str, float]:
         """Expected net USD/h of the plan, per target mode."""

@@ -226,7 +226,7 @@ class FleetTable:
 
     def read_only(self) -> FleetTable:
         """Views of every column that cannot be written: what policies receive."""
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {"_statics": self.statics}  # computed once, shared by views
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, np.ndarray):

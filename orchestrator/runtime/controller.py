@@ -33,6 +33,7 @@ from orchestrator.runtime.metrics import ControllerMetrics, Health, MetricsServe
 log = logging.getLogger("hashpivot.controller")
 
 ACTOR_NAME = "hashpivot-controller"
+RECONCILE_EVERY_S = 5.0
 RAY_NAMESPACE = "hashpivot"
 
 
@@ -110,9 +111,19 @@ class Controller:
                 break
             pause = (self.options.pace_s if self.options.mode == ControllerMode.DRY_RUN
                      else self.config.controller.interval_s)
-            if pause > 0:
-                time.sleep(pause)
+            self._wait(pause)
         return self.status()
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep until the next cycle; a live leader keeps switches under way moving
+        meanwhile (a flip takes several steps, each seconds apart, not cycles apart)."""
+        reconcile = getattr(self.wiring.deps.actuator, "reconcile", None)
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, RECONCILE_EVERY_S))
+            live = self.options.mode == ControllerMode.LIVE
+            if live and callable(reconcile) and self.wiring.is_leader():
+                reconcile()
 
     def status(self) -> dict[str, Any]:
         last = last_record(self.journal.folder)

@@ -23,7 +23,6 @@ from orchestrator.backtest.cluster import ReplayClock, SimulatedCluster
 from orchestrator.backtest.runner import prepare_backtest
 from orchestrator.errors import ConfigError
 from orchestrator.framework.policy import Policy
-from orchestrator.models.build import profile_catalog
 from orchestrator.models.config import ControllerMode, HashpivotConfig
 from orchestrator.runtime.cycle import CycleDeps
 from orchestrator.runtime.journal import JsonlJournal
@@ -86,54 +85,35 @@ def kubernetes(
     metrics: ControllerMetrics | None,
     *,
     kubeconfig: str | None = None,
+    api: Any = None,
 ) -> Wiring:
-    """Live or shadow: watched nodes and pods, live feeds, leader election (live)."""
-    from orchestrator.adapters.k8s.actuator import KubeActuator, ShadowActuator
-    from orchestrator.adapters.k8s.client import KubeClient, load_api_client
-    from orchestrator.adapters.k8s.demand import KubeDemandSource
-    from orchestrator.adapters.k8s.fleet import KubeFleetSource
-    from orchestrator.adapters.k8s.leader import LeaderElector
-    from orchestrator.adapters.k8s.watch import ClusterCache
+    """Live or shadow: watched nodes and pods, live feeds, leader election (live only:
+    taking a Lease is a write, and shadow writes nothing)."""
+    from orchestrator.adapters.k8s.wiring import build_adapters
     from orchestrator.adapters.market.live import LiveMarketSource
 
-    kcfg = config.kubernetes
-    kube = KubeClient(load_api_client(kubeconfig))
-    cache = ClusterCache(kube, kcfg).start()
-    if not cache.wait_synced(timeout=60.0):
-        cache.stop()
+    if mode != config.controller.mode:
+        config = config.model_copy(
+            update={"controller": config.controller.model_copy(update={"mode": mode})}
+        )
+    adapters = build_adapters(config, api=api, kubeconfig=kubeconfig)
+    if not adapters.start(sync_timeout_s=60.0):
+        adapters.stop()
         raise ConfigError("could not list nodes and pods from the cluster within 60 s")
-    catalog = profile_catalog(config)
-    fleet = KubeFleetSource(cache, cache, kcfg, catalog, config.sites)
-    demand = KubeDemandSource(cache, kcfg, catalog)
     market = LiveMarketSource.from_config(config.live_market)
-    elector: LeaderElector | None = None
-    if mode == ControllerMode.LIVE:
-        elector = LeaderElector(kube, kcfg.namespace, kcfg.lease_name,
-                                lease_duration_s=kcfg.lease_duration_s,
-                                renew_deadline_s=kcfg.lease_duration_s * 2 / 3,
-                                retry_period_s=kcfg.lease_duration_s / 7.5)
-        elector.start()
-        actuator: Any = KubeActuator(kube, kcfg, nodes=cache, pods=cache,
-                                     is_leader=elector.is_leader)
-    else:
-        # Shadow previews against the cluster through reads only.
-        actuator = ShadowActuator(KubeActuator(kube, kcfg, nodes=cache, pods=cache,
-                                               is_leader=lambda: False))
-    deps = CycleDeps(clock=WallClock(), market=market, demand=demand, fleet=fleet,
-                     actuator=actuator, journal=journal, metrics=metrics,
-                     feed_rejections=market.rejection_counts)
+    deps = CycleDeps(clock=WallClock(), market=market, demand=adapters.demand,
+                     fleet=adapters.fleet, actuator=adapters.actuator, journal=journal,
+                     metrics=metrics, feed_rejections=market.rejection_counts)
 
     def close() -> None:
-        if elector is not None:
-            elector.stop()
-        cache.stop()
+        adapters.stop()
         market.close()
 
     def is_leader() -> bool:
-        return True if elector is None else elector.is_leader()
+        return mode != ControllerMode.LIVE or adapters.is_leader()
 
     return Wiring(deps, lambda: True, lambda _t: None, is_leader, close,
-                  {"cache": cache, "elector": elector, "kube": kube})
+                  {"adapters": adapters})
 
 
 def journal_for(config: HashpivotConfig, folder: str | Path | None = None) -> JsonlJournal:

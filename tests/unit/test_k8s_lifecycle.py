@@ -132,7 +132,9 @@ def test_ai_to_mine_drains_waits_then_labels_mine_then_mining() -> None:
     assert s.waiting == "waiting for the miner pod to run"
     s = step(view(NodeState.STARTING_MINE, Mode.MINE), Mode.MINE, miner=[pod(miner=True)])
     assert s.path == (NodeState.MINING,) and s.reaches_goal
-    assert s.patch is not None and s.patch["metadata"]["annotations"]["hashpivot.io/state"] == "MINING"
+    assert (
+        s.patch is not None and s.patch["metadata"]["annotations"]["hashpivot.io/state"] == "MINING"
+    )
 
 
 def test_drain_evicts_only_interruptible_pods_outside_leases_and_never_twice() -> None:
@@ -168,7 +170,9 @@ def test_effective_target_continues_a_switch_held_by_the_engine() -> None:
     assert effective_target(v, Mode.IDLE, held_in_transition=True) == Mode.AI
     assert effective_target(v, Mode.IDLE, held_in_transition=False) == Mode.IDLE
     steady = view(NodeState.MINING, Mode.MINE)
-    assert effective_target(steady, Mode.AI, held_in_transition=True) == Mode.AI
+    assert effective_target(steady, Mode.AI, held_in_transition=False) == Mode.AI
+    # Settled between the plan and the pass: a held node never starts a new switch.
+    assert effective_target(steady, Mode.IDLE, held_in_transition=True) == Mode.MINE
 
 
 def test_unrecorded_node_is_adopted_with_provenance() -> None:

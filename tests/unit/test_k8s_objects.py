@@ -174,7 +174,9 @@ def test_shape_of_every_state() -> None:
 
 
 def test_node_view_reads_state_or_infers_it() -> None:
-    v = node_view(_node(annotations={STATE_ANNOTATION: "DRAINING_AI", TARGET_ANNOTATION: "mine"}), CFG)
+    v = node_view(
+        _node(annotations={STATE_ANNOTATION: "DRAINING_AI", TARGET_ANNOTATION: "mine"}), CFG
+    )
     assert v.state == NodeState.DRAINING_AI and v.state_recorded and v.target == Mode.MINE
     assert v.gpus == 8.0 and v.ready and not v.opt_out
     assert node_view(_node(labels={MODE_LABEL: "mine"}), CFG).state == NodeState.MINING
@@ -213,7 +215,9 @@ def test_node_patch_is_none_in_shape_and_removes_only_our_taint() -> None:
         SINCE_ANNOTATION: format_time(5.0),
     }
     taints = [{"key": MINING_TAINT_KEY, "value": "true", "effect": "NoSchedule"}, {"key": "x"}]
-    view = node_view(_node(labels={MODE_LABEL: "mine"}, annotations=annotations, taints=taints), CFG)
+    view = node_view(
+        _node(labels={MODE_LABEL: "mine"}, annotations=annotations, taints=taints), CFG
+    )
     assert node_patch(view, NodeState.MINING, Mode.MINE, now_s=9.0, provenance=None) is None
     patch = node_patch(view, NodeState.AI, Mode.AI, now_s=9.0, provenance=None)
     assert patch is not None

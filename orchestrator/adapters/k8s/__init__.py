@@ -7,6 +7,8 @@
   DemandSource ports.
 - `KubeActuator`, `ShadowActuator` (actuator.py): the Actuator port, live and shadow.
 - `LeaderElector` (leader.py): one acting replica, through a coordination.k8s.io Lease.
+- `build_adapters` (wiring.py): all of the above for one config, live or shadow.
+- `FakeKube` (fake.py): an in-memory API with the same semantics, for tests and demos.
 """
 
 from orchestrator.adapters.k8s.actuator import (
@@ -24,12 +26,14 @@ from orchestrator.adapters.k8s.fleet import KubeFleetSource
 from orchestrator.adapters.k8s.leader import LeaderElector
 from orchestrator.adapters.k8s.ratelimit import TokenBucket
 from orchestrator.adapters.k8s.watch import ClusterCache, ListingSource, ObjectCache
+from orchestrator.adapters.k8s.wiring import KubeAdapters, build_adapters
 
 __all__ = [
     "ApiError",
     "ClusterCache",
     "CountingApiClient",
     "KubeActuator",
+    "KubeAdapters",
     "KubeClient",
     "KubeDemandSource",
     "KubeFleetSource",
@@ -40,6 +44,7 @@ __all__ = [
     "ObjectCache",
     "ShadowActuator",
     "TokenBucket",
+    "build_adapters",
     "ensure_miner_daemonset",
     "load_api_client",
     "miner_daemonset_manifest",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -52,6 +53,8 @@ from orchestrator.ports import ActuationResult
 log = logging.getLogger(__name__)
 
 RECONCILE_DECISION = "reconcile"
+#: Key of `ActuationResult.errors` for failures not tied to one node.
+CLUSTER = "(cluster)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +162,9 @@ class KubeActuator:
         self.max_writes_per_node = max_writes_per_node
         self.miner_managed = config.miner_daemonset is not None
         self.last_report = ActuatorReport()
+        #: Running totals over every pass (patches, conflicts, evictions, refused_evictions,
+        #: rate_limited): for metrics, and for tests that count actions, not calls.
+        self.totals: Counter[str] = Counter()
         self._memo: dict[str, _Memo] = {}
         self._lock = threading.Lock()
 
@@ -177,7 +183,11 @@ class KubeActuator:
         and put back a label or taint someone removed. Cheap between cycles."""
         with self._lock:
             targets = []
-            for obj in self.nodes.nodes():
+            try:
+                nodes = self.nodes.nodes()
+            except ApiError as exc:
+                return ActuationResult(errors={CLUSTER: f"reading nodes: {exc}"})
+            for obj in nodes:
                 view = node_view(obj, self.config)
                 if not view.state_recorded or view.opt_out:
                     continue
@@ -206,8 +216,15 @@ class KubeActuator:
     def _run(self, targets: Sequence[NodeTarget], decision_id: str, *, write: bool) -> _Pass:
         now = self.clock()
         run = _Pass(decision_id, self.monotonic() + self.config.write_budget_s)
-        by_name = {name_of(obj): obj for obj in self.nodes.nodes()}
-        pods = group_pods((pod_view(p, self.config) for p in self.pods.pods()), self.config)
+        try:
+            nodes, pod_objs = self.nodes.nodes(), self.pods.pods()
+        except ApiError as exc:  # listing (no cache) failed: report, change nothing
+            run.result.errors[CLUSTER] = f"reading nodes and pods: {exc}"
+            return run
+        by_name = {name_of(obj): obj for obj in nodes}
+        for gone in self._memo.keys() - by_name.keys():
+            del self._memo[gone]
+        pods = group_pods((pod_view(p, self.config) for p in pod_objs), self.config)
         work: list[tuple[tuple[int, float, str], NodeTarget, Obj]] = []
         for target in targets:
             obj = by_name.get(target.name)
@@ -223,6 +240,13 @@ class KubeActuator:
             self._drive(run, target, obj, pods, now, write=write)
         if write:
             self.last_report = run.report
+            self.totals.update(
+                patches=run.report.patches,
+                conflicts=run.report.conflicts,
+                evictions=len(run.report.evicted),
+                refused_evictions=len(run.report.refused),
+                rate_limited=run.report.rate_limited,
+            )
         return run
 
     def _view(self, obj: Obj, pods: PodsByNode, *, fresh: bool) -> NodeView:
@@ -287,6 +311,9 @@ class KubeActuator:
                             return
                         self._memo.pop(name, None)
                         view = self._view(obj, pods, fresh=False)
+                        mode = effective_target(
+                            view, target.mode, held_in_transition=target.held_in_transition
+                        )
                         step = plan_step(
                             view,
                             mode,

@@ -214,6 +214,9 @@ class KubeClient:
             )
         except ApiException as exc:
             raise _error_from(int(exc.status or 0), exc.body, str(exc.reason or "")) from None
+        except (Urllib3Error, OSError) as exc:
+            # No answer at all (connection refused, timeout): status 0, reported like the rest.
+            raise ApiError(0, f"{method} {path}: {exc}") from None
         if stream:
             if not 200 <= resp.status <= 299:
                 raw = resp.read()  # type: ignore[no-untyped-call]

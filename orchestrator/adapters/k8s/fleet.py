@@ -14,6 +14,7 @@ from orchestrator.adapters.k8s.objects import (
     NodeView,
     PodView,
     mode_of,
+    name_of,
     node_view,
     pod_view,
 )
@@ -91,16 +92,20 @@ class KubeFleetSource:
         rows: list[tuple[NodeView, HardwareProfile, int, list[PodView]]] = []
         skipped: dict[str, str] = {}
         site_index = {s.name: i for i, s in enumerate(self.sites)}
-        for node in sorted(self._nodes.nodes(), key=lambda n: str(n["metadata"]["name"])):
-            name = str(node["metadata"]["name"])
+        for node in sorted(self._nodes.nodes(), key=name_of):
+            name = name_of(node)
             ai_pods = grouped.ai.get(name, [])
             view = node_view(node, config, has_ai_pods=bool(ai_pods))
             pname = profile_name_of(view.labels, config)
             profile = self.profiles.get(pname) if pname else None
             if profile is None:
-                skipped[name] = (
-                    f"unknown profile {pname!r}" if pname else "no profile or GPU product label"
-                )
+                product = view.labels.get(GPU_PRODUCT_LABEL)
+                if pname:
+                    skipped[name] = f"unknown hardware profile {pname!r}"
+                elif product:
+                    skipped[name] = f"GPU product {product!r} is not in gpu_product_profiles"
+                else:
+                    skipped[name] = f"no {config.profile_label} or {GPU_PRODUCT_LABEL} label"
                 continue
             site_name = view.labels.get(config.site_label)
             site = site_index.get(site_name, 0) if site_name else 0

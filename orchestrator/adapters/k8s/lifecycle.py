@@ -55,10 +55,13 @@ class Step:
 
 def effective_target(view: NodeView, planned: Mode, *, held_in_transition: bool) -> Mode:
     """Where a node should go. The engine holds a switching node at its committed mode
-    (GUARD_IN_TRANSITION); the switch under way then continues to its recorded target."""
-    if held_in_transition and view.state not in STEADY and view.target is not None:
-        return view.target
-    return planned
+    (GUARD_IN_TRANSITION): the switch under way then continues to its recorded target, and
+    a node that has meanwhile settled stays put (a held node never starts a new switch)."""
+    if not held_in_transition:
+        return planned
+    if view.state in STEADY:
+        return mode_of(view.state)
+    return view.target if view.target is not None else planned
 
 
 def _gate(
