@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from orchestrator.framework.context import ScoreTable
-from orchestrator.framework.reasons import REASON_TEXT, Reason
+from orchestrator.framework.reasons import REASON_TEXT
 from orchestrator.models.modes import MODE_LABELS
 
 
