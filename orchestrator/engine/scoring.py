@@ -99,31 +99,43 @@ def build_scores(
     idle_pow = econ.power_cost_usd_per_hour(fleet.watts_idle, power_price)
 
     is_gpu = st.is_gpu
-    model = np.where(is_gpu, fleet.gpu_model, 0)
-    if prices.gpu_usd_per_gpu_hour.size:
-        market_price = prices.gpu_usd_per_gpu_hour[model]
+    rows = st.gpu_rows
+    # AI terms only exist for GPU rows; ASIC rows keep zeros (and -inf value below).
+    gpu_price = np.zeros(n)
+    fill = np.zeros(n)
+    ai_rev = np.zeros(n)
+    ai_pow = idle_pow.copy()
+    if rows.size and prices.gpu_usd_per_gpu_hour.size:
+        model = fleet.gpu_model[rows]
         offered = demand.offered_usd_per_gpu_hour[model]
-        gpu_price = np.where(np.isnan(offered), market_price, offered)
-    else:
-        gpu_price = np.full(n, np.nan)
-    priced = is_gpu & np.isfinite(gpu_price)
-    gpu_price = np.where(priced, gpu_price, 0.0)
+        price_rows = np.where(np.isnan(offered), prices.gpu_usd_per_gpu_hour[model], offered)
+        priced = np.isfinite(price_rows)
+        gpu_price[rows] = np.where(priced, price_rows, 0.0)
+        fill = allocate_demand(fleet, demand, mine_rev - mine_pow, config.ai_demand_headroom)
+        fill[rows] = np.where(priced, fill[rows], 0.0)
+        ai_rev[rows] = econ.ai_revenue_usd_per_hour(
+            fleet.gpus[rows], gpu_price[rows], fill[rows], platform_fee[rows]
+        )
+        idle_w = fleet.watts_idle[rows]
+        ai_pow[rows] = econ.power_cost_usd_per_hour(
+            idle_w + (fleet.watts_ai[rows] - idle_w) * fill[rows], power_price[rows]
+        )
 
-    fill = allocate_demand(fleet, demand, mine_rev - mine_pow, config.ai_demand_headroom)
-    fill = np.where(priced, fill, 0.0)
-    ai_rev = econ.ai_revenue_usd_per_hour(fleet.gpus, gpu_price, fill, platform_fee)
-    ai_watts_expected = fleet.watts_idle + (fleet.watts_ai - fleet.watts_idle) * fill
-    ai_pow = econ.power_cost_usd_per_hour(ai_watts_expected, power_price)
-
-    revenue = np.stack([np.zeros(n), mine_rev, ai_rev])
-    power_cost = np.stack([idle_pow, mine_pow, ai_pow])
+    revenue = np.empty((3, n))
+    revenue[0] = 0.0
+    revenue[1] = mine_rev
+    revenue[2] = ai_rev
+    power_cost = np.empty((3, n))
+    power_cost[0] = idle_pow
+    power_cost[1] = mine_pow
+    power_cost[2] = ai_pow
     value = revenue - power_cost
     # ASICs cannot take AI work: that mode is unavailable, not merely unprofitable.
-    value[Mode.AI, ~is_gpu] = -np.inf
+    value[Mode.AI] = np.where(is_gpu, value[Mode.AI], -np.inf)
 
     switch_usd = _switch_costs(fleet, revenue, gpu_price, config)
     switch_per_h = econ.amortized_usd_per_hour(switch_usd, config.expected_stay_h)
-    watts = np.stack([fleet.watts_idle, fleet.watts_mine, np.where(is_gpu, fleet.watts_ai, 0.0)])
+    watts = st.watts_by_mode
     return ScoreTable(
         revenue=revenue,
         power_cost=power_cost,

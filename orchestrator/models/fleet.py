@@ -44,6 +44,10 @@ class FleetStatics:
     is_gpu: B
     #: Per-site cap, W (inf: none).
     site_cap_w: F64
+    #: Indices of GPU nodes (AI-capable), so AI terms are computed on those rows only.
+    gpu_rows: npt.NDArray[np.intp]
+    #: Full-load watts per mode, (3, n): what the power cap counts.
+    watts_by_mode: F64
 
     @staticmethod
     def of(
@@ -52,6 +56,7 @@ class FleetStatics:
         gpu_model: I32,
         profiles: tuple[HardwareProfile, ...],
         sites: tuple[Site, ...],
+        watts: tuple[F64, F64, F64],
     ) -> FleetStatics:
         def per_profile(attr: str) -> F64:
             table = np.array([float(getattr(p, attr)) for p in profiles], dtype=np.float64)
@@ -62,6 +67,8 @@ class FleetStatics:
             return table[site]
 
         zeros = np.zeros(profile.shape[0])
+        is_gpu = np.not_equal(gpu_model, NO_GPU_MODEL)
+        idle_w, mine_w, ai_w = watts
         out = FleetStatics(
             pool_fee=per_site("pool_fee"),
             platform_fee=per_site("ai_platform_fee"),
@@ -69,11 +76,13 @@ class FleetStatics:
             stop_s=np.stack([zeros, per_profile("mine_stop_s"), per_profile("ai_drain_s")]),
             start_s=np.stack([zeros, per_profile("mine_start_s"), per_profile("ai_start_s")]),
             wear_usd=per_profile("wear_usd_per_switch"),
-            is_gpu=np.not_equal(gpu_model, NO_GPU_MODEL),
+            is_gpu=is_gpu,
             site_cap_w=np.array(
                 [x.power_cap_kw * 1000.0 if x.power_cap_kw else np.inf for x in sites],
                 dtype=np.float64,
             ),
+            gpu_rows=np.flatnonzero(is_gpu),
+            watts_by_mode=np.stack([idle_w, mine_w, np.where(is_gpu, ai_w, 0.0)]),
         )
         for f in fields(out):
             getattr(out, f.name).flags.writeable = False
@@ -210,7 +219,14 @@ class FleetTable:
             object.__setattr__(
                 self,
                 "_statics",
-                FleetStatics.of(self.profile, self.site, self.gpu_model, self.profiles, self.sites),
+                FleetStatics.of(
+                    self.profile,
+                    self.site,
+                    self.gpu_model,
+                    self.profiles,
+                    self.sites,
+                    (self.watts_idle, self.watts_mine, self.watts_ai),
+                ),
             )
         assert self._statics is not None
         return self._statics
@@ -254,4 +270,6 @@ class FleetTable:
         return self.statics.site_cap_w
 
 
-_LAYOUT_COLUMNS = frozenset({"profile", "site", "gpu_model", "profiles", "sites"})
+_LAYOUT_COLUMNS = frozenset(
+    {"profile", "site", "gpu_model", "profiles", "sites", "watts_idle", "watts_mine", "watts_ai"}
+)
