@@ -15,7 +15,8 @@ $(VENV)/.installed: pyproject.toml examples/policies/pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/hashpivot backtest --config examples/west-texas/site.yaml --report reports/west-texas
+	$(BIN)/hashpivot backtest --config examples/west-texas/site.yaml -p power-capped -p hysteresis \
+		--report reports/west-texas
 
 lint: setup
 	$(BIN)/ruff check .
