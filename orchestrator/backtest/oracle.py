@@ -37,7 +37,7 @@ class OracleResult:
     iterations: int
     #: Nodes per mode at each step in the relaxed optimum (steps × 3).
     modes: npt.NDArray[np.int64]
-    #: Net USD per step of the relaxed optimum (its sum can exceed `net_usd` by the dual gap).
+    #: The bound's contribution per step (sums to `net_usd`), for plotting against policies.
     net_per_step: F64
 
     @property
@@ -167,10 +167,14 @@ def hindsight_oracle(
             counts_per_mode = np.stack(
                 [np.sum(np.where(modes == m, count, 0.0), axis=1) for m in Mode], axis=1
             ).astype(np.int64)
-            primal = np.sum(
-                count * np.take_along_axis(values, modes[:, :, None], axis=2)[:, :, 0], axis=1
-            )
-            best = (counts_per_mode, primal)
+            # The bound, step by step: the path's (multiplier-adjusted) values less its
+            # switching costs, plus each step's λ·demand and μ·cap. Sums to `dual`.
+            chosen = np.take_along_axis(values, modes[:, :, None], axis=2)[:, :, 0]
+            switch = _path_switch_costs(modes, fleet.mode[rows], values, stop, start, wear,
+                                        dt_h)
+            per_step = np.sum(count * (chosen - switch), axis=1) + lam * demand_gpus * dt_h
+            per_step += np.sum(mu[:, capped] * caps_w[capped][None, :], axis=1) * dt_h
+            best = (counts_per_mode, per_step)
         over_demand = used_gpus - demand_gpus
         over_cap = np.where(capped[None, :], drawn - np.where(capped, caps_w, 0.0)[None, :], 0.0)
         feasible = np.all(over_demand <= 1e-6) and np.all(over_cap <= 1e-6)
@@ -206,6 +210,23 @@ def hindsight_oracle(
             )
     assert best is not None
     return OracleResult(best_bound, exact, it, best[0], best[1])
+
+
+def _path_switch_costs(
+    modes: npt.NDArray[np.int64],  # (T, C)
+    initial: npt.NDArray[np.int8],  # (C,)
+    values: F64,  # (T, C, 3)
+    stop_h: F64,
+    start_h: F64,
+    wear: F64,
+    dt_h: float,
+) -> F64:
+    """Switching cost paid at each step along a mode path, (T, C), as the DP charges it."""
+    prev = np.vstack([initial.astype(np.int64)[None, :], modes[:-1]])
+    c = np.arange(modes.shape[1])
+    downtime = np.minimum(stop_h[prev, c] + start_h[modes, c], dt_h)
+    rate = np.maximum(np.take_along_axis(values, modes[:, :, None], axis=2)[:, :, 0] / dt_h, 0.0)
+    return np.where(prev != modes, downtime * rate + wear[None, :], 0.0)
 
 
 def _dynamic_program(

@@ -105,3 +105,7 @@ def test_exact_oracle_when_nothing_couples(tmp_path: Path) -> None:
     assert result.oracle is not None and result.oracle.exact
     for run in result.runs:
         assert run.ledger.net.sum() <= result.oracle.net_usd + 1e-6
+
+
+def test_oracle_curve_sums_to_the_bound(result) -> None:  # type: ignore[no-untyped-def]
+    assert result.oracle.net_per_step.sum() == pytest.approx(result.oracle.net_usd, rel=1e-9)
