@@ -57,11 +57,24 @@ def plot_cumulative_net(result: BacktestResult, path: Path) -> None:
 def plot_modes(result: BacktestResult, policy: str, path: Path) -> None:
     run = next(r for r in result.runs if r.name == policy)
     fig, ax = plt.subplots(figsize=(10, 4))
-    t = _dates(result.known.times_s)
-    modes = run.ledger.modes.T
-    ax.stackplot(t, modes, labels=list(MODE_COLORS), colors=list(MODE_COLORS.values()), step="post")
+    times = result.known.times_s
+    modes = run.ledger.modes.astype(np.float64)
+    title = f"Nodes per mode over time: {policy}"
+    if times.shape[0] > 24 * 60:
+        # Hourly switching over years is a blur: show daily means instead.
+        day = (times // 86_400).astype(np.int64)
+        days, inverse, counts = np.unique(day, return_inverse=True, return_counts=True)
+        modes = np.stack(
+            [np.bincount(inverse, weights=modes[:, m]) / counts for m in range(3)], axis=1
+        )
+        times = days * 86_400.0
+        title += " (daily mean)"
+    ax.stackplot(
+        _dates(times), modes.T, labels=list(MODE_COLORS), colors=list(MODE_COLORS.values()),
+        step="post",
+    )
     ax.set_ylabel("nodes")
-    ax.set_title(f"Nodes per mode over time: {policy}")
+    ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8)
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
     fig.tight_layout()
