@@ -67,7 +67,7 @@ def plot_modes(result: BacktestResult, policy: str, path: Path) -> None:
         modes = np.stack(
             [np.bincount(inverse, weights=modes[:, m]) / counts for m in range(3)], axis=1
         )
-        times = days * 86_400.0
+        times = (days * 86_400.0).astype(np.float64)
         title += " (daily mean)"
     ax.stackplot(
         _dates(times), modes.T, labels=list(MODE_COLORS), colors=list(MODE_COLORS.values()),
