@@ -1,0 +1,25 @@
+"""Run every hashpivot benchmark and print its figures: `python -m bench`."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHES = ["bench_decision", "bench_backtest", "bench_sweep", "bench_telemetry", "bench_asic",
+           "bench_k8s"]
+
+
+def main() -> None:
+    for name in BENCHES:
+        try:
+            module = importlib.import_module(f"bench.{name}")
+        except ModuleNotFoundError as exc:
+            print(f"\n== {name}: not available ({exc})")
+            continue
+        print(f"\n== {name}: {(module.__doc__ or '').splitlines()[0]}", flush=True)
+        sys.argv = [name]
+        module.main()
+
+
+if __name__ == "__main__":
+    main()

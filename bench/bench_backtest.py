@@ -1,0 +1,67 @@
+"""Backtest throughput: node-steps per second for the hysteresis policy, and the oracle's
+time, on the West Texas site scaled to 1k and 10k nodes over all bundled hourly data.
+
+    python -m bench.bench_backtest [--nodes 1000 10000] [--days N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from orchestrator.backtest.runner import PolicySpec, prepare_backtest, run_oracle, run_policy
+from orchestrator.models.config import HashpivotConfig, load_config
+
+SITE = Path(__file__).parents[1] / "examples" / "west-texas" / "site.yaml"
+
+
+def scaled(config: HashpivotConfig, nodes: int) -> HashpivotConfig:
+    base = sum(g.count for g in config.fleet)
+    factor = nodes / base
+    fleet = [g.model_copy(update={"count": max(1, round(g.count * factor))}) for g in config.fleet]
+    sites = [s.model_copy(update={"power_cap_kw": (s.power_cap_kw or 0) * factor or None})
+             for s in config.sites]
+    return config.model_copy(update={"fleet": fleet, "sites": sites})
+
+
+def bench(nodes: int, days: int | None) -> dict[str, float]:
+    config = scaled(load_config(SITE), nodes)
+    end = None
+    if days is not None:
+        assert config.backtest.start is not None
+        end = config.backtest.start + timedelta(days=days)
+    t0 = time.perf_counter()
+    inputs = prepare_backtest(config, end=end)
+    load_s = time.perf_counter() - t0
+    spec = PolicySpec("hysteresis", "hysteresis", None, config.guards)
+    t0 = time.perf_counter()
+    run_policy(inputs, spec)
+    run_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run_oracle(inputs)
+    oracle_s = time.perf_counter() - t0
+    steps = int(inputs.times.shape[0])
+    n = inputs.fleet.n
+    return {"nodes": n, "steps": steps, "load_s": load_s, "run_s": run_s,
+            "node_steps_per_s": n * steps / run_s, "oracle_s": oracle_s,
+            "oracle_ratio": oracle_s / run_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, nargs="+", default=[1_000, 10_000])
+    parser.add_argument("--days", type=int, default=None, help="Shorter period (default: all).")
+    args = parser.parse_args()
+    print(f"{'nodes':>7} {'steps':>7} {'backtest s':>11} {'node-steps/s':>13} {'oracle s':>9} "
+          f"{'oracle/backtest':>16}")
+    for n in args.nodes:
+        r = bench(n, args.days)
+        print(f"{r['nodes']:>7,} {r['steps']:>7,} {r['run_s']:>11.1f} "
+              f"{r['node_steps_per_s'] / 1e6:>11.2f} M {r['oracle_s']:>9.1f} "
+              f"{r['oracle_ratio']:>15.2f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Sweep scaling over Ray: the same parameter grid on 1 worker and on every core.
+
+    python -m bench.bench_sweep [--points 4] [--days 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import ray
+
+from orchestrator.models.config import load_config
+from orchestrator.runtime.parallel import SweepPoint, run_sweep
+
+SITE = Path(__file__).parents[1] / "examples" / "west-texas" / "site.yaml"
+
+
+def timed_sweep(cpus: int, points: list[SweepPoint]) -> float:
+    config = load_config(SITE)
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
+    try:
+        t0 = time.perf_counter()
+        run_sweep(config, "hysteresis", points, None, lambda p: 1)
+        return time.perf_counter() - t0
+    finally:
+        ray.shutdown()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=4)
+    parser.add_argument("--days", type=int, default=60)
+    args = parser.parse_args()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    config = load_config(SITE)
+    assert config.backtest.start is not None
+    start = config.backtest.start
+    end = start + timedelta(days=args.days)
+    points = [SweepPoint(f"confirm_ticks={k}", {"confirm_ticks": k}, start, end)
+              for k in range(1, args.points + 1)]
+    cores = os.cpu_count() or 1
+    one = timed_sweep(1, points)
+    many = timed_sweep(cores, points)
+    print(f"{'points':>7} {'1 worker s':>11} {f'{cores} workers s':>12} {'speedup':>8}")
+    print(f"{len(points):>7} {one:>11.1f} {many:>12.1f} {one / many:>7.2f}x")
+
+
+if __name__ == "__main__":
+    main()
