@@ -59,7 +59,11 @@ class Controller:
         *,
         cluster: Any = None,
         on_cycle: Callable[[CycleOutcome], None] | None = None,
+        api: Any = None,
+        clock: Any = None,
     ):
+        """`api` (a Kubernetes ApiClient) and `clock` replace the defaults built from
+        the kubeconfig and the wall clock: tests count API calls and pin market time."""
         self.config = config
         self.options = options
         self.on_cycle = on_cycle
@@ -78,7 +82,7 @@ class Controller:
             )
         else:
             self.wiring = wiring.kubernetes(config, options.mode, self.journal, self.metrics,
-                                            kubeconfig=options.kubeconfig)
+                                            kubeconfig=options.kubeconfig, api=api, clock=clock)
         self.cycle = DecisionCycle(config, options.mode.value, self.policy, self.wiring.deps)
         self.cycles_run = 0
         self._resume()

@@ -59,6 +59,8 @@ class CycleDeps:
     metrics: ControllerMetrics | None = None
     #: Cumulative feed rejections by source and reason (live feeds), for metrics.
     feed_rejections: Callable[[], dict[str, dict[str, int]]] | None = None
+    #: The operator's kill switch: why every node is held this cycle, or None.
+    freeze: Callable[[], str | None] | None = None
 
 
 @dataclass
@@ -106,13 +108,18 @@ class DecisionCycle:
         except (FeedError, DataError) as exc:
             return self._hold(now, fleet, demand, str(exc))
 
+        guards = self.config.guards
+        frozen = "config guards.frozen" if guards.frozen else (
+            deps.freeze() if deps.freeze is not None else None)
+        if frozen:
+            guards = guards.model_copy(update={"frozen": True})
         started = time.perf_counter()
         summary = self._demand_summary(demand, fleet, now)
         history = deps.market.history(now) if self.policy.uses_history else None
         ctx = build_context(now_s=now, prices=prices, demand=summary, fleet=fleet,
-                            guards=self.config.guards, scoring=self.config.scoring,
+                            guards=guards, scoring=self.config.scoring,
                             history=history, policy_state=self.policy_state)
-        plan = decide(ctx, self.policy, self.config.guards)
+        plan = decide(ctx, self.policy, guards)
         latency = time.perf_counter() - started
         self.policy_state = dict(plan.policy_state)
         self.last_now_s = now
@@ -132,7 +139,7 @@ class DecisionCycle:
             demand=demand.model_copy(update={"pending": demand.pending[:JOURNALED_JOBS]}),
             pending_jobs_total=len(demand.pending),
             fleet_modes=mode_counts(fleet.mode),
-            plan=plan.summary(),
+            plan=plan.summary() | ({"frozen": frozen} if frozen else {}),
             changes=changes,
             decision_latency_s=latency,
             fleet_columns=fleet_columns(fleet) if fleet.n <= REPLAYABLE_FLEET_NODES else None,

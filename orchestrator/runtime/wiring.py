@@ -24,6 +24,7 @@ from orchestrator.backtest.runner import prepare_backtest
 from orchestrator.errors import ConfigError
 from orchestrator.framework.policy import Policy
 from orchestrator.models.config import ControllerMode, HashpivotConfig
+from orchestrator.ports import Actuator, Clock
 from orchestrator.runtime.cycle import CycleDeps
 from orchestrator.runtime.journal import JsonlJournal
 from orchestrator.runtime.metrics import ControllerMetrics
@@ -86,9 +87,11 @@ def kubernetes(
     *,
     kubeconfig: str | None = None,
     api: Any = None,
+    clock: Clock | None = None,
 ) -> Wiring:
     """Live or shadow: watched nodes and pods, live feeds, leader election (live only:
     taking a Lease is a write, and shadow writes nothing)."""
+    from orchestrator.adapters.k8s.freeze import FreezableActuator, kill_switch
     from orchestrator.adapters.k8s.wiring import build_adapters
     from orchestrator.adapters.market.live import LiveMarketSource
 
@@ -101,9 +104,12 @@ def kubernetes(
         adapters.stop()
         raise ConfigError("could not list nodes and pods from the cluster within 60 s")
     market = LiveMarketSource.from_config(config.live_market)
-    deps = CycleDeps(clock=WallClock(), market=market, demand=adapters.demand,
-                     fleet=adapters.fleet, actuator=adapters.actuator, journal=journal,
-                     metrics=metrics, feed_rejections=market.rejection_counts)
+    freeze = kill_switch(adapters.kube, config.kubernetes.namespace)
+    actuator: Actuator = adapters.actuator if freeze is None else FreezableActuator(
+        adapters.actuator, freeze)
+    deps = CycleDeps(clock=clock or WallClock(), market=market, demand=adapters.demand,
+                     fleet=adapters.fleet, actuator=actuator, journal=journal,
+                     metrics=metrics, feed_rejections=market.rejection_counts, freeze=freeze)
 
     def close() -> None:
         adapters.stop()
