@@ -44,7 +44,8 @@ STAMP=$OUT/.stamp
 [[ -f $MODDIR/go.mod && -f $MODDIR/go.sum ]] || die "missing $MODDIR/go.mod or go.sum"
 
 # The stamp key names everything that decides the binaries' content.
-hash_of() { sha256sum "$@" | sha256sum | cut -c1-16; }
+# Contents only: the same module files give the same key from any checkout path.
+hash_of() { cat "$@" | sha256sum | cut -c1-16; }
 KEY="k8s=$K8S_VERSION kwok=$KWOK_VERSION helm=$HELM_VERSION rev=$RECIPE_REV"
 KEY="$KEY mod=$(hash_of "$MODDIR/go.mod" "$MODDIR/go.sum")"
 
