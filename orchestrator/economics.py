@@ -145,14 +145,11 @@ def switching_cost_usd(
     `lost_value_usd_per_h` is what the node would have earned in its new mode during the
     downtime (negative values are clipped: standing still never earns by itself).
     """
-    lost = np.asarray(downtime_h, dtype=np.float64) * np.maximum(lost_value_usd_per_h, 0.0)
-    return np.asarray(
-        lost
-        + np.asarray(wear_usd)
-        + np.asarray(checkpoint_loss_usd)
-        + np.asarray(lease_penalty_usd),
-        dtype=np.float64,
-    )
+    cost = np.asarray(downtime_h, dtype=np.float64) * np.maximum(lost_value_usd_per_h, 0.0)
+    for extra in (wear_usd, checkpoint_loss_usd, lease_penalty_usd):
+        if np.any(extra):  # skip all-zero terms: a full pass each at fleet scale
+            cost = cost + np.asarray(extra, dtype=np.float64)
+    return cost
 
 
 def amortized_usd_per_hour(one_off_usd: FloatLike, expected_stay_h: float) -> FloatLike:

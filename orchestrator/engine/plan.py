@@ -70,9 +70,12 @@ class Plan:
         return ExplanationTable.of(self.changed, self.current, self.target, self.reason,
                                    self.scores)
 
-    def explanations(self, limit: int | None = None) -> list[NodeExplanation]:
-        """Rendered explanations of changed nodes, highest gain first (all when no limit)."""
-        table = self.explanation_table()
+    def explanations(
+        self, limit: int | None = None, table: ExplanationTable | None = None
+    ) -> list[NodeExplanation]:
+        """Rendered explanations of changed nodes, highest gain first (all when no limit).
+        Pass the `explanation_table()` already built to avoid building it twice."""
+        table = table if table is not None else self.explanation_table()
         order = np.argsort(-table.gain_usd_h, kind="stable")
         if limit is not None:
             order = order[:limit]

@@ -149,21 +149,24 @@ def build_scores(
 
 
 def _switch_costs(fleet: FleetTable, revenue: F64, gpu_price: F64, config: ScoringConfig) -> F64:
-    """One-off USD cost of moving each node from its current mode into each mode, (3, n)."""
+    """One-off USD cost of moving each node from its current mode into each mode, (3, n).
+
+    Built one mode row at a time from 1-D arrays: a (3, n) broadcast costs several full
+    passes more at a million nodes.
+    """
     n = fleet.n
-    idx = np.arange(n)
     stop_s, start_s = fleet.statics.stop_s, fleet.statics.start_s
-    current = fleet.mode.astype(np.intp)
-    downtime_h = (stop_s[current, idx][None, :] + start_s) / 3600.0
-    wear = fleet.statics.wear_usd
+    current = fleet.mode
+    stop_now = stop_s[current, np.arange(n)]
     leaving_ai = current == Mode.AI
     evict_gpus = np.where(leaving_ai & fleet.ai_interruptible, fleet.ai_gpus_busy, 0.0)
-    eviction = evict_gpus * gpu_price * config.eviction_penalty_gpu_hours
-    cost = econ.switching_cost_usd(
-        downtime_h=downtime_h,
-        lost_value_usd_per_h=revenue,
-        wear_usd=wear[None, :],
-        lease_penalty_usd=eviction[None, :],
-    )
-    cost[current, idx] = 0.0
+    fixed = fleet.statics.wear_usd + evict_gpus * gpu_price * config.eviction_penalty_gpu_hours
+    cost = np.empty((3, n))
+    for mode in Mode:
+        row = econ.switching_cost_usd(
+            downtime_h=(stop_now + start_s[mode]) / 3600.0,
+            lost_value_usd_per_h=revenue[mode],
+            wear_usd=fixed,
+        )
+        cost[mode] = np.where(current == mode, 0.0, row)
     return cost

@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from orchestrator.errors import ConfigError
+from orchestrator.models.asic_config import AsicConfig
 from orchestrator.models.base import StrictModel
 from orchestrator.models.feeds_config import LiveMarketConfig
 from orchestrator.models.hardware import HardwareProfile
@@ -306,6 +307,9 @@ class HashpivotConfig(BaseSettings):
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     controller: ControllerConfig = Field(default_factory=ControllerConfig)
     kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
+    asic: AsicConfig | None = Field(
+        default=None, description="ASIC miners read and curtailed through their firmware API."
+    )
 
     @field_validator("sites")
     @classmethod

@@ -1,0 +1,118 @@
+"""Talking to one miner: the `MinerDriver` port and its pyasic implementation.
+
+Every protocol detail (cgminer JSON on 4028, Antminer CGI with digest auth, VNish and
+LuxOS APIs, …) stays inside pyasic. Timeouts, retries and bounded concurrency are not
+here but in `site.AsicSite`, so the simulated driver gets the same treatment.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Protocol
+
+from orchestrator.adapters.asic.readings import MinerReading, from_pyasic
+from orchestrator.models.asic_config import AsicRange
+
+log = logging.getLogger(__name__)
+
+#: Miner handle: the driver's own object for one miner (a pyasic miner here).
+Handle = Any
+
+
+class MinerDriver(Protocol):
+    async def connect(self, address: str, spec: AsicRange) -> Handle | None:
+        """Identify the miner at `address` (None: nothing there we can control)."""
+        ...
+
+    async def read(self, handle: Handle) -> MinerReading:
+        """Model, hashrate, power, temperature, errors and mining state."""
+        ...
+
+    async def curtail(self, handle: Handle) -> bool:
+        """Stop hashing (sleep/pause, control board stays up). True: the miner accepted."""
+        ...
+
+    async def resume(self, handle: Handle) -> bool:
+        ...
+
+    async def set_power_target(self, handle: Handle, watts: int) -> bool:
+        """Lower (or restore) the power target; False where the firmware has none."""
+        ...
+
+
+#: Config `firmware` name → pyasic MinerTypes member name.
+FIRMWARE_TYPES = {
+    "antminer": "ANTMINER",
+    "stock": "ANTMINER",
+    "braiins": "BRAIINS_OS",
+    "bosminer": "BRAIINS_OS",
+    "luxos": "LUX_OS",
+    "vnish": "VNISH",
+    "whatsminer": "WHATSMINER",
+    "epic": "EPIC",
+    "avalon": "AVALONMINER",
+}
+
+_READ_FIELDS = (
+    "hashrate",
+    "expected_hashrate",
+    "hashboards",
+    "wattage",
+    "wattage_limit",
+    "errors",
+    "is_mining",
+    "fw_ver",
+)
+
+
+class PyasicDriver:
+    """Miners through pyasic. Discovery by its MinerFactory, or by config when the range
+    names the firmware (custom ports: pyasic's discovery only probes the standard ones)."""
+
+    def __init__(self, *, discovery_timeout_s: float = 5.0) -> None:
+        from pyasic import settings
+
+        # pyasic's own timeouts are global; ours (asyncio.wait_for) are per call and
+        # shorter. Its factory timeout bounds each discovery probe inside ours.
+        settings.update("factory_get_timeout", max(1, int(discovery_timeout_s)))
+        settings.update("get_data_retries", 1)
+
+    async def connect(self, address: str, spec: AsicRange) -> Handle | None:
+        if spec.firmware is not None:
+            miner = _build(address, spec.firmware, spec.model)
+        else:
+            from pyasic.miners.factory import MinerFactory
+
+            miner = await MinerFactory().get_miner(address)
+            if miner is None or type(miner).__name__ == "UnknownMiner":
+                return None
+        if spec.rpc_port is not None and getattr(miner, "rpc", None) is not None:
+            miner.rpc.port = spec.rpc_port
+        if spec.web_port is not None and getattr(miner, "web", None) is not None:
+            miner.web.port = spec.web_port
+        return miner
+
+    async def read(self, handle: Handle) -> MinerReading:
+        data = await handle.get_data(include=list(_READ_FIELDS))
+        return from_pyasic(str(handle.ip), data, time.time())
+
+    async def curtail(self, handle: Handle) -> bool:
+        return bool(await handle.stop_mining())
+
+    async def resume(self, handle: Handle) -> bool:
+        return bool(await handle.resume_mining())
+
+    async def set_power_target(self, handle: Handle, watts: int) -> bool:
+        return bool(await handle.set_power_limit(int(watts)))
+
+
+def _build(address: str, firmware: str, model: str | None) -> Handle:
+    from pyasic.miners.factory import MINER_CLASSES, MinerTypes
+
+    key = FIRMWARE_TYPES.get(firmware.lower())
+    if key is None:
+        raise ValueError(f"unknown firmware {firmware!r}; known: {sorted(FIRMWARE_TYPES)}")
+    classes = MINER_CLASSES[MinerTypes[key]]
+    cls = classes.get(model.upper() if model else None) or classes[None]
+    return cls(address)

@@ -1,0 +1,171 @@
+"""What one miner told us, and which hardware profile it is. Pure: no I/O here."""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+
+from orchestrator.models.hardware import HardwareKind, HardwareProfile, builtin_catalog
+
+
+@dataclass(frozen=True, slots=True)
+class MinerReading:
+    """One miner at one moment. `None` means the firmware did not say."""
+
+    address: str
+    reachable: bool
+    read_at_s: float
+    #: Why the miner is unreachable or its reading unusable.
+    error: str | None = None
+    make: str | None = None
+    model: str | None = None
+    firmware: str | None = None
+    hashrate_ths: float | None = None
+    expected_hashrate_ths: float | None = None
+    watts: float | None = None
+    watts_limit: float | None = None
+    temperature_c: float | None = None
+    #: Errors the miner itself reports (failed boards, fans, …).
+    errors: tuple[str, ...] = field(default=())
+    #: The firmware's own mining flag (several firmwares always answer True).
+    is_mining: bool | None = None
+
+    @property
+    def hashing(self) -> bool:
+        """Whether the miner is working: a sleeping miner reports no hashrate, and some
+        firmwares report `is_mining` True whatever they do, so the hashrate decides."""
+        if self.is_mining is False:
+            return False
+        if self.hashrate_ths is not None:
+            return self.hashrate_ths > 0.0
+        return True
+
+    @property
+    def efficiency_j_per_th(self) -> float | None:
+        if self.watts is None or not self.hashrate_ths:
+            return None
+        return self.watts / self.hashrate_ths
+
+    @property
+    def label(self) -> str:
+        parts = [p for p in (self.make, self.model) if p]
+        text = " ".join(parts) or "unknown model"
+        return f"{text} ({self.firmware})" if self.firmware else text
+
+
+def unreachable(address: str, now_s: float, why: str) -> MinerReading:
+    return MinerReading(address=address, reachable=False, read_at_s=now_s, error=why)
+
+
+def _key(text: str) -> str:
+    return re.sub(r"[^a-z0-9+]", "", text.lower())
+
+
+@cache
+def _catalog_names() -> dict[str, str]:
+    """Normalized catalog model name ('antminers19xp') → profile id ('s19-xp')."""
+    data = resources.files("orchestrator") / "data" / "hardware" / "asic_models.csv"
+    with data.open(encoding="utf-8") as handle:
+        return {_key(row["name"]): row["id"] for row in csv.DictReader(handle)}
+
+
+def profile_for_model(
+    make: str | None, model: str | None, extra: dict[str, str] | None = None
+) -> str | None:
+    """The catalog profile of a pyasic make and model, or None.
+
+    `extra` (config `model_profiles`) wins. Otherwise the catalog entry whose name is the
+    longest prefix of "make model": pyasic's 'WhatsMiner M30S++ V20' is 'Whatsminer
+    M30S++' in the catalog, and variants share their base model's nameplate.
+    """
+    if not model:
+        return None
+    full = f"{make or ''} {model}"
+    for text in (model, full):
+        if extra and text in extra:
+            return extra[text]
+    if extra:
+        keyed = {_key(k): v for k, v in extra.items()}
+        for text in (model, full):
+            if _key(text) in keyed:
+                return keyed[_key(text)]
+    names = _catalog_names()
+    for text in (full, model):
+        k = _key(text)
+        hits = [name for name in names if k.startswith(name)]
+        if hits:
+            return names[max(hits, key=len)]
+    return None
+
+
+def adhoc_profile(reading: MinerReading) -> HardwareProfile | None:
+    """A profile from the miner's own nameplate figures when the catalog has no match."""
+    rate = reading.expected_hashrate_ths or reading.hashrate_ths
+    watts = reading.watts_limit or reading.watts
+    if not rate or not watts:
+        return None
+    name = "asic-" + (_key(reading.label) or "unknown")
+    idle = builtin_catalog()["s19-xp"].watts_idle
+    return HardwareProfile(name=name, kind=HardwareKind.ASIC, mine_hashrate=rate,
+                           watts_mine=watts, watts_idle=min(idle, watts))
+
+
+def from_pyasic(address: str, data: object, now_s: float) -> MinerReading:
+    """Convert a pyasic `MinerData` (duck-typed: pyasic ships no type hints)."""
+    from pyasic.device.algorithm.hashrate.unit.sha256 import SHA256Unit
+
+    def ths(value: object) -> float | None:
+        if value is None:
+            return None
+        try:
+            into = getattr(value, "into", None)
+            return float(into(SHA256Unit.TH)) if callable(into) else float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError, AttributeError):
+            return None
+
+    def number(value: object) -> float | None:
+        try:
+            return None if value is None else float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return None
+
+    errors = tuple(
+        str(getattr(e, "error_message", None) or getattr(e, "error_code", None) or e)
+        for e in (getattr(data, "errors", None) or [])
+    )
+    hashboards = getattr(data, "hashboards", None) or []
+    temps = [float(hb.temp) for hb in hashboards if getattr(hb, "temp", None) is not None]
+    temperature = sum(temps) / len(temps) if temps else number(getattr(data, "env_temp", None))
+    reading = MinerReading(
+        address=address,
+        reachable=True,
+        read_at_s=now_s,
+        make=_text(getattr(data, "make", None)),
+        model=_text(getattr(data, "model", None)),
+        firmware=_text(getattr(data, "firmware", None)),
+        hashrate_ths=ths(getattr(data, "hashrate", None)),
+        expected_hashrate_ths=ths(getattr(data, "expected_hashrate", None)),
+        watts=_positive(number(getattr(data, "wattage", None))),
+        watts_limit=_positive(number(getattr(data, "wattage_limit", None))),
+        temperature_c=temperature,
+        errors=errors,
+        is_mining=getattr(data, "is_mining", None),
+    )
+    if reading.hashrate_ths is None and reading.watts is None and not reading.model:
+        # pyasic swallows decode errors and returns an empty record: that is no reading.
+        return unreachable(address, now_s, "miner answered without usable data")
+    return reading
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _positive(value: float | None) -> float | None:
+    return value if value is not None and value > 0 else None
