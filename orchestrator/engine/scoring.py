@@ -9,7 +9,7 @@ from orchestrator import economics as econ
 from orchestrator.framework.context import ScoreTable
 from orchestrator.models.config import ScoringConfig
 from orchestrator.models.demand import DemandSummary
-from orchestrator.models.fleet import NO_GPU_MODEL, FleetTable
+from orchestrator.models.fleet import FleetTable
 from orchestrator.models.market import MarketPrices
 from orchestrator.models.modes import Mode
 
@@ -37,30 +37,31 @@ def allocate_demand(
     any model take what is left, best-paid model first.
     """
     n = fleet.n
-    gpus = fleet.gpus
-    busy = np.minimum(fleet.ai_gpus_busy, gpus)
+    fill = np.zeros(n)
+    # Only GPU rows can hold AI work: work on them alone (a small share of big fleets).
+    rows = fleet.statics.gpu_rows
+    rows = rows[fleet.reachable[rows] & (fleet.gpus[rows] > 0)]
+    if rows.size == 0:
+        return fill
+    gpus = fleet.gpus[rows]
+    busy = np.minimum(fleet.ai_gpus_busy[rows], gpus)
+    models = fleet.gpu_model[rows]
     fill_gpus = busy.copy()
-    has_gpu = (fleet.gpu_model != NO_GPU_MODEL) & fleet.reachable & (gpus > 0)
-    if n == 0 or not has_gpu.any():
-        return np.zeros(n)
-    free = np.where(has_gpu, gpus - busy, 0.0)
-    in_ai = fleet.mode == Mode.AI
+    free = gpus - busy
+    in_ai = fleet.mode[rows] == Mode.AI
     candidates = np.flatnonzero(free > 0)
     # Sort: by model, AI nodes first, then by mining value given up (ascending).
-    order = np.lexsort((mine_value[candidates], ~in_ai[candidates], fleet.gpu_model[candidates]))
+    order = np.lexsort((mine_value[rows][candidates], ~in_ai[candidates], models[candidates]))
     cand = candidates[order]
-    model = fleet.gpu_model[cand]
+    model = models[cand]
     cap = free[cand]
     before = group_cumsum_before(model, cap)
     pending_by_model = demand.pending_gpus
     pending_any = demand.pending_gpus_any_model
     if demand.expected_gpus is not None or demand.expected_gpus_any_model > 0:
         # Expected demand beyond what already runs counts as waiting work.
-        busy_by_model = np.bincount(
-            np.where(has_gpu, fleet.gpu_model, 0),
-            weights=np.where(has_gpu, busy, 0.0),
-            minlength=pending_by_model.shape[0],
-        )[: pending_by_model.shape[0]]
+        busy_by_model = np.bincount(models, weights=busy, minlength=pending_by_model.shape[0])
+        busy_by_model = busy_by_model[: pending_by_model.shape[0]]
         scale = 1.0 + headroom
         if demand.expected_gpus is not None:
             pending_by_model = np.maximum(
@@ -75,8 +76,8 @@ def allocate_demand(
         before_any = np.cumsum(left) - left
         take_any = np.clip(pending_any - before_any, 0.0, left)
         fill_gpus[cand] += take_any
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(gpus > 0, fill_gpus / gpus, 0.0)
+    fill[rows] = fill_gpus / gpus
+    return fill
 
 
 def build_scores(

@@ -25,6 +25,7 @@ import numpy.typing as npt
 from orchestrator.adapters.asic.readings import adhoc_profile, profile_for_model
 from orchestrator.adapters.asic.site import MinerStatus, MinerTarget
 from orchestrator.engine.plan import Plan
+from orchestrator.engine.scoring import group_cumsum_before
 from orchestrator.framework.context import ScoreTable
 from orchestrator.models.fleet import NO_GPU_MODEL, FleetTable
 from orchestrator.models.hardware import HardwareProfile
@@ -195,3 +196,31 @@ def miner_targets(
     }
     return targets, headroom
 
+
+
+def gate_power_increases(plan: Plan, fleet: FleetTable, rows: npt.NDArray[np.intp]) -> B:
+    """Which of `rows` must wait: their switch adds power the site does not have yet.
+
+    Miners curtailed for them ramp down over minutes; until their draw is gone (the next
+    reading shows it), a GPU node starting AI would push the site over its cap. Rows
+    are admitted highest gain first while the power free *now* lasts; the rest wait
+    for the next cycle. Returns a mask aligned with `rows`.
+    """
+    idx = np.arange(fleet.n)
+    watts = plan.scores.watts
+    now_w = watts[fleet.mode, idx]
+    added = watts[plan.target, idx] - now_w
+    cap = fleet.site_power_cap_w()
+    free = cap - np.bincount(fleet.site, weights=now_w, minlength=cap.shape[0])
+    rising = rows[(added[rows] > 0) & (plan.target[rows] != plan.current[rows])]
+    hold = np.zeros(rows.shape[0], dtype=bool)
+    if rising.size == 0:
+        return hold
+    gain = plan.scores.gain_per_h(plan.current[rising], plan.target[rising], rising)
+    site = fleet.site[rising]
+    order = np.lexsort((rising, -gain, site))
+    cand, site = rising[order], site[order]
+    before = group_cumsum_before(site, added[cand])
+    late = cand[before + added[cand] > free[site] + 1e-6]
+    hold[np.isin(rows, late)] = True
+    return hold

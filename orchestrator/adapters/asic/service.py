@@ -32,6 +32,7 @@ from orchestrator.adapters.asic.fleet import (
     AsicFleetView,
     asic_fleet,
     concat_fleets,
+    gate_power_increases,
     miner_targets,
     plan_subset,
 )
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 #: Deadline for handing targets to a site and running the first ramp step, s.
 APPLY_TIMEOUT_S = 60.0
 WAITING = "ramp: waiting for budget or power headroom"
+POWER_WAIT = "waiting for power: miners curtailed for this node are still ramping down"
 
 
 class AsicFleet:
@@ -213,7 +215,14 @@ class RoutingActuator:
     def apply(self, plan: Plan, fleet: FleetTable) -> ActuationResult:
         mine = np.isin(fleet.names, np.array(sorted(self.asic.addresses), dtype=object))
         others = np.flatnonzero(~mine)
-        a = self.inner.apply(plan_subset(plan, others), fleet_subset(fleet, others))
+        sub = plan_subset(plan, others)
+        hold = gate_power_increases(plan, fleet, others)
+        if hold.any():
+            target = sub.target.copy()
+            target[hold] = sub.current[hold]
+            sub = replace(sub, target=target)
+        a = self.inner.apply(sub, fleet_subset(fleet, others))
+        a.deferred.update(dict.fromkeys((str(x) for x in sub.node_names[hold]), POWER_WAIT))
         if self.shadow:
             b = ActuationResult(deferred={
                 str(plan.node_names[i]): "shadow: would "
