@@ -74,8 +74,12 @@ def backtest(
     sweep: Annotated[
         Path | None, typer.Option(help="Sweep file: policy, parameter grid, periods.")
     ] = None,
+    journal: Annotated[
+        Path | None,
+        typer.Option(help="Replay a controller's journal: decide every cycle again."),
+    ] = None,
 ) -> None:
-    """Backtest policies on recorded market data and write a report."""
+    """Backtest policies on recorded market data and write a report (or replay a journal)."""
     from contextlib import nullcontext
 
     from orchestrator.backtest.report import best_policy, write_report
@@ -84,6 +88,9 @@ def backtest(
 
     cfg = load_config(config)
     when_from, when_to = _parse_when(start, "--from"), _parse_when(end, "--to")
+    if journal is not None:
+        _replay(cfg, journal, policy or [cfg.policy.name])
+        return
     if sweep is not None:
         _sweep(cfg, sweep, ray_address, report or Path("reports") / f"{config.stem}-sweep")
         return
@@ -155,6 +162,30 @@ def backtest(
     if result.oracle is not None:
         console.print(f"hindsight oracle: {_usd(result.oracle.net_usd)} USD ({result.oracle.kind})")
     console.print(f"best policy: [bold]{best}[/bold]; report: {html_path}")
+
+
+def _replay(cfg: Any, folder: Path, policies: list[str]) -> None:
+    from orchestrator.backtest.replay import replay_journal
+    from orchestrator.framework.registry import load_policy
+    from orchestrator.runtime.journal import read_journal
+
+    records = list(read_journal(folder))
+    if not records:
+        raise HashpivotError(f"{folder}: no journaled cycles to replay")
+    table = Table(title=f"replay of {len(records):,} journaled cycles", title_justify="left")
+    for col in ("policy", "replayed", "identical plans", "differing cycles", "journaled USD/h",
+                "replayed USD/h"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for spec in policies:
+        params = cfg.policy.params if spec == cfg.policy.name else None
+        policy = load_policy(spec, params)
+        report = replay_journal(records, cfg, policy)
+        n = max(report.cycles, 1)
+        table.add_row(policy.name or spec, f"{report.cycles:,}",
+                      f"{report.identical:,} ({report.agreement:.0%})",
+                      f"{len(report.differing):,}", f"{report.journaled_usd_h / n:,.2f}",
+                      f"{report.replayed_usd_h / n:,.2f}")
+    console.print(table)
 
 
 def _sweep(cfg: Any, sweep_file: Path, ray_address: str | None, out_dir: Path) -> None:

@@ -50,6 +50,12 @@ class CycleRecord(BaseModel):
         default=None, description="The fleet as decided on (small fleets), for replay."
     )
     pending_jobs_total: int = 0
+    expected_gpus: float | None = Field(
+        default=None, description="Smoothed AI demand level (GPUs) the decision used."
+    )
+    policy_state_in: dict[str, list[float]] | None = Field(
+        default=None, description="Policy state handed to the decision (replayable fleets)."
+    )
 
 
 class FleetColumns(BaseModel):

@@ -115,6 +115,7 @@ class DecisionCycle:
             guards = guards.model_copy(update={"frozen": True})
         started = time.perf_counter()
         summary = self._demand_summary(demand, fleet, now)
+        state_in = self.policy_state
         history = deps.market.history(now) if self.policy.uses_history else None
         ctx = build_context(now_s=now, prices=prices, demand=summary, fleet=fleet,
                             guards=guards, scoring=self.config.scoring,
@@ -130,19 +131,28 @@ class DecisionCycle:
                        switch_cost_usd_h=e.switch_cost_usd_h, ai_fill=e.ai_fill, text=e.text)
             for e in plan.explanations(limit=JOURNALED_CHANGES)
         ]
+        replayable = fleet.n <= REPLAYABLE_FLEET_NODES
         record = CycleRecord(
             decision_id=plan.decision_id,
             mode=self.mode,
             policy=plan.policy,
             now_s=now,
             market=snapshot,
-            demand=demand.model_copy(update={"pending": demand.pending[:JOURNALED_JOBS]}),
+            # Replayable cycles keep every pending job; big ones a sample.
+            demand=demand if replayable else demand.model_copy(
+                update={"pending": demand.pending[:JOURNALED_JOBS]}
+            ),
             pending_jobs_total=len(demand.pending),
             fleet_modes=mode_counts(fleet.mode),
             plan=plan.summary() | ({"frozen": frozen} if frozen else {}),
             changes=changes,
             decision_latency_s=latency,
-            fleet_columns=fleet_columns(fleet) if fleet.n <= REPLAYABLE_FLEET_NODES else None,
+            fleet_columns=fleet_columns(fleet) if replayable else None,
+            expected_gpus=self.expected_gpus,
+            policy_state_in=(
+                {k: np.asarray(v, dtype=np.float64).tolist() for k, v in state_in.items()}
+                if replayable else None
+            ),
         )
         deps.journal.record(record)  # JournalError propagates: no record, no action
         result = deps.actuator.apply(plan, fleet)

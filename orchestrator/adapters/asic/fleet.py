@@ -4,7 +4,9 @@ Pure functions, no I/O:
 
 - `asic_fleet`: statuses → `FleetTable` rows. Measured hashrate and watts replace the
   catalog's nameplate where the miner reported them (`hashrate_measured`, and
-  `AsicFleetView.watts_measured`, say which); otherwise nameplate stays, flagged.
+  `AsicFleetView.watts_measured`, say which); otherwise nameplate stays, flagged. A
+  sleeping miner keeps the figures it last showed while hashing, so a worn miner is
+  restored after healthy ones.
   Unreachable miners count as mining at full draw and are marked unreachable, so the
   engine leaves them alone and never counts their power as headroom.
 - `concat_fleets`: GPU nodes and miners in one table, under one cap per site.
@@ -98,8 +100,15 @@ def asic_fleet(
         reachable[i] = r.reachable
         # Protected miners may be resumed, never curtailed: opted out while they mine.
         opt_out[i] = st.opt_out or (st.protected and st.mining)
+        # Mining figures: measured now, else last measured while hashing, else nameplate.
+        if st.hashing_ths:
+            hashrate[i] = st.hashing_ths
+            hash_measured[i] = True
+        if st.hashing_w:
+            watts_mine[i] = st.hashing_w
+            watts_measured[i] = bool(st.mining)
         if not r.reachable or st.pending is not None:
-            continue  # nameplate: no reading, or one taken before the command took effect
+            continue  # no reading, or one taken before the command took effect
         if st.mining and r.hashing:
             if r.hashrate_ths:
                 hashrate[i] = r.hashrate_ths

@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -66,6 +66,10 @@ class MinerStatus:
     pending: tuple[bool, float] | None
     #: Commands the miner accepted and then did not carry out.
     ignored_commands: int
+    #: Hashrate (TH/s) and draw (W) last measured while hashing: a sleeping miner is
+    #: restored by what it really does, not by its nameplate.
+    hashing_ths: float | None = None
+    hashing_w: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,8 @@ class _Slot:
     commanded: tuple[bool, float] | None = None
     ignored: int = 0
     target: MinerTarget | None = None
+    hashing_ths: float | None = None
+    hashing_w: float | None = None
 
 
 class AsicSite:
@@ -184,7 +190,17 @@ class AsicSite:
             reading = await self._call("read", self.driver.read, slot.handle)
         except MinerIOError as exc:
             reading = unreachable(slot.address, self.clock(), str(exc))
+        if not reading.reachable and slot.reading is not None:
+            # Keep what the miner is, so it stays in the fleet (at full draw) while away.
+            prev = slot.reading
+            reading = replace(reading, make=prev.make, model=prev.model,
+                              firmware=prev.firmware,
+                              expected_hashrate_ths=prev.expected_hashrate_ths,
+                              watts_limit=prev.watts_limit)
         slot.reading = reading
+        if reading.reachable and reading.hashing and slot.commanded is None:
+            slot.hashing_ths = reading.hashrate_ths or slot.hashing_ths
+            slot.hashing_w = reading.watts or slot.hashing_w
         self._verify(slot, reading)
 
     def _verify(self, slot: _Slot, reading: MinerReading) -> None:
@@ -231,6 +247,8 @@ class AsicSite:
                 protected=s.address in self.protected,
                 pending=s.commanded,
                 ignored_commands=s.ignored,
+                hashing_ths=s.hashing_ths,
+                hashing_w=s.hashing_w,
             ))
         return out
 

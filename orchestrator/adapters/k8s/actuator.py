@@ -268,8 +268,8 @@ class KubeActuator:
         obj, fresh = self._observed(obj) if write else (obj, False)
         view = self._view(obj, pods, fresh=fresh)
         if view.opt_out:
-            if mode_of(view.state) != target.mode:
-                run.result.deferred[name] = "opted out: left alone"
+            # Every pass says so: the journal records each cycle a node was left alone.
+            run.result.deferred[name] = f"opted out, left alone: {view.override}"
             return
         mode = effective_target(view, target.mode, held_in_transition=target.held_in_transition)
         provenance = Provenance(run.report.decision_id, target.reason)

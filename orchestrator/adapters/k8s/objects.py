@@ -384,6 +384,8 @@ class NodeView:
     fresh_write: bool = False
     #: Allocatable GPUs (None: the node does not report them).
     gpus: float | None = None
+    #: Why an operator took the node out of hashpivot's hands (`opt_out` is then True).
+    override: str | None = None
 
     def in_shape(self, state: NodeState) -> bool:
         label, tainted = shape_of(state)
@@ -415,6 +417,12 @@ def node_view(
     recorded = _parse_state(notes.get(STATE_ANNOTATION))
     mode_label = labels.get(MODE_LABEL)
     state = recorded if recorded is not None else infer_state(mode_label, has_ai_pods)
+    override = manual_override(labels, spec, config, recorded)
+    if override is not None and recorded is not None and mode_label not in (
+        None, shape_of(recorded)[0]
+    ):
+        # Relabelled by hand: the label is what runs there now (and what draws power).
+        state = infer_state(mode_label, has_ai_pods)
     allocatable = (node.get("status") or {}).get("allocatable") or {}
     gpus = quantity(allocatable[GPU_RESOURCE]) if GPU_RESOURCE in allocatable else None
     return NodeView(
@@ -429,11 +437,35 @@ def node_view(
         annotations=dict(notes),
         labels=dict(labels),
         ready=node_ready(node),
-        opt_out=is_true(labels.get(config.opt_out_label)) or bool(spec.get("unschedulable")),
+        opt_out=override is not None,
         since_s=parse_time(notes.get(SINCE_ANNOTATION)),
         fresh_write=fresh_write,
         gpus=gpus,
+        override=override,
     )
+
+
+def manual_override(
+    labels: Mapping[str, str],
+    spec: Mapping[str, Any],
+    config: KubernetesConfig,
+    recorded: NodeState | None,
+) -> str | None:
+    """Why an operator has taken the node out of hashpivot's hands, or None.
+
+    The opt-out label, a cordon, and a mode label set by hand to another mode (hashpivot
+    writes the label and its state annotation in one patch, so they disagree only after
+    someone else's edit). Such a node is left alone until the override is undone. A
+    label removed outright is drift, not a choice of mode: it is put back.
+    """
+    if is_true(labels.get(config.opt_out_label)):
+        return f"opt-out label {config.opt_out_label}={labels[config.opt_out_label]}"
+    if spec.get("unschedulable"):
+        return "cordoned (spec.unschedulable)"
+    mode_label = labels.get(MODE_LABEL)
+    if recorded is not None and mode_label is not None and mode_label != shape_of(recorded)[0]:
+        return f"{MODE_LABEL} set to {mode_label!r} by hand (hashpivot had it {recorded.name})"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
