@@ -79,8 +79,10 @@ mkdir -p "$OUT"
 # One build at a time per cache dir (two test runs may race to build).
 if command -v flock >/dev/null 2>&1; then
     exec 9>"$OUT/.lock"
-    log "waiting for the build lock $OUT/.lock"
-    flock 9
+    if ! flock -n 9; then
+        log "another build holds $OUT/.lock; waiting for it"
+        flock 9
+    fi
     # Another run may have finished the build while this one waited.
     if up_to_date; then
         log "built by a concurrent run; done in $((SECONDS - START))s"
@@ -90,7 +92,7 @@ if command -v flock >/dev/null 2>&1; then
 fi
 
 log "building the control plane for Kubernetes v$K8S_VERSION with $GO_VER into $BIN"
-log "this takes 10-15 min on 2 cores when the Go caches are cold"
+log "cold Go caches: about 10 min on 2 idle cores, 30+ min on a busy machine"
 df -h "$OUT" "$(go env GOMODCACHE)" 2>/dev/null | sed 's/^/    /' >&2 || true
 
 STAGE=$(mktemp -d "$OUT/.stage.XXXXXX")

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self, TypeVar
 
+import urllib3
 from kubernetes import client
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -83,14 +84,15 @@ def wait_until(
 ) -> T:
     """Poll ``probe`` until it returns something other than None/False; return that value.
 
-    Raises TimeoutError naming ``what`` and the last exception the probe raised, if any.
+    Raises TimeoutError naming ``what`` and the last error the probe raised, if any.
     """
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while True:
         try:
             value = probe()
-        except ApiException as exc:  # transient API errors are retried until the deadline
+        # API errors and refused connections are retried until the deadline.
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             last_error, value = exc, None
         if value is not None and value is not False:
             return value
