@@ -125,12 +125,12 @@ class _Jobs:
     def extend(self, other: _Jobs, *, front: bool = False) -> _Jobs:
         a, b = (other, self) if front else (self, other)
         return _Jobs(
-            np.r_[a.submit, b.submit],
-            np.r_[a.gpus, b.gpus],
-            np.r_[a.remaining_s, b.remaining_s],
-            np.r_[a.interruptible, b.interruptible],
-            np.r_[a.node, b.node].astype(np.intp),
-            np.r_[a.start, b.start],
+            np.concatenate((a.submit, b.submit)),
+            np.concatenate((a.gpus, b.gpus)),
+            np.concatenate((a.remaining_s, b.remaining_s)),
+            np.concatenate((a.interruptible, b.interruptible)),
+            np.concatenate((a.node, b.node)).astype(np.intp),
+            np.concatenate((a.start, b.start)),
         )
 
 

@@ -22,8 +22,12 @@ def group_cumsum_before(groups: npt.NDArray[np.int32], amounts: F64) -> F64:
     before = total - amounts
     if groups.size == 0:
         return before
-    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
-    offset = np.repeat(before[starts], np.diff(np.r_[starts, groups.size]))
+    # np.r_ is convenient but slow per call; this runs every cycle.
+    boundary = np.empty(groups.size, dtype=bool)
+    boundary[0] = True
+    np.not_equal(groups[1:], groups[:-1], out=boundary[1:])
+    starts = np.flatnonzero(boundary)
+    offset = np.repeat(before[starts], np.diff(np.append(starts, groups.size)))
     return before - offset
 
 
