@@ -195,10 +195,15 @@ def _power_cap(
         excess = power - cap
     if np.any(excess > 0):
         # 2. Still over (the cap fell, or prices moved): curtail to idle, least value per
-        # watt first; nodes inside their min dwell go last; protected leases never.
+        # watt first; nodes inside their min dwell go last; protected leases, opted-out and
+        # unreachable nodes never.
         planned = _planned_watts(ctx, target)
         saving = planned - watts[Mode.IDLE]
-        movable = np.flatnonzero((target != Mode.IDLE) & ~leased & (saving > 0))
+        # Opted-out and unreachable nodes cannot be commanded: planning to curtail them
+        # would count power that never goes away.
+        movable = np.flatnonzero(
+            (target != Mode.IDLE) & ~leased & ~fleet.opt_out & fleet.reachable & (saving > 0)
+        )
         node_value = value[target[movable], movable]
         per_watt = node_value / np.maximum(saving[movable], 1e-9)
         in_dwell = ctx.dwell_s[movable] < ctx.min_dwell_s

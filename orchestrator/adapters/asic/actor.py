@@ -48,6 +48,8 @@ class SiteHandle(Protocol):
 
     def set_power_target(self, address: str, watts: int, timeout_s: float) -> str | None: ...
 
+    def wait_ready(self, timeout_s: float) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -117,6 +119,9 @@ class AsicSiteActor:
     async def stop(self) -> None:
         await self.host.stop()
 
+    async def ping(self) -> bool:
+        return True
+
 
 class RaySiteHandle:
     def __init__(self, name: str, config: AsicConfig, site_names: list[str],
@@ -132,6 +137,10 @@ class RaySiteHandle:
             ray.cancel(ref)
             raise TimeoutError(f"ASIC site {self.name}: no answer within {timeout_s:g} s") \
                 from exc
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Block until the actor is up (its process and imports take seconds)."""
+        self._get(self.actor.ping.remote(), timeout_s)
 
     def refresh(self, timeout_s: float) -> list[MinerStatus]:
         result: list[MinerStatus] = self._get(self.actor.refresh.remote(), timeout_s)
@@ -178,6 +187,9 @@ class LocalSiteHandle:
             future.cancel()
             raise TimeoutError(f"ASIC site {self.name}: no answer within {timeout_s:g} s") \
                 from exc
+
+    def wait_ready(self, timeout_s: float) -> None:
+        return None
 
     def refresh(self, timeout_s: float) -> list[MinerStatus]:
         return self._run(self.host.refresh(), timeout_s)

@@ -91,6 +91,7 @@ class PyasicDriver:
             miner.rpc.port = spec.rpc_port
         if spec.web_port is not None and getattr(miner, "web", None) is not None:
             miner.web.port = spec.web_port
+        _cache_command_list(miner)
         return miner
 
     async def read(self, handle: Handle) -> MinerReading:
@@ -105,6 +106,23 @@ class PyasicDriver:
 
     async def set_power_target(self, handle: Handle, watts: int) -> bool:
         return bool(await handle.set_power_limit(int(watts)))
+
+
+_COMMANDS: dict[type, list[str]] = {}
+
+
+def _cache_command_list(miner: Handle) -> None:
+    """pyasic lists an API's commands with dir() on every multicommand (most of a read's
+    CPU time at thousands of miners); the list is fixed per class, so compute it once."""
+    for api in (getattr(miner, "rpc", None), getattr(miner, "web", None)):
+        get = getattr(api, "get_commands", None)
+        if api is None or not callable(get):
+            continue
+        cls = type(api)
+        if cls not in _COMMANDS:
+            _COMMANDS[cls] = list(get())
+        commands = _COMMANDS[cls]
+        api.get_commands = lambda commands=commands: commands
 
 
 def _build(address: str, firmware: str, model: str | None) -> Handle:

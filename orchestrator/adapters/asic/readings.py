@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 
@@ -65,11 +65,15 @@ def _key(text: str) -> str:
 
 
 @cache
-def _catalog_names() -> dict[str, str]:
-    """Normalized catalog model name ('antminers19xp') → profile id ('s19-xp')."""
+def _catalog_names(with_brand: bool = True) -> dict[str, str]:
+    """Normalized catalog model name ('antminers19xp', or 's19xp' without the brand word)
+    → profile id ('s19-xp')."""
     data = resources.files("orchestrator") / "data" / "hardware" / "asic_models.csv"
     with data.open(encoding="utf-8") as handle:
-        return {_key(row["name"]): row["id"] for row in csv.DictReader(handle)}
+        rows = list(csv.DictReader(handle))
+    if with_brand:
+        return {_key(row["name"]): row["id"] for row in rows}
+    return {_key(row["name"].split(" ", 1)[-1]): row["id"] for row in rows}
 
 
 def profile_for_model(
@@ -92,8 +96,7 @@ def profile_for_model(
         for text in (model, full):
             if _key(text) in keyed:
                 return keyed[_key(text)]
-    names = _catalog_names()
-    for text in (full, model):
+    for text, names in ((full, _catalog_names(True)), (model, _catalog_names(False))):
         k = _key(text)
         hits = [name for name in names if k.startswith(name)]
         if hits:
@@ -154,9 +157,11 @@ def from_pyasic(address: str, data: object, now_s: float) -> MinerReading:
         errors=errors,
         is_mining=getattr(data, "is_mining", None),
     )
-    if reading.hashrate_ths is None and reading.watts is None and not reading.model:
-        # pyasic swallows decode errors and returns an empty record: that is no reading.
-        return unreachable(address, now_s, "miner answered without usable data")
+    if reading.hashrate_ths is None and reading.watts is None:
+        # pyasic swallows decode errors and returns an empty record (the model comes from
+        # its class, not the miner): that is no reading.
+        return replace(unreachable(address, now_s, "miner answered without usable data"),
+                       make=reading.make, model=reading.model, firmware=reading.firmware)
     return reading
 
 

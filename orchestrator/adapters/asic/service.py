@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 #: Deadline for handing targets to a site and running the first ramp step, s.
 APPLY_TIMEOUT_S = 60.0
+#: Deadline for a site actor to start, s.
+STARTUP_TIMEOUT_S = 120.0
 WAITING = "ramp: waiting for budget or power headroom"
 POWER_WAIT = "waiting for power: miners curtailed for this node are still ramping down"
 
@@ -100,6 +102,13 @@ class AsicFleet:
             else:
                 handles.append(LocalSiteHandle(site, asic, names, ranges, factory, clock,
                                                auto_ramp))
+        try:
+            for h in handles:
+                h.wait_ready(STARTUP_TIMEOUT_S)
+        except Exception:
+            for h in handles:
+                h.close()
+            raise
         return AsicFleet(config, handles)
 
     # FleetSource

@@ -137,14 +137,17 @@ class AsicSite:
         self.last_step: StepReport | None = None
         self.ignored_log: list[tuple[str, str]] = []
         self._sem: asyncio.Semaphore | None = None
+        self._sem_loop: asyncio.AbstractEventLoop | None = None
 
     # -- I/O with limits ---------------------------------------------------------------
 
     @property
     def sem(self) -> asyncio.Semaphore:
-        # Created lazily: a semaphore belongs to the loop that first uses it.
-        if self._sem is None:
+        # A semaphore belongs to the loop that first uses it: one per loop.
+        loop = asyncio.get_running_loop()
+        if self._sem is None or self._sem_loop is not loop:
             self._sem = asyncio.Semaphore(self.io.concurrency)
+            self._sem_loop = loop
         return self._sem
 
     async def _call(self, what: str, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -188,6 +191,8 @@ class AsicSite:
     async def _read(self, slot: _Slot) -> None:
         try:
             reading = await self._call("read", self.driver.read, slot.handle)
+            if reading.address != slot.address:  # the row is named by its configured address
+                reading = replace(reading, address=slot.address)
         except MinerIOError as exc:
             reading = unreachable(slot.address, self.clock(), str(exc))
         if not reading.reachable and slot.reading is not None:
@@ -274,18 +279,17 @@ class AsicSite:
         """One ramp step: plan it (`ramp.plan_ramp_step`), send it, record it."""
         now = self.clock()
         slots = [s for s in self._slots.values() if s.target is not None]
+        targets = [s.target for s in slots if s.target is not None]
         refused: dict[str, str] = {}
         movable = np.zeros(len(slots), dtype=bool)
-        mining = np.zeros(len(slots), dtype=bool)
-        for k, s in enumerate(slots):
-            assert s.target is not None
-            mining[k] = self._mining(s)
-            if s.target.mine == mining[k]:
-                continue
+        mining = np.array([self._mining(s) for s in slots], dtype=bool)
+        want = np.array([t.mine for t in targets], dtype=bool)
+        for k in np.flatnonzero(mining != want):
+            s = slots[int(k)]
             why = None
             if s.address in self.opt_out:
                 why = "opt-out: never commanded"
-            elif s.address in self.protected and not s.target.mine:
+            elif s.address in self.protected and not want[k]:
                 why = "protected: never curtailed"
             elif s.handle is None or s.reading is None or not s.reading.reachable:
                 why = "unreachable"
@@ -293,23 +297,23 @@ class AsicSite:
                 movable[k] = True
             else:
                 refused[s.address] = why
-        want = np.array([s.target.mine for s in slots if s.target is not None], dtype=bool)
-        delta = np.array([s.target.delta_w for s in slots if s.target is not None])
-        prio = np.array([s.target.priority for s in slots if s.target is not None])
+        delta = np.array([t.delta_w for t in targets], dtype=np.float64)
         site = np.array([s.site for s in slots], dtype=np.int32)
         budget_w, budget_n = self.window.remaining(now)
-        plan = plan_ramp_step(mining=mining, want_mining=want.reshape(-1), movable=movable,
-                              delta_w=delta.reshape(-1), priority=prio.reshape(-1), site=site,
-                              budget_w=budget_w, budget_miners=budget_n,
-                              headroom_w=self.headroom_w)
+        plan = plan_ramp_step(
+            mining=mining, want_mining=want, movable=movable, delta_w=delta,
+            priority=np.array([t.priority for t in targets], dtype=np.float64), site=site,
+            budget_w=budget_w, budget_miners=budget_n, headroom_w=self.headroom_w,
+        )
         cut = [slots[int(i)] for i in plan.curtail]
         res = [slots[int(i)] for i in plan.resume]
         results = await asyncio.gather(
             *(self._command(s, False) for s in cut), *(self._command(s, True) for s in res)
         )
         acted = cut + res
-        self.window.record(now, site[np.r_[plan.curtail, plan.resume].astype(np.intp)],
-                           delta[np.r_[plan.curtail, plan.resume].astype(np.intp)])
+        moved = np.concatenate([plan.curtail, plan.resume]).astype(np.intp)
+        # Failed commands count against the budget too: whether they took effect is unknown.
+        self.window.record(now, site[moved], delta[moved])
         failed = {s.address: why for s, why in zip(acted, results, strict=True) if why}
         for s in res:
             assert s.target is not None
@@ -322,7 +326,7 @@ class AsicSite:
             failed=failed,
             waiting=tuple(slots[int(i)].address for i in plan.waiting),
             refused=refused,
-            moved_w=float(delta[np.r_[plan.curtail, plan.resume].astype(np.intp)].sum()),
+            moved_w=float(delta[moved].sum()),
         )
         self.last_step = report
         return report

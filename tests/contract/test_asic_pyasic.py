@@ -1,0 +1,319 @@
+"""Contract: pyasic, unmodified, against replayed miner APIs on loopback sockets.
+
+Three firmware families (Antminer stock, LuxOS, VNish; fixtures and sources in
+fixtures/miners/README.md) are discovered by pyasic's own factory on the real ports,
+read, curtailed and resumed through `AsicSite` and `PyasicDriver` — the code the
+controller runs. Faults: a miner that hangs (timeout), one that answers garbage, one
+that ignores a curtail command, and an address where nothing listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pyasic")
+
+from orchestrator.adapters.asic.driver import PyasicDriver
+from orchestrator.adapters.asic.fleet import asic_fleet
+from orchestrator.adapters.asic.site import AsicSite, MinerStatus, MinerTarget
+from orchestrator.models import Mode, Site
+from orchestrator.models.asic_config import AsicConfig
+from orchestrator.models.hardware import builtin_catalog
+from tests.contract.fixtures.miners.emulator import EmulatedMiner, MinerLab
+
+FAMILIES = ("antminer", "luxos", "vnish")
+FIRMWARE = {"antminer": "Stock", "luxos": "LuxOS", "vnish": "VNish"}
+
+
+def _can_bind_port_80() -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.2", 0))
+            s.close()
+            probe = socket.socket()
+            probe.bind(("127.3.2.1", 80))
+            probe.close()
+        except OSError:
+            return False
+    return True
+
+
+pytestmark = pytest.mark.skipif(
+    not _can_bind_port_80(),
+    reason="needs loopback addresses beyond 127.0.0.1 and port 80 (root on Linux)",
+)
+
+
+@pytest.fixture
+def lab() -> Iterator[MinerLab]:
+    lab = MinerLab()
+    yield lab
+    lab.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _site(miners: list[EmulatedMiner], clock: Clock | None = None, **asic: object) -> AsicSite:
+    config = AsicConfig.model_validate({
+        "ranges": [{"addresses": [m.ip for m in miners], "site": "hall"}],
+        "io": {"timeout_s": 1.0, "retries": 1, "retry_backoff_s": 0.05},
+        **asic,
+    })
+    kwargs = {} if clock is None else {"clock": clock}
+    return AsicSite(config, ["hall"], PyasicDriver(discovery_timeout_s=2.0), **kwargs)
+
+
+def _by_ip(statuses: list[MinerStatus]) -> dict[str, MinerStatus]:
+    return {st.reading.address: st for st in statuses}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_discovers_and_reads_each_family(lab: MinerLab, family: str) -> None:
+    miner = lab.add(family)
+    site = _site([miner])
+    st = _by_ip(asyncio.run(site.refresh()))[miner.ip]
+    r = st.reading
+    assert r.reachable, r.error
+    assert (r.make, r.model, r.firmware) == ("AntMiner", "S19 XP", FIRMWARE[family])
+    assert r.hashrate_ths == pytest.approx(141.23, abs=0.01)
+    assert r.expected_hashrate_ths == pytest.approx(140.0)
+    assert r.temperature_c is not None and 40 < r.temperature_c < 80
+    assert r.hashing and st.mining
+    # Stock Antminer firmware reports no power; LuxOS and VNish do.
+    assert r.watts == {"antminer": None, "luxos": 3010.0, "vnish": 2950.0}[family]
+
+
+def test_fleet_rows_measured_where_reported_nameplate_flagged_elsewhere(lab: MinerLab) -> None:
+    miners = [lab.add(f) for f in FAMILIES]
+    statuses = asyncio.run(_site(miners).refresh())
+    view = asic_fleet(statuses, [Site(name="hall", power_cap_kw=100)], builtin_catalog())
+    fleet = view.fleet
+    rows = {f: fleet.index_of(m.ip) for f, m in zip(FAMILIES, miners, strict=True)}
+    assert all(fleet.profiles[fleet.profile[i]].name == "s19-xp" for i in rows.values())
+    assert fleet.hashrate_measured[list(rows.values())].all()
+    assert fleet.hashrate[rows["luxos"]] == pytest.approx(141.23, abs=0.01)
+    assert not view.watts_measured[rows["antminer"]]
+    assert fleet.watts_mine[rows["antminer"]] == 3010.0  # the catalog's nameplate
+    assert view.watts_measured[rows["vnish"]] and fleet.watts_mine[rows["vnish"]] == 2950.0
+    assert (fleet.mode[list(rows.values())] == Mode.MINE).all()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_curtail_then_resume_each_family(lab: MinerLab, family: str) -> None:
+    miner = lab.add(family)
+    site = _site([miner])
+
+    async def scenario() -> tuple[bool, bool, MinerStatus, MinerStatus]:
+        await site.refresh()
+        site.set_targets({miner.ip: MinerTarget(mine=False, priority=0.1, delta_w=3000.0)})
+        step = await site.step()
+        assert step.curtailed == (miner.ip,), step
+        asleep = _by_ip(await site.refresh())[miner.ip]
+        slept = not miner.mining
+        site.set_targets({miner.ip: MinerTarget(mine=True, priority=0.1, delta_w=3000.0)})
+        step = await site.step()
+        assert step.resumed == (miner.ip,), step
+        awake = _by_ip(await site.refresh())[miner.ip]
+        return slept, miner.mining, asleep, awake
+
+    slept, woke, asleep, awake = asyncio.run(scenario())
+    assert slept and woke
+    assert not asleep.reading.hashing and asleep.reading.hashrate_ths == 0.0
+    assert awake.reading.hashing
+
+
+def test_errors_the_miner_reports_are_read(lab: MinerLab) -> None:
+    stock = lab.add("antminer", errors=True)
+    vnish = lab.add("vnish", errors=True)
+    statuses = _by_ip(asyncio.run(_site([stock, vnish]).refresh()))
+    assert "fan 2 speed too low" in statuses[stock.ip].reading.errors
+    assert "chain 2: no chips found" in statuses[vnish.ip].reading.errors
+
+
+def test_power_target_where_the_firmware_has_one(lab: MinerLab) -> None:
+    lux = lab.add("luxos")
+    stock = lab.add("antminer")
+    site = _site([lux, stock])
+
+    async def scenario() -> tuple[str | None, str | None, MinerStatus]:
+        await site.refresh()
+        lux_result = await site.set_power_target(lux.ip, 2600)
+        stock_result = await site.set_power_target(stock.ip, 2600)
+        return lux_result, stock_result, _by_ip(await site.refresh())[lux.ip]
+
+    lux_result, stock_result, after = asyncio.run(scenario())
+    assert lux_result is None
+    assert lux.profile == "415MHz"  # the largest LuxOS profile within 2600 W
+    assert after.reading.watts_limit == 2500.0
+    assert stock_result is not None and "not supported" in stock_result
+
+
+def test_hanging_miner_times_out_and_is_reported(lab: MinerLab) -> None:
+    good = lab.add("luxos")
+    slow = lab.add("luxos")
+    site = _site([good, slow], io={"timeout_s": 0.5, "retries": 1, "retry_backoff_s": 0.0})
+
+    async def scenario() -> dict[str, MinerStatus]:
+        await site.refresh()
+        slow.hang = True  # accepts connections, never answers again
+        return _by_ip(await site.refresh())
+
+    statuses = asyncio.run(scenario())
+    assert statuses[good.ip].reading.reachable
+    bad = statuses[slow.ip]
+    assert not bad.reading.reachable
+    assert "no answer within 0.5 s" in (bad.reading.error or "")
+    assert bad.mining  # unknown: counted at full draw, never as headroom
+    assert bad.reading.model == "S19 XP"  # still known, so it stays in the fleet
+    assert sum(1 for s in slow.seen if s == "rpc (hung)") >= 2  # tried again
+
+
+@pytest.mark.parametrize("family", ["antminer", "luxos"])
+def test_garbage_reply_is_not_a_reading(lab: MinerLab, family: str) -> None:
+    miner = lab.add(family)
+    site = _site([miner])
+
+    async def scenario() -> MinerStatus:
+        await site.refresh()
+        miner.garbage = True
+        return _by_ip(await site.refresh())[miner.ip]
+
+    st = asyncio.run(scenario())
+    assert not st.reading.reachable
+    assert st.mining
+    view = asic_fleet([st], [Site(name="hall")], builtin_catalog())
+    assert not view.fleet.reachable[0] and view.fleet.mode[0] == Mode.MINE
+
+
+def test_miner_ignoring_curtail_is_caught_and_commanded_again(lab: MinerLab) -> None:
+    miner = lab.add("vnish", ignore_curtail=True)
+    clock = Clock()
+    site = _site([miner], clock, verify_after_s=120.0)
+
+    async def scenario() -> tuple[MinerStatus, MinerStatus, tuple[str, ...]]:
+        await site.refresh()
+        site.set_targets({miner.ip: MinerTarget(mine=False, priority=0.1, delta_w=3000.0)})
+        assert (await site.step()).curtailed == (miner.ip,)  # the miner said yes
+        clock.now += 30
+        early = _by_ip(await site.refresh())[miner.ip]  # too soon to judge
+        clock.now += 120
+        late = _by_ip(await site.refresh())[miner.ip]
+        clock.now += 60
+        again = await site.step()
+        return early, late, again.curtailed
+
+    early, late, again = asyncio.run(scenario())
+    assert early.pending is not None and not early.mining
+    assert late.pending is None and late.mining and late.ignored_commands == 1
+    assert "ignored curtail" in site.ignored_log[-1][1]
+    assert again == (miner.ip,)
+    assert miner.mining and miner.seen.count("http POST /api/v1/mining/stop") == 2
+
+
+def test_nothing_listening_is_not_a_miner_and_a_vanished_one_is_unreachable(
+    lab: MinerLab,
+) -> None:
+    miner = lab.add("luxos")
+    empty = f"{lab.prefix}.250"
+    config = AsicConfig.model_validate({
+        "ranges": [{"addresses": [miner.ip, empty], "site": "hall"}],
+        "io": {"timeout_s": 1.0, "retries": 0},
+    })
+    site = AsicSite(config, ["hall"], PyasicDriver(discovery_timeout_s=1.0))
+
+    async def scenario() -> tuple[list[MinerStatus], list[MinerStatus]]:
+        first = await site.refresh()
+        for server in miner.servers:
+            lab.loop.call_soon_threadsafe(server.close)
+        await asyncio.sleep(0.2)
+        return first, await site.refresh()
+
+    first, second = asyncio.run(scenario())
+    assert [s.reading.address for s in first] == [miner.ip]
+    (gone,) = second
+    assert not gone.reading.reachable and gone.mining
+
+
+def test_explicit_firmware_and_custom_ports_skip_discovery(lab: MinerLab) -> None:
+    miner = lab.add("luxos")
+    config = AsicConfig.model_validate({
+        "ranges": [{"addresses": [miner.ip], "site": "hall", "firmware": "luxos",
+                    "model": "Antminer S19 XP", "rpc_port": 4028}],
+    })
+    statuses = asyncio.run(AsicSite(config, ["hall"], PyasicDriver()).refresh())
+    assert statuses[0].reading.firmware == "LuxOS"
+    assert not any(s.startswith("http") for s in miner.seen)  # no web probe: no discovery
+    assert np.isclose(statuses[0].reading.hashrate_ths or 0, 141.23, atol=0.01)
+
+
+class _NoGpus:
+    """The Kubernetes side of a hall with no GPU nodes."""
+
+    def __init__(self, sites: list[Site]) -> None:
+        from orchestrator.models import FleetTable
+
+        self.table = FleetTable.build([], sites, np.zeros(0, dtype=np.int32))
+
+    def fleet(self, now_s: float):
+        return self.table
+
+    def apply(self, plan, fleet):
+        from orchestrator.ports import ActuationResult
+
+        return ActuationResult()
+
+
+def test_engine_plan_to_miners_in_efficiency_order_with_ramp(lab: MinerLab) -> None:
+    """A price spike: the engine idles all three; the ramp (2 miners a window) takes the
+    two least efficient now — the VNish measures 2950 W, the others 3010 W — and the
+    most efficient one in the next window."""
+    from orchestrator.adapters.asic.service import AsicFleet, MixedFleetSource, RoutingActuator
+    from orchestrator.engine.plan import build_context, decide
+    from orchestrator.framework.registry import load_policy
+    from orchestrator.models.config import GuardConfig, HashpivotConfig
+    from orchestrator.models.demand import DemandSummary
+    from tests.conftest import make_prices
+
+    miners = {f: lab.add(f) for f in FAMILIES}
+    sites = [Site(name="hall", power_cap_kw=50)]
+    clock = Clock()
+    config = HashpivotConfig(sites=sites, asic={
+        "ranges": [{"addresses": [m.ip for m in miners.values()], "site": "hall"}],
+        "ramp": {"max_miners_per_window": 2, "window_s": 60, "step_s": 10},
+        "io": {"timeout_s": 2.0}, "use_ray": False,
+    })
+    asic = AsicFleet.from_config(config, driver=lambda: PyasicDriver(discovery_timeout_s=2.0),
+                                 clock=clock, auto_ramp=False)
+    try:
+        gpus = _NoGpus(sites)
+        source, router = MixedFleetSource(gpus, asic), RoutingActuator(gpus, asic)
+        fleet = source.fleet(clock.now)
+        guards = GuardConfig(min_dwell_s=0, max_fleet_switch_share_per_hour=1.0)
+        ctx = build_context(now_s=clock.now, prices=make_prices(fleet, power_usd_mwh=200.0,
+                                                                observed_s=clock.now),
+                            demand=DemandSummary.empty(0), fleet=fleet, guards=guards)
+        plan = decide(ctx, load_policy("power-capped", {}), guards)
+        assert (plan.target == Mode.IDLE).all()
+        result = router.apply(plan, fleet)
+        asleep = {f for f, m in miners.items() if not m.mining}
+        assert asleep == {"antminer", "luxos"}
+        assert result.deferred == {miners["vnish"].ip: "ramp: waiting for budget or power "
+                                                       "headroom"}
+        clock.now += 30
+        assert asic.handles[0].step(10.0).curtailed == ()  # window not over yet
+        clock.now += 31
+        assert asic.handles[0].step(10.0).curtailed == (miners["vnish"].ip,)
+        assert not miners["vnish"].mining
+    finally:
+        asic.close()
