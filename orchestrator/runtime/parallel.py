@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -141,12 +141,7 @@ def sweep_points(path: str, config: HashpivotConfig) -> tuple[str, list[SweepPoi
     periods: list[tuple[datetime | None, datetime | None]] = []
     for i, p in enumerate(periods_raw):
         try:
-            periods.append(
-                (
-                    datetime.fromisoformat(str(p["from"])) if "from" in p else None,
-                    datetime.fromisoformat(str(p["to"])) if "to" in p else None,
-                )
-            )
+            periods.append((_utc(p.get("from")), _utc(p.get("to"))))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"bad period: {exc}", source=path, field=f"periods[{i}]") from None
     keys = list(grid)
@@ -159,6 +154,14 @@ def sweep_points(path: str, config: HashpivotConfig) -> tuple[str, list[SweepPoi
             when = "" if start is None and end is None else f" [{start or ''}..{end or ''}]"
             points.append(SweepPoint(f"{policy} {tag}{when}", params, start, end))
     return policy, points
+
+
+def _utc(value: Any) -> datetime | None:
+    """A period bound from YAML (date, datetime or ISO text); naive means UTC."""
+    if value is None:
+        return None
+    when = datetime.fromisoformat(str(value))
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 @ray.remote
