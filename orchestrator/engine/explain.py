@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,26 +86,45 @@ class ExplanationTable:
         return int(self.nodes.shape[0])
 
     def row(self, j: int, name: str) -> NodeExplanation:
-        cur, tgt = int(self.current[j]), int(self.target[j])
-        code = int(self.reason[j])
-        why = _REASON_TEXT.get(code, str(code))
-        value = self.value[:, j].tolist()
-        sc_h = float(self.switch_cost_usd_h[j])
-        delta = value[tgt] - value[cur]
-        return NodeExplanation(
-            node=name,
-            current=MODE_LABELS[cur],
-            target=MODE_LABELS[tgt],
-            reason=why,
-            reason_code=code,
-            value_usd_h={MODE_LABELS[m]: v for m, v in enumerate(value) if math.isfinite(v)},
-            revenue_usd_h=dict(zip(MODE_LABELS, self.revenue[:, j].tolist(), strict=True)),
-            power_cost_usd_h=dict(zip(MODE_LABELS, self.power_cost[:, j].tolist(), strict=True)),
-            switch_cost_usd=float(self.switch_cost_usd[j]),
-            switch_cost_usd_h=sc_h,
-            ai_fill=float(self.ai_fill[j]),
-            text=_text(cur, tgt, delta, sc_h, why),
-        )
+        return self.rows([j], [name])[0]
+
+    def rows(self, js: Sequence[int], names: Sequence[str]) -> list[NodeExplanation]:
+        """Rendered explanations of rows `js`. Columns become Python lists once, so the
+        per-row work is plain Python (a numpy scalar read per field would cost more)."""
+        idx = np.asarray(js, dtype=np.intp)
+        cur_l = self.current[idx].tolist()
+        tgt_l = self.target[idx].tolist()
+        code_l = self.reason[idx].tolist()
+        value_l = self.value[:, idx].T.tolist()
+        revenue_l = self.revenue[:, idx].T.tolist()
+        power_l = self.power_cost[:, idx].T.tolist()
+        sc_l = self.switch_cost_usd[idx].tolist()
+        sch_l = self.switch_cost_usd_h[idx].tolist()
+        fill_l = self.ai_fill[idx].tolist()
+        out = []
+        for k, name in enumerate(names):
+            cur, tgt, code, value = cur_l[k], tgt_l[k], code_l[k], value_l[k]
+            why = _REASON_TEXT.get(code, str(code))
+            sc_h = sch_l[k]
+            out.append(
+                NodeExplanation(
+                    node=name,
+                    current=MODE_LABELS[cur],
+                    target=MODE_LABELS[tgt],
+                    reason=why,
+                    reason_code=code,
+                    value_usd_h={
+                        MODE_LABELS[m]: v for m, v in enumerate(value) if math.isfinite(v)
+                    },
+                    revenue_usd_h=dict(zip(MODE_LABELS, revenue_l[k], strict=True)),
+                    power_cost_usd_h=dict(zip(MODE_LABELS, power_l[k], strict=True)),
+                    switch_cost_usd=sc_l[k],
+                    switch_cost_usd_h=sc_h,
+                    ai_fill=fill_l[k],
+                    text=_text(cur, tgt, value[tgt] - value[cur], sc_h, why),
+                )
+            )
+        return out
 
 
 _REASON_TEXT = {int(code): text for code, text in REASON_TEXT.items()}
@@ -116,8 +136,10 @@ def _text(cur: int, tgt: int, delta: float, sc_h: float, why: str) -> str:
         return f"stays {a}: {why}"
     if math.isfinite(delta):
         verb = "beats" if delta - sc_h >= 0 else "trails"
-        return (f"{b} {verb} {a} by ${abs(delta - sc_h):.2f}/h after ${sc_h:.2f}/h switching "
-                f"cost ({why})")
+        return (
+            f"{b} {verb} {a} by ${abs(delta - sc_h):.2f}/h after ${sc_h:.2f}/h switching "
+            f"cost ({why})"
+        )
     return f"{a} → {b}: {why}"
 
 

@@ -79,7 +79,8 @@ class Plan:
         order = np.argsort(-table.gain_usd_h, kind="stable")
         if limit is not None:
             order = order[:limit]
-        return [table.row(int(j), str(self.node_names[table.nodes[j]])) for j in order]
+        names = self.node_names[table.nodes[order]].tolist()
+        return table.rows(order.tolist(), [str(n) for n in names])
 
     def expected_usd_per_hour(self) -> dict[str, float]:
         """Expected net USD/h of the plan, per target mode."""
