@@ -8,6 +8,9 @@ import pytest
 from orchestrator.economics import hashprice_usd_per_th_day
 from orchestrator.models import FleetTable, HardwareProfile, MarketPrices, Site, builtin_catalog
 
+# One control plane per session for every suite that needs one (tier 2, the fault suite).
+from tests.tier2.fixtures import k8s_namespace, kwok_cluster  # noqa: F401
+
 
 def make_prices(
     fleet: FleetTable,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,27 @@ def read_trace(cfg: JobTraceConfig, base_dir: Path) -> tuple[F64, F64, F64, npt.
     path = resolve_path(cfg.path, base_dir)
     if not path.is_file():
         raise DataError("job trace file not found", source=str(path))
+    try:
+        rows = _read_rows(path, cfg)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text (byte {exc.start})", source=str(path)) from None
+    except csv.Error as exc:
+        raise DataError(f"not a readable CSV: {exc}", source=str(path)) from None
+    submit, gpus, duration, interruptible = rows
+    if not submit:
+        raise DataError("job trace has no rows", source=str(path))
+    order = np.argsort(np.array(submit), kind="stable")
+    return (
+        np.array(submit)[order],
+        np.array(gpus)[order],
+        np.array(duration)[order],
+        np.array(interruptible)[order],
+    )
+
+
+def _read_rows(
+    path: Path, cfg: JobTraceConfig
+) -> tuple[list[float], list[float], list[float], list[bool]]:
     submit: list[float] = []
     gpus: list[float] = []
     duration: list[float] = []
@@ -60,24 +82,19 @@ def read_trace(cfg: JobTraceConfig, base_dir: Path) -> tuple[F64, F64, F64, npt.
                 s, g, d = (float(row[c]) for c in cols[:3])
             except (TypeError, ValueError):
                 raise DataError("not a number", source=str(path), line=line) from None
-            if g < 1 or d <= 0 or s < 0:
+            # (NaN fails every comparison, so finiteness is checked first.)
+            if not all(math.isfinite(x) for x in (s, g, d)) or g < 1 or d <= 0 or s < 0:
                 raise DataError(
-                    "gpus must be >= 1, duration > 0 and submit >= 0", source=str(path), line=line
+                    "gpus must be >= 1, duration > 0 and submit >= 0, all finite",
+                    source=str(path),
+                    line=line,
                 )
             submit.append(s)
             gpus.append(g)
             duration.append(d)
             flag = row[cfg.interruptible_column] if cfg.interruptible_column else "0"
-            interruptible.append(flag.strip().lower() in {"1", "true", "yes"})
-    if not submit:
-        raise DataError("job trace has no rows", source=str(path))
-    order = np.argsort(np.array(submit), kind="stable")
-    return (
-        np.array(submit)[order],
-        np.array(gpus)[order],
-        np.array(duration)[order],
-        np.array(interruptible)[order],
-    )
+            interruptible.append((flag or "").strip().lower() in {"1", "true", "yes"})
+    return submit, gpus, duration, interruptible
 
 
 def scale_trace(

@@ -125,13 +125,25 @@ def _parse_time(text: str, zone: ZoneInfo) -> float:
                 dt = dt.replace(tzinfo=zone)
     except ValueError:
         try:
-            return float(text)  # epoch seconds
+            epoch = float(text)  # epoch seconds
         except ValueError:
             raise ValueError(f"not a timestamp: {text!r}") from None
+        if not math.isfinite(epoch):  # "nan" and "inf" parse, and compare false with all
+            raise ValueError(f"not a timestamp: {text!r}") from None
+        return epoch
     return dt.timestamp()
 
 
 def _rows(path: Path, src: SeriesSource) -> Iterator[tuple[int, dict[str, str]]]:
+    try:
+        yield from _parse_rows(path, src)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text (byte {exc.start})", source=str(path)) from None
+    except csv.Error as exc:
+        raise DataError(f"not a readable CSV: {exc}", source=str(path)) from None
+
+
+def _parse_rows(path: Path, src: SeriesSource) -> Iterator[tuple[int, dict[str, str]]]:
     fmt = src.format or ("jsonl" if path.suffix in {".jsonl", ".ndjson"} else "csv")
     with path.open(encoding="utf-8", newline="") as handle:
         if fmt == "csv":

@@ -25,6 +25,7 @@ I8 = npt.NDArray[np.int8]
 B = npt.NDArray[np.bool_]
 
 SWITCH_LOAD_HALF_LIFE_S = 86_400.0
+_REASON_CODES = np.array([int(r) for r in Reason])
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +56,15 @@ def sanitize(ctx: DecisionContext, decision: PolicyDecision) -> tuple[I8, npt.ND
         raise PolicyError(
             f"policy returned target {target.shape} and reason {reason.shape}, expected ({n},)"
         )
-    if not np.issubdtype(target.dtype, np.number):
+    if not np.issubdtype(target.dtype, np.number) or np.iscomplexobj(target):
         raise PolicyError(f"policy returned targets of type {target.dtype}, expected integers")
+    if not np.issubdtype(reason.dtype, np.number) or np.iscomplexobj(reason):
+        raise PolicyError(f"policy returned reasons of type {reason.dtype}, expected Reason codes")
+    # Every change carries a reason the journal and metrics can name: no made-up codes.
+    known = np.isin(reason, _REASON_CODES)
+    if not known.all():
+        bad = sorted({str(x) for x in reason[~known].tolist()})[:5]
+        raise PolicyError(f"policy returned unknown reason codes {bad}")
     current = ctx.fleet.mode
     with np.errstate(invalid="ignore"):
         valid = np.isfinite(target) & (target >= 0) & (target <= max(Mode)) & (target % 1 == 0)

@@ -16,6 +16,7 @@ from orchestrator.engine.explain import (
 )
 from orchestrator.engine.guards import apply_guards
 from orchestrator.engine.scoring import build_scores
+from orchestrator.errors import PolicyError
 from orchestrator.framework.context import (
     DecisionContext,
     MarketHistory,
@@ -161,10 +162,18 @@ def decide(
     *,
     switch_load: F64 | None = None,
 ) -> Plan:
-    """Run the policy, then every guard, and return the plan."""
-    decision: PolicyDecision = policy.decide(ctx)
-    guarded = apply_guards(ctx, decision, guards, switch_load)
+    """Run the policy, then every guard, and return the plan. A policy that fails or
+    returns no decision raises `PolicyError` (the caller holds every node)."""
     name = policy.name or type(policy).__name__
+    try:
+        decision: PolicyDecision = policy.decide(ctx)
+    except PolicyError:
+        raise
+    except Exception as exc:  # policies are trusted code, but their bugs must not spread
+        raise PolicyError(f"policy {name} failed: {exc!r}") from exc
+    if not isinstance(decision, PolicyDecision):
+        raise PolicyError(f"policy {name} returned {type(decision).__name__}, not a decision")
+    guarded = apply_guards(ctx, decision, guards, switch_load)
     return Plan(
         decision_id=f"{name}-{int(ctx.now_s)}",
         policy=name,

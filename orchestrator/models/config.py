@@ -369,6 +369,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError("file not found", source=str(path)) from None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", source=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start})", source=str(path)) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -379,6 +381,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError("top level must be a mapping of settings", source=str(path))
+    for key in data:
+        if not isinstance(key, str):
+            raise ConfigError(f"setting names are text, got {key!r}", source=str(path))
     return data
 
 

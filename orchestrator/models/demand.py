@@ -85,5 +85,6 @@ def smooth_demand(previous: float, current: float, dt_s: float, half_life_s: flo
     """Exponentially weighted demand level: decays toward `current` with a half-life."""
     if half_life_s <= 0:
         return current
-    keep = 0.5 ** (dt_s / half_life_s)
+    # A clock that steps back gives dt < 0: keep the level rather than extrapolate from it.
+    keep = 0.5 ** (max(dt_s, 0.0) / half_life_s)
     return float(keep * previous + (1.0 - keep) * current)

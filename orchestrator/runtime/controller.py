@@ -27,7 +27,7 @@ from orchestrator.models.fleet import FleetTable
 from orchestrator.ports import ActuationResult
 from orchestrator.runtime import wiring
 from orchestrator.runtime.cycle import CycleOutcome, DecisionCycle
-from orchestrator.runtime.journal import last_record, read_journal
+from orchestrator.runtime.journal import JournalError, last_record, read_journal
 from orchestrator.runtime.metrics import ControllerMetrics, Health, MetricsServer
 
 log = logging.getLogger("hashpivot.controller")
@@ -35,6 +35,8 @@ log = logging.getLogger("hashpivot.controller")
 ACTOR_NAME = "hashpivot-controller"
 RECONCILE_EVERY_S = 5.0
 RAY_NAMESPACE = "hashpivot"
+#: Least wait before a cycle whose journal write failed is tried again, s.
+JOURNAL_RETRY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -102,8 +104,19 @@ class Controller:
         end of a dry-run's recording). Idempotent: a retried call does not redo cycles."""
         done = self.journaled_cycles()
         while total_cycles is None or done < total_cycles:
+            pause = (self.options.pace_s if self.options.mode == ControllerMode.DRY_RUN
+                     else self.config.controller.interval_s)
             if self.wiring.is_leader() or self.options.mode != ControllerMode.LIVE:
-                outcome = self.cycle.run_once()
+                try:
+                    outcome = self.cycle.run_once()
+                except JournalError as exc:
+                    # Nothing was acted on (no record, no action). Keep the process: a full
+                    # disk is not fixed by a restart. The same decision time is tried again;
+                    # liveness fails if the journal stays unwritable.
+                    log.error("cycle skipped, the journal cannot be written: %s", exc)
+                    self.metrics.cycles.labels("journal_failed").inc()
+                    self._wait(max(pause, JOURNAL_RETRY_S))
+                    continue
                 self.health.beat()
                 self.metrics.last_cycle.set(time.time())
                 self.cycles_run += 1
@@ -113,8 +126,6 @@ class Controller:
             self.metrics.leader.set(1.0 if self.wiring.is_leader() else 0.0)
             if not self.wiring.advance():
                 break
-            pause = (self.options.pace_s if self.options.mode == ControllerMode.DRY_RUN
-                     else self.config.controller.interval_s)
             self._wait(pause)
         return self.status()
 

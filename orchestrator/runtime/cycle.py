@@ -19,12 +19,13 @@ import numpy.typing as npt
 from orchestrator.engine.explain import mode_counts
 from orchestrator.engine.plan import Plan, build_context, decide
 from orchestrator.engine.prices import snapshot_to_prices
-from orchestrator.errors import DataError, FeedError
+from orchestrator.errors import DataError, FeedError, PolicyError
 from orchestrator.framework.policy import Policy
 from orchestrator.models.config import HashpivotConfig
 from orchestrator.models.demand import DemandSnapshot, DemandSummary, smooth_demand
 from orchestrator.models.fleet import FleetTable
 from orchestrator.models.journal import CycleRecord, NodeChange, fleet_columns
+from orchestrator.models.market import MarketSnapshot
 from orchestrator.ports import (
     ActuationResult,
     Actuator,
@@ -33,7 +34,7 @@ from orchestrator.ports import (
     FleetSource,
     MarketSource,
 )
-from orchestrator.runtime.journal import JsonlJournal
+from orchestrator.runtime.journal import JournalError, JsonlJournal
 from orchestrator.runtime.metrics import ControllerMetrics
 
 log = logging.getLogger("hashpivot.cycle")
@@ -120,7 +121,10 @@ class DecisionCycle:
         ctx = build_context(now_s=now, prices=prices, demand=summary, fleet=fleet,
                             guards=guards, scoring=self.config.scoring,
                             history=history, policy_state=self.policy_state)
-        plan = decide(ctx, self.policy, guards)
+        try:
+            plan = decide(ctx, self.policy, guards)
+        except PolicyError as exc:  # a broken decision is not acted on: hold, say why
+            return self._hold(now, fleet, demand, str(exc), snapshot=snapshot)
         latency = time.perf_counter() - started
         self.policy_state = dict(plan.policy_state)
         self.last_now_s = now
@@ -156,7 +160,7 @@ class DecisionCycle:
         )
         deps.journal.record(record)  # JournalError propagates: no record, no action
         result = deps.actuator.apply(plan, fleet)
-        deps.journal.record_result(plan.decision_id, _result_dict(result))
+        _record_result(deps.journal, plan.decision_id, result)
         if deps.metrics is not None:
             deps.metrics.observe_plan(plan, latency)
             deps.metrics.observe_market(snapshot, prices.hashprice_usd_per_ph_day, now)
@@ -165,31 +169,41 @@ class DecisionCycle:
             deps.metrics.cycles.labels("decided").inc()
         return CycleOutcome(record, plan, result)
 
-    def _hold(self, now: float, fleet: FleetTable, demand: DemandSnapshot, why: str) -> (
-        CycleOutcome
-    ):
-        """No usable market: decide nothing, keep switches already under way moving."""
-        log.warning("market unusable, holding every node: %s", why)
+    def _hold(self, now: float, fleet: FleetTable, demand: DemandSnapshot, why: str, *,
+              snapshot: MarketSnapshot | None = None) -> CycleOutcome:
+        """No usable market (or no usable decision, when `snapshot` is given): decide
+        nothing, keep switches already under way moving."""
+        what = "market unusable" if snapshot is None else "policy failed"
+        log.warning("%s, holding every node: %s", what, why)
         record = CycleRecord(
             decision_id=f"hold-{int(now)}",
             mode=self.mode,
             policy=self.policy.name,
             now_s=now,
-            market=None,
-            market_rejected=why,
+            market=snapshot,
+            market_rejected=why if snapshot is None else None,
             demand=demand.model_copy(update={"pending": demand.pending[:JOURNALED_JOBS]}),
             pending_jobs_total=len(demand.pending),
             fleet_modes=mode_counts(fleet.mode),
-            plan={"changes": 0, "held": "market unusable"},
+            plan={"changes": 0, "held": what if snapshot is None else f"{what}: {why}"},
             changes=[],
         )
         self.deps.journal.record(record)
         reconcile: Any = getattr(self.deps.actuator, "reconcile", None)
         result = reconcile() if callable(reconcile) else ActuationResult()
-        self.deps.journal.record_result(record.decision_id, _result_dict(result))
+        _record_result(self.deps.journal, record.decision_id, result)
         if self.deps.metrics is not None:
             self.deps.metrics.cycles.labels("held").inc()
         return CycleOutcome(record, None, result)
+
+
+def _record_result(journal: JsonlJournal, decision_id: str, result: ActuationResult) -> None:
+    """The result line. The plan is on record and was acted on: a result that cannot be
+    written is logged, not raised (raising would have the cycle decided and acted again)."""
+    try:
+        journal.record_result(decision_id, _result_dict(result))
+    except JournalError as exc:
+        log.error("result of %s not journaled: %s", decision_id, exc)
 
 
 def _result_dict(result: ActuationResult) -> dict[str, Any]:

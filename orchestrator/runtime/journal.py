@@ -40,6 +40,9 @@ class JsonlJournal:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise JournalError(f"cannot create journal folder {self.folder}: {exc}") from None
+        # The file may end in half a line (a process killed mid-write, a disk that filled
+        # up): the next line must start on its own, or it would be lost with the fragment.
+        self._check_tail = True
 
     @property
     def path(self) -> Path:
@@ -49,11 +52,15 @@ class JsonlJournal:
         line = json.dumps(payload, separators=(",", ":"), default=str) + "\n"
         try:
             self._rotate_if_needed(len(line))
+            if self._check_tail and _ends_mid_line(self.path):
+                line = "\n" + line
             with self.path.open("a", encoding="utf-8") as handle:
                 handle.write(line)
                 handle.flush()
                 os.fsync(handle.fileno())
+            self._check_tail = False
         except OSError as exc:
+            self._check_tail = True
             raise JournalError(f"cannot write the journal {self.path}: {exc.strerror}") from None
 
     def _rotate_if_needed(self, incoming: int) -> None:
@@ -70,6 +77,18 @@ class JsonlJournal:
 
     def record_result(self, decision_id: str, actuation: dict[str, Any]) -> None:
         self._append({"kind": "result", "decision_id": decision_id, "actuation": actuation})
+
+
+def _ends_mid_line(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() == 0:
+                return False
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) != b"\n"
+    except FileNotFoundError:
+        return False
 
 
 def _rotated_numbers(folder: Path) -> list[int]:
@@ -94,7 +113,9 @@ def read_journal(folder: Path | str) -> Iterator[CycleRecord]:
     """Every cycle in order, with its actuation result merged in when one was written."""
     pending: CycleRecord | None = None
     for path in journal_files(folder):
-        with path.open(encoding="utf-8") as handle:
+        # A write cut short may end inside a multi-byte character: that line is skipped
+        # below like any torn line, instead of failing the whole file.
+        with path.open(encoding="utf-8", errors="replace") as handle:
             lines = handle.readlines()
         for i, line in enumerate(lines, start=1):
             if not line.strip():
@@ -104,6 +125,9 @@ def read_journal(folder: Path | str) -> Iterator[CycleRecord]:
             except json.JSONDecodeError:
                 where = "last line" if i == len(lines) else f"line {i}"
                 log.warning("journal %s: %s is not complete JSON; skipped", path, where)
+                continue
+            if not isinstance(obj, dict):
+                log.warning("journal %s line %d: not a record; skipped", path, i)
                 continue
             kind = obj.pop("kind", "cycle")
             if kind == "result":

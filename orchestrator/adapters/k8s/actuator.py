@@ -47,12 +47,13 @@ from orchestrator.engine.plan import Plan
 from orchestrator.framework.reasons import Reason
 from orchestrator.models.config import KubernetesConfig
 from orchestrator.models.fleet import FleetTable
-from orchestrator.models.modes import Mode
+from orchestrator.models.modes import Mode, NodeState
 from orchestrator.ports import ActuationResult
 
 log = logging.getLogger(__name__)
 
 RECONCILE_DECISION = "reconcile"
+POWER_WAIT = "waiting for power headroom"
 #: Key of `ActuationResult.errors` for failures not tied to one node.
 CLUSTER = "(cluster)"
 
@@ -117,14 +118,103 @@ class _Memo:
     at: float
 
 
+#: The workload a node in each state may be running, so what it is counted to draw: a
+#: miner that is stopping still runs, tenants that are draining still run.
+_DRAW_MODE: dict[NodeState, Mode] = {
+    NodeState.IDLE: Mode.IDLE,
+    NodeState.MINING: Mode.MINE,
+    NodeState.STARTING_MINE: Mode.MINE,
+    NodeState.STOPPING_MINE: Mode.MINE,
+    NodeState.AI: Mode.AI,
+    NodeState.STARTING_AI: Mode.AI,
+    NodeState.DRAINING_AI: Mode.AI,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PowerBudget:
+    """Each node's site and full-load watts per mode, and each site's cap (the last plan's).
+
+    The plan fits the cap once every switch is done; on the way, a node leaving for AI may
+    still drain its tenants while another starts mining. The actuator therefore lets a node
+    leave IDLE for a mode that draws more only when the site, as its nodes are now, has
+    room for it.
+    """
+
+    nodes: dict[str, tuple[int, tuple[float, float, float]]]
+    cap_w: tuple[float, ...]
+
+    @staticmethod
+    def of(plan: Plan, fleet: FleetTable) -> PowerBudget | None:
+        cap = np.asarray(plan.site_cap_w, dtype=np.float64)
+        n = plan.target.shape[0]
+        if fleet.n != n or not np.isfinite(cap).any():
+            return None
+        w = plan.scores.watts
+        names = [str(x) for x in plan.node_names]
+        rows = zip(names, fleet.site.tolist(), w[0].tolist(), w[1].tolist(), w[2].tolist(),
+                   strict=True)
+        return PowerBudget(
+            {name: (int(site), (idle, mine, ai)) for name, site, idle, mine, ai in rows},
+            tuple(float(c) for c in cap),
+        )
+
+    def draw(self, name: str, state: NodeState) -> float:
+        known = self.nodes.get(name)
+        return 0.0 if known is None else known[1][_DRAW_MODE[state]]
+
+
 class _Pass:
-    """State of one apply pass: the result, the report and the write gate."""
+    """State of one apply pass: the result, the report, the write gate and the power
+    each site draws as its nodes are now (updated with every write of the pass)."""
 
     def __init__(self, decision_id: str, deadline: float) -> None:
         self.result = ActuationResult()
         self.report = ActuatorReport(decision_id=decision_id)
         self.deadline = deadline
         self.halted: str | None = None
+        self.budget: PowerBudget | None = None
+        self.site_draw: dict[int, float] = {}
+        self.counted: dict[str, float] = {}
+
+    def count_power(self, budget: PowerBudget | None, views: Sequence[NodeView]) -> None:
+        self.budget = budget
+        if budget is None:
+            return
+        for view in views:
+            known = budget.nodes.get(view.name)
+            if known is not None:
+                self.recount(view.name, view.state)
+
+    def recount(self, name: str, state: NodeState) -> None:
+        if self.budget is None or name not in self.budget.nodes:
+            return
+        site = self.budget.nodes[name][0]
+        watts = self.budget.draw(name, state)
+        self.site_draw[site] = self.site_draw.get(site, 0.0) + watts - self.counted.get(name, 0.0)
+        self.counted[name] = watts
+
+    def power_gate(self, name: str) -> Callable[[NodeState, NodeState], str | None] | None:
+        budget = self.budget
+        if budget is None or name not in budget.nodes:
+            return None
+        site = budget.nodes[name][0]
+        cap = budget.cap_w[site] if site < len(budget.cap_w) else float("inf")
+
+        def gate(state: NodeState, nxt: NodeState) -> str | None:
+            # Only leaving IDLE starts drawing more; every other edge keeps or lowers it.
+            if state != NodeState.IDLE or nxt == NodeState.IDLE:
+                return None
+            total = self.site_draw.get(site, 0.0) - self.counted.get(name, 0.0)
+            total += budget.draw(name, nxt)
+            if total <= cap + 1e-6:
+                return None
+            return (
+                f"{POWER_WAIT}: the site would draw {total / 1e3:.1f} kW, "
+                f"its cap is {cap / 1e3:.1f} kW"
+            )
+
+        return gate
 
 
 class KubeActuator:
@@ -167,11 +257,15 @@ class KubeActuator:
         self.totals: Counter[str] = Counter()
         self._memo: dict[str, _Memo] = {}
         self._lock = threading.Lock()
+        #: From the last plan applied: reconcile passes and frozen passes use it too.
+        self.power_budget: PowerBudget | None = None
 
     # -- the port --------------------------------------------------------------------------
 
     def apply(self, plan: Plan, fleet: FleetTable | None = None) -> ActuationResult:
         """Move every node of the plan one pass toward its target."""
+        if fleet is not None:
+            self.power_budget = PowerBudget.of(plan, fleet)
         return self.apply_targets(targets_from_plan(plan), plan.decision_id)
 
     def apply_targets(self, targets: Sequence[NodeTarget], decision_id: str) -> ActuationResult:
@@ -191,7 +285,9 @@ class KubeActuator:
                 view = node_view(obj, self.config)
                 if not view.state_recorded or view.opt_out:
                     continue
-                mode = view.target if view.state not in STEADY and view.target else None
+                # IDLE with another target: a switch held back for power headroom.
+                under_way = view.state not in STEADY or view.state == NodeState.IDLE
+                mode = view.target if under_way and view.target else None
                 targets.append(NodeTarget(view.name, mode or mode_of(view.state)))
             return self._run(targets, RECONCILE_DECISION, write=True).result
 
@@ -225,6 +321,10 @@ class KubeActuator:
         for gone in self._memo.keys() - by_name.keys():
             del self._memo[gone]
         pods = group_pods((pod_view(p, self.config) for p in pod_objs), self.config)
+        run.count_power(
+            self.power_budget,
+            [node_view(self._observed(obj)[0] if write else obj, self.config) for obj in nodes],
+        )
         work: list[tuple[tuple[int, float, str], NodeTarget, Obj]] = []
         for target in targets:
             obj = by_name.get(target.name)
@@ -273,6 +373,7 @@ class KubeActuator:
             return
         mode = effective_target(view, target.mode, held_in_transition=target.held_in_transition)
         provenance = Provenance(run.report.decision_id, target.reason)
+        gate = run.power_gate(name)
         ai, miner = pods.ai.get(name, []), pods.miner.get(name, [])
         start = view.state
         notes: list[str] = []
@@ -285,7 +386,24 @@ class KubeActuator:
             now_s=now,
             provenance=provenance,
             miner_managed=self.miner_managed,
+            power_gate=gate,
         )
+        if mode != target.mode and (step.waiting or "").startswith(POWER_WAIT):
+            # The engine counts a switch under way at the mode its node is committed to, so
+            # its plan can leave no room for where the switch was heading. End the switch
+            # there instead of waiting on room that may never come; the next plan decides
+            # the node again, counted as it really is.
+            mode = target.mode
+            step = plan_step(
+                view,
+                mode,
+                ai,
+                miner,
+                now_s=now,
+                provenance=provenance,
+                miner_managed=self.miner_managed,
+                power_gate=gate,
+            )
         run.report.steps[name] = step
         if not write:
             return
@@ -311,6 +429,7 @@ class KubeActuator:
                             return
                         self._memo.pop(name, None)
                         view = self._view(obj, pods, fresh=False)
+                        run.recount(name, view.state)
                         mode = effective_target(
                             view, target.mode, held_in_transition=target.held_in_transition
                         )
@@ -322,6 +441,7 @@ class KubeActuator:
                             now_s=now,
                             provenance=provenance,
                             miner_managed=self.miner_managed,
+                            power_gate=gate,
                         )
                         continue
                     if exc.status == CONFLICT:
@@ -338,6 +458,7 @@ class KubeActuator:
                     run.result.started.append(name)
                 self._memo[name] = _Memo(view.resource_version, answer, self.monotonic())
                 view = self._view(answer, pods, fresh=True)
+                run.recount(name, view.state)
                 step = plan_step(
                     view,
                     mode,
@@ -346,6 +467,7 @@ class KubeActuator:
                     now_s=now,
                     provenance=provenance,
                     miner_managed=self.miner_managed,
+                    power_gate=gate,
                 )
                 run.report.steps[name] = step
                 continue

@@ -14,7 +14,7 @@ once the node is observed in the state before it:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from orchestrator.adapters.k8s.api import Obj
@@ -126,8 +126,13 @@ def plan_step(
     now_s: float,
     provenance: Provenance,
     miner_managed: bool,
+    power_gate: Callable[[NodeState, NodeState], str | None] | None = None,
 ) -> Step:
-    """The next move of one node toward `target`, given the AI and miner pods bound to it."""
+    """The next move of one node toward `target`, given the AI and miner pods bound to it.
+
+    `power_gate(state, next)` may refuse an edge (why, or None): the actuator's site power
+    budget, so a node starts drawing more only once the site has room for it.
+    """
     goal = STEADY_STATE_OF_MODE[target]
     state = view.state
     path: list[NodeState] = []
@@ -140,6 +145,13 @@ def plan_step(
         waiting, evict = _gate(
             state, nxt, view, ai_pods, miner_pods, now_s=now_s, miner_managed=miner_managed
         )
+        if waiting is None and power_gate is not None:
+            waiting = power_gate(state, nxt)
+            if waiting is not None and path and state == NodeState.IDLE:
+                # Wait where the switch is, not at IDLE: IDLE reads as settled, and the
+                # engine would re-decide the node as a new switch, dropping its target.
+                path.pop()
+                state = path[-1] if path else view.state
         if waiting is not None:
             break
         path.append(nxt)

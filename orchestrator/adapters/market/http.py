@@ -9,6 +9,7 @@ exhaust memory. Redirects are not followed: a feed that moves is a configuration
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -17,10 +18,23 @@ from typing import Any
 
 import httpx
 
-from orchestrator.adapters.market.quality import FeedRejectError, Reject
+from orchestrator.adapters.market.quality import FeedRejectError, Reject, redact
 from orchestrator.models.feeds_config import HttpSettings
 
 Sleep = Callable[[float], None]
+
+
+class _RedactUrls(logging.Filter):
+    """httpx logs every request's URL (INFO): mask credentials and query values first."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True
+
+
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).addFilter(_RedactUrls())
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,10 @@ def number(value: Any, *, what: str, source: str) -> float:
             Reject.SCHEMA, f"{what}: expected a number, got {value!r}", source=source
         )
     if isinstance(value, int | float):
-        out = float(value)
+        try:
+            out = float(value)
+        except OverflowError:  # a JSON integer past float range
+            raise FeedRejectError(Reject.NOT_FINITE, f"{what}: too large", source=source) from None
     elif isinstance(value, str):
         try:
             out = float(value.strip())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import statistics
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -69,14 +70,27 @@ RELATIVE_RULES = frozenset(
 )
 
 
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)[^/\s@]+@", re.IGNORECASE)
+_URL_QUERY_VALUE = re.compile(r"(?P<key>[?&][^=&\s#]+=)[^&\s#]+")
+
+
+def redact(text: str) -> str:
+    """Text with URL credentials and query values masked: a feed URL may carry a key, and
+    these messages go to logs, the journal and `hashpivot status`."""
+    return _URL_QUERY_VALUE.sub(r"\g<key>***", _URL_USERINFO.sub(r"\g<scheme>***@", text))
+
+
 class FeedRejectError(FeedError):
-    """A fetch failed or a value broke a rule. `reason` is the metric label."""
+    """A fetch failed or a value broke a rule. `reason` is the metric label. URLs in the
+    source and detail are redacted (`redact`)."""
 
     def __init__(self, reason: Reject, detail: str, *, source: str = "") -> None:
         self.reason = reason
-        self.detail = detail
-        self.source = source
-        super().__init__(f"{source}: {reason.value}: {detail}" if source else detail)
+        self.detail = redact(detail)
+        self.source = redact(source)
+        super().__init__(
+            f"{self.source}: {reason.value}: {self.detail}" if source else self.detail
+        )
 
 
 @dataclass(frozen=True, slots=True)
