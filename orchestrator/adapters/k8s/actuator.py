@@ -378,32 +378,20 @@ class KubeActuator:
         start = view.state
         notes: list[str] = []
         retried = False
-        step = plan_step(
-            view,
-            mode,
-            ai,
-            miner,
-            now_s=now,
-            provenance=provenance,
-            miner_managed=self.miner_managed,
-            power_gate=gate,
-        )
+
+        def replan(view: NodeView, mode: Mode) -> Step:
+            """The next step for this node from `view`, with this pass's fixed inputs."""
+            return plan_step(view, mode, ai, miner, now_s=now, provenance=provenance,
+                             miner_managed=self.miner_managed, power_gate=gate)
+
+        step = replan(view, mode)
         if mode != target.mode and (step.waiting or "").startswith(POWER_WAIT):
             # The engine counts a switch under way at the mode its node is committed to, so
             # its plan can leave no room for where the switch was heading. End the switch
             # there instead of waiting on room that may never come; the next plan decides
             # the node again, counted as it really is.
             mode = target.mode
-            step = plan_step(
-                view,
-                mode,
-                ai,
-                miner,
-                now_s=now,
-                provenance=provenance,
-                miner_managed=self.miner_managed,
-                power_gate=gate,
-            )
+            step = replan(view, mode)
         run.report.steps[name] = step
         if not write:
             return
@@ -433,16 +421,7 @@ class KubeActuator:
                         mode = effective_target(
                             view, target.mode, held_in_transition=target.held_in_transition
                         )
-                        step = plan_step(
-                            view,
-                            mode,
-                            ai,
-                            miner,
-                            now_s=now,
-                            provenance=provenance,
-                            miner_managed=self.miner_managed,
-                            power_gate=gate,
-                        )
+                        step = replan(view, mode)
                         continue
                     if exc.status == CONFLICT:
                         run.report.conflicts += 1
@@ -459,16 +438,7 @@ class KubeActuator:
                 self._memo[name] = _Memo(view.resource_version, answer, self.monotonic())
                 view = self._view(answer, pods, fresh=True)
                 run.recount(name, view.state)
-                step = plan_step(
-                    view,
-                    mode,
-                    ai,
-                    miner,
-                    now_s=now,
-                    provenance=provenance,
-                    miner_managed=self.miner_managed,
-                    power_gate=gate,
-                )
+                step = replan(view, mode)
                 run.report.steps[name] = step
                 continue
             if step.evict:
