@@ -143,21 +143,6 @@ def _text(cur: int, tgt: int, delta: float, sc_h: float, why: str) -> str:
     return f"{a} → {b}: {why}"
 
 
-def explain_node(
-    name: str, i: int, *, current: int, target: int, reason: int, scores: ScoreTable
-) -> NodeExplanation:
-    """One node's explanation (see `ExplanationTable` for many)."""
-    nodes = np.array([i])
-    table = ExplanationTable.of(
-        nodes,
-        np.full(i + 1, current, dtype=np.int8),
-        np.full(i + 1, target, dtype=np.int8),
-        np.full(i + 1, reason, dtype=np.int16),
-        scores,
-    )
-    return table.row(0, name)
-
-
 def mode_counts(modes: npt.NDArray[Any]) -> dict[str, int]:
     counts = np.bincount(modes.astype(np.intp), minlength=len(MODE_LABELS))
     return {label: int(c) for label, c in zip(MODE_LABELS, counts, strict=True)}

@@ -11,7 +11,6 @@ import numpy.typing as npt
 from orchestrator.engine.explain import (
     ExplanationTable,
     NodeExplanation,
-    explain_node,
     mode_counts,
 )
 from orchestrator.engine.guards import apply_guards
@@ -57,14 +56,11 @@ class Plan:
         return np.flatnonzero(self.target != self.current)
 
     def explain(self, i: int) -> NodeExplanation:
-        return explain_node(
-            str(self.node_names[i]),
-            i,
-            current=int(self.current[i]),
-            target=int(self.target[i]),
-            reason=int(self.reason[i]),
-            scores=self.scores,
+        """One node's explanation, changed or not."""
+        table = ExplanationTable.of(
+            np.array([i]), self.current, self.target, self.reason, self.scores
         )
+        return table.row(0, str(self.node_names[i]))
 
     def explanation_table(self) -> ExplanationTable:
         """The terms behind every changed node, as columns."""
