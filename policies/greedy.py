@@ -7,7 +7,14 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from orchestrator.framework import DecisionContext, Policy, PolicyDecision, PolicyParams, Reason
+from orchestrator.framework import (
+    DecisionContext,
+    Policy,
+    PolicyDecision,
+    PolicyParams,
+    Reason,
+    mode_argmax,
+)
 from orchestrator.models import Mode
 
 
@@ -31,7 +38,7 @@ class Greedy(Policy):
             if self.params.include_switch_cost
             else (scores.value)
         )
-        target = np.argmax(net, axis=0).astype(np.int8)
+        target = mode_argmax(net)
         changed = target != ctx.current
         reason = np.where(changed, Reason.HIGHER_VALUE, Reason.UNCHANGED).astype(np.int16)
         reason[changed & (target == Mode.IDLE)] = Reason.NOT_PROFITABLE

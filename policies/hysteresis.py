@@ -13,7 +13,15 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from orchestrator.framework import DecisionContext, Policy, PolicyDecision, PolicyParams, Reason
+from orchestrator.framework import (
+    DecisionContext,
+    Policy,
+    PolicyDecision,
+    PolicyParams,
+    Reason,
+    at_mode,
+    mode_argmax,
+)
 from orchestrator.models import Mode
 
 
@@ -41,18 +49,18 @@ class Hysteresis(Policy):
         assert isinstance(p, HysteresisParams)
         scores = ctx.scores
         n = ctx.fleet.n
-        idx = np.arange(n)
-        current = ctx.current.astype(np.intp)
-        net = scores.value - scores.switch_cost_per_h
-        best = np.argmax(net, axis=0)
-        value_now = scores.value[current, idx]
-        margin = scores.value[best, idx] - value_now
-        required = p.threshold_multiplier * scores.switch_cost_per_h[best, idx] + p.min_gain_usd_h
-        wants = (best != current) & (margin > required)
-        fall = wants & (value_now < scores.value[Mode.IDLE])
+        current = ctx.current
+        value, per_h = scores.value, scores.switch_cost_per_h
+        best = mode_argmax(value - per_h)
+        value_now = at_mode(value, current)
+        margin = at_mode(value, best) - value_now
+        required = p.threshold_multiplier * at_mode(per_h, best) + p.min_gain_usd_h
+        moves = best != current
+        wants = moves & (margin > required)
+        fall = wants & (value_now < value[Mode.IDLE])
         # Jobs already waiting are revenue lost every hour a GPU node hesitates.
         waiting = float(ctx.demand.pending_gpus.sum()) + ctx.demand.pending_gpus_any_model
-        urgent_ai = wants & (best == Mode.AI) & (waiting > 0) & ~fall
+        urgent_ai = wants & (best == Mode.AI) & ~fall if waiting > 0 else np.zeros(n, bool)
 
         prev_streak = ctx.policy_state.get("streak")
         prev_candidate = ctx.policy_state.get("candidate")
@@ -65,12 +73,18 @@ class Hysteresis(Policy):
         go = fall | urgent_ai | rise
 
         target = np.where(go, best, current).astype(np.int8)
-        reason = np.full(n, Reason.UNCHANGED, dtype=np.int16)
-        reason[(best != current) & ~wants] = Reason.BELOW_THRESHOLD
-        reason[wants & ~go] = Reason.AWAITING_CONFIRMATION
-        reason[rise] = Reason.RISE_CONFIRMED
-        reason[fall] = Reason.FALL_IMMEDIATE
-        reason[urgent_ai] = Reason.AI_DEMAND_WAITING
+        # The cases are disjoint: one reason per node.
+        reason = np.select(
+            [urgent_ai, fall, rise, wants & ~go, moves & ~wants],
+            [
+                Reason.AI_DEMAND_WAITING,
+                Reason.FALL_IMMEDIATE,
+                Reason.RISE_CONFIRMED,
+                Reason.AWAITING_CONFIRMATION,
+                Reason.BELOW_THRESHOLD,
+            ],
+            Reason.UNCHANGED,
+        ).astype(np.int16)
         # A node that switches starts a fresh streak next cycle.
         streak[go] = 0
         candidate = np.where(wants & ~go, best, -1).astype(np.int8)

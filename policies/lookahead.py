@@ -28,6 +28,7 @@ from orchestrator.framework import (
     PolicyDecision,
     PolicyParams,
     Reason,
+    mode_argmax,
 )
 from orchestrator.models import Mode
 
@@ -125,6 +126,6 @@ class Lookahead(Policy):
             best_mode = np.where(better, alt, best_mode)
         changed = best_mode != current
         reason = np.where(changed, Reason.PAYS_BACK_IN_HORIZON, Reason.UNCHANGED).astype(np.int16)
-        immediate = np.argmax(s.value[:, sl] - s.switch_cost_per_h[:, sl], axis=0) != current
+        immediate = mode_argmax(s.value[:, sl] - s.switch_cost_per_h[:, sl]) != current
         reason[~changed & immediate] = Reason.NO_PAYBACK_IN_HORIZON
         return best_mode.astype(np.int8), reason

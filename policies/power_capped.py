@@ -7,7 +7,15 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from orchestrator.framework import DecisionContext, Policy, PolicyDecision, PolicyParams, Reason
+from orchestrator.framework import (
+    DecisionContext,
+    Policy,
+    PolicyDecision,
+    PolicyParams,
+    Reason,
+    at_mode,
+    mode_argmax,
+)
 from orchestrator.models import Mode
 
 
@@ -27,13 +35,12 @@ class PowerCapped(Policy):
         assert isinstance(p, PowerCappedParams)
         scores, fleet = ctx.scores, ctx.fleet
         n = fleet.n
-        idx = np.arange(n)
         current = ctx.current
         net = scores.value - scores.switch_cost_per_h
-        best = np.argmax(net, axis=0).astype(np.int8)
+        best = mode_argmax(net)
         idle_w = scores.watts[Mode.IDLE]
-        extra_w = np.maximum(scores.watts[best, idx] - idle_w, 0.0)
-        gain_over_idle = net[best, idx] - scores.value[Mode.IDLE]
+        extra_w = np.maximum(at_mode(scores.watts, best) - idle_w, 0.0)
+        gain_over_idle = at_mode(net, best) - scores.value[Mode.IDLE]
         per_watt = gain_over_idle / np.maximum(extra_w, 1e-9)
         # Nodes the guards will keep anyway (leases) are placed first.
         leased = (current == Mode.AI) & (fleet.lease_until > ctx.now_s) & ~fleet.ai_interruptible

@@ -7,7 +7,15 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from orchestrator.framework import DecisionContext, Policy, PolicyDecision, PolicyParams, Reason
+from orchestrator.framework import (
+    DecisionContext,
+    Policy,
+    PolicyDecision,
+    PolicyParams,
+    Reason,
+    at_mode,
+    mode_argmax,
+)
 from orchestrator.models.config import GuardConfig
 from orchestrator.models.modes import Mode
 
@@ -56,10 +64,9 @@ class NaiveSwitching(Policy):
         assert isinstance(self.params, NaiveSwitchingParams)
         value = ctx.scores.value
         n = ctx.fleet.n
-        idx = np.arange(n)
-        best = np.argmax(value, axis=0)
-        now = value[ctx.current, idx]
-        better = value[best, idx] > now + np.abs(now) * self.params.margin
+        best = mode_argmax(value)
+        now = at_mode(value, ctx.current)
+        better = at_mode(value, best) > now + np.abs(now) * self.params.margin
         target = np.where(better, best, ctx.current).astype(np.int8)
         return PolicyDecision(target, np.full(n, Reason.BASELINE_RULE, dtype=np.int16))
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from orchestrator.engine import kernels
 from orchestrator.engine.scoring import group_cumsum_before
 from orchestrator.framework.context import DecisionContext, PolicyDecision
 from orchestrator.framework.reasons import Reason
@@ -26,6 +27,20 @@ B = npt.NDArray[np.bool_]
 
 SWITCH_LOAD_HALF_LIFE_S = 86_400.0
 _REASON_CODES = np.array([int(r) for r in Reason])
+_KNOWN_REASON = np.zeros(max(Reason) + 1, dtype=bool)
+_KNOWN_REASON[_REASON_CODES] = True
+_PROTECTION_REASONS = np.array(
+    [
+        Reason.GUARD_OPT_OUT,
+        Reason.GUARD_UNREACHABLE,
+        Reason.GUARD_IN_TRANSITION,
+        Reason.GUARD_LEASE_PROTECTED,
+        Reason.GUARD_MIN_DWELL,
+        Reason.GUARD_NODE_SWITCH_BUDGET,
+    ],
+    dtype=np.int16,
+)
+_NO_LOAD = np.zeros(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +52,6 @@ class GuardedPlan:
     site_power_w: F64
     #: Sites still over cap after every allowed curtailment (only protected work remains).
     site_over_cap: B
-
-
-def decayed_switch_load(switch_load: F64, since_s: F64, now_s: float) -> F64:
-    """The per-node switch count, decayed from the last switch to now (half-life 24 h)."""
-    age = np.maximum(now_s - since_s, 0.0)
-    return switch_load * np.exp2(-age / SWITCH_LOAD_HALF_LIFE_S)
 
 
 def sanitize(ctx: DecisionContext, decision: PolicyDecision) -> tuple[I8, npt.NDArray[np.int16]]:
@@ -61,18 +70,22 @@ def sanitize(ctx: DecisionContext, decision: PolicyDecision) -> tuple[I8, npt.ND
     if not np.issubdtype(reason.dtype, np.number) or np.iscomplexobj(reason):
         raise PolicyError(f"policy returned reasons of type {reason.dtype}, expected Reason codes")
     # Every change carries a reason the journal and metrics can name: no made-up codes.
-    known = np.isin(reason, _REASON_CODES)
-    if not known.all():
+    if kernels.first_unknown_reason(reason, _KNOWN_REASON) >= 0:
+        known = np.isin(reason, _REASON_CODES)
         bad = sorted({str(x) for x in reason[~known].tolist()})[:5]
         raise PolicyError(f"policy returned unknown reason codes {bad}")
-    current = ctx.fleet.mode
-    with np.errstate(invalid="ignore"):
-        valid = np.isfinite(target) & (target >= 0) & (target <= max(Mode)) & (target % 1 == 0)
-    out = np.where(valid, target, current).astype(np.int8)
-    why = np.where(valid, reason, Reason.GUARD_INVALID_TARGET).astype(np.int16)
-    unsupported = (out == Mode.AI) & ctx.fleet.is_asic()
-    out[unsupported] = current[unsupported]
-    why[unsupported] = Reason.GUARD_UNSUPPORTED_MODE
+    out = np.empty(n, dtype=np.int8)
+    why = np.empty(n, dtype=np.int16)
+    kernels.coerce_targets(
+        target,
+        reason,
+        ctx.fleet.mode,
+        ctx.fleet.statics.is_gpu,
+        int(Reason.GUARD_INVALID_TARGET),
+        int(Reason.GUARD_UNSUPPORTED_MODE),
+        out,
+        why,
+    )
     return out, why
 
 
@@ -84,30 +97,35 @@ def apply_guards(
 ) -> GuardedPlan:
     """The plan the engine will act on. See the module docstring for the order."""
     fleet = ctx.fleet
-    n = fleet.n
-    current = fleet.mode
     target, reason = sanitize(ctx, decision)
-
-    def hold(mask: B, why: Reason) -> None:
-        changing = mask & (target != current)
-        target[changing] = current[changing]
-        reason[changing] = why
-
+    hold_all = -1
     if config.frozen:
-        hold(np.ones(n, dtype=bool), Reason.GUARD_FROZEN)
+        hold_all = int(Reason.GUARD_FROZEN)
     elif ctx.stale:
-        hold(np.ones(n, dtype=bool), Reason.GUARD_STALE_DATA)
-    hold(fleet.opt_out, Reason.GUARD_OPT_OUT)
-    hold(~fleet.reachable, Reason.GUARD_UNREACHABLE)
-    hold(~STEADY_STATES[fleet.state], Reason.GUARD_IN_TRANSITION)
-    leased = (current == Mode.AI) & (fleet.lease_until > ctx.now_s) & ~fleet.ai_interruptible
-    hold(leased, Reason.GUARD_LEASE_PROTECTED)
-    hold(ctx.dwell_s < config.min_dwell_s, Reason.GUARD_MIN_DWELL)
-    if switch_load is not None:
-        load = decayed_switch_load(switch_load, fleet.since, ctx.now_s)
-        hold(load + 1.0 > config.max_switches_per_node_per_day, Reason.GUARD_NODE_SWITCH_BUDGET)
-
-    _fleet_budget(ctx, config, target, reason)
+        hold_all = int(Reason.GUARD_STALE_DATA)
+    leased = np.empty(fleet.n, dtype=bool)
+    changing, recent = kernels.hold_protected(
+        target,
+        reason,
+        fleet.mode,
+        hold_all,
+        fleet.opt_out,
+        fleet.reachable,
+        fleet.state,
+        STEADY_STATES,
+        fleet.lease_until,
+        fleet.ai_interruptible,
+        ctx.dwell_s,
+        fleet.since,
+        _NO_LOAD if switch_load is None else np.asarray(switch_load, dtype=np.float64),
+        float(ctx.now_s),
+        float(config.min_dwell_s),
+        float(config.max_switches_per_node_per_day),
+        SWITCH_LOAD_HALF_LIFE_S,
+        _PROTECTION_REASONS,
+        leased,
+    )
+    _fleet_budget(ctx, config, target, reason, changing, recent)
     if config.frozen:
         power = _site_power(ctx, target)
         cap = ctx.site_power_cap_w
@@ -116,21 +134,28 @@ def apply_guards(
 
 
 def _fleet_budget(
-    ctx: DecisionContext, config: GuardConfig, target: I8, reason: npt.NDArray[np.int16]
+    ctx: DecisionContext,
+    config: GuardConfig,
+    target: I8,
+    reason: npt.NDArray[np.int16],
+    changing: int,
+    recent: int,
 ) -> None:
-    """Keep only the most valuable changes once the hourly fleet budget is spent."""
+    """Keep only the most valuable changes once the hourly fleet budget is spent.
+
+    `recent` counts nodes that switched within the last hour.
+    """
     fleet = ctx.fleet
-    changing = np.flatnonzero(target != fleet.mode)
-    recent = int(np.count_nonzero((fleet.since > ctx.now_s - 3600.0) & (fleet.since > 0)))
     # At least one node per hour, so a small fleet is never frozen by rounding.
     allowed = max(math.floor(config.max_fleet_switch_share_per_hour * fleet.n), 1)
     budget = max(allowed - recent, 0)
-    if changing.size <= budget:
+    if changing <= budget:
         return
-    gain = ctx.scores.gain_per_h(fleet.mode[changing], target[changing], changing)
+    nodes = np.flatnonzero(target != fleet.mode)
+    gain = ctx.scores.gain_per_h(fleet.mode[nodes], target[nodes], nodes)
     # Highest gain first; stable so equal gains keep fleet order (deterministic).
-    keep = changing[np.argsort(-gain, kind="stable")[:budget]]
-    drop = np.setdiff1d(changing, keep, assume_unique=True)
+    keep = nodes[np.argsort(-gain, kind="stable")[:budget]]
+    drop = np.setdiff1d(nodes, keep, assume_unique=True)
     target[drop] = fleet.mode[drop]
     reason[drop] = Reason.GUARD_FLEET_SWITCH_BUDGET
 
@@ -145,10 +170,9 @@ def _planned_watts(ctx: DecisionContext, target: I8) -> F64:
 
 
 def _site_power(ctx: DecisionContext, target: I8) -> F64:
-    n_sites = len(ctx.fleet.sites)
-    return np.bincount(
-        ctx.fleet.site, weights=_planned_watts(ctx, target), minlength=n_sites
-    ).astype(np.float64)
+    out = np.empty(len(ctx.fleet.sites))
+    kernels.site_power(target, ctx.scores.watts, ctx.fleet.site, out)
+    return out
 
 
 def _shed(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from orchestrator import economics as econ
+from orchestrator.engine import kernels
 from orchestrator.framework.context import ScoreTable
 from orchestrator.models.config import ScoringConfig
 from orchestrator.models.demand import DemandSummary
@@ -93,54 +93,59 @@ def build_scores(
     """Value of every mode for every node, with revenue, power, and switching terms."""
     config = config or ScoringConfig()
     n = fleet.n
-    site = fleet.site
     st = fleet.statics
-    pool_fee, platform_fee = st.pool_fee, st.platform_fee
-    power_price = prices.power_usd_mwh[site] + st.adder_usd_mwh
-
-    usd_per_unit_day = prices.usd_per_unit_day[fleet.algorithm]
-    mine_rev = econ.mining_revenue_usd_per_hour(fleet.hashrate, usd_per_unit_day, pool_fee)
-    mine_pow = econ.power_cost_usd_per_hour(fleet.watts_mine, power_price)
-    idle_pow = econ.power_cost_usd_per_hour(fleet.watts_idle, power_price)
-
-    is_gpu = st.is_gpu
-    rows = st.gpu_rows
-    # AI terms only exist for GPU rows; ASIC rows keep zeros (and -inf value below).
-    gpu_price = np.zeros(n)
-    fill = np.zeros(n)
-    ai_rev = np.zeros(n)
-    ai_pow = idle_pow.copy()
-    if rows.size and prices.gpu_usd_per_gpu_hour.size:
-        model = fleet.gpu_model[rows]
-        offered = demand.offered_usd_per_gpu_hour[model]
-        price_rows = np.where(np.isnan(offered), prices.gpu_usd_per_gpu_hour[model], offered)
-        priced = np.isfinite(price_rows)
-        gpu_price[rows] = np.where(priced, price_rows, 0.0)
-        fill = allocate_demand(fleet, demand, mine_rev - mine_pow, config.ai_demand_headroom)
-        fill[rows] = np.where(priced, fill[rows], 0.0)
-        ai_rev[rows] = econ.ai_revenue_usd_per_hour(
-            fleet.gpus[rows], gpu_price[rows], fill[rows], platform_fee[rows]
-        )
-        idle_w = fleet.watts_idle[rows]
-        ai_pow[rows] = econ.power_cost_usd_per_hour(
-            idle_w + (fleet.watts_ai[rows] - idle_w) * fill[rows], power_price[rows]
-        )
-
     revenue = np.empty((3, n))
-    revenue[0] = 0.0
-    revenue[1] = mine_rev
-    revenue[2] = ai_rev
     power_cost = np.empty((3, n))
-    power_cost[0] = idle_pow
-    power_cost[1] = mine_pow
-    power_cost[2] = ai_pow
-    value = revenue - power_cost
-    # ASICs cannot take AI work: that mode is unavailable, not merely unprofitable.
-    value[Mode.AI] = np.where(is_gpu, value[Mode.AI], -np.inf)
-
-    switch_usd = _switch_costs(fleet, revenue, gpu_price, config)
-    switch_per_h = econ.amortized_usd_per_hour(switch_usd, config.expected_stay_h)
-    watts = st.watts_by_mode
+    power_price = np.empty(n)
+    kernels.base_terms(
+        fleet.site,
+        fleet.algorithm,
+        fleet.hashrate,
+        fleet.watts_mine,
+        fleet.watts_idle,
+        st.pool_fee,
+        st.adder_usd_mwh,
+        np.ascontiguousarray(prices.power_usd_mwh, dtype=np.float64),
+        np.ascontiguousarray(prices.usd_per_unit_day, dtype=np.float64),
+        revenue,
+        power_cost,
+        power_price,
+    )
+    # AI terms only exist for GPU rows; ASIC rows get zeros and a value of -inf.
+    n_models = len(fleet.gpu_models)
+    gpu_usd_by_model = np.full(n_models, np.nan)
+    fill = np.zeros(n)
+    if st.gpu_rows.size and prices.gpu_usd_per_gpu_hour.size:
+        offered = demand.offered_usd_per_gpu_hour[:n_models]
+        market = prices.gpu_usd_per_gpu_hour[:n_models]
+        gpu_usd_by_model = np.where(np.isnan(offered), market, offered).astype(np.float64)
+        fill = allocate_demand(fleet, demand, revenue[1] - power_cost[1], config.ai_demand_headroom)
+    value = np.empty((3, n))
+    switch_usd = np.empty((3, n))
+    switch_per_h = np.empty((3, n))
+    kernels.ai_and_switch_terms(
+        fleet.mode,
+        fleet.gpu_model,
+        fleet.gpus,
+        fleet.watts_idle,
+        fleet.watts_ai,
+        fleet.ai_gpus_busy,
+        fleet.ai_interruptible,
+        st.platform_fee,
+        st.stop_s,
+        st.start_s,
+        st.wear_usd,
+        power_price,
+        gpu_usd_by_model,
+        float(config.eviction_penalty_gpu_hours),
+        float(config.expected_stay_h),
+        fill,
+        revenue,
+        power_cost,
+        value,
+        switch_usd,
+        switch_per_h,
+    )
     return ScoreTable(
         revenue=revenue,
         power_cost=power_cost,
@@ -148,30 +153,6 @@ def build_scores(
         switch_cost_usd=switch_usd,
         switch_cost_per_h=switch_per_h,
         ai_fill=fill,
-        watts=watts,
+        watts=st.watts_by_mode,
         expected_stay_h=config.expected_stay_h,
     )
-
-
-def _switch_costs(fleet: FleetTable, revenue: F64, gpu_price: F64, config: ScoringConfig) -> F64:
-    """One-off USD cost of moving each node from its current mode into each mode, (3, n).
-
-    Built one mode row at a time from 1-D arrays: a (3, n) broadcast costs several full
-    passes more at a million nodes.
-    """
-    n = fleet.n
-    stop_s, start_s = fleet.statics.stop_s, fleet.statics.start_s
-    current = fleet.mode
-    stop_now = stop_s[current, np.arange(n)]
-    leaving_ai = current == Mode.AI
-    evict_gpus = np.where(leaving_ai & fleet.ai_interruptible, fleet.ai_gpus_busy, 0.0)
-    fixed = fleet.statics.wear_usd + evict_gpus * gpu_price * config.eviction_penalty_gpu_hours
-    cost = np.empty((3, n))
-    for mode in Mode:
-        row = econ.switching_cost_usd(
-            downtime_h=(stop_now + start_s[mode]) / 3600.0,
-            lost_value_usd_per_h=revenue[mode],
-            wear_usd=fixed,
-        )
-        cost[mode] = np.where(current == mode, 0.0, row)
-    return cost

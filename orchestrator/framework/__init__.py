@@ -5,7 +5,9 @@ from orchestrator.framework.context import (
     MarketHistory,
     PolicyDecision,
     ScoreTable,
+    at_mode,
     best_mode,
+    mode_argmax,
 )
 from orchestrator.framework.policy import PerNodePolicy, Policy, PolicyParams
 from orchestrator.framework.reasons import REASON_TEXT, Reason
@@ -21,8 +23,10 @@ __all__ = [
     "PolicyParams",
     "Reason",
     "ScoreTable",
+    "at_mode",
     "best_mode",
     "load_policy",
+    "mode_argmax",
     "registered_policies",
     "resolve_policy_class",
 ]

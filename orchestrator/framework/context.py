@@ -116,6 +116,25 @@ class PolicyDecision:
         )
 
 
+def mode_argmax(table: F64) -> npt.NDArray[np.int8]:
+    """Per node, the mode whose entry of a (3, n) table is largest; ties go to the lower
+    mode (idle, then mine) and NaN never wins.
+
+    Same answer as `argmax(axis=0)` on real numbers, but row by row: the strided
+    axis-0 reduction costs several times more per cycle.
+    """
+    idle, mine = table[Mode.IDLE], table[Mode.MINE]
+    best: npt.NDArray[np.int8] = (np.greater(mine, idle) | np.isnan(idle)).astype(np.int8)
+    top = np.fmax(idle, mine)
+    best[table[Mode.AI] > top] = Mode.AI
+    return best
+
+
+def at_mode(table: F64, modes: npt.NDArray[np.integer]) -> F64:
+    """Per node, the entry of a (3, n) table in the given mode (e.g. value now)."""
+    return np.choose(modes, table)
+
+
 def best_mode(
     scores: ScoreTable, *, allow_ai: npt.NDArray[np.bool_] | None = None
 ) -> tuple[npt.NDArray[np.int8], F64]:
@@ -124,5 +143,5 @@ def best_mode(
     if allow_ai is not None:
         value = value.copy()
         value[Mode.AI, ~allow_ai] = -np.inf
-    best = np.argmax(value, axis=0).astype(np.int8)
-    return best, value[best, np.arange(scores.n)]
+    best = mode_argmax(value)
+    return best, at_mode(value, best)

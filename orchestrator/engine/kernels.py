@@ -1,0 +1,279 @@
+"""Compiled per-node loops for the hot parts of a decision (numba).
+
+Each numpy expression in the score table and the guards is a full pass over the fleet
+and a Python-level call; a decision made of a few hundred of them is bound by call
+overhead at 1k nodes and by memory traffic at 1M. These loops do the same arithmetic in
+one pass per node, calling the formulas in `orchestrator.economics` compiled as they are
+(one source for every formula). They are the engine's only implementation of these
+steps, not a second path: `NUMBA_DISABLE_JIT=1` runs them as plain Python for debugging.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+
+def _cache_dir() -> None:
+    """Compiled code is cached on disk so only the first process pays for compiling.
+
+    Numba writes next to the sources by default; an installed package or a read-only
+    container root cannot take that, so default to a per-user cache directory.
+    """
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    fallback = Path(tempfile.gettempdir()) / "hashpivot-numba"
+    for candidate in (base / "hashpivot" / "numba", fallback):
+        try:
+            candidate.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(candidate, os.W_OK):
+            os.environ["NUMBA_CACHE_DIR"] = str(candidate)
+            return
+
+
+_cache_dir()
+
+import numba  # noqa: E402  (reads NUMBA_CACHE_DIR at import)
+import numpy as np  # noqa: E402
+import numpy.typing as npt  # noqa: E402
+
+from orchestrator import economics as econ  # noqa: E402
+
+F = TypeVar("F", bound=Callable[..., Any])
+F64 = npt.NDArray[np.float64]
+
+IDLE, MINE, AI = 0, 1, 2
+
+
+def compiled(fn: F) -> F:
+    """`numba.njit` with an on-disk cache, keeping the function's type for mypy."""
+    try:
+        return cast(F, numba.njit(cache=True, nogil=True)(fn))
+    except RuntimeError:  # no writable cache location at all: compile per process
+        return cast(F, numba.njit(nogil=True)(fn))
+
+
+_mining_revenue = compiled(econ.mining_revenue_usd_per_hour)
+_ai_revenue = compiled(econ.ai_revenue_usd_per_hour)
+_power_cost = compiled(econ.power_cost_usd_per_hour)
+_amortized = compiled(econ.amortized_usd_per_hour)
+
+
+@compiled
+def base_terms(
+    site: npt.NDArray[np.int32],
+    algorithm: npt.NDArray[np.int32],
+    hashrate: F64,
+    watts_mine: F64,
+    watts_idle: F64,
+    pool_fee: F64,
+    adder_usd_mwh: F64,
+    power_usd_mwh_by_site: F64,
+    usd_per_unit_day_by_algorithm: F64,
+    revenue: F64,
+    power_cost: F64,
+    power_price: F64,
+) -> None:
+    """Fill the idle and mine rows of `revenue` and `power_cost` (3, n), and each node's
+    power price (USD/MWh incl. its site's adder)."""
+    for i in range(site.shape[0]):
+        price = power_usd_mwh_by_site[site[i]] + adder_usd_mwh[i]
+        power_price[i] = price
+        revenue[IDLE, i] = 0.0
+        revenue[MINE, i] = _mining_revenue(
+            hashrate[i], usd_per_unit_day_by_algorithm[algorithm[i]], pool_fee[i]
+        )
+        power_cost[IDLE, i] = _power_cost(watts_idle[i], price)
+        power_cost[MINE, i] = _power_cost(watts_mine[i], price)
+
+
+@compiled
+def ai_and_switch_terms(
+    mode: npt.NDArray[np.int8],
+    gpu_model: npt.NDArray[np.int32],
+    gpus: F64,
+    watts_idle: F64,
+    watts_ai: F64,
+    ai_gpus_busy: F64,
+    ai_interruptible: npt.NDArray[np.bool_],
+    platform_fee: F64,
+    stop_s: F64,
+    start_s: F64,
+    wear_usd: F64,
+    power_price: F64,
+    gpu_usd_by_model: F64,
+    eviction_penalty_gpu_hours: float,
+    expected_stay_h: float,
+    fill: F64,
+    revenue: F64,
+    power_cost: F64,
+    value: F64,
+    switch_usd: F64,
+    switch_per_h: F64,
+) -> None:
+    """Fill the AI rows, `value`, and the switching costs from each node's current mode.
+
+    GPU rows (gpu_model ≥ 0) price AI at their model's rate; an unpriced model (NaN) earns
+    nothing and fills nothing. ASIC rows cannot take AI work: value −inf, idle power.
+    `fill` comes in from demand allocation and is zeroed where the model is unpriced.
+    """
+    for i in range(mode.shape[0]):
+        model = gpu_model[i]
+        gpu_price = 0.0
+        if model >= 0:
+            price = gpu_usd_by_model[model]
+            if np.isfinite(price):
+                gpu_price = price
+            else:
+                fill[i] = 0.0
+            revenue[AI, i] = _ai_revenue(gpus[i], gpu_price, fill[i], platform_fee[i])
+            idle_w = watts_idle[i]
+            power_cost[AI, i] = _power_cost(
+                idle_w + (watts_ai[i] - idle_w) * fill[i], power_price[i]
+            )
+        else:
+            revenue[AI, i] = 0.0
+            power_cost[AI, i] = power_cost[IDLE, i]
+        for m in range(3):
+            value[m, i] = revenue[m, i] - power_cost[m, i]
+        if model < 0:
+            value[AI, i] = -np.inf
+
+        # Switching: output lost while the old workload stops and the new one starts,
+        # plus wear, plus the penalty for evicting interruptible AI work when leaving AI.
+        current = mode[i]
+        fixed = wear_usd[i]
+        if current == AI and ai_interruptible[i]:
+            fixed += ai_gpus_busy[i] * gpu_price * eviction_penalty_gpu_hours
+        stop_now = stop_s[current, i]
+        for m in range(3):
+            if m == current:
+                cost = 0.0
+            else:
+                downtime_h = (stop_now + start_s[m, i]) / 3600.0
+                cost = downtime_h * max(revenue[m, i], 0.0) + fixed
+            switch_usd[m, i] = cost
+            switch_per_h[m, i] = _amortized(cost, expected_stay_h)
+
+
+# --- guards -------------------------------------------------------------------------------
+
+
+@compiled
+def first_unknown_reason(reason: npt.NDArray[Any], known: npt.NDArray[np.bool_]) -> int:
+    """Index of the first reason that is not a known code (an integer in `known`), or -1."""
+    for i in range(reason.shape[0]):
+        r = reason[i]
+        if not (r >= 0 and r < known.shape[0] and r == int(r) and known[int(r)]):
+            return i
+    return -1
+
+
+@compiled
+def coerce_targets(
+    target: npt.NDArray[Any],
+    reason: npt.NDArray[Any],
+    current: npt.NDArray[np.int8],
+    is_gpu: npt.NDArray[np.bool_],
+    invalid_reason: int,
+    unsupported_reason: int,
+    out_target: npt.NDArray[np.int8],
+    out_reason: npt.NDArray[np.int16],
+) -> None:
+    """Targets that are not a mode keep the current mode; ASICs cannot be sent to AI."""
+    for i in range(target.shape[0]):
+        t = target[i]
+        if t >= 0 and t <= AI and t == int(t):
+            out_target[i] = int(t)
+            out_reason[i] = int(reason[i])
+        else:
+            out_target[i] = current[i]
+            out_reason[i] = invalid_reason
+        if out_target[i] == AI and not is_gpu[i]:
+            out_target[i] = current[i]
+            out_reason[i] = unsupported_reason
+
+
+@compiled
+def hold_protected(
+    target: npt.NDArray[np.int8],
+    reason: npt.NDArray[np.int16],
+    current: npt.NDArray[np.int8],
+    hold_all_reason: int,
+    opt_out: npt.NDArray[np.bool_],
+    reachable: npt.NDArray[np.bool_],
+    state: npt.NDArray[np.int8],
+    steady_state: npt.NDArray[np.bool_],
+    lease_until: F64,
+    ai_interruptible: npt.NDArray[np.bool_],
+    dwell_s: F64,
+    since: F64,
+    switch_load: F64,
+    now_s: float,
+    min_dwell_s: float,
+    max_switches_per_day: float,
+    switch_load_half_life_s: float,
+    reasons: npt.NDArray[np.int16],
+    leased: npt.NDArray[np.bool_],
+) -> tuple[int, int]:
+    """Hold every change a per-node protection forbids, first protection wins.
+
+    `reasons` are the codes for: opt-out, unreachable, in transition, lease, min dwell,
+    node switch budget. `hold_all_reason` ≥ 0 holds every change (frozen, stale data).
+    An empty `switch_load` skips the node budget. Marks protected leases in `leased`.
+    Returns (changes left, nodes that switched within the last hour).
+    """
+    changing = 0
+    recent = 0
+    use_load = switch_load.shape[0] > 0
+    for i in range(target.shape[0]):
+        cur = current[i]
+        protected = cur == AI and lease_until[i] > now_s and not ai_interruptible[i]
+        leased[i] = protected
+        if since[i] > now_s - 3600.0 and since[i] > 0:
+            recent += 1
+        if target[i] == cur:
+            continue
+        why = -1
+        if hold_all_reason >= 0:
+            why = hold_all_reason
+        elif opt_out[i]:
+            why = reasons[0]
+        elif not reachable[i]:
+            why = reasons[1]
+        elif not steady_state[state[i]]:
+            why = reasons[2]
+        elif protected:
+            why = reasons[3]
+        elif dwell_s[i] < min_dwell_s:
+            why = reasons[4]
+        elif use_load:
+            age = max(now_s - since[i], 0.0)
+            load = switch_load[i] * np.exp2(-age / switch_load_half_life_s)
+            if load + 1.0 > max_switches_per_day:
+                why = reasons[5]
+        if why >= 0:
+            target[i] = cur
+            reason[i] = why
+        else:
+            changing += 1
+    return changing, recent
+
+
+@compiled
+def site_power(
+    target: npt.NDArray[np.int8],
+    watts_by_mode: F64,
+    site: npt.NDArray[np.int32],
+    out: F64,
+) -> None:
+    """Full-load draw of the plan per site, W (summed into `out`, zeroed first)."""
+    out[:] = 0.0
+    for i in range(target.shape[0]):
+        out[site[i]] += watts_by_mode[target[i], i]
