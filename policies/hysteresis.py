@@ -73,18 +73,12 @@ class Hysteresis(Policy):
         go = fall | urgent_ai | rise
 
         target = np.where(go, best, current).astype(np.int8)
-        # The cases are disjoint: one reason per node.
-        reason = np.select(
-            [urgent_ai, fall, rise, wants & ~go, moves & ~wants],
-            [
-                Reason.AI_DEMAND_WAITING,
-                Reason.FALL_IMMEDIATE,
-                Reason.RISE_CONFIRMED,
-                Reason.AWAITING_CONFIRMATION,
-                Reason.BELOW_THRESHOLD,
-            ],
-            Reason.UNCHANGED,
-        ).astype(np.int16)
+        reason = np.zeros(n, dtype=np.int16)  # Reason.UNCHANGED
+        reason[moves & ~wants] = Reason.BELOW_THRESHOLD
+        reason[wants & ~go] = Reason.AWAITING_CONFIRMATION
+        reason[rise] = Reason.RISE_CONFIRMED
+        reason[fall] = Reason.FALL_IMMEDIATE
+        reason[urgent_ai] = Reason.AI_DEMAND_WAITING
         # A node that switches starts a fresh streak next cycle.
         streak[go] = 0
         candidate = np.where(wants & ~go, best, -1).astype(np.int8)

@@ -10,53 +10,17 @@ steps, not a second path: `NUMBA_DISABLE_JIT=1` runs them as plain Python for de
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 
-def _cache_dir() -> None:
-    """Compiled code is cached on disk so only the first process pays for compiling.
+from orchestrator import economics as econ
+from orchestrator.framework.compiled import compiled
 
-    Numba writes next to the sources by default; an installed package or a read-only
-    container root cannot take that, so default to a per-user cache directory.
-    """
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    fallback = Path(tempfile.gettempdir()) / "hashpivot-numba"
-    for candidate in (base / "hashpivot" / "numba", fallback):
-        try:
-            candidate.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            continue
-        if os.access(candidate, os.W_OK):
-            os.environ["NUMBA_CACHE_DIR"] = str(candidate)
-            return
-
-
-_cache_dir()
-
-import numba  # noqa: E402  (reads NUMBA_CACHE_DIR at import)
-import numpy as np  # noqa: E402
-import numpy.typing as npt  # noqa: E402
-
-from orchestrator import economics as econ  # noqa: E402
-
-F = TypeVar("F", bound=Callable[..., Any])
 F64 = npt.NDArray[np.float64]
 
 IDLE, MINE, AI = 0, 1, 2
-
-
-def compiled(fn: F) -> F:
-    """`numba.njit` with an on-disk cache, keeping the function's type for mypy."""
-    try:
-        return cast(F, numba.njit(cache=True, nogil=True)(fn))
-    except RuntimeError:  # no writable cache location at all: compile per process
-        return cast(F, numba.njit(nogil=True)(fn))
 
 
 _mining_revenue = compiled(econ.mining_revenue_usd_per_hour)

@@ -1,13 +1,12 @@
 """The policy API: context, decisions, reasons, parameters and discovery."""
 
+from orchestrator.framework.compiled import at_mode, compiled, mode_argmax
 from orchestrator.framework.context import (
     DecisionContext,
     MarketHistory,
     PolicyDecision,
     ScoreTable,
-    at_mode,
     best_mode,
-    mode_argmax,
 )
 from orchestrator.framework.policy import PerNodePolicy, Policy, PolicyParams
 from orchestrator.framework.reasons import REASON_TEXT, Reason
@@ -25,6 +24,7 @@ __all__ = [
     "ScoreTable",
     "at_mode",
     "best_mode",
+    "compiled",
     "load_policy",
     "mode_argmax",
     "registered_policies",

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from orchestrator.framework.compiled import at_mode, mode_argmax
 from orchestrator.models.demand import DemandSummary
 from orchestrator.models.fleet import FleetTable
 from orchestrator.models.market import MarketPrices
@@ -114,25 +115,6 @@ class PolicyDecision:
         return PolicyDecision(
             target=ctx.fleet.mode.copy(), reason=np.zeros(ctx.fleet.n, dtype=np.int16)
         )
-
-
-def mode_argmax(table: F64) -> npt.NDArray[np.int8]:
-    """Per node, the mode whose entry of a (3, n) table is largest; ties go to the lower
-    mode (idle, then mine) and NaN never wins.
-
-    Same answer as `argmax(axis=0)` on real numbers, but row by row: the strided
-    axis-0 reduction costs several times more per cycle.
-    """
-    idle, mine = table[Mode.IDLE], table[Mode.MINE]
-    best: npt.NDArray[np.int8] = (np.greater(mine, idle) | np.isnan(idle)).astype(np.int8)
-    top = np.fmax(idle, mine)
-    best[table[Mode.AI] > top] = Mode.AI
-    return best
-
-
-def at_mode(table: F64, modes: npt.NDArray[np.integer]) -> F64:
-    """Per node, the entry of a (3, n) table in the given mode (e.g. value now)."""
-    return np.choose(modes, table)
 
 
 def best_mode(
