@@ -19,6 +19,7 @@ import numpy.typing as npt
 from orchestrator.backtest.jobs import JobStream
 from orchestrator.engine.guards import SWITCH_LOAD_HALF_LIFE_S
 from orchestrator.engine.plan import Plan
+from orchestrator.framework.compiled import compiled
 from orchestrator.models.config import ScoringConfig
 from orchestrator.models.demand import DemandSummary, smooth_demand
 from orchestrator.models.fleet import FleetTable
@@ -30,6 +31,7 @@ I64 = npt.NDArray[np.intp]
 B = npt.NDArray[np.bool_]
 
 _STEADY = np.array([STEADY_STATE_OF_MODE[m] for m in Mode], dtype=np.int8)
+IDLE, MINE, AI = int(Mode.IDLE), int(Mode.MINE), int(Mode.AI)
 _STARTING = np.array(
     [NodeState.IDLE, NodeState.STARTING_MINE, NodeState.STARTING_AI], dtype=np.int8
 )
@@ -252,13 +254,7 @@ class SimulatedSite:
         fleet = self.fleet
         changed = plan.changed
         end_s = now_s + dt_s
-        power_price = realized.power_usd_mwh[fleet.site] + self.adder
-        gpu_price = np.zeros(self.n)
-        if realized.gpu_usd_per_gpu_hour.size:
-            p = realized.gpu_usd_per_gpu_hour[np.where(self.is_gpu, fleet.gpu_model, 0)]
-            gpu_price = np.where(self.is_gpu & np.isfinite(p), p, 0.0)
-        if self.jobs.offered_usd_per_gpu_hour is not None:
-            gpu_price = np.where(self.is_gpu, self.jobs.offered_usd_per_gpu_hour, 0.0)
+        gpu_price = self._gpu_price(realized)
 
         switching = np.zeros(self.n)
         if changed.size:
@@ -289,33 +285,45 @@ class SimulatedSite:
         ledger.jobs_served[k] = self._place(now_s)
         ai_rev, busy_gpu_h = self._run_jobs(now_s, end_s, gpu_price)
 
-        mode = fleet.mode
-        dt_h = dt_s / 3600.0
-        productive_h = np.clip(end_s - np.maximum(self.ready_at, now_s), 0.0, dt_s) / 3600.0
-        mining = mode == Mode.MINE
-        unit_price = realized.usd_per_unit_day[fleet.algorithm]
-        mine_rev = np.where(
-            mining, fleet.hashrate * unit_price / 24.0 * (1.0 - self.pool_fee) * productive_h, 0.0
+        totals = _accrue(
+            fleet.mode,
+            self.ready_at,
+            fleet.site,
+            fleet.algorithm,
+            fleet.hashrate,
+            fleet.watts_mine,
+            fleet.watts_idle,
+            fleet.watts_ai,
+            fleet.gpus,
+            self.pool_fee,
+            self.platform_fee,
+            self.adder,
+            realized.power_usd_mwh,
+            realized.usd_per_unit_day,
+            ai_rev,
+            busy_gpu_h,
+            switching,
+            now_s,
+            dt_s,
+            ledger.node_revenue,
+            ledger.node_power,
+            ledger.node_switching,
         )
-        ai_rev = ai_rev * (1.0 - self.platform_fee)
-        # Energy (Wh): idle draw all step, plus the working increment while productive.
-        extra_w = np.where(mining, fleet.watts_mine - fleet.watts_idle, 0.0)
-        energy_wh = fleet.watts_idle * dt_h + extra_w * productive_h
-        with np.errstate(invalid="ignore", divide="ignore"):
-            per_gpu_w = np.where(
-                fleet.gpus > 0, (fleet.watts_ai - fleet.watts_idle) / fleet.gpus, 0
-            )
-        energy_wh += np.where(mode == Mode.AI, per_gpu_w * busy_gpu_h, 0.0)
-        power_cost = energy_wh / 1e6 * power_price
-
-        ledger.mine_revenue[k] = float(mine_rev.sum())
-        ledger.ai_revenue[k] = float(ai_rev.sum())
-        ledger.power_cost[k] = float(power_cost.sum())
-        ledger.switching_cost[k] = float(switching.sum())
-        ledger.node_revenue += mine_rev + ai_rev
-        ledger.node_power += power_cost
-        ledger.node_switching += switching
+        ledger.mine_revenue[k] = totals[0]
+        ledger.ai_revenue[k] = totals[1]
+        ledger.power_cost[k] = totals[2]
+        ledger.switching_cost[k] = totals[3]
         self._refresh_fleet_columns()
+
+    def _gpu_price(self, realized: MarketPrices) -> F64:
+        """What an AI GPU-hour pays on each node now: the tenant's offer when the trace
+        has one, else the recorded rental price of the node's model (0: none)."""
+        if self.jobs.offered_usd_per_gpu_hour is not None:
+            return np.where(self.is_gpu, self.jobs.offered_usd_per_gpu_hour, 0.0)
+        if not realized.gpu_usd_per_gpu_hour.size:
+            return np.zeros(self.n)
+        p = realized.gpu_usd_per_gpu_hour[np.where(self.is_gpu, self.fleet.gpu_model, 0)]
+        return np.where(self.is_gpu & np.isfinite(p), p, 0.0)
 
     def _evict(self, nodes: I64, now_s: float, gpu_price: F64, ledger: Ledger, k: int) -> F64:
         """Evict the jobs on `nodes` (all interruptible: guards keep protected work) and
@@ -351,26 +359,15 @@ class SimulatedSite:
         free = self._free_gpus()
         if free.max(initial=0.0) < self.queue.gpus.min():
             return 0
-        placed_idx: list[int] = []
-        nodes: list[int] = []
         candidates = np.flatnonzero(free > 0)
-        free_c = free[candidates]
-        for q in range(len(self.queue)):
-            g = self.queue.gpus[q]
-            fits = np.flatnonzero(free_c >= g)
-            if fits.size == 0:
-                if free_c.max(initial=0.0) < 1.0:
-                    break
-                continue
-            c = int(fits[0])
-            free_c[c] -= g
-            placed_idx.append(q)
-            nodes.append(int(candidates[c]))
-        if not placed_idx:
+        slot = np.empty(len(self.queue), dtype=np.intp)
+        _first_fit(self.queue.gpus, free[candidates], slot)
+        idx = np.flatnonzero(slot >= 0)
+        if not idx.size:
             return 0
-        idx = np.array(placed_idx, dtype=np.intp)
+        nodes = candidates[slot[idx]]
         started = self.queue.take(idx)
-        started.node = np.array(nodes, dtype=np.intp)
+        started.node = nodes
         started.start = np.maximum(now_s, self.ready_at[started.node])
         self.running = self.running.extend(started)
         keep = np.ones(len(self.queue), dtype=bool)
@@ -408,3 +405,83 @@ class SimulatedSite:
         self.fleet = self.fleet.with_columns(
             ai_gpus_busy=busy, lease_until=lease, ai_interruptible=~has_protected
         )
+
+
+@compiled
+def _accrue(
+    mode: npt.NDArray[np.int8],
+    ready_at: F64,
+    site: npt.NDArray[np.int32],
+    algorithm: npt.NDArray[np.int32],
+    hashrate: F64,
+    watts_mine: F64,
+    watts_idle: F64,
+    watts_ai: F64,
+    gpus: F64,
+    pool_fee: F64,
+    platform_fee: F64,
+    adder_usd_mwh: F64,
+    power_usd_mwh_by_site: F64,
+    usd_per_unit_day_by_algorithm: F64,
+    ai_revenue_gross: F64,
+    busy_gpu_h: F64,
+    switching: F64,
+    now_s: float,
+    dt_s: float,
+    node_revenue: F64,
+    node_power: F64,
+    node_switching: F64,
+) -> tuple[float, float, float, float]:
+    """Accrue one step per node into the per-node totals; return the step's mining
+    revenue, AI revenue (after the platform fee), power cost and switching cost.
+
+    A node earns only once its workload has started (`ready_at`); it draws idle power
+    all step, plus the mining increment while mining, plus the AI increment per busy
+    GPU-hour in AI mode.
+    """
+    end_s = now_s + dt_s
+    dt_h = dt_s / 3600.0
+    mine_sum = ai_sum = power_sum = switching_sum = 0.0
+    for i in range(mode.shape[0]):
+        productive_h = min(max(end_s - max(ready_at[i], now_s), 0.0), dt_s) / 3600.0
+        energy_wh = watts_idle[i] * dt_h
+        mine_rev = 0.0
+        if mode[i] == MINE:
+            usd_per_unit_day = usd_per_unit_day_by_algorithm[algorithm[i]]
+            mine_rev = hashrate[i] * usd_per_unit_day / 24.0 * (1.0 - pool_fee[i]) * productive_h
+            energy_wh += (watts_mine[i] - watts_idle[i]) * productive_h
+        elif mode[i] == AI and gpus[i] > 0:
+            energy_wh += (watts_ai[i] - watts_idle[i]) / gpus[i] * busy_gpu_h[i]
+        ai_rev = ai_revenue_gross[i] * (1.0 - platform_fee[i])
+        power_price = power_usd_mwh_by_site[site[i]] + adder_usd_mwh[i]
+        power_cost = energy_wh / 1e6 * power_price
+        node_revenue[i] += mine_rev + ai_rev
+        node_power[i] += power_cost
+        node_switching[i] += switching[i]
+        mine_sum += mine_rev
+        ai_sum += ai_rev
+        power_sum += power_cost
+        switching_sum += switching[i]
+    return mine_sum, ai_sum, power_sum, switching_sum
+
+
+@compiled
+def _first_fit(job_gpus: F64, free: F64, slot: npt.NDArray[np.intp]) -> None:
+    """FIFO first fit: each job, in queue order, takes the first candidate with room
+    (`slot` = candidate index, -1: waits). Stops once no candidate has a whole GPU."""
+    slot[:] = -1
+    most_free = free.max() if free.shape[0] else 0.0
+    for q in range(job_gpus.shape[0]):
+        g = job_gpus[q]
+        if g > most_free:
+            if most_free < 1.0:
+                return
+            continue
+        for c in range(free.shape[0]):
+            if free[c] >= g:
+                had = free[c]
+                free[c] = had - g
+                slot[q] = c
+                if had == most_free:
+                    most_free = free.max()
+                break
