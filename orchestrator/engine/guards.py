@@ -15,11 +15,10 @@ import numpy as np
 import numpy.typing as npt
 
 from orchestrator.engine import kernels
-from orchestrator.engine.scoring import group_cumsum_before
 from orchestrator.framework.context import DecisionContext, PolicyDecision
 from orchestrator.framework.reasons import Reason
 from orchestrator.models.config import GuardConfig
-from orchestrator.models.modes import STEADY_STATES, Mode
+from orchestrator.models.modes import STEADY_STATES
 
 F64 = npt.NDArray[np.float64]
 I8 = npt.NDArray[np.int8]
@@ -160,44 +159,13 @@ def _fleet_budget(
     reason[drop] = Reason.GUARD_FLEET_SWITCH_BUDGET
 
 
-def _planned_watts(ctx: DecisionContext, target: I8) -> F64:
-    """Draw of each node under the plan at full load of its target mode, W.
-
-    Full load (not expected fill) keeps the cap safe if demand fills every GPU. The
-    actuator stops one workload before starting the other, so a switch never draws both.
-    """
-    return ctx.scores.watts[target, np.arange(ctx.fleet.n)]
-
-
 def _site_power(ctx: DecisionContext, target: I8) -> F64:
+    """Full-load draw of the plan per site, W. Full load (not expected fill) keeps the cap
+    safe if demand fills every GPU; the actuator stops one workload before starting the
+    other, so a switch never draws both."""
     out = np.empty(len(ctx.fleet.sites))
     kernels.site_power(target, ctx.scores.watts, ctx.fleet.site, out)
     return out
-
-
-def _shed(
-    ctx: DecisionContext,
-    excess: F64,
-    candidates: npt.NDArray[np.intp],
-    saving: F64,
-    priority: F64,
-) -> npt.NDArray[np.intp]:
-    """Pick candidates, per site in `priority` order (ascending), until each site's excess
-    is covered. Returns the picked node indices."""
-    site = ctx.fleet.site[candidates]
-    useful = (excess[site] > 0) & (saving > 0)
-    candidates, site, saving, priority = (
-        candidates[useful],
-        site[useful],
-        saving[useful],
-        priority[useful],
-    )
-    # One site (the common case) needs no grouping key: a plain stable sort is cheaper.
-    one_site = len(ctx.fleet.sites) == 1
-    order = np.argsort(priority, kind="stable") if one_site else np.lexsort((priority, site))
-    candidates, site, saving = candidates[order], site[order], saving[order]
-    before = group_cumsum_before(site.astype(np.int32), saving)
-    return candidates[before < excess[site]]
 
 
 def _power_cap(
@@ -209,40 +177,24 @@ def _power_cap(
     fleet = ctx.fleet
     cap = ctx.site_power_cap_w
     power = _site_power(ctx, target)
-    excess = power - cap
-    if not np.any(excess > 0):
-        return GuardedPlan(target, reason, power, np.zeros_like(cap, dtype=bool))
-    idx = np.arange(fleet.n)
-    watts = ctx.scores.watts
-    value = ctx.scores.value
-    # 1. Revert changes that add power, lowest gain per added watt first.
-    adds = np.flatnonzero((target != fleet.mode) & (watts[target, idx] > watts[fleet.mode, idx]))
-    if adds.size:
-        added_w = watts[target[adds], adds] - watts[fleet.mode[adds], adds]
-        gain = ctx.scores.gain_per_h(fleet.mode[adds], target[adds], adds)
-        reverted = _shed(ctx, excess, adds, added_w, gain / np.maximum(added_w, 1e-9))
-        target[reverted] = fleet.mode[reverted]
-        reason[reverted] = Reason.GUARD_POWER_CAP_REVERTED
-        power = _site_power(ctx, target)
-        excess = power - cap
-    if np.any(excess > 0):
-        # 2. Still over (the cap fell, or prices moved): curtail to idle, least value per
-        # watt first; nodes inside their min dwell go last; protected leases, opted-out and
-        # unreachable nodes never.
-        planned = _planned_watts(ctx, target)
-        saving = planned - watts[Mode.IDLE]
+    if np.any(power > cap):
         # Opted-out and unreachable nodes cannot be commanded: planning to curtail them
         # would count power that never goes away.
-        movable = np.flatnonzero(
-            (target != Mode.IDLE) & ~leased & ~fleet.opt_out & fleet.reachable & (saving > 0)
+        movable = ~leased & ~fleet.opt_out & fleet.reachable
+        kernels.power_cap(
+            target,
+            reason,
+            fleet.mode,
+            fleet.site,
+            ctx.scores.watts,
+            ctx.scores.value,
+            ctx.scores.switch_cost_per_h,
+            movable,
+            ctx.dwell_s,
+            float(ctx.min_dwell_s),
+            np.asarray(cap, dtype=np.float64),
+            int(Reason.GUARD_POWER_CAP_REVERTED),
+            int(Reason.GUARD_POWER_CAP_CURTAILED),
+            power,
         )
-        node_value = value[target[movable], movable]
-        per_watt = node_value / np.maximum(saving[movable], 1e-9)
-        in_dwell = ctx.dwell_s[movable] < ctx.min_dwell_s
-        # Dwell-protected nodes sort after all others (priority offset larger than any ratio).
-        priority = np.where(in_dwell, 1e18, 0.0) + np.clip(per_watt, -1e17, 1e17)
-        curtailed = _shed(ctx, excess, movable, saving[movable], priority)
-        target[curtailed] = Mode.IDLE
-        reason[curtailed] = Reason.GUARD_POWER_CAP_CURTAILED
-        power = _site_power(ctx, target)
     return GuardedPlan(target, reason, power, power > cap + 1e-6)

@@ -241,3 +241,97 @@ def site_power(
     out[:] = 0.0
     for i in range(target.shape[0]):
         out[site[i]] += watts_by_mode[target[i], i]
+
+
+@compiled
+def _shed(
+    candidates: npt.NDArray[np.intp],
+    saving: F64,
+    priority: F64,
+    site: npt.NDArray[np.int32],
+    excess: F64,
+) -> npt.NDArray[np.intp]:
+    """Pick candidates in ascending `priority` (stable), each site until its excess is
+    covered. Candidates that save nothing, or whose site is not over, are skipped."""
+    order = np.argsort(priority, kind="mergesort")
+    covered = np.zeros(excess.shape[0])
+    picked = np.empty(candidates.shape[0], dtype=np.intp)
+    count = 0
+    for j in order:
+        node = candidates[j]
+        s = site[node]
+        if excess[s] <= 0 or saving[j] <= 0:
+            continue
+        if covered[s] < excess[s]:
+            picked[count] = node
+            count += 1
+            covered[s] += saving[j]
+    return picked[:count]
+
+
+@compiled
+def power_cap(
+    target: npt.NDArray[np.int8],
+    reason: npt.NDArray[np.int16],
+    current: npt.NDArray[np.int8],
+    site: npt.NDArray[np.int32],
+    watts: F64,
+    value: F64,
+    switch_per_h: F64,
+    movable: npt.NDArray[np.bool_],
+    dwell_s: F64,
+    min_dwell_s: float,
+    cap_w: F64,
+    reverted_reason: int,
+    curtailed_reason: int,
+    power: F64,
+) -> None:
+    """Bring each site's planned full-load draw under its cap; `power` is the draw per
+    site on entry and on return.
+
+    1. Revert changes that add power, lowest gain per added watt first.
+    2. Still over (the cap fell, or prices moved): curtail to idle, least value per watt
+       first; nodes inside their min dwell go last; nodes that are not `movable`
+       (protected leases, opted out, unreachable) never.
+    """
+    n = target.shape[0]
+    excess = power - cap_w
+    if not np.any(excess > 0):
+        return
+    adds = np.empty(n, dtype=np.intp)
+    added_w = np.empty(n)
+    priority = np.empty(n)
+    k = 0
+    for i in range(n):
+        t, c = target[i], current[i]
+        if t != c and watts[t, i] > watts[c, i]:
+            extra = watts[t, i] - watts[c, i]
+            gain = value[t, i] - value[c, i] - switch_per_h[t, i]
+            adds[k] = i
+            added_w[k] = extra
+            priority[k] = gain / max(extra, 1e-9)
+            k += 1
+    if k:
+        for i in _shed(adds[:k], added_w[:k], priority[:k], site, excess):
+            target[i] = current[i]
+            reason[i] = reverted_reason
+        site_power(target, watts, site, power)
+        excess = power - cap_w
+    if not np.any(excess > 0):
+        return
+    k = 0
+    for i in range(n):
+        t = target[i]
+        saving = watts[t, i] - watts[IDLE, i]
+        if t != IDLE and movable[i] and saving > 0:
+            per_watt = value[t, i] / max(saving, 1e-9)
+            # Dwell-protected nodes sort after all others (offset beyond any ratio).
+            offset = 1e18 if dwell_s[i] < min_dwell_s else 0.0
+            adds[k] = i
+            added_w[k] = saving
+            priority[k] = offset + min(max(per_watt, -1e17), 1e17)
+            k += 1
+    for i in _shed(adds[:k], added_w[:k], priority[:k], site, excess):
+        target[i] = IDLE
+        reason[i] = curtailed_reason
+    site_power(target, watts, site, power)
