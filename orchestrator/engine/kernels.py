@@ -335,3 +335,97 @@ def power_cap(
         target[i] = IDLE
         reason[i] = curtailed_reason
     site_power(target, watts, site, power)
+
+
+# --- AI demand ----------------------------------------------------------------------------
+
+
+@compiled
+def allocate_fill(
+    rows: npt.NDArray[np.intp],
+    reachable: npt.NDArray[np.bool_],
+    gpus_all: F64,
+    busy_all: F64,
+    gpu_model: npt.NDArray[np.int32],
+    mode: npt.NDArray[np.int8],
+    revenue: F64,
+    power_cost: F64,
+    pending_by_model: F64,
+    pending_any: float,
+    expected_by_model: F64,
+    expected_any: float,
+    headroom: float,
+    fill: F64,
+) -> None:
+    """Share of each GPU node's GPUs that demand would fill in AI mode, into `fill`.
+
+    See `scoring.allocate_demand`. `expected_by_model` is empty when the source does not
+    track expected demand per model.
+    """
+    sel = np.empty(rows.shape[0], dtype=np.intp)
+    m = 0
+    for r in rows:
+        if reachable[r] and gpus_all[r] > 0:
+            sel[m] = r
+            m += 1
+    if m == 0:
+        return
+    n_models = pending_by_model.shape[0]
+    busy = np.empty(m)
+    fill_gpus = np.empty(m)
+    busy_by_model = np.zeros(n_models)
+    busy_total = 0.0
+    for j in range(m):
+        r = sel[j]
+        b = min(busy_all[r], gpus_all[r])
+        busy[j] = b
+        fill_gpus[j] = b
+        if gpu_model[r] < n_models:
+            busy_by_model[gpu_model[r]] += b
+        busy_total += b
+    pending = pending_by_model.copy()
+    if expected_by_model.shape[0] > 0 or expected_any > 0:
+        # Expected demand beyond what already runs counts as waiting work.
+        scale = 1.0 + headroom
+        for k in range(min(expected_by_model.shape[0], n_models)):
+            pending[k] = max(pending[k], expected_by_model[k] * scale - busy_by_model[k])
+        pending_any = max(pending_any, expected_any * scale - busy_total)
+
+    # Candidates with free GPUs, ordered by model, AI nodes first, then by mining value
+    # given up (ascending); ties keep fleet order.
+    cand = np.empty(m, dtype=np.intp)
+    c = 0
+    for j in range(m):
+        if gpus_all[sel[j]] - busy[j] > 0:
+            cand[c] = j
+            c += 1
+    cand = cand[:c]
+    mine_value = np.empty(c)
+    n_keys = 2
+    for k in range(c):
+        r = sel[cand[k]]
+        mine_value[k] = revenue[MINE, r] - power_cost[MINE, r]
+        n_keys = max(n_keys, 2 * gpu_model[r] + 2)
+    by_value = cand[np.argsort(mine_value, kind="mergesort")]
+    key = np.empty(c, dtype=np.intp)
+    for k in range(c):
+        r = sel[by_value[k]]
+        key[k] = 2 * gpu_model[r] + (0 if mode[r] == AI else 1)
+    order = by_value[np.argsort(key, kind="mergesort")]
+
+    before_model = np.zeros(max(n_models, n_keys // 2))
+    before_any = 0.0
+    for j in order:
+        r = sel[j]
+        model = gpu_model[r]
+        cap = gpus_all[r] - busy[j]
+        take = min(max(pending[model] - before_model[model], 0.0), cap)
+        before_model[model] += cap
+        fill_gpus[j] += take
+        if pending_any > 0:
+            # Any-model demand takes the remaining capacity in the same order, pooled.
+            left = cap - take
+            fill_gpus[j] += min(max(pending_any - before_any, 0.0), left)
+            before_any += left
+    for j in range(m):
+        fill[sel[j]] = fill_gpus[j] / gpus_all[sel[j]]

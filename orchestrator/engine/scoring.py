@@ -11,7 +11,6 @@ from orchestrator.models.config import ScoringConfig
 from orchestrator.models.demand import DemandSummary
 from orchestrator.models.fleet import FleetTable
 from orchestrator.models.market import MarketPrices
-from orchestrator.models.modes import Mode
 
 F64 = npt.NDArray[np.float64]
 
@@ -32,56 +31,41 @@ def group_cumsum_before(groups: npt.NDArray[np.int32], amounts: F64) -> F64:
 
 
 def allocate_demand(
-    fleet: FleetTable, demand: DemandSummary, mine_value: F64, headroom: float = 0.0
+    fleet: FleetTable,
+    demand: DemandSummary,
+    revenue: F64,
+    power_cost: F64,
+    headroom: float = 0.0,
 ) -> F64:
     """Share of each node's GPUs that demand would fill if the node were in AI mode.
 
-    Running pods stay where they are. Pending GPUs go first to free GPUs on nodes already
-    in AI, then to other nodes in order of least mining value given up. Jobs that accept
-    any model take what is left, best-paid model first.
+    Running pods stay where they are. Pending GPUs of a model go first to free GPUs on
+    nodes of that model already in AI, then to other nodes in order of least mining value
+    (revenue − power cost in the mine row) given up. Jobs that accept any model take
+    what is left, in the same order. Only GPU rows are visited.
     """
-    n = fleet.n
-    fill = np.zeros(n)
-    # Only GPU rows can hold AI work: work on them alone (a small share of big fleets).
-    rows = fleet.statics.gpu_rows
-    rows = rows[fleet.reachable[rows] & (fleet.gpus[rows] > 0)]
-    if rows.size == 0:
-        return fill
-    gpus = fleet.gpus[rows]
-    busy = np.minimum(fleet.ai_gpus_busy[rows], gpus)
-    models = fleet.gpu_model[rows]
-    fill_gpus = busy.copy()
-    free = gpus - busy
-    in_ai = fleet.mode[rows] == Mode.AI
-    candidates = np.flatnonzero(free > 0)
-    # Sort: by model, AI nodes first, then by mining value given up (ascending).
-    order = np.lexsort((mine_value[rows][candidates], ~in_ai[candidates], models[candidates]))
-    cand = candidates[order]
-    model = models[cand]
-    cap = free[cand]
-    before = group_cumsum_before(model, cap)
-    pending_by_model = demand.pending_gpus
-    pending_any = demand.pending_gpus_any_model
-    if demand.expected_gpus is not None or demand.expected_gpus_any_model > 0:
-        # Expected demand beyond what already runs counts as waiting work.
-        busy_by_model = np.bincount(models, weights=busy, minlength=pending_by_model.shape[0])
-        busy_by_model = busy_by_model[: pending_by_model.shape[0]]
-        scale = 1.0 + headroom
-        if demand.expected_gpus is not None:
-            pending_by_model = np.maximum(
-                pending_by_model, demand.expected_gpus * scale - busy_by_model
-            )
-        pending_any = max(pending_any, demand.expected_gpus_any_model * scale - float(busy.sum()))
-    take = np.clip(pending_by_model[model] - before, 0.0, cap)
-    fill_gpus[cand] += take
-    if pending_any > 0:
-        left = cap - take
-        # Any-model demand: take remaining capacity in the same order, all models pooled.
-        before_any = np.cumsum(left) - left
-        take_any = np.clip(pending_any - before_any, 0.0, left)
-        fill_gpus[cand] += take_any
-    fill[rows] = fill_gpus / gpus
+    fill = np.zeros(fleet.n)
+    expected = demand.expected_gpus
+    kernels.allocate_fill(
+        fleet.statics.gpu_rows,
+        fleet.reachable,
+        fleet.gpus,
+        fleet.ai_gpus_busy,
+        fleet.gpu_model,
+        fleet.mode,
+        revenue,
+        power_cost,
+        np.asarray(demand.pending_gpus, dtype=np.float64),
+        float(demand.pending_gpus_any_model),
+        _NONE if expected is None else np.asarray(expected, dtype=np.float64),
+        float(demand.expected_gpus_any_model),
+        float(headroom),
+        fill,
+    )
     return fill
+
+
+_NONE = np.zeros(0)
 
 
 def build_scores(
@@ -119,7 +103,7 @@ def build_scores(
         offered = demand.offered_usd_per_gpu_hour[:n_models]
         market = prices.gpu_usd_per_gpu_hour[:n_models]
         gpu_usd_by_model = np.where(np.isnan(offered), market, offered).astype(np.float64)
-        fill = allocate_demand(fleet, demand, revenue[1] - power_cost[1], config.ai_demand_headroom)
+        fill = allocate_demand(fleet, demand, revenue, power_cost, config.ai_demand_headroom)
     value = np.empty((3, n))
     switch_usd = np.empty((3, n))
     switch_per_h = np.empty((3, n))
