@@ -8,9 +8,10 @@ from the modeled switching cost, not a fixed percentage.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field
 
 from orchestrator.framework import (
@@ -19,8 +20,8 @@ from orchestrator.framework import (
     PolicyDecision,
     PolicyParams,
     Reason,
-    at_mode,
-    mode_argmax,
+    best_of_three,
+    compiled,
 )
 from orchestrator.models import Mode
 
@@ -47,41 +48,97 @@ class Hysteresis(Policy):
     def decide(self, ctx: DecisionContext) -> PolicyDecision:
         p = self.params
         assert isinstance(p, HysteresisParams)
-        scores = ctx.scores
         n = ctx.fleet.n
-        current = ctx.current
-        value, per_h = scores.value, scores.switch_cost_per_h
-        best = mode_argmax(value - per_h)
-        value_now = at_mode(value, current)
-        margin = at_mode(value, best) - value_now
-        required = p.threshold_multiplier * at_mode(per_h, best) + p.min_gain_usd_h
-        moves = best != current
-        wants = moves & (margin > required)
-        fall = wants & (value_now < value[Mode.IDLE])
-        # Jobs already waiting are revenue lost every hour a GPU node hesitates.
-        waiting = float(ctx.demand.pending_gpus.sum()) + ctx.demand.pending_gpus_any_model
-        urgent_ai = wants & (best == Mode.AI) & ~fall if waiting > 0 else np.zeros(n, bool)
-
         prev_streak = ctx.policy_state.get("streak")
         prev_candidate = ctx.policy_state.get("candidate")
         if prev_streak is None or prev_candidate is None or prev_streak.shape != (n,):
             prev_streak = np.zeros(n, dtype=np.int16)
             prev_candidate = np.full(n, -1, dtype=np.int8)
-        same = prev_candidate == best
-        streak = np.where(wants, np.where(same, prev_streak + 1, 1), 0).astype(np.int16)
-        rise = wants & ~fall & ~urgent_ai & (streak >= p.confirm_ticks)
-        go = fall | urgent_ai | rise
-
-        target = np.where(go, best, current).astype(np.int8)
-        reason = np.zeros(n, dtype=np.int16)  # Reason.UNCHANGED
-        reason[moves & ~wants] = Reason.BELOW_THRESHOLD
-        reason[wants & ~go] = Reason.AWAITING_CONFIRMATION
-        reason[rise] = Reason.RISE_CONFIRMED
-        reason[fall] = Reason.FALL_IMMEDIATE
-        reason[urgent_ai] = Reason.AI_DEMAND_WAITING
-        # A node that switches starts a fresh streak next cycle.
-        streak[go] = 0
-        candidate = np.where(wants & ~go, best, -1).astype(np.int8)
+        # Jobs already waiting are revenue lost every hour a GPU node hesitates.
+        waiting = float(ctx.demand.pending_gpus.sum()) + ctx.demand.pending_gpus_any_model
+        target = np.empty(n, dtype=np.int8)
+        reason = np.empty(n, dtype=np.int16)
+        streak = np.empty(n, dtype=np.int16)
+        candidate = np.empty(n, dtype=np.int8)
+        _decide_nodes(
+            ctx.scores.value,
+            ctx.scores.switch_cost_per_h,
+            ctx.current,
+            np.asarray(prev_streak),
+            np.asarray(prev_candidate),
+            waiting > 0,
+            p.threshold_multiplier,
+            p.min_gain_usd_h,
+            p.confirm_ticks,
+            target,
+            reason,
+            streak,
+            candidate,
+        )
         return PolicyDecision(
             target=target, reason=reason, state={"streak": streak, "candidate": candidate}
         )
+
+
+_IDLE, _AI = int(Mode.IDLE), int(Mode.AI)
+_UNCHANGED = int(Reason.UNCHANGED)
+_BELOW_THRESHOLD = int(Reason.BELOW_THRESHOLD)
+_AWAITING_CONFIRMATION = int(Reason.AWAITING_CONFIRMATION)
+_RISE_CONFIRMED = int(Reason.RISE_CONFIRMED)
+_FALL_IMMEDIATE = int(Reason.FALL_IMMEDIATE)
+_AI_DEMAND_WAITING = int(Reason.AI_DEMAND_WAITING)
+
+
+@compiled
+def _decide_nodes(
+    value: npt.NDArray[np.float64],
+    switch_per_h: npt.NDArray[np.float64],
+    current: npt.NDArray[np.int8],
+    prev_streak: npt.NDArray[Any],
+    prev_candidate: npt.NDArray[Any],
+    jobs_waiting: bool,
+    threshold_multiplier: float,
+    min_gain_usd_h: float,
+    confirm_ticks: int,
+    target: npt.NDArray[np.int8],
+    reason: npt.NDArray[np.int16],
+    streak: npt.NDArray[np.int16],
+    candidate: npt.NDArray[np.int8],
+) -> None:
+    """One node at a time: the best mode after amortized switching cost, then whether
+    the gain clears the threshold and how long it has."""
+    for i in range(current.shape[0]):
+        now = current[i]
+        best = best_of_three(
+            value[0, i] - switch_per_h[0, i],
+            value[1, i] - switch_per_h[1, i],
+            value[2, i] - switch_per_h[2, i],
+        )
+        value_now = value[now, i]
+        margin = value[best, i] - value_now
+        required = threshold_multiplier * switch_per_h[best, i] + min_gain_usd_h
+        wants = best != now and margin > required
+        # A fall (the current mode loses money against standing idle) acts at once.
+        fall = wants and value_now < value[_IDLE, i]
+        urgent_ai = wants and best == _AI and jobs_waiting and not fall
+        run = 0
+        if wants:
+            run = prev_streak[i] + 1 if prev_candidate[i] == best else 1
+        rise = wants and not fall and not urgent_ai and run >= confirm_ticks
+        go = fall or urgent_ai or rise
+        target[i] = best if go else now
+        if urgent_ai:
+            reason[i] = _AI_DEMAND_WAITING
+        elif fall:
+            reason[i] = _FALL_IMMEDIATE
+        elif rise:
+            reason[i] = _RISE_CONFIRMED
+        elif wants:
+            reason[i] = _AWAITING_CONFIRMATION
+        elif best != now:
+            reason[i] = _BELOW_THRESHOLD
+        else:
+            reason[i] = _UNCHANGED
+        # A node that switches starts a fresh streak next cycle.
+        streak[i] = 0 if go else run
+        candidate[i] = best if wants and not go else -1

@@ -1,6 +1,6 @@
 """The policy API: context, decisions, reasons, parameters and discovery."""
 
-from orchestrator.framework.compiled import at_mode, compiled, mode_argmax
+from orchestrator.framework.compiled import at_mode, best_of_three, compiled, mode_argmax
 from orchestrator.framework.context import (
     DecisionContext,
     MarketHistory,
@@ -24,6 +24,7 @@ __all__ = [
     "ScoreTable",
     "at_mode",
     "best_mode",
+    "best_of_three",
     "compiled",
     "load_policy",
     "mode_argmax",

@@ -54,16 +54,21 @@ def compiled(fn: F) -> F:
 
 
 @compiled
+def best_of_three(idle: float, mine: float, ai: float) -> int:
+    """The mode of the largest of three per-mode numbers, for compiled policy loops.
+    Ties go to the lower mode (idle, then mine); NaN never wins over a number."""
+    best, top = 0, idle
+    if mine > top or (np.isnan(top) and not np.isnan(mine)):
+        best, top = 1, mine
+    if ai > top or (np.isnan(top) and not np.isnan(ai)):
+        best = 2
+    return best
+
+
+@compiled
 def _argmax3(table: F64, out: npt.NDArray[np.int8]) -> None:
     for i in range(table.shape[1]):
-        best = 0
-        top = table[0, i]
-        for m in (1, 2):
-            v = table[m, i]
-            if v > top or (np.isnan(top) and not np.isnan(v)):  # NaN never wins
-                best = m
-                top = v
-        out[i] = best
+        out[i] = best_of_three(table[0, i], table[1, i], table[2, i])
 
 
 @compiled

@@ -8,7 +8,7 @@ policies and the engine work in whole-array operations.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -234,22 +234,32 @@ class FleetTable:
     def with_columns(self, **columns: Any) -> FleetTable:
         """A new table sharing every column but the ones given (which must keep the length)."""
         for name, value in columns.items():
+            if name not in _FIELDS:
+                raise TypeError(f"FleetTable has no column {name!r}")
             if isinstance(value, np.ndarray) and value.shape[0] != self.n:
                 raise ValueError(f"column {name} has {value.shape[0]} rows, fleet has {self.n}")
         if _LAYOUT_COLUMNS.intersection(columns):
             columns["_statics"] = None
-        return replace(self, **columns)
+        return self._evolve(columns)
 
     def read_only(self) -> FleetTable:
         """Views of every column that cannot be written: what policies receive."""
-        out: dict[str, Any] = {"_statics": self.statics}  # computed once, shared by views
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, np.ndarray):
-                view = value.view()
+        views: dict[str, Any] = {"_statics": self.statics}  # computed once, shared by views
+        for name in _ARRAY_FIELDS:
+            column = getattr(self, name)
+            if isinstance(column, np.ndarray):
+                view = column.view()
                 view.flags.writeable = False
-                out[f.name] = view
-        return replace(self, **out)
+                views[name] = view
+        return self._evolve(views)
+
+    def _evolve(self, changes: dict[str, Any]) -> FleetTable:
+        # dataclasses.replace re-inspects the fields on every call; the backtest makes
+        # several tables per step.
+        new = object.__new__(FleetTable)
+        for name in _FIELDS:
+            object.__setattr__(new, name, changes[name] if name in changes else getattr(self, name))
+        return new
 
     def profile_column(self, attribute: str) -> F64:
         """A per-node float column from a profile attribute (e.g. 'mine_hashrate')."""
@@ -270,6 +280,9 @@ class FleetTable:
         return self.statics.site_cap_w
 
 
+_FIELDS = tuple(f.name for f in fields(FleetTable))
+_LOOKUP_FIELDS = frozenset({"profiles", "sites", "gpu_models", "algorithms", "_statics"})
+_ARRAY_FIELDS = tuple(name for name in _FIELDS if name not in _LOOKUP_FIELDS)
 _LAYOUT_COLUMNS = frozenset(
     {"profile", "site", "gpu_model", "profiles", "sites", "watts_idle", "watts_mine", "watts_ai"}
 )
