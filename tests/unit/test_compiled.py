@@ -1,0 +1,114 @@
+"""The compiled per-node loops agree with the numpy meaning they replace."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from orchestrator.engine import allocate_demand, build_scores
+from orchestrator.framework import at_mode, best_of_three, mode_argmax
+from orchestrator.models import DemandSummary, FleetTable, Mode, Site
+from tests.conftest import make_prices, profiles
+
+# Integers as floats make ties common, which is where argmax conventions differ.
+tables = st.integers(0, 30).flatmap(
+    lambda n: arrays(np.float64, (3, n), elements=st.integers(-5, 5).map(float))
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(tables)
+def test_mode_argmax_is_argmax_down_the_modes(table: np.ndarray) -> None:
+    assert np.array_equal(mode_argmax(table), np.argmax(table, axis=0))
+
+
+@settings(max_examples=200, deadline=None)
+@given(tables, st.data())
+def test_at_mode_gathers_one_mode_per_node(table: np.ndarray, data: st.DataObject) -> None:
+    n = table.shape[1]
+    modes = np.array(data.draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)), np.int8)
+    assert np.array_equal(at_mode(table, modes), table[modes, np.arange(n)])
+
+
+def test_nan_never_wins_over_a_number() -> None:
+    nan = float("nan")
+    assert best_of_three(nan, 1.0, 0.0) == Mode.MINE
+    assert best_of_three(nan, nan, -3.0) == Mode.AI
+    assert best_of_three(2.0, nan, nan) == Mode.IDLE
+    table = np.array([[nan, 0.0], [1.0, nan], [0.5, -1.0]])
+    assert mode_argmax(table).tolist() == [Mode.MINE, Mode.IDLE]
+
+
+@st.composite
+def gpu_fleets(draw: st.DrawFn) -> tuple[FleetTable, float]:
+    n = draw(st.integers(1, 25))
+    prof = np.array(draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)), np.int32)
+    is_gpu = prof == 1
+    modes = np.array(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)), np.int8)
+    modes[(modes == Mode.AI) & ~is_gpu] = Mode.MINE
+    busy = np.array(draw(st.lists(st.integers(0, 8), min_size=n, max_size=n)), np.float64)
+    busy = np.where(is_gpu & (modes == Mode.AI), busy, 0.0)
+    reachable = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), bool)
+    fleet = FleetTable.build(
+        profiles("s21", "h100-sxm-8x"), [Site(name="s")], prof, modes=modes
+    ).with_columns(ai_gpus_busy=busy, reachable=reachable | ~is_gpu)
+    pending = float(draw(st.integers(0, 120)))
+    return fleet, pending
+
+
+@settings(max_examples=300, deadline=None)
+@given(gpu_fleets())
+def test_demand_fills_free_gpus_ai_nodes_first_then_least_mining_value(
+    case: tuple[FleetTable, float],
+) -> None:
+    fleet, pending = case
+    demand = DemandSummary(np.array([pending]), np.array([np.nan]))
+    scores = build_scores(fleet, make_prices(fleet, observed_s=0.0), demand)
+    fill = allocate_demand(fleet, demand, scores.revenue, scores.power_cost)
+    gpus = fleet.gpus
+    usable = fleet.statics.is_gpu & fleet.reachable
+    assert np.all((fill >= 0) & (fill <= 1 + 1e-12))
+    assert np.all(fill[~usable] == 0)
+    filled = fill * gpus
+    busy = np.minimum(fleet.ai_gpus_busy, gpus)
+    # Running work stays; pending work takes free GPUs up to what is free.
+    assert np.all(filled[usable] >= busy[usable] - 1e-9)
+    new = filled - busy
+    free_total = float(np.sum((gpus - busy)[usable]))
+    assert np.isclose(new[usable].sum(), min(pending, free_total))
+    # A node only gets new work once every node ahead of it in the order is full:
+    # AI nodes first, then by mining value given up (ties in fleet order).
+    mine_value = scores.revenue[Mode.MINE] - scores.power_cost[Mode.MINE]
+    rows = np.flatnonzero(usable & (gpus - busy > 0))
+    order = rows[np.lexsort((mine_value[rows], fleet.mode[rows] != Mode.AI))]
+    got = new[order] > 1e-9
+    full = np.isclose(new[order], (gpus - busy)[order])
+    for k in range(len(order)):
+        if got[k]:
+            assert np.all(full[:k])
+
+
+def test_compiled_code_cache_goes_to_a_writable_directory(tmp_path: Path) -> None:
+    # A read-only home (as in the chart's container) must not stop the engine importing.
+    home = tmp_path / "home"
+    home.mkdir()
+    home.chmod(0o500)
+    env = {**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}
+    env.pop("NUMBA_CACHE_DIR", None)
+    code = (
+        "import os, orchestrator.engine.kernels;"
+        "d = os.environ['NUMBA_CACHE_DIR']; print(d, os.access(d, os.W_OK))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    if os.geteuid() != 0:  # root may write anywhere
+        assert not out[0].startswith(str(home))
+    assert out[1] == "True"
