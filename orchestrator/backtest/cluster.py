@@ -88,7 +88,7 @@ class SimulatedCluster:
                 offered_usd_per_gpu_hour=price,
                 expected_duration_h=max(float(q.remaining_s[i]) / 3600.0, 1e-3),
                 interruptible=bool(q.interruptible[i]),
-                submitted_at=datetime.fromtimestamp(float(q.submit[i]), UTC),
+                submitted_at=datetime.fromtimestamp(float(q.submit_s[i]), UTC),
             )
             for i in range(len(q))
         ]

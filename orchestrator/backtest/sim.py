@@ -11,11 +11,12 @@ their remaining work, penalty charged); the guards never let a node with protect
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from orchestrator.backtest.jobbook import JobBook, QueuedJobs
 from orchestrator.backtest.jobs import JobStream
 from orchestrator.engine.guards import SWITCH_LOAD_HALF_LIFE_S
 from orchestrator.engine.plan import Plan
@@ -100,42 +101,6 @@ class Ledger:
         }
 
 
-@dataclass
-class _Jobs:
-    """Parallel arrays of jobs (queued or running)."""
-
-    submit: F64 = field(default_factory=lambda: np.zeros(0))
-    gpus: F64 = field(default_factory=lambda: np.zeros(0))
-    remaining_s: F64 = field(default_factory=lambda: np.zeros(0))
-    interruptible: B = field(default_factory=lambda: np.zeros(0, dtype=bool))
-    node: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
-    start: F64 = field(default_factory=lambda: np.zeros(0))
-
-    def __len__(self) -> int:
-        return int(self.submit.shape[0])
-
-    def take(self, mask: B | I64) -> _Jobs:
-        return _Jobs(
-            self.submit[mask],
-            self.gpus[mask],
-            self.remaining_s[mask],
-            self.interruptible[mask],
-            self.node[mask],
-            self.start[mask],
-        )
-
-    def extend(self, other: _Jobs, *, front: bool = False) -> _Jobs:
-        a, b = (other, self) if front else (self, other)
-        return _Jobs(
-            np.concatenate((a.submit, b.submit)),
-            np.concatenate((a.gpus, b.gpus)),
-            np.concatenate((a.remaining_s, b.remaining_s)),
-            np.concatenate((a.interruptible, b.interruptible)),
-            np.concatenate((a.node, b.node)).astype(np.intp),
-            np.concatenate((a.start, b.start)),
-        )
-
-
 class SimulatedSite:
     """Fleet state plus the job queue, advanced one decision step at a time."""
 
@@ -158,9 +123,7 @@ class SimulatedSite:
         self._expected_gpus = 0.0
         self._last_demand_s: float | None = None
         self.ready_at = np.zeros(self.n)
-        self._next_arrival = 0
-        self.queue = _Jobs()
-        self.running = _Jobs()
+        self.book = JobBook(jobs, self.n, self.max_wait_s)
         st = fleet.statics
         self.pool_fee, self.platform_fee, self.adder = (
             st.pool_fee,
@@ -183,33 +146,18 @@ class SimulatedSite:
     def arrive(self, now_s: float) -> int:
         """Queue jobs submitted before `now_s`; drop those that waited too long. Returns
         the number of SLA misses."""
-        j = self.jobs
-        end = int(np.searchsorted(j.submit_s, now_s, side="left"))
-        if end > self._next_arrival:
-            sl = slice(self._next_arrival, end)
-            k = end - self._next_arrival
-            self.queue = self.queue.extend(
-                _Jobs(
-                    j.submit_s[sl].copy(),
-                    j.gpus[sl].copy(),
-                    j.duration_s[sl].copy(),
-                    j.interruptible[sl].copy(),
-                    np.full(k, -1, dtype=np.intp),
-                    np.zeros(k),
-                )
-            )
-            self._next_arrival = end
-        expired = now_s - self.queue.submit > self.max_wait_s
-        misses = int(np.count_nonzero(expired))
-        if misses:
-            self.queue = self.queue.take(~expired)
-        return misses
+        return self.book.arrive(now_s)
+
+    @property
+    def queue(self) -> QueuedJobs:
+        """The jobs waiting for GPUs, front first."""
+        return self.book.queued()
 
     def demand(self, now_s: float) -> DemandSummary:
         """Pending GPUs, and the smoothed level of running + pending demand."""
         models = self.fleet.gpu_models
-        pending = float(self.queue.gpus.sum())
-        total = pending + float(self.running.gpus.sum())
+        pending, running = self.book.gpus_waiting_and_running()
+        total = pending + running
         if self._last_demand_s is None:
             self._expected_gpus = total
         else:
@@ -235,9 +183,9 @@ class SimulatedSite:
 
     def fleet_at(self, now_s: float) -> FleetTable:
         """The fleet as the controller would read it at `now_s`."""
-        settling = self.ready_at > now_s
-        state = np.where(settling, _STARTING[self.fleet.mode], _STEADY[self.fleet.mode])
-        return self.fleet.with_columns(state=state.astype(np.int8))
+        state = np.empty(self.n, dtype=np.int8)
+        _lifecycle_state(self.fleet.mode, self.ready_at, now_s, _STEADY, _STARTING, state)
+        return self.fleet.with_columns(state=state)
 
     # --- after the decision -----------------------------------------------------------
     def step(
@@ -278,12 +226,17 @@ class SimulatedSite:
             self.fleet = fleet = fleet.with_columns(mode=mode, since=since)
             left_ai = changed[old == Mode.AI]
             if left_ai.size:
-                switching += self._evict(left_ai, now_s, gpu_price, ledger, k)
+                leaving = np.zeros(self.n, dtype=bool)
+                leaving[left_ai] = True
+                ledger.evictions[k] = self.book.evict(
+                    leaving, now_s, gpu_price, self.scoring.eviction_penalty_gpu_hours, switching
+                )
         ledger.switches[k] = changed.size
         ledger.modes[k] = np.bincount(fleet.mode.astype(np.intp), minlength=3)
 
-        ledger.jobs_served[k] = self._place(now_s)
-        ai_rev, busy_gpu_h = self._run_jobs(now_s, end_s, gpu_price)
+        accepting = (fleet.mode == Mode.AI) & self.model_ok & fleet.reachable
+        ledger.jobs_served[k] = self.book.place(accepting, fleet.gpus, self.ready_at, now_s)
+        busy_gpu_h = self.book.run(now_s, end_s)
 
         totals = _accrue(
             fleet.mode,
@@ -300,7 +253,7 @@ class SimulatedSite:
             self.adder,
             realized.power_usd_mwh,
             realized.usd_per_unit_day,
-            ai_rev,
+            gpu_price,
             busy_gpu_h,
             switching,
             now_s,
@@ -325,86 +278,25 @@ class SimulatedSite:
         p = realized.gpu_usd_per_gpu_hour[np.where(self.is_gpu, self.fleet.gpu_model, 0)]
         return np.where(self.is_gpu & np.isfinite(p), p, 0.0)
 
-    def _evict(self, nodes: I64, now_s: float, gpu_price: F64, ledger: Ledger, k: int) -> F64:
-        """Evict the jobs on `nodes` (all interruptible: guards keep protected work) and
-        requeue them at the front with their remaining work. Returns penalties per node."""
-        penalty = np.zeros(self.n)
-        on = np.isin(self.running.node, nodes)
-        if not on.any():
-            return penalty
-        evicted = self.running.take(on)
-        self.running = self.running.take(~on)
-        done = np.maximum(now_s - evicted.start, 0.0)
-        evicted.remaining_s = np.maximum(evicted.remaining_s - done, 60.0)
-        np.add.at(
-            penalty,
-            evicted.node,
-            evicted.gpus * gpu_price[evicted.node] * self.scoring.eviction_penalty_gpu_hours,
-        )
-        evicted.node = np.full(len(evicted), -1, dtype=np.intp)
-        self.queue = self.queue.extend(evicted, front=True)
-        ledger.evictions[k] = len(evicted)
-        return penalty
-
-    def _free_gpus(self) -> F64:
-        busy = np.bincount(self.running.node, weights=self.running.gpus, minlength=self.n)
-        busy = busy.astype(np.float64)
-        accepting = (self.fleet.mode == Mode.AI) & self.model_ok & self.fleet.reachable
-        return np.where(accepting, self.fleet.gpus - busy, 0.0)
-
-    def _place(self, now_s: float) -> int:
-        """First-fit queued jobs (FIFO) onto AI nodes with free GPUs."""
-        if len(self.queue) == 0:
-            return 0
-        free = self._free_gpus()
-        if free.max(initial=0.0) < self.queue.gpus.min():
-            return 0
-        candidates = np.flatnonzero(free > 0)
-        slot = np.empty(len(self.queue), dtype=np.intp)
-        _first_fit(self.queue.gpus, free[candidates], slot)
-        idx = np.flatnonzero(slot >= 0)
-        if not idx.size:
-            return 0
-        nodes = candidates[slot[idx]]
-        started = self.queue.take(idx)
-        started.node = nodes
-        started.start = np.maximum(now_s, self.ready_at[started.node])
-        self.running = self.running.extend(started)
-        keep = np.ones(len(self.queue), dtype=bool)
-        keep[idx] = False
-        self.queue = self.queue.take(keep)
-        return len(started)
-
-    def _run_jobs(self, now_s: float, end_s: float, gpu_price: F64) -> tuple[F64, F64]:
-        """Accrue running jobs over the step; retire the finished. Returns AI revenue and
-        busy GPU-hours per node."""
-        r = self.running
-        if len(r) == 0:
-            return np.zeros(self.n), np.zeros(self.n)
-        gpu_h: F64
-        finish = r.start + r.remaining_s
-        run_h = np.clip(np.minimum(finish, end_s) - np.maximum(r.start, now_s), 0.0, None) / 3600
-        gpu_h = np.bincount(r.node, weights=r.gpus * run_h, minlength=self.n).astype(np.float64)
-        revenue = gpu_h * gpu_price
-        done = finish <= end_s
-        # Carry unfinished jobs: their clock restarts at the step end.
-        carried = np.maximum(r.start, now_s)
-        r.remaining_s = r.remaining_s - np.maximum(np.minimum(finish, end_s) - carried, 0.0)
-        r.start = np.where(done, r.start, np.maximum(r.start, end_s))
-        self.running = r.take(~done)
-        return revenue, gpu_h
-
     def _refresh_fleet_columns(self) -> None:
-        r = self.running
-        busy = np.bincount(r.node, weights=r.gpus, minlength=self.n)
-        lease = np.zeros(self.n)
-        protected = ~r.interruptible
-        if protected.any():
-            np.maximum.at(lease, r.node[protected], r.start[protected] + r.remaining_s[protected])
-        has_protected = np.bincount(r.node[protected], minlength=self.n) > 0
+        busy, lease, interruptible = self.book.node_columns()
         self.fleet = self.fleet.with_columns(
-            ai_gpus_busy=busy, lease_until=lease, ai_interruptible=~has_protected
+            ai_gpus_busy=busy, lease_until=lease, ai_interruptible=interruptible
         )
+
+
+@compiled
+def _lifecycle_state(
+    mode: npt.NDArray[np.int8],
+    ready_at: F64,
+    now_s: float,
+    steady: npt.NDArray[np.int8],
+    starting: npt.NDArray[np.int8],
+    out: npt.NDArray[np.int8],
+) -> None:
+    """Steady in its mode once the node's workload has started, else starting it."""
+    for i in range(mode.shape[0]):
+        out[i] = starting[mode[i]] if ready_at[i] > now_s else steady[mode[i]]
 
 
 @compiled
@@ -423,7 +315,7 @@ def _accrue(
     adder_usd_mwh: F64,
     power_usd_mwh_by_site: F64,
     usd_per_unit_day_by_algorithm: F64,
-    ai_revenue_gross: F64,
+    gpu_price: F64,
     busy_gpu_h: F64,
     switching: F64,
     now_s: float,
@@ -452,7 +344,7 @@ def _accrue(
             energy_wh += (watts_mine[i] - watts_idle[i]) * productive_h
         elif mode[i] == AI and gpus[i] > 0:
             energy_wh += (watts_ai[i] - watts_idle[i]) / gpus[i] * busy_gpu_h[i]
-        ai_rev = ai_revenue_gross[i] * (1.0 - platform_fee[i])
+        ai_rev = busy_gpu_h[i] * gpu_price[i] * (1.0 - platform_fee[i])
         power_price = power_usd_mwh_by_site[site[i]] + adder_usd_mwh[i]
         power_cost = energy_wh / 1e6 * power_price
         node_revenue[i] += mine_rev + ai_rev
