@@ -124,6 +124,12 @@ class SimulatedSite:
         self._last_demand_s: float | None = None
         self.ready_at = np.zeros(self.n)
         self.book = JobBook(jobs, self.n, self.max_wait_s)
+        offered = jobs.offered_usd_per_gpu_hour
+        self._gpu_price_key: bytes | None = None
+        self._gpu_price_now = np.zeros(self.n)
+        self._offered_gpu_price = (
+            None if offered is None else np.where(fleet.statics.is_gpu, offered, 0.0)
+        )
         st = fleet.statics
         self.pool_fee, self.platform_fee, self.adder = (
             st.pool_fee,
@@ -182,10 +188,14 @@ class SimulatedSite:
         return DemandSummary(per_model, price, expected_gpus=expected)
 
     def fleet_at(self, now_s: float) -> FleetTable:
-        """The fleet as the controller would read it at `now_s`."""
+        """The fleet as the controller would read it at `now_s`: lifecycle state, and
+        the GPUs and leases its running jobs hold."""
         state = np.empty(self.n, dtype=np.int8)
         _lifecycle_state(self.fleet.mode, self.ready_at, now_s, _STEADY, _STARTING, state)
-        return self.fleet.with_columns(state=state)
+        busy, lease, interruptible = self.book.node_columns()
+        return self.fleet.with_columns(
+            state=state, ai_gpus_busy=busy, lease_until=lease, ai_interruptible=interruptible
+        )
 
     # --- after the decision -----------------------------------------------------------
     def step(
@@ -266,23 +276,22 @@ class SimulatedSite:
         ledger.ai_revenue[k] = totals[1]
         ledger.power_cost[k] = totals[2]
         ledger.switching_cost[k] = totals[3]
-        self._refresh_fleet_columns()
 
     def _gpu_price(self, realized: MarketPrices) -> F64:
         """What an AI GPU-hour pays on each node now: the tenant's offer when the trace
         has one, else the recorded rental price of the node's model (0: none)."""
-        if self.jobs.offered_usd_per_gpu_hour is not None:
-            return np.where(self.is_gpu, self.jobs.offered_usd_per_gpu_hour, 0.0)
-        if not realized.gpu_usd_per_gpu_hour.size:
-            return np.zeros(self.n)
-        p = realized.gpu_usd_per_gpu_hour[np.where(self.is_gpu, self.fleet.gpu_model, 0)]
-        return np.where(self.is_gpu & np.isfinite(p), p, 0.0)
-
-    def _refresh_fleet_columns(self) -> None:
-        busy, lease, interruptible = self.book.node_columns()
-        self.fleet = self.fleet.with_columns(
-            ai_gpus_busy=busy, lease_until=lease, ai_interruptible=interruptible
-        )
+        if self._offered_gpu_price is not None:
+            return self._offered_gpu_price
+        by_model = realized.gpu_usd_per_gpu_hour
+        key = by_model.tobytes()
+        if key != self._gpu_price_key:  # rental prices move far less often than steps
+            if by_model.size:
+                p = by_model[np.where(self.is_gpu, self.fleet.gpu_model, 0)]
+                self._gpu_price_now = np.where(self.is_gpu & np.isfinite(p), p, 0.0)
+            else:
+                self._gpu_price_now = np.zeros(self.n)
+            self._gpu_price_key = key
+        return self._gpu_price_now
 
 
 @compiled

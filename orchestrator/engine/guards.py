@@ -8,8 +8,10 @@ guards would keep, but never a protected lease.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +55,12 @@ class GuardedPlan:
     site_over_cap: B
 
 
+@functools.cache
+def _is_real(dtype: np.dtype[Any]) -> bool:
+    """Integer or real floating point (not bool, complex or object)."""
+    return bool(np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating))
+
+
 def sanitize(ctx: DecisionContext, decision: PolicyDecision) -> tuple[I8, npt.NDArray[np.int16]]:
     """Coerce a policy's output to valid targets; refuse what cannot be coerced."""
     from orchestrator.errors import PolicyError
@@ -64,9 +72,9 @@ def sanitize(ctx: DecisionContext, decision: PolicyDecision) -> tuple[I8, npt.ND
         raise PolicyError(
             f"policy returned target {target.shape} and reason {reason.shape}, expected ({n},)"
         )
-    if not np.issubdtype(target.dtype, np.number) or np.iscomplexobj(target):
+    if not _is_real(target.dtype):
         raise PolicyError(f"policy returned targets of type {target.dtype}, expected integers")
-    if not np.issubdtype(reason.dtype, np.number) or np.iscomplexobj(reason):
+    if not _is_real(reason.dtype):
         raise PolicyError(f"policy returned reasons of type {reason.dtype}, expected Reason codes")
     # Every change carries a reason the journal and metrics can name: no made-up codes.
     if kernels.first_unknown_reason(reason, _KNOWN_REASON) >= 0:

@@ -7,6 +7,7 @@ policies and the engine work in whole-array operations.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -257,8 +258,8 @@ class FleetTable:
         # dataclasses.replace re-inspects the fields on every call; the backtest makes
         # several tables per step.
         new = object.__new__(FleetTable)
-        for name in _FIELDS:
-            object.__setattr__(new, name, changes[name] if name in changes else getattr(self, name))
+        for name, value in zip(_FIELDS, _ALL_FIELDS(self), strict=True):
+            object.__setattr__(new, name, changes.get(name, value))
         return new
 
     def profile_column(self, attribute: str) -> F64:
@@ -281,6 +282,7 @@ class FleetTable:
 
 
 _FIELDS = tuple(f.name for f in fields(FleetTable))
+_ALL_FIELDS = operator.attrgetter(*_FIELDS)
 _LOOKUP_FIELDS = frozenset({"profiles", "sites", "gpu_models", "algorithms", "_statics"})
 _ARRAY_FIELDS = tuple(name for name in _FIELDS if name not in _LOOKUP_FIELDS)
 _LAYOUT_COLUMNS = frozenset(
