@@ -216,28 +216,28 @@ class SimulatedSite:
 
         switching = np.zeros(self.n)
         if changed.size:
-            old = fleet.mode[changed].astype(np.intp)
-            new = plan.target[changed].astype(np.intp)
-            downtime = self.stop_s[old, changed] + self.start_s[new, changed]
-            self.ready_at[changed] = now_s + downtime
-            age = np.maximum(now_s - fleet.since[changed], 0.0)
-            self.switch_load[changed] = (
-                self.switch_load[changed] * np.exp2(-age / SWITCH_LOAD_HALF_LIFE_S) + 1.0
-            )
-            switching[changed] += self.wear[changed]
-            value_new = plan.scores.value[new, changed]
-            ledger.downtime_lost[k] = float(
-                np.sum(np.minimum(downtime, dt_s) / 3600.0 * np.maximum(value_new, 0.0))
-            )
             mode = fleet.mode.copy()
-            mode[changed] = plan.target[changed]
             since = fleet.since.copy()
-            since[changed] = now_s
+            leaving = np.zeros(self.n, dtype=bool)
+            ledger.downtime_lost[k], leaving_ai = _switch(
+                changed,
+                plan.target,
+                plan.scores.value,
+                self.stop_s,
+                self.start_s,
+                self.wear,
+                now_s,
+                dt_s,
+                mode,
+                since,
+                self.ready_at,
+                self.switch_load,
+                switching,
+                leaving,
+                SWITCH_LOAD_HALF_LIFE_S,
+            )
             self.fleet = fleet = fleet.with_columns(mode=mode, since=since)
-            left_ai = changed[old == Mode.AI]
-            if left_ai.size:
-                leaving = np.zeros(self.n, dtype=bool)
-                leaving[left_ai] = True
+            if leaving_ai:
                 ledger.evictions[k] = self.book.evict(
                     leaving, now_s, gpu_price, self.scoring.eviction_penalty_gpu_hours, switching
                 )
@@ -292,6 +292,46 @@ class SimulatedSite:
                 self._gpu_price_now = np.zeros(self.n)
             self._gpu_price_key = key
         return self._gpu_price_now
+
+
+@compiled
+def _switch(
+    changed: I64,
+    target: npt.NDArray[np.int8],
+    value: F64,
+    stop_s: F64,
+    start_s: F64,
+    wear_usd: F64,
+    now_s: float,
+    dt_s: float,
+    mode: npt.NDArray[np.int8],
+    since: F64,
+    ready_at: F64,
+    switch_load: F64,
+    switching: F64,
+    leaving_ai: B,
+    switch_load_half_life_s: float,
+) -> tuple[float, int]:
+    """Start every planned switch: the node is down while the old workload stops and the
+    new one starts, pays its wear, and counts against its switch budget. Updates `mode`,
+    `since`, `ready_at`, `switch_load`, `switching` (USD) and marks nodes leaving AI.
+    Returns the output lost while down (USD, this step) and how many nodes leave AI."""
+    lost = 0.0
+    leaving = 0
+    for i in changed:
+        old, new = mode[i], target[i]
+        downtime = stop_s[old, i] + start_s[new, i]
+        ready_at[i] = now_s + downtime
+        age = max(now_s - since[i], 0.0)
+        switch_load[i] = switch_load[i] * np.exp2(-age / switch_load_half_life_s) + 1.0
+        switching[i] += wear_usd[i]
+        lost += min(downtime, dt_s) / 3600.0 * max(value[new, i], 0.0)
+        if old == AI:
+            leaving_ai[i] = True
+            leaving += 1
+        mode[i] = new
+        since[i] = now_s
+    return lost, leaving
 
 
 @compiled
