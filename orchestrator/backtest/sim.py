@@ -12,6 +12,7 @@ their remaining work, penalty charged); the guards never let a node with protect
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -113,7 +114,9 @@ class SimulatedSite:
         max_wait_h: float = 24.0,
         demand_half_life_h: float = 6.0,
     ):
-        self.fleet = fleet
+        # The site replaces columns rather than writing into them, so the tables it hands
+        # out can share read-only columns with the policy's view (no copies per step).
+        self.fleet = fleet.read_only()
         self.n = fleet.n
         self.jobs = jobs
         self.scoring = scoring
@@ -194,7 +197,9 @@ class SimulatedSite:
         _lifecycle_state(self.fleet.mode, self.ready_at, now_s, _STEADY, _STARTING, state)
         busy, lease, interruptible = self.book.node_columns()
         return self.fleet.with_columns(
-            state=state, ai_gpus_busy=busy, lease_until=lease, ai_interruptible=interruptible
+            **_read_only(
+                state=state, ai_gpus_busy=busy, lease_until=lease, ai_interruptible=interruptible
+            )
         )
 
     # --- after the decision -----------------------------------------------------------
@@ -236,7 +241,7 @@ class SimulatedSite:
                 leaving,
                 SWITCH_LOAD_HALF_LIFE_S,
             )
-            self.fleet = fleet = fleet.with_columns(mode=mode, since=since)
+            self.fleet = fleet = fleet.with_columns(**_read_only(mode=mode, since=since))
             if leaving_ai:
                 ledger.evictions[k] = self.book.evict(
                     leaving, now_s, gpu_price, self.scoring.eviction_penalty_gpu_hours, switching
@@ -292,6 +297,12 @@ class SimulatedSite:
                 self._gpu_price_now = np.zeros(self.n)
             self._gpu_price_key = key
         return self._gpu_price_now
+
+
+def _read_only(**columns: npt.NDArray[Any]) -> dict[str, npt.NDArray[Any]]:
+    for column in columns.values():
+        column.flags.writeable = False
+    return columns
 
 
 @compiled

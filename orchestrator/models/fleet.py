@@ -248,7 +248,8 @@ class FleetTable:
         views: dict[str, Any] = {"_statics": self.statics}  # computed once, shared by views
         for name in _ARRAY_FIELDS:
             column = getattr(self, name)
-            if isinstance(column, np.ndarray):
+            # Columns already read-only are shared as they are.
+            if isinstance(column, np.ndarray) and column.flags.writeable:
                 view = column.view()
                 view.flags.writeable = False
                 views[name] = view
