@@ -1,6 +1,9 @@
 """Sweep scaling over Ray: the same parameter grid on 1 worker and on every core.
 
-    python -m bench.bench_sweep [--points 4] [--days 60]
+    python -m bench.bench_sweep [--points 4] [--days N]
+
+Each point is the West Texas site over the whole bundled period (or --days), loaded and
+run in its own Ray task, as `hashpivot backtest --sweep` does.
 """
 
 from __future__ import annotations
@@ -34,13 +37,13 @@ def timed_sweep(cpus: int, points: list[SweepPoint]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=4)
-    parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--days", type=int, default=None, help="Shorter period (default: all).")
     args = parser.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     config = load_config(SITE)
     assert config.backtest.start is not None
     start = config.backtest.start
-    end = start + timedelta(days=args.days)
+    end = None if args.days is None else start + timedelta(days=args.days)
     points = [SweepPoint(f"confirm_ticks={k}", {"confirm_ticks": k}, start, end)
               for k in range(1, args.points + 1)]
     cores = os.cpu_count() or 1
