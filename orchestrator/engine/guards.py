@@ -55,6 +55,15 @@ class GuardedPlan:
     site_over_cap: B
 
 
+def _loop_ready(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """Compiled loops take native-order integers and 32/64-bit floats; other real dtypes
+    (float16, long double, byte-swapped) are read as float64."""
+    dtype = values.dtype
+    if dtype.isnative and (dtype.kind in "iu" or dtype in (np.float32, np.float64)):
+        return values
+    return values.astype(np.float64)
+
+
 @functools.cache
 def _is_real(dtype: np.dtype[Any]) -> bool:
     """Integer or real floating point (not bool, complex or object)."""
@@ -76,6 +85,7 @@ def sanitize(ctx: DecisionContext, decision: PolicyDecision) -> tuple[I8, npt.ND
         raise PolicyError(f"policy returned targets of type {target.dtype}, expected integers")
     if not _is_real(reason.dtype):
         raise PolicyError(f"policy returned reasons of type {reason.dtype}, expected Reason codes")
+    target, reason = _loop_ready(target), _loop_ready(reason)
     # Every change carries a reason the journal and metrics can name: no made-up codes.
     if kernels.first_unknown_reason(reason, _KNOWN_REASON) >= 0:
         known = np.isin(reason, _REASON_CODES)
