@@ -182,6 +182,9 @@ class StaleNodes:
     def nodes(self) -> list[Obj]:
         return self.items
 
+    def node(self, name: str) -> Obj | None:
+        return None  # never fresher than the listing
+
 
 def test_a_stale_write_gets_409_and_is_redone_on_fresh_data(
     kwok_cluster: KwokCluster, prefix: str, k8s_namespace: str

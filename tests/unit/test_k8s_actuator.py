@@ -324,6 +324,9 @@ class StaleNodes:
     def nodes(self) -> list[Obj]:
         return self.items
 
+    def node(self, name: str) -> Obj | None:
+        return None  # never fresher than the listing
+
 
 def test_stale_write_gets_409_rereads_and_redoes_the_step() -> None:
     kube = world(1)
@@ -334,6 +337,27 @@ def test_stale_write_gets_409_rereads_and_redoes_the_step() -> None:
     assert kube.calls["patch_node"] == 2 and kube.calls["get_node"] == 1
     assert act.last_report.conflicts == 1 and not result.errors
     assert label(kube, "n0") == "mine" and node(kube, "n0")["metadata"]["labels"]["team"] == "x"
+
+
+class WatchedNodes(StaleNodes):
+    """A pass snapshot taken before a change, and a watch that has since seen it."""
+
+    def __init__(self, kube: FakeKube) -> None:
+        super().__init__(kube)
+        self.kube = kube
+
+    def node(self, name: str) -> Obj | None:
+        return self.kube.get_node(name)
+
+
+def test_each_write_starts_from_the_watch_copy_of_the_node_not_the_pass_snapshot() -> None:
+    kube = world(1)
+    watched = WatchedNodes(kube)
+    kube.set_node("n0", lambda n: n["metadata"]["labels"].__setitem__("team", "x"))
+    act = KubeActuator(kube, CFG, nodes=watched, clock=Clock(), monotonic=Clock())
+    result = act.apply_targets(targets(Mode.MINE, ["n0"]), "d-1")
+    assert kube.calls["patch_node"] == 1 and act.last_report.conflicts == 0
+    assert not result.errors and label(kube, "n0") == "mine"
 
 
 def test_conflict_where_someone_already_did_it_writes_nothing_more() -> None:

@@ -365,6 +365,10 @@ class KubeActuator:
         write: bool,
     ) -> None:
         name = target.name
+        if write:
+            # The pass may wait on the write budget for a while: take the watch's copy of
+            # this node as it is now, not as it was when the pass began (fewer 409s).
+            obj = self.nodes.node(name) or obj
         obj, fresh = self._observed(obj) if write else (obj, False)
         view = self._view(obj, pods, fresh=fresh)
         if view.opt_out:

@@ -31,6 +31,11 @@ class NodeSource(Protocol):
         """Managed nodes (API JSON)."""
         ...
 
+    def node(self, name: str) -> Obj | None:
+        """The freshest copy of one node the source holds without an API call (None: no
+        better copy than the last `nodes()`)."""
+        ...
+
 
 class PodSource(Protocol):
     def pods(self) -> list[Obj]:
@@ -261,6 +266,9 @@ class ClusterCache:
     def nodes(self) -> list[Obj]:
         return self.node_cache.items()
 
+    def node(self, name: str) -> Obj | None:
+        return self.node_cache.get(name)
+
     def pods(self) -> list[Obj]:
         return self.pod_cache.items()
 
@@ -281,6 +289,9 @@ class ListingSource:
 
     def nodes(self) -> list[Obj]:
         return self._kube.list_nodes(self._config.node_selector or None)[0]
+
+    def node(self, name: str) -> Obj | None:
+        return None  # one GET per write would double the API load
 
     def pods(self) -> list[Obj]:
         items, _ = self._kube.list_pods(None, None, "status.phase!=Succeeded,status.phase!=Failed")
