@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.summary import record
 from orchestrator.adapters.asic.driver import PyasicDriver
 from orchestrator.adapters.asic.fleet import asic_fleet
 from orchestrator.adapters.asic.ramp import plan_ramp_step
@@ -198,6 +199,9 @@ def main() -> None:
         print(f"{name:<11}{n:>8}{r['discover+read']:>17.2f}{r['read']:>9.2f}"
               f"{r['fleet rows']:>14.3f}{r['curtail']:>11.2f}{int(r['_curtailed']):>11}"
               f"{int(r['_failed']):>8}")
+    for name, n, r in rows:
+        record(f"ASIC {name}, {n:,} miners",
+               f"read {r['read']:.1f} s, curtail {r['curtail']:.1f} s")
     print(f"ramp planner, {args.miners} miners: {bench_planner(args.miners) * 1e3:.2f} ms "
           f"per step (median of 7)")
 

@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from bench.summary import record
 from orchestrator.economics import hashprice_usd_per_th_day
 from orchestrator.engine import build_context, decide
 from orchestrator.models import DemandSummary, FleetTable, MarketPrices, Site, builtin_catalog
@@ -26,6 +27,8 @@ from orchestrator.models.config import GuardConfig
 from policies.hysteresis import Hysteresis
 
 NOW = 1_750_000_000.0
+#: Issue 8: median cycle time per fleet size.
+TARGET_S = {100_000: 0.050, 1_000_000: 0.5}
 
 
 def make_fleet(n: int, seed: int = 7) -> FleetTable:
@@ -103,6 +106,14 @@ def main() -> None:
         r = bench(n, args.repeats)
         print(f"{r['nodes']:>10,} {r['median_s'] * 1e3:>10.1f} {r['floor_s'] * 1e3:>9.2f} "
               f"{r['ratio']:>7.0f} {r['changed']:>8,} {r['peak_rss_mb']:>12.0f}", flush=True)
+        limit_s = TARGET_S.get(n)
+        record(f"decision cycle, {n:,} nodes",
+               f"{r['median_s'] * 1e3:.1f} ms ({r['ratio']:.0f}x floor), "
+               f"peak {r['peak_rss_mb']:.0f} MB",
+               "—" if limit_s is None else f"<= {limit_s * 1e3:g} ms"
+               + (", <= 1 GB" if n >= 1_000_000 else ""),
+               None if limit_s is None else r["median_s"] <= limit_s
+               and (n < 1_000_000 or r["peak_rss_mb"] <= 1024))
 
 
 if __name__ == "__main__":

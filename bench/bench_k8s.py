@@ -34,6 +34,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from kubernetes import client
 
+from bench.summary import record
 from orchestrator.adapters.k8s import (
     ApiError,
     ClusterCache,
@@ -512,6 +513,11 @@ def bench(cluster: KwokCluster, n: int, n_ai: int, args: argparse.Namespace) -> 
         extra = actuator.apply_targets(plan, "MINE→AI").writes
         print()
         ok = report(flips, args.qps, args.burst, traffic.write_times)
+        for f in flips:
+            per_node = f.writes / max(f.nodes, 1)
+            record(f"k8s {f.name}, {f.nodes:,} nodes",
+                   f"{per_node:.2f} writes/node, {f.lists} LISTs, {f.seconds:.0f} s",
+                   f"<= 3 writes/node, qps {args.qps:g} burst {args.burst}", ok and per_node <= 3)
         print(f"one more pass after convergence: {extra} writes")
         problems = check_final(setup, config, names, ai)
         print(f"final state by a plain LIST: {'as planned' if not problems else problems[:5]}")
