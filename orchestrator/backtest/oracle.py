@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from orchestrator.backtest.jobs import JobStream
+from orchestrator.framework.compiled import compiled
 from orchestrator.models.fleet import NO_GPU_MODEL, FleetTable
 from orchestrator.models.modes import Mode
 
@@ -239,25 +240,61 @@ def _dynamic_program(
 ) -> tuple[npt.NDArray[np.int64], F64]:
     """Best mode path per class with switching costs; returns modes (T, C) and totals."""
     steps, c, _ = values.shape
-    # Switch a→b at step t costs downtime × the hourly value of b (if positive) + wear.
-    downtime = np.minimum(stop_h[:, None, :] + start_h[None, :, :], dt_h)  # (3a, 3b, C)
-    same = np.eye(3, dtype=bool)[:, :, None]
-    value = np.full((c, 3), -np.inf)
-    value[np.arange(c), initial.astype(np.intp)] = 0.0
-    choice = np.zeros((steps, c, 3), dtype=np.int8)
-    rate = np.maximum(values / dt_h, 0.0)  # (T, C, 3)
-    for t in range(steps):
-        # cost[a, b, C]
-        cost = np.where(same, 0.0, downtime * rate[t].T[None, :, :] + wear[None, None, :])
-        cand = value.T[:, None, :] - cost  # (a, b, C)
-        arg = np.argmax(cand, axis=0)  # (b, C)
-        best = np.take_along_axis(cand, arg[None, :, :], axis=0)[0]
-        value = (best + values[t].T).T
-        choice[t] = arg.T
-    total = value.max(axis=1)
     modes = np.zeros((steps, c), dtype=np.int64)
-    m = value.argmax(axis=1)
-    for t in range(steps - 1, -1, -1):
-        modes[t] = m
-        m = choice[t, np.arange(c), m]
+    total = np.empty(c)
+    _best_paths(
+        np.ascontiguousarray(values, dtype=np.float64),
+        np.ascontiguousarray(stop_h, dtype=np.float64),
+        np.ascontiguousarray(start_h, dtype=np.float64),
+        np.ascontiguousarray(wear, dtype=np.float64),
+        initial.astype(np.int64),
+        float(dt_h),
+        modes,
+        total,
+    )
     return modes, total
+
+
+@compiled
+def _best_paths(
+    values: F64,
+    stop_h: F64,
+    start_h: F64,
+    wear: F64,
+    initial: npt.NDArray[np.int64],
+    dt_h: float,
+    modes: npt.NDArray[np.int64],
+    total: F64,
+) -> None:
+    """Viterbi over (step × mode) for each class: switching a→b at a step costs the
+    downtime (capped at the step) × the hourly value of b (if positive) + wear. Ties go to
+    the lower mode."""
+    steps, classes = values.shape[0], values.shape[1]
+    choice = np.zeros((steps, 3), dtype=np.int8)
+    value = np.empty(3)
+    new = np.empty(3)
+    for c in range(classes):
+        for m in range(3):
+            value[m] = 0.0 if m == initial[c] else -np.inf
+        for t in range(steps):
+            for b in range(3):
+                rate = max(values[t, c, b] / dt_h, 0.0)
+                best, arg = -np.inf, 0
+                for a in range(3):
+                    cost = 0.0
+                    if a != b:
+                        cost = min(stop_h[a, c] + start_h[b, c], dt_h) * rate + wear[c]
+                    cand = value[a] - cost
+                    if a == 0 or cand > best:
+                        best, arg = cand, a
+                new[b] = best + values[t, c, b]
+                choice[t, b] = arg
+            value[:] = new
+        m = 0
+        for b in (1, 2):
+            if value[b] > value[m]:
+                m = b
+        total[c] = value[m]
+        for t in range(steps - 1, -1, -1):
+            modes[t, c] = m
+            m = choice[t, m]
