@@ -8,7 +8,8 @@ from the modeled switching cost, not a fixed percentage.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -49,11 +50,7 @@ class Hysteresis(Policy):
         p = self.params
         assert isinstance(p, HysteresisParams)
         n = ctx.fleet.n
-        prev_streak = ctx.policy_state.get("streak")
-        prev_candidate = ctx.policy_state.get("candidate")
-        if prev_streak is None or prev_candidate is None or prev_streak.shape != (n,):
-            prev_streak = np.zeros(n, dtype=np.int16)
-            prev_candidate = np.full(n, -1, dtype=np.int8)
+        prev_streak, prev_candidate = _previous(ctx.policy_state, n)
         # Jobs already waiting are revenue lost every hour a GPU node hesitates.
         waiting = float(ctx.demand.pending_gpus.sum()) + ctx.demand.pending_gpus_any_model
         target = np.empty(n, dtype=np.int8)
@@ -64,8 +61,8 @@ class Hysteresis(Policy):
             ctx.scores.value,
             ctx.scores.switch_cost_per_h,
             ctx.current,
-            np.asarray(prev_streak),
-            np.asarray(prev_candidate),
+            prev_streak,
+            prev_candidate,
             waiting > 0,
             p.threshold_multiplier,
             p.min_gain_usd_h,
@@ -78,6 +75,21 @@ class Hysteresis(Policy):
         return PolicyDecision(
             target=target, reason=reason, state={"streak": streak, "candidate": candidate}
         )
+
+
+def _previous(
+    state: Mapping[str, npt.NDArray[np.generic]], n: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Last cycle's streaks and candidates; a fresh start when there are none or they do
+    not fit this fleet (e.g. a journal edited by hand)."""
+    try:
+        streak = np.asarray(state["streak"]).astype(np.int64)
+        candidate = np.asarray(state["candidate"]).astype(np.int64)
+    except (KeyError, TypeError, ValueError):
+        streak = candidate = np.zeros(0, dtype=np.int64)
+    if streak.shape != (n,) or candidate.shape != (n,):
+        return np.zeros(n, dtype=np.int64), np.full(n, -1, dtype=np.int64)
+    return streak, candidate
 
 
 _IDLE, _AI = int(Mode.IDLE), int(Mode.AI)
@@ -94,8 +106,8 @@ def _decide_nodes(
     value: npt.NDArray[np.float64],
     switch_per_h: npt.NDArray[np.float64],
     current: npt.NDArray[np.int8],
-    prev_streak: npt.NDArray[Any],
-    prev_candidate: npt.NDArray[Any],
+    prev_streak: npt.NDArray[np.int64],
+    prev_candidate: npt.NDArray[np.int64],
     jobs_waiting: bool,
     threshold_multiplier: float,
     min_gain_usd_h: float,

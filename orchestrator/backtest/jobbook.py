@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from orchestrator.backtest.jobs import JobStream
-from orchestrator.framework.compiled import compiled
+from orchestrator.framework.jit import compiled
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.intp]

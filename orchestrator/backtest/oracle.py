@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from orchestrator.backtest.jobs import JobStream
-from orchestrator.framework.compiled import compiled
+from orchestrator.framework.jit import compiled
 from orchestrator.models.fleet import NO_GPU_MODEL, FleetTable
 from orchestrator.models.modes import Mode
 

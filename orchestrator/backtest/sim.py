@@ -21,7 +21,7 @@ from orchestrator.backtest.jobbook import JobBook, QueuedJobs
 from orchestrator.backtest.jobs import JobStream
 from orchestrator.engine.guards import SWITCH_LOAD_HALF_LIFE_S
 from orchestrator.engine.plan import Plan
-from orchestrator.framework.compiled import compiled
+from orchestrator.framework.jit import compiled
 from orchestrator.models.config import ScoringConfig
 from orchestrator.models.demand import DemandSummary, smooth_demand
 from orchestrator.models.fleet import FleetTable

@@ -115,6 +115,8 @@ def apply_guards(
     """The plan the engine will act on. See the module docstring for the order."""
     fleet = ctx.fleet
     target, reason = sanitize(ctx, decision)
+    if switch_load is not None and np.shape(switch_load) != (fleet.n,):
+        raise ValueError(f"switch_load: expected {fleet.n} values, got {np.shape(switch_load)}")
     hold_all = -1
     if config.frozen:
         hold_all = int(Reason.GUARD_FROZEN)

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from orchestrator import economics as econ
-from orchestrator.framework.compiled import compiled
+from orchestrator.framework.jit import compiled
 
 F64 = npt.NDArray[np.float64]
 

@@ -68,6 +68,36 @@ def allocate_demand(
 _NONE = np.zeros(0)
 
 
+def _check_aligned(fleet: FleetTable, prices: MarketPrices, demand: DemandSummary) -> None:
+    """Price and demand arrays must cover the fleet's lookup tables: the compiled loops
+    index them without bounds checks."""
+    need = {
+        "prices.power_usd_mwh (one per site)": (prices.power_usd_mwh, len(fleet.sites)),
+        "prices.usd_per_unit_day (one per algorithm)": (
+            prices.usd_per_unit_day,
+            len(fleet.algorithms),
+        ),
+        "demand.pending_gpus (one per GPU model)": (demand.pending_gpus, len(fleet.gpu_models)),
+        "demand.offered_usd_per_gpu_hour (one per GPU model)": (
+            demand.offered_usd_per_gpu_hour,
+            len(fleet.gpu_models),
+        ),
+    }
+    if prices.gpu_usd_per_gpu_hour.size:
+        need["prices.gpu_usd_per_gpu_hour (one per GPU model)"] = (
+            prices.gpu_usd_per_gpu_hour,
+            len(fleet.gpu_models),
+        )
+    if demand.expected_gpus is not None:
+        need["demand.expected_gpus (one per GPU model)"] = (
+            demand.expected_gpus,
+            len(fleet.gpu_models),
+        )
+    for what, (values, length) in need.items():
+        if np.shape(values) != (length,):
+            raise ValueError(f"{what}: expected {length} values, got shape {np.shape(values)}")
+
+
 def build_scores(
     fleet: FleetTable,
     prices: MarketPrices,
@@ -76,6 +106,7 @@ def build_scores(
 ) -> ScoreTable:
     """Value of every mode for every node, with revenue, power, and switching terms."""
     config = config or ScoringConfig()
+    _check_aligned(fleet, prices, demand)
     n = fleet.n
     st = fleet.statics
     revenue = np.empty((3, n))

@@ -1,6 +1,5 @@
 """The policy API: context, decisions, reasons, parameters and discovery."""
 
-from orchestrator.framework.compiled import at_mode, best_of_three, compiled, mode_argmax
 from orchestrator.framework.context import (
     DecisionContext,
     MarketHistory,
@@ -8,6 +7,7 @@ from orchestrator.framework.context import (
     ScoreTable,
     best_mode,
 )
+from orchestrator.framework.jit import at_mode, best_of_three, compiled, mode_argmax
 from orchestrator.framework.policy import PerNodePolicy, Policy, PolicyParams
 from orchestrator.framework.reasons import REASON_TEXT, Reason
 from orchestrator.framework.registry import load_policy, registered_policies, resolve_policy_class

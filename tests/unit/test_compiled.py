@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +133,48 @@ def test_guards_take_any_real_dtype_a_policy_returns() -> None:
         target, reason = sanitize(ctx, decision)
         assert target.tolist() == [Mode.MINE, Mode.IDLE, Mode.IDLE, Mode.MINE], dtype
         assert reason[2] == Reason.GUARD_INVALID_TARGET
+
+
+def test_misaligned_inputs_are_refused_not_read_out_of_bounds() -> None:
+    import pytest
+
+    from orchestrator.engine import apply_guards, build_context
+    from orchestrator.framework import PolicyDecision
+    from orchestrator.models.config import GuardConfig
+
+    fleet = FleetTable.build(profiles("s21", "h100-sxm-8x"), [Site(name="s")],
+                             np.array([0, 1], np.int32))
+    prices = make_prices(fleet, observed_s=0.0)
+    with pytest.raises(ValueError, match="pending_gpus"):
+        build_scores(fleet, prices, DemandSummary(np.zeros(2), np.full(2, np.nan)))
+    with pytest.raises(ValueError, match="power_usd_mwh"):
+        build_scores(fleet, replace(prices, power_usd_mwh=np.zeros(0)), DemandSummary.empty(1))
+    with pytest.raises(ValueError, match="table"):
+        mode_argmax(np.zeros((2, 5)))
+    with pytest.raises(ValueError, match="one mode per node"):
+        at_mode(np.zeros((3, 5)), np.zeros(4, np.int8))
+    with pytest.raises(IndexError, match="mode out of range"):
+        at_mode(np.zeros((3, 2)), np.array([0, 5], np.int8))
+    ctx = build_context(now_s=0.0, prices=prices, demand=DemandSummary.empty(1), fleet=fleet,
+                        guards=GuardConfig())
+    with pytest.raises(ValueError, match="switch_load"):
+        apply_guards(ctx, PolicyDecision.keep(ctx), GuardConfig(), np.zeros(5))
+
+
+def test_a_cache_directory_others_can_write_is_never_used(tmp_path: Path) -> None:
+    # Numba unpickles its cache index: a directory another user can write is refused.
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    shared = tmp_path / f"hashpivot-numba-{os.getuid()}"
+    shared.mkdir()
+    shared.chmod(0o777)
+    env = {**os.environ, "TMPDIR": str(tmp_path), "XDG_CACHE_HOME": str(blocker)}
+    env.pop("NUMBA_CACHE_DIR", None)
+    code = (
+        "import os, orchestrator.framework.jit as jit;"
+        "print(jit._CACHE_ON_DISK, os.environ.get('NUMBA_CACHE_DIR'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["False", "None"]

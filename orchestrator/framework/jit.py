@@ -9,33 +9,57 @@ Policies run every cycle, so the gathers they all need are compiled here once.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 
-def _use_writable_cache_dir() -> None:
+def _private_dir(path: Path) -> bool:
+    """Create `path` for this user only; True if it is ours and nobody else may write it.
+
+    Numba loads its cache index with pickle: a directory another user can write would let
+    them run code in the controller.
+    """
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.stat()
+    except OSError:
+        return False
+    return (
+        info.st_uid == os.getuid()
+        and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        and os.access(path, os.W_OK)
+    )
+
+
+def _use_private_cache_dir() -> bool:
     """Compiled code is cached on disk so only the first process pays for compiling.
 
     Numba writes next to the sources by default; an installed package or a read-only
-    container root cannot take that, so default to a per-user cache directory.
+    container root cannot take that, so use a per-user directory: `$NUMBA_CACHE_DIR` if
+    set, else `~/.cache/hashpivot/numba`, else one under the temp dir named for the user.
+    Returns False when none is usable: compile in memory, cache nothing.
     """
     if os.environ.get("NUMBA_CACHE_DIR"):
-        return
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    fallback = Path(tempfile.gettempdir()) / "hashpivot-numba"
-    for candidate in (base / "hashpivot" / "numba", fallback):
-        try:
-            candidate.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            continue
-        if os.access(candidate, os.W_OK):
+        return True
+    candidates = []
+    try:
+        xdg = os.environ.get("XDG_CACHE_HOME", "")
+        base = Path(xdg) if Path(xdg).is_absolute() else Path.home() / ".cache"
+        candidates.append(base / "hashpivot" / "numba")
+    except RuntimeError:  # no home directory (an arbitrary container user)
+        pass
+    candidates.append(Path(tempfile.gettempdir()) / f"hashpivot-numba-{os.getuid()}")
+    for candidate in candidates:
+        if _private_dir(candidate):
             os.environ["NUMBA_CACHE_DIR"] = str(candidate)
-            return
+            return True
+    return False
 
 
-_use_writable_cache_dir()
+_CACHE_ON_DISK = _use_private_cache_dir()
 
 import numba  # noqa: E402  (numba reads NUMBA_CACHE_DIR at import)
 import numpy as np  # noqa: E402
@@ -47,10 +71,7 @@ F64 = npt.NDArray[np.float64]
 
 def compiled(fn: F) -> F:
     """`numba.njit` with an on-disk cache, keeping the function's type for mypy."""
-    try:
-        return cast(F, numba.njit(cache=True, nogil=True)(fn))
-    except RuntimeError:  # no writable cache location at all: compile per process
-        return cast(F, numba.njit(nogil=True)(fn))
+    return cast(F, numba.njit(cache=_CACHE_ON_DISK, nogil=True)(fn))
 
 
 @compiled
@@ -74,13 +95,23 @@ def _argmax3(table: F64, out: npt.NDArray[np.int8]) -> None:
 @compiled
 def _gather(table: F64, modes: npt.NDArray[Any], out: F64) -> None:
     for i in range(table.shape[1]):
-        out[i] = table[modes[i], i]
+        m = modes[i]
+        if m < 0 or m > 2:
+            raise IndexError("mode out of range (0 idle, 1 mine, 2 ai)")
+        out[i] = table[m, i]
+
+
+def _check_table(table: F64) -> None:
+    # Compiled loops do not check bounds: a misshapen table would read other memory.
+    if table.ndim != 2 or table.shape[0] != 3:
+        raise ValueError(f"expected a (3 modes, n nodes) table, got shape {table.shape}")
 
 
 def mode_argmax(table: F64) -> npt.NDArray[np.int8]:
     """Per node, the mode whose entry of a (3, n) table is largest; ties go to the lower
     mode (idle, then mine) and NaN never wins over a number. Same answer as
     `argmax(axis=0)` on real numbers, in one pass instead of a strided reduction."""
+    _check_table(table)
     out = np.empty(table.shape[1], dtype=np.int8)
     _argmax3(table, out)
     return out
@@ -88,6 +119,9 @@ def mode_argmax(table: F64) -> npt.NDArray[np.int8]:
 
 def at_mode(table: F64, modes: npt.NDArray[np.integer]) -> F64:
     """Per node, the entry of a (3, n) table in the given mode (e.g. its value now)."""
+    _check_table(table)
+    if modes.shape != (table.shape[1],):
+        raise ValueError(f"expected one mode per node ({table.shape[1]}), got {modes.shape}")
     out = np.empty(table.shape[1], dtype=table.dtype)
     _gather(table, modes, out)
     return out
