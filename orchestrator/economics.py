@@ -133,23 +133,19 @@ def breakeven_power_price_usd_mwh(
 
 
 def switching_cost_usd(
-    *,
-    downtime_h: npt.ArrayLike,
-    lost_value_usd_per_h: npt.ArrayLike,
-    wear_usd: npt.ArrayLike = 0.0,
-    checkpoint_loss_usd: npt.ArrayLike = 0.0,
-    lease_penalty_usd: npt.ArrayLike = 0.0,
-) -> npt.NDArray[np.float64]:
+    downtime_h: FloatLike,
+    lost_value_usd_per_h: FloatLike,
+    wear_usd: Operand = 0.0,
+    checkpoint_loss_usd: Operand = 0.0,
+    lease_penalty_usd: Operand = 0.0,
+) -> FloatLike:
     """One-off cost of a switch: output lost while draining/warming up plus the fixed losses.
 
     `lost_value_usd_per_h` is what the node would have earned in its new mode during the
     downtime (negative values are clipped: standing still never earns by itself).
     """
-    cost = np.asarray(downtime_h, dtype=np.float64) * np.maximum(lost_value_usd_per_h, 0.0)
-    for extra in (wear_usd, checkpoint_loss_usd, lease_penalty_usd):
-        if np.any(extra):  # skip all-zero terms: a full pass each at fleet scale
-            cost = cost + np.asarray(extra, dtype=np.float64)
-    return cost
+    lost = downtime_h * np.maximum(lost_value_usd_per_h, 0.0)
+    return lost + wear_usd + checkpoint_loss_usd + lease_penalty_usd  # type: ignore[no-any-return]
 
 
 def amortized_usd_per_hour(one_off_usd: FloatLike, expected_stay_h: float) -> FloatLike:

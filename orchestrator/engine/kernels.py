@@ -27,6 +27,7 @@ _mining_revenue = compiled(econ.mining_revenue_usd_per_hour)
 _ai_revenue = compiled(econ.ai_revenue_usd_per_hour)
 _power_cost = compiled(econ.power_cost_usd_per_hour)
 _amortized = compiled(econ.amortized_usd_per_hour)
+_switching_cost = compiled(econ.switching_cost_usd)
 
 
 @compiled
@@ -121,7 +122,7 @@ def ai_and_switch_terms(
                 cost = 0.0
             else:
                 downtime_h = (stop_now + start_s[m, i]) / 3600.0
-                cost = downtime_h * max(revenue[m, i], 0.0) + fixed
+                cost = _switching_cost(downtime_h, revenue[m, i], fixed)
             switch_usd[m, i] = cost
             switch_per_h[m, i] = _amortized(cost, expected_stay_h)
 
