@@ -24,7 +24,7 @@ from orchestrator.framework import (
     best_of_three,
     compiled,
 )
-from orchestrator.models import Mode
+from orchestrator.framework.jit import AI, IDLE
 
 
 class HysteresisParams(PolicyParams):
@@ -92,7 +92,6 @@ def _previous(
     return streak, candidate
 
 
-_IDLE, _AI = int(Mode.IDLE), int(Mode.AI)
 _UNCHANGED = int(Reason.UNCHANGED)
 _BELOW_THRESHOLD = int(Reason.BELOW_THRESHOLD)
 _AWAITING_CONFIRMATION = int(Reason.AWAITING_CONFIRMATION)
@@ -131,8 +130,8 @@ def _decide_nodes(
         required = threshold_multiplier * switch_per_h[best, i] + min_gain_usd_h
         wants = best != now and margin > required
         # A fall (the current mode loses money against standing idle) acts at once.
-        fall = wants and value_now < value[_IDLE, i]
-        urgent_ai = wants and best == _AI and jobs_waiting and not fall
+        fall = wants and value_now < value[IDLE, i]
+        urgent_ai = wants and best == AI and jobs_waiting and not fall
         run = 0
         if wants:
             run = prev_streak[i] + 1 if prev_candidate[i] == best else 1

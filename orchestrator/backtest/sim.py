@@ -21,7 +21,7 @@ from orchestrator.backtest.jobbook import JobBook, QueuedJobs
 from orchestrator.backtest.jobs import JobStream
 from orchestrator.engine.guards import SWITCH_LOAD_HALF_LIFE_S
 from orchestrator.engine.plan import Plan
-from orchestrator.framework.jit import compiled
+from orchestrator.framework.jit import AI, MINE, compiled
 from orchestrator.models.config import ScoringConfig
 from orchestrator.models.demand import DemandSummary, smooth_demand
 from orchestrator.models.fleet import FleetTable
@@ -33,7 +33,6 @@ I64 = npt.NDArray[np.intp]
 B = npt.NDArray[np.bool_]
 
 _STEADY = np.array([STEADY_STATE_OF_MODE[m] for m in Mode], dtype=np.int8)
-IDLE, MINE, AI = int(Mode.IDLE), int(Mode.MINE), int(Mode.AI)
 _STARTING = np.array(
     [NodeState.IDLE, NodeState.STARTING_MINE, NodeState.STARTING_AI], dtype=np.int8
 )

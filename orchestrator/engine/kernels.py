@@ -16,11 +16,9 @@ import numpy as np
 import numpy.typing as npt
 
 from orchestrator import economics as econ
-from orchestrator.framework.jit import compiled
+from orchestrator.framework.jit import AI, IDLE, MINE, compiled
 
 F64 = npt.NDArray[np.float64]
-
-IDLE, MINE, AI = 0, 1, 2
 
 
 _mining_revenue = compiled(econ.mining_revenue_usd_per_hour)

@@ -65,8 +65,13 @@ import numba  # noqa: E402  (numba reads NUMBA_CACHE_DIR at import)
 import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
 
+from orchestrator.models.modes import Mode  # noqa: E402
+
 F = TypeVar("F", bound=Callable[..., Any])
 F64 = npt.NDArray[np.float64]
+
+#: Modes as plain ints: compiled loops compare them with int8 columns as constants.
+IDLE, MINE, AI = int(Mode.IDLE), int(Mode.MINE), int(Mode.AI)
 
 
 def compiled(fn: F) -> F:
