@@ -20,6 +20,11 @@ import numpy.typing as npt
 from orchestrator.backtest.jobbook import JobBook, QueuedJobs
 from orchestrator.backtest.jobs import JobStream
 from orchestrator.engine.guards import SWITCH_LOAD_HALF_LIFE_S
+from orchestrator.engine.kernels import (
+    ai_revenue_usd_per_hour,
+    mining_revenue_usd_per_hour,
+    power_cost_usd_per_hour,
+)
 from orchestrator.engine.plan import Plan
 from orchestrator.framework.jit import AI, MINE, compiled
 from orchestrator.models.config import ScoringConfig
@@ -399,13 +404,15 @@ def _accrue(
         mine_rev = 0.0
         if mode[i] == MINE:
             usd_per_unit_day = usd_per_unit_day_by_algorithm[algorithm[i]]
-            mine_rev = hashrate[i] * usd_per_unit_day / 24.0 * (1.0 - pool_fee[i]) * productive_h
+            per_h = mining_revenue_usd_per_hour(hashrate[i], usd_per_unit_day, pool_fee[i])
+            mine_rev = per_h * productive_h
             energy_wh += (watts_mine[i] - watts_idle[i]) * productive_h
         elif mode[i] == AI and gpus[i] > 0:
             energy_wh += (watts_ai[i] - watts_idle[i]) / gpus[i] * busy_gpu_h[i]
-        ai_rev = busy_gpu_h[i] * gpu_price[i] * (1.0 - platform_fee[i])
+        # Busy GPU-hours at a full fill; energy in Wh over the step priced like W over 1 h.
+        ai_rev = ai_revenue_usd_per_hour(busy_gpu_h[i], gpu_price[i], 1.0, platform_fee[i])
         power_price = power_usd_mwh_by_site[site[i]] + adder_usd_mwh[i]
-        power_cost = energy_wh / 1e6 * power_price
+        power_cost = power_cost_usd_per_hour(energy_wh, power_price)
         node_revenue[i] += mine_rev + ai_rev
         node_power[i] += power_cost
         node_switching[i] += switching[i]
@@ -414,25 +421,3 @@ def _accrue(
         power_sum += power_cost
         switching_sum += switching[i]
     return mine_sum, ai_sum, power_sum, switching_sum
-
-
-@compiled
-def _first_fit(job_gpus: F64, free: F64, slot: npt.NDArray[np.intp]) -> None:
-    """FIFO first fit: each job, in queue order, takes the first candidate with room
-    (`slot` = candidate index, -1: waits). Stops once no candidate has a whole GPU."""
-    slot[:] = -1
-    most_free = free.max() if free.shape[0] else 0.0
-    for q in range(job_gpus.shape[0]):
-        g = job_gpus[q]
-        if g > most_free:
-            if most_free < 1.0:
-                return
-            continue
-        for c in range(free.shape[0]):
-            if free[c] >= g:
-                had = free[c]
-                free[c] = had - g
-                slot[q] = c
-                if had == most_free:
-                    most_free = free.max()
-                break

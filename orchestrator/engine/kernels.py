@@ -21,11 +21,12 @@ from orchestrator.framework.jit import AI, IDLE, MINE, compiled
 F64 = npt.NDArray[np.float64]
 
 
-_mining_revenue = compiled(econ.mining_revenue_usd_per_hour)
-_ai_revenue = compiled(econ.ai_revenue_usd_per_hour)
-_power_cost = compiled(econ.power_cost_usd_per_hour)
-_amortized = compiled(econ.amortized_usd_per_hour)
-_switching_cost = compiled(econ.switching_cost_usd)
+# The economics formulas, compiled as they are, for every compiled loop that prices nodes.
+mining_revenue_usd_per_hour = compiled(econ.mining_revenue_usd_per_hour)
+ai_revenue_usd_per_hour = compiled(econ.ai_revenue_usd_per_hour)
+power_cost_usd_per_hour = compiled(econ.power_cost_usd_per_hour)
+amortized_usd_per_hour = compiled(econ.amortized_usd_per_hour)
+switching_cost_usd = compiled(econ.switching_cost_usd)
 
 
 @compiled
@@ -49,11 +50,11 @@ def base_terms(
         price = power_usd_mwh_by_site[site[i]] + adder_usd_mwh[i]
         power_price[i] = price
         revenue[IDLE, i] = 0.0
-        revenue[MINE, i] = _mining_revenue(
+        revenue[MINE, i] = mining_revenue_usd_per_hour(
             hashrate[i], usd_per_unit_day_by_algorithm[algorithm[i]], pool_fee[i]
         )
-        power_cost[IDLE, i] = _power_cost(watts_idle[i], price)
-        power_cost[MINE, i] = _power_cost(watts_mine[i], price)
+        power_cost[IDLE, i] = power_cost_usd_per_hour(watts_idle[i], price)
+        power_cost[MINE, i] = power_cost_usd_per_hour(watts_mine[i], price)
 
 
 @compiled
@@ -95,9 +96,9 @@ def ai_and_switch_terms(
                 gpu_price = price
             else:
                 fill[i] = 0.0
-            revenue[AI, i] = _ai_revenue(gpus[i], gpu_price, fill[i], platform_fee[i])
+            revenue[AI, i] = ai_revenue_usd_per_hour(gpus[i], gpu_price, fill[i], platform_fee[i])
             idle_w = watts_idle[i]
-            power_cost[AI, i] = _power_cost(
+            power_cost[AI, i] = power_cost_usd_per_hour(
                 idle_w + (watts_ai[i] - idle_w) * fill[i], power_price[i]
             )
         else:
@@ -120,9 +121,9 @@ def ai_and_switch_terms(
                 cost = 0.0
             else:
                 downtime_h = (stop_now + start_s[m, i]) / 3600.0
-                cost = _switching_cost(downtime_h, revenue[m, i], fixed)
+                cost = switching_cost_usd(downtime_h, revenue[m, i], fixed)
             switch_usd[m, i] = cost
-            switch_per_h[m, i] = _amortized(cost, expected_stay_h)
+            switch_per_h[m, i] = amortized_usd_per_hour(cost, expected_stay_h)
 
 
 # --- guards -------------------------------------------------------------------------------
