@@ -96,20 +96,27 @@ def test_demand_fills_free_gpus_ai_nodes_first_then_least_mining_value(
             assert np.all(full[:k])
 
 
+def _import_with(env: dict[str, str], code: str) -> list[str]:
+    """Run `code` in a fresh interpreter (the cache directory is chosen at import) with
+    `env` over this one's, no NUMBA_CACHE_DIR; its printed words."""
+    full = {**os.environ, **env}
+    full.pop("NUMBA_CACHE_DIR", None)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=full, capture_output=True, text=True, check=True
+    )
+    return done.stdout.split()
+
+
 def test_compiled_code_cache_goes_to_a_writable_directory(tmp_path: Path) -> None:
     # A read-only home (as in the chart's container) must not stop the engine importing.
     home = tmp_path / "home"
     home.mkdir()
     home.chmod(0o500)
-    env = {**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}
-    env.pop("NUMBA_CACHE_DIR", None)
-    code = (
+    out = _import_with(
+        {"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")},
         "import os, orchestrator.engine.kernels;"
-        "d = os.environ['NUMBA_CACHE_DIR']; print(d, os.access(d, os.W_OK))"
+        "d = os.environ['NUMBA_CACHE_DIR']; print(d, os.access(d, os.W_OK))",
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    ).stdout.split()
     if os.geteuid() != 0:  # root may write anywhere
         assert not out[0].startswith(str(home))
     assert out[1] == "True"
@@ -168,13 +175,9 @@ def test_a_cache_directory_others_can_write_is_never_used(tmp_path: Path) -> Non
     shared = tmp_path / f"hashpivot-numba-{os.getuid()}"
     shared.mkdir()
     shared.chmod(0o777)
-    env = {**os.environ, "TMPDIR": str(tmp_path), "XDG_CACHE_HOME": str(blocker)}
-    env.pop("NUMBA_CACHE_DIR", None)
-    code = (
+    out = _import_with(
+        {"TMPDIR": str(tmp_path), "XDG_CACHE_HOME": str(blocker)},
         "import os, orchestrator.framework.jit as jit;"
-        "print(jit._CACHE_ON_DISK, os.environ.get('NUMBA_CACHE_DIR'))"
+        "print(jit._CACHE_ON_DISK, os.environ.get('NUMBA_CACHE_DIR'))",
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    ).stdout.split()
     assert out == ["False", "None"]
