@@ -55,8 +55,8 @@ class Hysteresis(Policy):
         waiting = float(ctx.demand.pending_gpus.sum()) + ctx.demand.pending_gpus_any_model
         target = np.empty(n, dtype=np.int8)
         reason = np.empty(n, dtype=np.int16)
-        streak = np.empty(n, dtype=np.int16)
-        candidate = np.empty(n, dtype=np.int8)
+        streak = np.empty(n, dtype=np.int64)
+        candidate = np.empty(n, dtype=np.int64)
         _decide_nodes(
             ctx.scores.value,
             ctx.scores.switch_cost_per_h,
@@ -83,13 +83,19 @@ def _previous(
     """Last cycle's streaks and candidates; a fresh start when there are none or they do
     not fit this fleet (e.g. a journal edited by hand)."""
     try:
-        streak = np.asarray(state["streak"]).astype(np.int64)
-        candidate = np.asarray(state["candidate"]).astype(np.int64)
+        streak = _as_int64(state["streak"])
+        candidate = _as_int64(state["candidate"])
     except (KeyError, TypeError, ValueError):
         streak = candidate = np.zeros(0, dtype=np.int64)
     if streak.shape != (n,) or candidate.shape != (n,):
         return np.zeros(n, dtype=np.int64), np.full(n, -1, dtype=np.int64)
     return streak, candidate
+
+
+def _as_int64(values: object) -> npt.NDArray[np.int64]:
+    array = np.asarray(values)
+    # Last cycle's own output is already int64: no copy per cycle.
+    return array if array.dtype == np.int64 else array.astype(np.int64)
 
 
 _UNCHANGED = int(Reason.UNCHANGED)
@@ -113,8 +119,8 @@ def _decide_nodes(
     confirm_ticks: int,
     target: npt.NDArray[np.int8],
     reason: npt.NDArray[np.int16],
-    streak: npt.NDArray[np.int16],
-    candidate: npt.NDArray[np.int8],
+    streak: npt.NDArray[np.int64],
+    candidate: npt.NDArray[np.int64],
 ) -> None:
     """One node at a time: the best mode after amortized switching cost, then whether
     the gain clears the threshold and how long it has."""

@@ -96,7 +96,7 @@ class JobBook:
         once its node is ready. Returns how many started."""
         return int(
             _place(
-                np.flatnonzero(accepting),
+                accepting,
                 node_gpus,
                 ready_at,
                 now_s,
@@ -106,7 +106,6 @@ class JobBook:
                 self.queue,
                 self.running,
                 self.counts,
-                np.zeros(self.n_nodes),
             )
         )
 
@@ -201,7 +200,7 @@ def _evict(
 
 @compiled
 def _place(
-    accepting: I64,
+    accepting: B,
     node_gpus: F64,
     ready_at: F64,
     now_s: float,
@@ -211,18 +210,19 @@ def _place(
     queue: I64,
     running: I64,
     counts: I64,
-    busy: F64,
 ) -> int:
-    if counts[0] == 0 or accepting.shape[0] == 0:
+    if counts[0] == 0:
         return 0
+    n = accepting.shape[0]
+    busy = np.zeros(n)
     for k in range(counts[1]):
         busy[node[running[k]]] += gpus[running[k]]
-    free = np.empty(accepting.shape[0])
-    candidates = np.empty(accepting.shape[0], dtype=np.intp)
+    free = np.empty(n)
+    candidates = np.empty(n, dtype=np.intp)
     c = 0
-    for i in accepting:
+    for i in range(n):
         room = node_gpus[i] - busy[i]
-        if room > 0:
+        if accepting[i] and room > 0:
             candidates[c] = i
             free[c] = room
             c += 1

@@ -251,9 +251,8 @@ class SimulatedSite:
                     leaving, now_s, gpu_price, self.scoring.eviction_penalty_gpu_hours, switching
                 )
         ledger.switches[k] = changed.size
-        ledger.modes[k] = np.bincount(fleet.mode.astype(np.intp), minlength=3)
 
-        accepting = (fleet.mode == Mode.AI) & self.model_ok & fleet.reachable
+        accepting = (fleet.mode == AI) & self.model_ok & fleet.reachable
         ledger.jobs_served[k] = self.book.place(accepting, fleet.gpus, self.ready_at, now_s)
         busy_gpu_h = self.book.run(now_s, end_s)
 
@@ -280,6 +279,7 @@ class SimulatedSite:
             ledger.node_revenue,
             ledger.node_power,
             ledger.node_switching,
+            ledger.modes[k],
         )
         ledger.mine_revenue[k] = totals[0]
         ledger.ai_revenue[k] = totals[1]
@@ -387,9 +387,11 @@ def _accrue(
     node_revenue: F64,
     node_power: F64,
     node_switching: F64,
+    nodes_per_mode: npt.NDArray[np.int64],
 ) -> tuple[float, float, float, float]:
-    """Accrue one step per node into the per-node totals; return the step's mining
-    revenue, AI revenue (after the platform fee), power cost and switching cost.
+    """Accrue one step per node into the per-node totals and count nodes per mode; return
+    the step's mining revenue, AI revenue (after the platform fee), power cost and
+    switching cost.
 
     A node earns only once its workload has started (`ready_at`); it draws idle power
     all step, plus the mining increment while mining, plus the AI increment per busy
@@ -398,7 +400,9 @@ def _accrue(
     end_s = now_s + dt_s
     dt_h = dt_s / 3600.0
     mine_sum = ai_sum = power_sum = switching_sum = 0.0
+    nodes_per_mode[:] = 0
     for i in range(mode.shape[0]):
+        nodes_per_mode[mode[i]] += 1
         productive_h = min(max(end_s - max(ready_at[i], now_s), 0.0), dt_s) / 3600.0
         energy_wh = watts_idle[i] * dt_h
         mine_rev = 0.0

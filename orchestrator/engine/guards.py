@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from orchestrator.engine import kernels
+from orchestrator.errors import PolicyError
 from orchestrator.framework.context import DecisionContext, PolicyDecision
 from orchestrator.framework.reasons import Reason
 from orchestrator.models.config import GuardConfig
@@ -42,6 +43,13 @@ _PROTECTION_REASONS = np.array(
     dtype=np.int16,
 )
 _NO_LOAD = np.zeros(0)
+# Plain ints for the compiled loops (an IntEnum member costs a lookup per use).
+_INVALID_TARGET = int(Reason.GUARD_INVALID_TARGET)
+_UNSUPPORTED_MODE = int(Reason.GUARD_UNSUPPORTED_MODE)
+_FROZEN = int(Reason.GUARD_FROZEN)
+_STALE_DATA = int(Reason.GUARD_STALE_DATA)
+_POWER_CAP_REVERTED = int(Reason.GUARD_POWER_CAP_REVERTED)
+_POWER_CAP_CURTAILED = int(Reason.GUARD_POWER_CAP_CURTAILED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +80,6 @@ def _is_real(dtype: np.dtype[Any]) -> bool:
 
 def sanitize(ctx: DecisionContext, decision: PolicyDecision) -> tuple[I8, npt.NDArray[np.int16]]:
     """Coerce a policy's output to valid targets; refuse what cannot be coerced."""
-    from orchestrator.errors import PolicyError
-
     n = ctx.fleet.n
     target = np.asarray(decision.target)
     reason = np.asarray(decision.reason)
@@ -98,8 +104,8 @@ def sanitize(ctx: DecisionContext, decision: PolicyDecision) -> tuple[I8, npt.ND
         reason,
         ctx.fleet.mode,
         ctx.fleet.statics.is_gpu,
-        int(Reason.GUARD_INVALID_TARGET),
-        int(Reason.GUARD_UNSUPPORTED_MODE),
+        _INVALID_TARGET,
+        _UNSUPPORTED_MODE,
         out,
         why,
     )
@@ -119,9 +125,9 @@ def apply_guards(
         raise ValueError(f"switch_load: expected {fleet.n} values, got {np.shape(switch_load)}")
     hold_all = -1
     if config.frozen:
-        hold_all = int(Reason.GUARD_FROZEN)
+        hold_all = _FROZEN
     elif ctx.stale:
-        hold_all = int(Reason.GUARD_STALE_DATA)
+        hold_all = _STALE_DATA
     leased = np.empty(fleet.n, dtype=bool)
     changing, recent = kernels.hold_protected(
         target,
@@ -197,24 +203,22 @@ def _power_cap(
     fleet = ctx.fleet
     cap = ctx.site_power_cap_w
     power = _site_power(ctx, target)
-    if np.any(power > cap):
-        # Opted-out and unreachable nodes cannot be commanded: planning to curtail them
-        # would count power that never goes away.
-        movable = ~leased & ~fleet.opt_out & fleet.reachable
-        kernels.power_cap(
-            target,
-            reason,
-            fleet.mode,
-            fleet.site,
-            ctx.scores.watts,
-            ctx.scores.value,
-            ctx.scores.switch_cost_per_h,
-            movable,
-            ctx.dwell_s,
-            float(ctx.min_dwell_s),
-            np.asarray(cap, dtype=np.float64),
-            int(Reason.GUARD_POWER_CAP_REVERTED),
-            int(Reason.GUARD_POWER_CAP_CURTAILED),
-            power,
-        )
+    kernels.power_cap(
+        target,
+        reason,
+        fleet.mode,
+        fleet.site,
+        ctx.scores.watts,
+        ctx.scores.value,
+        ctx.scores.switch_cost_per_h,
+        leased,
+        fleet.opt_out,
+        fleet.reachable,
+        ctx.dwell_s,
+        float(ctx.min_dwell_s),
+        np.asarray(cap, dtype=np.float64),
+        _POWER_CAP_REVERTED,
+        _POWER_CAP_CURTAILED,
+        power,
+    )
     return GuardedPlan(target, reason, power, power > cap + 1e-6)

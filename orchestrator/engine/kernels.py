@@ -278,7 +278,9 @@ def power_cap(
     watts: F64,
     value: F64,
     switch_per_h: F64,
-    movable: npt.NDArray[np.bool_],
+    leased: npt.NDArray[np.bool_],
+    opt_out: npt.NDArray[np.bool_],
+    reachable: npt.NDArray[np.bool_],
     dwell_s: F64,
     min_dwell_s: float,
     cap_w: F64,
@@ -291,8 +293,9 @@ def power_cap(
 
     1. Revert changes that add power, lowest gain per added watt first.
     2. Still over (the cap fell, or prices moved): curtail to idle, least value per watt
-       first; nodes inside their min dwell go last; nodes that are not `movable`
-       (protected leases, opted out, unreachable) never.
+       first; nodes inside their min dwell go last; protected leases never, nor opted-out
+       or unreachable nodes: they cannot be commanded, so curtailing them on paper would
+       count power that never goes away.
     """
     n = target.shape[0]
     excess = power - cap_w
@@ -323,7 +326,8 @@ def power_cap(
     for i in range(n):
         t = target[i]
         saving = watts[t, i] - watts[IDLE, i]
-        if t != IDLE and movable[i] and saving > 0:
+        movable = not leased[i] and not opt_out[i] and reachable[i]
+        if t != IDLE and movable and saving > 0:
             per_watt = value[t, i] / max(saving, 1e-9)
             # Dwell-protected nodes sort after all others (offset beyond any ratio).
             offset = 1e18 if dwell_s[i] < min_dwell_s else 0.0

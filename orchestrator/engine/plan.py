@@ -110,6 +110,9 @@ class Plan:
         }
 
 
+_NO_HISTORY = MarketHistory.empty()
+
+
 def build_context(
     *,
     now_s: float,
@@ -146,7 +149,7 @@ def build_context(
         min_dwell_s=guards.min_dwell_s,
         stale=now_s - prices.oldest_observed_s > guards.stale_after_s,
         site_power_cap_w=view.site_power_cap_w(),
-        history=history or MarketHistory.empty(),
+        history=history or _NO_HISTORY,
         policy_state=policy_state or {},
     )
 

@@ -127,13 +127,23 @@ class FleetTable:
     gpu_models: tuple[str, ...] = field(default=())
     algorithms: tuple[str, ...] = field(default=(SHA256,))
     _statics: FleetStatics | None = field(default=None, repr=False, compare=False)
+    #: Every column is a read-only array: `read_only()` has nothing to do.
+    _read_only: bool = field(default=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.profile.shape[0])
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Unpickled arrays are writable again: a copy must not claim to be read-only.
+        return {**dict(zip(_FIELDS, _ALL_FIELDS(self), strict=True)), "_read_only": False}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            _SETTER_OF[name](self, value)
+
     @property
     def n(self) -> int:
-        return len(self)
+        return int(self.profile.shape[0])
 
     @staticmethod
     def build(
@@ -234,18 +244,27 @@ class FleetTable:
 
     def with_columns(self, **columns: Any) -> FleetTable:
         """A new table sharing every column but the ones given (which must keep the length)."""
+        n = self.n
+        read_only = self._read_only
         for name, value in columns.items():
-            if name not in _FIELDS:
+            if name not in _COLUMNS:
                 raise TypeError(f"FleetTable has no column {name!r}")
-            if isinstance(value, np.ndarray) and value.shape[0] != self.n:
-                raise ValueError(f"column {name} has {value.shape[0]} rows, fleet has {self.n}")
+            if isinstance(value, np.ndarray):
+                if value.shape[0] != n:
+                    raise ValueError(f"column {name} has {value.shape[0]} rows, fleet has {n}")
+                read_only = read_only and not value.flags.writeable
+            elif name in _ARRAY_FIELDS:
+                read_only = False
         if _LAYOUT_COLUMNS.intersection(columns):
             columns["_statics"] = None
+        columns["_read_only"] = read_only
         return self._evolve(columns)
 
     def read_only(self) -> FleetTable:
         """Views of every column that cannot be written: what policies receive."""
-        views: dict[str, Any] = {"_statics": self.statics}  # computed once, shared by views
+        if self._read_only:
+            return self
+        views: dict[str, Any] = {"_statics": self.statics, "_read_only": True}
         for name in _ARRAY_FIELDS:
             column = getattr(self, name)
             # Columns already read-only are shared as they are.
@@ -256,11 +275,14 @@ class FleetTable:
         return self._evolve(views)
 
     def _evolve(self, changes: dict[str, Any]) -> FleetTable:
-        # dataclasses.replace re-inspects the fields on every call; the backtest makes
-        # several tables per step.
+        # dataclasses.replace re-inspects the fields on every call, and the frozen
+        # __setattr__ refuses: the slot descriptors set each field directly. The backtest
+        # makes a table or two per step.
         new = object.__new__(FleetTable)
-        for name, value in zip(_FIELDS, _ALL_FIELDS(self), strict=True):
-            object.__setattr__(new, name, changes.get(name, value))
+        for set_field, value in zip(_SETTERS, _ALL_FIELDS(self), strict=True):
+            set_field(new, value)
+        for name, value in changes.items():
+            _SETTER_OF[name](new, value)
         return new
 
     def profile_column(self, attribute: str) -> F64:
@@ -284,7 +306,12 @@ class FleetTable:
 
 _FIELDS = tuple(f.name for f in fields(FleetTable))
 _ALL_FIELDS = operator.attrgetter(*_FIELDS)
-_LOOKUP_FIELDS = frozenset({"profiles", "sites", "gpu_models", "algorithms", "_statics"})
+_SETTER_OF = {name: getattr(FleetTable, name).__set__ for name in _FIELDS}
+_SETTERS = tuple(_SETTER_OF[name] for name in _FIELDS)
+_COLUMNS = frozenset(_FIELDS) - {"_read_only"}
+_LOOKUP_FIELDS = frozenset(
+    {"profiles", "sites", "gpu_models", "algorithms", "_statics", "_read_only"}
+)
 _ARRAY_FIELDS = tuple(name for name in _FIELDS if name not in _LOOKUP_FIELDS)
 _LAYOUT_COLUMNS = frozenset(
     {"profile", "site", "gpu_model", "profiles", "sites", "watts_idle", "watts_mine", "watts_ai"}

@@ -158,3 +158,24 @@ def test_plan_summary_and_explanations() -> None:
     assert sum(summary["modes"].values()) == 3  # type: ignore[attr-defined]
     for e in plan.explanations():
         assert e.current != e.target and e.text
+
+
+def test_read_only_tables_are_shared_and_never_claimed_after_a_copy() -> None:
+    import pickle
+
+    fleet = mixed_fleet()
+    view = fleet.read_only()
+    assert not view.mode.flags.writeable
+    assert view.read_only() is view  # nothing left to freeze
+    frozen_mode = view.mode.copy()
+    frozen_mode.flags.writeable = False
+    assert view.with_columns(mode=frozen_mode).read_only().mode is frozen_mode
+    # A writable column (or a pickled copy, whose arrays come back writable) is frozen
+    # again when a policy gets the table.
+    writable = view.with_columns(mode=view.mode.copy())
+    assert writable.mode.flags.writeable
+    assert not writable.read_only().mode.flags.writeable
+    copy = pickle.loads(pickle.dumps(view))
+    assert copy.mode.flags.writeable
+    assert not copy.read_only().mode.flags.writeable
+    np.testing.assert_array_equal(copy.mode, view.mode)
