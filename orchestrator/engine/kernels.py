@@ -126,6 +126,119 @@ def ai_and_switch_terms(
             switch_per_h[m, i] = amortized_usd_per_hour(cost, expected_stay_h)
 
 
+@compiled
+def score_table(
+    site: npt.NDArray[np.int32],
+    algorithm: npt.NDArray[np.int32],
+    hashrate: F64,
+    watts_mine: F64,
+    watts_idle: F64,
+    watts_ai: F64,
+    gpus: F64,
+    gpu_model: npt.NDArray[np.int32],
+    mode: npt.NDArray[np.int8],
+    reachable: npt.NDArray[np.bool_],
+    ai_gpus_busy: F64,
+    ai_interruptible: npt.NDArray[np.bool_],
+    pool_fee: F64,
+    platform_fee: F64,
+    adder_usd_mwh: F64,
+    stop_s: F64,
+    start_s: F64,
+    wear_usd: F64,
+    gpu_rows: npt.NDArray[np.intp],
+    power_usd_mwh_by_site: F64,
+    usd_per_unit_day_by_algorithm: F64,
+    market_usd_per_gpu_hour: F64,
+    offered_usd_per_gpu_hour: F64,
+    pending_by_model: F64,
+    pending_any: float,
+    expected_by_model: F64,
+    expected_any: float,
+    headroom: float,
+    eviction_penalty_gpu_hours: float,
+    expected_stay_h: float,
+    terms: F64,
+    fill: F64,
+) -> None:
+    """The whole score table in one call: base terms, AI demand fill, AI and switching
+    terms (see the three loops above, which this runs in order).
+
+    `terms` is (5, 3, n): revenue, power cost, value, switch cost (USD), switch cost per
+    hour. A GPU model is priced at the tenants' offer where they made one, else at the
+    market rate; with no market prices at all, no GPU row is priced or filled.
+    """
+    revenue, power_cost, value = terms[0], terms[1], terms[2]
+    n_models = offered_usd_per_gpu_hour.shape[0]
+    power_price = np.empty(site.shape[0])
+    base_terms(
+        site,
+        algorithm,
+        hashrate,
+        watts_mine,
+        watts_idle,
+        pool_fee,
+        adder_usd_mwh,
+        power_usd_mwh_by_site,
+        usd_per_unit_day_by_algorithm,
+        revenue,
+        power_cost,
+        power_price,
+    )
+    gpu_usd_by_model = np.full(n_models, np.nan)
+    fill[:] = 0.0
+    if gpu_rows.shape[0] > 0 and market_usd_per_gpu_hour.shape[0] > 0:
+        for k in range(n_models):
+            offered = offered_usd_per_gpu_hour[k]
+            gpu_usd_by_model[k] = market_usd_per_gpu_hour[k] if np.isnan(offered) else offered
+        allocate_fill(
+            gpu_rows,
+            reachable,
+            gpus,
+            ai_gpus_busy,
+            gpu_model,
+            mode,
+            revenue,
+            power_cost,
+            pending_by_model,
+            pending_any,
+            expected_by_model,
+            expected_any,
+            headroom,
+            fill,
+        )
+    ai_and_switch_terms(
+        mode,
+        gpu_model,
+        gpus,
+        watts_idle,
+        watts_ai,
+        ai_gpus_busy,
+        ai_interruptible,
+        platform_fee,
+        stop_s,
+        start_s,
+        wear_usd,
+        power_price,
+        gpu_usd_by_model,
+        eviction_penalty_gpu_hours,
+        expected_stay_h,
+        fill,
+        revenue,
+        power_cost,
+        value,
+        terms[3],
+        terms[4],
+    )
+
+
+@compiled
+def seconds_since(since: F64, now_s: float, out: F64) -> None:
+    """Seconds since each time in `since` (0 for times in the future)."""
+    for i in range(since.shape[0]):
+        out[i] = max(now_s - since[i], 0.0)
+
+
 # --- guards -------------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from orchestrator.engine.explain import (
     mode_counts,
 )
 from orchestrator.engine.guards import apply_guards
+from orchestrator.engine.kernels import seconds_since
 from orchestrator.engine.scoring import build_scores
 from orchestrator.errors import PolicyError
 from orchestrator.framework.context import (
@@ -127,17 +128,8 @@ def build_context(
     """Score the fleet and freeze everything a policy may read."""
     view = fleet.read_only()
     scores = build_scores(view, prices, demand, scoring)
-    for arr in (
-        scores.revenue,
-        scores.power_cost,
-        scores.value,
-        scores.switch_cost_usd,
-        scores.switch_cost_per_h,
-        scores.ai_fill,
-        scores.watts,
-    ):
-        arr.flags.writeable = False
-    dwell = np.maximum(now_s - view.since, 0.0)
+    dwell = np.empty(view.n)
+    seconds_since(view.since, float(now_s), dwell)
     dwell.flags.writeable = False
     return DecisionContext(
         now_s=now_s,

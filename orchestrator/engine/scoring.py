@@ -55,9 +55,9 @@ def allocate_demand(
         fleet.mode,
         revenue,
         power_cost,
-        np.asarray(demand.pending_gpus, dtype=np.float64),
+        _floats(demand.pending_gpus),
         float(demand.pending_gpus_any_model),
-        _NONE if expected is None else np.asarray(expected, dtype=np.float64),
+        _NONE if expected is None else _floats(expected),
         float(demand.expected_gpus_any_model),
         float(headroom),
         fill,
@@ -104,63 +104,56 @@ def build_scores(
     demand: DemandSummary,
     config: ScoringConfig | None = None,
 ) -> ScoreTable:
-    """Value of every mode for every node, with revenue, power, and switching terms."""
+    """Value of every mode for every node, with revenue, power, and switching terms.
+
+    The arrays are read-only: policies share them.
+    """
     config = config or ScoringConfig()
     _check_aligned(fleet, prices, demand)
     n = fleet.n
     st = fleet.statics
-    revenue = np.empty((3, n))
-    power_cost = np.empty((3, n))
-    power_price = np.empty(n)
-    kernels.base_terms(
+    n_models = len(fleet.gpu_models)
+    expected = demand.expected_gpus
+    # One block for the five (3, n) tables: one allocation, and freezing it freezes them.
+    terms = np.empty((5, 3, n))
+    fill = np.empty(n)
+    kernels.score_table(
         fleet.site,
         fleet.algorithm,
         fleet.hashrate,
         fleet.watts_mine,
         fleet.watts_idle,
-        st.pool_fee,
-        st.adder_usd_mwh,
-        np.ascontiguousarray(prices.power_usd_mwh, dtype=np.float64),
-        np.ascontiguousarray(prices.usd_per_unit_day, dtype=np.float64),
-        revenue,
-        power_cost,
-        power_price,
-    )
-    # AI terms only exist for GPU rows; ASIC rows get zeros and a value of -inf.
-    n_models = len(fleet.gpu_models)
-    gpu_usd_by_model = np.full(n_models, np.nan)
-    fill = np.zeros(n)
-    if st.gpu_rows.size and prices.gpu_usd_per_gpu_hour.size:
-        offered = demand.offered_usd_per_gpu_hour[:n_models]
-        market = prices.gpu_usd_per_gpu_hour[:n_models]
-        gpu_usd_by_model = np.where(np.isnan(offered), market, offered).astype(np.float64)
-        fill = allocate_demand(fleet, demand, revenue, power_cost, config.ai_demand_headroom)
-    value = np.empty((3, n))
-    switch_usd = np.empty((3, n))
-    switch_per_h = np.empty((3, n))
-    kernels.ai_and_switch_terms(
-        fleet.mode,
-        fleet.gpu_model,
-        fleet.gpus,
-        fleet.watts_idle,
         fleet.watts_ai,
+        fleet.gpus,
+        fleet.gpu_model,
+        fleet.mode,
+        fleet.reachable,
         fleet.ai_gpus_busy,
         fleet.ai_interruptible,
+        st.pool_fee,
         st.platform_fee,
+        st.adder_usd_mwh,
         st.stop_s,
         st.start_s,
         st.wear_usd,
-        power_price,
-        gpu_usd_by_model,
+        st.gpu_rows,
+        _floats(prices.power_usd_mwh),
+        _floats(prices.usd_per_unit_day),
+        _floats(prices.gpu_usd_per_gpu_hour[:n_models]),
+        _floats(demand.offered_usd_per_gpu_hour[:n_models]),
+        _floats(demand.pending_gpus),
+        float(demand.pending_gpus_any_model),
+        _NONE if expected is None else _floats(expected),
+        float(demand.expected_gpus_any_model),
+        float(config.ai_demand_headroom),
         float(config.eviction_penalty_gpu_hours),
         float(config.expected_stay_h),
+        terms,
         fill,
-        revenue,
-        power_cost,
-        value,
-        switch_usd,
-        switch_per_h,
     )
+    terms.flags.writeable = False
+    fill.flags.writeable = False
+    revenue, power_cost, value, switch_usd, switch_per_h = terms
     return ScoreTable(
         revenue=revenue,
         power_cost=power_cost,
@@ -171,3 +164,8 @@ def build_scores(
         watts=st.watts_by_mode,
         expected_stay_h=config.expected_stay_h,
     )
+
+
+def _floats(values: npt.ArrayLike) -> F64:
+    """A contiguous float64 array for the compiled loops (no copy when it is one)."""
+    return np.ascontiguousarray(values, dtype=np.float64)
