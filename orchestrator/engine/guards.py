@@ -78,8 +78,11 @@ def _is_real(dtype: np.dtype[Any]) -> bool:
     return bool(np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating))
 
 
-def sanitize(ctx: DecisionContext, decision: PolicyDecision) -> tuple[I8, npt.NDArray[np.int16]]:
-    """Coerce a policy's output to valid targets; refuse what cannot be coerced."""
+def policy_output(
+    ctx: DecisionContext, decision: PolicyDecision
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    """A policy's targets and reasons as arrays the compiled guard loop can read; refuse
+    what cannot be coerced (wrong length, not real numbers)."""
     n = ctx.fleet.n
     target = np.asarray(decision.target)
     reason = np.asarray(decision.reason)
@@ -91,25 +94,7 @@ def sanitize(ctx: DecisionContext, decision: PolicyDecision) -> tuple[I8, npt.ND
         raise PolicyError(f"policy returned targets of type {target.dtype}, expected integers")
     if not _is_real(reason.dtype):
         raise PolicyError(f"policy returned reasons of type {reason.dtype}, expected Reason codes")
-    target, reason = _loop_ready(target), _loop_ready(reason)
-    # Every change carries a reason the journal and metrics can name: no made-up codes.
-    if kernels.first_unknown_reason(reason, _KNOWN_REASON) >= 0:
-        known = np.isin(reason, _REASON_CODES)
-        bad = sorted({str(x) for x in reason[~known].tolist()})[:5]
-        raise PolicyError(f"policy returned unknown reason codes {bad}")
-    out = np.empty(n, dtype=np.int8)
-    why = np.empty(n, dtype=np.int16)
-    kernels.coerce_targets(
-        target,
-        reason,
-        ctx.fleet.mode,
-        ctx.fleet.statics.is_gpu,
-        _INVALID_TARGET,
-        _UNSUPPORTED_MODE,
-        out,
-        why,
-    )
-    return out, why
+    return _loop_ready(target), _loop_ready(reason)
 
 
 def apply_guards(
@@ -120,19 +105,26 @@ def apply_guards(
 ) -> GuardedPlan:
     """The plan the engine will act on. See the module docstring for the order."""
     fleet = ctx.fleet
-    target, reason = sanitize(ctx, decision)
-    if switch_load is not None and np.shape(switch_load) != (fleet.n,):
-        raise ValueError(f"switch_load: expected {fleet.n} values, got {np.shape(switch_load)}")
+    n = fleet.n
+    proposed, proposed_reason = policy_output(ctx, decision)
+    if switch_load is not None and np.shape(switch_load) != (n,):
+        raise ValueError(f"switch_load: expected {n} values, got {np.shape(switch_load)}")
     hold_all = -1
     if config.frozen:
         hold_all = _FROZEN
     elif ctx.stale:
         hold_all = _STALE_DATA
-    leased = np.empty(fleet.n, dtype=bool)
-    changing, recent = kernels.hold_protected(
-        target,
-        reason,
+    target = np.empty(n, dtype=np.int8)
+    reason = np.empty(n, dtype=np.int16)
+    leased = np.empty(n, dtype=bool)
+    unknown, changing, recent = kernels.guard_nodes(
+        proposed,
+        proposed_reason,
+        _KNOWN_REASON,
         fleet.mode,
+        fleet.statics.is_gpu,
+        _INVALID_TARGET,
+        _UNSUPPORTED_MODE,
         hold_all,
         fleet.opt_out,
         fleet.reachable,
@@ -148,14 +140,38 @@ def apply_guards(
         float(config.max_switches_per_node_per_day),
         SWITCH_LOAD_HALF_LIFE_S,
         _PROTECTION_REASONS,
+        target,
+        reason,
         leased,
     )
+    if unknown >= 0:
+        # Every change carries a reason the journal and metrics can name: no made-up codes.
+        known = np.isin(proposed_reason, _REASON_CODES)
+        bad = sorted({str(x) for x in proposed_reason[~known].tolist()})[:5]
+        raise PolicyError(f"policy returned unknown reason codes {bad}")
     _fleet_budget(ctx, config, target, reason, changing, recent)
-    if config.frozen:
-        power = _site_power(ctx, target)
-        cap = ctx.site_power_cap_w
-        return GuardedPlan(target, reason, power, power > cap)
-    return _power_cap(ctx, target, reason, leased)
+    cap = ctx.site_power_cap_w
+    power = np.empty(len(fleet.sites))
+    kernels.cap_site_power(
+        target,
+        reason,
+        fleet.mode,
+        fleet.site,
+        ctx.scores.watts,
+        ctx.scores.value,
+        ctx.scores.switch_cost_per_h,
+        leased,
+        fleet.opt_out,
+        fleet.reachable,
+        ctx.dwell_s,
+        float(ctx.min_dwell_s),
+        np.asarray(cap, dtype=np.float64),
+        not config.frozen,
+        _POWER_CAP_REVERTED,
+        _POWER_CAP_CURTAILED,
+        power,
+    )
+    return GuardedPlan(target, reason, power, power > cap + 1e-6)
 
 
 def _fleet_budget(
@@ -183,42 +199,3 @@ def _fleet_budget(
     drop = np.setdiff1d(nodes, keep, assume_unique=True)
     target[drop] = fleet.mode[drop]
     reason[drop] = Reason.GUARD_FLEET_SWITCH_BUDGET
-
-
-def _site_power(ctx: DecisionContext, target: I8) -> F64:
-    """Full-load draw of the plan per site, W. Full load (not expected fill) keeps the cap
-    safe if demand fills every GPU; the actuator stops one workload before starting the
-    other, so a switch never draws both."""
-    out = np.empty(len(ctx.fleet.sites))
-    kernels.site_power(target, ctx.scores.watts, ctx.fleet.site, out)
-    return out
-
-
-def _power_cap(
-    ctx: DecisionContext,
-    target: I8,
-    reason: npt.NDArray[np.int16],
-    leased: B,
-) -> GuardedPlan:
-    fleet = ctx.fleet
-    cap = ctx.site_power_cap_w
-    power = _site_power(ctx, target)
-    kernels.power_cap(
-        target,
-        reason,
-        fleet.mode,
-        fleet.site,
-        ctx.scores.watts,
-        ctx.scores.value,
-        ctx.scores.switch_cost_per_h,
-        leased,
-        fleet.opt_out,
-        fleet.reachable,
-        ctx.dwell_s,
-        float(ctx.min_dwell_s),
-        np.asarray(cap, dtype=np.float64),
-        _POWER_CAP_REVERTED,
-        _POWER_CAP_CURTAILED,
-        power,
-    )
-    return GuardedPlan(target, reason, power, power > cap + 1e-6)

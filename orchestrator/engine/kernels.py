@@ -454,6 +454,116 @@ def power_cap(
     site_power(target, watts, site, power)
 
 
+@compiled
+def guard_nodes(
+    proposed: npt.NDArray[Any],
+    proposed_reason: npt.NDArray[Any],
+    known_reasons: npt.NDArray[np.bool_],
+    current: npt.NDArray[np.int8],
+    is_gpu: npt.NDArray[np.bool_],
+    invalid_reason: int,
+    unsupported_reason: int,
+    hold_all_reason: int,
+    opt_out: npt.NDArray[np.bool_],
+    reachable: npt.NDArray[np.bool_],
+    state: npt.NDArray[np.int8],
+    steady_state: npt.NDArray[np.bool_],
+    lease_until: F64,
+    ai_interruptible: npt.NDArray[np.bool_],
+    dwell_s: F64,
+    since: F64,
+    switch_load: F64,
+    now_s: float,
+    min_dwell_s: float,
+    max_switches_per_day: float,
+    switch_load_half_life_s: float,
+    protection_reasons: npt.NDArray[np.int16],
+    target: npt.NDArray[np.int8],
+    reason: npt.NDArray[np.int16],
+    leased: npt.NDArray[np.bool_],
+) -> tuple[int, int, int]:
+    """The per-node guards in one call: refuse unknown reason codes, coerce the policy's
+    targets into `target`/`reason`, then hold what a protection forbids (see
+    `coerce_targets` and `hold_protected`).
+
+    Returns (index of the first unknown reason or -1, changes left, nodes that switched
+    within the last hour); nothing is written when a reason is unknown.
+    """
+    unknown = first_unknown_reason(proposed_reason, known_reasons)
+    if unknown >= 0:
+        return unknown, 0, 0
+    coerce_targets(
+        proposed, proposed_reason, current, is_gpu, invalid_reason, unsupported_reason,
+        target, reason,
+    )
+    changing, recent = hold_protected(
+        target,
+        reason,
+        current,
+        hold_all_reason,
+        opt_out,
+        reachable,
+        state,
+        steady_state,
+        lease_until,
+        ai_interruptible,
+        dwell_s,
+        since,
+        switch_load,
+        now_s,
+        min_dwell_s,
+        max_switches_per_day,
+        switch_load_half_life_s,
+        protection_reasons,
+        leased,
+    )
+    return -1, changing, recent
+
+
+@compiled
+def cap_site_power(
+    target: npt.NDArray[np.int8],
+    reason: npt.NDArray[np.int16],
+    current: npt.NDArray[np.int8],
+    site: npt.NDArray[np.int32],
+    watts: F64,
+    value: F64,
+    switch_per_h: F64,
+    leased: npt.NDArray[np.bool_],
+    opt_out: npt.NDArray[np.bool_],
+    reachable: npt.NDArray[np.bool_],
+    dwell_s: F64,
+    min_dwell_s: float,
+    cap_w: F64,
+    enforce: bool,
+    reverted_reason: int,
+    curtailed_reason: int,
+    power: F64,
+) -> None:
+    """The plan's full-load draw per site into `power`, brought under each cap first when
+    `enforce` (see `power_cap`)."""
+    site_power(target, watts, site, power)
+    if enforce:
+        power_cap(
+            target,
+            reason,
+            current,
+            site,
+            watts,
+            value,
+            switch_per_h,
+            leased,
+            opt_out,
+            reachable,
+            dwell_s,
+            min_dwell_s,
+            cap_w,
+            reverted_reason,
+            curtailed_reason,
+            power,
+        )
+
+
 # --- AI demand ----------------------------------------------------------------------------
 
 

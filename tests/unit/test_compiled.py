@@ -123,21 +123,22 @@ def test_compiled_code_cache_goes_to_a_writable_directory(tmp_path: Path) -> Non
 
 
 def test_guards_take_any_real_dtype_a_policy_returns() -> None:
-    from orchestrator.engine import build_context
-    from orchestrator.engine.guards import sanitize
+    from orchestrator.engine import apply_guards, build_context
     from orchestrator.framework import PolicyDecision, Reason
     from orchestrator.models.config import GuardConfig
 
     fleet = FleetTable.build(profiles("s21"), [Site(name="s")], np.zeros(4, np.int32))
+    guards = GuardConfig(min_dwell_s=0.0, max_fleet_switch_share_per_hour=1.0)
     ctx = build_context(now_s=0.0, prices=make_prices(fleet, observed_s=0.0),
-                        demand=DemandSummary.empty(0), fleet=fleet, guards=GuardConfig())
+                        demand=DemandSummary.empty(0), fleet=fleet, guards=guards)
     wanted = [Mode.MINE, Mode.IDLE, 7, Mode.MINE]  # 7 is not a mode
     for dtype in (np.float16, np.longdouble, ">i8", "<u2", ">f8", np.int8):
         decision = PolicyDecision(
             target=np.array(wanted, dtype=dtype),  # type: ignore[arg-type]
             reason=np.full(4, Reason.HIGHER_VALUE, dtype=">i4"),  # type: ignore[arg-type]
         )
-        target, reason = sanitize(ctx, decision)
+        plan = apply_guards(ctx, decision, guards)
+        target, reason = plan.target, plan.reason
         assert target.tolist() == [Mode.MINE, Mode.IDLE, Mode.IDLE, Mode.MINE], dtype
         assert reason[2] == Reason.GUARD_INVALID_TARGET
 
