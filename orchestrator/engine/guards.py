@@ -47,6 +47,7 @@ _NO_LOAD = np.zeros(0)
 _INVALID_TARGET = int(Reason.GUARD_INVALID_TARGET)
 _UNSUPPORTED_MODE = int(Reason.GUARD_UNSUPPORTED_MODE)
 _FROZEN = int(Reason.GUARD_FROZEN)
+_FLEET_SWITCH_BUDGET = int(Reason.GUARD_FLEET_SWITCH_BUDGET)
 _STALE_DATA = int(Reason.GUARD_STALE_DATA)
 _POWER_CAP_REVERTED = int(Reason.GUARD_POWER_CAP_REVERTED)
 _POWER_CAP_CURTAILED = int(Reason.GUARD_POWER_CAP_CURTAILED)
@@ -192,10 +193,12 @@ def _fleet_budget(
     budget = max(allowed - recent, 0)
     if changing <= budget:
         return
-    nodes = np.flatnonzero(target != fleet.mode)
-    gain = ctx.scores.gain_per_h(fleet.mode[nodes], target[nodes], nodes)
-    # Highest gain first; stable so equal gains keep fleet order (deterministic).
-    keep = nodes[np.argsort(-gain, kind="stable")[:budget]]
-    drop = np.setdiff1d(nodes, keep, assume_unique=True)
-    target[drop] = fleet.mode[drop]
-    reason[drop] = Reason.GUARD_FLEET_SWITCH_BUDGET
+    kernels.keep_most_valuable(
+        target,
+        reason,
+        fleet.mode,
+        ctx.scores.value,
+        ctx.scores.switch_cost_per_h,
+        budget,
+        _FLEET_SWITCH_BUDGET,
+    )

@@ -344,6 +344,31 @@ def hold_protected(
 
 
 @compiled
+def keep_most_valuable(
+    target: npt.NDArray[np.int8],
+    reason: npt.NDArray[np.int16],
+    current: npt.NDArray[np.int8],
+    value: F64,
+    switch_per_h: F64,
+    budget: int,
+    held_reason: int,
+) -> None:
+    """Keep the `budget` changes of highest gain after amortized switching cost (ties in
+    fleet order, unknown gains last); hold the others with `held_reason`."""
+    nodes = np.flatnonzero(target != current)
+    lost_gain = np.empty(nodes.shape[0])
+    for k in range(nodes.shape[0]):
+        i = nodes[k]
+        t = target[i]
+        lost_gain[k] = -(value[t, i] - value[current[i], i] - switch_per_h[t, i])
+    order = np.argsort(lost_gain, kind="mergesort")
+    for k in order[budget:]:
+        i = nodes[k]
+        target[i] = current[i]
+        reason[i] = held_reason
+
+
+@compiled
 def site_power(
     target: npt.NDArray[np.int8],
     watts_by_mode: F64,
@@ -357,6 +382,31 @@ def site_power(
 
 
 @compiled
+def _comes_first(priority: F64, a: int, b: int) -> bool:
+    """Ascending priority, NaN last, ties in candidate order: a stable sort's order."""
+    pa, pb = priority[a], priority[b]
+    a_nan, b_nan = bool(np.isnan(pa)), bool(np.isnan(pb))
+    if a_nan != b_nan:
+        return b_nan
+    if not a_nan and pa != pb:
+        return bool(pa < pb)
+    return a < b
+
+
+@compiled
+def _sift_down(heap: npt.NDArray[np.intp], at: int, size: int, priority: F64) -> None:
+    while True:
+        first = at
+        for child in (2 * at + 1, 2 * at + 2):
+            if child < size and _comes_first(priority, heap[child], heap[first]):
+                first = child
+        if first == at:
+            return
+        heap[at], heap[first] = heap[first], heap[at]
+        at = first
+
+
+@compiled
 def _shed(
     candidates: npt.NDArray[np.intp],
     saving: F64,
@@ -365,20 +415,37 @@ def _shed(
     excess: F64,
 ) -> npt.NDArray[np.intp]:
     """Pick candidates in ascending `priority` (stable), each site until its excess is
-    covered. Candidates that save nothing, or whose site is not over, are skipped."""
-    order = np.argsort(priority, kind="mergesort")
+    covered. Candidates that save nothing, or whose site is not over, are skipped.
+
+    A heap, not a sort: a cap usually needs a few nodes out of the whole fleet, so the
+    cost is one linear heapify plus a pop per candidate looked at.
+    """
+    m = candidates.shape[0]
+    heap = np.arange(m)
+    for at in range(m // 2 - 1, -1, -1):
+        _sift_down(heap, at, m, priority)
     covered = np.zeros(excess.shape[0])
-    picked = np.empty(candidates.shape[0], dtype=np.intp)
+    sites_open = 0
+    for s in range(excess.shape[0]):
+        if excess[s] > 0:
+            sites_open += 1
+    picked = np.empty(m, dtype=np.intp)
     count = 0
-    for j in order:
+    size = m
+    while size > 0 and sites_open > 0:
+        j = heap[0]
+        size -= 1
+        heap[0] = heap[size]
+        _sift_down(heap, 0, size, priority)
         node = candidates[j]
         s = site[node]
-        if excess[s] <= 0 or saving[j] <= 0:
+        if excess[s] <= 0 or saving[j] <= 0 or not covered[s] < excess[s]:
             continue
-        if covered[s] < excess[s]:
-            picked[count] = node
-            count += 1
-            covered[s] += saving[j]
+        picked[count] = node
+        count += 1
+        covered[s] += saving[j]
+        if not covered[s] < excess[s]:
+            sites_open -= 1
     return picked[:count]
 
 
