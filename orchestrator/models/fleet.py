@@ -7,7 +7,6 @@ policies and the engine work in whole-array operations.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -90,7 +89,9 @@ class FleetStatics:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+# Not slotted: a table derived from another (every backtest step makes one or two) is a
+# copy of the instance dict, not 25 frozen-attribute writes.
+@dataclass(frozen=True)
 class FleetTable:
     """Nodes as columns. Build with `FleetTable.build`; change with `with_columns`."""
 
@@ -135,11 +136,10 @@ class FleetTable:
 
     def __getstate__(self) -> dict[str, Any]:
         # Unpickled arrays are writable again: a copy must not claim to be read-only.
-        return {**dict(zip(_FIELDS, _ALL_FIELDS(self), strict=True)), "_read_only": False}
+        return {**self.__dict__, "_read_only": False}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        for name, value in state.items():
-            _SETTER_OF[name](self, value)
+        self.__dict__.update(state)
 
     @property
     def n(self) -> int:
@@ -275,14 +275,11 @@ class FleetTable:
         return self._evolve(views)
 
     def _evolve(self, changes: dict[str, Any]) -> FleetTable:
-        # dataclasses.replace re-inspects the fields on every call, and the frozen
-        # __setattr__ refuses: the slot descriptors set each field directly. The backtest
-        # makes a table or two per step.
+        # dataclasses.replace re-inspects the fields and runs __init__ on every call.
         new = object.__new__(FleetTable)
-        for set_field, value in zip(_SETTERS, _ALL_FIELDS(self), strict=True):
-            set_field(new, value)
-        for name, value in changes.items():
-            _SETTER_OF[name](new, value)
+        fields_of_new = new.__dict__
+        fields_of_new.update(self.__dict__)
+        fields_of_new.update(changes)
         return new
 
     def profile_column(self, attribute: str) -> F64:
@@ -305,9 +302,6 @@ class FleetTable:
 
 
 _FIELDS = tuple(f.name for f in fields(FleetTable))
-_ALL_FIELDS = operator.attrgetter(*_FIELDS)
-_SETTER_OF = {name: getattr(FleetTable, name).__set__ for name in _FIELDS}
-_SETTERS = tuple(_SETTER_OF[name] for name in _FIELDS)
 _COLUMNS = frozenset(_FIELDS) - {"_read_only"}
 _LOOKUP_FIELDS = frozenset(
     {"profiles", "sites", "gpu_models", "algorithms", "_statics", "_read_only"}
