@@ -91,38 +91,36 @@ class JobBook:
             )
         )
 
-    def place(self, accepting: B, node_gpus: F64, ready_at: F64, now_s: float) -> int:
-        """First-fit queued jobs (FIFO) onto accepting nodes with free GPUs. A job starts
-        once its node is ready. Returns how many started."""
-        return int(
-            _place(
-                accepting,
-                node_gpus,
-                ready_at,
-                now_s,
-                self.gpus,
-                self.node,
-                self.start_s,
-                self.queue,
-                self.running,
-                self.counts,
-            )
-        )
-
-    def run(self, now_s: float, end_s: float) -> F64:
-        """Run every job over [now_s, end_s); retire the finished. Returns busy GPU-hours
-        per node."""
+    def serve(
+        self, accepting: B, node_gpus: F64, ready_at: F64, now_s: float, end_s: float
+    ) -> tuple[int, F64]:
+        """First-fit queued jobs (FIFO) onto accepting nodes with free GPUs (a job starts
+        once its node is ready), then run every job over [now_s, end_s) and retire the
+        finished. Returns how many started and the busy GPU-hours per node."""
         gpu_h = np.zeros(self.n_nodes)
-        _run(now_s, end_s, self.gpus, self.remaining_s, self.node, self.start_s, self.running,
-             self.counts, gpu_h)
-        return gpu_h
+        started = _serve(
+            accepting,
+            node_gpus,
+            ready_at,
+            now_s,
+            end_s,
+            self.gpus,
+            self.remaining_s,
+            self.node,
+            self.start_s,
+            self.queue,
+            self.running,
+            self.counts,
+            gpu_h,
+        )
+        return int(started), gpu_h
 
     def node_columns(self) -> tuple[F64, F64, B]:
         """Per node: GPUs busy, end of the latest protected (non-interruptible) job
         (0: none), and whether every job on it may be evicted."""
-        busy = np.zeros(self.n_nodes)
-        lease = np.zeros(self.n_nodes)
-        interruptible = np.ones(self.n_nodes, dtype=bool)
+        busy = np.empty(self.n_nodes)
+        lease = np.empty(self.n_nodes)
+        interruptible = np.empty(self.n_nodes, dtype=bool)
         _node_columns(self.gpus, self.interruptible, self.remaining_s, self.node, self.start_s,
                       self.running, self.counts, busy, lease, interruptible)
         return busy, lease, interruptible
@@ -259,6 +257,29 @@ def _place(
 
 
 @compiled
+def _serve(
+    accepting: B,
+    node_gpus: F64,
+    ready_at: F64,
+    now_s: float,
+    end_s: float,
+    gpus: F64,
+    remaining_s: F64,
+    node: I64,
+    start_s: F64,
+    queue: I64,
+    running: I64,
+    counts: I64,
+    gpu_h: F64,
+) -> int:
+    started = _place(
+        accepting, node_gpus, ready_at, now_s, gpus, node, start_s, queue, running, counts
+    )
+    _run(now_s, end_s, gpus, remaining_s, node, start_s, running, counts, gpu_h)
+    return started
+
+
+@compiled
 def _run(
     now_s: float,
     end_s: float,
@@ -302,6 +323,9 @@ def _node_columns(
     lease: F64,
     all_interruptible: B,
 ) -> None:
+    busy[:] = 0.0
+    lease[:] = 0.0
+    all_interruptible[:] = True
     for k in range(counts[1]):
         j = running[k]
         i = node[j]

@@ -146,6 +146,29 @@ class SimulatedSite:
         self.stop_s, self.start_s, self.wear = st.stop_s, st.start_s, st.wear_usd
         self.is_gpu = st.is_gpu
         self.model_ok = self._model_filter()
+        # Nodes that take AI jobs when in AI mode; neither changes during a run.
+        self._can_serve = self.model_ok & self.fleet.reachable
+        # The per-node facts accrual reads, one block each: these columns never change
+        # during a run, and a compiled call pays per argument.
+        self._accrual_facts = _frozen(
+            np.stack(
+                [
+                    self.fleet.hashrate,
+                    self.fleet.watts_mine,
+                    self.fleet.watts_idle,
+                    self.fleet.watts_ai,
+                    self.fleet.gpus,
+                    self.pool_fee,
+                    self.platform_fee,
+                    self.adder,
+                ]
+            )
+        )
+        self._accrual_lookups = _frozen(np.stack([self.fleet.site, self.fleet.algorithm]))
+        offered = jobs.offered_usd_per_gpu_hour
+        n_models = len(self.fleet.gpu_models)
+        self._offered_by_model = _frozen(np.full(n_models, np.nan if offered is None else offered))
+        self._no_pending = _frozen(np.zeros(n_models))
 
     def _model_filter(self) -> B:
         """Nodes whose GPU model the jobs accept."""
@@ -178,11 +201,10 @@ class SimulatedSite:
                 self._expected_gpus, total, now_s - self._last_demand_s, self.demand_half_life_s
             )
         self._last_demand_s = now_s
-        offered = self.jobs.offered_usd_per_gpu_hour
-        price = np.full(len(models), np.nan if offered is None else offered)
+        price = self._offered_by_model
         if self.jobs.gpu_model is None:
             return DemandSummary(
-                np.zeros(len(models)),
+                self._no_pending,
                 price,
                 pending,
                 expected_gpus_any_model=self._expected_gpus,
@@ -252,23 +274,15 @@ class SimulatedSite:
                 )
         ledger.switches[k] = changed.size
 
-        accepting = (fleet.mode == AI) & self.model_ok & fleet.reachable
-        ledger.jobs_served[k] = self.book.place(accepting, fleet.gpus, self.ready_at, now_s)
-        busy_gpu_h = self.book.run(now_s, end_s)
-
+        accepting = (fleet.mode == AI) & self._can_serve
+        ledger.jobs_served[k], busy_gpu_h = self.book.serve(
+            accepting, fleet.gpus, self.ready_at, now_s, end_s
+        )
         totals = _accrue(
             fleet.mode,
             self.ready_at,
-            fleet.site,
-            fleet.algorithm,
-            fleet.hashrate,
-            fleet.watts_mine,
-            fleet.watts_idle,
-            fleet.watts_ai,
-            fleet.gpus,
-            self.pool_fee,
-            self.platform_fee,
-            self.adder,
+            self._accrual_lookups,
+            self._accrual_facts,
             realized.power_usd_mwh,
             realized.usd_per_unit_day,
             gpu_price,
@@ -301,6 +315,11 @@ class SimulatedSite:
                 self._gpu_price_now = np.zeros(self.n)
             self._gpu_price_key = key
         return self._gpu_price_now
+
+
+def _frozen(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    array.flags.writeable = False
+    return array
 
 
 def _read_only(**columns: npt.NDArray[Any]) -> dict[str, npt.NDArray[Any]]:
@@ -367,16 +386,8 @@ def _lifecycle_state(
 def _accrue(
     mode: npt.NDArray[np.int8],
     ready_at: F64,
-    site: npt.NDArray[np.int32],
-    algorithm: npt.NDArray[np.int32],
-    hashrate: F64,
-    watts_mine: F64,
-    watts_idle: F64,
-    watts_ai: F64,
-    gpus: F64,
-    pool_fee: F64,
-    platform_fee: F64,
-    adder_usd_mwh: F64,
+    lookups: npt.NDArray[np.int32],
+    facts: F64,
     power_usd_mwh_by_site: F64,
     usd_per_unit_day_by_algorithm: F64,
     gpu_price: F64,
@@ -393,17 +404,26 @@ def _accrue(
     the step's mining revenue, AI revenue (after the platform fee), power cost and
     switching cost.
 
-    A node earns only once its workload has started (`ready_at`); it draws idle power
-    all step, plus the mining increment while mining, plus the AI increment per busy
-    GPU-hour in AI mode.
+    `lookups` rows: site, algorithm. `facts` rows: hashrate, mining W, idle W, AI W, GPUs,
+    pool fee, platform fee, tariff adder. A node earns only once its workload has started
+    (`ready_at`); it draws idle power all step, plus the mining increment while mining,
+    plus the AI increment per busy GPU-hour in AI mode.
     """
+    site, algorithm = lookups[0], lookups[1]
+    hashrate, watts_mine, watts_idle, watts_ai = facts[0], facts[1], facts[2], facts[3]
+    gpus, pool_fee, platform_fee, adder_usd_mwh = facts[4], facts[5], facts[6], facts[7]
     end_s = now_s + dt_s
     dt_h = dt_s / 3600.0
+    # Every node already running works the whole step: the same hours for all of them.
+    steady_h = min(max(end_s - now_s, 0.0), dt_s) / 3600.0
     mine_sum = ai_sum = power_sum = switching_sum = 0.0
     nodes_per_mode[:] = 0
     for i in range(mode.shape[0]):
         nodes_per_mode[mode[i]] += 1
-        productive_h = min(max(end_s - max(ready_at[i], now_s), 0.0), dt_s) / 3600.0
+        if ready_at[i] <= now_s:
+            productive_h = steady_h
+        else:
+            productive_h = min(max(end_s - ready_at[i], 0.0), dt_s) / 3600.0
         energy_wh = watts_idle[i] * dt_h
         mine_rev = 0.0
         if mode[i] == MINE:

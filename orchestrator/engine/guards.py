@@ -31,7 +31,8 @@ SWITCH_LOAD_HALF_LIFE_S = 86_400.0
 _REASON_CODES = np.array([int(r) for r in Reason])
 _KNOWN_REASON = np.zeros(max(Reason) + 1, dtype=bool)
 _KNOWN_REASON[_REASON_CODES] = True
-_PROTECTION_REASONS = np.array(
+# The codes the compiled guard pass writes, in the order `kernels.guard_plan` reads them.
+_GUARD_REASONS = np.array(
     [
         Reason.GUARD_OPT_OUT,
         Reason.GUARD_UNREACHABLE,
@@ -39,18 +40,18 @@ _PROTECTION_REASONS = np.array(
         Reason.GUARD_LEASE_PROTECTED,
         Reason.GUARD_MIN_DWELL,
         Reason.GUARD_NODE_SWITCH_BUDGET,
+        Reason.GUARD_FLEET_SWITCH_BUDGET,
+        Reason.GUARD_INVALID_TARGET,
+        Reason.GUARD_UNSUPPORTED_MODE,
+        Reason.GUARD_POWER_CAP_REVERTED,
+        Reason.GUARD_POWER_CAP_CURTAILED,
     ],
     dtype=np.int16,
 )
 _NO_LOAD = np.zeros(0)
 # Plain ints for the compiled loops (an IntEnum member costs a lookup per use).
-_INVALID_TARGET = int(Reason.GUARD_INVALID_TARGET)
-_UNSUPPORTED_MODE = int(Reason.GUARD_UNSUPPORTED_MODE)
 _FROZEN = int(Reason.GUARD_FROZEN)
-_FLEET_SWITCH_BUDGET = int(Reason.GUARD_FLEET_SWITCH_BUDGET)
 _STALE_DATA = int(Reason.GUARD_STALE_DATA)
-_POWER_CAP_REVERTED = int(Reason.GUARD_POWER_CAP_REVERTED)
-_POWER_CAP_CURTAILED = int(Reason.GUARD_POWER_CAP_CURTAILED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,16 +118,15 @@ def apply_guards(
         hold_all = _STALE_DATA
     target = np.empty(n, dtype=np.int8)
     reason = np.empty(n, dtype=np.int16)
-    leased = np.empty(n, dtype=bool)
-    unknown, changing, recent = kernels.guard_nodes(
+    cap = ctx.site_power_cap_w
+    power = np.empty(len(fleet.sites))
+    unknown = kernels.guard_plan(
         proposed,
         proposed_reason,
         _KNOWN_REASON,
         fleet.mode,
         fleet.statics.is_gpu,
-        _INVALID_TARGET,
-        _UNSUPPORTED_MODE,
-        hold_all,
+        fleet.site,
         fleet.opt_out,
         fleet.reachable,
         fleet.state,
@@ -136,69 +136,27 @@ def apply_guards(
         ctx.dwell_s,
         fleet.since,
         _NO_LOAD if switch_load is None else np.asarray(switch_load, dtype=np.float64),
+        ctx.scores.watts,
+        ctx.scores.value,
+        ctx.scores.switch_cost_per_h,
+        np.asarray(cap, dtype=np.float64),
         float(ctx.now_s),
         float(config.min_dwell_s),
+        float(ctx.min_dwell_s),
         float(config.max_switches_per_node_per_day),
         SWITCH_LOAD_HALF_LIFE_S,
-        _PROTECTION_REASONS,
+        # At least one node per hour, so a small fleet is never frozen by rounding.
+        max(math.floor(config.max_fleet_switch_share_per_hour * n), 1),
+        hold_all,
+        not config.frozen,
+        _GUARD_REASONS,
         target,
         reason,
-        leased,
+        power,
     )
     if unknown >= 0:
         # Every change carries a reason the journal and metrics can name: no made-up codes.
         known = np.isin(proposed_reason, _REASON_CODES)
         bad = sorted({str(x) for x in proposed_reason[~known].tolist()})[:5]
         raise PolicyError(f"policy returned unknown reason codes {bad}")
-    _fleet_budget(ctx, config, target, reason, changing, recent)
-    cap = ctx.site_power_cap_w
-    power = np.empty(len(fleet.sites))
-    kernels.cap_site_power(
-        target,
-        reason,
-        fleet.mode,
-        fleet.site,
-        ctx.scores.watts,
-        ctx.scores.value,
-        ctx.scores.switch_cost_per_h,
-        leased,
-        fleet.opt_out,
-        fleet.reachable,
-        ctx.dwell_s,
-        float(ctx.min_dwell_s),
-        np.asarray(cap, dtype=np.float64),
-        not config.frozen,
-        _POWER_CAP_REVERTED,
-        _POWER_CAP_CURTAILED,
-        power,
-    )
     return GuardedPlan(target, reason, power, power > cap + 1e-6)
-
-
-def _fleet_budget(
-    ctx: DecisionContext,
-    config: GuardConfig,
-    target: I8,
-    reason: npt.NDArray[np.int16],
-    changing: int,
-    recent: int,
-) -> None:
-    """Keep only the most valuable changes once the hourly fleet budget is spent.
-
-    `recent` counts nodes that switched within the last hour.
-    """
-    fleet = ctx.fleet
-    # At least one node per hour, so a small fleet is never frozen by rounding.
-    allowed = max(math.floor(config.max_fleet_switch_share_per_hour * fleet.n), 1)
-    budget = max(allowed - recent, 0)
-    if changing <= budget:
-        return
-    kernels.keep_most_valuable(
-        target,
-        reason,
-        fleet.mode,
-        ctx.scores.value,
-        ctx.scores.switch_cost_per_h,
-        budget,
-        _FLEET_SWITCH_BUDGET,
-    )

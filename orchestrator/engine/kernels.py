@@ -522,15 +522,13 @@ def power_cap(
 
 
 @compiled
-def guard_nodes(
+def guard_plan(
     proposed: npt.NDArray[Any],
     proposed_reason: npt.NDArray[Any],
     known_reasons: npt.NDArray[np.bool_],
     current: npt.NDArray[np.int8],
     is_gpu: npt.NDArray[np.bool_],
-    invalid_reason: int,
-    unsupported_reason: int,
-    hold_all_reason: int,
+    site: npt.NDArray[np.int32],
     opt_out: npt.NDArray[np.bool_],
     reachable: npt.NDArray[np.bool_],
     state: npt.NDArray[np.int8],
@@ -540,29 +538,41 @@ def guard_nodes(
     dwell_s: F64,
     since: F64,
     switch_load: F64,
+    watts: F64,
+    value: F64,
+    switch_per_h: F64,
+    cap_w: F64,
     now_s: float,
     min_dwell_s: float,
+    cap_min_dwell_s: float,
     max_switches_per_day: float,
     switch_load_half_life_s: float,
-    protection_reasons: npt.NDArray[np.int16],
+    fleet_switches_per_hour: int,
+    hold_all_reason: int,
+    enforce_cap: bool,
+    reasons: npt.NDArray[np.int16],
     target: npt.NDArray[np.int8],
     reason: npt.NDArray[np.int16],
-    leased: npt.NDArray[np.bool_],
-) -> tuple[int, int, int]:
-    """The per-node guards in one call: refuse unknown reason codes, coerce the policy's
-    targets into `target`/`reason`, then hold what a protection forbids (see
-    `coerce_targets` and `hold_protected`).
+    power: F64,
+) -> int:
+    """Every guard in its fixed order, in one call: refuse unknown reason codes, coerce
+    the policy's targets into `target`/`reason`, hold what a per-node protection forbids,
+    keep the most valuable changes within the fleet's hourly budget, then bring each
+    site under its power cap; `power` gets the plan's full-load draw per site.
 
-    Returns (index of the first unknown reason or -1, changes left, nodes that switched
-    within the last hour); nothing is written when a reason is unknown.
+    `reasons` are the codes for: opt-out, unreachable, in transition, lease, min dwell,
+    node switch budget, fleet switch budget, invalid target, unsupported mode, power cap
+    reverted, power cap curtailed. `hold_all_reason` ≥ 0 holds every change (frozen,
+    stale data); without `enforce_cap` (frozen: nothing moves) no site is curtailed.
+    Returns the index of the first unknown reason (nothing else is done), or -1.
     """
     unknown = first_unknown_reason(proposed_reason, known_reasons)
     if unknown >= 0:
-        return unknown, 0, 0
+        return unknown
     coerce_targets(
-        proposed, proposed_reason, current, is_gpu, invalid_reason, unsupported_reason,
-        target, reason,
+        proposed, proposed_reason, current, is_gpu, reasons[7], reasons[8], target, reason
     )
+    leased = np.empty(current.shape[0], dtype=np.bool_)
     changing, recent = hold_protected(
         target,
         reason,
@@ -581,36 +591,15 @@ def guard_nodes(
         min_dwell_s,
         max_switches_per_day,
         switch_load_half_life_s,
-        protection_reasons,
+        reasons[:6],
         leased,
     )
-    return -1, changing, recent
-
-
-@compiled
-def cap_site_power(
-    target: npt.NDArray[np.int8],
-    reason: npt.NDArray[np.int16],
-    current: npt.NDArray[np.int8],
-    site: npt.NDArray[np.int32],
-    watts: F64,
-    value: F64,
-    switch_per_h: F64,
-    leased: npt.NDArray[np.bool_],
-    opt_out: npt.NDArray[np.bool_],
-    reachable: npt.NDArray[np.bool_],
-    dwell_s: F64,
-    min_dwell_s: float,
-    cap_w: F64,
-    enforce: bool,
-    reverted_reason: int,
-    curtailed_reason: int,
-    power: F64,
-) -> None:
-    """The plan's full-load draw per site into `power`, brought under each cap first when
-    `enforce` (see `power_cap`)."""
+    # `recent` nodes switched within the last hour and count against the budget.
+    budget = max(fleet_switches_per_hour - recent, 0)
+    if changing > budget:
+        keep_most_valuable(target, reason, current, value, switch_per_h, budget, reasons[6])
     site_power(target, watts, site, power)
-    if enforce:
+    if enforce_cap:
         power_cap(
             target,
             reason,
@@ -623,12 +612,13 @@ def cap_site_power(
             opt_out,
             reachable,
             dwell_s,
-            min_dwell_s,
+            cap_min_dwell_s,
             cap_w,
-            reverted_reason,
-            curtailed_reason,
+            reasons[9],
+            reasons[10],
             power,
         )
+    return -1
 
 
 # --- AI demand ----------------------------------------------------------------------------

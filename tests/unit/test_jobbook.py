@@ -29,7 +29,10 @@ def test_jobs_arrive_fifo_and_fit_first_come_first_served() -> None:
     assert b.queued().gpus.tolist() == [4.0, 8.0, 2.0, 4.0]  # the 5 h job has not arrived
     accepting = np.array([True, True, False])
     node_gpus = np.array([8.0, 8.0, 8.0])
-    started = b.place(accepting, node_gpus, ready_at=np.array([0.0, 1.5 * H, 0.0]), now_s=H)
+    # An empty interval: placement only.
+    started, _ = b.serve(
+        accepting, node_gpus, ready_at=np.array([0.0, 1.5 * H, 0.0]), now_s=H, end_s=H
+    )
     # 4 → node 0; 8 → node 1; 2 → node 0 (first with room); 4 waits (node 0 has 2 left).
     assert started == 3
     assert b.queued().gpus.tolist() == [4.0]
@@ -44,11 +47,12 @@ def test_jobs_arrive_fifo_and_fit_first_come_first_served() -> None:
 def test_running_accrues_gpu_hours_and_retires_finished_jobs() -> None:
     b = book()
     b.arrive(H)
-    b.place(np.array([True, True, False]), np.full(3, 8.0), np.array([0.0, 1.5 * H, 0.0]), H)
-    gpu_h = b.run(H, 2 * H)
+    _, gpu_h = b.serve(
+        np.array([True, True, False]), np.full(3, 8.0), np.array([0.0, 1.5 * H, 0.0]), H, 2 * H
+    )
     # Node 0: 4 GPUs + 2 GPUs for the full hour; node 1: 8 GPUs from 1.5 h.
     assert gpu_h.tolist() == [6.0, 4.0, 0.0]
-    gpu_h = b.run(2 * H, 3 * H)
+    _, gpu_h = b.serve(np.zeros(3, dtype=bool), np.full(3, 8.0), np.zeros(3), 2 * H, 3 * H)
     # Node 0's 4-GPU job (2 h) ends at 3 h, the 2-GPU job runs on; node 1's 1 h job ends at 2.5 h.
     assert gpu_h.tolist() == [6.0, 4.0, 0.0]
     busy, _, _ = b.node_columns()
@@ -58,8 +62,7 @@ def test_running_accrues_gpu_hours_and_retires_finished_jobs() -> None:
 def test_eviction_requeues_at_the_front_with_the_work_left_and_charges_a_penalty() -> None:
     b = book()
     b.arrive(H)
-    b.place(np.array([True, False, False]), np.full(3, 8.0), np.zeros(3), H)
-    b.run(H, 2 * H)
+    b.serve(np.array([True, False, False]), np.full(3, 8.0), np.zeros(3), H, 2 * H)
     penalty = np.zeros(3)
     leaving = np.array([True, False, False])
     evicted = b.evict(leaving, 2.5 * H, np.array([2.0, 2.0, 2.0]), 0.5, penalty)
@@ -76,7 +79,7 @@ def test_eviction_requeues_at_the_front_with_the_work_left_and_charges_a_penalty
 def test_an_evicted_job_keeps_a_minimum_of_work() -> None:
     b = book()
     b.arrive(H)
-    b.place(np.array([True, False, False]), np.full(3, 8.0), np.zeros(3), H)
+    b.serve(np.array([True, False, False]), np.full(3, 8.0), np.zeros(3), H, H)
     b.evict(np.array([True, False, False]), 100 * H, np.zeros(3), 0.0, np.zeros(3))
     assert b.queued().remaining_s[:2].tolist() == [MIN_REMAINING_S, MIN_REMAINING_S]
 
@@ -91,5 +94,6 @@ def test_jobs_that_wait_too_long_leave_as_sla_misses() -> None:
 def test_placement_stops_once_no_node_has_a_whole_gpu() -> None:
     b = book()
     b.arrive(H)
-    assert b.place(np.array([False, False, False]), np.full(3, 8.0), np.zeros(3), H) == 0
+    started, _ = b.serve(np.array([False, False, False]), np.full(3, 8.0), np.zeros(3), H, H)
+    assert started == 0
     assert len(b.queued()) == 4
