@@ -67,8 +67,8 @@ def ai_and_switch_terms(
     ai_gpus_busy: F64,
     ai_interruptible: npt.NDArray[np.bool_],
     platform_fee: F64,
-    stop_s: F64,
-    start_s: F64,
+    profile: npt.NDArray[np.int32],
+    downtime_h_by_profile: F64,
     wear_usd: F64,
     power_price: F64,
     gpu_usd_by_model: F64,
@@ -115,15 +115,15 @@ def ai_and_switch_terms(
         fixed = wear_usd[i]
         if current == AI and ai_interruptible[i]:
             fixed += ai_gpus_busy[i] * gpu_price * eviction_penalty_gpu_hours
-        stop_now = stop_s[current, i]
+        downtime_h = downtime_h_by_profile[profile[i], current]
         for m in range(3):
             if m == current:
-                cost = 0.0
+                switch_usd[m, i] = 0.0
+                switch_per_h[m, i] = 0.0
             else:
-                downtime_h = (stop_now + start_s[m, i]) / 3600.0
-                cost = switching_cost_usd(downtime_h, revenue[m, i], fixed)
-            switch_usd[m, i] = cost
-            switch_per_h[m, i] = amortized_usd_per_hour(cost, expected_stay_h)
+                cost = switching_cost_usd(downtime_h[m], revenue[m, i], fixed)
+                switch_usd[m, i] = cost
+                switch_per_h[m, i] = amortized_usd_per_hour(cost, expected_stay_h)
 
 
 @compiled
@@ -143,8 +143,8 @@ def score_table(
     pool_fee: F64,
     platform_fee: F64,
     adder_usd_mwh: F64,
-    stop_s: F64,
-    start_s: F64,
+    profile: npt.NDArray[np.int32],
+    downtime_h_by_profile: F64,
     wear_usd: F64,
     gpu_rows: npt.NDArray[np.intp],
     power_usd_mwh_by_site: F64,
@@ -216,8 +216,8 @@ def score_table(
         ai_gpus_busy,
         ai_interruptible,
         platform_fee,
-        stop_s,
-        start_s,
+        profile,
+        downtime_h_by_profile,
         wear_usd,
         power_price,
         gpu_usd_by_model,
@@ -253,35 +253,27 @@ def first_unknown_reason(reason: npt.NDArray[Any], known: npt.NDArray[np.bool_])
 
 
 @compiled
-def coerce_targets(
-    target: npt.NDArray[Any],
-    reason: npt.NDArray[Any],
-    current: npt.NDArray[np.int8],
-    is_gpu: npt.NDArray[np.bool_],
-    invalid_reason: int,
-    unsupported_reason: int,
-    out_target: npt.NDArray[np.int8],
-    out_reason: npt.NDArray[np.int16],
-) -> None:
-    """Targets that are not a mode keep the current mode; ASICs cannot be sent to AI."""
-    for i in range(target.shape[0]):
-        t = target[i]
-        if t >= 0 and t <= AI and t == int(t):
-            out_target[i] = int(t)
-            out_reason[i] = int(reason[i])
-        else:
-            out_target[i] = current[i]
-            out_reason[i] = invalid_reason
-        if out_target[i] == AI and not is_gpu[i]:
-            out_target[i] = current[i]
-            out_reason[i] = unsupported_reason
+def coerce_target(
+    proposed: Any, proposed_reason: Any, current: int, is_gpu: bool,
+    invalid_reason: int, unsupported_reason: int,
+) -> tuple[int, int]:
+    """One node's target and reason: a target that is not a mode keeps the current mode,
+    and an ASIC cannot be sent to AI."""
+    if proposed >= 0 and proposed <= AI and proposed == int(proposed):
+        target, why = int(proposed), int(proposed_reason)
+    else:
+        target, why = current, invalid_reason
+    if target == AI and not is_gpu:
+        target, why = current, unsupported_reason
+    return target, why
 
 
 @compiled
 def hold_protected(
-    target: npt.NDArray[np.int8],
-    reason: npt.NDArray[np.int16],
+    proposed: npt.NDArray[Any],
+    proposed_reason: npt.NDArray[Any],
     current: npt.NDArray[np.int8],
+    is_gpu: npt.NDArray[np.bool_],
     hold_all_reason: int,
     opt_out: npt.NDArray[np.bool_],
     reachable: npt.NDArray[np.bool_],
@@ -297,49 +289,53 @@ def hold_protected(
     max_switches_per_day: float,
     switch_load_half_life_s: float,
     reasons: npt.NDArray[np.int16],
+    target: npt.NDArray[np.int8],
+    reason: npt.NDArray[np.int16],
     leased: npt.NDArray[np.bool_],
 ) -> tuple[int, int]:
-    """Hold every change a per-node protection forbids, first protection wins.
+    """Coerce each proposed target (`coerce_target`) into `target`/`reason`, then hold
+    every change a per-node protection forbids, first protection wins.
 
     `reasons` are the codes for: opt-out, unreachable, in transition, lease, min dwell,
-    node switch budget. `hold_all_reason` ≥ 0 holds every change (frozen, stale data).
-    An empty `switch_load` skips the node budget. Marks protected leases in `leased`.
-    Returns (changes left, nodes that switched within the last hour).
+    node switch budget, invalid target, unsupported mode. `hold_all_reason` ≥ 0 holds
+    every change (frozen, stale data). An empty `switch_load` skips the node budget. Marks
+    protected leases in `leased`. Returns (changes left, nodes that switched within the
+    last hour).
     """
     changing = 0
     recent = 0
     use_load = switch_load.shape[0] > 0
-    for i in range(target.shape[0]):
+    for i in range(current.shape[0]):
         cur = current[i]
+        t, why = coerce_target(
+            proposed[i], proposed_reason[i], cur, is_gpu[i], reasons[6], reasons[7]
+        )
         protected = cur == AI and lease_until[i] > now_s and not ai_interruptible[i]
         leased[i] = protected
         if since[i] > now_s - 3600.0 and since[i] > 0:
             recent += 1
-        if target[i] == cur:
-            continue
-        why = -1
-        if hold_all_reason >= 0:
-            why = hold_all_reason
-        elif opt_out[i]:
-            why = reasons[0]
-        elif not reachable[i]:
-            why = reasons[1]
-        elif not steady_state[state[i]]:
-            why = reasons[2]
-        elif protected:
-            why = reasons[3]
-        elif dwell_s[i] < min_dwell_s:
-            why = reasons[4]
-        elif use_load:
-            age = max(now_s - since[i], 0.0)
-            load = switch_load[i] * np.exp2(-age / switch_load_half_life_s)
-            if load + 1.0 > max_switches_per_day:
-                why = reasons[5]
-        if why >= 0:
-            target[i] = cur
-            reason[i] = why
-        else:
-            changing += 1
+        if t != cur:
+            if hold_all_reason >= 0:
+                t, why = cur, hold_all_reason
+            elif opt_out[i]:
+                t, why = cur, reasons[0]
+            elif not reachable[i]:
+                t, why = cur, reasons[1]
+            elif not steady_state[state[i]]:
+                t, why = cur, reasons[2]
+            elif protected:
+                t, why = cur, reasons[3]
+            elif dwell_s[i] < min_dwell_s:
+                t, why = cur, reasons[4]
+            elif use_load:
+                age = max(now_s - since[i], 0.0)
+                load = switch_load[i] * np.exp2(-age / switch_load_half_life_s)
+                if load + 1.0 > max_switches_per_day:
+                    t, why = cur, reasons[5]
+            if t != cur:
+                changing += 1
+        target[i] = t
+        reason[i] = why
     return changing, recent
 
 
@@ -561,22 +557,21 @@ def guard_plan(
     site under its power cap; `power` gets the plan's full-load draw per site.
 
     `reasons` are the codes for: opt-out, unreachable, in transition, lease, min dwell,
-    node switch budget, fleet switch budget, invalid target, unsupported mode, power cap
-    reverted, power cap curtailed. `hold_all_reason` ≥ 0 holds every change (frozen,
-    stale data); without `enforce_cap` (frozen: nothing moves) no site is curtailed.
+    node switch budget, invalid target, unsupported mode (what `hold_protected` writes),
+    fleet switch budget, power cap reverted, power cap curtailed. `hold_all_reason` ≥ 0
+    holds every change (frozen, stale data); without `enforce_cap` (frozen: nothing
+    moves) no site is curtailed.
     Returns the index of the first unknown reason (nothing else is done), or -1.
     """
     unknown = first_unknown_reason(proposed_reason, known_reasons)
     if unknown >= 0:
         return unknown
-    coerce_targets(
-        proposed, proposed_reason, current, is_gpu, reasons[7], reasons[8], target, reason
-    )
     leased = np.empty(current.shape[0], dtype=np.bool_)
     changing, recent = hold_protected(
-        target,
-        reason,
+        proposed,
+        proposed_reason,
         current,
+        is_gpu,
         hold_all_reason,
         opt_out,
         reachable,
@@ -591,13 +586,15 @@ def guard_plan(
         min_dwell_s,
         max_switches_per_day,
         switch_load_half_life_s,
-        reasons[:6],
+        reasons[:8],
+        target,
+        reason,
         leased,
     )
     # `recent` nodes switched within the last hour and count against the budget.
     budget = max(fleet_switches_per_hour - recent, 0)
     if changing > budget:
-        keep_most_valuable(target, reason, current, value, switch_per_h, budget, reasons[6])
+        keep_most_valuable(target, reason, current, value, switch_per_h, budget, reasons[8])
     site_power(target, watts, site, power)
     if enforce_cap:
         power_cap(

@@ -48,6 +48,10 @@ class FleetStatics:
     gpu_rows: npt.NDArray[np.intp]
     #: Full-load watts per mode, (3, n): what the power cap counts.
     watts_by_mode: F64
+    #: Hours down when switching, per profile, from mode to mode (profiles, 3, 3): the old
+    #: workload's stop time plus the new one's start time. Worked out once per profile so
+    #: the score table does not divide per node and mode.
+    downtime_h: F64
 
     @staticmethod
     def of(
@@ -66,7 +70,17 @@ class FleetStatics:
             table = np.array([float(getattr(x, attr)) for x in sites], dtype=np.float64)
             return table[site]
 
+        def profile_table(attr: str) -> F64:
+            return np.array([float(getattr(p, attr)) for p in profiles], dtype=np.float64)
+
         zeros = np.zeros(profile.shape[0])
+        no_time = np.zeros(len(profiles))
+        stop_by_profile = np.stack(
+            [no_time, profile_table("mine_stop_s"), profile_table("ai_drain_s")], axis=1
+        )
+        start_by_profile = np.stack(
+            [no_time, profile_table("mine_start_s"), profile_table("ai_start_s")], axis=1
+        )
         is_gpu = np.not_equal(gpu_model, NO_GPU_MODEL)
         idle_w, mine_w, ai_w = watts
         out = FleetStatics(
@@ -83,6 +97,7 @@ class FleetStatics:
             ),
             gpu_rows=np.flatnonzero(is_gpu),
             watts_by_mode=np.stack([idle_w, mine_w, np.where(is_gpu, ai_w, 0.0)]),
+            downtime_h=(stop_by_profile[:, :, None] + start_by_profile[:, None, :]) / 3600.0,
         )
         for f in fields(out):
             getattr(out, f.name).flags.writeable = False
