@@ -51,8 +51,6 @@ class Hysteresis(Policy):
         assert isinstance(p, HysteresisParams)
         n = ctx.fleet.n
         prev_streak, prev_candidate = _previous(ctx.policy_state, n)
-        # Jobs already waiting are revenue lost every hour a GPU node hesitates.
-        waiting = float(ctx.demand.pending_gpus.sum()) + ctx.demand.pending_gpus_any_model
         target = np.empty(n, dtype=np.int8)
         reason = np.empty(n, dtype=np.int16)
         streak = np.empty(n, dtype=np.int64)
@@ -63,7 +61,8 @@ class Hysteresis(Policy):
             ctx.current,
             prev_streak,
             prev_candidate,
-            waiting > 0,
+            ctx.demand.pending_gpus,
+            ctx.demand.pending_gpus_any_model,
             p.threshold_multiplier,
             p.min_gain_usd_h,
             p.confirm_ticks,
@@ -113,7 +112,8 @@ def _decide_nodes(
     current: npt.NDArray[np.int8],
     prev_streak: npt.NDArray[np.int64],
     prev_candidate: npt.NDArray[np.int64],
-    jobs_waiting: bool,
+    pending_gpus: npt.NDArray[np.float64],
+    pending_gpus_any_model: float,
     threshold_multiplier: float,
     min_gain_usd_h: float,
     confirm_ticks: int,
@@ -124,6 +124,8 @@ def _decide_nodes(
 ) -> None:
     """One node at a time: the best mode after amortized switching cost, then whether
     the gain clears the threshold and how long it has."""
+    # Jobs already waiting are revenue lost every hour a GPU node hesitates.
+    jobs_waiting = pending_gpus.sum() + pending_gpus_any_model > 0
     for i in range(current.shape[0]):
         now = current[i]
         best = best_of_three(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -141,7 +141,7 @@ def simulate(
     max_wait = config.demand.max_wait_h if config.demand else 24.0
     sim = SimulatedSite(fleet, jobs, config.scoring, max_wait_h=max_wait)
     ledger = Ledger.zeros(times, fleet.n)
-    state: dict[str, npt.NDArray[np.generic]] = {}
+    state: Mapping[str, npt.NDArray[np.generic]] = {}
     for k in range(times.shape[0]):
         now = float(times[k])
         ledger.sla_misses[k] = sim.arrive(now)
@@ -156,7 +156,7 @@ def simulate(
             policy_state=state,
         )
         plan = decide(ctx, policy, guards, switch_load=sim.switch_load)
-        state = dict(plan.policy_state)
+        state = plan.policy_state
         sim.step(plan, now_s=now, dt_s=step_s, realized=realized.prices(k), ledger=ledger, k=k)
         if progress is not None:
             progress(k + 1)

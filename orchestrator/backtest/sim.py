@@ -222,10 +222,11 @@ class SimulatedSite:
         state = np.empty(self.n, dtype=np.int8)
         _lifecycle_state(self.fleet.mode, self.ready_at, now_s, _STEADY, _STARTING, state)
         busy, lease, interruptible = self.book.node_columns()
+        # Read-only, so the table (and the policy's view of it) shares them as they are.
+        state.flags.writeable = busy.flags.writeable = False
+        lease.flags.writeable = interruptible.flags.writeable = False
         return self.fleet.with_columns(
-            **_read_only(
-                state=state, ai_gpus_busy=busy, lease_until=lease, ai_interruptible=interruptible
-            )
+            state=state, ai_gpus_busy=busy, lease_until=lease, ai_interruptible=interruptible
         )
 
     # --- after the decision -----------------------------------------------------------
@@ -267,7 +268,8 @@ class SimulatedSite:
                 leaving,
                 SWITCH_LOAD_HALF_LIFE_S,
             )
-            self.fleet = fleet = fleet.with_columns(**_read_only(mode=mode, since=since))
+            mode.flags.writeable = since.flags.writeable = False
+            self.fleet = fleet = fleet.with_columns(mode=mode, since=since)
             if leaving_ai:
                 ledger.evictions[k] = self.book.evict(
                     leaving, now_s, gpu_price, self.scoring.eviction_penalty_gpu_hours, switching
@@ -320,12 +322,6 @@ class SimulatedSite:
 def _frozen(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
     array.flags.writeable = False
     return array
-
-
-def _read_only(**columns: npt.NDArray[Any]) -> dict[str, npt.NDArray[Any]]:
-    for column in columns.values():
-        column.flags.writeable = False
-    return columns
 
 
 @compiled

@@ -54,7 +54,7 @@ _FROZEN = int(Reason.GUARD_FROZEN)
 _STALE_DATA = int(Reason.GUARD_STALE_DATA)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GuardedPlan:
     """Targets after guards, the reason per node, and the power the plan draws per site."""
 
@@ -65,19 +65,14 @@ class GuardedPlan:
     site_over_cap: B
 
 
-def _loop_ready(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    """Compiled loops take native-order integers and 32/64-bit floats; other real dtypes
-    (float16, long double, byte-swapped) are read as float64."""
-    dtype = values.dtype
-    if dtype.isnative and (dtype.kind in "iu" or dtype in (np.float32, np.float64)):
-        return values
-    return values.astype(np.float64)
-
-
 @functools.cache
-def _is_real(dtype: np.dtype[Any]) -> bool:
-    """Integer or real floating point (not bool, complex or object)."""
-    return bool(np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating))
+def _loop_ready(dtype: np.dtype[Any]) -> bool | None:
+    """Whether compiled loops read this dtype as it is: native-order integers and 32/64-bit
+    floats. Other real dtypes (float16, long double, byte-swapped) are read as float64
+    (False); bool, complex and object are not numbers a target can be (None)."""
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        return None
+    return dtype.isnative and (dtype.kind in "iu" or dtype in (np.float32, np.float64))
 
 
 def policy_output(
@@ -92,11 +87,15 @@ def policy_output(
         raise PolicyError(
             f"policy returned target {target.shape} and reason {reason.shape}, expected ({n},)"
         )
-    if not _is_real(target.dtype):
+    target_ready, reason_ready = _loop_ready(target.dtype), _loop_ready(reason.dtype)
+    if target_ready is None:
         raise PolicyError(f"policy returned targets of type {target.dtype}, expected integers")
-    if not _is_real(reason.dtype):
+    if reason_ready is None:
         raise PolicyError(f"policy returned reasons of type {reason.dtype}, expected Reason codes")
-    return _loop_ready(target), _loop_ready(reason)
+    return (
+        target if target_ready else target.astype(np.float64),
+        reason if reason_ready else reason.astype(np.float64),
+    )
 
 
 def apply_guards(
@@ -109,8 +108,9 @@ def apply_guards(
     fleet = ctx.fleet
     n = fleet.n
     proposed, proposed_reason = policy_output(ctx, decision)
-    if switch_load is not None and np.shape(switch_load) != (n,):
-        raise ValueError(f"switch_load: expected {n} values, got {np.shape(switch_load)}")
+    load = _NO_LOAD if switch_load is None else np.asarray(switch_load, dtype=np.float64)
+    if switch_load is not None and load.shape != (n,):
+        raise ValueError(f"switch_load: expected {n} values, got {load.shape}")
     hold_all = -1
     if config.frozen:
         hold_all = _FROZEN
@@ -135,7 +135,7 @@ def apply_guards(
         fleet.ai_interruptible,
         ctx.dwell_s,
         fleet.since,
-        _NO_LOAD if switch_load is None else np.asarray(switch_load, dtype=np.float64),
+        load,
         ctx.scores.watts,
         ctx.scores.value,
         ctx.scores.switch_cost_per_h,

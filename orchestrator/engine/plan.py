@@ -34,7 +34,9 @@ from orchestrator.models.modes import MODE_LABELS
 F64 = npt.NDArray[np.float64]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: frozen dataclasses set each field through object.__setattr__, and a plan
+# is built every decision. Nothing changes a plan once built.
+@dataclass(slots=True)
 class Plan:
     """Target mode per node after guards, why, and what the plan is expected to earn."""
 
@@ -140,7 +142,7 @@ def build_context(
         dwell_s=dwell,
         min_dwell_s=guards.min_dwell_s,
         stale=now_s - prices.oldest_observed_s > guards.stale_after_s,
-        site_power_cap_w=view.site_power_cap_w(),
+        site_power_cap_w=view.statics.site_cap_w,
         history=history or _NO_HISTORY,
         policy_state=policy_state or {},
     )
@@ -178,5 +180,5 @@ def decide(
         site_cap_w=ctx.site_power_cap_w,
         site_over_cap=guarded.site_over_cap,
         stale=ctx.stale,
-        policy_state=dict(decision.state),
+        policy_state=decision.state,
     )

@@ -55,9 +55,9 @@ def allocate_demand(
         fleet.mode,
         revenue,
         power_cost,
-        _floats(demand.pending_gpus),
+        np.ascontiguousarray(demand.pending_gpus, dtype=np.float64),
         float(demand.pending_gpus_any_model),
-        _NONE if expected is None else _floats(expected),
+        _NONE if expected is None else np.ascontiguousarray(expected, dtype=np.float64),
         float(demand.expected_gpus_any_model),
         float(headroom),
         fill,
@@ -68,34 +68,49 @@ def allocate_demand(
 _NONE = np.zeros(0)
 
 
-def _check_aligned(fleet: FleetTable, prices: MarketPrices, demand: DemandSummary) -> None:
-    """Price and demand arrays must cover the fleet's lookup tables: the compiled loops
-    index them without bounds checks."""
-    need = {
-        "prices.power_usd_mwh (one per site)": (prices.power_usd_mwh, len(fleet.sites)),
-        "prices.usd_per_unit_day (one per algorithm)": (
+def _kernel_inputs(
+    fleet: FleetTable, prices: MarketPrices, demand: DemandSummary
+) -> tuple[F64, F64, F64, F64, F64, F64]:
+    """Power price per site, mining price per algorithm, market GPU price, pending GPUs,
+    offered price and expected GPUs per model (the last empty when not tracked), as
+    float64 for the compiled loop, each checked to cover the fleet's lookup table: the
+    loop indexes them without bounds checks."""
+    models = len(fleet.gpu_models)
+    market_gpu = prices.gpu_usd_per_gpu_hour
+    expected = _NONE if demand.expected_gpus is None else demand.expected_gpus
+    checked = (
+        ("prices.power_usd_mwh (one per site)", prices.power_usd_mwh, len(fleet.sites)),
+        (
+            "prices.usd_per_unit_day (one per algorithm)",
             prices.usd_per_unit_day,
             len(fleet.algorithms),
         ),
-        "demand.pending_gpus (one per GPU model)": (demand.pending_gpus, len(fleet.gpu_models)),
-        "demand.offered_usd_per_gpu_hour (one per GPU model)": (
-            demand.offered_usd_per_gpu_hour,
-            len(fleet.gpu_models),
+        # No market GPU prices at all is allowed: nothing is priced but tenants' offers.
+        (
+            "prices.gpu_usd_per_gpu_hour (one per GPU model)",
+            market_gpu,
+            models if np.size(market_gpu) else 0,
         ),
-    }
-    if prices.gpu_usd_per_gpu_hour.size:
-        need["prices.gpu_usd_per_gpu_hour (one per GPU model)"] = (
-            prices.gpu_usd_per_gpu_hour,
-            len(fleet.gpu_models),
-        )
-    if demand.expected_gpus is not None:
-        need["demand.expected_gpus (one per GPU model)"] = (
-            demand.expected_gpus,
-            len(fleet.gpu_models),
-        )
-    for what, (values, length) in need.items():
-        if np.shape(values) != (length,):
-            raise ValueError(f"{what}: expected {length} values, got shape {np.shape(values)}")
+        ("demand.pending_gpus (one per GPU model)", demand.pending_gpus, models),
+        (
+            "demand.offered_usd_per_gpu_hour (one per GPU model)",
+            demand.offered_usd_per_gpu_hour,
+            models,
+        ),
+        (
+            "demand.expected_gpus (one per GPU model)",
+            expected,
+            0 if demand.expected_gpus is None else models,
+        ),
+    )
+    arrays = []
+    for what, values, length in checked:
+        array = np.ascontiguousarray(values, dtype=np.float64)
+        if array.shape != (length,):
+            raise ValueError(f"{what}: expected {length} values, got shape {array.shape}")
+        arrays.append(array)
+    power, mining, market, pending, offered, expected_gpus = arrays
+    return power, mining, market, pending, offered, expected_gpus
 
 
 def build_scores(
@@ -109,11 +124,11 @@ def build_scores(
     The arrays are read-only: policies share them.
     """
     config = config or ScoringConfig()
-    _check_aligned(fleet, prices, demand)
+    power, mining, market_gpu, pending, offered, expected = _kernel_inputs(
+        fleet, prices, demand
+    )
     n = fleet.n
     st = fleet.statics
-    n_models = len(fleet.gpu_models)
-    expected = demand.expected_gpus
     # One block for the five (3, n) tables: one allocation, and freezing it freezes them.
     terms = np.empty((5, 3, n))
     fill = np.empty(n)
@@ -137,13 +152,13 @@ def build_scores(
         st.downtime_h,
         st.wear_usd,
         st.gpu_rows,
-        _floats(prices.power_usd_mwh),
-        _floats(prices.usd_per_unit_day),
-        _floats(prices.gpu_usd_per_gpu_hour[:n_models]),
-        _floats(demand.offered_usd_per_gpu_hour[:n_models]),
-        _floats(demand.pending_gpus),
+        power,
+        mining,
+        market_gpu,
+        offered,
+        pending,
         float(demand.pending_gpus_any_model),
-        _NONE if expected is None else _floats(expected),
+        expected,
         float(demand.expected_gpus_any_model),
         float(config.ai_demand_headroom),
         float(config.eviction_penalty_gpu_hours),
@@ -153,19 +168,13 @@ def build_scores(
     )
     terms.flags.writeable = False
     fill.flags.writeable = False
-    revenue, power_cost, value, switch_usd, switch_per_h = terms
     return ScoreTable(
-        revenue=revenue,
-        power_cost=power_cost,
-        value=value,
-        switch_cost_usd=switch_usd,
-        switch_cost_per_h=switch_per_h,
+        revenue=terms[0],
+        power_cost=terms[1],
+        value=terms[2],
+        switch_cost_usd=terms[3],
+        switch_cost_per_h=terms[4],
         ai_fill=fill,
         watts=st.watts_by_mode,
         expected_stay_h=config.expected_stay_h,
     )
-
-
-def _floats(values: npt.ArrayLike) -> F64:
-    """A contiguous float64 array for the compiled loops (no copy when it is one)."""
-    return np.ascontiguousarray(values, dtype=np.float64)
