@@ -82,19 +82,14 @@ def _previous(
     """Last cycle's streaks and candidates; a fresh start when there are none or they do
     not fit this fleet (e.g. a journal edited by hand)."""
     try:
-        streak = _as_int64(state["streak"])
-        candidate = _as_int64(state["candidate"])
+        # Last cycle's own output is int64 already: used as it is, not copied.
+        streak = np.asarray(state["streak"]).astype(np.int64, copy=False)
+        candidate = np.asarray(state["candidate"]).astype(np.int64, copy=False)
     except (KeyError, TypeError, ValueError):
         streak = candidate = np.zeros(0, dtype=np.int64)
     if streak.shape != (n,) or candidate.shape != (n,):
         return np.zeros(n, dtype=np.int64), np.full(n, -1, dtype=np.int64)
     return streak, candidate
-
-
-def _as_int64(values: object) -> npt.NDArray[np.int64]:
-    array = np.asarray(values)
-    # Last cycle's own output is already int64: no copy per cycle.
-    return array if array.dtype == np.int64 else array.astype(np.int64)
 
 
 _UNCHANGED = int(Reason.UNCHANGED)

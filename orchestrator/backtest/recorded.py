@@ -14,7 +14,7 @@ import csv
 import json
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -274,17 +274,35 @@ class PriceTable:
     gpu_usd_per_gpu_hour: F64  # (steps, gpu models)
     power_usd_mwh: F64  # (steps, sites)
     oldest_observed_s: F64
+    # Per step (BTC, difficulty, fees, subsidy, oldest observed) as Python floats, made
+    # on first use: a backtest reads every step, and a numpy scalar per value costs more.
+    _step_scalars: list[tuple[float, ...]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def prices(self, i: int) -> MarketPrices:
+        if self._step_scalars is None:
+            columns = (
+                self.btc_usd,
+                self.difficulty,
+                self.fees_btc_per_block,
+                self.subsidy_btc,
+                self.oldest_observed_s,
+            )
+            lists = [np.asarray(c, dtype=np.float64).tolist() for c in columns]
+            scalars = list(zip(*lists, strict=True))
+            object.__setattr__(self, "_step_scalars", scalars)
+            assert self._step_scalars is not None
+        btc, difficulty, fees, subsidy, oldest = self._step_scalars[i]
         return MarketPrices(
-            btc_usd=float(self.btc_usd[i]),
-            difficulty=float(self.difficulty[i]),
-            fees_btc_per_block=float(self.fees_btc_per_block[i]),
-            subsidy_btc=float(self.subsidy_btc[i]),
-            usd_per_unit_day=self.usd_per_unit_day[i],
-            gpu_usd_per_gpu_hour=self.gpu_usd_per_gpu_hour[i],
-            power_usd_mwh=self.power_usd_mwh[i],
-            oldest_observed_s=float(self.oldest_observed_s[i]),
+            btc,
+            difficulty,
+            fees,
+            subsidy,
+            self.usd_per_unit_day[i],
+            self.gpu_usd_per_gpu_hour[i],
+            self.power_usd_mwh[i],
+            oldest,
         )
 
     @property

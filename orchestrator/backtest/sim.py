@@ -148,6 +148,7 @@ class SimulatedSite:
         self.model_ok = self._model_filter()
         # Nodes that take AI jobs when in AI mode; neither changes during a run.
         self._can_serve = self.model_ok & self.fleet.reachable
+        self._accepting = self._accepting_jobs()
         # The per-node facts accrual reads, one block each: these columns never change
         # during a run, and a compiled call pays per argument.
         self._accrual_facts = _frozen(
@@ -169,6 +170,12 @@ class SimulatedSite:
         n_models = len(self.fleet.gpu_models)
         self._offered_by_model = _frozen(np.full(n_models, np.nan if offered is None else offered))
         self._no_pending = _frozen(np.zeros(n_models))
+
+    def _accepting_jobs(self) -> B:
+        """Nodes that take AI jobs now: in AI mode and able to serve. Modes change only
+        when a plan switches nodes, so this is worked out then."""
+        accepting: B = (self.fleet.mode == AI) & self._can_serve
+        return accepting
 
     def _model_filter(self) -> B:
         """Nodes whose GPU model the jobs accept."""
@@ -270,15 +277,15 @@ class SimulatedSite:
             )
             mode.flags.writeable = since.flags.writeable = False
             self.fleet = fleet = fleet.with_columns(mode=mode, since=since)
+            self._accepting = self._accepting_jobs()
             if leaving_ai:
                 ledger.evictions[k] = self.book.evict(
                     leaving, now_s, gpu_price, self.scoring.eviction_penalty_gpu_hours, switching
                 )
         ledger.switches[k] = changed.size
 
-        accepting = (fleet.mode == AI) & self._can_serve
         ledger.jobs_served[k], busy_gpu_h = self.book.serve(
-            accepting, fleet.gpus, self.ready_at, now_s, end_s
+            self._accepting, fleet.gpus, self.ready_at, now_s, end_s
         )
         totals = _accrue(
             fleet.mode,

@@ -63,6 +63,8 @@ class GuardedPlan:
     site_power_w: F64
     #: Sites still over cap after every allowed curtailment (only protected work remains).
     site_over_cap: B
+    #: Nodes whose target differs from their mode, in fleet order.
+    changed: npt.NDArray[np.intp]
 
 
 @functools.cache
@@ -120,7 +122,9 @@ def apply_guards(
     reason = np.empty(n, dtype=np.int16)
     cap = ctx.site_power_cap_w
     power = np.empty(len(fleet.sites))
-    unknown = kernels.guard_plan(
+    over_cap = np.empty(len(fleet.sites), dtype=bool)
+    changed = np.empty(n, dtype=np.intp)
+    count = kernels.guard_plan(
         proposed,
         proposed_reason,
         _KNOWN_REASON,
@@ -153,10 +157,12 @@ def apply_guards(
         target,
         reason,
         power,
+        over_cap,
+        changed,
     )
-    if unknown >= 0:
+    if count < 0:
         # Every change carries a reason the journal and metrics can name: no made-up codes.
         known = np.isin(proposed_reason, _REASON_CODES)
         bad = sorted({str(x) for x in proposed_reason[~known].tolist()})[:5]
         raise PolicyError(f"policy returned unknown reason codes {bad}")
-    return GuardedPlan(target, reason, power, power > cap + 1e-6)
+    return GuardedPlan(target, reason, power, over_cap, changed[:count])

@@ -550,22 +550,27 @@ def guard_plan(
     target: npt.NDArray[np.int8],
     reason: npt.NDArray[np.int16],
     power: F64,
+    over_cap: npt.NDArray[np.bool_],
+    changed: npt.NDArray[np.intp],
 ) -> int:
     """Every guard in its fixed order, in one call: refuse unknown reason codes, coerce
     the policy's targets into `target`/`reason`, hold what a per-node protection forbids,
     keep the most valuable changes within the fleet's hourly budget, then bring each
-    site under its power cap; `power` gets the plan's full-load draw per site.
+    site under its power cap. `power` gets the plan's full-load draw per site, `over_cap`
+    the sites still over their cap (only protected work left), and `changed` the nodes
+    whose target differs from their mode, in fleet order.
 
     `reasons` are the codes for: opt-out, unreachable, in transition, lease, min dwell,
     node switch budget, invalid target, unsupported mode (what `hold_protected` writes),
     fleet switch budget, power cap reverted, power cap curtailed. `hold_all_reason` ≥ 0
     holds every change (frozen, stale data); without `enforce_cap` (frozen: nothing
     moves) no site is curtailed.
-    Returns the index of the first unknown reason (nothing else is done), or -1.
+    Returns how many nodes change, or -1 - (index of the first unknown reason): then
+    nothing else is done.
     """
     unknown = first_unknown_reason(proposed_reason, known_reasons)
     if unknown >= 0:
-        return unknown
+        return -1 - unknown
     leased = np.empty(current.shape[0], dtype=np.bool_)
     changing, recent = hold_protected(
         proposed,
@@ -615,7 +620,15 @@ def guard_plan(
             reasons[10],
             power,
         )
-    return -1
+    for j in range(power.shape[0]):
+        # Tolerance for the sums after curtailment, not a margin on the cap.
+        over_cap[j] = power[j] > cap_w[j] + 1e-6
+    count = 0
+    for i in range(target.shape[0]):
+        if target[i] != current[i]:
+            changed[count] = i
+            count += 1
+    return count
 
 
 # --- AI demand ----------------------------------------------------------------------------

@@ -53,10 +53,18 @@ class Plan:
     site_over_cap: npt.NDArray[np.bool_]
     stale: bool
     policy_state: Mapping[str, npt.NDArray[np.generic]] = field(default_factory=dict)
+    # The guards know which nodes change; a plan built any other way (or copied with
+    # `dataclasses.replace`) works them out on first use.
+    _changed: npt.NDArray[np.intp] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def changed(self) -> npt.NDArray[np.intp]:
-        return np.flatnonzero(self.target != self.current)
+        """Nodes whose target differs from their current mode, in fleet order."""
+        if self._changed is None:
+            self._changed = np.flatnonzero(self.target != self.current)
+        return self._changed
 
     def explain(self, i: int) -> NodeExplanation:
         """One node's explanation, changed or not."""
@@ -167,7 +175,7 @@ def decide(
     if not isinstance(decision, PolicyDecision):
         raise PolicyError(f"policy {name} returned {type(decision).__name__}, not a decision")
     guarded = apply_guards(ctx, decision, guards, switch_load)
-    return Plan(
+    plan = Plan(
         decision_id=f"{name}-{int(ctx.now_s)}",
         policy=name,
         now_s=ctx.now_s,
@@ -182,3 +190,5 @@ def decide(
         stale=ctx.stale,
         policy_state=decision.state,
     )
+    plan._changed = guarded.changed
+    return plan
