@@ -1,9 +1,10 @@
 """Guards: limits the engine applies after any policy. A policy cannot bypass them.
 
-Order matters and is fixed here: sanitize → frozen/stale hold → per-node protections
-(opt-out, unreachable, in transition, leases, dwell, node budget) → fleet budget → power
-cap. The power cap runs last because it is physical: it may curtail nodes the earlier
-guards would keep, but never a protected lease.
+Order matters and is fixed (in one compiled pass, `kernels.guard_plan`): refuse unknown
+reason codes → coerce targets → frozen/stale hold → per-node protections (opt-out,
+unreachable, in transition, leases, dwell, node budget) → fleet budget → power cap. The
+power cap runs last because it is physical: it may curtail nodes the earlier guards would
+keep, but never a protected lease.
 """
 
 from __future__ import annotations
@@ -120,8 +121,18 @@ def apply_guards(
         hold_all = _STALE_DATA
     target = np.empty(n, dtype=np.int8)
     reason = np.empty(n, dtype=np.int16)
-    cap = ctx.site_power_cap_w
     power = np.empty(len(fleet.sites))
+    # One cap per site (a single value applies to every site); the compiled pass reads
+    # it without bounds checks.
+    cap = np.asarray(ctx.site_power_cap_w, dtype=np.float64)
+    if cap.shape != power.shape:
+        try:
+            cap = np.broadcast_to(cap, power.shape).copy()
+        except ValueError:
+            raise ValueError(
+                f"site_power_cap_w: expected {power.shape[0]} values (one per site), "
+                f"got shape {cap.shape}"
+            ) from None
     over_cap = np.empty(len(fleet.sites), dtype=bool)
     changed = np.empty(n, dtype=np.intp)
     count = kernels.guard_plan(
@@ -143,7 +154,7 @@ def apply_guards(
         ctx.scores.watts,
         ctx.scores.value,
         ctx.scores.switch_cost_per_h,
-        np.asarray(cap, dtype=np.float64),
+        cap,
         float(ctx.now_s),
         float(config.min_dwell_s),
         float(ctx.min_dwell_s),

@@ -175,6 +175,8 @@ def decide(
     if not isinstance(decision, PolicyDecision):
         raise PolicyError(f"policy {name} returned {type(decision).__name__}, not a decision")
     guarded = apply_guards(ctx, decision, guards, switch_load)
+    # The plan lists its changed nodes once; its targets cannot change under that list.
+    guarded.target.flags.writeable = guarded.reason.flags.writeable = False
     plan = Plan(
         decision_id=f"{name}-{int(ctx.now_s)}",
         policy=name,

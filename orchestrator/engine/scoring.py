@@ -105,10 +105,10 @@ def _kernel_inputs(
     )
     arrays = []
     for what, values, length in checked:
-        array = np.ascontiguousarray(values, dtype=np.float64)
+        array = np.asarray(values, dtype=np.float64)
         if array.shape != (length,):
             raise ValueError(f"{what}: expected {length} values, got shape {array.shape}")
-        arrays.append(array)
+        arrays.append(array if array.flags.c_contiguous else np.ascontiguousarray(array))
     power, mining, market, pending, offered, expected_gpus = arrays
     return power, mining, market, pending, offered, expected_gpus
 

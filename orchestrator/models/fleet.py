@@ -143,8 +143,9 @@ class FleetTable:
     gpu_models: tuple[str, ...] = field(default=())
     algorithms: tuple[str, ...] = field(default=(SHA256,))
     _statics: FleetStatics | None = field(default=None, repr=False, compare=False)
-    #: Every column is a read-only array: `read_only()` has nothing to do.
-    _read_only: bool = field(default=False, repr=False, compare=False)
+    #: Every column is a read-only array: `read_only()` has nothing to do. Not an init
+    #: field, so a table made any other way (`dataclasses.replace` included) starts False.
+    _read_only: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.profile.shape[0])

@@ -157,6 +157,9 @@ def test_misaligned_inputs_are_refused_not_read_out_of_bounds() -> None:
         build_scores(fleet, prices, DemandSummary(np.zeros(2), np.full(2, np.nan)))
     with pytest.raises(ValueError, match="power_usd_mwh"):
         build_scores(fleet, replace(prices, power_usd_mwh=np.zeros(0)), DemandSummary.empty(1))
+    with pytest.raises(ValueError, match=r"power_usd_mwh.*shape \(\)"):
+        build_scores(fleet, replace(prices, power_usd_mwh=np.float64(40.0)),  # type: ignore[arg-type]
+                     DemandSummary.empty(1))
     with pytest.raises(ValueError, match="table"):
         mode_argmax(np.zeros((2, 5)))
     with pytest.raises(ValueError, match="one mode per node"):
@@ -167,6 +170,13 @@ def test_misaligned_inputs_are_refused_not_read_out_of_bounds() -> None:
                         guards=GuardConfig())
     with pytest.raises(ValueError, match="switch_load"):
         apply_guards(ctx, PolicyDecision.keep(ctx), GuardConfig(), np.zeros(5))
+    with pytest.raises(ValueError, match="site_power_cap_w"):
+        apply_guards(replace(ctx, site_power_cap_w=np.zeros(3)), PolicyDecision.keep(ctx),
+                     GuardConfig())
+    # One cap for every site still reads as that cap per site.
+    plan = apply_guards(replace(ctx, site_power_cap_w=np.array(0.0)), PolicyDecision.keep(ctx),
+                        GuardConfig())
+    assert plan.site_over_cap.shape == (1,)
 
 
 def test_a_cache_directory_others_can_write_is_never_used(tmp_path: Path) -> None:

@@ -161,6 +161,7 @@ def test_plan_summary_and_explanations() -> None:
 
 
 def test_read_only_tables_are_shared_and_never_claimed_after_a_copy() -> None:
+    import dataclasses
     import pickle
 
     fleet = mixed_fleet()
@@ -179,3 +180,14 @@ def test_read_only_tables_are_shared_and_never_claimed_after_a_copy() -> None:
     assert copy.mode.flags.writeable
     assert not copy.read_only().mode.flags.writeable
     np.testing.assert_array_equal(copy.mode, view.mode)
+    replaced = dataclasses.replace(view, mode=view.mode.copy())
+    assert not replaced.read_only().mode.flags.writeable
+
+
+def test_a_plan_cannot_be_changed_under_its_list_of_changes() -> None:
+    fleet = mixed_fleet()
+    plan = decide(ctx_for(fleet, btc_usd=150_000.0), Greedy(), GUARDS)
+    assert plan.changed.size > 0
+    np.testing.assert_array_equal(plan.changed, np.flatnonzero(plan.target != plan.current))
+    with pytest.raises(ValueError, match="read-only"):
+        plan.target[plan.changed[0]] = plan.current[plan.changed[0]]
