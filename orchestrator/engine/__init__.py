@@ -3,7 +3,7 @@
 from orchestrator.engine.explain import NodeExplanation
 from orchestrator.engine.guards import GuardedPlan, apply_guards
 from orchestrator.engine.plan import Plan, build_context, decide
-from orchestrator.engine.scoring import allocate_demand, build_scores
+from orchestrator.engine.scoring import build_scores
 from orchestrator.models.config import GuardConfig, ScoringConfig
 
 __all__ = [
@@ -12,7 +12,6 @@ __all__ = [
     "NodeExplanation",
     "Plan",
     "ScoringConfig",
-    "allocate_demand",
     "apply_guards",
     "build_context",
     "build_scores",

@@ -653,8 +653,11 @@ def allocate_fill(
 ) -> None:
     """Share of each GPU node's GPUs that demand would fill in AI mode, into `fill`.
 
-    See `scoring.allocate_demand`. `expected_by_model` is empty when the source does not
-    track expected demand per model.
+    Running pods stay where they are. Pending GPUs of a model go first to free GPUs on
+    nodes of that model already in AI, then to other nodes in order of least mining value
+    (revenue − power cost in the mine row) given up. Jobs that accept any model take what
+    is left, in the same order. Only GPU rows (`rows`) are visited. `expected_by_model` is
+    empty when the source does not track expected demand per model.
     """
     sel = np.empty(rows.shape[0], dtype=np.intp)
     m = 0

@@ -30,41 +30,6 @@ def group_cumsum_before(groups: npt.NDArray[np.int32], amounts: F64) -> F64:
     return before - offset
 
 
-def allocate_demand(
-    fleet: FleetTable,
-    demand: DemandSummary,
-    revenue: F64,
-    power_cost: F64,
-    headroom: float = 0.0,
-) -> F64:
-    """Share of each node's GPUs that demand would fill if the node were in AI mode.
-
-    Running pods stay where they are. Pending GPUs of a model go first to free GPUs on
-    nodes of that model already in AI, then to other nodes in order of least mining value
-    (revenue − power cost in the mine row) given up. Jobs that accept any model take
-    what is left, in the same order. Only GPU rows are visited.
-    """
-    fill = np.zeros(fleet.n)
-    expected = demand.expected_gpus
-    kernels.allocate_fill(
-        fleet.statics.gpu_rows,
-        fleet.reachable,
-        fleet.gpus,
-        fleet.ai_gpus_busy,
-        fleet.gpu_model,
-        fleet.mode,
-        revenue,
-        power_cost,
-        np.ascontiguousarray(demand.pending_gpus, dtype=np.float64),
-        float(demand.pending_gpus_any_model),
-        _NONE if expected is None else np.ascontiguousarray(expected, dtype=np.float64),
-        float(demand.expected_gpus_any_model),
-        float(headroom),
-        fill,
-    )
-    return fill
-
-
 _NONE = np.zeros(0)
 
 

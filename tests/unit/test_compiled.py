@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from orchestrator.engine import allocate_demand, build_scores
+from orchestrator.engine import build_scores
 from orchestrator.framework import at_mode, best_of_three, mode_argmax
 from orchestrator.models import DemandSummary, FleetTable, Mode, Site
 from tests.conftest import make_prices, profiles
@@ -71,8 +71,9 @@ def test_demand_fills_free_gpus_ai_nodes_first_then_least_mining_value(
 ) -> None:
     fleet, pending = case
     demand = DemandSummary(np.array([pending]), np.array([np.nan]))
+    # Every GPU model is priced, so the score table's fill is the allocation itself.
     scores = build_scores(fleet, make_prices(fleet, observed_s=0.0), demand)
-    fill = allocate_demand(fleet, demand, scores.revenue, scores.power_cost)
+    fill = scores.ai_fill
     gpus = fleet.gpus
     usable = fleet.statics.is_gpu & fleet.reachable
     assert np.all((fill >= 0) & (fill <= 1 + 1e-12))
