@@ -160,7 +160,9 @@ def fixture_fees_sat(height: int) -> int:
     return 1_500_000 + (height * 7919) % 9_000_000
 
 
-def mempool_page(start: int, *, count: int = 15, difficulty: float = DIFFICULTY) -> bytes:
+def mempool_page(
+    start: int, *, count: int = 15, difficulty: float = DIFFICULTY, block_s: float = 600.0
+) -> bytes:
     """A /v1/blocks/{start} page cloned from the fixture blocks (height, id and fees)."""
     template = json.loads(fixture_bytes("mempool_v1_blocks.json"))[0]
     blocks = []
@@ -169,6 +171,8 @@ def mempool_page(start: int, *, count: int = 15, difficulty: float = DIFFICULTY)
         b["height"] = height
         b["id"] = f"{height:064x}"
         b["difficulty"] = difficulty
+        # Blocks `block_s` apart, the fixture tip at its own time.
+        b["timestamp"] = int(template["timestamp"] + (height - TIP) * block_s)
         b["extras"]["totalFees"] = fixture_fees_sat(height)
         blocks.append(b)
     return json.dumps(blocks).encode()

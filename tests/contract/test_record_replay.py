@@ -36,7 +36,7 @@ STEP_S = 3600.0
 def market_at(server: FeedServer, i: int) -> None:
     """The market as the APIs show it at sample i: prices move, blocks arrive."""
     serve_market(server)
-    server.route("/mempool/api/v1/blocks", Reply(body=mempool_page(TIP + i)))
+    server.route("/mempool/api/v1/blocks", Reply(body=mempool_page(TIP + i, block_s=STEP_S)))
     cb = {"data": {"amount": f"{97012.35 + 150 * i:.2f}", "base": "BTC", "currency": "USD"}}
     server.json("/coinbase/v2/prices/BTC-USD/spot", json.dumps(cb))
     kr = json.loads(fixture_bytes("kraken_ticker.json"))

@@ -43,6 +43,18 @@ class ChainReading:
     problems: list[FeedRejectError] = field(default_factory=list)
 
 
+#: One block of a page: height, hash, difficulty, fees (sat) or None, timestamp (s).
+_Block = tuple[int, str, float, float | None, float]
+
+
+def block_observed_s(block_time_s: float, now_s: float) -> float:
+    """When chain data read at a tip was true: the tip block's own time, so a mirror stuck
+    on old blocks ages (and goes stale) instead of reading as fresh at every fetch.
+    Consensus lets a block's time run up to two hours ahead of the clock: such a tip is
+    taken as observed now, never in the future."""
+    return min(block_time_s, now_s)
+
+
 class ChainFeed(Protocol):
     name: str
 
@@ -95,9 +107,9 @@ class MempoolChain:
         self._fees_sat: dict[int, tuple[str, float]] = {}
 
     def read(self, now_s: float) -> ChainReading:
-        reading = ChainReading(source=self.name, observed_s=now_s)
         tip = self._page(None)
         top = tip[0]
+        reading = ChainReading(source=self.name, observed_s=block_observed_s(top[4], now_s))
         reading.height = top[0]
         reading.difficulty = top[2]
         _guard(reading, lambda: self._fees(reading, tip))
@@ -105,8 +117,8 @@ class MempoolChain:
         check_hashrate_units(reading)
         return reading
 
-    def _page(self, start: int | None) -> list[tuple[int, str, float, float | None]]:
-        """(height, hash, difficulty, fees sat or None) per block, tip first."""
+    def _page(self, start: int | None) -> list[_Block]:
+        """(height, hash, difficulty, fees sat or None, timestamp) per block, tip first."""
         url = f"{self.base}/v1/blocks" + (f"/{start}" if start is not None else "")
         doc = self.http.get(url).json()
         if not isinstance(doc, list) or not doc:
@@ -120,13 +132,14 @@ class MempoolChain:
             fees = None
             if isinstance(extras, dict) and "totalFees" in extras:
                 fees = number(extras["totalFees"], what="extras.totalFees", source=url)
-            out.append((height, str(block_id), diff, fees))
+            stamp = number(get_field(block, "timestamp", source=url), what="timestamp", source=url)
+            out.append((height, str(block_id), diff, fees, stamp))
         heights = [b[0] for b in out]
         if heights != sorted(heights, reverse=True):
             raise FeedRejectError(Reject.SCHEMA, "blocks are not in descending height", source=url)
         return out
 
-    def _fees(self, reading: ChainReading, tip: list[tuple[int, str, float, float | None]]) -> None:
+    def _fees(self, reading: ChainReading, tip: list[_Block]) -> None:
         top = tip[0][0]
         lowest = top - self.window + 1
         try:
@@ -155,8 +168,8 @@ class MempoolChain:
             reading.problems.append(exc)
             self._reward_stats(reading)
 
-    def _remember(self, page: list[tuple[int, str, float, float | None]]) -> None:
-        for height, block_id, _, fees in page:
+    def _remember(self, page: list[_Block]) -> None:
+        for height, block_id, _, fees, _ in page:
             if fees is None:
                 raise FeedRejectError(
                     Reject.SCHEMA, f"block {height} has no extras.totalFees", source=self.name
@@ -252,9 +265,13 @@ class EsploraChain:
         doc: Any = self.http.get(url).json()
         if not isinstance(doc, list) or not doc:
             raise FeedRejectError(Reject.SCHEMA, "expected a non-empty list of blocks", source=url)
-        top = max(doc, key=lambda b: b.get("height", -1) if isinstance(b, dict) else -1)
-        reading = ChainReading(source=self.name, observed_s=now_s)
-        reading.height = integer(get_field(top, "height", source=url), what="height", source=url)
+        heights = [
+            integer(get_field(b, "height", source=url), what="height", source=url) for b in doc
+        ]
+        top = doc[heights.index(max(heights))]
+        stamp = number(get_field(top, "timestamp", source=url), what="timestamp", source=url)
+        reading = ChainReading(source=self.name, observed_s=block_observed_s(stamp, now_s))
+        reading.height = max(heights)
         reading.difficulty = number(
             get_field(top, "difficulty", source=url), what="difficulty", source=url
         )

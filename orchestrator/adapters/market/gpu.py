@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from orchestrator.adapters.market.http import FeedHttpClient
-from orchestrator.adapters.market.parse import dig, number, timestamp
+from orchestrator.adapters.market.parse import brief, dig, number, timestamp
 from orchestrator.adapters.market.parse import field as get_field
 from orchestrator.adapters.market.quality import Candidate, FeedRejectError, Reject
 from orchestrator.models.feeds_config import HttpJsonGpuPrices, url_host
@@ -50,7 +50,9 @@ class JsonGpuFeed:
             where = f"{url} item {i}"
             name = get_field(offer, src.model_field, source=where)
             if not isinstance(name, str):
-                raise FeedRejectError(Reject.SCHEMA, f"model {name!r} is not text", source=where)
+                raise FeedRejectError(
+                    Reject.SCHEMA, f"model {brief(name)} is not text", source=where
+                )
             model = src.models.get(name, None if src.models else name)
             if model is None:
                 continue

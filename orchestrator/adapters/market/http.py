@@ -61,11 +61,19 @@ def _refuse_constant(name: str) -> Any:
 
 
 def parse_json(body: bytes, *, source: str) -> Any:
-    """Decode JSON, refusing NaN and Infinity (Python's json would accept them)."""
+    """Decode JSON, refusing NaN and Infinity (Python's json would accept them).
+
+    A few kilobytes of nested brackets are valid JSON that exhausts the decoder's
+    recursion limit: that is refused like any other body the feed cannot use.
+    """
     try:
         return json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise FeedRejectError(Reject.BAD_JSON, f"not valid JSON: {exc}", source=source) from None
+    except RecursionError:
+        raise FeedRejectError(
+            Reject.BAD_JSON, "nested deeper than the decoder allows", source=source
+        ) from None
 
 
 class FeedHttpClient:

@@ -16,8 +16,9 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import httpx
 import numpy as np
@@ -25,6 +26,7 @@ import numpy as np
 from orchestrator.adapters.market.chain import ChainFeed, ChainReading, chain_feed
 from orchestrator.adapters.market.gpu import FixedGpuFeed, GpuFeed, JsonGpuFeed
 from orchestrator.adapters.market.http import FeedHttpClient, Sleep
+from orchestrator.adapters.market.parse import brief
 from orchestrator.adapters.market.power import PowerFeed, power_feed
 from orchestrator.adapters.market.price import PriceFeed, price_feed
 from orchestrator.adapters.market.quality import (
@@ -59,6 +61,8 @@ SUBSIDY = "subsidy_btc"
 POWER = "power_usd_mwh"
 GPU = "gpu_usd_per_gpu_hour"
 CORE_FEEDS = (BTC_USD, DIFFICULTY, FEES, SUBSIDY)
+
+_T = TypeVar("_T")
 
 
 class MarketStaleError(FeedError):
@@ -166,6 +170,19 @@ class LiveMarketSource:
     def _fail(self, feed: str, exc: FeedRejectError) -> None:
         self.quality.reject(feed, exc.reason, exc.detail, source=exc.source)
 
+    def _read(self, source: str, read: Callable[[float], _T], now_s: float) -> _T:
+        """One source's read. Whatever its answer makes a parser raise becomes a refusal
+        with a reason (FeedRejectError): nothing a remote server sends may stop a cycle."""
+        try:
+            return read(now_s)
+        except FeedRejectError:
+            raise
+        except Exception as exc:  # the boundary between a server's answer and a cycle
+            log.error("feed %s: unexpected %s reading its answer", source, type(exc).__name__)
+            raise FeedRejectError(
+                Reject.MALFORMED, f"{type(exc).__name__}: {brief(str(exc))}", source=source
+            ) from None
+
     def refresh(self, now_s: float) -> RefreshReport:
         """Poll every feed once and keep what passes the rules."""
         self._report = report = RefreshReport(now_s)
@@ -187,7 +204,7 @@ class LiveMarketSource:
             if not todo:
                 break
             try:
-                reading = feed.read(now_s)
+                reading = self._read(feed.name, feed.read, now_s)
             except FeedRejectError as exc:
                 self._fail("chain", exc)
                 continue
@@ -246,7 +263,7 @@ class LiveMarketSource:
         ttl = self.quality.ttl_s(BTC_USD)
         for feed in self.prices:
             try:
-                quote = feed.quote(now_s)
+                quote = self._read(feed.name, feed.quote, now_s)
             except FeedRejectError as exc:
                 self._fail(BTC_USD, exc)
                 continue
@@ -272,7 +289,7 @@ class LiveMarketSource:
     def _refresh_power(self, now_s: float) -> None:
         for site, feed in self.power.items():
             try:
-                cand = feed.read(now_s)
+                cand = self._read(feed.name, feed.read, now_s)
             except FeedRejectError as exc:
                 self._fail(f"{POWER}.{site}", exc)
                 continue
@@ -282,7 +299,7 @@ class LiveMarketSource:
         live: dict[str, Candidate] = {}
         for feed in self.gpu:
             try:
-                for model, cand in feed.read(now_s).items():
+                for model, cand in self._read(feed.name, feed.read, now_s).items():
                     live.setdefault(model, cand)
             except FeedRejectError as exc:
                 self._fail(GPU, exc)

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from orchestrator.adapters.market.quality import FeedRejectError, Reject
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother = 2, 60, 60
+_BRIEF.maxlist = _BRIEF.maxdict = 4
+
+
+def brief(value: Any) -> str:
+    """A bounded repr for error messages: a hostile body may put megabytes of text or
+    deeply nested lists where a number belongs, and the message goes to logs and the
+    journal."""
+    return _BRIEF.repr(value)
 
 
 def dig(doc: Any, path: str, *, source: str) -> Any:
@@ -18,7 +30,7 @@ def dig(doc: Any, path: str, *, source: str) -> Any:
         if isinstance(node, Mapping):
             if part not in node:
                 raise FeedRejectError(
-                    Reject.SCHEMA, f"missing field {part!r} in {path!r}", source=source
+                    Reject.SCHEMA, f"missing field {brief(part)} in {brief(path)}", source=source
                 )
             node = node[part]
         elif isinstance(node, list):
@@ -27,13 +39,13 @@ def dig(doc: Any, path: str, *, source: str) -> Any:
             except (ValueError, IndexError):
                 raise FeedRejectError(
                     Reject.SCHEMA,
-                    f"no item {part!r} in a list of {len(node)} ({path!r})",
+                    f"no item {brief(part)} in a list of {len(node)} ({brief(path)})",
                     source=source,
                 ) from None
         else:
             raise FeedRejectError(
                 Reject.SCHEMA,
-                f"{path!r}: {type(node).__name__} has no field {part!r}",
+                f"{brief(path)}: {type(node).__name__} has no field {brief(part)}",
                 source=source,
             )
     return node
@@ -45,7 +57,7 @@ def field(doc: Any, name: str, *, source: str) -> Any:
             Reject.SCHEMA, f"expected an object, got {type(doc).__name__}", source=source
         )
     if name not in doc:
-        raise FeedRejectError(Reject.SCHEMA, f"missing field {name!r}", source=source)
+        raise FeedRejectError(Reject.SCHEMA, f"missing field {brief(name)}", source=source)
     return doc[name]
 
 
@@ -53,7 +65,7 @@ def number(value: Any, *, what: str, source: str) -> float:
     """A JSON number or numeric string (exchanges quote prices as strings)."""
     if isinstance(value, bool) or value is None:
         raise FeedRejectError(
-            Reject.SCHEMA, f"{what}: expected a number, got {value!r}", source=source
+            Reject.SCHEMA, f"{what}: expected a number, got {brief(value)}", source=source
         )
     if isinstance(value, int | float):
         try:
@@ -65,14 +77,14 @@ def number(value: Any, *, what: str, source: str) -> float:
             out = float(value.strip())
         except ValueError:
             raise FeedRejectError(
-                Reject.SCHEMA, f"{what}: expected a number, got {value!r}", source=source
+                Reject.SCHEMA, f"{what}: expected a number, got {brief(value)}", source=source
             ) from None
     else:
         raise FeedRejectError(
             Reject.SCHEMA, f"{what}: expected a number, got {type(value).__name__}", source=source
         )
     if not math.isfinite(out):
-        raise FeedRejectError(Reject.NOT_FINITE, f"{what}: {value!r}", source=source)
+        raise FeedRejectError(Reject.NOT_FINITE, f"{what}: {brief(value)}", source=source)
     return out
 
 
@@ -80,7 +92,7 @@ def integer(value: Any, *, what: str, source: str) -> int:
     out = number(value, what=what, source=source)
     if out != int(out):
         raise FeedRejectError(
-            Reject.SCHEMA, f"{what}: expected an integer, got {value!r}", source=source
+            Reject.SCHEMA, f"{what}: expected an integer, got {brief(value)}", source=source
         )
     return int(out)
 
@@ -99,7 +111,9 @@ def timestamp(value: Any, fmt: str, *, tz: str = "UTC", source: str) -> float:
     if fmt == "unix_ms":
         return number(value, what="time", source=source) / 1000.0
     if not isinstance(value, str):
-        raise FeedRejectError(Reject.BAD_TIMESTAMP, f"time {value!r} is not text", source=source)
+        raise FeedRejectError(
+            Reject.BAD_TIMESTAMP, f"time {brief(value)} is not text", source=source
+        )
     text = value.strip()
     extra = timedelta(0)
     try:
@@ -112,8 +126,13 @@ def timestamp(value: Any, fmt: str, *, tz: str = "UTC", source: str) -> float:
             parsed = datetime.strptime(text, fmt)
     except ValueError:
         raise FeedRejectError(
-            Reject.BAD_TIMESTAMP, f"time {value!r} does not match {fmt!r}", source=source
+            Reject.BAD_TIMESTAMP, f"time {brief(value)} does not match {fmt!r}", source=source
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zone(tz, source=source))
-    return (parsed + extra).astimezone(UTC).timestamp()
+    try:
+        return (parsed + extra).astimezone(UTC).timestamp()
+    except OverflowError:  # 9999-12-31 24:00, or year 1 shifted west of UTC
+        raise FeedRejectError(
+            Reject.BAD_TIMESTAMP, f"time {brief(value)} is out of range", source=source
+        ) from None

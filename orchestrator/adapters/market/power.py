@@ -8,7 +8,7 @@ import io
 from typing import Protocol
 
 from orchestrator.adapters.market.http import FeedHttpClient
-from orchestrator.adapters.market.parse import dig, number, timestamp
+from orchestrator.adapters.market.parse import brief, dig, number, timestamp
 from orchestrator.adapters.market.quality import Candidate, FeedRejectError, Reject
 from orchestrator.models.feeds_config import (
     FixedPower,
@@ -65,8 +65,16 @@ class CsvPowerFeed:
         self.name = f"http_csv@{url_host(source.url)}"
 
     def read(self, now_s: float) -> Candidate:
-        src, url = self.source, self.source.url
+        url = self.source.url
         text = self.http.get(url).text()
+        try:
+            return self._latest(text, now_s)
+        except csv.Error as exc:
+            # NUL bytes, a stray carriage return inside a field, a field past csv's limit.
+            raise FeedRejectError(Reject.SCHEMA, f"not a readable CSV: {exc}", source=url) from None
+
+    def _latest(self, text: str, now_s: float) -> Candidate:
+        src, url = self.source, self.source.url
         rows = csv.DictReader(io.StringIO(text), delimiter=src.separator)
         needed = [
             *src.time_columns,
@@ -76,7 +84,9 @@ class CsvPowerFeed:
         missing = [c for c in needed if c not in (rows.fieldnames or [])]
         if missing:
             raise FeedRejectError(
-                Reject.SCHEMA, f"missing column(s) {missing}; have {rows.fieldnames}", source=url
+                Reject.SCHEMA,
+                f"missing column(s) {missing}; have {brief(rows.fieldnames)}",
+                source=url,
             )
         fmt = src.time_format or "iso"
         shift = -HOUR_S if src.hour_ending else 0.0

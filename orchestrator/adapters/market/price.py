@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from orchestrator.adapters.market.http import FeedHttpClient
-from orchestrator.adapters.market.parse import dig, number
+from orchestrator.adapters.market.parse import brief, dig, number
 from orchestrator.adapters.market.parse import field as get_field
 from orchestrator.adapters.market.quality import FeedRejectError, Quote, Reject
 from orchestrator.models.feeds_config import PriceSource, url_host
@@ -42,7 +42,7 @@ class Coinbase(_Exchange):
         currency = get_field(data, "currency", source=url)
         if (base, currency) != ("BTC", "USD"):
             raise FeedRejectError(
-                Reject.UNITS, f"quoted {base}-{currency}, not BTC-USD", source=url
+                Reject.UNITS, f"quoted {brief(base)}-{brief(currency)}, not BTC-USD", source=url
             )
         value = number(get_field(data, "amount", source=url), what="amount", source=url)
         return Quote(value, self.name, now_s)
@@ -57,13 +57,13 @@ class Kraken(_Exchange):
         doc = self.http.get(url, params={"pair": "XBTUSD"}).json()
         errors = get_field(doc, "error", source=url)
         if errors:
-            raise FeedRejectError(Reject.SCHEMA, f"API error {errors!r}", source=url)
+            raise FeedRejectError(Reject.SCHEMA, f"API error {brief(errors)}", source=url)
         result = get_field(doc, "result", source=url)
         if not isinstance(result, dict) or len(result) != 1:
             raise FeedRejectError(Reject.SCHEMA, "expected exactly one pair in result", source=url)
         pair, ticker = next(iter(result.items()))
         if not ("XBT" in pair or "BTC" in pair) or not pair.endswith("USD"):
-            raise FeedRejectError(Reject.UNITS, f"pair {pair!r} is not BTC/USD", source=url)
+            raise FeedRejectError(Reject.UNITS, f"pair {brief(pair)} is not BTC/USD", source=url)
         value = number(dig(ticker, "c.0", source=url), what="c[0]", source=url)
         return Quote(value, self.name, now_s)
 
@@ -78,7 +78,7 @@ class Bitstamp(_Exchange):
         observed = number(get_field(doc, "timestamp", source=url), what="timestamp", source=url)
         pair = doc.get("pair") if isinstance(doc, dict) else None
         if pair is not None and pair != "BTC/USD":
-            raise FeedRejectError(Reject.UNITS, f"pair {pair!r} is not BTC/USD", source=url)
+            raise FeedRejectError(Reject.UNITS, f"pair {brief(pair)} is not BTC/USD", source=url)
         return Quote(value, self.name, observed)
 
 

@@ -61,6 +61,12 @@ class Reject(StrEnum):
     DIFFICULTY_STEP = "difficulty_step"
     JUMP_UNCONFIRMED = "jump_unconfirmed"
     SOURCES_DISAGREE = "sources_disagree"
+    #: A body no reader expected broke a parser: refused like any other bad answer.
+    MALFORMED = "malformed"
+    #: A first value from one source, waiting for a second source or reading to agree.
+    UNCONFIRMED = "unconfirmed"
+    #: A value that contradicts the other inputs (implied hashprice out of range).
+    IMPLAUSIBLE = "implausible"
 
 
 #: Rules that compare with the last good value: a second, agreeing source overrides them
@@ -196,6 +202,11 @@ def difficulty_check(
     return None
 
 
+def _to_micros(seconds: float) -> float:
+    """`seconds` as a snapshot carries it (datetime keeps microseconds)."""
+    return datetime.fromtimestamp(seconds, UTC).timestamp()
+
+
 def relative_change(last: float, new: float) -> float:
     return abs(new - last) / max(abs(last), 1e-12)
 
@@ -329,7 +340,9 @@ class DataQuality:
         st = self.state(feed)
         if st.last_good is None:
             return None
-        if cand.observed_s < st.last_good_s:
+        if _to_micros(cand.observed_s) < st.last_good_s and not self._same_or_later_block(
+            st, cand
+        ):
             return Reject.OUT_OF_ORDER, "observed before the last good value"
         if feed_kind(feed) in ("block_height", "difficulty") and (
             cand.height is not None
@@ -350,6 +363,14 @@ class DataQuality:
                     "needs a second source",
                 )
         return None
+
+    @staticmethod
+    def _same_or_later_block(st: FeedState, cand: Candidate) -> bool:
+        """Chain values are ordered by height: sources stamp the same tip differently (its
+        block time, the time their statistics were made), so a reading of the same or a
+        later block is not out of order for being stamped earlier. It is then taken as
+        observed at the last good time, never as older."""
+        return cand.height is not None and st.height is not None and cand.height >= st.height
 
     def offer(self, feed: str, cand: Candidate, now_s: float) -> Reject | None:
         """Accept `cand` as the feed's last good value unless a rule refuses it.
@@ -374,12 +395,15 @@ class DataQuality:
             self.reject(feed, problem[0], problem[1], source=cand.source)
             return problem[0]
         st.pending = None
-        st.last_good = Observed(
-            value=cand.value,
-            source=cand.source,
-            observed_at=datetime.fromtimestamp(cand.observed_s, UTC),
+        # A value is never newer than the moment it was read (a server clock a little ahead,
+        # within the allowed skew), nor older than the block reading it follows.
+        observed_at = datetime.fromtimestamp(
+            max(min(cand.observed_s, now_s), st.last_good_s), UTC
         )
-        st.last_good_s = cand.observed_s
+        st.last_good = Observed(value=cand.value, source=cand.source, observed_at=observed_at)
+        # The stored time is the one the snapshot carries (rounded to the microsecond), so
+        # age, order and staleness all read the same clock.
+        st.last_good_s = observed_at.timestamp()
         if cand.height is not None:
             st.height = cand.height if st.height is None else max(st.height, cand.height)
         st.accepted += 1
