@@ -57,6 +57,9 @@ class ActuationResult:
     completed: list[str] = field(default_factory=list)
     deferred: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    #: Other changes the pass made, key → what (a scheduler queue's quota set, a queued
+    #: job deactivated): journaled with the result.
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -26,6 +26,7 @@ from orchestrator.models.asic_config import AsicConfig
 from orchestrator.models.base import StrictModel
 from orchestrator.models.feeds_config import LiveMarketConfig
 from orchestrator.models.hardware import HardwareProfile
+from orchestrator.models.kueue_config import KubeRayConfig, KueueConfig
 from orchestrator.models.modes import Mode
 from orchestrator.models.site import Site
 
@@ -307,6 +308,8 @@ class HashpivotConfig(BaseSettings):
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     controller: ControllerConfig = Field(default_factory=ControllerConfig)
     kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
+    kueue: KueueConfig = Field(default_factory=KueueConfig)
+    kuberay: KubeRayConfig = Field(default_factory=KubeRayConfig)
     asic: AsicConfig | None = Field(
         default=None, description="ASIC miners read and curtailed through their firmware API."
     )

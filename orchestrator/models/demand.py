@@ -24,6 +24,8 @@ class AIJob(StrictModel):
     expected_duration_h: float = Field(default=1.0, gt=0, description="Expected run time, hours.")
     interruptible: bool = Field(default=False, description="May be evicted (at a penalty).")
     submitted_at: datetime | None = None
+    priority: int | None = Field(default=None, description="Scheduler priority (Kueue).")
+    queue: str | None = Field(default=None, description="Queue it waits in ('ns/LocalQueue').")
 
 
 class DemandSnapshot(StrictModel):

@@ -213,4 +213,5 @@ def _result_dict(result: ActuationResult) -> dict[str, Any]:
         "completed": result.completed[:JOURNALED_CHANGES],
         "deferred": dict(list(result.deferred.items())[:JOURNALED_CHANGES]),
         "errors": dict(list(result.errors.items())[:JOURNALED_CHANGES]),
+        "notes": dict(list(result.notes.items())[:JOURNALED_CHANGES]),
     }

@@ -167,6 +167,17 @@ def _selected_value(spec: Mapping[str, Any], key: str) -> str | None:
     return values.pop() if len(values) == 1 else None
 
 
+#: Public name: Kueue Workloads and Ray pod templates carry the same pod spec.
+selected_value = _selected_value
+
+
+def owner_uids(obj: Mapping[str, Any]) -> tuple[str, ...]:
+    """UIDs of an object's owners (a pod's Job or RayCluster, a Workload's job)."""
+    return tuple(
+        str(ref.get("uid")) for ref in meta(obj).get("ownerReferences") or [] if ref.get("uid")
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class PodView:
     """What hashpivot needs to know about one pod."""

@@ -15,6 +15,7 @@ from orchestrator.adapters.k8s.api import KubeOps
 from orchestrator.adapters.k8s.client import KubeClient, load_api_client
 from orchestrator.adapters.k8s.demand import KubeDemandSource
 from orchestrator.adapters.k8s.fleet import KubeFleetSource
+from orchestrator.adapters.k8s.kueue import KueueActuator, KueueReader, custom_objects
 from orchestrator.adapters.k8s.leader import LeaderElector
 from orchestrator.adapters.k8s.watch import ClusterCache
 from orchestrator.models.build import profile_catalog
@@ -75,19 +76,24 @@ def build_adapters(
     catalog = profile_catalog(config)
     live = config.controller.mode == ControllerMode.LIVE
     elector = LeaderElector.from_config(kube, k8s, identity) if live else None
-    actuator = KubeActuator(
-        kube,
-        k8s,
-        nodes=cache,
-        pods=cache,
-        # Shadow: even a stray call to the inner actuator cannot write.
-        is_leader=elector.is_leader if elector is not None else (lambda: False),
+    # Kueue/KubeRay objects are read through the real client only (fakes carry no CRDs).
+    objects = custom_objects(kube) if config.kueue.enabled or config.kuberay.enabled else None
+    reader = (
+        KueueReader(objects, k8s, config.kueue, config.kuberay, catalog)
+        if objects is not None else None
+    )
+    # Shadow: even a stray call to the inner actuator cannot write.
+    is_leader = elector.is_leader if elector is not None else (lambda: False)
+    actuator = (
+        KueueActuator(kube, k8s, reader=reader, nodes=cache, pods=cache, is_leader=is_leader)
+        if reader is not None and config.kueue.cluster_queue
+        else KubeActuator(kube, k8s, nodes=cache, pods=cache, is_leader=is_leader)
     )
     return KubeAdapters(
         kube=kube,
         cache=cache,
         fleet=KubeFleetSource(cache, cache, k8s, catalog, config.sites),
-        demand=KubeDemandSource(cache, k8s, catalog),
+        demand=KubeDemandSource(cache, k8s, catalog, reader),
         actuator=actuator if live else ShadowActuator(actuator),
         kube_actuator=actuator,
         elector=elector,
