@@ -1,16 +1,28 @@
-"""AI jobs from a recorded cluster trace, scaled to the simulated site."""
+"""AI jobs from a recorded cluster trace, scaled to the simulated site.
+
+The trace is read like a market series (DuckDB: CSV, JSON/JSONL, Parquet, globs, a
+`filter` and a `query`); durations come from a duration column or from start and end
+time stamps, and GPU names are mapped to the fleet's GPU models.
+"""
 
 from __future__ import annotations
 
-import csv
-import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from orchestrator.backtest.recorded import resolve_path
+from orchestrator.backtest.tables import (
+    Table,
+    evaluate,
+    ident,
+    localize,
+    open_table,
+    raw_text,
+    zone_of,
+)
 from orchestrator.errors import DataError
 from orchestrator.models.config import JobTraceConfig
 
@@ -38,63 +50,107 @@ class JobStream:
 
 
 def read_trace(cfg: JobTraceConfig, base_dir: Path) -> tuple[F64, F64, F64, npt.NDArray[np.bool_]]:
-    """Submit offsets, GPUs, durations and interruptible flags from the trace file."""
-    path = resolve_path(cfg.path, base_dir)
-    if not path.is_file():
-        raise DataError("job trace file not found", source=str(path))
+    """Submit times, GPUs, durations and interruptible flags from the trace, by submit time.
+
+    Submit times are seconds from any origin (offsets or time stamps: only differences
+    matter). Rows the filter drops, or whose GPU model is not mapped, are left out; every
+    row kept must be a job: GPUs >= 1 and a positive duration.
+    """
+    text = [c for c in (cfg.submit_column, cfg.end_column, cfg.start_column) if c]
+    table = open_table(cfg, base_dir, "job trace", text)
     try:
-        rows = _read_rows(path, cfg)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text (byte {exc.start})", source=str(path)) from None
-    except csv.Error as exc:
-        raise DataError(f"not a readable CSV: {exc}", source=str(path)) from None
-    submit, gpus, duration, interruptible = rows
-    if not submit:
-        raise DataError("job trace has no rows", source=str(path))
-    order = np.argsort(np.array(submit), kind="stable")
-    return (
-        np.array(submit)[order],
-        np.array(gpus)[order],
-        np.array(duration)[order],
-        np.array(interruptible)[order],
-    )
+        return _read_trace(cfg, table)
+    finally:
+        table.close()
 
 
-def _read_rows(
-    path: Path, cfg: JobTraceConfig
-) -> tuple[list[float], list[float], list[float], list[bool]]:
-    submit: list[float] = []
-    gpus: list[float] = []
-    duration: list[float] = []
-    interruptible: list[bool] = []
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        cols = [cfg.submit_column, cfg.gpus_column, cfg.duration_column]
-        if cfg.interruptible_column:
-            cols.append(cfg.interruptible_column)
-        for col in cols:
-            if col not in header:
-                raise DataError("missing column", source=str(path), line=1, column=col)
-        for row in reader:
-            line = reader.line_num
-            try:
-                s, g, d = (float(row[c]) for c in cols[:3])
-            except (TypeError, ValueError):
-                raise DataError("not a number", source=str(path), line=line) from None
-            # (NaN fails every comparison, so finiteness is checked first.)
-            if not all(math.isfinite(x) for x in (s, g, d)) or g < 1 or d <= 0 or s < 0:
-                raise DataError(
-                    "gpus must be >= 1, duration > 0 and submit >= 0, all finite",
-                    source=str(path),
-                    line=line,
-                )
-            submit.append(s)
-            gpus.append(g)
-            duration.append(d)
-            flag = row[cfg.interruptible_column] if cfg.interruptible_column else "0"
-            interruptible.append((flag or "").strip().lower() in {"1", "true", "yes"})
-    return submit, gpus, duration, interruptible
+def _read_trace(cfg: JobTraceConfig, table: Table) -> tuple[F64, F64, F64, npt.NDArray[np.bool_]]:
+    exprs: dict[str, tuple[str, Literal["number", "time", "text"]]] = {
+        "submit": (ident(cfg.submit_column), "time"),
+        "gpus": (ident(cfg.gpus_column), "number"),
+    }
+    names = {"submit": cfg.submit_column, "gpus": cfg.gpus_column}
+    if cfg.end_column is not None:
+        exprs["end"] = (ident(cfg.end_column), "time")
+        names["end"] = cfg.end_column
+        if cfg.start_column is not None:
+            exprs["start"] = (ident(cfg.start_column), "time")
+            names["start"] = cfg.start_column
+    else:
+        assert cfg.duration_column is not None
+        exprs["duration"] = (ident(cfg.duration_column), "number")
+        names["duration"] = cfg.duration_column
+    if cfg.interruptible_column:
+        exprs["interruptible"] = (ident(cfg.interruptible_column), "text")
+        names["interruptible"] = cfg.interruptible_column
+    if cfg.gpu_model_column:
+        exprs["model"] = (ident(cfg.gpu_model_column), "text")
+        names["model"] = cfg.gpu_model_column
+    for key, column in names.items():
+        table.require(column, f"demand.{key}_column")
+    cols, texts, files, rows = evaluate(
+        table, exprs, decimal=cfg.decimal, time_format=cfg.time_format,
+        field_of={k: f"demand.{k}_column" for k in exprs},
+    )  # fmt: skip
+    keep = np.ones(files.shape[0], dtype=bool)
+    if "model" in texts:
+        names_in_trace = [str(m).strip() for m in texts["model"]]
+        mapped = np.array([cfg.gpu_models.get(m) for m in names_in_trace], dtype=object)
+        keep = mapped != None  # noqa: E711 (object array)
+        if cfg.gpu_model is not None:
+            keep &= mapped == cfg.gpu_model
+    idx = np.flatnonzero(keep)
+
+    def fail(i: int, key: str, message: str) -> DataError:
+        path, line, note = table.where(int(files[i]), int(rows[i]))
+        return DataError(message + note, source=path, line=line, column=names[key])
+
+    zone = zone_of(cfg.timezone, "demand.timezone")
+    numbers: dict[str, F64] = {}
+    for key, col in cols.items():
+        hit = idx[(col.null | col.bad | ~np.isfinite(col.values))[idx]]
+        if hit.size:
+            i = int(hit[0])
+            raw = raw_text(table, exprs[key][0], int(files[i]), int(rows[i]))
+            what = "time stamp" if exprs[key][1] == "time" else "number"
+            raise fail(i, key, f"not a {what}: {raw!r}" if raw else f"missing {what}")
+        values = col.values[idx].copy()
+        naive = col.naive[idx]
+        if naive.any():
+            local = localize(values[naive], zone, cfg.ambiguous)
+            wrong = np.flatnonzero(local.problem != None)  # noqa: E711 (object array)
+            if wrong.size:
+                j = int(np.flatnonzero(naive)[int(wrong[0])])
+                raise fail(int(idx[j]), key, str(local.problem[int(wrong[0])]))
+            values[naive] = local.utc
+        numbers[key] = values
+    submit, gpus = numbers["submit"], numbers["gpus"]
+    if "end" in numbers:
+        duration = numbers["end"] - numbers.get("start", submit)
+        dur_key = "end"
+    else:
+        duration = numbers["duration"]
+        dur_key = "duration"
+    for key, wrong_rows, message in (
+        ("gpus", gpus < 1, "gpus must be >= 1 (a CPU-only job? filter: gpus > 0 drops them)"),
+        (dur_key, duration <= 0, "duration must be > 0"),
+        ("submit", submit < 0, "submit must be >= 0"),
+    ):
+        if wrong_rows.any():
+            j = int(np.flatnonzero(wrong_rows)[0])
+            raise fail(int(idx[j]), key, message)
+    if not idx.size:
+        raise DataError("job trace has no rows" + (" (after filter and gpu_models)"
+                        if cfg.filter or cfg.gpu_models else ""), source=table.name)  # fmt: skip
+    if "interruptible" in texts:
+        flags = texts["interruptible"][idx]
+        interruptible = np.isin(
+            np.char.lower(np.char.strip(flags.astype(str))), ["1", "true", "yes", "1.0"]
+        )
+    else:
+        interruptible = np.zeros(idx.shape[0], dtype=bool)
+    order = np.argsort(submit, kind="stable")
+    return submit[order], gpus[order], duration[order], interruptible[order]
 
 
 def scale_trace(

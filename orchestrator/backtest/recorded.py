@@ -1,35 +1,48 @@
-"""Recorded market data: CSV/JSONL series replayed with no look-ahead.
+"""Recorded market data: series read from files and replayed with no look-ahead.
 
-Each series is read once into numpy arrays (time, value, observed-at). At a decision
-time `now` only values observed at or before `now` are visible; the ledger of a
-backtest uses the value in force during each interval ("realized"). Rules for bad
-files: missing columns, non-numeric values, duplicate or unsorted timestamps are
-errors naming file, line and column; gaps are carried forward up to `max_gap_s`, and a
-longer gap inside the requested period is an error.
+Each series is read once (through DuckDB, see `tables`) into numpy arrays: time, value,
+and when each value became known. At a decision time `now` only values observed at or
+before `now` are visible; the ledger of a backtest uses the value in force during each
+interval ("realized"). Rules for bad files: missing columns, unreadable time stamps,
+duplicate or unsorted stamps are errors naming file, line and column. A row with an
+empty or unreadable value is left out and is an error only if the backtest period needs
+it. Gaps are carried forward up to `max_gap_s`; a longer gap inside the period is an
+error.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Literal
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 
 from orchestrator import economics as econ
+from orchestrator.backtest.tables import (
+    Column,
+    Table,
+    evaluate,
+    ident,
+    localize,
+    open_table,
+    raw_text,
+    resolve_path,
+    zone_of,
+)
 from orchestrator.errors import ConfigError, DataError
 from orchestrator.framework.context import MarketHistory
-from orchestrator.models.config import BUNDLED_PREFIX, RecordedMarketConfig, SeriesSource
+from orchestrator.models.config import RecordedMarketConfig, SeriesSource
 from orchestrator.models.fleet import FleetTable
 from orchestrator.models.hardware import SHA256
 from orchestrator.models.market import MarketPrices, MarketSnapshot, Observed
+
+__all__ = ["PriceTable", "RecordedMarketSource", "Series", "read_series", "resolve_path"]
 
 F64 = npt.NDArray[np.float64]
 
@@ -45,15 +58,6 @@ UNIT_SCALE: dict[str, float] = {
 }
 
 
-def resolve_path(path: str, base_dir: Path) -> Path:
-    """A config path: `bundled:…` (shipped with hashpivot) or relative to the config file."""
-    if path.startswith(BUNDLED_PREFIX):
-        ref = resources.files("orchestrator") / "data" / path[len(BUNDLED_PREFIX) :]
-        return Path(str(ref))
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else base_dir / p
-
-
 @dataclass(frozen=True, slots=True)
 class Series:
     """One recorded series: sorted times (s), values, and when each value became known."""
@@ -64,6 +68,8 @@ class Series:
     values: F64
     observed_s: F64
     max_gap_s: float
+    #: Rows left out (empty or unreadable values), by time: errors inside the period.
+    issues: tuple[RowIssue, ...] = ()
 
     @staticmethod
     def constant(name: str, value: float) -> Series:
@@ -88,10 +94,22 @@ class Series:
         """Index of the value in force at t (its interval started at or before t)."""
         return np.searchsorted(self.times_s, t, side="right") - 1
 
-    def check_coverage(self, start_s: float, end_s: float) -> None:
-        """Refuse a period the series does not cover, or covers with a gap too long."""
+    def check_coverage(self, start_s: float, end_s: float, history_s: float = 0.0) -> None:
+        """Refuse a period the series does not cover, covers with a gap too long, or
+        needs a row that was left out (`history_s`: how far before the start decisions
+        look back)."""
         if self.is_constant:
             return
+        if self.issues:
+            lag = float(np.max(self.observed_s - self.times_s))
+            # The first stamp a decision at the start can use, or the ledger needs.
+            lo = start_s - history_s - max(lag, 0.0)
+            stamps = np.sort(np.r_[self.times_s, [r.time_s for r in self.issues]])
+            at = int(np.searchsorted(stamps, lo, side="right")) - 1
+            first = stamps[at] if at >= 0 else -np.inf
+            for issue in self.issues:
+                if first <= issue.time_s <= end_s:
+                    raise issue.error()
         if self.times_s[0] > start_s:
             raise DataError(
                 f"series {self.name} starts at {_iso(self.times_s[0])}, after the requested "
@@ -114,145 +132,218 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(float(t), UTC).isoformat().replace("+00:00", "Z")
 
 
-def _parse_time(text: str, zone: ZoneInfo) -> float:
-    text = text.strip()
-    try:
-        if len(text) == 10 and text[4] == "-":
-            dt = datetime.fromisoformat(text).replace(tzinfo=zone)
-        else:
-            dt = datetime.fromisoformat(text)
-            if dt.tzinfo is None:
-                dt = dt.replace(tzinfo=zone)
-    except ValueError:
-        try:
-            epoch = float(text)  # epoch seconds
-        except ValueError:
-            raise ValueError(f"not a timestamp: {text!r}") from None
-        if not math.isfinite(epoch):  # "nan" and "inf" parse, and compare false with all
-            raise ValueError(f"not a timestamp: {text!r}") from None
-        return epoch
-    return dt.timestamp()
+@dataclass(frozen=True, slots=True)
+class RowIssue:
+    """A row left out of a series (empty or unreadable value): an error only when the
+    backtest period needs it."""
+
+    time_s: float
+    message: str
+    source: str
+    line: int | None
+    column: str | None
+
+    def error(self) -> DataError:
+        return DataError(self.message, source=self.source, line=self.line, column=self.column)
 
 
-def _rows(path: Path, src: SeriesSource) -> Iterator[tuple[int, dict[str, str]]]:
-    try:
-        yield from _parse_rows(path, src)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text (byte {exc.start})", source=str(path)) from None
-    except csv.Error as exc:
-        raise DataError(f"not a readable CSV: {exc}", source=str(path)) from None
-
-
-def _parse_rows(path: Path, src: SeriesSource) -> Iterator[tuple[int, dict[str, str]]]:
-    fmt = src.format or ("jsonl" if path.suffix in {".jsonl", ".ndjson"} else "csv")
-    with path.open(encoding="utf-8", newline="") as handle:
-        if fmt == "csv":
-            reader = csv.DictReader(handle, delimiter=src.separator)
-            header = reader.fieldnames or []
-            needed = [src.time_column, src.value_column, *([src.key_column])]
-            for col in needed:
-                if col and col not in header:
-                    raise DataError(
-                        f"missing column (header has {', '.join(header) or 'nothing'})",
-                        source=str(path),
-                        line=1,
-                        column=col,
-                    )
-            for row in reader:
-                yield reader.line_num, {k: v for k, v in row.items() if k is not None}
-        else:
-            for line_no, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(
-                        f"not valid JSON: {exc.msg}", source=str(path), line=line_no
-                    ) from None
-                if not isinstance(obj, dict):
-                    raise DataError(
-                        "each line must be a JSON object", source=str(path), line=line_no
-                    )
-                yield line_no, {k: "" if v is None else str(v) for k, v in obj.items()}
+def _value_sql(src: SeriesSource) -> tuple[str, str]:
+    if src.value is not None:
+        return src.value, "value"
+    assert src.value_column is not None
+    return ident(src.value_column), src.value_column
 
 
 def read_series(name: str, src: SeriesSource, base_dir: Path) -> Series:
-    """Load and check one series file; see the module docstring for the rules."""
-    path = resolve_path(src.path, base_dir)
-    if not path.is_file():
-        raise DataError(f"file not found (series {name})", source=str(path))
+    """Load and check one series; see the module docstring for the rules."""
+    zone = zone_of(src.timezone, f"{name}.timezone")
+    text_cols = [c for c in (src.time_column, src.value_column, src.observed_column) if c]
+    table = open_table(src, base_dir, f"series {name}", [] if src.time else text_cols)
     try:
-        zone = ZoneInfo(src.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"unknown time zone {src.timezone!r}", field=f"{name}.timezone") from None
-    scale = UNIT_SCALE[src.unit]
-    times: list[float] = []
-    values: list[float] = []
-    last_line = 0
-    for line_no, row in _rows(path, src):
-        last_line = line_no
-        if src.key_column and row.get(src.key_column, "").strip() != src.key:
-            continue
-        raw_time = row.get(src.time_column)
-        raw_value = row.get(src.value_column)
-        if raw_time is None or not raw_time.strip():
-            raise DataError(
-                "missing timestamp", source=str(path), line=line_no, column=src.time_column
-            )
-        if raw_value is None or not raw_value.strip():
-            raise DataError(
-                "missing value", source=str(path), line=line_no, column=src.value_column
-            )
-        try:
-            t = _parse_time(raw_time, zone)
-        except ValueError as exc:
-            raise DataError(
-                str(exc), source=str(path), line=line_no, column=src.time_column
-            ) from None
-        text = raw_value.strip()
-        if src.decimal == ",":
-            text = text.replace(".", "").replace(",", ".")
-        try:
-            v = float(text) * scale
-        except ValueError:
-            raise DataError(
-                f"not a number: {raw_value!r}",
-                source=str(path),
-                line=line_no,
-                column=src.value_column,
-            ) from None
-        if not math.isfinite(v):
-            raise DataError(
-                f"not a finite number: {raw_value!r}",
-                source=str(path),
-                line=line_no,
-                column=src.value_column,
-            )
-        if times:
-            if t == times[-1]:
-                raise DataError(
-                    f"duplicate timestamp {raw_time.strip()}",
-                    source=str(path),
-                    line=line_no,
-                    column=src.time_column,
-                )
-            if t < times[-1]:
-                raise DataError(
-                    f"rows out of time order at {raw_time.strip()}",
-                    source=str(path),
-                    line=line_no,
-                    column=src.time_column,
-                )
-        times.append(t)
-        values.append(v)
-    if not times:
-        what = f" with {src.key_column}={src.key}" if src.key_column else ""
-        raise DataError(f"no rows{what} (series {name})", source=str(path), line=last_line or None)
-    t_arr = np.array(times)
-    return Series(
-        name, str(path), t_arr, np.array(values), t_arr + src.observed_lag_s, src.max_gap_s
+        return _read_series(name, src, base_dir, zone, table)
+    finally:
+        table.close()
+
+
+def _read_series(
+    name: str, src: SeriesSource, base_dir: Path, zone: ZoneInfo, table: Table
+) -> Series:
+    time_sql, time_col = (
+        (src.time, "time") if src.time else (ident(src.time_column), src.time_column)
     )
+    value_sql, value_col = _value_sql(src)
+    if src.time is None:
+        table.require(src.time_column, f"{name}.time_column")
+    if src.value is None:
+        assert src.value_column is not None
+        table.require(src.value_column, f"{name}.value_column")
+    exprs: dict[str, tuple[str, Literal["number", "time", "text"]]] = {
+        "t": (time_sql, "time"),
+        "v": (value_sql, "number"),
+    }
+    fields = {"t": f"{name}.time", "v": f"{name}.value"}
+    if src.observed_column is not None:
+        table.require(src.observed_column, f"{name}.observed_column")
+        exprs["o"] = (ident(src.observed_column), "time")
+    if src.key_column is not None:
+        table.require(src.key_column, f"{name}.key_column")
+        exprs["k"] = (ident(src.key_column), "text")
+    cols, texts, files, rows = evaluate(
+        table, exprs, decimal=src.decimal, time_format=src.time_format, field_of=fields
+    )
+    keep = np.ones(files.shape[0], dtype=bool)
+    if "k" in texts:
+        keep = np.array([str(k).strip() == src.key for k in texts["k"]], dtype=bool)
+    t, v = cols["t"], cols["v"]
+    keep &= ~(t.null & v.null)  # a blank row (only separators) is no row
+    idx = np.flatnonzero(keep)
+
+    def fail(i: int, column: str, message: str) -> DataError:
+        path, line, note = table.where(int(files[i]), int(rows[i]))
+        return DataError(message + note, source=path, line=line, column=column)
+
+    for mask, message in ((t.null, "missing timestamp"), (t.bad, "not a timestamp")):
+        hit = idx[mask[idx]]
+        if hit.size:
+            i = int(hit[0])
+            raw = raw_text(table, time_sql, int(files[i]), int(rows[i]))
+            raise fail(i, time_col, f"{message}: {raw!r}" if raw else message)
+    times = _to_utc(t, idx, zone, src, lambda i, m: fail(i, time_col, m))
+    observed: F64 | None = None
+    if "o" in cols:
+        o = cols["o"]
+        hit = idx[(o.null | o.bad)[idx]]
+        if hit.size:
+            i = int(hit[0])
+            raw = raw_text(table, ident(src.observed_column or ""), int(files[i]), int(rows[i]))
+            raise fail(i, src.observed_column or "", f"not a publication time: {raw!r}")
+        observed = _to_utc(o, idx, zone, src, lambda i, m: fail(i, src.observed_column or "", m))
+    times = times + src.time_shift_s
+    values = v.values[idx] * UNIT_SCALE[src.unit] * src.scale
+    issues: list[RowIssue] = []
+    bad = v.null[idx] | v.bad[idx] | ~np.isfinite(values)
+    for j in np.flatnonzero(bad).tolist():
+        i = int(idx[j])
+        path, line, note = table.where(int(files[i]), int(rows[i]))
+        if v.null[i]:
+            message = "missing value"
+        else:
+            raw = raw_text(table, value_sql, int(files[i]), int(rows[i]))
+            finite = v.bad[i]
+            message = f"not a number: {raw!r}" if finite else f"not a finite number: {raw!r}"
+        issues.append(RowIssue(float(times[j]), message + note, path, line, value_col))
+    good = ~bad
+    if src.fx is not None:
+        rate = _fx(name, src.fx, base_dir, times[good])
+        values = values.copy()
+        values[good] = values[good] * rate
+    sel = idx[good]
+    times, values = times[good], values[good]
+    observed = observed[good] if observed is not None else times + src.observed_lag_s
+    if not times.size:
+        if issues:
+            raise issues[0].error()
+        what = f" with {src.key_column}={src.key}" if src.key_column else ""
+        raise DataError(f"no rows{what} (series {name})", source=table.name)
+    times, values, observed, sel = _order(src, times, values, observed, sel,
+                                          lambda i, m: fail(i, time_col, m))  # fmt: skip
+    if np.any(np.diff(observed) < 0):
+        j = int(np.flatnonzero(np.diff(observed) < 0)[0]) + 1
+        raise fail(int(sel[j]), src.observed_column or time_col,
+                   "publication times go back in time (each row must be known no earlier "
+                   "than the one before)")  # fmt: skip
+    issues.sort(key=lambda r: r.time_s)
+    return Series(name, table.name, times, values, observed, src.max_gap_s, tuple(issues))
+
+
+def _to_utc(
+    col: Column,
+    idx: npt.NDArray[np.intp],
+    zone: ZoneInfo,
+    src: SeriesSource,
+    fail: Callable[[int, str], DataError],
+) -> F64:
+    """UTC seconds of the kept rows' stamps: wall times are read in the source's zone."""
+    out = col.values[idx].copy()
+    naive = col.naive[idx]
+    if naive.any():
+        local = localize(out[naive], zone, src.ambiguous)
+        wrong = np.flatnonzero(local.problem != None)  # noqa: E711 (object array)
+        if wrong.size:
+            j = int(np.flatnonzero(naive)[int(wrong[0])])
+            raise fail(int(idx[j]), str(local.problem[int(wrong[0])]))
+        out[naive] = local.utc
+    return out
+
+
+def _order(
+    src: SeriesSource,
+    times: F64,
+    values: F64,
+    observed: F64,
+    sel: npt.NDArray[np.intp],
+    fail: Callable[[int, str], DataError],
+) -> tuple[F64, F64, F64, npt.NDArray[np.intp]]:
+    """Sort (if asked), combine rows per stamp (if asked), then refuse disorder."""
+    if src.sort:
+        order = np.argsort(times, kind="stable")
+        times, values, observed, sel = times[order], values[order], observed[order], sel[order]
+    step = np.diff(times)
+    if src.aggregate is not None and np.any(step == 0):
+        if np.any(step < 0):
+            j = int(np.flatnonzero(step < 0)[0]) + 1
+            raise fail(int(sel[j]), f"rows out of time order at {_iso(times[j])} "
+                                    "(sort: true sorts them)")  # fmt: skip
+        starts = np.flatnonzero(np.r_[True, step != 0])
+        values = _combine(values, starts, src.aggregate)
+        observed = np.maximum.reduceat(observed, starts)
+        times, sel = times[starts], sel[starts]
+        step = np.diff(times)
+    if np.any(step <= 0):
+        j = int(np.flatnonzero(step <= 0)[0]) + 1
+        if step[j - 1] == 0:
+            hint = " (aggregate: median|mean|min|max|first|last combines them)"
+            raise fail(int(sel[j]), f"duplicate timestamp {_iso(times[j])}{hint}")
+        raise fail(int(sel[j]), f"rows out of time order at {_iso(times[j])} "
+                                "(sort: true sorts them)")  # fmt: skip
+    return times, values, observed, sel
+
+
+def _combine(values: F64, starts: npt.NDArray[np.intp], how: str) -> F64:
+    if how == "first":
+        return values[starts]
+    if how == "last":
+        last: npt.NDArray[np.intp] = np.r_[starts[1:], values.shape[0]] - 1
+        return values[last]
+    if how == "min":
+        return np.asarray(np.minimum.reduceat(values, starts), dtype=np.float64)
+    if how == "max":
+        return np.asarray(np.maximum.reduceat(values, starts), dtype=np.float64)
+    counts = np.diff(np.r_[starts, values.shape[0]])
+    if how == "mean":
+        return np.asarray(np.add.reduceat(values, starts) / counts, dtype=np.float64)
+    # Median: sort within each group (group id first), then the middle one or two.
+    group = np.repeat(np.arange(starts.shape[0]), counts)
+    ordered = values[np.lexsort((values, group))]
+    lo = starts + (counts - 1) // 2
+    hi = starts + counts // 2
+    return np.asarray(0.5 * (ordered[lo] + ordered[hi]), dtype=np.float64)
+
+
+def _fx(name: str, fx: float | SeriesSource, base_dir: Path, times: F64) -> F64 | float:
+    """USD per unit of the source's currency at each time: fixed, or the rate in force."""
+    if not isinstance(fx, SeriesSource):
+        return float(fx)
+    rates = read_series(f"{name}.fx", fx, base_dir)
+    at = rates.realized_index(times)
+    if np.any(at < 0):
+        first = times[int(np.flatnonzero(at < 0)[0])]
+        raise DataError(
+            f"fx series starts at {_iso(rates.times_s[0])}, after the row at {_iso(first)} "
+            f"(series {name})",
+            source=rates.source,
+        )
+    return rates.values[at]
 
 
 def _series(name: str, spec: SeriesSource | float, base_dir: Path) -> Series:

@@ -29,8 +29,16 @@ from orchestrator.models.hardware import HardwareProfile
 from orchestrator.models.kueue_config import KubeRayConfig, KueueConfig
 from orchestrator.models.modes import Mode
 from orchestrator.models.site import Site
+from orchestrator.models.sources import BUNDLED_PREFIX, JobTraceConfig, SeriesSource
 
-BUNDLED_PREFIX = "bundled:"
+__all__ = [
+    "BUNDLED_PREFIX",
+    "HashpivotConfig",
+    "JobTraceConfig",
+    "RecordedMarketConfig",
+    "SeriesSource",
+    "load_config",
+]
 
 
 class ScoringConfig(StrictModel):
@@ -71,56 +79,6 @@ class GuardConfig(StrictModel):
     frozen: bool = Field(default=False, description="Kill switch: hold every node as it is.")
 
 
-class SeriesSource(StrictModel):
-    """A recorded time series in a CSV or JSONL file, with its column mapping."""
-
-    path: str = Field(
-        description=f"File path (relative to the config file) or '{BUNDLED_PREFIX}…'."
-    )
-    format: Literal["csv", "jsonl"] | None = Field(
-        default=None, description="File format; default from the file suffix."
-    )
-    time_column: str = Field(default="time", description="Column with the timestamp.")
-    value_column: str = Field(description="Column with the value.")
-    key_column: str | None = Field(
-        default=None, description="Column that names the series in a multi-series file."
-    )
-    key: str | None = Field(default=None, description="Value of key_column to keep.")
-    unit: Literal[
-        "usd",
-        "usd_per_mwh",
-        "usd_per_kwh",
-        "btc",
-        "sat",
-        "usd_per_gpu_hour",
-        "btc_per_unit_day",
-        "dimensionless",
-    ] = Field(default="dimensionless", description="Unit of the values; converted on load.")
-    timezone: str = Field(default="UTC", description="Zone of timestamps that carry none.")
-    separator: str = Field(default=",", min_length=1, max_length=1)
-    decimal: Literal[".", ","] = "."
-    observed_lag_s: float = Field(
-        default=0.0,
-        ge=0,
-        description="Delay between a row's timestamp and when its value was known (e.g. 3600 "
-        "for hour-beginning real-time prices, 86400 for daily aggregates): no look-ahead.",
-    )
-    max_gap_s: float = Field(
-        default=2 * 86_400.0,
-        gt=0,
-        description="Values are carried forward at most this long; a longer gap is an error "
-        "inside the backtest period.",
-    )
-
-    @model_validator(mode="after")
-    def _key_pair(self) -> SeriesSource:
-        if (self.key_column is None) != (self.key is None):
-            raise ValueError("key_column and key go together")
-        if self.separator == self.decimal:
-            raise ValueError("separator and decimal mark must differ")
-        return self
-
-
 SeriesOrConstant = SeriesSource | float
 
 
@@ -138,28 +96,6 @@ class RecordedMarketConfig(StrictModel):
     )
     gpu_usd_per_gpu_hour: dict[str, SeriesOrConstant] = Field(default_factory=dict)
     hashpower_btc_per_unit_day: dict[str, SeriesOrConstant] = Field(default_factory=dict)
-
-
-class JobTraceConfig(StrictModel):
-    """Recorded AI jobs replayed as demand in a backtest."""
-
-    path: str = Field(description=f"CSV file path or '{BUNDLED_PREFIX}…'.")
-    submit_column: str = "submit_offset_s"
-    gpus_column: str = "gpus"
-    duration_column: str = "duration_s"
-    interruptible_column: str | None = "interruptible"
-    gpu_model: str | None = Field(default=None, description="Model every job needs; None: any.")
-    load_factor: float = Field(
-        default=1.0,
-        gt=0,
-        description="Scale the trace so its mean GPU demand is this share of the site's GPUs.",
-    )
-    max_wait_h: float = Field(
-        default=24.0, gt=0, description="A job that waits longer than this leaves (an SLA miss)."
-    )
-    offered_usd_per_gpu_hour: float | None = Field(
-        default=None, ge=0, description="Price jobs pay; None: the market rental price."
-    )
 
 
 class FleetGroup(StrictModel):

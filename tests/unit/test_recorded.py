@@ -134,3 +134,157 @@ def test_bundled_example_series_cover_the_documented_period() -> None:
     table = source.price_table(np.array([datetime(2024, 12, 23, 12, tzinfo=UTC).timestamp()]))
     # Hashprice from the bundled Coin Metrics row of the day before (known at decision time).
     assert 45 < table.hashprice_usd_ph_day[0] < 70
+
+
+# --- declarative options (read through DuckDB) -----------------------------------------
+
+
+def _utc(*args: int) -> float:
+    return datetime(*args, tzinfo=UTC).timestamp()  # type: ignore[misc]
+
+
+def test_sort_filter_and_median_per_stamp(tmp_path: Path) -> None:
+    rows = [("2025-01-02", "H100", 2.5), ("2025-01-01", "H100", 2.0), ("2025-01-01", "A100", 9.0),
+            ("2025-01-01", "H100", 3.0), ("2025-01-02", "H100", 1.5), ("2025-01-01", "H100", 2.2)]
+    body = "date,model,price\n" + "\n".join(f"{d},{m},{p}" for d, m, p in rows) + "\n"
+    path = csv_file(tmp_path, body)
+    series = read_series("gpu", SeriesSource(
+        path=str(path), time_column="date", value_column="price", filter="model = 'H100'",
+        sort=True, aggregate="median"), tmp_path)  # fmt: skip
+    import statistics
+
+    days = sorted({d for d, m, _ in rows if m == "H100"})
+    expected = [statistics.median(p for d, m, p in rows if m == "H100" and d == day)
+                for day in days]  # fmt: skip
+    assert series.values.tolist() == pytest.approx(expected)
+    assert series.times_s.tolist() == [_utc(2025, 1, 1), _utc(2025, 1, 2)]
+
+
+def test_value_expression_fixed_fx_and_time_shift(tmp_path: Path) -> None:
+    path = csv_file(tmp_path, "HourEnding,a,b\n2025-01-01 01:00,10,2\n2025-01-01 02:00,30,3\n")
+    series = read_series("power", SeriesSource(
+        path=str(path), time_column="HourEnding", value="a / b", currency="EUR", fx=1.1,
+        time_shift_s=-3600, observed_lag_s=3600), tmp_path)  # fmt: skip
+    assert series.values.tolist() == pytest.approx([10 / 2 * 1.1, 30 / 3 * 1.1])
+    assert series.times_s.tolist() == [_utc(2025, 1, 1, 0), _utc(2025, 1, 1, 1)]
+    assert series.observed_s.tolist() == [_utc(2025, 1, 1, 1), _utc(2025, 1, 1, 2)]
+
+
+def test_fx_series_rate_in_force(tmp_path: Path) -> None:
+    prices = csv_file(tmp_path, "time,v\n2025-01-01T00:00Z,100\n2025-01-02T12:00Z,100\n")
+    rates = csv_file(tmp_path, "day,usd_per_eur\n2025-01-01,1.05\n2025-01-02,1.10\n", "fx.csv")
+    fx = SeriesSource(path=str(rates), time_column="day", value_column="usd_per_eur")
+    series = read_series("power", src(prices, currency="EUR", fx=fx), tmp_path)
+    assert series.values.tolist() == pytest.approx([105.0, 110.0])
+
+
+def test_currency_without_fx_is_refused() -> None:
+    with pytest.raises(ValueError, match="currency EUR needs fx"):
+        SeriesSource(path="x.csv", value_column="v", currency="EUR")
+
+
+@pytest.mark.parametrize("newest_first", [False, True])
+def test_local_time_across_the_autumn_change(tmp_path: Path, newest_first: bool) -> None:
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo("Europe/Berlin")
+    # Every UTC hour of the night of 2023-10-29, written as Berlin wall time (02:00 twice).
+    utc = [_utc(2023, 10, 28, 22) + 3600 * h for h in range(6)]
+    wall = [datetime.fromtimestamp(t, zone).strftime("%Y-%m-%d %H:%M") for t in utc]
+    assert len(set(wall)) == len(wall) - 1
+    lines = [f"{w},{i}" for i, w in enumerate(wall)]
+    if newest_first:
+        lines.reverse()
+    path = csv_file(tmp_path, "time,v\n" + "\n".join(lines) + "\n")
+    series = read_series("power", src(path, timezone="Europe/Berlin", sort=True), tmp_path)
+    assert series.times_s.tolist() == utc
+    assert series.values.tolist() == [float(i) for i in range(6)]
+
+
+def test_local_time_the_spring_change_skips_is_an_error(tmp_path: Path) -> None:
+    path = csv_file(tmp_path, "time,v\n2025-03-30 01:00,1\n2025-03-30 02:30,2\n")
+    with pytest.raises(DataError, match="skipped by the clock change") as err:
+        read_series("power", src(path, timezone="Europe/Berlin"), tmp_path)
+    assert "line 3" in str(err.value)
+
+
+def test_empty_values_outside_the_period_are_allowed(tmp_path: Path) -> None:
+    body = "time,v\n" + "".join(
+        f"2025-01-{d:02d}T00:00Z,{'' if d <= 3 else d}\n" for d in range(1, 11)
+    )
+    path = csv_file(tmp_path, body)
+    series = read_series("difficulty", src(path), tmp_path)
+    assert series.values.tolist() == [float(d) for d in range(4, 11)]
+    series.check_coverage(_utc(2025, 1, 5), _utc(2025, 1, 10))
+    with pytest.raises(DataError, match="missing value") as err:
+        series.check_coverage(_utc(2025, 1, 3, 12), _utc(2025, 1, 10))
+    assert "line 4" in str(err.value)  # 2025-01-03, in force at the start
+
+
+def test_query_parquet_json_and_glob(tmp_path: Path) -> None:
+    import duckdb
+
+    part = tmp_path / "parts"
+    part.mkdir()
+    for day in (1, 2):
+        csv_file(part, "time,v\n" + "".join(
+            f"2025-01-{day:02d}T{h:02d}:00Z,{day * 100 + h}\n" for h in range(24)), f"{day}.csv")
+    duckdb.sql(f"COPY (SELECT * FROM read_csv('{part}/*.csv')) TO '{tmp_path}/all.parquet'")
+    duckdb.sql(f"COPY (SELECT * FROM read_csv('{part}/*.csv')) TO '{tmp_path}/all.json'"
+               " (FORMAT json, ARRAY true)")  # fmt: skip
+    expected = [day * 100 + h for day in (1, 2) for h in range(24)]
+    for path in (f"{part}/*.csv", f"{tmp_path}/all.parquet", f"{tmp_path}/all.json"):
+        series = read_series("p", SeriesSource(path=path, value_column="v"), tmp_path)
+        assert series.values.tolist() == expected, path
+    hourly_max = read_series("p", SeriesSource(
+        path=f"{part}/*.csv", query="SELECT date_trunc('day', time) AS day, max(v) AS top "
+        "FROM src GROUP BY 1 ORDER BY 1", time_column="day", value_column="top"), tmp_path)
+    assert hourly_max.values.tolist() == [max(expected[:24]), max(expected[24:])]
+
+
+def test_glob_rows_name_their_own_file_and_line(tmp_path: Path) -> None:
+    csv_file(tmp_path, "time,v\n2025-01-01T00:00Z,1\n", "a.csv")
+    bad = csv_file(tmp_path, "time,v\n2025-01-02T00:00Z,2\n2025-01-02T01:00Z,oops\n", "b.csv")
+    series = read_series("p", SeriesSource(path=f"{tmp_path}/*.csv", value_column="v"), tmp_path)
+    with pytest.raises(DataError, match="not a number") as err:
+        series.check_coverage(_utc(2025, 1, 1), _utc(2025, 1, 2, 2))
+    assert str(bad) in str(err.value) and "line 3" in str(err.value)
+
+
+def test_publication_column_allows_values_known_ahead(tmp_path: Path) -> None:
+    # Day-ahead: tomorrow's hours are published at 12:00 today.
+    body = "time,published,v\n" + "".join(
+        f"2025-01-02T{h:02d}:00Z,2025-01-01T12:00Z,{h}\n" for h in range(24))
+    path = csv_file(tmp_path, body)
+    series = read_series("power", src(path, observed_column="published"), tmp_path)
+    assert np.all(series.observed_s < series.times_s)
+    assert int(series.known_index(_utc(2025, 1, 1, 12))) == 23  # the whole day, known
+    assert int(series.known_index(_utc(2025, 1, 1, 11))) == -1
+
+
+def test_job_trace_from_creation_and_deletion_times(tmp_path: Path) -> None:
+    from orchestrator.backtest.jobs import read_trace
+    from orchestrator.models.config import JobTraceConfig
+
+    jobs = [("2025-01-01T00:00:00Z", "2025-01-01T02:00:00Z", 8, "nvidia-h100"),
+            ("2025-01-01T00:30:00Z", "2025-01-01T00:45:00Z", 0, ""),
+            ("2025-01-01T01:00:00Z", "2025-01-01T01:20:00Z", 2, "nvidia-a10"),
+            ("2025-01-01T03:00:00Z", "2025-01-01T09:00:00Z", 4, "nvidia-h100")]
+    body = "created,deleted,gpu,product\n" + "".join(f"{a},{b},{g},{p}\n" for a, b, g, p in jobs)
+    path = csv_file(tmp_path, body, "jobs.csv")
+    cfg = JobTraceConfig(
+        path=str(path), submit_column="created", end_column="deleted", gpus_column="gpu",
+        interruptible_column=None, filter="gpu > 0", gpu_model_column="product",
+        gpu_models={"nvidia-h100": "H100_80GB_SXM5"}, gpu_model="H100_80GB_SXM5")
+    submit, gpus, duration, _ = read_trace(cfg, tmp_path)
+    kept = [(a, b, g) for a, b, g, p in jobs if g > 0 and p == "nvidia-h100"]
+    iso = [datetime.fromisoformat(a).timestamp() for a, _, _ in kept]
+    assert submit.tolist() == iso
+    assert gpus.tolist() == [g for _, _, g in kept]
+    assert duration.tolist() == [datetime.fromisoformat(b).timestamp() - t
+                                 for t, (_, b, _) in zip(iso, kept, strict=True)]  # fmt: skip
+    # Without the filter, the CPU-only row is named.
+    with pytest.raises(DataError, match="gpus must be >= 1") as err:
+        read_trace(cfg.model_copy(update={"filter": None, "gpu_model_column": None,
+                                          "gpu_models": {}}), tmp_path)  # fmt: skip
+    assert "line 3" in str(err.value) and "'gpu'" in str(err.value)

@@ -1,0 +1,470 @@
+"""Recorded files read through DuckDB: CSV, JSON/JSONL and Parquet, one file or a glob.
+
+DuckDB parses the files, evaluates the source's SQL (`query`, `filter`, value and time
+expressions) and hands numpy arrays back; hashpivot then checks every row and turns
+local times into UTC. Each row keeps the file and the row it came from, so an error
+names the file, the line and the column. Nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import duckdb
+import numpy as np
+import numpy.typing as npt
+
+from orchestrator.errors import ConfigError, DataError
+from orchestrator.models.sources import BUNDLED_PREFIX, TableSource
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+B = npt.NDArray[np.bool_]
+
+Format = Literal["csv", "jsonl", "json", "parquet"]
+_SUFFIX: dict[str, Format] = {
+    ".csv": "csv",
+    ".txt": "csv",
+    ".tsv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+_NUMERIC = {
+    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+    "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "REAL",
+}  # fmt: skip
+_NAIVE_TIME = {"TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "DATE"}
+# Text stamps: epoch seconds, or ISO with an explicit offset (absolute), else wall time.
+_MIN_TIME_S = -62135596800.0 + 86400.0  # 0001-01-02, so a zone offset stays in range
+_MAX_TIME_S = 253402300799.0 - 86400.0
+_EPOCH_RE = r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?"
+_OFFSET_RE = r"\d:\d\d(:\d\d(\.\d+)?)?\s*([zZ]|[+-]\d\d(:?\d\d)?)$"
+
+
+def resolve_path(path: str, base_dir: Path) -> Path:
+    """A config path: `bundled:…` (shipped with hashpivot) or relative to the config file."""
+    if path.startswith(BUNDLED_PREFIX):
+        ref = resources.files("orchestrator") / "data" / path[len(BUNDLED_PREFIX) :]
+        return Path(str(ref))
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else base_dir / p
+
+
+def resolve_files(path: str, base_dir: Path, what: str) -> tuple[str, list[Path]]:
+    """The files a source reads (a glob is expanded, sorted) and how to name them."""
+    full = resolve_path(path, base_dir)
+    if any(c in str(full) for c in "*?["):
+        files = [Path(p) for p in sorted(glob.glob(str(full), recursive=True))]
+        files = [p for p in files if p.is_file()]
+        if not files:
+            raise DataError(f"no file matches ({what})", source=str(full))
+        return str(full), files
+    if not full.is_file():
+        raise DataError(f"file not found ({what})", source=str(full))
+    return str(full), [full]
+
+
+def zone_of(name: str, field: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"unknown time zone {name!r}", field=field) from None
+
+
+def ident(name: str) -> str:
+    """A column name quoted for SQL."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def duck_message(exc: BaseException) -> str:
+    """DuckDB's first paragraph, on one line (its hints assume DuckDB's own options)."""
+    text = str(exc).strip().split("\n\n")[0]
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """Rows of a source after its query and filter: where each came from, and a database
+    holding them (table `rows`) for the caller's expressions."""
+
+    name: str
+    files: list[Path]
+    fmt: Format
+    con: duckdb.DuckDBPyConnection
+    columns: dict[str, str]  # name -> DuckDB type, of the source (or query result)
+    skip_rows: int
+    located: bool  # rows carry __file and __row (not after a query that drops them)
+
+    def where(self, file_idx: int, row: int) -> tuple[str, int | None, str]:
+        """(file, line, note) of a data row, as the user sees it in the file."""
+        if not self.located or row < 0:
+            return self.name, None, " (in the query's result)" if row >= 0 else ""
+        path = str(self.files[file_idx])
+        if self.fmt == "csv":
+            return path, row + 2 + self.skip_rows, ""
+        if self.fmt == "jsonl":
+            return path, row + 1, ""
+        return path, None, f" (record {row + 1})"
+
+    def require(self, column: str, field: str) -> None:
+        if column in self.columns:
+            return
+        shown = ", ".join(c for c in self.columns if not c.startswith("__")) or "nothing"
+        path, line = (str(self.files[0]), 1) if len(self.files) == 1 else (self.name, None)
+        if self.fmt != "csv":
+            line = None
+        raise DataError(f"missing column (has {shown}; {field})", source=path, line=line,
+                        column=column)  # fmt: skip
+
+    def close(self) -> None:
+        self.con.close()
+
+
+_DB: list[duckdb.DuckDBPyConnection] = []
+
+
+def _database() -> duckdb.DuckDBPyConnection:
+    """One in-memory database per process; each read takes its own cursor (a connection
+    of its own, whose temporary tables vanish when it closes): opening a database costs
+    tens of milliseconds, a cursor almost nothing."""
+    if not _DB:
+        con = duckdb.connect(":memory:")
+        con.execute("SET TimeZone='UTC'")
+        _DB.append(con)
+    return _DB[0]
+
+
+def _format(files: Sequence[Path], fmt: str | None) -> Format:
+    if fmt is not None:
+        return fmt  # type: ignore[return-value]
+    return _SUFFIX.get(files[0].suffix.lower(), "csv")
+
+
+def _reader(spec: TableSource, files: Sequence[Path], fmt: Format, text: Mapping[str, str]) -> str:
+    paths = "[" + ", ".join(literal(str(p)) for p in files) + "]"
+    extra = ", filename='__filename', union_by_name=true" if len(files) > 1 else ""
+    if fmt == "csv":
+        types = ""
+        if text:
+            types = ", types={" + ", ".join(f"{literal(c)}: 'VARCHAR'" for c in text) + "}"
+        return (
+            f"read_csv({paths}, header=true, delim={literal(spec.separator)}, "
+            f"decimal_separator={literal(spec.decimal)}, skip={spec.skip_rows}, "
+            f"quote='\"', escape='\"', null_padding=true{types}{extra})"
+        )
+    if fmt == "parquet":
+        return f"read_parquet({paths}{extra})"
+    style = "newline_delimited" if fmt == "jsonl" else "auto"
+    return f"read_json({paths}, format='{style}'{extra})"
+
+
+def open_table(spec: TableSource, base_dir: Path, what: str, text_columns: Sequence[str]) -> Table:
+    """Read a source's files into an in-memory table `rows` (after `query` and `filter`).
+
+    `text_columns` are read as text where they are plain CSV columns, so hashpivot (not
+    the CSV sniffer) decides what a time stamp or a number is and can name a bad row.
+    """
+    name, files = resolve_files(spec.path, base_dir, what)
+    fmt = _format(files, spec.format)
+    con = _database().cursor()
+    try:
+        return _load(con, spec, name, files, fmt, text_columns)
+    except duckdb.Error as exc:
+        con.close()
+        raise DataError(f"cannot read as {fmt}: {duck_message(exc)}", source=name) from None
+    except BaseException:
+        con.close()
+        raise
+
+
+def _load(
+    con: duckdb.DuckDBPyConnection,
+    spec: TableSource,
+    name: str,
+    files: list[Path],
+    fmt: Format,
+    text_columns: Sequence[str],
+) -> Table:
+    text: dict[str, str] = {}
+    if fmt == "csv" and text_columns:
+        sniffed = con.execute(f"DESCRIBE SELECT * FROM {_reader(spec, files, fmt, {})}").fetchall()
+        have = {str(r[0]) for r in sniffed}
+        text = {c: "VARCHAR" for c in text_columns if c in have}
+    reader = _reader(spec, files, fmt, text)
+    # A materialized table keeps the files' row order, so rowid is the row number.
+    con.execute(f"CREATE TEMP TABLE raw AS SELECT * FROM {reader}")
+    if len(files) > 1:
+        con.execute(
+            "CREATE TEMP TABLE src AS SELECT raw.* EXCLUDE (__filename), f.i AS __file, "
+            "raw.rowid - f.first AS __row FROM raw JOIN (SELECT __filename, "
+            "min(rowid) AS first, dense_rank() OVER (ORDER BY min(rowid)) - 1 AS i "
+            "FROM raw GROUP BY __filename) f USING (__filename)"
+        )
+    else:
+        con.execute("CREATE TEMP TABLE src AS SELECT *, 0 AS __file, rowid AS __row FROM raw")
+    con.execute("DROP TABLE raw")
+    source = "src"
+    if spec.query is not None:
+        try:
+            con.execute(f"CREATE TEMP VIEW q AS {spec.query}")
+            con.execute("DESCRIBE SELECT * FROM q")
+        except duckdb.Error as exc:
+            raise ConfigError(f"{duck_message(exc)}", source=name, field="query") from None
+        source = "q"
+    described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+    cols = {str(r[0]): str(r[1]) for r in described}
+    located = "__file" in cols and "__row" in cols
+    where = ""
+    if spec.filter is not None:
+        where = f" WHERE ({spec.filter})"
+        try:
+            con.execute(f"DESCRIBE SELECT * FROM {source}{where}")
+        except duckdb.Error as exc:
+            raise ConfigError(f"{duck_message(exc)}", source=name, field="filter") from None
+    order = " ORDER BY __file, __row" if located else ""
+    locate = "" if located else ", 0 AS __file, -1 AS __row"
+    con.execute(f"CREATE TEMP TABLE rows AS SELECT *{locate} FROM {source}{where}{order}")
+    return Table(name, files, fmt, con, cols, spec.skip_rows, located)
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One evaluated expression per row: numbers (NaN where absent), and why not."""
+
+    values: F64
+    null: B  # empty cell / SQL NULL
+    bad: B  # present but not a number / not a time stamp
+    naive: B  # time stamps only: wall time in the source's zone, not UTC yet
+
+
+def evaluate(
+    table: Table, exprs: Mapping[str, tuple[str, Literal["number", "time", "text"]]],
+    *, decimal: str = ".", time_format: str | None = None, field_of: Mapping[str, str],
+) -> tuple[dict[str, Column], dict[str, npt.NDArray[np.object_]], I64, I64]:
+    """Evaluate SQL expressions over every row: numbers, time stamps (epoch s) or text.
+
+    Returns the columns, text columns, and each row's file index and row number.
+    """
+    con = table.con
+    parts = []
+    for key, (expr, _) in exprs.items():
+        parts.append(f"({expr}) AS {ident('__e_' + key)}")
+    try:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE ev AS SELECT __file, __row, "
+            + ", ".join(parts) + " FROM rows"
+        )  # fmt: skip
+    except duckdb.Error as exc:
+        culprit = _which_expression(con, exprs)
+        raise ConfigError(duck_message(exc), source=table.name,
+                          field=field_of.get(culprit, culprit)) from None  # fmt: skip
+    types = {str(r[0]): str(r[1]) for r in con.execute("DESCRIBE ev").fetchall()}
+    selects = ["__file::BIGINT AS __file", "__row::BIGINT AS __row"]
+    for key, (_, kind) in exprs.items():
+        col = ident("__e_" + key)
+        typ = types["__e_" + key]
+        if kind == "text":
+            selects.append(f"COALESCE(CAST({col} AS VARCHAR), '') AS {ident('t_' + key)}")
+            continue
+        selects.append(f"{_null_sql(col, typ)} AS {ident('n_' + key)}")
+        if kind == "number":
+            num = _number_sql(col, typ, decimal)
+            selects.append(f"COALESCE({num}, 'NaN'::DOUBLE) AS {ident('v_' + key)}")
+            selects.append(f"{num} IS NULL AS {ident('b_' + key)}")
+            selects.append(f"false AS {ident('z_' + key)}")
+        else:
+            epoch, naive = _time_sql(col, typ, time_format)
+            selects.append(f"COALESCE({epoch}, 'NaN'::DOUBLE) AS {ident('v_' + key)}")
+            selects.append(f"({epoch}) IS NULL AS {ident('b_' + key)}")
+            selects.append(f"COALESCE({naive}, false) AS {ident('z_' + key)}")
+    try:
+        out = con.execute("SELECT " + ", ".join(selects) + " FROM ev").fetchnumpy()
+    except duckdb.Error as exc:
+        raise DataError(duck_message(exc), source=table.name) from None
+    cols: dict[str, Column] = {}
+    texts: dict[str, npt.NDArray[np.object_]] = {}
+    for key, (_, kind) in exprs.items():
+        if kind == "text":
+            texts[key] = np.asarray(out["t_" + key], dtype=object)
+            continue
+        null = np.asarray(out["n_" + key], dtype=bool)
+        values = np.asarray(out["v_" + key], dtype=np.float64)
+        bad = np.asarray(out["b_" + key], dtype=bool)
+        if kind == "time":  # years 1..9999 only: what a calendar (and an error) can show
+            bad |= ~((values > _MIN_TIME_S) & (values < _MAX_TIME_S))
+        cols[key] = Column(values, null, bad & ~null, np.asarray(out["z_" + key], dtype=bool))
+    return cols, texts, np.asarray(out["__file"], np.int64), np.asarray(out["__row"], np.int64)
+
+
+def raw_text(table: Table, expr: str, file_idx: int, row: int) -> str:
+    """The text of one expression in one row, for an error message."""
+    try:
+        got = table.con.execute(
+            f"SELECT CAST(({expr}) AS VARCHAR) FROM rows WHERE __file = ? AND __row = ? LIMIT 1",
+            [file_idx, row],
+        ).fetchone()
+    except duckdb.Error:
+        return "?"
+    return "" if got is None or got[0] is None else str(got[0])
+
+
+def _which_expression(
+    con: duckdb.DuckDBPyConnection, exprs: Mapping[str, tuple[str, str]]
+) -> str:
+    for key, (expr, _) in exprs.items():
+        try:
+            con.execute(f"DESCRIBE SELECT ({expr}) FROM rows")
+        except duckdb.Error:
+            return key
+    return next(iter(exprs), "")
+
+
+def _null_sql(col: str, typ: str) -> str:
+    if typ in {"VARCHAR", "JSON"}:
+        text = _text_of(col, typ)
+        return f"({text}) IS NULL OR ({text}) = ''"
+    return f"{col} IS NULL"
+
+
+def _text_of(col: str, typ: str) -> str:
+    if typ == "JSON":
+        return f"trim({col} ->> '$')"
+    return f"trim(CAST({col} AS VARCHAR))"
+
+
+def _number_sql(col: str, typ: str, decimal: str) -> str:
+    if typ in _NUMERIC or typ.startswith("DECIMAL"):
+        return f"CAST({col} AS DOUBLE)"
+    if typ == "BOOLEAN":
+        return f"CAST(CAST({col} AS INTEGER) AS DOUBLE)"
+    text = _text_of(col, typ)
+    if decimal == ",":
+        text = f"replace(replace({text}, '.', ''), ',', '.')"
+    return f"TRY_CAST({text} AS DOUBLE)"
+
+
+def _time_sql(col: str, typ: str, time_format: str | None) -> tuple[str, str]:
+    """SQL for (epoch seconds, is wall time) of a time stamp column of type `typ`."""
+    if typ.startswith("TIMESTAMP WITH TIME ZONE") or typ == "TIMESTAMPTZ":
+        return f"epoch({col})", "false"
+    if typ in _NAIVE_TIME:
+        return f"epoch(CAST({col} AS TIMESTAMP))", "true"
+    if typ in _NUMERIC or typ.startswith("DECIMAL"):
+        return f"CAST({col} AS DOUBLE)", "false"
+    s = _text_of(col, typ)
+    if time_format is not None:
+        fmt = literal(time_format)
+        if "%z" in time_format or "%Z" in time_format:
+            return f"epoch(TRY_STRPTIME({s}, {fmt}))", "false"
+        return f"epoch(TRY_STRPTIME({s}, {fmt}))", "true"
+    epoch = (
+        f"CASE WHEN regexp_full_match({s}, '{_EPOCH_RE}') THEN TRY_CAST({s} AS DOUBLE) "
+        f"WHEN regexp_matches({s}, '{_OFFSET_RE}') THEN epoch(TRY_CAST({s} AS TIMESTAMPTZ)) "
+        f"ELSE epoch(TRY_CAST({s} AS TIMESTAMP)) END"
+    )
+    naive = (
+        f"NOT (regexp_full_match({s}, '{_EPOCH_RE}') OR regexp_matches({s}, '{_OFFSET_RE}'))"
+    )
+    return epoch, naive
+
+
+# --- local time ------------------------------------------------------------------------
+
+_BUCKET_S = 900.0  # zone offsets change on quarter hours at the finest
+_EPOCH = datetime(1970, 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Localized:
+    utc: F64
+    problem: npt.NDArray[np.object_]  # per row: None or why the wall time has no UTC time
+
+
+def localize(
+    wall_s: F64,
+    zone: ZoneInfo,
+    ambiguous: Literal["infer", "earlier", "later", "error"],
+) -> Localized:
+    """UTC seconds of wall-clock times (given as if UTC) in `zone`, in the file's row order.
+
+    Times the spring change skips are refused. Times the autumn change repeats are the
+    earlier or the later one as asked; 'infer' reads the file's row order: of two equal
+    wall times the first is the earlier when the file runs forward (the later when it
+    runs backward, newest first).
+    """
+    n = wall_s.shape[0]
+    problem = np.full(n, None, dtype=object)
+    if n == 0 or zone.key in {"UTC", "Etc/UTC", "Etc/GMT", "GMT"}:
+        return Localized(wall_s.copy(), problem)
+    finite = np.isfinite(wall_s)
+    buckets = np.floor(np.where(finite, wall_s, 0.0) / _BUCKET_S)
+    uniq, inv = np.unique(buckets, return_inverse=True)
+    off0 = np.empty(uniq.shape[0])
+    off1 = np.empty(uniq.shape[0])
+    for j, b in enumerate(uniq.tolist()):
+        try:
+            wall = _EPOCH + timedelta(seconds=b * _BUCKET_S)
+        except OverflowError:
+            off0[j] = off1[j] = 0.0
+            continue
+        for fold, out in ((0, off0), (1, off1)):
+            delta = wall.replace(tzinfo=zone, fold=fold).utcoffset()
+            out[j] = 0.0 if delta is None else delta.total_seconds()
+    o0, o1 = off0[inv], off1[inv]
+    utc = wall_s - o0
+    skipped = finite & (o0 < o1)
+    repeated = finite & (o0 > o1)
+    for i in np.flatnonzero(skipped).tolist():
+        problem[i] = "local time skipped by the clock change (it does not exist)"
+    if repeated.any():
+        later = _later(wall_s, repeated, ambiguous, problem)
+        utc = np.where(later, wall_s - o1, utc)
+    return Localized(utc, problem)
+
+
+def _later(
+    wall_s: F64, repeated: B, ambiguous: str, problem: npt.NDArray[np.object_]
+) -> B:
+    later = np.zeros(wall_s.shape[0], dtype=bool)
+    idx = np.flatnonzero(repeated)
+    if ambiguous == "later":
+        later[idx] = True
+        return later
+    if ambiguous == "earlier":
+        return later
+    if ambiguous == "error":
+        for i in idx.tolist():
+            problem[i] = "local time repeated by the clock change (ambiguous; ambiguous: error)"
+        return later
+    plain = wall_s[~repeated & np.isfinite(wall_s)]
+    steps = np.diff(plain)
+    forward = int(np.sum(steps > 0)) >= int(np.sum(steps < 0))
+    seen: dict[float, list[int]] = {}
+    for i in idx.tolist():
+        seen.setdefault(float(wall_s[i]), []).append(i)
+    for rows in seen.values():
+        if len(rows) != 2:
+            for i in rows:
+                problem[i] = (
+                    f"local time repeated by the clock change appears {len(rows)} time(s), "
+                    "so which one is meant cannot be inferred: set ambiguous: earlier|later, "
+                    "or read a UTC column"
+                )
+            continue
+        later[rows[1] if forward else rows[0]] = True
+    return later
+
