@@ -161,10 +161,17 @@ def fixture_fees_sat(height: int) -> int:
 
 
 def mempool_page(
-    start: int, *, count: int = 15, difficulty: float = DIFFICULTY, block_s: float = 600.0
+    start: int,
+    *,
+    count: int = 15,
+    difficulty: float = DIFFICULTY,
+    block_s: float = 600.0,
+    tip_time: float | None = None,
 ) -> bytes:
     """A /v1/blocks/{start} page cloned from the fixture blocks (height, id and fees)."""
     template = json.loads(fixture_bytes("mempool_v1_blocks.json"))[0]
+    if tip_time is not None:  # the block at `start` mined at `tip_time`
+        template["timestamp"] = tip_time - (start - TIP) * block_s
     blocks = []
     for height in range(start, start - count, -1):
         b = json.loads(json.dumps(template))

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +16,21 @@ import yaml
 from typer.testing import CliRunner
 
 from orchestrator.adapters.market.live import LiveMarketSource
-from orchestrator.adapters.market.recorder import MARKET_FILE, RecordProgress, record
+from orchestrator.adapters.market.recorder import (
+    MARKET_FILE,
+    REJECTED_FILE,
+    RecordProgress,
+    record,
+)
 from orchestrator.backtest.recorded import RecordedMarketSource
 from orchestrator.cli import app
+from orchestrator.errors import FeedError
 from orchestrator.models import FleetTable, MarketSnapshot, Site
 from orchestrator.models.config import RecordedMarketConfig
 from orchestrator.models.feeds_config import LiveMarketConfig
 from tests.conftest import profiles
 from tests.contract.feedserver import (
+    DIFFICULTY,
     NOW,
     TIP,
     FeedServer,
@@ -200,23 +212,86 @@ def test_record_refuses_no_samples(tmp_path: Path, samples: int) -> None:
         record(LiveMarketConfig(), tmp_path, samples=samples, interval_s=1.0)
 
 
-def test_hashpivot_record_command_writes_a_replayable_market(
-    feed_server: FeedServer, tmp_path: Path
-) -> None:
-    config = live_config(feed_server, fees_window_blocks=15)
-    market_at(feed_server, 0)
+def serve_market_now(server: FeedServer, now_s: float) -> LiveMarketConfig:
+    """A market whose chain tip was mined two minutes before `now_s` (the wall clock of a
+    `hashpivot record` subprocess): mempool for chain data, two exchanges, a fixed tariff."""
+    serve_market(server)
+    server.route("/mempool/api/v1/blocks", Reply(body=mempool_page(TIP, tip_time=now_s - 120)))
+    return live_config(
+        server,
+        fees_window_blocks=15,
+        chain_sources=[{"kind": "mempool", "base_url": f"{server.base}/mempool/api"}],
+        price_sources=[
+            {"kind": "coinbase", "base_url": f"{server.base}/coinbase"},
+            {"kind": "kraken", "base_url": f"{server.base}/kraken"},
+        ],
+        power_sources={},
+        power_usd_mwh_fixed=40.0,
+        gpu_sources=[],
+    )
+
+
+def hashpivot(*args: str) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("hashpivot", path=str(Path(sys.executable).parent))
+    assert exe, "the hashpivot console script is installed with the package"
+    return subprocess.run([exe, *args], capture_output=True, text=True, check=False)
+
+
+def record_command(config: LiveMarketConfig, tmp_path: Path, samples: int = 2) -> tuple[
+    subprocess.CompletedProcess[str], Path
+]:
     site_file = tmp_path / "live.yaml"
     site_file.write_text(yaml.safe_dump({"live_market": config.model_dump(mode="json")}))
     out = tmp_path / "rec"
-    result = CliRunner().invoke(
-        app, ["record", "--config", str(site_file), "--out", str(out), "--samples", "2",
-              "--interval", "0"],
-    )
-    assert result.exit_code == 0, result.output
+    proc = hashpivot("record", "--config", str(site_file), "--out", str(out),
+                     "--samples", str(samples), "--interval", "0")
+    return proc, out
+
+
+def test_hashpivot_record_command_writes_a_replayable_market(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    proc, out = record_command(serve_market_now(feed_server, time.time()), tmp_path)
+    assert proc.returncode == 0, proc.stderr
     market = RecordedMarketConfig.model_validate(
         yaml.safe_load((out / MARKET_FILE).read_text())["market"]
     )
     fleet = FleetTable.build(profiles("s21"), [Site()], [0])
     source = RecordedMarketSource(market, out, fleet)
     assert source.btc_usd.values.shape[0] >= 1
-    assert 90_000 < float(source.btc_usd.values[-1]) < 100_000
+    # The median of the two fixture quotes, as served.
+    assert float(source.btc_usd.values[-1]) == pytest.approx((97012.35 + 97014.9) / 2)
+    assert float(source.difficulty.values[-1]) == DIFFICULTY
+
+
+def test_hashpivot_record_survives_a_hostile_answer_and_writes_why(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """A valid 2 kB JSON body of nested arrays used to end the recorder with a traceback."""
+    config = serve_market_now(feed_server, time.time())
+    feed_server.json("/kraken/0/public/Ticker?pair=XBTUSD", b"[" * 1000 + b"]" * 1000)
+    proc, out = record_command(config, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    rows = list(csv.DictReader((out / REJECTED_FILE).open()))
+    kraken = [r for r in rows if "kraken" in r["detail"] or r["reason"] == "bad_json"]
+    assert [r["reason"] for r in kraken] == ["bad_json", "bad_json"]  # one per sample
+    assert all(r["feed"] == "btc_usd" for r in kraken)
+
+
+def test_a_mirror_stuck_on_old_blocks_records_no_difficulty(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """Its tip was mined in 2024: the live path holds on such data, so it is not written
+    as today's, and the recording says why there is no difficulty."""
+    now = time.time()
+    config = serve_market_now(feed_server, now)
+    stuck_at = now - 400 * 86400.0
+    feed_server.route("/mempool/api/v1/blocks", Reply(body=mempool_page(TIP, tip_time=stuck_at)))
+    reports: list[RecordProgress] = []
+    with pytest.raises(FeedError, match="difficulty"):
+        record(config, tmp_path, samples=1, interval_s=0, clock=lambda: now,
+               progress=reports.append)
+    assert not (tmp_path / "difficulty.csv").exists()
+    assert (tmp_path / "btc_usd.csv").exists()
+    assert "difficulty" in reports[0].stale

@@ -8,9 +8,14 @@ UTC) — power and GPU prices are keyed files (`time,site,value,…` and
 backtest` unchanged: a replayed snapshot at a sample time equals the live one.
 
 `time` is when the value was true (its observed-at); `recorded_at` is the poll that
-first saw it. A replay between two polls may see a value up to one poll interval
-before the live controller did (an hourly price stamped at its hour's start, say);
-`recorded_at` keeps what a stricter replay needs. Rows are appended: recording again
+first saw it. Only values the live controller would decide on are written: accepted by
+the same quality rules and within their time-to-live at the poll (a mirror stuck on old
+blocks, or a tariff file nobody updates, writes nothing). Every refusal is appended to
+`rejected.csv` (`recorded_at,feed,reason,detail`), so a gap in a series says why.
+
+A replay between two polls may see a value up to one poll interval before the live
+controller did (an hourly price stamped at its hour's start, say); `recorded_at` keeps
+what a stricter replay needs. Rows are appended: recording again
 into the same folder extends the series.
 """
 
@@ -41,6 +46,8 @@ from orchestrator.models.config import RecordedMarketConfig, SeriesSource
 from orchestrator.models.feeds_config import LiveMarketConfig
 
 MARKET_FILE = "market.yaml"
+REJECTED_FILE = "rejected.csv"
+_REJECTED_HEADER = ["recorded_at", "feed", "reason", "detail"]
 
 # series → (file, unit). Keyed series put the key in a middle column.
 _PLAIN: dict[str, tuple[str, str]] = {
@@ -66,6 +73,8 @@ class RecordProgress:
     written: dict[str, int]
     report: RefreshReport
     error: str | None = None
+    #: Series with a good value that was past its time-to-live, so not written.
+    stale: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -165,6 +174,22 @@ class _Writer:
         return True
 
 
+def append_rejections(out_dir: Path, report: RefreshReport) -> int:
+    """Append the poll's refusals to `rejected.csv`; return how many."""
+    if not report.rejected:
+        return 0
+    path = out_dir / REJECTED_FILE
+    new_file = not path.exists()
+    seen = format_time(datetime.fromtimestamp(report.now_s, UTC))
+    with path.open("a", newline="", encoding="utf-8") as handle:
+        out = csv.writer(handle, lineterminator="\n")
+        if new_file:
+            out.writerow(_REJECTED_HEADER)
+        for feed, reason, detail in report.rejected:
+            out.writerow([seen, feed, reason, detail])
+    return len(report.rejected)
+
+
 def market_section(names: list[str], out_dir: Path) -> dict[str, Any]:
     """The `market:` mapping (RecordedMarketConfig shape) for the recorded series."""
     plain: dict[str, Any] = {}
@@ -253,16 +278,26 @@ def record(
                 report = src.refresh(now)
             except FeedError as exc:
                 report, error = RefreshReport(now), str(exc)
+            stale: list[str] = []
             for name in src.required_feeds():
                 good = src.quality.last_good(name)
-                if good is not None and writer.write(name, good.observed_at, good.value, now):
+                if good is None:
+                    continue
+                if src.quality.is_stale(name, now):
+                    # The live path would hold on this value, not decide on it.
+                    stale.append(name)
+                    continue
+                if writer.write(name, good.observed_at, good.value, now):
                     written[name] = 1
+            append_rejections(out_dir, report)
             try:
                 write_market_yaml(writer.names(), out_dir)
             except FeedError as exc:
                 error = error or str(exc)
             if progress is not None:
-                progress(RecordProgress(i + 1, samples, now, written, report, error))
+                progress(
+                    RecordProgress(i + 1, samples, now, written, report, error, tuple(stale))
+                )
     finally:
         if own:
             src.close()
