@@ -1,0 +1,101 @@
+"""Plan files: bad input gets an error naming the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from orchestrator.errors import ConfigError
+from orchestrator.planning.config import load_plan
+from orchestrator.planning.evaluate import scenarios, site_mw, sized_config, sizes_mw
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "conversion"
+
+
+def _write(tmp_path: Path, **changes: Any) -> Path:
+    data = yaml.safe_load((EXAMPLE / "plan.yaml").read_text())
+    data["site"] = str(EXAMPLE / "site.yaml")
+    for dotted, value in changes.items():
+        node = data
+        *head, last = dotted.split("__")
+        for key in head:
+            node = node.setdefault(key, {})
+        if value is None:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_example_plan_loads_with_its_sizes_and_scenarios(tmp_path: Path) -> None:
+    plan = load_plan(EXAMPLE / "plan.yaml")
+    assert site_mw(plan) == 20.0
+    assert sizes_mw(plan) == [float(2 * k) for k in range(11)]
+    names = [s.name for s in scenarios(plan)]
+    assert len(names) == 2 + len(plan.file.scenarios.stresses)
+    assert len(set(names)) == len(names)
+
+
+def test_negative_capex_names_field_and_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, conversion__capex_per_gpu_usd=-1)
+    with pytest.raises(ConfigError) as err:
+        load_plan(path)
+    assert str(path) in str(err.value)
+    assert "conversion.capex_per_gpu_usd" in str(err.value)
+
+
+def test_horizon_shorter_than_build_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, financing__horizon_years=0.5, conversion__build_months=9)
+    with pytest.raises(ConfigError) as err:
+        load_plan(path)
+    assert str(path) in str(err.value)
+    assert "horizon_years" in str(err.value) and "build_months" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"conversion__gpu_profile": "s21"}, ["conversion.gpu_profile", "h100-sxm-8x"]),
+        ({"conversion__gpus_per_mw": 5000}, ["conversion.gpus_per_mw", "MW"]),
+        ({"sizes": {"mw": [0, 30]}}, ["sizes.mw", "20 MW"]),
+        ({"sizes": {"mw": [0, 2], "step_mw": 2}}, ["sizes", "exactly one"]),
+        ({"surprise": 1}, ["surprise"]),
+        ({"scenarios__starts": []}, ["scenarios.starts"]),
+        ({"site_name": "elsewhere"}, ["site_name", "west-texas-hall"]),
+        ({"policy_params": {"x": 1}}, ["policy_params"]),
+    ],
+)
+def test_bad_plan_input(tmp_path: Path, changes: dict[str, Any], words: list[str]) -> None:
+    path = _write(tmp_path, **changes)
+    with pytest.raises(ConfigError) as err:
+        load_plan(path)
+    for word in words:
+        assert word in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_missing_site_file_names_it(tmp_path: Path) -> None:
+    path = _write(tmp_path, site="nowhere.yaml")
+    with pytest.raises(ConfigError, match="nowhere.yaml"):
+        load_plan(path)
+
+
+def test_sized_site_swaps_least_efficient_asics_for_gpu_nodes(tmp_path: Path) -> None:
+    plan = load_plan(_write(tmp_path))
+    sc = scenarios(plan)[0]
+    cfg, facts = sized_config(plan, 4.0, sc)
+    counts = {g.profile: g.count for g in cfg.fleet}
+    base = {g.profile: g.count for g in plan.site.fleet}
+    # S19 XP (3010 W, 140 TH: 21.5 J/TH) goes before the S21 (17.5 J/TH).
+    s19_removed = round(4e6 / 3010)
+    assert counts["s19-xp"] == base["s19-xp"] - s19_removed
+    assert counts["s21"] == base["s21"]
+    gpus_per_node = 8
+    assert counts["h100-sxm-8x"] == round(4 * plan.file.conversion.gpus_per_mw / gpus_per_node)
+    assert facts["removed_th"] == pytest.approx(s19_removed * 140)
+    assert cfg.backtest.start == sc.start and cfg.backtest.end == sc.end
