@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator import economics as econ
 from orchestrator.backtest.runner import run_backtest
 from orchestrator.models.config import load_config
+from tests.conftest import hashprice_by_hand
 
 GOLDEN = Path(__file__).parents[1] / "fixtures" / "golden" / "site.yaml"
 
@@ -32,7 +32,7 @@ def test_always_mine_ledger_matches_hand_computation(result) -> None:  # type: i
     assert steps == 47  # 2025-01-01T01:00Z .. 2025-01-03T00:00Z hourly
     # Realized power for hour h is the row stamped h (hours 1..47 of the file).
     price = _power_prices()[1 : 1 + steps]
-    hp_th = econ.hashprice_usd_per_th_day(1.1e14, 97_000.0, 3.125, 0.1)
+    hp_th = hashprice_by_hand(1.1e14, 97_000.0, 3.125, 0.1)
     gpu_unit = 0.00001 * 97_000.0  # USD per GPU per day from selling hashpower
     # Miners mine from the start; the two H100 nodes switch from AI at the first step
     # (wear 0.5 USD each) and lose 600 s drain + 60 s start of output.

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from orchestrator import economics as econ
+from tests.conftest import hashprice_by_hand
 
 
 def test_network_hashrate_from_difficulty() -> None:
@@ -16,17 +17,29 @@ def test_network_hashrate_from_difficulty() -> None:
     assert econ.network_hashrate_hs(1.1e14) / 1e18 == pytest.approx(787.4, rel=1e-3)
 
 
+def hand_hashprice_usd_per_ph_day(difficulty: float, price: float, subsidy: float,
+                                  fees: float) -> float:
+    return hashprice_by_hand(difficulty, price, subsidy, fees) * 1000.0
+
+
 def test_hashprice_design_check_value() -> None:
+    # The design's check value, worked out by hand: 57.21 USD/PH/day.
     hp = econ.hashprice_usd_per_ph_day(1.1e14, 97_000.0, 3.125, 0.1)
-    assert hp == pytest.approx(57.21, abs=0.01)
+    assert hp == pytest.approx(57.21, abs=0.005)
+    assert hp == pytest.approx(hand_hashprice_usd_per_ph_day(1.1e14, 97_000.0, 3.125, 0.1),
+                               rel=1e-12)
     per_th = econ.hashprice_usd_per_th_day(1.1e14, 97_000.0, 3.125, 0.1)
-    assert per_th * 1000 == pytest.approx(hp)
+    assert per_th * 1000 == pytest.approx(57.21, abs=0.005)
+    # Fees count: without them the same network pays 55.43.
+    assert econ.hashprice_usd_per_ph_day(1.1e14, 97_000.0, 3.125, 0.0) == pytest.approx(
+        55.43, abs=0.005)
 
 
 @pytest.mark.parametrize(
     ("difficulty", "price", "fees", "published"),
     [
-        # Hashrate Index roundups (USD/PH/day); the index averages exchange prices.
+        # Hashrate Index roundups (USD/PH/day); the index averages exchange prices over
+        # the day, so a single price lands within 1% of it.
         (108.52e12, 93_450.0, 0.093, 55.21),  # 2024-12-23
         (110.57e12, 86_350.0, 0.03, 49.40),  # 2025-03-03, fees typical of that week
     ],
@@ -35,7 +48,40 @@ def test_hashprice_matches_published_points(
     difficulty: float, price: float, fees: float, published: float
 ) -> None:
     hp = econ.hashprice_usd_per_ph_day(difficulty, price, 3.125, fees)
-    assert hp == pytest.approx(published, rel=0.04)
+    assert hp == pytest.approx(hand_hashprice_usd_per_ph_day(difficulty, price, 3.125, fees),
+                               rel=1e-12)
+    assert hp == pytest.approx(published, rel=0.01)
+
+
+def test_live_market_snapshot_prices_mining_with_fees() -> None:
+    """The live and dry-run path (a market snapshot aligned with the fleet) prices an
+    S21's mining at the design's 57.21 USD/PH/day, fees included."""
+    from datetime import UTC, datetime
+
+    from orchestrator.engine import build_context
+    from orchestrator.engine.prices import snapshot_to_prices
+    from orchestrator.models import DemandSummary, FleetTable, Mode, Site
+    from orchestrator.models.config import GuardConfig
+    from orchestrator.models.market import MarketSnapshot, Observed
+    from tests.conftest import profiles
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def obs(v: float) -> Observed:
+        return Observed(value=v, source="test", observed_at=at)
+
+    snap = MarketSnapshot(btc_usd=obs(97_000.0), difficulty=obs(1.1e14),
+                          fees_btc_per_block=obs(0.1), subsidy_btc=obs(3.125),
+                          power_usd_mwh={"default": obs(40.0)})
+    fleet = FleetTable.build(profiles("s21"), [Site(pool_fee=0.02)], [0], modes=[1])
+    prices = snapshot_to_prices(snap, fleet)
+    per_th = 57.21 / 1000.0
+    assert prices.usd_per_unit_day[0] == pytest.approx(per_th, abs=5e-6)
+    ctx = build_context(now_s=at.timestamp(), prices=prices, demand=DemandSummary.empty(0),
+                        fleet=fleet, guards=GuardConfig())
+    # 200 TH/s × 0.05721 USD/TH/day ÷ 24 h × (1 − 2% pool fee).
+    assert ctx.scores.revenue[Mode.MINE, 0] == pytest.approx(200 * per_th / 24 * 0.98,
+                                                              rel=1e-4)
 
 
 def test_hashprice_vectorizes() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchestrator import economics as econ
 from orchestrator.engine import build_context, decide
 from orchestrator.framework import MarketHistory, Reason
 from orchestrator.models import DemandSummary, FleetTable, Mode, Site
@@ -14,7 +13,7 @@ from policies.greedy import Greedy
 from policies.hysteresis import Hysteresis
 from policies.lookahead import Lookahead
 from policies.power_capped import PowerCapped
-from tests.conftest import make_prices, mixed_fleet, profiles
+from tests.conftest import hashprice_by_hand, make_prices, mixed_fleet, profiles
 
 NOW = 5_000_000.0
 GUARDS = GuardConfig(min_dwell_s=0.0, max_fleet_switch_share_per_hour=1.0)
@@ -33,7 +32,7 @@ def ctx_for(fleet: FleetTable, demand: DemandSummary | None = None, **price_kw: 
 def test_score_terms_match_the_economics() -> None:
     fleet = FleetTable.build(profiles("s21"), [Site(pool_fee=0.02, tariff_adder_usd_mwh=5)], [0])
     ctx = ctx_for(fleet, power_usd_mwh=40.0)
-    hp_th = econ.hashprice_usd_per_th_day(1.1e14, 97_000.0, 3.125, 0.1)
+    hp_th = hashprice_by_hand(1.1e14, 97_000.0, 3.125, 0.1)
     assert ctx.scores.revenue[Mode.MINE, 0] == pytest.approx(200 * hp_th / 24 * 0.98)
     assert ctx.scores.power_cost[Mode.MINE, 0] == pytest.approx(3500 / 1e6 * 45.0)
     assert ctx.scores.value[Mode.AI, 0] == -np.inf  # an ASIC cannot serve AI

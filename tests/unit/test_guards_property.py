@@ -1,108 +1,302 @@
-"""Whatever a policy returns, guards keep the cap, the leases and the dwell."""
+"""Whatever a policy returns, guards keep the cap, the leases, the dwell and the stale hold.
+
+Every expectation here is computed from the test's own inputs: the hardware profiles'
+watts, the nodes' switch times, the lease ends and the clock. Nothing is read back from
+the context the code under test built (its dwell times, its watts table, its stale flag),
+so a guard that misreads one of those is caught instead of agreed with.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+import pytest
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from orchestrator.engine import build_context
+from orchestrator.engine import build_context, decide
 from orchestrator.engine.guards import apply_guards
-from orchestrator.framework import PolicyDecision, Reason
-from orchestrator.models import DemandSummary, FleetTable, Mode, Site
+from orchestrator.errors import PolicyError
+from orchestrator.framework import DecisionContext, Policy, PolicyDecision, Reason
+from orchestrator.models import DemandSummary, FleetTable, HardwareProfile, Mode, Site
 from orchestrator.models.config import GuardConfig
 from tests.conftest import make_prices, profiles
 
 NOW = 1_000_000.0
+PROFILES = profiles("s19-xp", "s21", "h100-sxm-8x")
+STALE_AFTER_S = 600.0
+#: Lease ends relative to NOW: past, now, about to end (seconds to 30 min), long.
+LEASE_ENDS = (-3600.0, -1.0, 0.0, 1.0, 60.0, 600.0, 1200.0, 1799.0, 1801.0, 3600.0, 86_400.0)
+#: Seconds since the last switch: just now, minutes ago, around each dwell, long ago.
+AGES = (0.0, 1.0, 300.0, 599.0, 600.0, 1200.0, 1799.0, 1800.0, 3599.0, 3600.0, 7199.0,
+        7200.0, 20_000.0)
+
+
+def watts(profile: HardwareProfile, mode: int) -> float:
+    """Full-load draw of a profile in a mode, from the profile itself."""
+    return (profile.watts_idle, profile.watts_mine, profile.watts_ai)[mode]
+
+
+def planned_w(prof: np.ndarray, target: np.ndarray) -> float:
+    return float(sum(watts(PROFILES[p], int(t)) for p, t in zip(prof, target, strict=True)))
+
+
+class Wants(Policy):
+    """Returns the targets it was given."""
+
+    name = "wants"
+
+    def __init__(self, target: np.ndarray) -> None:
+        super().__init__()
+        self.target = target
+
+    def decide(self, ctx: DecisionContext) -> PolicyDecision:
+        reason = np.full(ctx.fleet.n, Reason.HIGHER_VALUE, dtype=np.int16)
+        return PolicyDecision(target=self.target, reason=reason)
+
+
+def site_fleet(
+    prof: list[int], modes: list[int], *, cap_kw: float | None = None,
+    age_s: list[float] | None = None, lease_end: list[float] | None = None,
+    interruptible: list[bool] | None = None,
+) -> FleetTable:
+    n = len(prof)
+    fleet = FleetTable.build(PROFILES, [Site(name="s", power_cap_kw=cap_kw)], prof, modes=modes)
+    is_gpu = np.array([PROFILES[p].gpus > 0 for p in prof], dtype=bool)
+    ai = np.array(modes) == Mode.AI
+    return fleet.with_columns(
+        since=NOW - np.array(age_s if age_s is not None else [1e6] * n, dtype=np.float64),
+        lease_until=np.array(lease_end if lease_end is not None else [0.0] * n,
+                             dtype=np.float64),
+        ai_interruptible=np.array(interruptible if interruptible is not None else [False] * n,
+                                  dtype=bool),
+        ai_gpus_busy=np.where(is_gpu & ai, 4.0, 0.0),
+    )
+
+
+def run(fleet: FleetTable, target: list[int] | np.ndarray, guards: GuardConfig, *,
+        observed_s: float = NOW):
+    ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=observed_s),
+                        demand=DemandSummary.empty(1), fleet=fleet, guards=guards)
+    return decide(ctx, Wants(np.asarray(target)), guards)
+
+
+GUARDS = GuardConfig(min_dwell_s=0.0, max_fleet_switch_share_per_hour=1.0,
+                     stale_after_s=STALE_AFTER_S)
+
+
+# -- the power cap ---------------------------------------------------------------------------
+
+# 2 S19 XP (3,010 W, 140 TH) and 2 S21 (3,500 W, 200 TH) mining: 13.02 kW on a 7.1 kW cap.
+CAP_FLEET = ([0, 0, 1, 1], [Mode.MINE] * 4, 7.1)
+
+
+def _cap_expectation() -> tuple[list[int], float]:
+    """Least revenue per watt gives way (the S19 XPs), each saving mine − idle watts,
+    until the excess is covered; worked out from the profiles alone."""
+    prof, _, cap_kw = CAP_FLEET
+    excess = planned_w(np.array(prof), np.full(4, Mode.MINE)) - cap_kw * 1000.0
+    order = sorted(range(4), key=lambda i: PROFILES[prof[i]].mine_hashrate
+                   / PROFILES[prof[i]].watts_mine)
+    target = [int(Mode.MINE)] * 4
+    for i in order:
+        if excess <= 0:
+            break
+        target[i] = int(Mode.IDLE)
+        excess -= PROFILES[prof[i]].watts_mine - PROFILES[prof[i]].watts_idle
+    return target, planned_w(np.array(prof), np.array(target))
+
+
+@pytest.mark.parametrize("stale", [False, True], ids=["fresh", "stale"])
+def test_power_cap_curtails_even_while_stale_data_holds_the_fleet(stale: bool) -> None:
+    prof, modes, cap_kw = CAP_FLEET
+    fleet = site_fleet(prof, modes, cap_kw=cap_kw)
+    observed = NOW - STALE_AFTER_S - 1.0 if stale else NOW
+    plan = run(fleet, modes, GUARDS, observed_s=observed)
+    expected, expected_w = _cap_expectation()
+    assert expected == [Mode.IDLE, Mode.IDLE, Mode.MINE, Mode.MINE]  # the example's premise
+    assert expected_w <= cap_kw * 1000.0
+    assert plan.target.tolist() == expected
+    assert planned_w(np.array(prof), plan.target) <= cap_kw * 1000.0
+    assert plan.reason.tolist()[:2] == [Reason.GUARD_POWER_CAP_CURTAILED] * 2
+    assert plan.site_power_w[0] == pytest.approx(expected_w)
+    assert not plan.site_over_cap[0]
+    # A stale market holds everything else: no other node moved.
+    if stale:
+        assert plan.stale
+
+
+def test_power_cap_never_curtails_a_protected_lease_about_to_end() -> None:
+    # One H100 node in AI (7.1 kW) whose lease ends in 20 minutes and one S21: cap 5 kW.
+    fleet = site_fleet([2, 1], [Mode.AI, Mode.MINE], cap_kw=5.0, lease_end=[NOW + 1200.0, 0.0])
+    plan = run(fleet, [Mode.AI, Mode.MINE], GUARDS)
+    assert plan.target.tolist() == [Mode.AI, Mode.IDLE]
+    ai_w = PROFILES[2].watts_ai + PROFILES[1].watts_idle
+    assert plan.site_power_w[0] == pytest.approx(ai_w)
+    # Only protected work is left and it is still over: the plan says so.
+    assert bool(plan.site_over_cap[0]) == (ai_w > 5000.0)
+
+
+# -- protected leases ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ends_in_s", [1.0, 60.0, 1200.0, 1799.0, 1801.0, 3600.0])
+def test_lease_that_has_not_ended_keeps_its_node_in_ai(ends_in_s: float) -> None:
+    fleet = site_fleet([2, 2, 2], [Mode.AI] * 3,
+                       lease_end=[NOW + ends_in_s, NOW - 1.0, NOW + ends_in_s],
+                       interruptible=[False, False, True])
+    plan = run(fleet, [Mode.MINE] * 3, GUARDS)
+    # Protected and running: kept. Ended: free to go. Interruptible: free to go.
+    assert plan.target.tolist() == [Mode.AI, Mode.MINE, Mode.MINE]
+    assert plan.reason[0] == Reason.GUARD_LEASE_PROTECTED
+
+
+# -- minimum dwell ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("min_dwell_s", [600.0, 1800.0, 3600.0, 7200.0])
+def test_min_dwell_counts_from_the_last_switch(min_dwell_s: float) -> None:
+    ages = [0.0, 600.0 - 1.0, min_dwell_s - 1.0, min_dwell_s, min_dwell_s + 600.0]
+    # Five long-settled miners that stay put: nodes that switched within the hour count
+    # against the fleet's hourly budget, and this test is about dwell alone.
+    fleet = site_fleet([1] * 10, [Mode.MINE] * 10, age_s=ages + [1e6] * 5)
+    guards = GUARDS.model_copy(update={"min_dwell_s": min_dwell_s})
+    plan = run(fleet, [Mode.IDLE] * 5 + [Mode.MINE] * 5, guards)
+    expected = [Mode.MINE if age < min_dwell_s else Mode.IDLE for age in ages]
+    assert plan.target.tolist()[:5] == expected
+    held = [a < min_dwell_s for a in ages]
+    assert [r == Reason.GUARD_MIN_DWELL for r in plan.reason.tolist()[:5]] == held
+
+
+def test_node_switched_ten_minutes_ago_stays_for_an_hour_dwell() -> None:
+    fleet = site_fleet([1, 1, 1], [Mode.IDLE] * 3, age_s=[600.0, 3601.0, 1e6])
+    guards = GUARDS.model_copy(update={"min_dwell_s": 3600.0})
+    plan = run(fleet, [Mode.MINE, Mode.MINE, Mode.IDLE], guards)
+    assert plan.target.tolist() == [Mode.IDLE, Mode.MINE, Mode.IDLE]
+    assert plan.reason[0] == Reason.GUARD_MIN_DWELL
+
+
+# -- the property ----------------------------------------------------------------------------
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[FleetTable, GuardConfig, np.ndarray, float]:
-    n = draw(st.integers(min_value=0, max_value=40))
-    prof = np.array(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)), dtype=np.int32)
-    is_gpu = prof == 2
-    modes = np.array(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)), dtype=np.int8)
-    modes[(modes == Mode.AI) & ~is_gpu] = Mode.MINE
-    cap_kw = draw(st.floats(min_value=1.0, max_value=200.0))
-    fleet = FleetTable.build(
-        profiles("s19-xp", "s21", "h100-sxm-8x"), [Site(name="s", power_cap_kw=cap_kw)], prof,
-        modes=modes,
-    )
-    since = NOW - np.array(draw(st.lists(st.floats(0, 20_000), min_size=n, max_size=n)))
-    lease = np.where(
-        np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool),
-        NOW + 3600.0, 0.0,
-    )
-    interruptible = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
-    fleet = fleet.with_columns(
-        since=since, lease_until=lease, ai_interruptible=interruptible,
-        ai_gpus_busy=np.where(is_gpu & (modes == Mode.AI), 4.0, 0.0),
-    )
-    guards = GuardConfig(
-        min_dwell_s=draw(st.sampled_from([0.0, 3600.0, 7200.0])),
-        max_fleet_switch_share_per_hour=draw(st.sampled_from([0.1, 0.5, 1.0])),
-    )
-    # Anything a buggy policy might return, including invalid modes and NaN.
-    raw = draw(st.lists(st.sampled_from([0, 1, 2, 3, -1, 7, float("nan")]), min_size=n,
-                        max_size=n))
-    return fleet, guards, np.array(raw, dtype=np.float64), cap_kw
+def scenarios(draw: st.DrawFn) -> dict:
+    n = draw(st.integers(min_value=0, max_value=30))
+    prof = draw(st.lists(st.integers(0, 2), min_size=n, max_size=n))
+    modes = [m if not (m == Mode.AI and p != 2) else int(Mode.MINE)
+             for m, p in zip(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)), prof,
+                             strict=True)]
+    ages = draw(st.lists(st.one_of(st.sampled_from(AGES), st.floats(0, 20_000)),
+                         min_size=n, max_size=n))
+    leases = draw(st.lists(st.one_of(st.none(), st.sampled_from(LEASE_ENDS)),
+                           min_size=n, max_size=n))
+    return {
+        "prof": prof,
+        "modes": modes,
+        "ages": ages,
+        "lease_end": [0.0 if e is None else NOW + e for e in leases],
+        "interruptible": draw(st.lists(st.booleans(), min_size=n, max_size=n)),
+        "cap_kw": draw(st.floats(min_value=1.0, max_value=200.0)),
+        "min_dwell_s": draw(st.sampled_from([0.0, 600.0, 1800.0, 3600.0, 7200.0])),
+        "share": draw(st.sampled_from([0.1, 0.5, 1.0])),
+        "stale": draw(st.booleans()),
+        # Anything a buggy policy might return, including invalid modes and NaN.
+        "raw": draw(st.lists(st.sampled_from([0, 1, 2, 3, -1, 7, float("nan")]), min_size=n,
+                             max_size=n)),
+    }
 
 
-@settings(max_examples=300, deadline=None)
+# Failures found so far, kept so every run tries them.
+@example({  # a node switched ten minutes ago under an hour's dwell
+    "prof": [1], "modes": [Mode.IDLE], "ages": [600.0], "lease_end": [0.0],
+    "interruptible": [False], "cap_kw": 100.0, "min_dwell_s": 3600.0, "share": 1.0,
+    "stale": False, "raw": [1],
+})
+@example({  # a lease ending in 20 minutes, the policy sends the node mining
+    "prof": [2], "modes": [Mode.AI], "ages": [20_000.0], "lease_end": [NOW + 1200.0],
+    "interruptible": [False], "cap_kw": 100.0, "min_dwell_s": 0.0, "share": 1.0,
+    "stale": False, "raw": [1],
+})
+@example({  # 13.02 kW of miners on a 7.1 kW cap while the market is stale
+    "prof": [0, 0, 1, 1], "modes": [1, 1, 1, 1], "ages": [20_000.0] * 4,
+    "lease_end": [0.0] * 4, "interruptible": [False] * 4, "cap_kw": 7.1,
+    "min_dwell_s": 3600.0, "share": 1.0, "stale": True, "raw": [1, 1, 1, 1],
+})
 @given(scenarios())
-def test_guards_hold_cap_leases_and_dwell(scenario: tuple) -> None:
-    fleet, guards, raw_target, _ = scenario
-    ctx = build_context(
-        now_s=NOW, prices=make_prices(fleet, observed_s=NOW), demand=DemandSummary.empty(1),
-        fleet=fleet, guards=guards,
-    )
-    decision = PolicyDecision(target=raw_target, reason=np.zeros(fleet.n, dtype=np.int16))  # type: ignore[arg-type]
+def test_guards_hold_cap_leases_dwell_and_stale_hold(s: dict) -> None:
+    prof = np.array(s["prof"], dtype=np.int64)
+    modes = np.array(s["modes"], dtype=np.int8)
+    n = prof.shape[0]
+    fleet = site_fleet(s["prof"], s["modes"], cap_kw=s["cap_kw"], age_s=s["ages"],
+                       lease_end=s["lease_end"], interruptible=s["interruptible"])
+    guards = GuardConfig(min_dwell_s=s["min_dwell_s"], stale_after_s=STALE_AFTER_S,
+                         max_fleet_switch_share_per_hour=s["share"])
+    observed = NOW - STALE_AFTER_S - 1.0 if s["stale"] else NOW
+    ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=observed),
+                        demand=DemandSummary.empty(1), fleet=fleet, guards=guards)
+    decision = PolicyDecision(target=np.array(s["raw"], dtype=np.float64),  # type: ignore[arg-type]
+                              reason=np.zeros(n, dtype=np.int16))
     plan = apply_guards(ctx, decision, guards)
     target = plan.target
-    idx = np.arange(fleet.n)
+
+    # What the inputs say, worked out here.
+    is_asic = np.array([PROFILES[p].gpus == 0 for p in prof], dtype=bool)
+    protected = ((modes == Mode.AI) & (np.array(s["lease_end"]) > NOW)
+                 & ~np.array(s["interruptible"], dtype=bool))
+    young = np.array(s["ages"]) < s["min_dwell_s"]
+    cap_w = s["cap_kw"] * 1000.0
+    moved = target != modes
+    curtailed = moved & (plan.reason == Reason.GUARD_POWER_CAP_CURTAILED)
 
     # Valid modes only, and never AI on an ASIC.
-    assert set(np.unique(target)).issubset({0, 1, 2})
-    assert not np.any((target == Mode.AI) & fleet.is_asic())
+    assert set(np.unique(target).tolist()) <= {0, 1, 2}
+    assert not np.any((target == Mode.AI) & is_asic)
 
-    # Protected leases are never cut short.
-    leased = (fleet.mode == Mode.AI) & (fleet.lease_until > NOW) & ~fleet.ai_interruptible
-    assert np.all(target[leased] == Mode.AI)
+    # Protected leases are never cut short, whatever else happens.
+    assert np.all(target[protected] == Mode.AI)
 
-    # The cap: planned draw fits, or nothing but protected work is left running.
-    watts = ctx.scores.watts[target, idx]
-    cap_w = ctx.site_power_cap_w[0]
-    if watts.sum() > cap_w + 1e-6:
+    # The cap: the planned draw fits, or nothing but protected work is left running.
+    draw_w = planned_w(prof, target)
+    assert plan.site_power_w[0] == pytest.approx(draw_w, abs=1e-6)
+    if draw_w > cap_w + 1e-6:
         assert plan.site_over_cap[0]
-        assert np.all((target == Mode.IDLE) | leased | fleet.opt_out | ~fleet.reachable)
-
-    # Dwell: when the fleet started within its cap, no node switched inside its dwell.
-    start_w = ctx.scores.watts[fleet.mode, idx].sum()
-    if start_w <= cap_w:
-        young = ctx.dwell_s < guards.min_dwell_s
-        assert np.all(target[young] == fleet.mode[young])
+        assert np.all((target == Mode.IDLE) | protected)
     else:
-        # Over the cap, only curtailment may break dwell, and it says so.
-        young_moved = (ctx.dwell_s < guards.min_dwell_s) & (target != fleet.mode)
-        assert np.all(plan.reason[young_moved] == Reason.GUARD_POWER_CAP_CURTAILED)
+        assert not plan.site_over_cap[0]
+
+    # Only the cap may move a node for reasons of its own, and only to idle.
+    assert np.all(target[curtailed] == Mode.IDLE)
+
+    # Dwell: no node inside its dwell moves, unless the cap curtails it.
+    assert np.all(curtailed[young & moved])
+
+    # Stale data: nothing moves but what the cap curtails.
+    if s["stale"]:
+        assert np.all(curtailed[moved])
 
     # The fleet switch budget holds for voluntary changes.
-    voluntary = (target != fleet.mode) & (plan.reason != Reason.GUARD_POWER_CAP_CURTAILED)
-    assert np.count_nonzero(voluntary) <= max(
-        int(np.floor(guards.max_fleet_switch_share_per_hour * fleet.n)), 1
-    )
+    voluntary = moved & ~curtailed
+    assert np.count_nonzero(voluntary) <= max(int(np.floor(s["share"] * n)), 1)
+
+
+# -- other holds -----------------------------------------------------------------------------
 
 
 def test_stale_market_holds_every_node() -> None:
     fleet = FleetTable.build(profiles("s21"), [Site()], [0, 0], modes=[1, 1], since_s=0.0)
-    guards = GuardConfig(stale_after_s=600.0, min_dwell_s=0.0)
+    guards = GuardConfig(stale_after_s=600.0, min_dwell_s=0.0,
+                         max_fleet_switch_share_per_hour=1.0)
     ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW - 601.0),
                         demand=DemandSummary.empty(0), fleet=fleet, guards=guards)
-    assert ctx.stale
     plan = apply_guards(ctx, PolicyDecision(np.zeros(2, dtype=np.int8),
                                             np.zeros(2, dtype=np.int16)), guards)
     assert np.all(plan.target == Mode.MINE)
     assert np.all(plan.reason == Reason.GUARD_STALE_DATA)
+    # One second younger than the limit: fresh, the policy's targets stand.
+    ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW - 600.0),
+                        demand=DemandSummary.empty(0), fleet=fleet, guards=guards)
+    plan = apply_guards(ctx, PolicyDecision(np.zeros(2, dtype=np.int8),
+                                            np.zeros(2, dtype=np.int16)), guards)
+    assert np.all(plan.target == Mode.IDLE)
 
 
 def test_frozen_holds_and_opt_out_is_respected() -> None:
@@ -123,10 +317,6 @@ def test_frozen_holds_and_opt_out_is_respected() -> None:
 
 
 def test_wrong_shape_policy_output_is_refused() -> None:
-    import pytest
-
-    from orchestrator.errors import PolicyError
-
     fleet = FleetTable.build(profiles("s21"), [Site()], [0, 0], modes=[1, 1])
     guards = GuardConfig()
     ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW),
