@@ -30,6 +30,8 @@ policies_app = typer.Typer(help="Decision policies.", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration files.", no_args_is_help=True)
 app.add_typer(policies_app, name="policies")
 app.add_typer(config_app, name="config")
+data_app = typer.Typer(help="Recorded data files.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 
 # Piped output (CI logs, files) gets a wide table instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 140)
@@ -436,10 +438,10 @@ def policies_list() -> None:
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="Config file to check.")]) -> None:
     """Validate a config: fields, hardware profiles, policy and its parameters, data files."""
-    from orchestrator.backtest.recorded import RecordedMarketSource
+    from orchestrator.backtest.inspect import inspect_config
     from orchestrator.framework.registry import load_policy
     from orchestrator.models.build import build_fleet
-    from orchestrator.models.config import base_dir, load_config
+    from orchestrator.models.config import load_config
 
     cfg = load_config(file)
     fleet = build_fleet(cfg)
@@ -451,16 +453,45 @@ def config_check(file: Annotated[Path, typer.Argument(help="Config file to check
         f"  policy: {policy.name or cfg.policy.name}",
         f"  controller mode: {cfg.controller.mode.value}",
     ]
-    if cfg.market is not None:
-        market = RecordedMarketSource(cfg.market, base_dir(cfg), fleet)
-        lo, hi = market.span()
-        lines.append(f"  recorded market: {len(market.all_series())} series")
-        if lo > float("-inf"):
-            lines.append(
-                f"    covering {datetime.fromtimestamp(lo):%Y-%m-%d} → "
-                f"{datetime.fromtimestamp(hi):%Y-%m-%d}"
-            )
+    if cfg.market is not None or cfg.demand is not None:
+        # Every series and the job trace, loaded as the backtest loads them.
+        found = inspect_config(cfg, first=0)
+        lines.append(f"  recorded data: {len(found.reports)} source(s)")
+        lines += ["    " + line for line in found.lines()]
     console.print("\n".join(lines))
+
+
+@data_app.command("inspect")
+def data_inspect(
+    target: Annotated[Path, typer.Argument(
+        help="A site config (YAML): every source; or a data file (CSV, JSON/JSONL, Parquet).")],
+    value_column: Annotated[str | None, typer.Option(
+        help="File: column with the value (unset: the file's columns and first rows).")] = None,
+    value: Annotated[str | None, typer.Option(
+        help="File: SQL expression for the value instead of a column.")] = None,
+    option: Annotated[list[str] | None, typer.Option("--set", help=(
+        "File: a series option as name=value, e.g. --set separator=';' (repeatable)."))] = None,
+    rows: Annotated[int, typer.Option(help="First rows shown per source.")] = 5,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of every series here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """What recorded data yields: span, step, gaps, min/median/max and the first rows."""
+    from orchestrator.backtest.inspect import inspect_target
+    from orchestrator.backtest.inspect import plot as plot_png
+
+    found = inspect_target(target, value_column=value_column, value=value, options=option,
+                           rows=rows)  # fmt: skip
+    if isinstance(found, list):
+        console.print("\n".join(found), highlight=False, markup=False)
+        return
+    if plot is not None:
+        plot_png(found, plot)
+    if as_json:
+        print(json.dumps(found.as_dict(), indent=2))
+    else:
+        console.print("\n".join(found.lines()), highlight=False, markup=False)
+    if plot is not None:
+        err_console.print(f"plot: {plot}", highlight=False)
 
 
 @config_app.command("schema")

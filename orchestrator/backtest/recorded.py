@@ -12,6 +12,7 @@ error.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from orchestrator.models.market import MarketPrices, MarketSnapshot, Observed
 __all__ = ["PriceTable", "RecordedMarketSource", "Series", "read_series", "resolve_path"]
 
 F64 = npt.NDArray[np.float64]
+_log = logging.getLogger("hashpivot.data")
 
 UNIT_SCALE: dict[str, float] = {
     "usd": 1.0,
@@ -208,7 +210,9 @@ def _read_series(
             i = int(hit[0])
             raw = raw_text(table, time_sql, int(files[i]), int(rows[i]))
             raise fail(i, time_col, f"{message}: {raw!r}" if raw else message)
-    times = _to_utc(t, idx, zone, src, lambda i, m: fail(i, time_col, m))
+    # Shifted before wall times are read in the zone: an hour-ending label 02:00 on the
+    # autumn night is the repeated hour beginning 01:00, not 02:00.
+    times = _to_utc(t, idx, zone, src, lambda i, m: fail(i, time_col, m), src.time_shift_s)
     observed: F64 | None = None
     if "o" in cols:
         o = cols["o"]
@@ -218,7 +222,6 @@ def _read_series(
             raw = raw_text(table, ident(src.observed_column or ""), int(files[i]), int(rows[i]))
             raise fail(i, src.observed_column or "", f"not a publication time: {raw!r}")
         observed = _to_utc(o, idx, zone, src, lambda i, m: fail(i, src.observed_column or "", m))
-    times = times + src.time_shift_s
     values = v.values[idx] * UNIT_SCALE[src.unit] * src.scale
     issues: list[RowIssue] = []
     bad = v.null[idx] | v.bad[idx] | ~np.isfinite(values)
@@ -262,9 +265,10 @@ def _to_utc(
     zone: ZoneInfo,
     src: SeriesSource,
     fail: Callable[[int, str], DataError],
+    shift_s: float = 0.0,
 ) -> F64:
     """UTC seconds of the kept rows' stamps: wall times are read in the source's zone."""
-    out = col.values[idx].copy()
+    out = col.values[idx] + shift_s
     naive = col.naive[idx]
     if naive.any():
         local = localize(out[naive], zone, src.ambiguous)
@@ -457,9 +461,27 @@ class RecordedMarketSource:
             return (-np.inf, np.inf)
         return (max(float(s.times_s[0]) for s in finite), min(float(s.times_s[-1]) for s in finite))
 
-    def check_period(self, start_s: float, end_s: float) -> None:
+    def check_period(self, start_s: float, end_s: float, history_s: float = 0.0) -> None:
+        """Refuse a period the series do not cover; warn when a series is first known
+        after the start (decisions hold every node until then)."""
         for s in self.all_series():
-            s.check_coverage(start_s, end_s)
+            s.check_coverage(start_s, end_s, history_s)
+        for message in self.late_starts(start_s):
+            _log.warning("%s", message)
+
+    def late_starts(self, start_s: float) -> list[str]:
+        """Series whose first value becomes known after `start_s`, said in words."""
+        out = []
+        for s in self.all_series():
+            if s.is_constant or s.observed_s[0] <= start_s:
+                continue
+            hours = (float(s.observed_s[0]) - start_s) / 3600.0
+            out.append(
+                f"series {s.name} is first known at {_iso(s.observed_s[0])} (its first row, "
+                f"{_iso(s.times_s[0])}, plus its observation lag): decisions hold every node "
+                f"for the first {hours:.0f} h of the backtest ({s.source})"
+            )
+        return out
 
     def _pick(self, s: Series, t: F64, realized: bool) -> tuple[F64, F64]:
         idx = s.realized_index(t) if realized else s.known_index(t)
