@@ -118,33 +118,40 @@ def test_cap_guard_curtails_least_value_per_watt_when_the_cap_falls() -> None:
     assert all(plan.reason[:2] == Reason.GUARD_POWER_CAP_CURTAILED)
 
 
-def _history(spike_hours: int, spike_price: float) -> MarketHistory:
+def _history(spike_hours: int, spike_price: float, norm: float = 30.0) -> MarketHistory:
+    """A week of hourly power prices at `norm`, the last `spike_hours` at `spike_price`."""
     hours = np.arange(NOW - 7 * 86400, NOW, 3600.0)
-    return MarketHistory(hours, np.full(hours.shape, 55.0), np.full(hours.shape, 30.0))
+    power = np.full(hours.shape, norm)
+    if spike_hours:
+        power[-spike_hours:] = spike_price
+    return MarketHistory(hours, np.full(hours.shape, 55.0), power)
 
 
 def test_lookahead_rides_out_a_short_spike_but_not_a_regime_change() -> None:
-    # An H100 node in AI with demand; power spikes. Leaving AI costs warm-up and eviction.
-    fleet = FleetTable.build(profiles("s19-xp"), [Site()], [0], modes=[1])
-    spike = make_prices(fleet, observed_s=NOW, power_usd_mwh=200.0)
-    history = _history(0, 0.0)
-    ctx = build_context(now_s=NOW, prices=spike, demand=DemandSummary.empty(0), fleet=fleet,
-                        guards=GUARDS, history=history)
-    # The forecast relaxes fast to the 30 USD/MWh norm: one expensive hour is not worth
-    # two switches with a large wear cost.
+    # A mining S19 XP with a large wear cost per switch (5 USD); power now costs 200
+    # USD/MWh, well above its break-even (~111 USD/MWh at 57.21 USD/PH/day).
     from orchestrator.models import HardwareProfile
 
     heavy = HardwareProfile(**{**profiles("s19-xp")[0].model_dump(), "wear_usd_per_switch": 5.0})
-    fleet_heavy = FleetTable.build([heavy], [Site()], [0], modes=[1])
-    ctx_heavy = build_context(now_s=NOW, prices=spike, demand=DemandSummary.empty(0),
-                              fleet=fleet_heavy, guards=GUARDS, history=history)
-    quick = Lookahead({"persistence": 0.1}).decide(ctx_heavy)
-    assert int(quick.target[0]) == Mode.MINE
-    assert int(quick.reason[0]) == Reason.NO_PAYBACK_IN_HORIZON
-    # If the high price persists, curtailing pays back.
-    lasting = Lookahead({"persistence": 1.0}).decide(ctx)
-    assert int(lasting.target[0]) == Mode.IDLE
-    assert int(lasting.reason[0]) == Reason.PAYS_BACK_IN_HORIZON
+    fleet = FleetTable.build([heavy], [Site()], [0], modes=[1])
+    spike = make_prices(fleet, observed_s=NOW, power_usd_mwh=200.0)
+    history_short = _history(1, 200.0)
+    history_lasting = _history(7 * 24, 200.0)
+    assert history_short.power_usd_mwh[-2] == 30.0 and history_short.power_usd_mwh[-1] == 200.0
+    assert np.all(history_lasting.power_usd_mwh == 200.0)
+    policy = Lookahead({"persistence": 0.1})
+
+    def decide_with(history: MarketHistory) -> tuple[int, int]:
+        ctx = build_context(now_s=NOW, prices=spike, demand=DemandSummary.empty(0),
+                            fleet=fleet, guards=GUARDS, history=history)
+        d = policy.decide(ctx)
+        return int(d.target[0]), int(d.reason[0])
+
+    # An hour's spike over a week at 30 USD/MWh: the forecast falls back to 30 within
+    # the hour, and stopping and restarting (10 USD) costs more than the hour loses.
+    assert decide_with(history_short) == (Mode.MINE, Reason.NO_PAYBACK_IN_HORIZON)
+    # The same price for a week is the new norm: idling pays back the one stop.
+    assert decide_with(history_lasting) == (Mode.IDLE, Reason.PAYS_BACK_IN_HORIZON)
 
 
 def test_plan_summary_and_explanations() -> None:
