@@ -25,6 +25,7 @@ lint: setup
 
 testenv:
 	bash scripts/k8s-testenv.sh
+	bash scripts/kueue-testenv.sh
 
 test: setup testenv lint
 	HASHPIVOT_REQUIRE_TIER2=1 $(BIN)/python -m pytest
