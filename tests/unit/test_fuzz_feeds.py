@@ -26,7 +26,7 @@ FUZZ = settings(max_examples=200, deadline=None,
 
 FIXTURES = {
     "/mempool/api/v1/blocks": "mempool_v1_blocks.json",
-    "/mempool/api/v1/mining/reward-stats/144": "mempool_reward_stats_144.json",
+    "/mempool/api/v1/mining/reward-stats/10": "mempool_reward_stats_144.json",
     "/mempool/api/v1/mining/hashrate/3d": "mempool_hashrate_3d.json",
     "/bci/stats": "blockchain_info_stats.json",
     "/esplora/api/blocks": "esplora_blocks.json",
@@ -109,7 +109,7 @@ def config() -> LiveMarketConfig:
         "fees_window_blocks": 10,
         "power_sources": {
             "default": {"kind": "http_json", "url": f"{BASE}/power.json",
-                        "value_path": "data.-1.price", "time_path": "data.-1.time",
+                        "value_path": "data.-1.price", "time_path": "data.-1.interval_start",
                         "time_format": "iso"},
             "west": {"kind": "http_csv", "url": f"{BASE}/ercot/hub.csv",
                      "time_columns": ["DeliveryDate", "HourEnding"],
@@ -190,6 +190,8 @@ def test_random_bytes_from_one_source(body: bytes, broken: str) -> None:
             path = "/mempool/api/v1/blocks"
         if path == broken:
             return httpx.Response(200, content=body)
+        if path not in FIXTURES:
+            return httpx.Response(404, content=b"{}")
         return httpx.Response(200, content=fixture_bytes(FIXTURES[path]))
 
     cfg = config()
