@@ -418,6 +418,61 @@ def record(
     console.print(f"recorded {samples} snapshots; market section for backtests: {market_yaml}")
 
 
+@app.command()
+def plan(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Plan file (YAML).")],
+    report: Annotated[Path | None, typer.Option(help="Report folder.")] = None,
+    use_ray: Annotated[
+        bool, typer.Option("--ray/--no-ray", help="Run the sizes × scenarios as Ray tasks.")
+    ] = True,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Join this Ray cluster instead of starting one.")
+    ] = None,
+) -> None:
+    """How many MW of a mining hall to convert to GPU hosting: NPV, IRR, payback per size."""
+    from contextlib import nullcontext
+
+    from orchestrator.planning.config import load_plan
+    from orchestrator.planning.evaluate import check_policy, grid
+    from orchestrator.planning.report import write_report
+    from orchestrator.planning.run import run_plan
+
+    plan_cfg = load_plan(config)
+    check_policy(plan_cfg)  # bad policy names or parameters fail before Ray starts
+    map_cells = None
+    session: Any = nullcontext()
+    if use_ray:
+        from orchestrator.runtime.parallel import ray_session
+        from orchestrator.runtime.plan_fanout import ray_map_cells
+
+        session, map_cells = ray_session(ray_address), ray_map_cells
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn())
+    with session, Progress(*columns, console=err_console) as bar:
+        task = bar.add_task("sizes × scenarios", total=len(grid(plan_cfg)))
+        result = run_plan(
+            plan_cfg, map_cells=map_cells, progress=lambda d, _t: bar.update(task, completed=d)
+        )
+    html_path = write_report(result, report or Path("reports") / f"{config.stem}-plan")
+    table = Table(title="hashpivot plan", title_justify="left")
+    for col in ("MW", "mean NPV", "worst NPV", "vs mining", "IRR", "payback y", "rent b/e"):
+        table.add_column(col, justify="right")
+    for s in result.sizes:
+        table.add_row(
+            f"{s.size_mw:g}",
+            _usd(s.npv_mean),
+            _usd(s.npv_min),
+            _usd(s.delta_npv_mean),
+            "—" if s.irr_median is None else f"{s.irr_median:.1%}",
+            "—" if s.payback_years_median is None else f"{s.payback_years_median:.1f}",
+            "—" if s.breakeven_gpu_rent is None else f"{s.breakeven_gpu_rent:.2f}",
+            style="bold green" if s.size_mw == result.recommendation.size_mw else None,
+        )
+    console.print(table)
+    console.print(f"recommended: [bold]{result.recommendation.size_mw:g} MW[/bold]")
+    console.print(result.recommendation.why, markup=False)
+    console.print(f"report: {html_path}")
+
+
 @policies_app.command("list")
 def policies_list() -> None:
     """Installed policies (entry-point group hashpivot.policies)."""

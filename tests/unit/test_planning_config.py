@@ -81,7 +81,7 @@ def test_bad_plan_input(tmp_path: Path, changes: dict[str, Any], words: list[str
 
 def test_missing_site_file_names_it(tmp_path: Path) -> None:
     path = _write(tmp_path, site="nowhere.yaml")
-    with pytest.raises(ConfigError, match="nowhere.yaml"):
+    with pytest.raises(ConfigError, match=r"nowhere\.yaml"):
         load_plan(path)
 
 
