@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.adapters.k8s.actuator import NodeTarget
+from orchestrator.adapters.k8s.actuator import NodeTarget, ShadowActuator
 from orchestrator.adapters.k8s.api import CONFLICT, NOT_FOUND, ApiError, Obj
 from orchestrator.adapters.k8s.demand import KubeDemandSource
 from orchestrator.adapters.k8s.fake import FakeKube
@@ -23,10 +23,12 @@ from orchestrator.adapters.k8s.kueue import (
     quota_patch,
 )
 from orchestrator.adapters.k8s.objects import STATE_ANNOTATION
+from orchestrator.adapters.k8s.ratelimit import TokenBucket
 from orchestrator.models.build import profile_catalog
 from orchestrator.models.config import HashpivotConfig, KubernetesConfig
 from orchestrator.models.kueue_config import KubeRayConfig, KueueConfig
 from orchestrator.models.modes import Mode
+from tests.unit.test_k8s_actuator import make_plan
 
 NOW = 1_800_000_000.0
 K8S = KubernetesConfig(namespace="hp", node_selector="", qps=1000.0, burst=1000)
@@ -98,14 +100,14 @@ def workload(name: str, *, count: int = 2, gpus: int = 4, queue: str = "gpu-queu
     return obj
 
 
-def ray_group(name: str, replicas: int, gpus: int) -> Obj:
+def ray_group(name: str, replicas: int, gpus: int, hosts: int = 1) -> Obj:
     return {"groupName": name, "replicas": replicas, "minReplicas": 0, "maxReplicas": 10,
-            "numOfHosts": 1, "rayStartParams": {},
+            "numOfHosts": hosts, "rayStartParams": {},
             "template": {"spec": {"containers": containers(gpus)}}}
 
 
 def ray_cluster(name: str, *, workers: int, gpus: int, queue: str | None = None,
-                suspend: bool = False, owner_uid: str | None = None) -> Obj:
+                suspend: bool = False, owner_uid: str | None = None, hosts: int = 1) -> Obj:
     meta: Obj = {"name": name, "namespace": "team-b", "uid": f"rc-{name}",
                  "creationTimestamp": "2026-12-06T11:00:00Z", "labels": {}}
     if queue:
@@ -118,7 +120,7 @@ def ray_cluster(name: str, *, workers: int, gpus: int, queue: str | None = None,
         "spec": {"suspend": suspend, "rayVersion": "2.46.0",
                  "headGroupSpec": {"rayStartParams": {},
                                    "template": {"spec": {"containers": containers(0)}}},
-                 "workerGroupSpecs": [ray_group("gpu", workers, gpus)]},
+                 "workerGroupSpecs": [ray_group("gpu", workers, gpus, hosts)]},
     }
 
 
@@ -293,19 +295,20 @@ def test_pending_workload_is_demand_with_its_pod_sets_price_priority_and_queue()
 def test_price_falls_back_to_queue_then_priority_map() -> None:
     objects = Objects()
     setup_queue(objects, {"h100": 0})
-    for name, queue, pclass in (("a", "gpu-queue", "high"), ("b", "other", "high"),
-                                ("c", "other", "low")):
+    for name, queue, pclass in (("a", "gpu-queue", "high"), ("b", "shared", "high"),
+                                ("c", "other", "high"), ("d", "other", "low")):
         wl = workload(name, queue=queue, priority_class=pclass)
         objects.put(wl_path(wl), wl)
-    prices = {"team-a/gpu-queue": 3.0}
+    # "namespace/queue", or "queue" in any namespace.
+    prices = {"team-a/gpu-queue": 3.0, "shared": 0.9}
     prio = {"high": 1.5}
     cfg = KueueConfig(enabled=True, cluster_queue="gpu-cq", queue_prices=prices,
                       priority_prices=prio)
     jobs = demand_of(objects, kueue=cfg)["jobs"]
-    assert jobs["workload:team-a/job-a-1a2b3"].offered_usd_per_gpu_hour == prices[
-        "team-a/gpu-queue"]
-    assert jobs["workload:team-a/job-b-1a2b3"].offered_usd_per_gpu_hour == prio["high"]
-    assert jobs["workload:team-a/job-c-1a2b3"].offered_usd_per_gpu_hour is None
+    offered = {k.rsplit("/", 1)[1].split("-")[1]: j.offered_usd_per_gpu_hour
+               for k, j in jobs.items()}
+    assert offered == {"a": prices["team-a/gpu-queue"], "b": prices["shared"],
+                       "c": prio["high"], "d": None}
 
 
 def test_model_from_the_pod_set_node_selector_wins_over_the_flavor() -> None:
@@ -335,8 +338,8 @@ def test_admitted_deactivated_and_finished_workloads_are_not_pending() -> None:
 
 def test_raycluster_counts_gpus_not_yet_in_pods_and_its_pods_once() -> None:
     objects = Objects()
-    workers, gpus = 3, 2
-    rc = ray_cluster("rc", workers=workers, gpus=gpus)
+    workers, gpus, hosts = 3, 2, 2
+    rc = ray_cluster("rc", workers=workers, gpus=gpus, hosts=hosts)
     objects.put(ray_path(rc), rc)
     kube = FakeKube()
     # KubeRay has made one worker pod so far; it is pending (no node yet).
@@ -345,8 +348,8 @@ def test_raycluster_counts_gpus_not_yet_in_pods_and_its_pods_once() -> None:
         ownerReferences=[{"kind": "RayCluster", "name": "rc", "uid": "rc-rc"}]))
     jobs = demand_of(objects, kube, kueue=KueueConfig(enabled=False))["jobs"]
     total = sum(j.gpus for j in jobs.values())
-    assert total == workers * gpus
-    assert jobs["raycluster:team-b/rc"].gpus == (workers - 1) * gpus
+    assert total == workers * hosts * gpus
+    assert jobs["raycluster:team-b/rc"].gpus == (workers * hosts - 1) * gpus
     assert jobs["team-b/rc-gpu-0"].gpus == gpus
 
 
@@ -354,12 +357,15 @@ def test_queued_raycluster_is_left_to_its_workload_and_rayjob_to_its_cluster() -
     objects = Objects()
     queued = ray_cluster("queued", workers=2, gpus=1, queue="gpu-queue", suspend=True)
     made = ray_cluster("made", workers=1, gpus=1, owner_uid="rj-with")
-    for obj in (queued, made, ray_job("with", workers=1, gpus=1, cluster="made"),
+    done = ray_job("done", workers=1, gpus=1)
+    done["status"]["jobDeploymentStatus"] = "Complete"
+    for obj in (queued, made, done, ray_job("with", workers=1, gpus=1, cluster="made"),
                 ray_job("without", workers=2, gpus=2)):
         objects.put(ray_path(obj), obj)
     jobs = demand_of(objects)["jobs"]
     assert "raycluster:team-b/queued" not in jobs
     assert "rayjob:team-b/with" not in jobs
+    assert "rayjob:team-b/done" not in jobs
     assert jobs["raycluster:team-b/made"].gpus == 1
     assert jobs["rayjob:team-b/without"].gpus == 2 * 2
     # Without Kueue the queue label means nothing: a suspended cluster still waits on nobody.
@@ -503,6 +509,35 @@ def test_only_interruptible_workloads_on_draining_nodes_are_deactivated() -> Non
                       "job-paying-1a2b3": True}
     assert "deactivated" in result.notes["workload/team-a/job-cheap-1a2b3"]
     assert "protected" in result.notes["workload/team-a/job-paying-1a2b3"]
+
+
+def test_no_quota_write_while_rate_limited_or_not_leading_and_the_node_stays() -> None:
+    for kw in ({"limiter": TokenBucket(1e-9, 1, clock=lambda: NOW)},
+               {"is_leader": lambda: False}):
+        kube, objects = FakeKube(), Objects()
+        fleet(kube, {"n0": "AI"})
+        setup_queue(objects, {"h100": 8})
+        act = kueue_actuator(kube, objects, **kw)
+        if "limiter" in kw:
+            assert kw["limiter"].try_acquire()  # the one token goes elsewhere
+        result = act.apply_targets([NodeTarget("n0", Mode.MINE)], "d1")
+        assert objects.patches == []
+        assert quota_now(objects) == 8
+        assert kube.nodes["n0"]["metadata"]["annotations"][STATE_ANNOTATION] == "AI"
+        assert "n0" in result.deferred
+
+
+def test_reconcile_between_cycles_keeps_the_quota_and_shadow_writes_none() -> None:
+    kube, objects = FakeKube(), Objects()
+    gpus = 8
+    fleet(kube, {"n0": "AI", "n1": "AI"}, gpus=gpus)
+    setup_queue(objects, {"h100": 0})
+    act = kueue_actuator(kube, objects)
+    ShadowActuator(act).apply(make_plan(["n0", "n1"], [Mode.AI, Mode.AI],
+                                        [Mode.MINE, Mode.MINE]))
+    assert objects.patches == [] and quota_now(objects) == 0
+    act.reconcile()
+    assert quota_now(objects) == 2 * gpus
 
 
 @pytest.mark.parametrize("field,value", [("queue_prices", {"q": -1.0}),
