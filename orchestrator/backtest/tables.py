@@ -164,7 +164,10 @@ def _reader(spec: TableSource, files: Sequence[Path], fmt: Format, text: Mapping
         return (
             f"read_csv({paths}, header=true, delim={literal(spec.separator)}, "
             f"decimal_separator={literal(spec.decimal)}, skip={spec.skip_rows}, "
-            f"quote='\"', escape='\"', null_padding=true{types}{extra})"
+            f"quote='\"', escape='\"', null_padding=true, "
+            # Dates stay text: the sniffer reads 11/01/2023 as 11 January when it guesses.
+            "auto_type_candidates=['BOOLEAN', 'BIGINT', 'DOUBLE', 'VARCHAR']"
+            f"{types}{extra})"
         )
     if fmt == "parquet":
         return f"read_parquet({paths}{extra})"

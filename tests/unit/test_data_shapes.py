@@ -1,0 +1,258 @@
+"""Recorded files in the shapes public sources publish them, read through the `hashpivot`
+command: a backtest runs on each config, and `hashpivot data inspect` yields the values
+the test works out itself from the raw files (csv/json modules, zoneinfo)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+
+DATA = Path(__file__).parents[1] / "fixtures" / "data"
+EUROPE = DATA / "europe.yaml"
+TEXAS = DATA / "texas.yaml"
+
+
+def hashpivot(*args: str) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("hashpivot", path=str(Path(sys.executable).parent))
+    assert exe, "the hashpivot console script is installed with the package"
+    return subprocess.run([exe, *args], capture_output=True, text=True, check=False)
+
+
+def inspect(config: Path) -> dict[str, Any]:
+    proc = hashpivot("data", "inspect", str(config), "--json", "--rows", "100000")
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout)
+    return {s["name"]: s for s in found["sources"]}
+
+
+def stamp(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def check_series(got: dict[str, Any], expected: list[tuple[datetime, float]]) -> None:
+    assert got["rows"] == len(expected)
+    assert [t for t, _ in got["first"]] == [stamp(t) for t, _ in expected]
+    assert [v for _, v in got["first"]] == pytest.approx([v for _, v in expected])
+    values = [v for _, v in expected]
+    assert got["min"] == pytest.approx(min(values))
+    assert got["median"] == pytest.approx(statistics.median(values))
+    assert got["max"] == pytest.approx(max(values))
+
+
+def read(name: str, delimiter: str = ",") -> list[dict[str, str]]:
+    with (DATA / name).open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle, delimiter=delimiter))
+
+
+def utc_day(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+# --- expected values, from the raw files --------------------------------------------------
+
+
+def dayahead_usd() -> list[tuple[datetime, float]]:
+    """DE-LU prices by the file's UTC column, EUR → USD at the ECB rate in force."""
+    rates = sorted((utc_day(r["TIME_PERIOD"]), float(r["OBS_VALUE"]))
+                   for r in read("ecb_eurusd.csv"))  # fmt: skip
+    out = []
+    for row in read("dayahead_de_fr.csv", ";"):
+        if row["Area"] != "DE-LU":
+            continue
+        t = datetime.fromisoformat(row["MTU (UTC)"].replace("Z", "+00:00"))
+        rate = [r for d, r in rates if d <= t][-1]
+        out.append((t, float(row["Day-ahead Price [EUR/MWh]"].replace(",", ".")) * rate))
+    return sorted(out)
+
+
+def ercot_hb_west() -> list[tuple[datetime, float]]:
+    """HB_WEST hours, each placed by counting hours from its delivery day's local midnight."""
+    chicago = ZoneInfo("America/Chicago")
+    by_day: dict[str, list[float]] = defaultdict(list)
+    for row in read("ercot_rt_hubs.csv"):
+        if row["SettlementPoint"] == "HB_WEST":
+            by_day[row["DeliveryDate"]].append(float(row["SettlementPointPrice"]))
+    out = []
+    for day, prices in by_day.items():
+        midnight = datetime.strptime(day, "%m/%d/%Y").replace(tzinfo=chicago).astimezone(UTC)
+        out += [(midnight + timedelta(hours=k), p) for k, p in enumerate(prices)]
+    return sorted(out)
+
+
+def chain(value: str) -> list[tuple[datetime, float]]:
+    out = []
+    for row in read("chain_daily_export.csv"):
+        if not row["BlkCnt"]:
+            continue
+        if value == "fees":
+            v = float(row["FeeTotUSD"]) / float(row["PriceUSD"]) / float(row["BlkCnt"])
+        else:
+            v = float(row["DiffMean"])
+        out.append((utc_day(row["date"]), v))
+    return out
+
+
+def gpu_book() -> list[tuple[datetime, float]]:
+    per_day: dict[str, list[float]] = defaultdict(list)
+    for line in (DATA / "gpu_price_book.jsonl").read_text().splitlines():
+        offer = json.loads(line)
+        if offer["gpu"] == "H100 SXM5 80GB":
+            per_day[offer["date"]].append(offer["usd_per_hour"] / offer["gpus"])
+    return [(utc_day(d), statistics.median(p)) for d, p in sorted(per_day.items())]
+
+
+def klines() -> list[tuple[datetime, float]]:
+    return [(datetime.fromtimestamp(int(r["open_time"]) / 1000, UTC), float(r["close"]))
+            for r in read("btcusdt_1h_klines.csv")]  # fmt: skip
+
+
+# --- through the entry points --------------------------------------------------------------
+
+
+def test_europe_sources_yield_what_the_files_say() -> None:
+    got = inspect(EUROPE)
+    check_series(got["power_usd_mwh.de-lu"], dayahead_usd())
+    check_series(got["btc_usd"], klines())
+    check_series(got["difficulty"], chain("difficulty"))
+    check_series(got["fees_btc_per_block"], chain("fees"))
+    assert got["fees_btc_per_block"]["left_out"] == sum(
+        1 for r in read("chain_daily_export.csv") if not r["BlkCnt"]
+    )
+    check_series(got["gpu_usd_per_gpu_hour.H100_80GB_SXM5"], gpu_book())
+    jobs = [r for r in read("cluster_job_log.csv")
+            if int(r["gpu_request"]) > 0 and r["gpu_product"] == "NVIDIA-H100-80GB-HBM3"]
+    demand = got["demand (H100_80GB_SXM5)"]
+    assert demand["rows"] == len(jobs)
+    hours = [
+        (datetime.fromisoformat(r["deleted"]) - datetime.fromisoformat(r["created"]))
+        .total_seconds() / 3600 for r in jobs
+    ]  # fmt: skip
+    assert demand["gpu_hours"] == pytest.approx(
+        sum(int(r["gpu_request"]) * h for r, h in zip(jobs, hours, strict=True))
+    )
+    assert demand["interruptible_share"] == pytest.approx(
+        sum(r["priority_class"] == "preemptible" for r in jobs) / len(jobs)
+    )
+
+
+def test_texas_hour_ending_local_stamps_land_on_utc_hours() -> None:
+    got = inspect(TEXAS)
+    expected = ercot_hb_west()
+    check_series(got["power_usd_mwh.west"], expected)
+    # The autumn night has 25 hours, all present, one hour apart.
+    times = [t for t, _ in expected]
+    assert all(b - a == timedelta(hours=1) for a, b in pairwise(times))
+
+
+@pytest.mark.parametrize("config", [EUROPE, TEXAS], ids=["europe", "texas"])
+def test_backtest_runs_on_files_as_they_come(config: Path, tmp_path: Path) -> None:
+    proc = hashpivot("backtest", "-c", str(config), "--no-ray", "--no-baselines",
+                     "--report", str(tmp_path))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    settings = yaml.safe_load(config.read_text())["backtest"]
+    span = settings["end"] - settings["start"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["period"]["steps"] == int(span.total_seconds() // 3600)
+    assert "hold every node" not in proc.stderr
+
+
+def _variant(tmp_path: Path, config: Path, edit: dict[str, Any]) -> Path:
+    data = yaml.safe_load(config.read_text())
+    for dotted, value in edit.items():
+        *parents, leaf = dotted.split(".")
+        node = data
+        for key in parents:
+            node = node[key]
+        if value is None:
+            node.pop(leaf, None)
+        else:
+            node[leaf] = value
+    for name in DATA.iterdir():
+        if name.suffix != ".yaml":
+            shutil.copy(name, tmp_path / name.name)
+    out = tmp_path / config.name
+    out.write_text(yaml.safe_dump(data))
+    return out
+
+
+def test_newest_first_file_without_sort_is_refused_naming_line(tmp_path: Path) -> None:
+    config = _variant(tmp_path, EUROPE, {"market.power_usd_mwh.default.sort": None})
+    proc = hashpivot("config", "check", str(config))
+    assert proc.returncode == 2
+    lines = (DATA / "dayahead_de_fr.csv").read_text().splitlines()
+    second_de = [i + 1 for i, line in enumerate(lines) if ";DE-LU;" in line][1]
+    assert "dayahead_de_fr.csv" in proc.stderr and f"line {second_de}" in proc.stderr
+    assert "rows out of time order" in proc.stderr and "sort: true" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cpu_only_rows_fail_config_check_not_the_backtest(tmp_path: Path) -> None:
+    config = _variant(tmp_path, TEXAS, {"demand.filter": None, "demand.gpu_model_column": None,
+                                        "demand.gpu_models": None})  # fmt: skip
+    proc = hashpivot("config", "check", str(config))
+    assert proc.returncode == 2
+    lines = (DATA / "cluster_job_log.csv").read_text().splitlines()
+    first_cpu = next(i + 1 for i, line in enumerate(lines) if line.split(",")[4] == "0")
+    assert f"cluster_job_log.csv, line {first_cpu}, column 'gpu_request'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_foreign_currency_without_a_rate_is_refused(tmp_path: Path) -> None:
+    config = _variant(tmp_path, EUROPE, {"market.power_usd_mwh.default.fx": None})
+    proc = hashpivot("config", "check", str(config))
+    assert proc.returncode == 2
+    assert "market.power_usd_mwh.default" in proc.stderr and "needs fx" in proc.stderr
+
+
+def test_late_series_start_is_reported_by_the_backtest(tmp_path: Path) -> None:
+    # The bundled daily BTC extract begins on 2023-01-01 and is known a day later.
+    config = tmp_path / "late.yaml"
+    lag = 86400
+    config.write_text(yaml.safe_dump({
+        "fleet": [{"profile": "s21", "count": 2, "mode": "mine"}],
+        "market": {
+            "btc_usd": {"path": "bundled:recorded/btc_daily.csv", "time_column": "date",
+                        "value_column": "price_usd", "unit": "usd", "observed_lag_s": lag},
+            "difficulty": 1.1e14, "fees_btc_per_block": 0.1,
+            "power_usd_mwh": {"default": 40.0},
+        },
+        "backtest": {"start": "2023-01-01T00:00:00Z", "end": "2023-01-03T00:00:00Z"},
+    }))  # fmt: skip
+    proc = hashpivot("backtest", "-c", str(config), "--no-ray", "--no-baselines",
+                     "--report", str(tmp_path / "r"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    flat = " ".join(proc.stderr.split())
+    assert "btc_usd is first known at 2023-01-02T00:00:00Z" in flat
+    assert f"hold every node for the first {lag // 3600} h" in flat
+
+
+def test_inspect_a_file_with_options_and_a_plot(tmp_path: Path) -> None:
+    png = tmp_path / "power.png"
+    proc = hashpivot("data", "inspect", str(DATA / "dayahead_de_fr.csv"),
+                     "--value-column", "Day-ahead Price [EUR/MWh]",
+                     "--set", "separator=;", "--set", "decimal=,", "--set", "sort=true",
+                     "--set", "time_column=MTU (UTC)", "--set", "key_column=Area",
+                     "--set", "key=FR", "--json", "--plot", str(png))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout)["sources"][0]
+    fr = [float(r["Day-ahead Price [EUR/MWh]"].replace(",", "."))
+          for r in read("dayahead_de_fr.csv", ";") if r["Area"] == "FR"]  # fmt: skip
+    assert found["rows"] == len(fr) and found["max"] == pytest.approx(max(fr))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Without a value column: the columns and first rows, as read.
+    proc = hashpivot("data", "inspect", str(DATA / "ercot_rt_hubs.csv"), "--rows", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "DeliveryDate (VARCHAR)" in proc.stdout and "11/01/2023 | 01:00 | HB_WEST" in proc.stdout
