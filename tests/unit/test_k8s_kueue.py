@@ -496,7 +496,9 @@ def test_only_interruptible_workloads_on_draining_nodes_are_deactivated() -> Non
         objects.put(wl_path(wl), wl)
         job = wl["metadata"]["ownerReferences"][0]
         pod = f"{job['name']}-0"
-        kube.add_pod("team-a", pod, gpus=4, node="n0")
+        # The pods carry the template's labels, as the Job controller makes them.
+        kube.add_pod("team-a", pod, gpus=4, node="n0",
+                     labels=wl["spec"]["podSets"][0]["template"]["metadata"]["labels"])
         kube.set_pod("team-a", pod, lambda p, job=job: p["metadata"].update(
             ownerReferences=[{"kind": "Job", "name": job["name"], "uid": job["uid"]}]))
     act = kueue_actuator(kube, objects)
@@ -508,6 +510,8 @@ def test_only_interruptible_workloads_on_draining_nodes_are_deactivated() -> Non
     assert active == {"job-cheap-1a2b3": False, "job-leased-1a2b3": True,
                       "job-paying-1a2b3": True}
     assert "deactivated" in result.notes["workload/team-a/job-cheap-1a2b3"]
+    # Through Kueue only: the Eviction API would have the Job make its pod again.
+    assert kube.evictions == []
     assert "protected" in result.notes["workload/team-a/job-paying-1a2b3"]
 
 

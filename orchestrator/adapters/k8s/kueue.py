@@ -15,6 +15,7 @@ The readers are pure functions over the API's JSON; `KubeCustomObjects` does the
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -41,6 +42,7 @@ from orchestrator.adapters.k8s.objects import (
     resource_version_of,
     selected_value,
 )
+from orchestrator.adapters.k8s.watch import PodSource
 from orchestrator.models.config import KubernetesConfig
 from orchestrator.models.demand import AIJob
 from orchestrator.models.hardware import HardwareProfile
@@ -639,6 +641,40 @@ def to_deactivate(
     return interruptible, protected
 
 
+def admitted_owners(workloads: Iterable[WorkloadView], rays: Iterable[RayView]) -> frozenset[str]:
+    """UIDs that own the pods of admitted Workloads: their jobs, and the RayClusters a
+    queued RayJob made."""
+    owners = {o for wl in workloads if wl.running for o in wl.owners}
+    owners |= {r.uid for r in rays if owners.intersection(r.owners)}
+    return frozenset(owners)
+
+
+class _KueuePods:
+    """The pods as the drain sees them: those of admitted Workloads are never interruptible
+    (Kueue is asked to give them back instead)."""
+
+    def __init__(self, inner: PodSource, owners: frozenset[str], config: KubernetesConfig):
+        self.inner = inner
+        self.owners = owners
+        self.config = config
+
+    def pods(self) -> list[Obj]:
+        out = []
+        for pod in self.inner.pods():
+            if not self.owners.intersection(owner_uids(pod)):
+                out.append(pod)
+                continue
+            kept = copy.deepcopy(pod)
+            labels = kept.get("metadata", {}).get("labels")
+            if isinstance(labels, dict):
+                labels.pop(self.config.interruptible_label, None)
+            spec = kept.get("spec")
+            if isinstance(spec, dict):
+                spec.pop("priorityClassName", None)
+            out.append(kept)
+        return out
+
+
 # -- I/O ---------------------------------------------------------------------------------------
 
 
@@ -815,16 +851,16 @@ class KueueActuator(KubeActuator):
         log.info("ClusterQueue %s: %s quota %s", name, self.kueue.gpu_resource, what)
         return True
 
-    def _deactivate(self, notes: dict[str, str], errors: dict[str, str], draining: frozenset[str],
-                    deadline: float) -> None:
-        if not draining:
+    def _deactivate(self, notes: dict[str, str], errors: dict[str, str],
+                    queued: tuple[list[WorkloadView], list[RayView]] | None,
+                    draining: frozenset[str], deadline: float) -> None:
+        if not draining or queued is None:
             return
+        workloads, rays = queued
         try:
-            workloads = self.reader.workloads()
-            rays = self.reader.rays()
             pods = self.pods.pods()
         except ApiError as exc:
-            errors["kueue"] = f"reading workloads: {exc}"
+            errors["kueue"] = f"reading pods: {exc}"
             return
         chosen, protected = to_deactivate(workloads, pods, rays, draining, self.reader.pricing,
                                           self.clock())
@@ -877,7 +913,21 @@ class KueueActuator(KubeActuator):
                 if t.name in leaving and current[t.name].state == NodeState.AI else t
                 for t in targets
             ]
-        run = super()._run(held, decision_id, write=write)
+        try:
+            queued: tuple[list[WorkloadView], list[RayView]] | None = (
+                self.reader.workloads(), self.reader.rays())
+        except ApiError as exc:
+            errors["kueue"] = f"reading workloads: {exc}"
+            queued = None
+        pods = self.pods
+        if queued is not None:
+            # Pods of admitted Workloads leave through Kueue (deactivation), never through
+            # the Eviction API: their job's controller would only make them again.
+            self.pods = _KueuePods(pods, admitted_owners(*queued), self.config)
+        try:
+            run = super()._run(held, decision_id, write=write)
+        finally:
+            self.pods = pods
         for t in targets:
             if t.name in leaving and current[t.name].state == NodeState.AI and t not in held:
                 run.result.deferred.setdefault(t.name, LOWER_FIRST)
@@ -887,7 +937,7 @@ class KueueActuator(KubeActuator):
                              for o in self.nodes.nodes())
             if n.state == NodeState.DRAINING_AI
         )
-        self._deactivate(notes, errors, draining, deadline)
+        self._deactivate(notes, errors, queued, draining, deadline)
         run.result.notes.update(notes)
         run.result.errors.update(errors)
         return run
