@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
+from _pytest.reports import TestReport
 from hypothesis import HealthCheck, settings
 
 from orchestrator.models import FleetTable, HardwareProfile, MarketPrices, Site, builtin_catalog
 
 # One control plane per session for every suite that needs one (tier 2, the fault suite).
-from tests.tier2.fixtures import k8s_namespace, kwok_cluster  # noqa: F401
+from tests.tier2.fixtures import k8s_namespace, kwok_cluster, tier2_required  # noqa: F401
+
+# Every Ray runtime a test starts (in this process or in a `hashpivot` subprocess) is its
+# own: with no address, ray.init() would join whatever cluster Ray's current-cluster file
+# names, and hang on a dead one. HASHPIVOT_TEST_RAY_ADDRESS points the tests at a cluster
+# on purpose (docs/testing.md).
+os.environ["RAY_ADDRESS"] = os.environ.get("HASHPIVOT_TEST_RAY_ADDRESS", "local")
+
+#: Suites that need the tier-2 tools (control plane, helm) without carrying the marker.
+_TOOL_SUITES = (Path(__file__).parent / "chart",)
 
 # Hypothesis profiles. "ci" (the default) is derandomized: every run tries the same
 # examples, so a red build always means changed code, never an unlucky draw. "explore"
@@ -26,6 +38,27 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def _needs_tier2(item: pytest.Item) -> bool:
+    path = Path(str(item.path)).resolve()
+    return item.get_closest_marker("tier2") is not None or any(
+        suite in path.parents for suite in _TOOL_SUITES
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Where tier 2 is required (CI, `make test`), a tier-2 or chart test that skips, for
+    whatever reason and from whichever fixture, fails instead: a green run has run it."""
+    outcome = yield
+    report: TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if report.skipped and not hasattr(report, "wasxfail") and tier2_required() \
+            and _needs_tier2(item):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = (f"tier 2 is required here (CI or HASHPIVOT_REQUIRE_TIER2), but "
+                           f"this test skipped: {reason}")
 
 
 def hashprice_by_hand(difficulty: float, btc_usd: float, subsidy: float, fees: float) -> float:

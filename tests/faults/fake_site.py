@@ -221,8 +221,16 @@ class FakeSite:
 
     # -- the controller --------------------------------------------------------------------
 
+    def use_policy(self, policy: Any) -> None:
+        """Decide with `policy` from the next cycle on (wherever the cycle keeps it: a
+        cycle may hand its policy to the decision step it runs)."""
+        self.cycle.policy = policy
+        step = getattr(self.cycle, "step", None)
+        if step is not None:
+            step.policy = policy
+
     def want(self, mode: str | None = None, **targets: str) -> None:
-        self.cycle.policy = load_policy(SCRIPTED, {"mode": mode, "targets": targets})
+        self.use_policy(load_policy(SCRIPTED, {"mode": mode, "targets": targets}))
 
     def step(self, count: int = 1, dt: float = STEP_S) -> list[CycleOutcome]:
         """`count` cycles, `dt` apart, each followed by the cluster's reaction and a

@@ -500,9 +500,12 @@ class RunningController:
 
     def want(self, mode: str | None, **targets: str) -> None:
         """The policy's wish from the next cycle on."""
-        self.controller.cycle.policy = load_policy(
-            SCRIPTED, {"mode": mode, "targets": targets}
-        )
+        policy = load_policy(SCRIPTED, {"mode": mode, "targets": targets})
+        cycle = self.controller.cycle
+        cycle.policy = policy
+        step = getattr(cycle, "step", None)  # a cycle may hand its policy to its step
+        if step is not None:
+            step.policy = policy
 
     def leader(self) -> bool:
         return self.controller.wiring.is_leader()

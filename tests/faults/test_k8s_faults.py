@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.k8s_site import AI_APP, MINER_APP, Site, check_site, wait
-from tests.faults.ledger import FaultLedger
+from tests.faults.ledger import REAL, FaultLedger
 from tests.faults.proxy import Rule
 from tests.tier2.cluster import KwokCluster
 
@@ -79,7 +79,7 @@ def flip_to_mine(site: Site, ctl: object, during: Callable[[], None] | None = No
 
 
 def test_apiserver_500s_mid_flip(site: Site, ledger: FaultLedger) -> None:
-    with ledger.run("apiserver-500") as run:
+    with ledger.run("apiserver-500", REAL) as run:
         with site.controller("mine") as ctl:
             writes = site.proxy.add(Rule("node write 500", method="PATCH",
                                          path=r"^/api/v1/nodes/", status=500, times=3))
@@ -93,7 +93,7 @@ def test_apiserver_500s_mid_flip(site: Site, ledger: FaultLedger) -> None:
 
 
 def test_conflicts_on_node_writes(site: Site, ledger: FaultLedger) -> None:
-    with ledger.run("conflict-409") as run:
+    with ledger.run("conflict-409", REAL) as run:
         with site.controller("mine") as ctl:
             # Two in a row for one write: re-read and redo, then "retry next pass".
             rule = site.proxy.add(Rule("node write 409", method="PATCH",
@@ -108,7 +108,7 @@ def test_conflicts_on_node_writes(site: Site, ledger: FaultLedger) -> None:
 
 
 def test_disruption_budget_429_on_eviction(site: Site, ledger: FaultLedger) -> None:
-    with ledger.run("eviction-429") as run:
+    with ledger.run("eviction-429", REAL) as run:
         with site.controller("mine") as ctl:
             flip_to_ai(site, ctl)
             rule = site.proxy.add(Rule("eviction 429", method="POST", path=r"/eviction$",
@@ -120,7 +120,7 @@ def test_disruption_budget_429_on_eviction(site: Site, ledger: FaultLedger) -> N
 
 
 def test_watches_expire_mid_flip(site: Site, ledger: FaultLedger) -> None:
-    with ledger.run("watch-410") as run:
+    with ledger.run("watch-410", REAL) as run:
         with site.controller("mine") as ctl:
             injected: list[int] = []
 
@@ -141,7 +141,7 @@ def test_watches_expire_mid_flip(site: Site, ledger: FaultLedger) -> None:
 
 
 def test_connections_dropped_and_apiserver_unreachable(site: Site, ledger: FaultLedger) -> None:
-    with ledger.run("connection-drop") as run:
+    with ledger.run("connection-drop", REAL) as run:
         with site.controller("mine") as ctl:
 
             def cut() -> None:
@@ -203,7 +203,7 @@ def test_apiserver_killed_and_restarted_mid_flip(
         finally:
             api.close()  # type: ignore[no-untyped-call]
 
-    with ledger.run("apiserver-restart") as run:
+    with ledger.run("apiserver-restart", REAL) as run:
         with site.controller("mine") as ctl:
 
             def restart() -> None:

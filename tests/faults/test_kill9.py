@@ -20,7 +20,7 @@ import pytest
 
 from tests.faults.checks import read_lines
 from tests.faults.k8s_site import AI_APP, MINER_APP, Site, check_site
-from tests.faults.ledger import FaultLedger
+from tests.faults.ledger import REAL, FaultLedger
 from tests.faults.proxy import Rule
 
 pytestmark = pytest.mark.tier2
@@ -57,7 +57,7 @@ def test_controller_killed_after_each_step(site: Site, ledger: FaultLedger, to: 
     log = site.tmp / "controller.log"
     kill = site.proxy.add(Rule(f"kill after write {k}", method=("PATCH", "POST"), path=WRITES,
                                hold_after=True, skip=k - 1, times=1))
-    with ledger.run("controller-kill9") as run:
+    with ledger.run("controller-kill9", REAL) as run:
         proc = site.cli_controller(targets, journal, log)
         try:
             if to == "mine" and k >= 3:

@@ -29,7 +29,7 @@ from tests.contract.feedserver import FeedServer, Reply, fixture_bytes
 from tests.faults.checks import check_sim_journal
 from tests.faults.fake_site import FakeSite
 from tests.faults.k8s_site import market_values, serve_fresh_market
-from tests.faults.ledger import FaultLedger
+from tests.faults.ledger import IN_MEMORY, SIMULATED, FaultLedger
 
 GOLDEN = Path(__file__).parents[1] / "fixtures" / "golden"
 GOOD_BTC = 97012.35
@@ -88,7 +88,7 @@ def flip_with_a_gap(site: FakeSite, fault: Any, restore: Any, *, cycles: int = 3
 
 def test_feeds_time_out(tmp_path: Path, feeds: FeedServer, ledger: FaultLedger) -> None:
     site, market = live_site(tmp_path, feeds)
-    with ledger.run("feed-timeout") as run:
+    with ledger.run("feed-timeout", IN_MEMORY) as run:
         before = feeds.hits(BCI) + feeds.hits(SPOT)
 
         def hang() -> None:
@@ -110,7 +110,7 @@ def test_feeds_time_out(tmp_path: Path, feeds: FeedServer, ledger: FaultLedger) 
 
 def test_feeds_down(tmp_path: Path, feeds: FeedServer, ledger: FaultLedger) -> None:
     site, market = live_site(tmp_path, feeds)
-    with ledger.run("feed-outage") as run:
+    with ledger.run("feed-outage", IN_MEMORY) as run:
         counts: list[int] = []
 
         def down() -> None:
@@ -157,7 +157,7 @@ def test_poisoned_values_never_reach_a_decision(
     tmp_path: Path, feeds: FeedServer, ledger: FaultLedger
 ) -> None:
     site, market = live_site(tmp_path, feeds, max_response_bytes=2048)
-    with ledger.run("feed-poisoned") as run:
+    with ledger.run("feed-poisoned", IN_MEMORY) as run:
         site.want("ai")
         site.step()
         served = 0
@@ -182,7 +182,7 @@ def test_poisoned_values_never_reach_a_decision(
 def test_clock_jumps(tmp_path: Path, feeds: FeedServer, ledger: FaultLedger) -> None:
     site, _ = live_site(tmp_path, feeds)
     site.tenant("job-a", interruptible=False, lease_h=2.0)
-    with ledger.run("clock-jump") as run:
+    with ledger.run("clock-jump", IN_MEMORY) as run:
         site.want("ai")
         site.step()
         for i, jump in enumerate((6 * 3600.0, -3 * 3600.0, -86_400.0, 2 * 86_400.0)):
@@ -273,7 +273,7 @@ def test_disk_fills_up_while_journaling(
         on_cycle=lambda outcome: seen.append(outcome.record.decision_id),
     )
     disk = FullDisk(journal / "journal.jsonl", after_writes=11, failures=3)
-    with ledger.run("disk-full") as run:
+    with ledger.run("disk-full", SIMULATED) as run:
         with disk.installed(monkeypatch):
             controller.run(20)
         controller.close()
@@ -316,7 +316,7 @@ def test_controller_actor_dies(tmp_path: Path, ledger: FaultLedger, ray_local: N
     config = load_config(capped_golden(tmp_path))
     journal = tmp_path / "journal"
     options = RunOptions(mode=ControllerMode.DRY_RUN, journal_dir=str(journal), pace_s=0.2)
-    with ledger.run("ray-actor-death") as run:
+    with ledger.run("ray-actor-death", SIMULATED) as run:
         actor, cluster = start_actors(config, options)
         ref = actor.run.remote(30)
         for kill_at in (8, 18):

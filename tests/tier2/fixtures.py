@@ -17,26 +17,38 @@ from kubernetes.client.exceptions import ApiException
 from tests.tier2.cluster import BUILD_SCRIPT, KwokCluster, find_testenv_bin, testenv_dir, wait_until
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in {"", "0", "false", "no"}
+
+
+def tier2_required() -> bool:
+    """Tier 2 must run, not skip: under CI, and under `make test`
+    (HASHPIVOT_REQUIRE_TIER2=1). Then a missing binary is a failure, and so is any skip
+    of a tier-2 or chart test (`tests/conftest.py` turns such skips into failures)."""
+    return _flag("CI") or _flag("HASHPIVOT_REQUIRE_TIER2")
+
+
+def skip_or_fail(message: str) -> None:
+    """Skip loudly on a workstation; fail where tier 2 is required."""
+    if tier2_required():
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
 def kwok_cluster() -> Iterator[KwokCluster]:
     """A running control plane shared by the session's tier-2 tests.
 
-    Without the binaries this skips (loudly) on a workstation and fails under CI=true, so a
-    CI that forgot to build them can never pass by skipping tier 2.
+    Without the binaries this skips (loudly) on a workstation and fails under CI=true or
+    HASHPIVOT_REQUIRE_TIER2=1 (`make test`), so neither can pass by skipping tier 2.
     """
     bin_dir = find_testenv_bin()
     if bin_dir is None:
-        message = (
+        skip_or_fail(
             f"TIER-2 NOT RUN: control-plane binaries missing in {testenv_dir() / 'bin'}. "
             f"Build them once with `bash {BUILD_SCRIPT}` (about 20 min cold, cached after)."
         )
-        if _in_ci():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        return
     with KwokCluster(bin_dir) as cluster:
         yield cluster
 

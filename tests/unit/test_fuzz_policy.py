@@ -131,7 +131,7 @@ def test_a_policy_that_crashes_holds_the_cycle_and_is_journaled(tmp_path: Path) 
     from tests.faults.fake_site import FakeSite
 
     site = FakeSite(tmp_path)
-    site.cycle.policy = Returns(None, None, crash=True)
+    site.use_policy(Returns(None, None, crash=True))
     outcome = site.cycle.run_once()
     assert outcome.plan is None and site.kube.writes == 0
     held = outcome.record.plan["held"]
