@@ -549,3 +549,24 @@ def test_reconcile_between_cycles_keeps_the_quota_and_shadow_writes_none() -> No
 def test_bad_price_maps_name_the_field(field: str, value: dict[str, float]) -> None:
     with pytest.raises(ValueError, match=field):
         KueueConfig(**{field: value})
+
+
+def test_config_check_names_the_file_and_field_of_a_bad_price(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bad = tmp_path / "site.yaml"
+    bad.write_text("kueue:\n  enabled: true\n  queue_prices:\n    research/batch: -1\n")
+    exe = Path(sys.executable).parent / "hashpivot"
+    proc = subprocess.run([str(exe), "config", "check", str(bad)], capture_output=True,
+                          text=True, check=False)
+    assert proc.returncode != 0
+    assert "site.yaml" in proc.stderr and "kueue.queue_prices" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    good = tmp_path / "good.yaml"
+    good.write_text("kueue: {enabled: true, cluster_queue: gpus, queue_prices: {q: 1.5}}\n"
+                    "kuberay: {enabled: true}\n")
+    ok = subprocess.run([str(exe), "config", "check", str(good)], capture_output=True,
+                        text=True, check=False)
+    assert ok.returncode == 0, ok.stderr
