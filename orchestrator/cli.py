@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -40,11 +41,135 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Site config (YAML).")]
 
 
+class ModeChoice(StrEnum):
+    """`--mode` values, listed in the help; the same strings as `ControllerMode` (a test
+    keeps them equal) without importing the config models for every command."""
+
+    live = "live"
+    shadow = "shadow"
+    dry_run = "dry-run"
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("hashpivot")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            number = "unknown"
+        console.print(f"hashpivot {number}", highlight=False)
+        raise typer.Exit()
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+#: HASHPIVOT_* variables that are not config fields (the node agent's, the test suite's).
+OTHER_ENV = frozenset({"HASHPIVOT_NODE_NAME", "HASHPIVOT_NVML_SET_LIMITS",
+                       "HASHPIVOT_REQUIRE_NVML", "HASHPIVOT_REQUIRE_TIER2",
+                       "HASHPIVOT_TESTENV_DIR", "HASHPIVOT_KUEUE_TESTENV_DIR"})
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True,
+                     help="Print the installed version and exit."),
+    ] = False,
+    log_format: Annotated[
+        LogFormat, typer.Option(help="Log lines as text, or one JSON object per line.")
+    ] = LogFormat.text,
+    log_level: Annotated[
+        str, typer.Option(help="Least level logged: DEBUG, INFO, WARNING or ERROR.")
+    ] = "INFO",
+) -> None:
+    """Switch a site's hardware between Bitcoin mining and rented AI jobs."""
+    from orchestrator.runtime.logs import configure_logging
+
+    level = log_level.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise HashpivotError(f"--log-level: one of DEBUG, INFO, WARNING, ERROR, got {log_level!r}")
+    configure_logging(log_format.value, level)
+    _check_env()
+
+
+def _check_env() -> None:
+    """`HASHPIVOT_…` variables lay config values over the file. A misspelled name would be
+    ignored without a word, and a bad value blamed on the file: warn about the first and
+    name the variable in the second."""
+    import logging
+    import os
+
+    names = sorted(n for n in os.environ if n.startswith("HASHPIVOT_") and n not in OTHER_ENV)
+    if not names:
+        return
+    from pydantic import ValidationError
+    from pydantic_settings import EnvSettingsSource
+
+    from orchestrator.models.config import HashpivotConfig
+
+    for name in names:
+        problem = _env_field_problem(name)
+        if problem is not None:
+            logging.getLogger("hashpivot.cli").warning(
+                "environment variable %s names no config field: %s", name, problem)
+    try:
+        HashpivotConfig(**EnvSettingsSource(HashpivotConfig)())
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = [str(p) for p in err["loc"]]
+            for name in names:
+                path = name.removeprefix("HASHPIVOT_").lower().split("__")
+                if loc[: len(path)] == path:
+                    problems.append(f"environment variable {name}: {'.'.join(loc)}: "
+                                    f"{err['msg']}")
+                    break
+        if problems:
+            raise HashpivotError("\n".join(problems)) from None
+
+
+def _env_field_problem(name: str) -> str | None:
+    """Why `HASHPIVOT_A__B` names no config field (`a.b`), or None when it does."""
+    import typing
+
+    from pydantic import BaseModel
+
+    from orchestrator.models.config import HashpivotConfig
+
+    model: Any = HashpivotConfig
+    path = name.removeprefix("HASHPIVOT_").lower().split("__")
+    for depth, part in enumerate(path):
+        fields = model.model_fields
+        if part not in fields:
+            where = ".".join(path[:depth]) or "the config"
+            close = [f for f in fields if f.startswith(part[:3])][:3]
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            return f"{where} has no field {part!r}{hint}"
+        if depth == len(path) - 1:
+            return None
+        # Descend into a nested section; a list or mapping takes JSON, so stop there.
+        annotation = fields[part].annotation
+        nested = [a for a in (annotation, *typing.get_args(annotation))
+                  if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not nested:
+            return None
+        model = nested[0]
+    return None
+
+
+def _when(ts: float) -> str:
+    """A journal time for people: UTC, with its zone, whatever the host's zone is."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
 def _parse_when(text: str | None, flag: str) -> datetime | None:
     if text is None:
         return None
-    from datetime import UTC
-
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
@@ -243,7 +368,7 @@ def _sweep(cfg: Any, sweep_file: Path, ray_address: str | None, out_dir: Path) -
 def run(
     config: ConfigOpt,
     mode: Annotated[
-        str | None, typer.Option(help="live, shadow or dry-run (default: the config's).")
+        ModeChoice | None, typer.Option(help="Controller mode (default: the config's).")
     ] = None,
     cycles: Annotated[
         int | None, typer.Option(help="Stop once the journal holds this many cycles.")
@@ -262,14 +387,27 @@ def run(
     ] = None,
     kubeconfig: Annotated[str | None, typer.Option(help="Kubeconfig (default: in-cluster).")]
     = None,
+    pace: Annotated[
+        float, typer.Option(min=0.0, help="Dry-run: seconds between cycles (0: at once).")
+    ] = 0.0,
 ) -> None:
     """Run the controller: decide every interval and act through the configured adapters."""
+    if use_ray:
+        import os
+
+        # The controller actor's log lines reach this process's output (the pod log) as
+        # they are: no "(pid=…)" prefix (it would break JSON lines), no merging of
+        # similar lines. Ray reads these once, when first imported.
+        os.environ.setdefault("RAY_DISABLE_WORKER_LOG_PREFIX", "1")
+        os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     from orchestrator.models.config import ControllerMode, load_config
     from orchestrator.runtime.controller import Controller, RunOptions
+    from orchestrator.runtime.logs import current_format
 
     overrides: dict[str, Any] = {"controller": {}}
     if mode is not None:
-        overrides["controller"]["mode"] = mode
+        overrides["controller"]["mode"] = mode.value
     cfg = load_config(config, overrides)
     options = RunOptions(
         mode=cfg.controller.mode,
@@ -278,6 +416,8 @@ def run(
         kubeconfig=kubeconfig,
         start=_parse_when(start, "--from"),
         end=_parse_when(end, "--to"),
+        log_format=current_format(),
+        pace_s=pace,
     )
     from orchestrator.framework.registry import load_policy
 
@@ -286,22 +426,44 @@ def run(
         f"hashpivot {options.mode.value}: policy {cfg.policy.name}, journal {options.journal_dir}"
         + ("" if options.mode != ControllerMode.SHADOW else " (shadow: nothing is written)")
     )
+    stopping = _on_sigterm()
     if use_ray:
         import ray
 
         from orchestrator.runtime.controller import start_actors
         from orchestrator.runtime.parallel import ray_session
 
-        with ray_session(ray_address or cfg.controller.ray_address):
+        with ray_session(ray_address or cfg.controller.ray_address, log_to_driver=True):
             actor, _cluster = start_actors(cfg, options)
+            stopping.append(actor.stop.remote)
             status = ray.get(actor.run.remote(cycles))
+        if status.get("startup_error"):
+            # Raised inside the actor (bad credentials, unreachable server): one line.
+            raise HashpivotError(str(status["startup_error"]))
     else:
         controller = Controller(cfg, options)
+        stopping.append(controller.stop)
         try:
             status = controller.run(cycles)
         finally:
             controller.close()
     _print_run_status(status)
+
+
+def _on_sigterm() -> list[Any]:
+    """SIGTERM (a pod being stopped) asks the controller to finish its cycle, hand the
+    Lease over and return; the command then exits 0 without a traceback."""
+    import signal
+
+    actions: list[Any] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        err_console.print("hashpivot: stopping (SIGTERM)", highlight=False)
+        for action in actions:
+            action()
+
+    signal.signal(signal.SIGTERM, handler)
+    return actions
 
 
 def _print_run_status(status: dict[str, Any]) -> None:
@@ -340,7 +502,7 @@ def status(
     if not records:
         raise HashpivotError(f"{journal}: no decisions journaled yet")
     rec = records[-1]
-    when = datetime.fromtimestamp(rec.now_s).isoformat(timespec="seconds")
+    when = _when(rec.now_s)
     console.print(f"[bold]{rec.mode}[/bold] · policy {rec.policy} · last decision "
                   f"{rec.decision_id} at {when} · {len(records):,} cycles journaled")
     modes = Table(title="nodes per mode", title_justify="left")
@@ -384,7 +546,7 @@ def explain(
     if not found:
         raise HashpivotError(f"no journaled decision changed node {node!r} in {journal}")
     for rec, change in found[-last:]:
-        when = datetime.fromtimestamp(rec.now_s).isoformat(timespec="seconds")
+        when = _when(rec.now_s)
         console.print(f"[bold]{rec.decision_id}[/bold] {when}: {change.text}")
         values = ", ".join(f"{m} {v:,.3f}" for m, v in change.value_usd_h.items())
         console.print(f"    net USD/h by mode: {values}; switching {change.switch_cost_usd_h:,.3f}"
@@ -557,28 +719,38 @@ def config_schema() -> None:
     console.print_json(json.dumps(HashpivotConfig.model_json_schema()))
 
 
+def _is_usage_error(exc: BaseException) -> bool:
+    """Click's usage errors, whichever click raised them: typer vendors its own copy of
+    click from 0.2x on, whose exceptions are not `click.ClickException`, so they are told
+    by what they offer (`show()` and an integer `exit_code`)."""
+    return callable(getattr(exc, "show", None)) and isinstance(
+        getattr(exc, "exit_code", None), int)
+
+
 def main() -> None:
     """Entry point: run the app; turn user errors into one line and exit code 2."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except HashpivotError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False,
+                          soft_wrap=True)
         sys.exit(2)
-    except (typer.Exit, SystemExit) as exc:
-        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
-        sys.exit(code)
+    except SystemExit:
+        raise
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+    except Exception as exc:
+        if _is_usage_error(exc):
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+        if type(exc).__name__ == "Exit":  # typer.Exit / click.exceptions.Exit
+            sys.exit(getattr(exc, "exit_code", 0))
+        if type(exc).__name__ == "Abort":  # Ctrl-C at a prompt
             sys.exit(130)
         raise
+    # Non-standalone click returns the exit code of `--help` and `typer.Exit` instead.
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

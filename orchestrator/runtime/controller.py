@@ -9,6 +9,7 @@ simulated-cluster actor, which outlives it), so nothing is decided or applied tw
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import ray
 
 from orchestrator.backtest.cluster import SimulatedCluster
 from orchestrator.engine.plan import Plan
+from orchestrator.errors import HashpivotError
 from orchestrator.framework.registry import load_policy
 from orchestrator.models.config import ControllerMode, HashpivotConfig
 from orchestrator.models.demand import DemandSnapshot
@@ -28,6 +30,7 @@ from orchestrator.ports import ActuationResult
 from orchestrator.runtime import wiring
 from orchestrator.runtime.cycle import CycleOutcome, DecisionCycle
 from orchestrator.runtime.journal import JournalError, last_record, read_journal
+from orchestrator.runtime.logs import configure_logging, describe_cycle
 from orchestrator.runtime.metrics import ControllerMetrics, Health, MetricsServer
 
 log = logging.getLogger("hashpivot.controller")
@@ -49,6 +52,8 @@ class RunOptions:
     end: datetime | None = None
     #: Seconds to wait between dry-run cycles (0: as fast as possible).
     pace_s: float = 0.0
+    #: `text` or `json`: how the Ray controller actor (its own process) logs.
+    log_format: str = "text"
 
 
 class Controller:
@@ -71,8 +76,9 @@ class Controller:
         self.on_cycle = on_cycle
         self.policy = load_policy(config.policy.name, config.policy.params)
         self.journal = wiring.journal_for(config, options.journal_dir)
-        self.metrics = ControllerMetrics()
+        self.metrics = ControllerMetrics(sites=[site.name for site in config.sites])
         self.health = Health(config.controller.interval_s)
+        self._stop = threading.Event()
         self.server: MetricsServer | None = None
         if options.metrics_port is not None:
             self.server = MetricsServer(self.metrics, self.health, options.metrics_port).start()
@@ -103,10 +109,15 @@ class Controller:
         """Run until the journal holds `total_cycles` cycles (None: until stopped, or the
         end of a dry-run's recording). Idempotent: a retried call does not redo cycles."""
         done = self.journaled_cycles()
-        while total_cycles is None or done < total_cycles:
+        live = self.options.mode == ControllerMode.LIVE
+        while (total_cycles is None or done < total_cycles) and not self._stop.is_set():
             pause = (self.options.pace_s if self.options.mode == ControllerMode.DRY_RUN
                      else self.config.controller.interval_s)
-            if self.wiring.is_leader() or self.options.mode != ControllerMode.LIVE:
+            leader = self.wiring.is_leader()
+            # "May write": only a live leader writes; shadow and dry-run write nothing real.
+            self.metrics.leader.set(1.0 if live and leader else 0.0)
+            self.health.standby = live and not leader
+            if leader or not live:
                 try:
                     outcome = self.cycle.run_once()
                 except JournalError as exc:
@@ -115,19 +126,54 @@ class Controller:
                     # liveness fails if the journal stays unwritable.
                     log.error("cycle skipped, the journal cannot be written: %s", exc)
                     self.metrics.cycles.labels("journal_failed").inc()
+                    self.health.fail(f"journal cannot be written: {exc}")
+                    self._wait(max(pause, JOURNAL_RETRY_S))
+                    continue
+                except Exception as exc:
+                    # Whatever a server, a miner or a policy did, the loop goes on: the
+                    # cycle is skipped (nothing was journaled, so nothing was acted on),
+                    # readiness says why, and the next interval tries again.
+                    log.error("cycle failed, nothing decided: %s: %s", type(exc).__name__,
+                              exc, exc_info=log.isEnabledFor(logging.DEBUG))
+                    self.metrics.cycles.labels("failed").inc()
+                    self.health.fail(f"last cycle failed: {type(exc).__name__}: {exc}")
                     self._wait(max(pause, JOURNAL_RETRY_S))
                     continue
                 self.health.beat()
                 self.metrics.last_cycle.set(time.time())
                 self.cycles_run += 1
                 done += 1
+                self._report(outcome)
                 if self.on_cycle is not None:
                     self.on_cycle(outcome)
-            self.metrics.leader.set(1.0 if self.wiring.is_leader() else 0.0)
             if not self.wiring.advance():
                 break
             self._wait(pause)
         return self.status()
+
+    def _report(self, outcome: CycleOutcome) -> None:
+        """One INFO line per cycle, warnings for what an operator should look at, and the
+        Kubernetes Events of the nodes it touched (when the wiring has an event sink)."""
+        site_names = [site.name for site in self.config.sites]
+        message, fields, warnings = describe_cycle(outcome, site_names)
+        log.info(message, extra={"cycle": fields})
+        rejected = self.metrics.new_rejections
+        if rejected:
+            warnings.append("feed values rejected: " + ", ".join(
+                f"{what} ×{n}" for what, n in sorted(rejected.items())))
+            rejected.clear()
+        for warning in warnings:
+            log.warning("%s: %s", outcome.record.decision_id, warning)
+        events = self.wiring.extras.get("events")
+        if events is not None:
+            try:
+                events.publish(outcome)
+            except Exception as exc:  # events are for people; a failure must not stop a cycle
+                log.warning("node events not written: %s", exc)
+
+    def stop(self) -> None:
+        """Ask `run` to return after the cycle in progress (SIGTERM)."""
+        self._stop.set()
 
     def _wait(self, seconds: float) -> None:
         """Sleep until the next cycle; a live leader keeps switches under way moving
@@ -135,7 +181,8 @@ class Controller:
         reconcile = getattr(self.wiring.deps.actuator, "reconcile", None)
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
-            time.sleep(min(left, RECONCILE_EVERY_S))
+            if self._stop.wait(min(left, RECONCILE_EVERY_S)):
+                return
             live = self.options.mode == ControllerMode.LIVE
             if live and callable(reconcile) and self.wiring.is_leader():
                 reconcile()
@@ -213,17 +260,41 @@ class SimulatedClusterActor:
         return sorted(self.cluster.applied)
 
 
-@ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0)
+@ray.remote(  # type: ignore[call-overload]  # the stubs omit actors' max_concurrency
+    max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=2)
 class ControllerActor:
-    """The controller loop in a named, restartable actor."""
+    """The controller loop in a named, restartable actor. Two calls may run at once, so
+    `stop()` reaches a controller busy in `run()`."""
 
     def __init__(self, config: HashpivotConfig, options: RunOptions, cluster: Any = None):
-        self.controller = Controller(config, options, cluster=cluster)
+        # Its own process: log the same way as the command that started it; Ray forwards
+        # the lines to the command's output (and so to the pod log).
+        configure_logging(options.log_format)
+        self.controller: Controller | None = None
+        self.startup_error: str | None = None
+        try:
+            self.controller = Controller(config, options, cluster=cluster)
+        except HashpivotError as exc:
+            # A user's error (credentials, server address, config): Ray would restart the
+            # actor forever and print each failure; keep it for `run` to report once.
+            self.startup_error = str(exc)
 
     def run(self, total_cycles: int | None) -> dict[str, Any]:
-        return self.controller.run(total_cycles)
+        """The controller's final status, or `{"startup_error": why}`."""
+        if self.controller is None:
+            return {"startup_error": self.startup_error}
+        status = self.controller.run(total_cycles)
+        if self.controller._stop.is_set():
+            self.controller.close()  # hands the Lease over before the process goes
+        return status
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
 
     def status(self) -> dict[str, Any]:
+        if self.controller is None:
+            return {"startup_error": self.startup_error}
         return self.controller.status()
 
     def pid(self) -> int:

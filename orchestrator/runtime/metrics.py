@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -13,20 +14,90 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Info,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from orchestrator.engine.plan import Plan
+from orchestrator.errors import ConfigError
 from orchestrator.framework.reasons import Reason
 from orchestrator.models.market import MarketSnapshot
 from orchestrator.models.modes import MODE_LABELS
+
+#: Every value of `hashpivot_actuation_errors_total{kind}`: actuators report free text per
+#: node, and a label must stay a short, bounded set for Prometheus.
+ERROR_KINDS = ("api_read", "conflict", "node_patch", "pod_eviction", "miner_ignored_command",
+               "miner", "other")
+#: Guard holds that mean something is wrong (not ordinary pacing such as dwell time).
+WARNING_HOLDS = frozenset({"GUARD_STALE_DATA", "GUARD_FROZEN", "GUARD_UNREACHABLE",
+                           "GUARD_POWER_CAP_CURTAILED", "GUARD_INVALID_TARGET",
+                           "GUARD_UNSUPPORTED_MODE"})
+
+
+def error_kind(text: str) -> str:
+    """The bounded kind of one actuation error text (see `ERROR_KINDS`)."""
+    low = text.lower()
+    if low.startswith(("reading nodes", "api_read")):
+        return "api_read"
+    if "conflict" in low:
+        return "conflict"
+    if low.startswith(("patch failed", "node_patch")):
+        return "node_patch"
+    if "eviction" in low:
+        return "pod_eviction"
+    if "ignored a command" in low or low.startswith("miner_ignored"):
+        return "miner_ignored_command"
+    if low.startswith("miner") or "miner" in low.split(":")[0]:
+        return "miner"
+    return "other"
+
+
+class _BoundedErrors:
+    """`hashpivot_actuation_errors_total` whose `labels(text)` files free text under its
+    bounded kind, so callers may pass an actuator's message as it is."""
+
+    def __init__(self, counter: Counter):
+        self.counter = counter
+
+    def labels(self, text: str) -> Any:
+        return self.counter.labels(error_kind(text))
+
+
+class _FeedAges(Collector):
+    """`hashpivot_feed_age_seconds`, worked out at scrape time: the age a value had at the
+    last decision plus the wall time since. A feed that stops answering keeps ageing, so
+    an age alert fires while no new value arrives (a value set per cycle would freeze)."""
+
+    def __init__(self, clock: Any = time.monotonic):
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.seen: dict[str, tuple[float, float]] = {}
+
+    def observe(self, source: str, age_s: float) -> None:
+        with self.lock:
+            self.seen[source] = (age_s, self.clock())
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("hashpivot_feed_age_seconds",
+                                   "Age of each market value now: its age at the last "
+                                   "decision plus the time since.", labels=["source"])
+        now = self.clock()
+        with self.lock:
+            for source, (age_s, at) in sorted(self.seen.items()):
+                family.add_metric([source], max(age_s + now - at, 0.0))
+        yield family
 
 
 class ControllerMetrics:
     """Every figure the dashboard shows. One registry per controller (tests make many)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None):
+    def __init__(self, registry: CollectorRegistry | None = None, *,
+                 sites: Sequence[str] = (), clock: Any = time.monotonic):
+        """`sites`: site names in config order (the plan's per-site arrays follow it)."""
         self.registry = registry or CollectorRegistry()
+        self.sites = list(sites)
         r = self.registry
         self.nodes = Gauge("hashpivot_nodes", "Nodes per planned mode.", ["mode"], registry=r)
         self.expected_usd = Gauge("hashpivot_expected_usd_per_hour",
@@ -34,11 +105,15 @@ class ControllerMetrics:
                                   registry=r)
         self.hashprice = Gauge("hashpivot_hashprice_usd_per_ph_day",
                                "Hashprice used by the last decision, USD/PH/day.", registry=r)
-        self.power_price = Gauge("hashpivot_power_price_usd_mwh",
-                                 "Power price used by the last decision.", ["site"], registry=r)
-        self.feed_age = Gauge("hashpivot_feed_age_seconds",
-                              "Age of each market value at the last decision.", ["source"],
-                              registry=r)
+        self.power_price = Gauge("hashpivot_power_price_usd_per_mwh",
+                                 "Power price used by the last decision, USD/MWh.", ["site"],
+                                 registry=r)
+        self.power_price_old = Gauge("hashpivot_power_price_usd_mwh",
+                                     "Deprecated: use hashpivot_power_price_usd_per_mwh "
+                                     "(this name goes in the next release).", ["site"],
+                                     registry=r)
+        self.feed_ages = _FeedAges(clock)
+        r.register(self.feed_ages)
         self.feed_rejections = Counter("hashpivot_feed_rejections_total",
                                        "Market values rejected by the quality rules.",
                                        ["source", "reason"], registry=r)
@@ -47,14 +122,41 @@ class ControllerMetrics:
         self.latency = Histogram("hashpivot_decision_latency_seconds",
                                  "Time to score, decide and guard one cycle.", registry=r,
                                  buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
-        self.actuation_errors = Counter("hashpivot_actuation_errors_total",
-                                        "Nodes whose actuation failed.", ["kind"], registry=r)
-        self.leader = Gauge("hashpivot_leader", "1 when this replica leads.", registry=r)
+        self.actuation_errors = _BoundedErrors(Counter(
+            "hashpivot_actuation_errors_total", "Nodes whose actuation failed, by kind "
+            f"({', '.join(ERROR_KINDS)}).", ["kind"], registry=r))
+        self.leader = Gauge("hashpivot_leader", "1 when this replica may write to the "
+                            "cluster (the live leader); 0 in shadow, dry-run and standby.",
+                            registry=r)
+        self.site_power = Gauge("hashpivot_site_power_watts",
+                                "Power each site draws once the last plan is carried out "
+                                "(GPU nodes and ASIC miners), W.", ["site"], registry=r)
+        self.site_cap = Gauge("hashpivot_site_power_cap_watts",
+                              "Power cap of each site, W.", ["site"], registry=r)
+        self.nodes_held = Gauge("hashpivot_nodes_held", "Nodes a guard held in the last plan, "
+                                "by guard.", ["reason"], registry=r)
+        self.holds = Counter("hashpivot_holds_total", "Node holds by guard, summed over "
+                             "cycles; whole cycles held count under their reason "
+                             "(market_unusable, policy_failed).", ["reason"], registry=r)
+        self.asic_miners = Gauge("hashpivot_asic_miners", "ASIC miners by state at the last "
+                                 "cycle (mining, curtailed, ramping, unreachable).", ["state"],
+                                 registry=r)
+        self.build_info = Info("hashpivot_build", "The running hashpivot's version.",
+                               registry=r)
         self.cycles = Counter("hashpivot_cycles_total", "Decision cycles run.", ["outcome"],
                               registry=r)
         self.last_cycle = Gauge("hashpivot_last_cycle_timestamp_seconds",
                                 "Wall time of the last completed cycle.", registry=r)
         self._rejections_seen: dict[tuple[str, str], int] = {}
+        self._held_labels: set[str] = set()
+        #: Rejections seen since the controller last logged them (it clears this).
+        self.new_rejections: dict[str, int] = {}
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            self.build_info.info({"version": version("hashpivot")})
+        except PackageNotFoundError:
+            self.build_info.info({"version": "unknown"})
 
     def observe_plan(self, plan: Plan, latency_s: float) -> None:
         counts = plan.summary()["modes"]
@@ -67,45 +169,89 @@ class ControllerMetrics:
             to = MODE_LABELS[int(plan.target[i])]
             self.switches.labels(Reason(int(plan.reason[i])).name.lower(), to).inc()
         self.latency.observe(latency_s)
+        for k, (power_w, cap_w) in enumerate(zip(plan.site_power_w, plan.site_cap_w,
+                                                 strict=True)):
+            site = self.sites[k] if k < len(self.sites) else str(k)
+            self.site_power.labels(site).set(float(power_w))
+            self.site_cap.labels(site).set(float(cap_w))
+        held = plan.held_by_guard()
+        for reason in list(self._held_labels - held.keys()):
+            self.nodes_held.labels(reason.lower()).set(0)
+        for reason, count in held.items():
+            self.nodes_held.labels(reason.lower()).set(count)
+            self.holds.labels(reason.lower()).inc(count)
+        self._held_labels = set(held)
 
     def observe_market(self, snapshot: MarketSnapshot, hashprice: float, now_s: float) -> None:
         self.hashprice.set(hashprice)
         for site, value in snapshot.power_usd_mwh.items():
             self.power_price.labels(site).set(value.value)
+            self.power_price_old.labels(site).set(value.value)
         for name, value in snapshot.values():
-            self.feed_age.labels(name).set(max(now_s - value.observed_at.timestamp(), 0.0))
+            self.feed_ages.observe(name, max(now_s - value.observed_at.timestamp(), 0.0))
 
-    def observe_rejections(self, counts: dict[str, dict[str, int]]) -> None:
-        """Bring counters up to cumulative rejection counts kept by the feed layer."""
+    def observe_rejections(self, counts: dict[str, dict[str, int]]) -> dict[str, int]:
+        """Bring counters up to cumulative rejection counts kept by the feed layer; returns
+        the new rejections per `source: reason` since the last call (for the log)."""
+        new: dict[str, int] = {}
         for source, reasons in counts.items():
             for reason, total in reasons.items():
                 seen = self._rejections_seen.get((source, reason), 0)
                 if total > seen:
                     self.feed_rejections.labels(source, reason).inc(total - seen)
                     self._rejections_seen[(source, reason)] = total
+                    new[f"{source}: {reason}"] = total - seen
+        self.new_rejections.update(new)
+        return new
+
+    def observe_asic_states(self, counts: dict[str, int]) -> None:
+        for state, count in counts.items():
+            self.asic_miners.labels(state).set(count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
 class Health:
-    """Liveness: a cycle completed recently. Readiness: at least one cycle completed."""
+    """Liveness: a cycle completed recently (or the process is still starting).
+
+    Readiness: this replica can do its job now. A replica that runs cycles is ready while
+    its last cycle completed within `max(2 × interval, 60 s)` and no cycle has failed
+    since; a live standby (which runs no cycles) is ready once it has started."""
 
     def __init__(self, interval_s: float, clock: Any = time.monotonic):
         self.interval_s = interval_s
         self.clock = clock
         self.started = clock()
         self.last_ok: float | None = None
+        self.failing: str | None = None
+        self.standby = False
 
     def beat(self) -> None:
         self.last_ok = self.clock()
+        self.failing = None
+
+    def fail(self, why: str) -> None:
+        """A cycle could not run; readiness fails until one completes."""
+        self.failing = why
 
     def live(self) -> bool:
         ref = self.last_ok if self.last_ok is not None else self.started
         return bool(self.clock() - ref < max(3 * self.interval_s, 60.0))
 
     def ready(self) -> bool:
-        return self.last_ok is not None
+        return self.why_not_ready() is None
+
+    def why_not_ready(self) -> str | None:
+        if self.failing is not None:
+            return self.failing
+        if self.standby:
+            return None
+        if self.last_ok is None:
+            return "no cycle completed yet"
+        if self.clock() - self.last_ok >= max(2 * self.interval_s, 60.0):
+            return f"no cycle completed for {self.clock() - self.last_ok:.0f} s"
+        return None
 
 
 class MetricsServer:
@@ -123,8 +269,9 @@ class MetricsServer:
                     ok = owner.health.live()
                     owner._send(self, 200 if ok else 503, b"ok\n" if ok else b"stalled\n")
                 elif self.path == "/readyz":
-                    ok = owner.health.ready()
-                    owner._send(self, 200 if ok else 503, b"ok\n" if ok else b"not ready\n")
+                    why = owner.health.why_not_ready()
+                    body = b"ok\n" if why is None else f"not ready: {why}\n".encode()
+                    owner._send(self, 200 if why is None else 503, body)
                 else:
                     owner._send(self, 404, b"not found\n")
 
@@ -133,7 +280,11 @@ class MetricsServer:
 
         self.metrics = metrics
         self.health = health
-        self.server = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self.server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:  # port taken, or not ours to bind: one line, not a traceback
+            raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror}",
+                              field="controller.metrics_port (or --metrics-port)") from None
         self.port = int(self.server.server_address[1])
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
                                        name="hashpivot-metrics")

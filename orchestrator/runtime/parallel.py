@@ -32,8 +32,10 @@ from orchestrator.models.config import HashpivotConfig, read_yaml
 
 
 @contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
-    """Start (or join) Ray for the duration of a command; quiet, no dashboard."""
+def ray_session(address: str | None = None, num_cpus: int | None = None,
+                log_to_driver: bool = False) -> Iterator[None]:
+    """Start (or join) Ray for the duration of a command; quiet, no dashboard.
+    `log_to_driver`: actors' output is printed by this process (the controller's log)."""
     started = False
     if not ray.is_initialized():
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -41,7 +43,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             address=address,
             num_cpus=None if address else num_cpus,
             include_dashboard=False,
-            log_to_driver=False,
+            log_to_driver=log_to_driver,
             configure_logging=False,
         )
         started = True

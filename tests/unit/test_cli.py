@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -13,11 +14,12 @@ import pytest
 GOLDEN = Path(__file__).parents[1] / "fixtures" / "golden" / "site.yaml"
 
 
-def hashpivot(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def hashpivot(*args: str, cwd: Path | None = None,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("hashpivot", path=str(Path(sys.executable).parent))
     assert exe, "the hashpivot console script is installed with the package"
     return subprocess.run([exe, *args], capture_output=True, text=True, cwd=cwd, check=False,
-                          timeout=600)
+                          timeout=600, env=None if env is None else os.environ | env)
 
 
 @pytest.mark.ray
@@ -80,3 +82,41 @@ def test_config_schema_is_json() -> None:
     schema = json.loads(proc.stdout)
     assert schema["additionalProperties"] is False
     assert "guards" in schema["properties"]
+
+
+@pytest.mark.parametrize(
+    ("args", "usage", "message"),
+    [
+        (["bogus"], "Usage: hashpivot [OPTIONS] COMMAND", "No such command 'bogus'"),
+        (["run"], "Usage: hashpivot run [OPTIONS]", "Missing option '--config'"),
+        (["backtest", "--no-such-flag"], "Usage: hashpivot backtest [OPTIONS]",
+         "No such option: --no-such-flag"),
+        (["run", "--config", str(GOLDEN), "--mode", "sideways"], "Usage: hashpivot run",
+         "'sideways' is not one of"),
+        (["explain"], "Usage: hashpivot explain [OPTIONS]", "Missing argument"),
+    ],
+)
+def test_usage_errors_print_usage_and_exit_2(args: list[str], usage: str, message: str) -> None:
+    # Whatever click typer brings (its own copy from 0.2x on), a usage mistake is the usage
+    # line and one error, never a traceback.
+    proc = hashpivot(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert usage in proc.stderr and message in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_version_matches_the_installed_distribution() -> None:
+    from importlib.metadata import version
+
+    proc = hashpivot("--version")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"hashpivot {version('hashpivot')}"
+
+
+def test_mode_help_lists_every_controller_mode() -> None:
+    from orchestrator.models.config import ControllerMode
+
+    proc = hashpivot("run", "--help", env={"COLUMNS": "300"})  # no wrapping in the box
+    assert proc.returncode == 0
+    flat = "".join(proc.stdout.split())
+    assert "<" + "|".join(m.value for m in ControllerMode) + ">" in flat

@@ -20,9 +20,11 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from orchestrator.adapters.k8s.api import ApiError, Obj
+from orchestrator.errors import ConfigError
 
 MERGE_PATCH = "application/merge-patch+json"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -31,17 +33,62 @@ _LIST_PAGE = 500
 
 def load_api_client(kubeconfig: str | None = None, context: str | None = None) -> k8s.ApiClient:
     """An ApiClient from a kubeconfig file, else the pod's service account when in a cluster,
-    else the default kubeconfig ($KUBECONFIG or ~/.kube/config)."""
+    else the default kubeconfig ($KUBECONFIG or ~/.kube/config).
+
+    A file that is missing or unusable is a `ConfigError` naming it, not the client's
+    traceback."""
     if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
         configuration = k8s.Configuration()
-        k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
-            client_configuration=configuration
-        )
+        try:
+            k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration
+            )
+        except ConfigException as exc:
+            raise ConfigError(f"in-cluster service account unusable: {exc}") from None
         return k8s.ApiClient(configuration)
-    api: k8s.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=kubeconfig, context=context
-    )
+    path = kubeconfig or os.environ.get("KUBECONFIG") or k8s_config.KUBE_CONFIG_DEFAULT_LOCATION
+    first = os.path.expanduser(path.split(os.pathsep)[0])
+    if not os.path.exists(first):
+        raise ConfigError(
+            "kubeconfig not found (give --kubeconfig, set KUBECONFIG, or run in a cluster)",
+            source=first,
+        )
+    try:
+        api: k8s.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=context
+        )
+    except ConfigException as exc:
+        raise ConfigError(f"kubeconfig unusable: {exc}", source=first) from None
+    except (OSError, ValueError) as exc:  # unreadable file, YAML that is not a kubeconfig
+        raise ConfigError(f"kubeconfig unreadable: {exc}", source=first) from None
     return api
+
+
+def check_access(kube: KubeClient) -> None:
+    """One cheap read (a page of one node) before the watches start, so a wrong server,
+    a rejected token or a missing RBAC grant is one clear error instead of watches that
+    retry for a minute and then say nothing about why."""
+    server = str(getattr(kube.api.configuration, "host", "") or "the API server")
+    try:
+        kube.request("GET", "/api/v1/nodes", query={"limit": "1"}, timeout=(10.0, 20.0))
+    except ApiError as exc:
+        if exc.status == 0:
+            raise ConfigError(f"cannot reach the Kubernetes API server {server}: "
+                              f"{_cause(exc.message)}") from None
+        if exc.status == 401:
+            raise ConfigError(f"Kubernetes API server {server}: token rejected (401 "
+                              "Unauthorized); check the kubeconfig's or the service "
+                              "account's credentials") from None
+        if exc.status == 403:
+            raise ConfigError(f"Kubernetes API server {server}: not allowed to list nodes "
+                              f"(403, RBAC): {exc.message}") from None
+        raise ConfigError(f"Kubernetes API server {server}: {exc}") from None
+
+
+def _cause(message: str) -> str:
+    """The last, most specific part of urllib3's nested connection error text."""
+    tail = message.rsplit(": ", 1)[-1].strip(" ')\"")
+    return tail or message
 
 
 class CountingApiClient(k8s.ApiClient):

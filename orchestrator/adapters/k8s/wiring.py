@@ -12,7 +12,7 @@ from typing import Any
 
 from orchestrator.adapters.k8s.actuator import KubeActuator, ShadowActuator
 from orchestrator.adapters.k8s.api import KubeOps
-from orchestrator.adapters.k8s.client import KubeClient, load_api_client
+from orchestrator.adapters.k8s.client import KubeClient, check_access, load_api_client
 from orchestrator.adapters.k8s.demand import KubeDemandSource
 from orchestrator.adapters.k8s.fleet import KubeFleetSource
 from orchestrator.adapters.k8s.kueue import KueueActuator, KueueReader, custom_objects
@@ -36,7 +36,12 @@ class KubeAdapters:
     elector: LeaderElector | None
 
     def start(self, sync_timeout_s: float = 60.0) -> bool:
-        """Start the watches (and the election when live); False if they did not sync."""
+        """Start the watches (and the election when live); False if they did not sync.
+
+        A real API server is asked once first: an unreachable server or rejected
+        credentials raise `ConfigError` with the reason."""
+        if isinstance(self.kube, KubeClient):
+            check_access(self.kube)
         self.cache.start()
         synced = self.cache.wait_synced(sync_timeout_s)
         if self.elector is not None:

@@ -1,0 +1,200 @@
+"""What an operator sees of a running `hashpivot run` (the installed script, a subprocess):
+one log line per cycle (text or JSON) that agrees with the journal, the metrics endpoint
+(site power against cap, holds by guard, build info, feed ages that keep growing, leader
+meaning "may write"), readiness, and a quiet stop on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from orchestrator.models.journal import CycleRecord
+from orchestrator.runtime.journal import read_journal
+
+GOLDEN = Path(__file__).parents[1] / "fixtures" / "golden" / "site.yaml"
+
+
+def exe() -> str:
+    path = shutil.which("hashpivot", path=str(Path(sys.executable).parent))
+    assert path, "the hashpivot console script is installed with the package"
+    return path
+
+
+def run_dry(tmp: Path, *args: str, cycles: int = 6, fmt: str = "text",
+            ray: bool = False) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [exe(), "--log-format", fmt, "run", "-c", str(GOLDEN), "--mode", "dry-run",
+         "--cycles", str(cycles), "--journal", str(tmp / "journal"), "--metrics-port", "0",
+         "--ray" if ray else "--no-ray", *args],
+        capture_output=True, text=True, check=False, timeout=600)
+
+
+def expected_line_facts(rec: CycleRecord) -> dict[str, Any]:
+    """What the cycle's log line must say, from the journal alone."""
+    plan = rec.plan
+    return {"decision_id": rec.decision_id, "changes": plan["changes"], "modes": plan["modes"],
+            "expected_usd_per_hour": sum(plan["expected_usd_per_hour"].values()),
+            "power_w": [kw * 1000.0 for kw in plan["site_power_kw"]],
+            "held": {k.lower(): v for k, v in plan["guards"].items()}}
+
+
+def test_json_log_has_one_line_per_cycle_matching_the_journal(tmp_path: Path) -> None:
+    proc = run_dry(tmp_path, fmt="json", cycles=8)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(x) for x in proc.stderr.splitlines() if x.startswith("{")]
+    cycles = [x for x in lines if "cycle" in x]
+    records = list(read_journal(tmp_path / "journal"))
+    assert len(records) == 8 and len(cycles) == 8
+    for line, rec in zip(cycles, records, strict=True):
+        want = expected_line_facts(rec)
+        got = line["cycle"]
+        assert line["level"] == "INFO" and line["logger"] == "hashpivot.controller"
+        assert got["decision_id"] == want["decision_id"]
+        assert got["changes"] == want["changes"] and got["modes"] == want["modes"]
+        assert math.isclose(got["expected_usd_per_hour"], want["expected_usd_per_hour"],
+                            rel_tol=1e-3, abs_tol=1e-3)
+        assert [s["power_w"] for s in got["sites"]] == pytest.approx(want["power_w"])
+        assert got["held"] == want["held"]
+        assert line["time"].endswith("Z")
+        # The message says the same for people reading text.
+        assert f"{want['changes']} change(s)" in line["message"]
+
+
+def test_text_log_names_each_cycle_and_its_site_power(tmp_path: Path) -> None:
+    proc = run_dry(tmp_path, cycles=4)
+    assert proc.returncode == 0, proc.stderr
+    records = list(read_journal(tmp_path / "journal"))
+    cycle_lines = [x for x in proc.stderr.splitlines() if " INFO hashpivot.controller: cycle " in x]
+    assert len(cycle_lines) == len(records) == 4
+    for line, rec in zip(cycle_lines, records, strict=True):
+        assert f"cycle {rec.decision_id}: {rec.plan['changes']} change(s)" in line
+        kw = rec.plan["site_power_kw"][0]
+        assert f"power golden {kw:,.1f} kW/" in line
+
+
+@pytest.mark.ray
+def test_the_ray_actors_log_reaches_the_command_output(tmp_path: Path) -> None:
+    proc = run_dry(tmp_path, fmt="json", cycles=3, ray=True)
+    assert proc.returncode == 0, proc.stderr
+    ids = [json.loads(x)["cycle"]["decision_id"] for x in proc.stderr.splitlines()
+           if x.startswith("{") and '"cycle"' in x]
+    assert ids == [r.decision_id for r in read_journal(tmp_path / "journal")]
+
+
+# -- a running controller --------------------------------------------------------------------
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def decided(m: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> float:
+    return m.get(("hashpivot_cycles_total", (("outcome", "decided"),)), 0.0)
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
+    """A dry-run paced at one cycle every 3 s, its metrics on a free port."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    journal = tmp_path / "journal"
+    proc = subprocess.Popen(
+        [exe(), "run", "-c", str(GOLDEN), "--mode", "dry-run", "--journal", str(journal),
+         "--metrics-port", str(port), "--no-ray", "--pace", "3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield proc, port, journal
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def wait_for_cycles(proc: subprocess.Popen[str], port: int, n: int) -> None:
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            if decided(scrape(port)) >= n:
+                return
+        except httpx.TransportError:
+            pass  # not listening yet
+        time.sleep(0.2)
+
+
+def test_metrics_of_a_running_controller(
+        running: tuple[subprocess.Popen[str], int, Path]) -> None:
+    proc, port, journal = running
+    wait_for_cycles(proc, port, 2)
+    # Two scrapes with the same cycle count between them: one consistent cycle.
+    while True:
+        t0 = time.monotonic()
+        first = scrape(port)
+        time.sleep(1.0)
+        second = scrape(port)
+        t1 = time.monotonic()
+        if decided(first) == decided(second):
+            break
+    n = int(decided(second))
+    assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+    rec = list(read_journal(journal))[n - 1]
+    site = (("site", "golden"),)
+    assert second[("hashpivot_site_power_watts", site)] == pytest.approx(
+        rec.plan["site_power_kw"][0] * 1000.0)
+    assert second[("hashpivot_site_power_cap_watts", site)] == math.inf  # golden: no cap
+    assert rec.market is not None
+    price = rec.market.power_usd_mwh["golden"].value
+    assert second[("hashpivot_power_price_usd_per_mwh", site)] == pytest.approx(price)
+    assert second[("hashpivot_power_price_usd_mwh", site)] == pytest.approx(price)
+    assert second[("hashpivot_build_info", (("version", version("hashpivot")),))] == 1.0
+    assert second[("hashpivot_leader", ())] == 0.0  # a dry-run writes to no cluster
+    for reason, count in rec.plan["guards"].items():
+        assert second[("hashpivot_nodes_held", (("reason", reason.lower()),))] == count
+    # Feed ages keep growing between cycles (a frozen age could never fire an alert).
+    ages = [k for k in second if k[0] == "hashpivot_feed_age_seconds"]
+    assert ages
+    for key in ages:
+        grew = second[key] - first[key]
+        assert 0.5 <= grew <= (t1 - t0) + 0.5, key
+
+
+def test_sigterm_stops_quietly(running: tuple[subprocess.Popen[str], int, Path]) -> None:
+    proc, port, journal = running
+    wait_for_cycles(proc, port, 1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "stopping (SIGTERM)" in err
+    assert "Traceback" not in out + err
+    # It stopped after a whole cycle: the final status names the last journaled decision.
+    last = list(read_journal(journal))[-1]
+    assert last.decision_id in out
+
+
+def test_deprecated_metric_name_says_so(
+        running: tuple[subprocess.Popen[str], int, Path]) -> None:
+    proc, port, _ = running
+    wait_for_cycles(proc, port, 1)
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    helps = [x for x in text.splitlines() if x.startswith("# HELP hashpivot_power_price_usd_mwh ")]
+    assert helps and "Deprecated" in helps[0] and "hashpivot_power_price_usd_per_mwh" in helps[0]
