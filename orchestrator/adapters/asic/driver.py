@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from orchestrator.adapters.asic.readings import MinerReading, from_pyasic
 from orchestrator.models.asic_config import AsicRange
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("hashpivot.asic.driver")
 
 #: Miner handle: the driver's own object for one miner (a pyasic miner here).
 Handle = Any

@@ -46,7 +46,7 @@ from orchestrator.models.fleet import FleetTable
 from orchestrator.models.modes import Mode
 from orchestrator.ports import ActuationResult, Actuator, FleetSource
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("hashpivot.asic.service")
 
 #: Deadline for handing targets to a site and running the first ramp step, s.
 APPLY_TIMEOUT_S = 60.0

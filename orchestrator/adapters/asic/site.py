@@ -29,7 +29,7 @@ from orchestrator.adapters.asic.ramp import RampWindow, plan_ramp_step
 from orchestrator.adapters.asic.readings import MinerReading, unreachable
 from orchestrator.models.asic_config import AsicConfig, AsicRange
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("hashpivot.asic.site")
 
 T = TypeVar("T")
 

@@ -50,7 +50,7 @@ from orchestrator.models.fleet import FleetTable
 from orchestrator.models.modes import Mode, NodeState
 from orchestrator.ports import ActuationResult
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("hashpivot.k8s.actuator")
 
 RECONCILE_DECISION = "reconcile"
 POWER_WAIT = "waiting for power headroom"

@@ -18,7 +18,7 @@ from orchestrator.models.hardware import HardwareProfile
 
 SOURCE = "kubernetes"
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("hashpivot.k8s.demand")
 
 
 class KubeDemandSource:

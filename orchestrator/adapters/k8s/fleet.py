@@ -25,7 +25,7 @@ from orchestrator.models.hardware import HardwareKind, HardwareProfile
 from orchestrator.models.modes import Mode, NodeState
 from orchestrator.models.site import Site
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("hashpivot.k8s.fleet")
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from orchestrator.framework.reasons import Reason
 from orchestrator.models.fleet import FleetTable
 from orchestrator.ports import ActuationResult
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("hashpivot.k8s.freeze")
 
 FROZEN_ANNOTATION = "hashpivot.io/frozen"
 FROZEN_DECISION = "frozen"

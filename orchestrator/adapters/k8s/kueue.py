@@ -49,7 +49,7 @@ from orchestrator.models.hardware import HardwareProfile
 from orchestrator.models.kueue_config import KubeRayConfig, KueueConfig
 from orchestrator.models.modes import Mode, NodeState
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("hashpivot.k8s.kueue")
 
 KUEUE_API = "/apis/kueue.x-k8s.io/v1beta2"
 RAY_API = "/apis/ray.io/v1"

@@ -23,7 +23,7 @@ from orchestrator.adapters.k8s.api import CONFLICT, NOT_FOUND, ApiError, KubeOps
 from orchestrator.adapters.k8s.objects import format_micro_time, resource_version_of
 from orchestrator.models.config import KubernetesConfig
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("hashpivot.k8s.leader")
 
 
 def default_identity() -> str:

@@ -19,7 +19,7 @@ from orchestrator.adapters.k8s.api import GONE, ApiError, KubeOps, Obj, WatchStr
 from orchestrator.adapters.k8s.objects import meta, slim_pod
 from orchestrator.models.config import KubernetesConfig
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("hashpivot.k8s.watch")
 
 Lister = Callable[[], tuple[list[Obj], str]]
 Watcher = Callable[[str, float], WatchStream]

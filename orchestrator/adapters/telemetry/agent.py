@@ -41,7 +41,7 @@ from orchestrator.adapters.telemetry.nvml import (
     set_power_limit,
 )
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("hashpivot.telemetry.agent")
 
 #: Node name → the NVML for it. Must pickle: Ray ships it to the agent's process.
 NvmlFactory = Callable[[str], Nvml]
