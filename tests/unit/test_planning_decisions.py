@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from orchestrator.planning.config import Plan, load_plan
+from orchestrator.planning.model import SizeSummary, recommend
 from orchestrator.planning.run import PlanResult, run_plan
 from tests.unit.planning_helpers import small_plan
 
@@ -104,3 +105,27 @@ def test_stressed_scenarios_scale_the_money_they_name(tmp_path: Path) -> None:
     assert "hashprice × 0.5 (-50%)" in texts["hashprice -50%"]
     assert "GPU rent × 0.6 (-40%)" in texts["GPU rent -40%"]
     assert "blocks" in texts["bootstrap"]
+
+
+def _size(mw: float, mean: float, worst: float) -> SizeSummary:
+    return SizeSummary(
+        size_mw=mw, npv_mean=mean, npv_min=worst, npv_max=mean + (mean - worst), npv_std=1.0,
+        delta_npv_mean=0.0, irr_median=None, payback_years_median=None,
+        revenue_usd_per_year=0.0, value_per_mw=0.0, positive_share=0.5, bootstrap_p10=None,
+        bootstrap_p50=None, bootstrap_p90=None, breakeven_gpu_rent=None,
+        breakeven_hashprice=None, converted_mw_value=None, capex_usd=0.0,
+    )
+
+
+@pytest.mark.parametrize(("objective", "expected"), [("mean", 2.0), ("worst", 1.0)])
+def test_objective_picks_by_mean_or_worst_case(
+    tmp_path: Path, objective: str, expected: float
+) -> None:
+    plan = load_plan(small_plan(tmp_path, objective=objective))
+    sizes = [_size(0, 10e6, 8e6), _size(1, 12e6, 9e6), _size(2, 13e6, 1e6)]
+    rec = recommend(plan, sizes, 3)
+    assert rec.size_mw == expected
+    assert f"convert {expected:g} MW" in rec.why
+    # A tie goes to the smaller conversion.
+    tie = recommend(plan, [_size(0, 10e6, 8e6), _size(1, 10e6, 8e6)], 3)
+    assert tie.size_mw == 0
