@@ -248,6 +248,13 @@ class PlausibleRanges(StrictModel):
         default_factory=lambda: PlausibleRange(min=0.01, max=100.0),
         description="USD per GPU-hour.",
     )
+    hashprice_usd_per_ph_day: PlausibleRange = Field(
+        default_factory=lambda: PlausibleRange(min=3.0, max=1_500.0),
+        description="Hashprice a first BTC/USD or difficulty from the only configured source "
+        "may imply with the other inputs, USD/PH/day. Since the 2024 halving it has stayed "
+        "near 35-150; a price in cents implies 100 times that, a difficulty read ×1000 a "
+        "thousandth.",
+    )
 
 
 def _default_chain_sources() -> list[ChainSource]:

@@ -234,3 +234,44 @@ def test_difficulty_confirmed_by_a_second_source_reanchors(feed_server: FeedServ
     good = src.quality.last_good("difficulty")
     assert good is not None and good.value == DIFFICULTY
     assert "+" in good.source
+
+
+def test_cold_start_difficulty_x1000_without_its_hashrate_waits_for_a_second_source(
+    feed_server: FeedServer,
+) -> None:
+    serve_market(feed_server)
+    x1000 = mempool_page(TIP, difficulty=DIFFICULTY * 1000)
+    feed_server.route("/mempool/api/v1/blocks", Reply(body=x1000))
+    feed_server.route("/mempool/api/v1/mining/hashrate/3d", Reply(status=503))
+    feed_server.route("/bci/stats", Reply(status=503))
+    feed_server.route("/esplora/api/blocks", Reply(status=503))
+    src = LiveMarketSource.from_config(live_config(feed_server, fees_window_blocks=15),
+                                       sleep=lambda s: None)
+    report = src.refresh(NOW)
+    assert src.quality.last_good("difficulty") is None
+    assert ("difficulty", "unconfirmed") in [(f, r) for f, r, _ in report.rejected]
+    # Blockchain.com answers with the true difficulty, its hashrate agreeing: that is taken.
+    serve_market(feed_server)
+    feed_server.route("/mempool/api/v1/blocks", Reply(status=503))
+    src.refresh(NOW + 60)
+    good = src.quality.last_good("difficulty")
+    assert good is not None and good.value == pytest.approx(DIFFICULTY, rel=1e-6)
+
+
+def test_a_mirror_stuck_on_old_blocks_goes_stale(feed_server: FeedServer) -> None:
+    """Stamped with its tip block's time, a mirror that stops advancing ages like any
+    other source (it used to read as fresh at every fetch)."""
+    serve_market(feed_server)
+    only_mempool = [{"kind": "mempool", "base_url": f"{feed_server.base}/mempool/api"}]
+    src = LiveMarketSource.from_config(
+        live_config(feed_server, fees_window_blocks=15, chain_sources=only_mempool),
+        sleep=lambda s: None,
+    )
+    src.refresh(NOW)
+    tip_time = json.loads(fixture_bytes("mempool_v1_blocks.json"))[0]["timestamp"]
+    later = NOW + src.quality.ttl_s("difficulty") + 3600
+    src.refresh(later)  # the same tip, served again hours later
+    good = src.quality.last_good("difficulty")
+    assert good is not None and good.observed_at.timestamp() == tip_time
+    assert src.quality.is_stale("difficulty", later)
+    assert src.quality.age_s("difficulty", later) == later - tip_time

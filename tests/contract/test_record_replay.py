@@ -214,9 +214,12 @@ def test_record_refuses_no_samples(tmp_path: Path, samples: int) -> None:
 
 def serve_market_now(server: FeedServer, now_s: float) -> LiveMarketConfig:
     """A market whose chain tip was mined two minutes before `now_s` (the wall clock of a
-    `hashpivot record` subprocess): mempool for chain data, two exchanges, a fixed tariff."""
+    `hashpivot record` subprocess): mempool for chain data, three exchanges, a fixed tariff."""
     serve_market(server)
     server.route("/mempool/api/v1/blocks", Reply(body=mempool_page(TIP, tip_time=now_s - 120)))
+    bs = json.loads(fixture_bytes("bitstamp_ticker.json"))
+    bs["timestamp"] = str(int(now_s) - 10)
+    server.json("/bitstamp/api/v2/ticker/btcusd/", json.dumps(bs))
     return live_config(
         server,
         fees_window_blocks=15,
@@ -224,6 +227,7 @@ def serve_market_now(server: FeedServer, now_s: float) -> LiveMarketConfig:
         price_sources=[
             {"kind": "coinbase", "base_url": f"{server.base}/coinbase"},
             {"kind": "kraken", "base_url": f"{server.base}/kraken"},
+            {"kind": "bitstamp", "base_url": f"{server.base}/bitstamp"},
         ],
         power_sources={},
         power_usd_mwh_fixed=40.0,
@@ -259,8 +263,9 @@ def test_hashpivot_record_command_writes_a_replayable_market(
     fleet = FleetTable.build(profiles("s21"), [Site()], [0])
     source = RecordedMarketSource(market, out, fleet)
     assert source.btc_usd.values.shape[0] >= 1
-    # The median of the two fixture quotes, as served.
-    assert float(source.btc_usd.values[-1]) == pytest.approx((97012.35 + 97014.9) / 2)
+    # The median of the three fixture quotes, as served.
+    quotes = [97012.35, 97014.9, float(json.loads(fixture_bytes("bitstamp_ticker.json"))["last"])]
+    assert float(source.btc_usd.values[-1]) == sorted(quotes)[1]
     assert float(source.difficulty.values[-1]) == DIFFICULTY
 
 
@@ -274,9 +279,9 @@ def test_hashpivot_record_survives_a_hostile_answer_and_writes_why(
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     rows = list(csv.DictReader((out / REJECTED_FILE).open()))
-    kraken = [r for r in rows if "kraken" in r["detail"] or r["reason"] == "bad_json"]
-    assert [r["reason"] for r in kraken] == ["bad_json", "bad_json"]  # one per sample
-    assert all(r["feed"] == "btc_usd" for r in kraken)
+    assert [(r["feed"], r["reason"]) for r in rows] == [("btc_usd", "bad_json")] * 2  # per poll
+    # The two exchanges left agree: BTC/USD is recorded.
+    assert len((out / "btc_usd.csv").read_text().splitlines()) == 2  # header + one price
 
 
 def test_a_mirror_stuck_on_old_blocks_records_no_difficulty(

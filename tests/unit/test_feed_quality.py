@@ -135,7 +135,7 @@ def quality(**over: object) -> DataQuality:
 
 def test_btc_jump_needs_a_second_source() -> None:
     q = quality()
-    assert q.offer("btc_usd", Candidate(97_000, "a", NOW), NOW) is None
+    assert q.offer("btc_usd", Candidate(97_000, "a+b", NOW, confirmations=2), NOW) is None
     assert q.offer("btc_usd", Candidate(120_000, "a", NOW + 60), NOW + 60) == (
         Reject.JUMP_UNCONFIRMED
     )
@@ -275,3 +275,95 @@ def test_fixed_tariff_is_the_default_site() -> None:
                 "power_sources": {"default": {"kind": "fixed", "usd_mwh": 40.0}},
             }
         )
+
+
+# -- cold start: a first value from one source waits for something to agree with it ------
+
+
+def test_first_btc_price_from_one_exchange_waits_for_a_second() -> None:
+    """One exchange quoting in cents (6,988,000 is under the 10,000,000 cap) is not the
+    market's first price; a second exchange quoting the same level confirms it."""
+    q = quality()
+    assert q.offer("btc_usd", Candidate(6_988_000, "a", NOW), NOW) == Reject.UNCONFIRMED
+    assert q.offer("btc_usd", Candidate(6_988_000, "a", NOW + 60), NOW + 60) == (
+        Reject.UNCONFIRMED
+    )
+    assert q.last_good("btc_usd") is None
+    # Another exchange at the true level does not confirm the cents either…
+    assert q.offer("btc_usd", Candidate(69_880, "b", NOW + 120), NOW + 120) == Reject.UNCONFIRMED
+    # …but a third agreeing with it does.
+    assert q.offer("btc_usd", Candidate(69_900, "c", NOW + 180), NOW + 180) is None
+    good = q.last_good("btc_usd")
+    assert good is not None and good.value == 69_900
+
+
+def test_single_configured_sources_must_imply_a_plausible_hashprice() -> None:
+    """With one exchange and one chain API configured nothing can confirm a first value:
+    it must agree with the other inputs through the hashprice it implies."""
+    one = {"price_sources": [{"kind": "kraken", "base_url": "https://api.kraken.com"}],
+           "chain_sources": [{"kind": "esplora", "base_url": "https://blockstream.info/api"}]}
+    q = quality(**one)
+    assert q.offer("difficulty", Candidate(D, "e", NOW, height=877_320), NOW) is None
+    band = q.config.ranges.hashprice_usd_per_ph_day
+    # The design's formula: 1e15 × 86400 × (subsidy + fees) × price / (D × 2^32).
+    cents = 6_988_000.0
+    implied = 1e15 * 86400 * 3.125 * cents / (D * 2**32)
+    assert implied > band.max
+    assert q.offer("btc_usd", Candidate(cents, "k", NOW), NOW) == Reject.IMPLAUSIBLE
+    assert q.offer("btc_usd", Candidate(cents / 100, "k", NOW + 60), NOW + 60) is None
+    # And the other way round: a difficulty ×1000 against a known price.
+    q = quality(**one)
+    assert q.offer("btc_usd", Candidate(69_880.0, "k", NOW), NOW) is None
+    assert band.min > 1e15 * 86400 * 3.125 * 69_880.0 / (D * 1000 * 2**32)
+    assert q.offer("difficulty", Candidate(D * 1000, "e", NOW, height=877_320), NOW) == (
+        Reject.IMPLAUSIBLE
+    )
+
+
+def test_first_difficulty_needs_its_hashrate_or_a_second_source() -> None:
+    q = quality()
+    # ×1000 with no hashrate to check against: waits.
+    assert q.offer("difficulty", Candidate(D * 1000, "m", NOW, height=877_320), NOW) == (
+        Reject.UNCONFIRMED
+    )
+    # Checked against its own source's hashrate: accepted at once.
+    assert q.offer("difficulty", Candidate(D, "m", NOW + 1, height=877_320, checked=True),
+                   NOW + 1) is None
+
+
+cold = st.lists(
+    st.tuples(
+        st.sampled_from(["btc_usd", "difficulty"]),
+        st.sampled_from([1.0, 100.0, 1000.0, 0.01]),  # unit error factor of this reading
+        st.sampled_from(["a", "b", "c"]),  # source
+        st.integers(1, 2),  # confirmations
+        st.booleans(),  # checked
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(seq=cold)
+def test_a_first_value_is_always_confirmed(
+    seq: list[tuple[str, float, str, int, bool]],
+) -> None:
+    """Whatever the order of readings, a feed's first accepted value is one that was
+    confirmed: a multi-source reading, a reading checked against its source's other
+    inputs, or one a reading from another source agreed with."""
+    q = quality()
+    base = {"btc_usd": 97_000.0, "difficulty": D}
+    seen: dict[str, list[tuple[float, str]]] = {"btc_usd": [], "difficulty": []}
+    for i, (feed, factor, source, conf, checked) in enumerate(seq):
+        now = NOW + 60 * i
+        value = base[feed] * factor
+        first = q.last_good(feed) is None
+        problem = q.offer(feed, Candidate(value, source, now, height=877_320,
+                                          confirmations=conf, checked=checked), now)
+        if first and problem is None:
+            tol = 1e-6 if feed == "difficulty" else q.config.price_agreement
+            agreed = [s for v, s in seen[feed][-1:] if abs(v - value) / v <= tol and s != source]
+            assert conf >= 2 or checked or agreed
+        if first:
+            seen[feed].append((value, source))

@@ -17,7 +17,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import httpx
@@ -161,7 +161,7 @@ class LiveMarketSource:
         if cand.observed_s > now_s and math.isfinite(cand.observed_s):
             skew = cand.observed_s - now_s
             if skew <= self.config.max_clock_skew_s:
-                cand = Candidate(cand.value, cand.source, now_s, cand.height, cand.confirmations)
+                cand = replace(cand, observed_s=now_s)
         problem = self.quality.offer(feed, cand, now_s)
         if problem is None and self._report is not None:
             self._report.accepted.append(feed)
@@ -218,7 +218,12 @@ class LiveMarketSource:
                 todo.discard(BLOCK_HEIGHT)
             if DIFFICULTY in todo and reading.difficulty is not None:
                 cand = Candidate(
-                    reading.difficulty, reading.source, reading.observed_s, height=reading.height
+                    reading.difficulty,
+                    reading.source,
+                    reading.observed_s,
+                    height=reading.height,
+                    # The source's own hashrate agreed with it (a unit error would not).
+                    checked=reading.hashrate_hs is not None,
                 )
                 if refused is not None and _same_difficulty(refused, cand):
                     # A second source agrees with the refused value: it is the truth.

@@ -20,7 +20,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from orchestrator.economics import DIFFICULTY_ADJUSTMENT_BLOCKS, MAX_DIFFICULTY_ADJUSTMENT_FACTOR
+from orchestrator.economics import (
+    DIFFICULTY_ADJUSTMENT_BLOCKS,
+    MAX_DIFFICULTY_ADJUSTMENT_FACTOR,
+    hashprice_usd_per_ph_day,
+)
 from orchestrator.errors import FeedError
 from orchestrator.models.feeds_config import LiveMarketConfig, PlausibleRange
 from orchestrator.models.market import Observed
@@ -72,8 +76,18 @@ class Reject(StrEnum):
 #: Rules that compare with the last good value: a second, agreeing source overrides them
 #: (otherwise one poisoned first value would lock out every true one).
 RELATIVE_RULES = frozenset(
-    {Reject.DIFFICULTY_MID_EPOCH, Reject.DIFFICULTY_STEP, Reject.JUMP_UNCONFIRMED}
+    {
+        Reject.DIFFICULTY_MID_EPOCH,
+        Reject.DIFFICULTY_STEP,
+        Reject.JUMP_UNCONFIRMED,
+        Reject.UNCONFIRMED,
+    }
 )
+#: Feeds whose first value must be confirmed (cold start): a unit error in one source (a
+#: price in cents, a difficulty ×1000) stays inside the plausible range.
+COLD_START_FEEDS = frozenset({"btc_usd", "difficulty"})
+#: Block subsidy assumed for a plausibility check made before the height is known.
+CURRENT_SUBSIDY_BTC = 3.125
 
 
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)[^/\s@]+@", re.IGNORECASE)
@@ -110,6 +124,9 @@ class Candidate:
     height: int | None = None
     #: Independent sources that agree on this value (price median, cross-checked chain).
     confirmations: int = 1
+    #: The value agrees with another input its source gave (difficulty against the
+    #: network hashrate): enough for a first value, where one source alone is not.
+    checked: bool = False
 
 
 RejectHook = Callable[[str, Reject, str], None]
@@ -339,7 +356,7 @@ class DataQuality:
             return problem
         st = self.state(feed)
         if st.last_good is None:
-            return None
+            return self._cold_start(feed, st, cand)
         if _to_micros(cand.observed_s) < st.last_good_s and not self._same_or_later_block(
             st, cand
         ):
@@ -364,6 +381,67 @@ class DataQuality:
                 )
         return None
 
+    def _single_source(self, feed: str) -> bool:
+        """Only one source is configured for `feed`: no second one can ever confirm."""
+        kind = feed_kind(feed)
+        if kind == "btc_usd":
+            return len(self.config.price_sources) < 2
+        return len(self.config.chain_sources) < 2
+
+    def _agrees(self, feed: str, a: Candidate, b: Candidate) -> bool:
+        if feed_kind(feed) == "difficulty":
+            return relative_change(a.value, b.value) <= DIFFICULTY_REL_TOL
+        return relative_change(a.value, b.value) <= self.config.price_agreement
+
+    def _cold_start(self, feed: str, st: FeedState, cand: Candidate) -> tuple[Reject, str] | None:
+        """A first value from one source must agree with something: a second source
+        (now or at a later poll), or another input of its own source (`checked`). Where
+        only one source is configured, nothing else can confirm it: it must then imply,
+        with the other inputs already known, a hashprice inside the plausible range."""
+        kind = feed_kind(feed)
+        if kind not in COLD_START_FEEDS or cand.confirmations >= 2 or cand.checked:
+            return None
+        if self._single_source(feed):
+            return self._implied_hashprice(kind, cand.value)
+        pending = st.pending
+        if (
+            pending is not None
+            and cand.observed_s > pending.observed_s
+            and pending.source != cand.source
+            and self._agrees(feed, pending, cand)
+        ):
+            return None
+        return (
+            Reject.UNCONFIRMED,
+            f"first value {cand.value:.6g} from {cand.source} alone; waiting for a second "
+            "source to agree",
+        )
+
+    def _implied_hashprice(self, kind: str, value: float) -> tuple[Reject, str] | None:
+        other = self.last_good("difficulty" if kind == "btc_usd" else "btc_usd")
+        if other is None:
+            return None
+        difficulty, price = (other.value, value) if kind == "btc_usd" else (value, other.value)
+        subsidy = self.last_good("subsidy_btc")
+        fees = self.last_good("fees_btc_per_block")
+        hp = float(
+            hashprice_usd_per_ph_day(
+                difficulty,
+                price,
+                CURRENT_SUBSIDY_BTC if subsidy is None else subsidy.value,
+                0.0 if fees is None else fees.value,
+            )
+        )
+        band = self.config.ranges.hashprice_usd_per_ph_day
+        if band.min <= hp <= band.max:
+            return None
+        return (
+            Reject.IMPLAUSIBLE,
+            f"first {kind} {value:.6g} implies a hashprice of {hp:.4g} USD/PH/day with "
+            f"{'difficulty' if kind == 'btc_usd' else 'BTC/USD'} {other.value:.6g}, outside "
+            f"[{band.min:g}, {band.max:g}]",
+        )
+
     @staticmethod
     def _same_or_later_block(st: FeedState, cand: Candidate) -> bool:
         """Chain values are ordered by height: sources stamp the same tip differently (its
@@ -380,6 +458,8 @@ class DataQuality:
         st = self.state(feed)
         problem = self.check(feed, cand, now_s)
         repeat_confirms = self._rules(feed)[3]
+        if problem is not None and problem[0] == Reject.UNCONFIRMED:
+            st.pending = cand
         if problem is not None and problem[0] == Reject.JUMP_UNCONFIRMED and repeat_confirms:
             # One source, a big move: a later reading at the same level confirms it.
             pending = st.pending
