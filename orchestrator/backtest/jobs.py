@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from orchestrator.backtest.tables import (
+    Kind,
     Table,
     evaluate,
     ident,
+    literal,
     localize,
     open_table,
     raw_text,
@@ -65,7 +66,7 @@ def read_trace(cfg: JobTraceConfig, base_dir: Path) -> tuple[F64, F64, F64, npt.
 
 
 def _read_trace(cfg: JobTraceConfig, table: Table) -> tuple[F64, F64, F64, npt.NDArray[np.bool_]]:
-    exprs: dict[str, tuple[str, Literal["number", "time", "text"]]] = {
+    exprs: dict[str, tuple[str, Kind]] = {
         "submit": (ident(cfg.submit_column), "time"),
         "gpus": (ident(cfg.gpus_column), "number"),
     }
@@ -81,10 +82,16 @@ def _read_trace(cfg: JobTraceConfig, table: Table) -> tuple[F64, F64, F64, npt.N
         exprs["duration"] = (ident(cfg.duration_column), "number")
         names["duration"] = cfg.duration_column
     if cfg.interruptible_column:
-        exprs["interruptible"] = (ident(cfg.interruptible_column), "text")
+        flag = f"lower(trim(CAST({ident(cfg.interruptible_column)} AS VARCHAR)))"
+        exprs["interruptible"] = (f"{flag} IN ('1', 'true', 'yes', '1.0')", "flag")
         names["interruptible"] = cfg.interruptible_column
     if cfg.gpu_model_column:
-        exprs["model"] = (ident(cfg.gpu_model_column), "text")
+        # Mapped in SQL: a million names never become Python strings.
+        wanted = [raw for raw, model in cfg.gpu_models.items()
+                  if cfg.gpu_model is None or model == cfg.gpu_model]  # fmt: skip
+        listed = ", ".join(literal(raw) for raw in wanted) or "NULL"
+        name_sql = f"CAST({ident(cfg.gpu_model_column)} AS VARCHAR)"
+        exprs["model"] = (f"{name_sql} IN ({listed})", "flag")
         names["model"] = cfg.gpu_model_column
     for key, column in names.items():
         table.require(column, f"demand.{key}_column")
@@ -94,11 +101,7 @@ def _read_trace(cfg: JobTraceConfig, table: Table) -> tuple[F64, F64, F64, npt.N
     )  # fmt: skip
     keep = np.ones(files.shape[0], dtype=bool)
     if "model" in texts:
-        names_in_trace = [str(m).strip() for m in texts["model"]]
-        mapped = np.array([cfg.gpu_models.get(m) for m in names_in_trace], dtype=object)
-        keep = mapped != None  # noqa: E711 (object array)
-        if cfg.gpu_model is not None:
-            keep &= mapped == cfg.gpu_model
+        keep = texts["model"]
     idx = np.flatnonzero(keep)
 
     def fail(i: int, key: str, message: str) -> DataError:
@@ -143,10 +146,7 @@ def _read_trace(cfg: JobTraceConfig, table: Table) -> tuple[F64, F64, F64, npt.N
         raise DataError("job trace has no rows" + (" (after filter and gpu_models)"
                         if cfg.filter or cfg.gpu_models else ""), source=table.name)  # fmt: skip
     if "interruptible" in texts:
-        flags = texts["interruptible"][idx]
-        interruptible = np.isin(
-            np.char.lower(np.char.strip(flags.astype(str))), ["1", "true", "yes", "1.0"]
-        )
+        interruptible = texts["interruptible"][idx]
     else:
         interruptible = np.zeros(idx.shape[0], dtype=bool)
     order = np.argsort(submit, kind="stable")

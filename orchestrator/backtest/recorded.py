@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -27,9 +26,11 @@ import numpy.typing as npt
 from orchestrator import economics as econ
 from orchestrator.backtest.tables import (
     Column,
+    Kind,
     Table,
     evaluate,
     ident,
+    literal,
     localize,
     open_table,
     raw_text,
@@ -179,7 +180,7 @@ def _read_series(
     if src.value is None:
         assert src.value_column is not None
         table.require(src.value_column, f"{name}.value_column")
-    exprs: dict[str, tuple[str, Literal["number", "time", "text"]]] = {
+    exprs: dict[str, tuple[str, Kind]] = {
         "t": (time_sql, "time"),
         "v": (value_sql, "number"),
     }
@@ -189,13 +190,14 @@ def _read_series(
         exprs["o"] = (ident(src.observed_column), "time")
     if src.key_column is not None:
         table.require(src.key_column, f"{name}.key_column")
-        exprs["k"] = (ident(src.key_column), "text")
+        key_sql = f"trim(CAST({ident(src.key_column)} AS VARCHAR)) = {literal(src.key or '')}"
+        exprs["k"] = (key_sql, "flag")
     cols, texts, files, rows = evaluate(
         table, exprs, decimal=src.decimal, time_format=src.time_format, field_of=fields
     )
     keep = np.ones(files.shape[0], dtype=bool)
     if "k" in texts:
-        keep = np.array([str(k).strip() == src.key for k in texts["k"]], dtype=bool)
+        keep = texts["k"].copy()
     t, v = cols["t"], cols["v"]
     keep &= ~(t.null & v.null)  # a blank row (only separators) is no row
     idx = np.flatnonzero(keep)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import duckdb
@@ -44,11 +44,8 @@ _NUMERIC = {
     "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "REAL",
 }  # fmt: skip
 _NAIVE_TIME = {"TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "DATE"}
-# Text stamps: epoch seconds, or ISO with an explicit offset (absolute), else wall time.
 _MIN_TIME_S = -62135596800.0 + 86400.0  # 0001-01-02, so a zone offset stays in range
 _MAX_TIME_S = 253402300799.0 - 86400.0
-_EPOCH_RE = r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?"
-_OFFSET_RE = r"\d:\d\d(:\d\d(\.\d+)?)?\s*([zZ]|[+-]\d\d(:?\d\d)?)$"
 
 
 def resolve_path(path: str, base_dir: Path) -> Path:
@@ -185,6 +182,7 @@ def open_table(spec: TableSource, base_dir: Path, what: str, text_columns: Seque
     fmt = _format(files, spec.format)
     con = _database().cursor()
     try:
+        con.execute("SET TimeZone='UTC'")  # a cursor's own session: set it, never assume
         return _load(con, spec, name, files, fmt, text_columns)
     except duckdb.Error as exc:
         con.close()
@@ -208,18 +206,18 @@ def _load(
         have = {str(r[0]) for r in sniffed}
         text = {c: "VARCHAR" for c in text_columns if c in have}
     reader = _reader(spec, files, fmt, text)
-    # A materialized table keeps the files' row order, so rowid is the row number.
+    # A materialized table keeps the files' row order, so rowid is the row number; plain
+    # scans of it (and views over them) keep that order too, so nothing is sorted.
     con.execute(f"CREATE TEMP TABLE raw AS SELECT * FROM {reader}")
     if len(files) > 1:
         con.execute(
             "CREATE TEMP TABLE src AS SELECT raw.* EXCLUDE (__filename), f.i AS __file, "
             "raw.rowid - f.first AS __row FROM raw JOIN (SELECT __filename, "
             "min(rowid) AS first, dense_rank() OVER (ORDER BY min(rowid)) - 1 AS i "
-            "FROM raw GROUP BY __filename) f USING (__filename)"
+            "FROM raw GROUP BY __filename) f USING (__filename) ORDER BY raw.rowid"
         )
     else:
-        con.execute("CREATE TEMP TABLE src AS SELECT *, 0 AS __file, rowid AS __row FROM raw")
-    con.execute("DROP TABLE raw")
+        con.execute("CREATE TEMP VIEW src AS SELECT *, 0 AS __file, rowid AS __row FROM raw")
     source = "src"
     if spec.query is not None:
         try:
@@ -238,9 +236,8 @@ def _load(
             con.execute(f"DESCRIBE SELECT * FROM {source}{where}")
         except duckdb.Error as exc:
             raise ConfigError(f"{duck_message(exc)}", source=name, field="filter") from None
-    order = " ORDER BY __file, __row" if located else ""
     locate = "" if located else ", 0 AS __file, -1 AS __row"
-    con.execute(f"CREATE TEMP TABLE rows AS SELECT *{locate} FROM {source}{where}{order}")
+    con.execute(f"CREATE TEMP VIEW rows AS SELECT *{locate} FROM {source}{where}")
     return Table(name, files, fmt, con, cols, spec.skip_rows, located)
 
 
@@ -254,13 +251,18 @@ class Column:
     naive: B  # time stamps only: wall time in the source's zone, not UTC yet
 
 
-def evaluate(
-    table: Table, exprs: Mapping[str, tuple[str, Literal["number", "time", "text"]]],
-    *, decimal: str = ".", time_format: str | None = None, field_of: Mapping[str, str],
-) -> tuple[dict[str, Column], dict[str, npt.NDArray[np.object_]], I64, I64]:
-    """Evaluate SQL expressions over every row: numbers, time stamps (epoch s) or text.
+Kind = Literal["number", "time", "text", "flag"]
 
-    Returns the columns, text columns, and each row's file index and row number.
+
+def evaluate(
+    table: Table, exprs: Mapping[str, tuple[str, Kind]],
+    *, decimal: str = ".", time_format: str | None = None, field_of: Mapping[str, str],
+) -> tuple[dict[str, Column], dict[str, npt.NDArray[Any]], I64, I64]:
+    """Evaluate SQL expressions over every row: numbers, time stamps (epoch s), text, or
+    flags (SQL conditions; NULL is false).
+
+    Returns the number and time columns, the text and flag columns, and each row's file
+    index and row number.
     """
     con = table.con
     parts = []
@@ -268,7 +270,7 @@ def evaluate(
         parts.append(f"({expr}) AS {ident('__e_' + key)}")
     try:
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE ev AS SELECT __file, __row, "
+            "CREATE OR REPLACE TEMP VIEW ev AS SELECT __file, __row, "
             + ", ".join(parts) + " FROM rows"
         )  # fmt: skip
     except duckdb.Error as exc:
@@ -276,33 +278,48 @@ def evaluate(
         raise ConfigError(duck_message(exc), source=table.name,
                           field=field_of.get(culprit, culprit)) from None  # fmt: skip
     types = {str(r[0]): str(r[1]) for r in con.execute("DESCRIBE ev").fetchall()}
-    selects = ["__file::BIGINT AS __file", "__row::BIGINT AS __row"]
+    inner = ["__file::BIGINT AS __file", "__row::BIGINT AS __row"]
+    prelude: list[str] = []
+    outer = ["__file", "__row"]
     for key, (_, kind) in exprs.items():
         col = ident("__e_" + key)
         typ = types["__e_" + key]
+        v, n, b, z = (ident(p + key) for p in ("v_", "n_", "b_", "z_"))
         if kind == "text":
-            selects.append(f"COALESCE(CAST({col} AS VARCHAR), '') AS {ident('t_' + key)}")
+            inner.append(f"COALESCE(CAST({col} AS VARCHAR), '') AS {v}")
+            outer.append(v)
             continue
-        selects.append(f"{_null_sql(col, typ)} AS {ident('n_' + key)}")
+        if kind == "flag":
+            inner.append(f"COALESCE(TRY_CAST({col} AS BOOLEAN), false) AS {v}")
+            outer.append(v)
+            continue
+        inner.append(f"{_null_sql(col, typ)} AS {n}")
         if kind == "number":
-            num = _number_sql(col, typ, decimal)
-            selects.append(f"COALESCE({num}, 'NaN'::DOUBLE) AS {ident('v_' + key)}")
-            selects.append(f"{num} IS NULL AS {ident('b_' + key)}")
-            selects.append(f"false AS {ident('z_' + key)}")
+            inner.append(f"{_number_sql(col, typ, decimal)} AS {v}")
+            inner.append(f"false AS {z}")
         else:
-            epoch, naive = _time_sql(col, typ, time_format)
-            selects.append(f"COALESCE({epoch}, 'NaN'::DOUBLE) AS {ident('v_' + key)}")
-            selects.append(f"({epoch}) IS NULL AS {ident('b_' + key)}")
-            selects.append(f"COALESCE({naive}, false) AS {ident('z_' + key)}")
+            first, epoch, naive = _time_sql(col, typ, time_format, key)
+            prelude += first
+            inner.append(f"{epoch} AS {v}")
+            inner.append(f"COALESCE({naive}, false) AS {z}")
+        # Computed once in the inner query, then split into value and "unreadable".
+        outer += [f"COALESCE({v}, 'NaN'::DOUBLE) AS {v}", f"{v} IS NULL AS {b}", n, z]
+    # Three levels, so each costly cast runs once per row (DuckDB does not share
+    # repeated subexpressions across a projection).
+    first_level = f"SELECT *{''.join(', ' + p for p in prelude)} FROM ev"
+    query = f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM ({first_level}))"
     try:
-        out = con.execute("SELECT " + ", ".join(selects) + " FROM ev").fetchnumpy()
+        out = con.execute(query).fetchnumpy()
     except duckdb.Error as exc:
         raise DataError(duck_message(exc), source=table.name) from None
     cols: dict[str, Column] = {}
-    texts: dict[str, npt.NDArray[np.object_]] = {}
+    texts: dict[str, npt.NDArray[Any]] = {}
     for key, (_, kind) in exprs.items():
         if kind == "text":
-            texts[key] = np.asarray(out["t_" + key], dtype=object)
+            texts[key] = np.asarray(out["v_" + key], dtype=object)
+            continue
+        if kind == "flag":
+            texts[key] = np.asarray(out["v_" + key], dtype=bool)
             continue
         null = np.asarray(out["n_" + key], dtype=bool)
         values = np.asarray(out["v_" + key], dtype=np.float64)
@@ -337,16 +354,17 @@ def _which_expression(
 
 
 def _null_sql(col: str, typ: str) -> str:
-    if typ in {"VARCHAR", "JSON"}:
-        text = _text_of(col, typ)
+    if typ == "JSON":
+        text = _text_of(col, typ, trim=False)
         return f"({text}) IS NULL OR ({text}) = ''"
+    if typ == "VARCHAR":  # spaces only: "not a number", not "missing" (no trim: 1M rows)
+        return f"{col} IS NULL OR {col} = ''"
     return f"{col} IS NULL"
 
 
-def _text_of(col: str, typ: str) -> str:
-    if typ == "JSON":
-        return f"trim({col} ->> '$')"
-    return f"trim(CAST({col} AS VARCHAR))"
+def _text_of(col: str, typ: str, *, trim: bool = True) -> str:
+    text = f"({col} ->> '$')" if typ == "JSON" else f"CAST({col} AS VARCHAR)"
+    return f"trim({text})" if trim else text
 
 
 def _number_sql(col: str, typ: str, decimal: str) -> str:
@@ -360,29 +378,33 @@ def _number_sql(col: str, typ: str, decimal: str) -> str:
     return f"TRY_CAST({text} AS DOUBLE)"
 
 
-def _time_sql(col: str, typ: str, time_format: str | None) -> tuple[str, str]:
-    """SQL for (epoch seconds, is wall time) of a time stamp column of type `typ`."""
+def _time_sql(
+    col: str, typ: str, time_format: str | None, key: str
+) -> tuple[list[str], str, str]:
+    """SQL for a time stamp column of type `typ`: columns computed first (each cast once),
+    then (epoch seconds, is wall time) over them."""
     if typ.startswith("TIMESTAMP WITH TIME ZONE") or typ == "TIMESTAMPTZ":
-        return f"epoch({col})", "false"
+        return [], f"epoch({col})", "false"
     if typ in _NAIVE_TIME:
-        return f"epoch(CAST({col} AS TIMESTAMP))", "true"
+        return [], f"epoch(CAST({col} AS TIMESTAMP))", "true"
     if typ in _NUMERIC or typ.startswith("DECIMAL"):
-        return f"CAST({col} AS DOUBLE)", "false"
-    s = _text_of(col, typ)
+        return [], f"CAST({col} AS DOUBLE)", "false"
+    s = _text_of(col, typ, trim=False)
     if time_format is not None:
         fmt = literal(time_format)
-        if "%z" in time_format or "%Z" in time_format:
-            return f"epoch(TRY_STRPTIME({s}, {fmt}))", "false"
-        return f"epoch(TRY_STRPTIME({s}, {fmt}))", "true"
-    epoch = (
-        f"CASE WHEN regexp_full_match({s}, '{_EPOCH_RE}') THEN TRY_CAST({s} AS DOUBLE) "
-        f"WHEN regexp_matches({s}, '{_OFFSET_RE}') THEN epoch(TRY_CAST({s} AS TIMESTAMPTZ)) "
-        f"ELSE epoch(TRY_CAST({s} AS TIMESTAMP)) END"
-    )
-    naive = (
-        f"NOT (regexp_full_match({s}, '{_EPOCH_RE}') OR regexp_matches({s}, '{_OFFSET_RE}'))"
-    )
-    return epoch, naive
+        absolute = "%z" in time_format or "%Z" in time_format
+        return [], f"epoch(TRY_STRPTIME({s}, {fmt}))", "false" if absolute else "true"
+    # One cast does the work: with the session in UTC, a stamp with an offset becomes its
+    # UTC instant and one without becomes its wall time as if UTC (read in the source's
+    # zone later); text that is no stamp may be epoch seconds.
+    # An offset is a Z (or UTC) at the end, or a sign after the date (ISO 8601).
+    text, tz = ident("__s_" + key), ident("__tz_" + key)
+    prelude = [f"{s} AS {text}", f"epoch(TRY_CAST({s} AS TIMESTAMPTZ)) AS {tz}"]
+    marks = [f"suffix({text}, '{z}')" for z in ("Z", "z", "UTC", "GMT")]
+    marks += [f"contains(substr({text}, 11), '{sign}')" for sign in ("+", "-")]
+    epoch = f"CASE WHEN {tz} IS NULL THEN TRY_CAST({text} AS DOUBLE) ELSE {tz} END"
+    naive = f"{tz} IS NOT NULL AND NOT ({' OR '.join(marks)})"
+    return prelude, epoch, naive
 
 
 # --- local time ------------------------------------------------------------------------

@@ -237,7 +237,7 @@ def test_query_parquet_json_and_glob(tmp_path: Path) -> None:
         series = read_series("p", SeriesSource(path=path, value_column="v"), tmp_path)
         assert series.values.tolist() == expected, path
     hourly_max = read_series("p", SeriesSource(
-        path=f"{part}/*.csv", query="SELECT date_trunc('day', time) AS day, max(v) AS top "
+        path=f"{part}/*.csv", query="SELECT date_trunc('day', CAST(time AS TIMESTAMPTZ)) AS day, max(v) AS top "
         "FROM src GROUP BY 1 ORDER BY 1", time_column="day", value_column="top"), tmp_path)
     assert hourly_max.values.tolist() == [max(expected[:24]), max(expected[24:])]
 
