@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
@@ -94,12 +95,33 @@ class DecisionContext:
     #: Per-site power cap in W (inf: none), aligned with `fleet.sites`.
     site_power_cap_w: F64
     history: MarketHistory = field(default_factory=MarketHistory.empty)
-    #: What this policy returned as `state` last cycle (empty on the first).
+    #: What this policy returned as `state` last cycle (empty on the first, and restored
+    #: from the journal after a controller restart). Numeric arrays only.
     policy_state: Mapping[str, npt.NDArray[np.generic]] = field(default_factory=dict)
+    #: Seconds between decisions as configured (controller interval, backtest step).
+    interval_s: float = 0.0
+    #: Decisions missed since the last one (a controller down, a market unusable): 0 when
+    #: this decision follows the last one by one interval.
+    skipped_cycles: int = 0
 
     @property
     def current(self) -> npt.NDArray[np.int8]:
         return self.fleet.mode
+
+    def local_time(self, site: int = 0) -> datetime:
+        """`now` on site `site`'s wall clock (its `timezone`; clock changes included)."""
+        zone = self.fleet.sites[site].zone if self.fleet.sites else UTC
+        return datetime.fromtimestamp(self.now_s, zone)
+
+    def node_local_time(self) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.int8]]:
+        """Per node: the local hour (0–23) and weekday (0 = Monday) at its site."""
+        n_sites = max(len(self.fleet.sites), 1)
+        hours = np.empty(n_sites, dtype=np.int8)
+        weekdays = np.empty(n_sites, dtype=np.int8)
+        for k in range(n_sites):
+            local = self.local_time(k)
+            hours[k], weekdays[k] = local.hour, local.weekday()
+        return hours[self.fleet.site], weekdays[self.fleet.site]
 
 
 @dataclass(frozen=True, slots=True)

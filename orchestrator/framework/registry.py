@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
 import sys
+import traceback
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from pydantic import ValidationError
 
 from orchestrator.errors import PolicyError
 from orchestrator.framework.policy import Policy, PolicyParams
+from orchestrator.models.config import is_policy_path
 
 ENTRY_POINT_GROUP = "hashpivot.policies"
 
@@ -53,16 +56,22 @@ def _classes_in_module(module: Any) -> list[type[Policy]]:
 def _load_file(path: Path, class_name: str | None) -> type[Policy]:
     if not path.is_file():
         raise PolicyError(f"policy file {path} does not exist")
-    module_name = f"hashpivot_user_policy_{abs(hash(path.resolve()))}"
+    path = path.resolve()
+    module_name = f"hashpivot_user_policy_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise PolicyError(f"cannot import {path}")
+    # A policy file imports the modules beside it, as a script would.
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.append(folder)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
     except Exception as exc:  # the user's module failed on import: say where
-        raise PolicyError(f"importing policy file {path} failed: {exc!r}") from exc
+        del sys.modules[module_name]
+        raise PolicyError(f"importing policy file {path} failed: {_where(exc)}") from exc
     if class_name:
         return _policy_class(getattr(module, class_name, None), f"{path}:{class_name}")
     classes = _classes_in_module(module)
@@ -74,11 +83,20 @@ def _load_file(path: Path, class_name: str | None) -> type[Policy]:
     return classes[0]
 
 
+def _where(exc: BaseException) -> str:
+    """The exception with the innermost file and line it came from."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return repr(exc)
+    last = frames[-1]
+    return f"{exc!r} at {last.filename}:{last.lineno}"
+
+
 def resolve_policy_class(spec: str) -> type[Policy]:
     """The class behind a registry name, `module:Class`, or `path/to/file.py[:Class]`."""
     spec = spec.strip()
     path_part, _, class_part = spec.partition(":") if spec.count(":") == 1 else (spec, "", "")
-    if path_part.endswith(".py") or "/" in path_part:
+    if is_policy_path(spec):
         return _load_file(Path(path_part), class_part or None)
     if ":" in spec:
         module_name, _, class_name = spec.partition(":")

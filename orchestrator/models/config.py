@@ -112,6 +112,13 @@ class FleetGroup(StrictModel):
         return Mode.parse(self.mode)
 
 
+def is_policy_path(spec: str) -> bool:
+    """True when a policy spec names a Python file (`path/to/file.py[:Class]`)."""
+    spec = spec.strip()
+    path_part = spec.partition(":")[0] if spec.count(":") == 1 else spec
+    return path_part.endswith(".py") or "/" in path_part
+
+
 class PolicyConfig(StrictModel):
     name: str = Field(
         default="hysteresis", description="Registry name, module:Class, or path/to/file.py."
@@ -346,7 +353,21 @@ def load_config(
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
     config._base_dir = path.parent.resolve() if path is not None else Path.cwd()
-    return config
+    return _policy_file_from_config_dir(config)
+
+
+def _policy_file_from_config_dir(config: HashpivotConfig) -> HashpivotConfig:
+    """A policy file named in a config is found beside the config, like its data files."""
+    spec = config.policy.name.strip()
+    if not is_policy_path(spec) or Path(spec.partition(":")[0]).is_absolute():
+        return config
+    path_part, colon, class_part = spec.partition(":") if spec.count(":") == 1 else (
+        spec, "", "")
+    resolved = f"{config._base_dir / path_part}{colon}{class_part}"
+    policy = config.policy.model_copy(update={"name": resolved})
+    moved = config.model_copy(update={"policy": policy})
+    moved._base_dir = config._base_dir
+    return moved
 
 
 def base_dir(config: HashpivotConfig) -> Path:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
 
 from orchestrator.models.base import StrictModel
 
@@ -21,3 +23,23 @@ class Site(StrictModel):
     ai_platform_fee: float = Field(
         default=0.0, ge=0, lt=1, description="Share of AI rental revenue kept by the platform."
     )
+    timezone: str = Field(
+        default="UTC",
+        description="IANA time zone of the site (e.g. America/Chicago): the local time policies "
+        "read through DecisionContext.local_time.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}: use an IANA name such as 'America/Chicago'"
+            ) from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)

@@ -152,3 +152,47 @@ def test_example_policy_package_registers_by_entry_point() -> None:
     cls = resolve_policy_class("night-owl")
     assert cls.__name__ == "NightOwl"
     assert resolve_policy_class("night_owl:NightOwl") is cls
+
+
+def test_policy_file_imports_a_module_beside_it_and_is_found_beside_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A policy split over two files in the config's folder loads from any working
+    directory: the config names it relative to itself, and it imports its sibling."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "thresholds.py").write_text("STRIKE_USD_MWH = 77.0\n")
+    (site / "my_policy.py").write_text(textwrap.dedent("""
+        from thresholds import STRIKE_USD_MWH
+        from orchestrator.framework import Policy, PolicyDecision
+
+        class Strike(Policy):
+            name = "strike-sibling"
+            strike = STRIKE_USD_MWH
+
+            def decide(self, ctx):
+                return PolicyDecision.keep(ctx)
+    """))
+    (site / "site.yaml").write_text("policy:\n  name: my_policy.py\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config(site / "site.yaml")
+    assert config.policy.name == str(site / "my_policy.py")
+    policy = load_policy(config.policy.name)
+    assert policy.name == "strike-sibling"
+    assert type(policy).strike == 77.0
+
+
+def test_policy_file_that_fails_on_import_names_file_and_line(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text("x = 1\ny = 1 / 0\n")
+    with pytest.raises(PolicyError, match=r"ZeroDivisionError.*broken\.py:2"):
+        resolve_policy_class(str(broken))
+
+
+def test_site_time_zone_is_checked(tmp_path: Path) -> None:
+    cfg = tmp_path / "site.yaml"
+    cfg.write_text("sites:\n  - {name: hall, timezone: America/Chicgo}\n")
+    with pytest.raises(ConfigError, match=r"timezone.*America/Chicgo"):
+        load_config(cfg)
