@@ -27,15 +27,23 @@ class ScoreTable:
     expected stay; both are 0 for the current mode.
     """
 
+    #: Revenue per mode, USD/h: mining at the hashprice less the pool fee; AI for the GPUs
+    #: demand fills, less the platform fee.
     revenue: F64
+    #: Power cost per mode, USD/h: the mode's watts at the site's price plus its adders.
     power_cost: F64
+    #: Net value per mode, USD/h: `revenue − power_cost`.
     value: F64
+    #: One-off cost of switching into each mode from the current one, USD (0 for the
+    #: current mode): output lost while draining and warming up, wear, eviction penalties.
     switch_cost_usd: F64
+    #: `switch_cost_usd` amortized over `expected_stay_h`, USD/h.
     switch_cost_per_h: F64
     #: Share of the node's GPUs that real demand would fill in AI mode, (n,).
     ai_fill: F64
     #: Conservative wall power per mode (full load), W, (3, n): what the power cap counts.
     watts: F64
+    #: Hours a node is expected to stay in a new mode (amortizes switching costs).
     expected_stay_h: float
 
     @property
@@ -66,7 +74,9 @@ class MarketHistory:
     (the recorded source in a backtest, the feed actor's cache when live).
     """
 
+    #: When each value applies, seconds since epoch, oldest first.
     times_s: F64
+    #: Hashprice, USD per PH/s per day.
     hashprice_usd_ph_day: F64
     #: Power price of the first site, USD/MWh.
     power_usd_mwh: F64
@@ -81,10 +91,17 @@ class MarketHistory:
 class DecisionContext:
     """Read-only inputs to one decision. Policies must not mutate it or do I/O."""
 
+    #: The decision's time, seconds since epoch (UTC). The only clock a policy reads.
     now_s: float
+    #: BTC price, difficulty, fees, subsidy; per algorithm USD per hashrate unit per day;
+    #: per GPU model USD per GPU-hour; per site USD/MWh (`fleet.sites` order).
     prices: MarketPrices
+    #: GPUs waiting per GPU model and their offered price, plus the smoothed demand level.
     demand: DemandSummary
+    #: The nodes as read-only columns: profile, site, mode, lifecycle state, since, lease,
+    #: GPUs busy, watts and hashrate (measured where telemetry has them).
     fleet: FleetTable
+    #: Node × mode value table in USD/h with the terms behind it (see ScoreTable).
     scores: ScoreTable
     #: Seconds each node has been in its current mode.
     dwell_s: F64
@@ -94,6 +111,7 @@ class DecisionContext:
     stale: bool
     #: Per-site power cap in W (inf: none), aligned with `fleet.sites`.
     site_power_cap_w: F64
+    #: Past market series, only for a policy with `uses_history = True`.
     history: MarketHistory = field(default_factory=MarketHistory.empty)
     #: What this policy returned as `state` last cycle (empty on the first, and restored
     #: from the journal after a controller restart). Numeric arrays only.
@@ -128,8 +146,11 @@ class DecisionContext:
 class PolicyDecision:
     """Target mode and reason code per node; optional state handed back next cycle."""
 
+    #: Mode per node: 0 idle, 1 mine, 2 AI (int8).
     target: npt.NDArray[np.int8]
+    #: Reason code per node (int16): a `Reason`.
     reason: npt.NDArray[np.int16]
+    #: Numeric arrays handed back as `ctx.policy_state` next cycle, kept across restarts.
     state: Mapping[str, npt.NDArray[np.generic]] = field(default_factory=dict)
 
     @staticmethod
