@@ -166,6 +166,7 @@ def chart_schema() -> Schema:
         podSecurityContext=POD_SECURITY,
         securityContext=SECURITY,
         resources=RESOURCES,
+        logFormat=string(enum=["text", "json"]),
         extraEnv=ENV,
         nodeSelector=STRING_MAP,
         tolerations=TOLERATIONS,

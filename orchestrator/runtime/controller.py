@@ -117,6 +117,7 @@ class Controller:
             # "May write": only a live leader writes; shadow and dry-run write nothing real.
             self.metrics.leader.set(1.0 if live and leader else 0.0)
             self.health.standby = live and not leader
+            self.metrics.deciding.set(1.0 if leader or not live else 0.0)
             if leader or not live:
                 try:
                     outcome = self.cycle.run_once()

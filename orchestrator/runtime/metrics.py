@@ -128,6 +128,10 @@ class ControllerMetrics:
         self.leader = Gauge("hashpivot_leader", "1 when this replica may write to the "
                             "cluster (the live leader); 0 in shadow, dry-run and standby.",
                             registry=r)
+        self.deciding = Gauge("hashpivot_deciding", "1 while this replica runs the decision "
+                              "cycles (the live leader; every replica in shadow and dry-run): "
+                              "dashboards read plan figures from these replicas only.",
+                              registry=r)
         self.site_power = Gauge("hashpivot_site_power_watts",
                                 "Power each site draws once the last plan is carried out "
                                 "(GPU nodes and ASIC miners), W.", ["site"], registry=r)
@@ -138,9 +142,6 @@ class ControllerMetrics:
         self.holds = Counter("hashpivot_holds_total", "Node holds by guard, summed over "
                              "cycles; whole cycles held count under their reason "
                              "(market_unusable, policy_failed).", ["reason"], registry=r)
-        self.asic_miners = Gauge("hashpivot_asic_miners", "ASIC miners by state at the last "
-                                 "cycle (mining, curtailed, ramping, unreachable).", ["state"],
-                                 registry=r)
         self.build_info = Info("hashpivot_build", "The running hashpivot's version.",
                                registry=r)
         self.cycles = Counter("hashpivot_cycles_total", "Decision cycles run.", ["outcome"],
@@ -203,10 +204,6 @@ class ControllerMetrics:
                     new[f"{source}: {reason}"] = total - seen
         self.new_rejections.update(new)
         return new
-
-    def observe_asic_states(self, counts: dict[str, int]) -> None:
-        for state, count in counts.items():
-            self.asic_miners.labels(state).set(count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

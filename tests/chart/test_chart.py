@@ -43,13 +43,19 @@ METRICS = [
     "hashpivot_nodes",
     "hashpivot_expected_usd_per_hour",
     "hashpivot_hashprice_usd_per_ph_day",
-    "hashpivot_power_price_usd_mwh",
+    "hashpivot_power_price_usd_per_mwh",
     "hashpivot_feed_age_seconds",
     "hashpivot_feed_rejections_total",
     "hashpivot_switches_total",
     "hashpivot_decision_latency_seconds",
     "hashpivot_actuation_errors_total",
     "hashpivot_leader",
+    "hashpivot_deciding",
+    "hashpivot_site_power_watts",
+    "hashpivot_site_power_cap_watts",
+    "hashpivot_nodes_held",
+    "hashpivot_cycles_total",
+    "hashpivot_last_cycle_timestamp_seconds",
 ]
 
 _rendered: dict[str, list[dict[str, Any]]] = {}
@@ -199,7 +205,8 @@ def test_defaults_are_safe(helm: Helm) -> None:
     assert sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert container["image"] == f"ghcr.io/hashpivot/hashpivot:{chart_app_version()}"
-    assert container["args"] == ["run", "--config", "/etc/hashpivot/config.yaml"]
+    assert container["args"] == ["--log-format", "text", "run", "--config",
+                                 "/etc/hashpivot/config.yaml"]
     for probe, path in (
         ("startupProbe", "/healthz"),
         ("livenessProbe", "/healthz"),
@@ -428,12 +435,16 @@ def test_notes_say_what_it_does_and_how_to_see_decisions(helm: Helm, case: str, 
     notes = proc.stdout.split("NOTES:", 1)[1]
     assert f"MODE: {mode}" in notes
     assert "kubectl -n hashpivot logs -l" in notes
-    assert "get lease hashpivot-leader" in notes
     assert "/metrics" in notes
+    assert "hashpivot explain <node> --journal" in notes
     if mode == "SHADOW":
         assert "--set config.controller.mode=live" in notes
+        # Shadow takes no Lease and records no Events: the NOTES do not send anyone there.
+        assert "get lease" not in notes and "get events" not in notes
     else:
         assert "config.guards.frozen=true" in notes
+        assert "get lease hashpivot-leader" in notes
+        assert "reportingComponent=hashpivot.io/controller" in notes
 
 
 def chart_app_version() -> str:

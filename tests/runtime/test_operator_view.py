@@ -168,6 +168,7 @@ def test_metrics_of_a_running_controller(
     assert second[("hashpivot_power_price_usd_mwh", site)] == pytest.approx(price)
     assert second[("hashpivot_build_info", (("version", version("hashpivot")),))] == 1.0
     assert second[("hashpivot_leader", ())] == 0.0  # a dry-run writes to no cluster
+    assert second[("hashpivot_deciding", ())] == 1.0  # ... and decides every cycle
     for reason, count in rec.plan["guards"].items():
         assert second[("hashpivot_nodes_held", (("reason", reason.lower()),))] == count
     # Feed ages keep growing between cycles (a frozen age could never fire an alert).
