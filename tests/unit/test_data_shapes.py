@@ -237,6 +237,35 @@ def test_late_series_start_is_reported_by_the_backtest(tmp_path: Path) -> None:
     flat = " ".join(proc.stderr.split())
     assert "btc_usd is first known at 2023-01-02T00:00:00Z" in flat
     assert f"hold every node for the first {lag // 3600} h" in flat
+    check = hashpivot("config", "check", str(config))
+    assert check.returncode == 0, check.stderr
+    assert f"hold every node for the first {lag // 3600} h" in " ".join(check.stdout.split())
+
+
+def test_config_check_reports_every_source() -> None:
+    proc = hashpivot("config", "check", str(EUROPE))
+    assert proc.returncode == 0, proc.stderr
+    out = " ".join(proc.stdout.split())
+    empty = sum(1 for r in read("chain_daily_export.csv") if not r["BlkCnt"])
+    good = sum(1 for r in read("chain_daily_export.csv") if r["BlkCnt"])
+    assert f"fees_btc_per_block: {good:,} rows" in out and f"{empty} row(s) left out" in out
+    de = sum(1 for r in read("dayahead_de_fr.csv", ";") if r["Area"] == "DE-LU")
+    assert f"power_usd_mwh.de-lu: {de:,} rows" in out
+    assert "demand (H100_80GB_SXM5):" in out and "gpu_hours" in out
+
+
+def test_inspect_reads_parquet_through_the_command(tmp_path: Path) -> None:
+    import duckdb
+
+    out = tmp_path / "klines.parquet"
+    duckdb.sql(f"COPY (SELECT * FROM read_csv('{DATA / 'btcusdt_1h_klines.csv'}')) TO '{out}'")
+    proc = hashpivot("data", "inspect", str(out), "--value-column", "close",
+                     "--set", "time=to_timestamp(open_time / 1000)", "--json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout)["sources"][0]
+    closes = [v for _, v in klines()]
+    assert found["rows"] == len(closes) and found["median"] == pytest.approx(
+        statistics.median(closes))
 
 
 def test_inspect_a_file_with_options_and_a_plot(tmp_path: Path) -> None:

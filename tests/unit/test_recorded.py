@@ -237,8 +237,9 @@ def test_query_parquet_json_and_glob(tmp_path: Path) -> None:
         series = read_series("p", SeriesSource(path=path, value_column="v"), tmp_path)
         assert series.values.tolist() == expected, path
     hourly_max = read_series("p", SeriesSource(
-        path=f"{part}/*.csv", query="SELECT date_trunc('day', CAST(time AS TIMESTAMPTZ)) AS day, max(v) AS top "
-        "FROM src GROUP BY 1 ORDER BY 1", time_column="day", value_column="top"), tmp_path)
+        path=f"{part}/*.csv", query="SELECT date_trunc('day', CAST(time AS TIMESTAMPTZ)) AS day, "
+        "max(v) AS top FROM src GROUP BY 1 ORDER BY 1", time_column="day", value_column="top"),
+        tmp_path)  # fmt: skip
     assert hourly_max.values.tolist() == [max(expected[:24]), max(expected[24:])]
 
 
@@ -288,3 +289,64 @@ def test_job_trace_from_creation_and_deletion_times(tmp_path: Path) -> None:
         read_trace(cfg.model_copy(update={"filter": None, "gpu_model_column": None,
                                           "gpu_models": {}}), tmp_path)  # fmt: skip
     assert "line 3" in str(err.value) and "'gpu'" in str(err.value)
+
+
+@pytest.mark.parametrize("how", ["mean", "min", "max", "first", "last", "median"])
+def test_every_aggregate_with_skip_rows_and_scale(tmp_path: Path, how: str) -> None:
+    import statistics
+
+    values = {"2025-01-01": [3.0, 1.0, 2.0, 10.0], "2025-01-02": [5.0]}
+    body = "exported by a tool\n\nday,v\n" + "".join(
+        f"{d},{v}\n" for d, vs in values.items() for v in vs)
+    path = csv_file(tmp_path, body)
+    series = read_series("p", SeriesSource(path=str(path), time_column="day", value_column="v",
+                                           skip_rows=2, aggregate=how, scale=0.5), tmp_path)  # type: ignore[arg-type]  # fmt: skip
+    pick = {"mean": statistics.mean, "min": min, "max": max, "median": statistics.median,
+            "first": lambda v: v[0], "last": lambda v: v[-1]}[how]  # fmt: skip
+    assert series.values.tolist() == pytest.approx([0.5 * pick(v) for v in values.values()])
+
+
+@pytest.mark.parametrize(("ambiguous", "hour_utc"), [("earlier", 0), ("later", 1)])
+def test_a_lone_repeated_local_hour_needs_a_choice(
+    tmp_path: Path, ambiguous: str, hour_utc: int
+) -> None:
+    path = csv_file(tmp_path, "time,v\n2023-10-29 01:00,1\n2023-10-29 02:00,2\n")
+    with pytest.raises(DataError, match="cannot be inferred") as err:
+        read_series("p", src(path, timezone="Europe/Berlin"), tmp_path)
+    assert "line 3" in str(err.value)
+    series = read_series("p", src(path, timezone="Europe/Berlin", ambiguous=ambiguous), tmp_path)
+    assert series.times_s[1] == _utc(2023, 10, 29, hour_utc)
+    with pytest.raises(DataError, match="ambiguous"):
+        read_series("p", src(path, timezone="Europe/Berlin", ambiguous="error"), tmp_path)
+
+
+def test_publication_times_going_back_are_refused(tmp_path: Path) -> None:
+    path = csv_file(tmp_path, "time,pub,v\n2025-01-02T00:00Z,2025-01-01T12:00Z,1\n"
+                              "2025-01-02T01:00Z,2025-01-01T11:00Z,2\n")  # fmt: skip
+    with pytest.raises(DataError, match="publication times go back") as err:
+        read_series("p", src(path, observed_column="pub"), tmp_path)
+    assert "line 3" in str(err.value)
+
+
+def test_parquet_rows_are_named_by_record(tmp_path: Path) -> None:
+    import duckdb
+
+    out = tmp_path / "s.parquet"
+    duckdb.sql(f"COPY (SELECT * FROM (VALUES ('2025-01-01T00:00Z', '1'), "
+               f"('2025-01-01T01:00Z', 'x')) t(time, v)) TO '{out}'")  # fmt: skip
+    series = read_series("p", src(out), tmp_path)
+    with pytest.raises(DataError, match=r"not a number: 'x' \(record 2\)"):
+        series.check_coverage(_utc(2025, 1, 1), _utc(2025, 1, 1, 2))
+
+
+def test_job_durations_from_a_separate_start_column(tmp_path: Path) -> None:
+    from orchestrator.backtest.jobs import read_trace
+    from orchestrator.models.config import JobTraceConfig
+
+    path = csv_file(tmp_path, "queued,started,ended,gpus\n"
+                              "2025-01-01T00:00Z,2025-01-01T00:10Z,2025-01-01T01:10Z,1\n",
+                    "jobs.csv")  # fmt: skip
+    cfg = JobTraceConfig(path=str(path), submit_column="queued", start_column="started",
+                         end_column="ended", interruptible_column=None)  # fmt: skip
+    _, _, duration, _ = read_trace(cfg, tmp_path)
+    assert duration.tolist() == [3600.0]
