@@ -54,3 +54,17 @@ class FeedError(HashpivotError):
 
 class TransitionError(HashpivotError):
     """A node was asked to move along an edge the lifecycle table does not allow."""
+
+
+def raised_at(exc: BaseException) -> str:
+    """`exc` and the innermost line of the user's code it came from (frames inside
+    installed libraries such as numpy are skipped), e.g. for a policy that raises."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames
+           if "site-packages" not in f.filename and "dist-packages" not in f.filename]
+    where = (own or frames)[-1:]
+    if not where:
+        return repr(exc)
+    return f"{exc!r} at {where[0].filename}:{where[0].lineno}"

@@ -7,14 +7,13 @@ import importlib
 import importlib.util
 import inspect
 import sys
-import traceback
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from orchestrator.errors import PolicyError
+from orchestrator.errors import PolicyError, raised_at
 from orchestrator.framework.policy import Policy, PolicyParams
 from orchestrator.models.config import is_policy_path
 
@@ -71,7 +70,7 @@ def _load_file(path: Path, class_name: str | None) -> type[Policy]:
         spec.loader.exec_module(module)
     except Exception as exc:  # the user's module failed on import: say where
         del sys.modules[module_name]
-        raise PolicyError(f"importing policy file {path} failed: {_where(exc)}") from exc
+        raise PolicyError(f"importing policy file {path} failed: {raised_at(exc)}") from exc
     if class_name:
         return _policy_class(getattr(module, class_name, None), f"{path}:{class_name}")
     classes = _classes_in_module(module)
@@ -81,15 +80,6 @@ def _load_file(path: Path, class_name: str | None) -> type[Policy]:
             f"{path} defines {len(classes)} Policy classes ({names}); name one as {path}:Class"
         )
     return classes[0]
-
-
-def _where(exc: BaseException) -> str:
-    """The exception with the innermost file and line it came from."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames:
-        return repr(exc)
-    last = frames[-1]
-    return f"{exc!r} at {last.filename}:{last.lineno}"
 
 
 def resolve_policy_class(spec: str) -> type[Policy]:
