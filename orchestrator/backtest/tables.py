@@ -456,14 +456,19 @@ def localize(
     for i in np.flatnonzero(skipped).tolist():
         problem[i] = "local time skipped by the clock change (it does not exist)"
     if repeated.any():
-        later = _later(wall_s, repeated, ambiguous, problem)
+        later = _later(wall_s, repeated, ambiguous, problem, (wall_s - o0, wall_s - o1))
         utc = np.where(later, wall_s - o1, utc)
     return Localized(utc, problem)
 
 
 def _later(
-    wall_s: F64, repeated: B, ambiguous: str, problem: npt.NDArray[np.object_]
+    wall_s: F64,
+    repeated: B,
+    ambiguous: str,
+    problem: npt.NDArray[np.object_],
+    utc: tuple[F64, F64],
 ) -> B:
+    """Which repeated wall times are the later instant (`utc`: both readings of each)."""
     later = np.zeros(wall_s.shape[0], dtype=bool)
     idx = np.flatnonzero(repeated)
     if ambiguous == "later":
@@ -475,21 +480,30 @@ def _later(
         for i in idx.tolist():
             problem[i] = "local time repeated by the clock change (ambiguous; ambiguous: error)"
         return later
-    plain = wall_s[~repeated & np.isfinite(wall_s)]
-    steps = np.diff(plain)
+    clear = ~repeated & np.isfinite(wall_s)
+    steps = np.diff(wall_s[clear])
     forward = int(np.sum(steps > 0)) >= int(np.sum(steps < 0))
+    step = float(np.median(np.abs(steps))) if steps.size else 0.0
     seen: dict[float, list[int]] = {}
     for i in idx.tolist():
         seen.setdefault(float(wall_s[i]), []).append(i)
     for rows in seen.values():
-        if len(rows) != 2:
-            for i in rows:
-                problem[i] = (
-                    f"local time repeated by the clock change appears {len(rows)} time(s), "
-                    "so which one is meant cannot be inferred: set ambiguous: earlier|later, "
-                    "or read a UTC column"
-                )
+        if len(rows) == 2:
+            later[rows[1] if forward else rows[0]] = True
             continue
-        later[rows[1] if forward else rows[0]] = True
+        # Alone (daily stamps at a midnight that repeats, a half-hour change): the
+        # reading one usual step after the row before it in time, when there is one.
+        i = rows[0]
+        before = i - 1 if forward else i + 1
+        if len(rows) == 1 and 0 <= before < wall_s.shape[0] and clear[before] and step > 0:
+            ref = utc[0][before]
+            gaps = [abs(abs(c[i] - ref) - step) for c in utc]
+            later[i] = gaps[1] < gaps[0]
+            continue
+        for i in rows:
+            problem[i] = (
+                f"local time repeated by the clock change appears {len(rows)} time(s), "
+                "so which one is meant cannot be inferred: set ambiguous: earlier|later, "
+                "or read a UTC column"
+            )
     return later
-
