@@ -234,8 +234,8 @@ def _read_series(
             message = "missing value"
         else:
             raw = raw_text(table, value_sql, int(files[i]), int(rows[i]))
-            finite = v.bad[i]
-            message = f"not a number: {raw!r}" if finite else f"not a finite number: {raw!r}"
+            unreadable = v.bad[i]
+            message = f"not a number: {raw!r}" if unreadable else f"not a finite number: {raw!r}"
         issues.append(RowIssue(float(times[j]), message + note, path, line, value_col))
     good = ~bad
     if src.fx is not None:
