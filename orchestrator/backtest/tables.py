@@ -9,6 +9,7 @@ names the file, the line and the column. Nothing is written to disk.
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -131,18 +132,18 @@ class Table:
         self.con.close()
 
 
-_DB: list[duckdb.DuckDBPyConnection] = []
+_DB: dict[int, duckdb.DuckDBPyConnection] = {}
 
 
 def _database() -> duckdb.DuckDBPyConnection:
     """One in-memory database per process; each read takes its own cursor (a connection
     of its own, whose temporary tables vanish when it closes): opening a database costs
-    tens of milliseconds, a cursor almost nothing."""
-    if not _DB:
-        con = duckdb.connect(":memory:")
-        con.execute("SET TimeZone='UTC'")
-        _DB.append(con)
-    return _DB[0]
+    tens of milliseconds, a cursor almost nothing. A forked child opens its own."""
+    pid = os.getpid()
+    if pid not in _DB:
+        _DB.clear()
+        _DB[pid] = duckdb.connect(":memory:")
+    return _DB[pid]
 
 
 def _format(files: Sequence[Path], fmt: str | None) -> Format:
