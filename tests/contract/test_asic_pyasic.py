@@ -71,7 +71,9 @@ def _site(miners: list[EmulatedMiner], clock: Clock | None = None, **asic: objec
         **asic,
     })
     kwargs = {} if clock is None else {"clock": clock}
-    return AsicSite(config, ["hall"], PyasicDriver(discovery_timeout_s=2.0), **kwargs)
+    # Read-backs of a command are bounded well inside the per-call timeout.
+    driver = PyasicDriver(discovery_timeout_s=2.0, confirm_s=0.5, confirm_poll_s=0.1)
+    return AsicSite(config, ["hall"], driver, **kwargs)
 
 
 def _by_ip(statuses: list[MinerStatus]) -> dict[str, MinerStatus]:
@@ -196,29 +198,41 @@ def test_garbage_reply_is_not_a_reading(lab: MinerLab, family: str) -> None:
     assert not view.fleet.reachable[0] and view.fleet.mode[0] == Mode.MINE
 
 
-def test_miner_ignoring_curtail_is_caught_and_commanded_again(lab: MinerLab) -> None:
-    miner = lab.add("vnish", ignore_curtail=True)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_miner_ignoring_curtail_is_never_counted_as_curtailed(lab: MinerLab, family: str) -> None:
+    """The firmware accepts the command (stock Antminer support in pyasic answers True
+    whatever happens) and the miner keeps hashing: the read-back says so at once, the
+    miner counts at full draw, and the next ramp step sends the command again."""
+    miner = lab.add(family, ignore_curtail=True)
     clock = Clock()
     site = _site([miner], clock, verify_after_s=120.0)
 
-    async def scenario() -> tuple[MinerStatus, MinerStatus, tuple[str, ...]]:
+    sent: list[int] = []
+
+    async def scenario() -> tuple[dict[str, str], MinerStatus, tuple[str, ...]]:
         await site.refresh()
         site.set_targets({miner.ip: MinerTarget(mine=False, priority=0.1, delta_w=3000.0)})
-        assert (await site.step()).curtailed == (miner.ip,)  # the miner said yes
-        clock.now += 30
-        early = _by_ip(await site.refresh())[miner.ip]  # too soon to judge
-        clock.now += 120
-        late = _by_ip(await site.refresh())[miner.ip]
+        first = await site.step()
+        sent.append(sum(1 for cmd in miner.seen if _is_curtail(cmd)))
+        now = _by_ip(site.statuses())[miner.ip]
         clock.now += 60
         again = await site.step()
-        return early, late, again.curtailed
+        sent.append(sum(1 for cmd in miner.seen if _is_curtail(cmd)))
+        return first.failed, now, again.curtailed + first.curtailed
 
-    early, late, again = asyncio.run(scenario())
-    assert early.pending is not None and not early.mining
-    assert late.pending is None and late.mining and late.ignored_commands == 1
-    assert "ignored curtail" in site.ignored_log[-1][1]
-    assert again == (miner.ip,)
-    assert miner.mining and miner.seen.count("http POST /api/v1/mining/stop") == 2
+    failed, now, again = asyncio.run(scenario())
+    assert miner.ip in failed and "curtail" in failed[miner.ip]
+    assert now.mining and now.pending is None
+    view = asic_fleet([now], [Site(name="hall")], builtin_catalog())
+    assert view.fleet.mode[0] == Mode.MINE  # its draw stays counted against the cap
+    assert again == () and miner.mining
+    assert sent[0] > 0 and sent[1] == 2 * sent[0]  # sent again, as often as the first time
+
+
+def _is_curtail(seen: str) -> bool:
+    """The command each family's curtail sends, as the emulator logs it."""
+    return seen in ("http POST /api/v1/mining/stop", "http POST /api/v1/mining/pause",
+                    "http POST /cgi-bin/set_miner_conf.cgi") or seen.startswith("rpc curtail")
 
 
 def test_nothing_listening_is_not_a_miner_and_a_vanished_one_is_unreachable(
@@ -317,3 +331,24 @@ def test_engine_plan_to_miners_in_efficiency_order_with_ramp(lab: MinerLab) -> N
         assert not miners["vnish"].mining
     finally:
         asic.close()
+
+
+def test_stock_antminer_curtail_of_a_miner_that_is_gone_is_not_a_success(
+    lab: MinerLab,
+) -> None:
+    """Built from config (firmware and model given, no discovery), a miner whose address
+    no longer answers is never reported curtailed."""
+    from orchestrator.models.asic_config import AsicRange
+
+    empty = f"{lab.prefix}.251"
+    driver = PyasicDriver(discovery_timeout_s=1.0, confirm_s=0.3, confirm_poll_s=0.1)
+
+    async def scenario() -> bool:
+        spec = AsicRange(addresses=[empty], firmware="antminer", model="S19 XP")
+        handle = await driver.connect(empty, spec)
+        try:
+            return await driver.curtail(handle)
+        except Exception:  # a transport error is a failure too
+            return False
+
+    assert not asyncio.run(scenario())

@@ -87,8 +87,14 @@ def test_rows_from_statuses() -> None:
     ]
     view = asic_fleet(statuses, SITES, builtin_catalog())
     f = view.fleet
-    assert list(f.names) == ["a", "b", "c", "d", "e", "g", "h"]
+    assert list(f.names) == ["a", "b", "c", "d", "e", "f", "g", "h"]
     assert "f" in view.unknown_models
+    # No profile and no figures of its own: in the table at the largest ASIC nameplate
+    # draw (counted against the cap), and never commanded.
+    largest = max(p.watts_mine for p in builtin_catalog().values() if p.kind == "asic")
+    i_f = f.index_of("f")
+    assert f.watts_mine[i_f] == largest and f.mode[i_f] == Mode.MINE and f.opt_out[i_f]
+    assert view.unreadable == {"d": "timeout"}
     a, b, c, d = (f.index_of(x) for x in "abcd")
     assert f.hashrate[a] == 120.0 and f.hashrate_measured[a] and view.watts_measured[a]
     assert f.watts_mine[b] == 3010.0 and not view.watts_measured[b]  # nameplate, flagged
@@ -129,3 +135,18 @@ def test_concat_with_gpu_nodes_keeps_every_column() -> None:
     assert list(sub.names) == ["g0", "b"] and sub.is_asic().tolist() == [False, True]
     with pytest.raises(ValueError, match="both fleets"):
         concat_fleets(asic, asic)
+
+
+def test_an_unknown_model_that_was_read_before_keeps_its_last_draw() -> None:
+    """An S9 whose model string maps to nothing, unreachable now, last seen drawing
+    1,350 W while hashing 13.5 TH/s: it stays a row at that draw."""
+    r = replace_reading(unreachable("s9", 0.0, "read: no answer"), make="AntMiner",
+                        model="Unknown")  # what pyasic reports for a model it cannot map
+    st = _status("s9", r, hashing_ths=13.5, hashing_w=1350.0)
+    view = asic_fleet([st], SITES, builtin_catalog())
+    f = view.fleet
+    assert list(f.names) == ["s9"] and f.watts_mine[0] == 1350.0 and f.hashrate[0] == 13.5
+    assert f.mode[0] == Mode.MINE and not f.reachable[0] and f.opt_out[0]
+    assert "s9" in view.unknown_models and view.unreadable == {"s9": "read: no answer"}
+    # The site's draw counts it: cap headroom is what the table says.
+    assert f.watts_mine[f.mode == Mode.MINE].sum() == 1350.0

@@ -7,6 +7,7 @@ here but in `site.AsicSite`, so the simulated driver gets the same treatment.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any, Protocol
@@ -54,6 +55,9 @@ FIRMWARE_TYPES = {
     "avalon": "AVALONMINER",
 }
 
+#: What a read asks pyasic for: only what decisions use. The firmware version is not
+#: asked for: pyasic reads it from Braiins OS over the web interface, and a miner whose
+#: web interface is down (its cgminer API answering) then failed to read at all.
 _READ_FIELDS = (
     "hashrate",
     "expected_hashrate",
@@ -62,7 +66,6 @@ _READ_FIELDS = (
     "wattage_limit",
     "errors",
     "is_mining",
-    "fw_ver",
 )
 
 
@@ -70,8 +73,19 @@ class PyasicDriver:
     """Miners through pyasic. Discovery by its MinerFactory, or by config when the range
     names the firmware (custom ports: pyasic's discovery only probes the standard ones)."""
 
-    def __init__(self, *, discovery_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        discovery_timeout_s: float = 5.0,
+        confirm_s: float = 3.0,
+        confirm_poll_s: float = 0.5,
+    ) -> None:
+        """`confirm_s`: how long a curtail or resume is read back before it counts as
+        refused (keep it under the site's per-call timeout, `io.timeout_s`)."""
         from pyasic import settings
+
+        self.confirm_s = confirm_s
+        self.confirm_poll_s = confirm_poll_s
 
         # pyasic's own timeouts are global; ours (asyncio.wait_for) are per call and
         # shorter. Its factory timeout bounds each discovery probe inside ours.
@@ -99,13 +113,43 @@ class PyasicDriver:
         return from_pyasic(str(handle.ip), data, time.time())
 
     async def curtail(self, handle: Handle) -> bool:
-        return bool(await handle.stop_mining())
+        """Sleep the miner; True only once a read-back shows it stopped. Stock Antminer
+        support in pyasic answers True without checking that the miner got the command
+        (it does so for an address where nothing answers)."""
+        return bool(await handle.stop_mining()) and await self._confirm(handle, want=False)
 
     async def resume(self, handle: Handle) -> bool:
-        return bool(await handle.resume_mining())
+        return bool(await handle.resume_mining()) and await self._confirm(handle, want=True)
+
+    async def _confirm(self, handle: Handle, *, want: bool) -> bool:
+        """Read the miner back until it shows `want` (hashing or not), for `confirm_s`.
+        A resumed miner may need minutes to hash: the firmware's mining flag, read from
+        its configuration, confirms it took the command; a curtail needs the hashrate
+        to fall (or, where no hashrate is given, the flag)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.confirm_s
+        while True:
+            try:
+                data = await handle.get_data(include=list(_READ_FIELDS))
+                reading = from_pyasic(str(handle.ip), data, time.time())
+            except Exception as exc:  # an unreachable miner did not take the command
+                log.debug("%s: read-back failed: %s", getattr(handle, "ip", "?"), exc)
+                reading = None
+            if reading is not None and reading.reachable and confirmed(reading, want):
+                return True
+            if loop.time() + self.confirm_poll_s > deadline:
+                return False
+            await asyncio.sleep(self.confirm_poll_s)
 
     async def set_power_target(self, handle: Handle, watts: int) -> bool:
         return bool(await handle.set_power_limit(int(watts)))
+
+
+def confirmed(reading: MinerReading, want: bool) -> bool:
+    """Whether a read-back shows a curtail (`want` False) or resume (True) took effect."""
+    if not want:
+        return not reading.hashing
+    return reading.is_mining is True or (reading.hashrate_ths or 0.0) > 0.0
 
 
 _COMMANDS: dict[type, list[str]] = {}

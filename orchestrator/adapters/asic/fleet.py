@@ -8,7 +8,10 @@ Pure functions, no I/O:
   sleeping miner keeps the figures it last showed while hashing, so a worn miner is
   restored after healthy ones.
   Unreachable miners count as mining at full draw and are marked unreachable, so the
-  engine leaves them alone and never counts their power as headroom.
+  engine leaves them alone and never counts their power as headroom. A miner whose model
+  maps to no profile is never left out: it stays at its last known draw (else what it
+  reports, else the largest nameplate draw of the catalog's ASICs), opted out of
+  commands, and is listed in `unknown_models`; every unreachable one in `unreadable`.
 - `concat_fleets`: GPU nodes and miners in one table, under one cap per site.
 - `plan_subset`: the rows of a plan an actuator owns.
 - `miner_targets`: a plan's targets for the miners, with value per watt for ramp order
@@ -18,7 +21,7 @@ Pure functions, no I/O:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -30,7 +33,7 @@ from orchestrator.engine.plan import Plan
 from orchestrator.engine.scoring import group_cumsum_before
 from orchestrator.framework.context import ScoreTable
 from orchestrator.models.fleet import NO_GPU_MODEL, FleetTable
-from orchestrator.models.hardware import HardwareProfile
+from orchestrator.models.hardware import HardwareKind, HardwareProfile
 from orchestrator.models.modes import Mode
 from orchestrator.models.site import Site
 
@@ -45,9 +48,11 @@ class AsicFleetView:
     fleet: FleetTable
     #: `watts_mine` (mining) or `watts_idle` (asleep) is the miner's own measurement.
     watts_measured: B
-    #: Addresses left out: no profile could be found for their model.
+    #: Addresses whose model maps to no profile: kept at a stand-in draw, never commanded.
     unknown_models: dict[str, str]
     statuses: tuple[MinerStatus, ...]
+    #: Addresses that could not be read this cycle → why (counted at full draw).
+    unreadable: dict[str, str] = field(default_factory=dict)
 
 
 def asic_fleet(
@@ -71,8 +76,11 @@ def asic_fleet(
         if profile is None:
             made = adhoc_profile(r)
             if made is None:
-                unknown[r.address] = f"no hardware profile for model {r.label!r}"
-                continue
+                made = stand_in_profile(st, catalog)
+                unknown[r.address] = (
+                    f"no hardware profile for model {r.label!r}: counted at "
+                    f"{made.watts_mine:.0f} W while it mines, never commanded"
+                )
             profile = adhoc.setdefault(made.name, made)
         if profile not in used:
             used.append(profile)
@@ -99,7 +107,8 @@ def asic_fleet(
         since[i] = st.since_s
         reachable[i] = r.reachable
         # Protected miners may be resumed, never curtailed: opted out while they mine.
-        opt_out[i] = st.opt_out or (st.protected and st.mining)
+        # A miner of unknown model is not commanded: its worth per watt is unknown.
+        opt_out[i] = st.opt_out or (st.protected and st.mining) or r.address in unknown
         # Mining figures: measured now, else last measured while hashing, else nameplate.
         if st.hashing_ths:
             hashrate[i] = st.hashing_ths
@@ -124,7 +133,24 @@ def asic_fleet(
         hashrate=hashrate, hashrate_measured=hash_measured, watts_mine=watts_mine,
         watts_idle=watts_idle, reachable=reachable, opt_out=opt_out, since=since,
     )
-    return AsicFleetView(fleet, watts_measured, unknown, tuple(rows))
+    unreadable = {st.reading.address: st.reading.error or "unreadable"
+                  for st in rows if not st.reading.reachable}
+    return AsicFleetView(fleet, watts_measured, unknown, tuple(rows), unreadable)
+
+
+def stand_in_profile(st: MinerStatus, catalog: dict[str, HardwareProfile]) -> HardwareProfile:
+    """A profile for a miner no profile fits and whose own figures do not make one: its
+    last draw measured while hashing, else the draw it reports, else the largest ASIC
+    nameplate of the catalog, so the power cap never counts it as less than it may be."""
+    r = st.reading
+    asics = [p for p in catalog.values() if p.kind == HardwareKind.ASIC]
+    largest = max(asics, key=lambda p: p.watts_mine)
+    watts = st.hashing_w or r.watts or r.watts_limit or largest.watts_mine
+    rate = st.hashing_ths or r.hashrate_ths or r.expected_hashrate_ths or largest.mine_hashrate
+    return HardwareProfile(
+        name=f"asic-unknown-{watts:.0f}w-{rate:.0f}th", kind=HardwareKind.ASIC, mine_hashrate=rate,
+        watts_mine=watts, watts_idle=min(largest.watts_idle, watts),
+    )
 
 
 def concat_fleets(a: FleetTable, b: FleetTable) -> FleetTable:

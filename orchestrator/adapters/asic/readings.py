@@ -35,13 +35,13 @@ class MinerReading:
 
     @property
     def hashing(self) -> bool:
-        """Whether the miner is working: a sleeping miner reports no hashrate, and some
-        firmwares report `is_mining` True whatever they do, so the hashrate decides."""
-        if self.is_mining is False:
-            return False
+        """Whether the miner is working. Measured hashrate decides: firmwares' mining
+        flags are wrong both ways (some always say True; a Whatsminer hashing 67 TH/s was
+        seen saying False). Without a hashrate the flag is all there is; without either,
+        the miner is taken as hashing, so its draw is never counted as free."""
         if self.hashrate_ths is not None:
             return self.hashrate_ths > 0.0
-        return True
+        return self.is_mining is not False
 
     @property
     def efficiency_j_per_th(self) -> float | None:
@@ -54,6 +54,18 @@ class MinerReading:
         parts = [p for p in (self.make, self.model) if p]
         text = " ".join(parts) or "unknown model"
         return f"{text} ({self.firmware})" if self.firmware else text
+
+
+#: Physically possible sensor values; outside them a reading is a firmware or sensor
+#: fault (a −83 °C board, a 4-billion-watt draw) and is dropped, never averaged in.
+TEMPERATURE_RANGE_C = (-40.0, 150.0)
+#: Above any single machine sold (the largest hydro units are under 1,000 TH/s, 12 kW).
+MAX_HASHRATE_THS = 5_000.0
+MAX_WATTS = 30_000.0
+
+
+def _within(value: float | None, low: float, high: float) -> float | None:
+    return value if value is not None and low <= value <= high else None
 
 
 def unreachable(address: str, now_s: float, why: str) -> MinerReading:
@@ -139,9 +151,13 @@ def from_pyasic(address: str, data: object, now_s: float) -> MinerReading:
         str(getattr(e, "error_message", None) or getattr(e, "error_code", None) or e)
         for e in (getattr(data, "errors", None) or [])
     )
+    lo_c, hi_c = TEMPERATURE_RANGE_C
     hashboards = getattr(data, "hashboards", None) or []
-    temps = [float(hb.temp) for hb in hashboards if getattr(hb, "temp", None) is not None]
-    temperature = sum(temps) / len(temps) if temps else number(getattr(data, "env_temp", None))
+    temps = [t for hb in hashboards
+             if (t := _within(number(getattr(hb, "temp", None)), lo_c, hi_c)) is not None]
+    temperature = (sum(temps) / len(temps) if temps
+                   else _within(number(getattr(data, "env_temp", None)), lo_c, hi_c))
+    flag = getattr(data, "is_mining", None)
     reading = MinerReading(
         address=address,
         reachable=True,
@@ -149,15 +165,22 @@ def from_pyasic(address: str, data: object, now_s: float) -> MinerReading:
         make=_text(getattr(data, "make", None)),
         model=_text(getattr(data, "model", None)),
         firmware=_text(getattr(data, "firmware", None)),
-        hashrate_ths=ths(getattr(data, "hashrate", None)),
-        expected_hashrate_ths=ths(getattr(data, "expected_hashrate", None)),
-        watts=_positive(number(getattr(data, "wattage", None))),
-        watts_limit=_positive(number(getattr(data, "wattage_limit", None))),
+        hashrate_ths=_within(ths(getattr(data, "hashrate", None)), 0.0, MAX_HASHRATE_THS),
+        expected_hashrate_ths=_positive(
+            _within(ths(getattr(data, "expected_hashrate", None)), 0.0, MAX_HASHRATE_THS)),
+        watts=_positive(_within(number(getattr(data, "wattage", None)), 0.0, MAX_WATTS)),
+        watts_limit=_positive(
+            _within(number(getattr(data, "wattage_limit", None)), 0.0, MAX_WATTS)),
         temperature_c=temperature,
         errors=errors,
-        is_mining=getattr(data, "is_mining", None),
+        is_mining=flag if isinstance(flag, bool) else None,
     )
     if reading.hashrate_ths is None and reading.watts is None:
+        if reading.is_mining is False:
+            # Asleep: stock Antminer firmware gives no usable summary in sleep mode, but
+            # its configuration says so. A sleeping miner is not a lost one: it can be
+            # resumed, and it draws its idle power.
+            return replace(reading, hashrate_ths=0.0)
         # pyasic swallows decode errors and returns an empty record (the model comes from
         # its class, not the miner): that is no reading.
         return replace(unreachable(address, now_s, "miner answered without usable data"),

@@ -1,0 +1,79 @@
+"""What a miner says, as hashpivot reads it: flags against measurements, sleep, sensors
+outside physical ranges. Inputs are pyasic `MinerData` records as pyasic builds them."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("pyasic")
+
+from pyasic.data import MinerData
+from pyasic.data.boards import HashBoard
+from pyasic.device.algorithm.hashrate import AlgoHashRate
+from pyasic.device.algorithm.hashrate.unit.sha256 import SHA256Unit
+
+from orchestrator.adapters.asic.readings import (
+    MAX_HASHRATE_THS,
+    TEMPERATURE_RANGE_C,
+    from_pyasic,
+)
+
+
+def ths(value: float) -> object:
+    return AlgoHashRate.SHA256(rate=value, unit=SHA256Unit.TH)
+
+
+def board(slot: int, temp: float | None, rate: float = 22.0) -> HashBoard:
+    return HashBoard(slot=slot, temp=temp, chip_temp=temp, hashrate=ths(rate), missing=False)
+
+
+def test_measured_hashrate_beats_a_false_mining_flag() -> None:
+    """A Whatsminer hashing 67 TH/s whose mining flag says False is hashing."""
+    data = MinerData(ip="10.0.0.1", is_mining=False, wattage=3300,
+                     hashboards=[board(i, 60.0, 67.0 / 3) for i in range(3)])
+    reading = from_pyasic("10.0.0.1", data, 0.0)
+    assert reading.hashrate_ths == pytest.approx(67.0)
+    assert reading.hashing
+
+
+def test_zero_hashrate_beats_a_true_mining_flag() -> None:
+    data = MinerData(ip="10.0.0.1", is_mining=True, wattage=18,
+                     hashboards=[board(i, 40.0, 0.0) for i in range(3)])
+    assert not from_pyasic("10.0.0.1", data, 0.0).hashing
+
+
+def test_a_sleeping_miner_without_a_summary_is_asleep_not_unreachable() -> None:
+    """Stock Antminer firmware in sleep mode gives no usable summary (no hashrate, no
+    power); its configuration's work mode says it sleeps."""
+    data = MinerData(ip="10.0.0.1", is_mining=False)
+    reading = from_pyasic("10.0.0.1", data, 0.0)
+    assert reading.reachable and reading.error is None
+    assert not reading.hashing and reading.hashrate_ths == 0.0
+
+
+def test_no_data_and_no_flag_is_no_reading() -> None:
+    reading = from_pyasic("10.0.0.1", MinerData(ip="10.0.0.1"), 0.0)
+    assert not reading.reachable and reading.error
+
+
+@pytest.mark.parametrize("bad", [-83.0, -41.0, 151.0, 1e9])
+def test_temperatures_outside_physical_range_are_dropped(bad: float) -> None:
+    lo, hi = TEMPERATURE_RANGE_C
+    assert not lo <= bad <= hi
+    data = MinerData(ip="10.0.0.1", wattage=3000,
+                     hashboards=[board(0, 62.0), board(1, bad), board(2, 64.0)])
+    reading = from_pyasic("10.0.0.1", data, 0.0)
+    assert reading.temperature_c == pytest.approx((62.0 + 64.0) / 2)
+
+
+def test_only_bad_temperatures_leave_none() -> None:
+    data = MinerData(ip="10.0.0.1", wattage=3000, hashboards=[board(0, -83.0)])
+    assert from_pyasic("10.0.0.1", data, 0.0).temperature_c is None
+
+
+def test_impossible_hashrate_and_power_are_dropped() -> None:
+    data = MinerData(ip="10.0.0.1", wattage=4_000_000_000, is_mining=True,
+                     hashboards=[board(0, 60.0, MAX_HASHRATE_THS * 2)])
+    reading = from_pyasic("10.0.0.1", data, 0.0)
+    assert reading.hashrate_ths is None and reading.watts is None
+    assert not reading.reachable  # nothing usable left: no reading, the miner counts at full draw
