@@ -17,7 +17,7 @@ import numpy.typing as npt
 from orchestrator.backtest.runner import BacktestInputs
 from orchestrator.backtest.sim import Ledger, SimulatedSite
 from orchestrator.engine.plan import Plan
-from orchestrator.models.demand import AIJob, DemandSnapshot
+from orchestrator.models.demand import AIJob, DemandSnapshot, DemandSummary
 from orchestrator.models.fleet import FleetTable
 from orchestrator.ports import ActuationResult
 
@@ -94,6 +94,12 @@ class SimulatedCluster:
         ]
         return DemandSnapshot(pending=jobs, source="simulated job trace",
                               observed_at=datetime.fromtimestamp(now_s, UTC))
+
+    def pending_summary(self, now_s: float) -> DemandSummary:
+        """The queue as the backtest's decision step reads it (fractional GPUs of a
+        scaled trace, not the whole GPUs of the job list above)."""
+        self._arrive(now_s)
+        return self.site.demand(now_s)
 
     # Actuator
     def apply(self, plan: Plan, fleet: FleetTable | None = None) -> ActuationResult:

@@ -2,7 +2,8 @@
 
 A journaled cycle of a replayable fleet (see `runtime.cycle.REPLAYABLE_FLEET_NODES`)
 holds the fleet as decided on, the market snapshot, the pending jobs, the smoothed
-demand level and the policy state. Deciding again with the same policy must give the
+demand level, the policy state and the switch history the decision step read; replay
+decides through the same step. Deciding again with the same policy must give the
 same plan (a regression test for the engine); deciding with another policy shows what it
 would have done on production inputs.
 """
@@ -14,15 +15,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from orchestrator.engine.plan import Plan, build_context, decide
+from orchestrator.engine.plan import Plan
 from orchestrator.engine.prices import snapshot_to_prices
+from orchestrator.engine.step import DecisionStep, StepMemory
 from orchestrator.errors import DataError
 from orchestrator.framework.policy import Policy
 from orchestrator.models.build import profile_catalog
 from orchestrator.models.config import HashpivotConfig
 from orchestrator.models.demand import DemandSummary
 from orchestrator.models.fleet import FleetTable
-from orchestrator.models.journal import CycleRecord, FleetColumns
+from orchestrator.models.journal import CycleRecord, FleetColumns, StateArray
 from orchestrator.models.modes import MODE_LABELS
 
 
@@ -58,20 +60,39 @@ def fleet_from_columns(columns: FleetColumns, config: HashpivotConfig) -> FleetT
 
 
 def redecide(record: CycleRecord, config: HashpivotConfig, policy: Policy) -> Plan:
-    """Decide one journaled cycle again."""
+    """Decide one journaled cycle again, through the decision step every mode uses, with
+    the inputs the journal says that step read."""
     if record.fleet_columns is None or record.market is None:
         raise DataError(f"cycle {record.decision_id} is not replayable (no fleet or market)")
     fleet = fleet_from_columns(record.fleet_columns, config)
-    summary = DemandSummary.from_jobs(record.demand.pending, fleet.gpu_models)
-    if record.expected_gpus is not None:
-        summary = DemandSummary(summary.pending_gpus, summary.offered_usd_per_gpu_hour,
-                                summary.pending_gpus_any_model,
-                                expected_gpus_any_model=record.expected_gpus)
-    state = {k: np.asarray(v) for k, v in (record.policy_state_in or {}).items()}
-    ctx = build_context(now_s=record.now_s, prices=snapshot_to_prices(record.market, fleet),
-                        demand=summary, fleet=fleet, guards=config.guards,
-                        scoring=config.scoring, policy_state=state)
-    return decide(ctx, policy, config.guards)
+    state = {k: v.array() if isinstance(v, StateArray) else np.asarray(v)
+             for k, v in (record.policy_state_in or {}).items()}
+    inputs = record.decision_inputs
+    demand_cfg = config.demand
+    step = DecisionStep(policy, config.guards, config.scoring,
+                        interval_s=inputs.interval_s if inputs is not None else 0.0,
+                        demand_model=demand_cfg.gpu_model if demand_cfg is not None else None)
+    if inputs is not None:
+        pending = DemandSummary(
+            np.array(inputs.pending_gpus, dtype=np.float64),
+            np.array([np.nan if x is None else x for x in inputs.offered_usd_per_gpu_hour],
+                     dtype=np.float64),
+            inputs.pending_gpus_any_model,
+        )
+        before = record.now_s - (inputs.skipped_cycles + 1) * inputs.interval_s
+        step.restore(StepMemory(
+            now_s=before if inputs.interval_s > 0 else None, policy_state=state,
+            expected_gpus=record.expected_gpus, switch_nodes=list(record.fleet_columns.names),
+            switch_last_s=np.array(inputs.switch_since), switch_load=np.array(inputs.switch_load),
+        ))
+        frozen = inputs.frozen
+    else:  # journals written before the decision step journaled its inputs
+        pending = DemandSummary.from_jobs(record.demand.pending, fleet.gpu_models)
+        step.policy_state = state
+        frozen = bool(record.plan.get("frozen"))
+    return step.decide(now_s=record.now_s, prices=snapshot_to_prices(record.market, fleet),
+                       demand=pending, fleet=fleet, frozen=frozen,
+                       demand_level=record.expected_gpus)
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -14,7 +14,7 @@ from orchestrator.backtest.jobs import JobStream, scale_trace
 from orchestrator.backtest.oracle import OracleResult, demand_gpus_per_step, hindsight_oracle
 from orchestrator.backtest.recorded import PriceTable, RecordedMarketSource
 from orchestrator.backtest.sim import Ledger, SimulatedSite
-from orchestrator.engine.plan import build_context, decide
+from orchestrator.engine.step import DecisionStep
 from orchestrator.errors import ConfigError
 from orchestrator.framework.context import MarketHistory
 from orchestrator.framework.policy import Policy
@@ -136,31 +136,39 @@ def simulate(
     history: _History | None,
     progress: Callable[[int], None] | None = None,
 ) -> Ledger:
-    """One policy over every step: arrive → decide (engine) → apply (simulator)."""
+    """One policy over every step: arrive → decide (the decision step every mode uses) →
+    apply (simulator)."""
     step_s = config.backtest.step_s
     max_wait = config.demand.max_wait_h if config.demand else 24.0
     sim = SimulatedSite(fleet, jobs, config.scoring, max_wait_h=max_wait)
     ledger = Ledger.zeros(times, fleet.n)
-    state: Mapping[str, npt.NDArray[np.generic]] = {}
+    step = decision_step(config, policy, guards)
+    wants_history = history is not None and policy.uses_history
     for k in range(times.shape[0]):
         now = float(times[k])
         ledger.sla_misses[k] = sim.arrive(now)
-        ctx = build_context(
+        plan = step.decide(
             now_s=now,
             prices=known.prices(k),
             demand=sim.demand(now),
             fleet=sim.fleet_at(now),
-            guards=guards,
-            scoring=config.scoring,
-            history=history.at(now) if history is not None and policy.uses_history else None,
-            policy_state=state,
+            history=history.at(now) if wants_history and history is not None else None,
         )
-        plan = decide(ctx, policy, guards, switch_load=sim.switch_load)
-        state = plan.policy_state
         sim.step(plan, now_s=now, dt_s=step_s, realized=realized.prices(k), ledger=ledger, k=k)
+        step.commit(plan)
         if progress is not None:
             progress(k + 1)
     return ledger
+
+
+def decision_step(config: HashpivotConfig, policy: Policy, guards: GuardConfig,
+                  interval_s: float | None = None) -> DecisionStep:
+    """The decision step for `config`: the same in a backtest, a dry-run and live."""
+    return DecisionStep(
+        policy, guards, config.scoring,
+        interval_s=config.backtest.step_s if interval_s is None else interval_s,
+        demand_model=config.demand.gpu_model if config.demand is not None else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from orchestrator.engine.kernels import (
 from orchestrator.engine.plan import Plan
 from orchestrator.framework.jit import AI, MINE, compiled
 from orchestrator.models.config import ScoringConfig
-from orchestrator.models.demand import DemandSummary, smooth_demand
+from orchestrator.models.demand import DemandSummary
 from orchestrator.models.fleet import FleetTable
 from orchestrator.models.market import MarketPrices
 from orchestrator.models.modes import STEADY_STATE_OF_MODE, Mode, NodeState
@@ -116,7 +116,6 @@ class SimulatedSite:
         scoring: ScoringConfig,
         *,
         max_wait_h: float = 24.0,
-        demand_half_life_h: float = 6.0,
     ):
         # The site replaces columns rather than writing into them, so the tables it hands
         # out can share read-only columns with the policy's view (no copies per step).
@@ -126,9 +125,6 @@ class SimulatedSite:
         self.scoring = scoring
         self.max_wait_s = max_wait_h * 3600.0
         self.switch_load = np.zeros(self.n)
-        self.demand_half_life_s = demand_half_life_h * 3600.0
-        self._expected_gpus = 0.0
-        self._last_demand_s: float | None = None
         self.ready_at = np.zeros(self.n)
         self.book = JobBook(jobs, self.n, self.max_wait_s)
         offered = jobs.offered_usd_per_gpu_hour
@@ -197,31 +193,17 @@ class SimulatedSite:
         return self.book.queued()
 
     def demand(self, now_s: float) -> DemandSummary:
-        """Pending GPUs, and the smoothed level of running + pending demand."""
+        """GPUs waiting now, for the trace's GPU model (or any model) at its offered price.
+        The decision step adds the smoothed demand level (`engine.step`)."""
         models = self.fleet.gpu_models
-        pending, running = self.book.gpus_waiting_and_running()
-        total = pending + running
-        if self._last_demand_s is None:
-            self._expected_gpus = total
-        else:
-            self._expected_gpus = smooth_demand(
-                self._expected_gpus, total, now_s - self._last_demand_s, self.demand_half_life_s
-            )
-        self._last_demand_s = now_s
+        pending, _running = self.book.gpus_waiting_and_running()
         price = self._offered_by_model
         if self.jobs.gpu_model is None:
-            return DemandSummary(
-                self._no_pending,
-                price,
-                pending,
-                expected_gpus_any_model=self._expected_gpus,
-            )
+            return DemandSummary(self._no_pending, price, pending)
         per_model = np.zeros(len(models))
-        expected = np.zeros(len(models))
         if self.jobs.gpu_model in models:
             per_model[models.index(self.jobs.gpu_model)] = pending
-            expected[models.index(self.jobs.gpu_model)] = self._expected_gpus
-        return DemandSummary(per_model, price, expected_gpus=expected)
+        return DemandSummary(per_model, price)
 
     def fleet_at(self, now_s: float) -> FleetTable:
         """The fleet as the controller would read it at `now_s`: lifecycle state, and

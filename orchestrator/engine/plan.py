@@ -16,7 +16,7 @@ from orchestrator.engine.explain import (
 from orchestrator.engine.guards import apply_guards
 from orchestrator.engine.kernels import seconds_since
 from orchestrator.engine.scoring import build_scores
-from orchestrator.errors import PolicyError
+from orchestrator.errors import PolicyError, raised_at
 from orchestrator.framework.context import (
     DecisionContext,
     MarketHistory,
@@ -134,6 +134,8 @@ def build_context(
     scoring: ScoringConfig | None = None,
     history: MarketHistory | None = None,
     policy_state: Mapping[str, npt.NDArray[np.generic]] | None = None,
+    interval_s: float = 0.0,
+    skipped_cycles: int = 0,
 ) -> DecisionContext:
     """Score the fleet and freeze everything a policy may read."""
     view = fleet.read_only()
@@ -153,7 +155,31 @@ def build_context(
         site_power_cap_w=view.statics.site_cap_w,
         history=history or _NO_HISTORY,
         policy_state=policy_state or {},
+        interval_s=interval_s,
+        skipped_cycles=skipped_cycles,
     )
+
+
+def check_state(name: str, state: object) -> Mapping[str, npt.NDArray[np.generic]]:
+    """A policy's state as the engine keeps it: a mapping of names to numeric arrays
+    (integers, floats, booleans), the only kind the journal restores after a restart.
+    Anything else is a `PolicyError` naming the policy and the key, in every mode."""
+    if not isinstance(state, Mapping):
+        raise PolicyError(
+            f"policy {name} returned state of type {type(state).__name__}: "
+            "state must map names to numeric arrays"
+        )
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, np.ndarray) or (
+            value.dtype.kind not in "biuf"
+        ):
+            what = (f"array of dtype {value.dtype}" if isinstance(value, np.ndarray)
+                    else type(value).__name__)
+            raise PolicyError(
+                f"policy {name} returned state {key!r} as {what}: state values must be "
+                "numpy arrays of integers, floats or booleans (kept across restarts)"
+            )
+    return state
 
 
 def decide(
@@ -171,7 +197,7 @@ def decide(
     except PolicyError:
         raise
     except Exception as exc:  # policies are trusted code, but their bugs must not spread
-        raise PolicyError(f"policy {name} failed: {exc!r}") from exc
+        raise PolicyError(f"policy {name} failed: {raised_at(exc)}") from exc
     if not isinstance(decision, PolicyDecision):
         raise PolicyError(f"policy {name} returned {type(decision).__name__}, not a decision")
     guarded = apply_guards(ctx, decision, guards, switch_load)
@@ -190,7 +216,7 @@ def decide(
         site_cap_w=ctx.site_power_cap_w,
         site_over_cap=guarded.site_over_cap,
         stale=ctx.stale,
-        policy_state=decision.state,
+        policy_state=check_state(name, decision.state),
     )
     plan._changed = guarded.changed
     return plan

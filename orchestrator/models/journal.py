@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.models.demand import DemandSnapshot
@@ -53,9 +55,51 @@ class CycleRecord(BaseModel):
     expected_gpus: float | None = Field(
         default=None, description="Smoothed AI demand level (GPUs) the decision used."
     )
-    policy_state_in: dict[str, list[float]] | None = Field(
+    policy_state_in: dict[str, StateArray | list[float]] | None = Field(
         default=None, description="Policy state handed to the decision (replayable fleets)."
     )
+    decision_inputs: DecisionInputs | None = Field(
+        default=None,
+        description="What the decision step read besides market, fleet and jobs (replayable "
+        "fleets): the exact pending demand, the switch history, the cycle interval.",
+    )
+
+
+class StateArray(BaseModel):
+    """One policy state array, exactly: dtype, shape and values in C order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dtype: str
+    shape: list[int]
+    values: list[float]
+
+    @staticmethod
+    def of(array: npt.ArrayLike) -> StateArray:
+        a = np.asarray(array)
+        return StateArray(dtype=a.dtype.str, shape=list(a.shape),
+                          values=a.astype(np.float64).ravel().tolist())
+
+    def array(self) -> npt.NDArray[np.generic]:
+        return np.asarray(self.values, dtype=np.float64).astype(np.dtype(self.dtype)).reshape(
+            self.shape)
+
+
+class DecisionInputs(BaseModel):
+    """The decision step's inputs beyond the market, the fleet and the job list."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pending_gpus: list[float]
+    #: Per GPU model of the fleet; None where the market rental price applies.
+    offered_usd_per_gpu_hour: list[float | None]
+    pending_gpus_any_model: float = 0.0
+    #: Per node (fleet order): when it last switched (0: never) and its decaying count.
+    switch_since: list[float]
+    switch_load: list[float]
+    interval_s: float = 0.0
+    skipped_cycles: int = 0
+    frozen: bool = False
 
 
 class FleetColumns(BaseModel):

@@ -24,7 +24,7 @@ from orchestrator.engine.plan import Plan
 from orchestrator.errors import HashpivotError
 from orchestrator.framework.registry import load_policy
 from orchestrator.models.config import ControllerMode, HashpivotConfig
-from orchestrator.models.demand import DemandSnapshot
+from orchestrator.models.demand import DemandSnapshot, DemandSummary
 from orchestrator.models.fleet import FleetTable
 from orchestrator.ports import ActuationResult
 from orchestrator.runtime import wiring
@@ -224,6 +224,10 @@ class ClusterProxy:
         result: DemandSnapshot = ray.get(self.handle.demand.remote(now_s))
         return result
 
+    def pending_summary(self, now_s: float) -> DemandSummary:
+        result: DemandSummary = ray.get(self.handle.pending_summary.remote(now_s))
+        return result
+
     def apply(self, plan: Plan, fleet: FleetTable | None = None) -> ActuationResult:
         result: ActuationResult = ray.get(self.handle.apply.remote(plan))
         return result
@@ -250,6 +254,9 @@ class SimulatedClusterActor:
 
     def demand(self, now_s: float) -> DemandSnapshot:
         return self.cluster.demand(now_s)
+
+    def pending_summary(self, now_s: float) -> DemandSummary:
+        return self.cluster.pending_summary(now_s)
 
     def apply(self, plan: Plan) -> ActuationResult:
         return self.cluster.apply(plan)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,14 +17,21 @@ import numpy as np
 import numpy.typing as npt
 
 from orchestrator.engine.explain import mode_counts
-from orchestrator.engine.plan import Plan, build_context, decide
+from orchestrator.engine.plan import Plan
 from orchestrator.engine.prices import snapshot_to_prices
+from orchestrator.engine.step import DecisionStep
 from orchestrator.errors import DataError, FeedError, PolicyError
 from orchestrator.framework.policy import Policy
 from orchestrator.models.config import HashpivotConfig
-from orchestrator.models.demand import DemandSnapshot, DemandSummary, smooth_demand
+from orchestrator.models.demand import DemandSnapshot, DemandSummary
 from orchestrator.models.fleet import FleetTable
-from orchestrator.models.journal import CycleRecord, NodeChange, fleet_columns
+from orchestrator.models.journal import (
+    CycleRecord,
+    DecisionInputs,
+    NodeChange,
+    StateArray,
+    fleet_columns,
+)
 from orchestrator.models.market import MarketSnapshot
 from orchestrator.ports import (
     ActuationResult,
@@ -34,7 +41,7 @@ from orchestrator.ports import (
     FleetSource,
     MarketSource,
 )
-from orchestrator.runtime.journal import JournalError, JsonlJournal
+from orchestrator.runtime.journal import JournalError, JsonlJournal, StepMemoryStore
 from orchestrator.runtime.metrics import ControllerMetrics
 
 log = logging.getLogger("hashpivot.cycle")
@@ -44,7 +51,6 @@ REPLAYABLE_FLEET_NODES = 5_000
 #: Explanations journaled per cycle (highest gain first); the summary counts them all.
 JOURNALED_CHANGES = 1_000
 JOURNALED_JOBS = 500
-DEMAND_HALF_LIFE_S = 6 * 3600.0
 
 
 @dataclass
@@ -62,6 +68,8 @@ class CycleDeps:
     feed_rejections: Callable[[], dict[str, dict[str, int]]] | None = None
     #: The operator's kill switch: why every node is held this cycle, or None.
     freeze: Callable[[], str | None] | None = None
+    #: Where the decision step's memory is kept between restarts (None: not kept).
+    memory: StepMemoryStore | None = None
 
 
 @dataclass
@@ -73,28 +81,46 @@ class CycleOutcome:
 
 @dataclass
 class DecisionCycle:
+    """Gather through the ports, decide through the decision step every mode shares
+    (`engine.step`), journal, act, and tell the step which switches began."""
+
     config: HashpivotConfig
     mode: str
     policy: Policy
     deps: CycleDeps
-    policy_state: dict[str, npt.NDArray[np.generic]] = field(default_factory=dict)
-    expected_gpus: float | None = None
-    last_now_s: float | None = None
+    step: DecisionStep = field(init=False)
 
-    def _demand_summary(self, snapshot: DemandSnapshot, fleet: FleetTable, now_s: float) -> (
+    def __post_init__(self) -> None:
+        # A dry-run decides on the backtest's grid; live and shadow every interval.
+        interval = (self.config.backtest.step_s if self.mode == "dry-run"
+                    else self.config.controller.interval_s)
+        demand = self.config.demand
+        self.step = DecisionStep(self.policy, self.config.guards, self.config.scoring,
+                                 interval_s=interval,
+                                 demand_model=demand.gpu_model if demand is not None else None)
+        if self.deps.memory is not None:
+            saved = self.deps.memory.load()
+            if saved is not None:
+                self.step.restore(saved)
+
+    @property
+    def policy_state(self) -> Mapping[str, npt.NDArray[np.generic]]:
+        return self.step.policy_state
+
+    @property
+    def expected_gpus(self) -> float | None:
+        return self.step.expected_gpus
+
+    def _pending(self, snapshot: DemandSnapshot, fleet: FleetTable, now_s: float) -> (
         DemandSummary
     ):
-        summary = DemandSummary.from_jobs(snapshot.pending, fleet.gpu_models)
-        total = float(summary.pending_gpus.sum()) + summary.pending_gpus_any_model
-        total += float(fleet.ai_gpus_busy.sum())
-        if self.expected_gpus is None or self.last_now_s is None:
-            self.expected_gpus = total
-        else:
-            self.expected_gpus = smooth_demand(self.expected_gpus, total,
-                                               now_s - self.last_now_s, DEMAND_HALF_LIFE_S)
-        return DemandSummary(summary.pending_gpus, summary.offered_usd_per_gpu_hour,
-                             summary.pending_gpus_any_model,
-                             expected_gpus_any_model=self.expected_gpus)
+        """What waits now, per GPU model. A source that keeps its queue as numbers (the
+        simulated site) says so directly, so a dry-run sees the backtest's demand exactly."""
+        exact: Any = getattr(self.deps.demand, "pending_summary", None)
+        if callable(exact):
+            summary: DemandSummary = exact(now_s)
+            return summary
+        return DemandSummary.from_jobs(snapshot.pending, fleet.gpu_models)
 
     def run_once(self) -> CycleOutcome:
         deps = self.deps
@@ -109,25 +135,19 @@ class DecisionCycle:
         except (FeedError, DataError) as exc:
             return self._hold(now, fleet, demand, str(exc))
 
-        guards = self.config.guards
-        frozen = "config guards.frozen" if guards.frozen else (
+        frozen = "config guards.frozen" if self.config.guards.frozen else (
             deps.freeze() if deps.freeze is not None else None)
-        if frozen:
-            guards = guards.model_copy(update={"frozen": True})
         started = time.perf_counter()
-        summary = self._demand_summary(demand, fleet, now)
-        state_in = self.policy_state
+        pending = self._pending(demand, fleet, now)
+        state_in = self.step.policy_state
         history = deps.market.history(now) if self.policy.uses_history else None
-        ctx = build_context(now_s=now, prices=prices, demand=summary, fleet=fleet,
-                            guards=guards, scoring=self.config.scoring,
-                            history=history, policy_state=self.policy_state)
         try:
-            plan = decide(ctx, self.policy, guards)
+            plan = self.step.decide(now_s=now, prices=prices, demand=pending, fleet=fleet,
+                                    history=history, frozen=bool(frozen))
         except PolicyError as exc:  # a broken decision is not acted on: hold, say why
             return self._hold(now, fleet, demand, str(exc), snapshot=snapshot)
         latency = time.perf_counter() - started
-        self.policy_state = dict(plan.policy_state)
-        self.last_now_s = now
+        switch_in = self.step.switch_history()  # what the guards just read
 
         changes = [
             NodeChange(node=e.node, current=e.current, target=e.target, reason=e.reason,
@@ -152,15 +172,32 @@ class DecisionCycle:
             changes=changes,
             decision_latency_s=latency,
             fleet_columns=fleet_columns(fleet) if replayable else None,
-            expected_gpus=self.expected_gpus,
+            expected_gpus=self.step.expected_gpus,
             policy_state_in=(
-                {k: np.asarray(v, dtype=np.float64).tolist() for k, v in state_in.items()}
-                if replayable else None
+                {k: StateArray.of(v) for k, v in state_in.items()} if replayable else None
             ),
+            decision_inputs=DecisionInputs(
+                pending_gpus=pending.pending_gpus.tolist(),
+                offered_usd_per_gpu_hour=[
+                    None if not np.isfinite(x) else float(x)
+                    for x in pending.offered_usd_per_gpu_hour.tolist()
+                ],
+                pending_gpus_any_model=pending.pending_gpus_any_model,
+                switch_since=switch_in[0].tolist(),
+                switch_load=switch_in[1].tolist(),
+                interval_s=self.step.interval_s,
+                skipped_cycles=self.step.skipped_cycles,
+                frozen=bool(frozen),
+            ) if replayable else None,
         )
         deps.journal.record(record)  # JournalError propagates: no record, no action
         result = deps.actuator.apply(plan, fleet)
+        # Only switches the actuator began count against the budgets (not shadow's, not
+        # a rate-limited one, not a node merely adopted).
+        self.step.commit(plan, started=result.started)
         _record_result(deps.journal, plan.decision_id, result)
+        if deps.memory is not None:
+            deps.memory.save(plan.decision_id, self.step.memory())
         if deps.metrics is not None:
             deps.metrics.observe_plan(plan, latency)
             deps.metrics.observe_market(snapshot, prices.hashprice_usd_per_ph_day, now)

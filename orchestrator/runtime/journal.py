@@ -15,8 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import ValidationError
 
+from orchestrator.engine.step import StepMemory
 from orchestrator.errors import HashpivotError
 from orchestrator.models.journal import CycleRecord
 
@@ -148,7 +150,123 @@ def read_journal(folder: Path | str) -> Iterator[CycleRecord]:
 
 
 def last_record(folder: Path | str) -> CycleRecord | None:
-    last = None
-    for record in read_journal(folder):
-        last = record
-    return last
+    """The last journaled cycle (with its result), read from the end of the newest file:
+    the time it takes does not grow with the journal."""
+    for path in reversed(journal_files(folder)):
+        record = _last_in(path)
+        if record is not None:
+            return record
+    return None
+
+
+_TAIL_CHUNK = 1 << 20
+
+
+def _last_in(path: Path) -> CycleRecord | None:
+    """The last readable cycle of one file, reading backwards a chunk at a time."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            end = handle.tell()
+            result: dict[str, Any] | None = None
+            buffer = b""
+            pos = end
+            while pos > 0:
+                read = min(_TAIL_CHUNK, pos)
+                pos -= read
+                handle.seek(pos)
+                buffer = handle.read(read) + buffer
+                lines = buffer.split(b"\n")
+                # The first piece may be a line cut by the chunk edge: keep it for later.
+                buffer = lines[0] if pos > 0 else b""
+                complete = lines[1:] if pos > 0 else lines
+                for raw in reversed(complete):
+                    obj = _parse_line(raw)
+                    if obj is None:
+                        continue
+                    kind = obj.pop("kind", "cycle")
+                    if kind == "result":
+                        if result is None:
+                            result = obj
+                        continue
+                    try:
+                        record = CycleRecord.model_validate(obj)
+                    except ValidationError:
+                        continue
+                    if result is not None and result.get("decision_id") == record.decision_id:
+                        record = record.model_copy(update={"actuation": result.get("actuation",
+                                                                                     {})})
+                    return record
+    except FileNotFoundError:
+        return None
+    return None
+
+
+def _parse_line(raw: bytes) -> dict[str, Any] | None:
+    if not raw.strip():
+        return None
+    try:
+        obj = json.loads(raw.decode("utf-8", errors="replace"))
+    except json.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+MEMORY_FILE = "step-memory.npz"
+
+
+class StepMemoryStore:
+    """The decision step's memory (policy state, demand level, switch history), kept
+    beside the journal: one file replaced atomically after every cycle, so a restarted
+    controller reads it whole, whatever the journal's length or the fleet's size."""
+
+    def __init__(self, folder: Path | str):
+        self.path = Path(folder) / MEMORY_FILE
+
+    def save(self, decision_id: str, memory: StepMemory) -> None:
+        """Write `memory`; a failure is logged (the journal already holds the cycle)."""
+        arrays: dict[str, Any] = {
+            "switch_nodes": np.array(memory.switch_nodes, dtype=str),
+            "switch_last_s": memory.switch_last_s,
+            "switch_load": memory.switch_load,
+        }
+        for i, value in enumerate(memory.policy_state.values()):
+            arrays[f"state_{i}"] = np.asarray(value)
+        meta = {"decision_id": decision_id, "now_s": memory.now_s,
+                "expected_gpus": memory.expected_gpus,
+                "state_keys": list(memory.policy_state)}
+        arrays["meta"] = np.array(json.dumps(meta))
+        tmp = self.path.with_suffix(".tmp.npz")
+        try:
+            with tmp.open("wb") as handle:
+                np.savez(handle, **arrays)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.error("decision memory not saved to %s: %s", self.path, exc.strerror)
+
+    def load(self) -> StepMemory | None:
+        """The memory last saved, or None (none yet, or unreadable: logged)."""
+        if not self.path.exists():
+            return None
+        try:
+            with np.load(self.path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                state = {str(k): np.array(data[f"state_{i}"])
+                         for i, k in enumerate(meta["state_keys"])}
+                memory = StepMemory(
+                    now_s=None if meta["now_s"] is None else float(meta["now_s"]),
+                    policy_state=state,
+                    expected_gpus=(None if meta["expected_gpus"] is None
+                                   else float(meta["expected_gpus"])),
+                    switch_nodes=[str(x) for x in data["switch_nodes"].tolist()],
+                    switch_last_s=np.array(data["switch_last_s"], dtype=np.float64),
+                    switch_load=np.array(data["switch_load"], dtype=np.float64),
+                )
+        except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+            log.warning("decision memory %s unreadable, starting without it: %s", self.path, exc)
+            return None
+        log.info("decision memory restored from %s (decision %s, %d nodes with switch "
+                 "history)", self.path, meta["decision_id"], len(memory.switch_nodes))
+        return memory

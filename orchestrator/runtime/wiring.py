@@ -26,7 +26,7 @@ from orchestrator.framework.policy import Policy
 from orchestrator.models.config import ControllerMode, HashpivotConfig
 from orchestrator.ports import Actuator, Clock
 from orchestrator.runtime.cycle import CycleDeps
-from orchestrator.runtime.journal import JsonlJournal
+from orchestrator.runtime.journal import JsonlJournal, StepMemoryStore
 from orchestrator.runtime.metrics import ControllerMetrics
 
 log = logging.getLogger("hashpivot.runtime")
@@ -74,7 +74,8 @@ def dry_run(
         cluster = SimulatedCluster(inputs)
     clock = ReplayClock(inputs.times)
     deps = CycleDeps(clock=clock, market=market, demand=cluster, fleet=cluster,
-                     actuator=cluster, journal=journal, metrics=metrics)
+                     actuator=cluster, journal=journal, metrics=metrics,
+                     memory=StepMemoryStore(journal.folder))
     return Wiring(deps, clock.advance, clock.seek, lambda: True, lambda: None,
                   {"cluster": cluster, "clock": clock})
 
@@ -109,7 +110,8 @@ def kubernetes(
         adapters.actuator, freeze)
     deps = CycleDeps(clock=clock or WallClock(), market=market, demand=adapters.demand,
                      fleet=adapters.fleet, actuator=actuator, journal=journal,
-                     metrics=metrics, feed_rejections=market.rejection_counts, freeze=freeze)
+                     metrics=metrics, feed_rejections=market.rejection_counts, freeze=freeze,
+                     memory=StepMemoryStore(journal.folder))
 
     def close() -> None:
         adapters.stop()

@@ -1,0 +1,255 @@
+"""The decision step: everything between "inputs gathered" and "guarded plan", for every mode.
+
+Live, shadow, dry-run (`runtime.cycle`), the backtest (`backtest.runner.simulate`) and
+journal replay (`backtest.replay`) each gather inputs through their own ports and hand them
+to a `DecisionStep`; what the step decides does not depend on which mode called it. The
+step owns what a decision remembers between cycles:
+
+- the smoothed AI demand level (running + pending GPUs, half-life 6 h),
+- the policy's state (what it returned last cycle; numeric arrays only),
+- the switch history per node (time of the last real switch and the decaying 24 h count
+  the per-node budget reads), which is also where dwell and the fleet's hourly budget
+  start counting.
+
+Only switches the step was told happened (`commit`) count: adopting a node (writing its
+first label and `since`) is not a switch, so a controller going live does not spend its
+budgets on nodes it merely took over. `memory()`/`restore()` carry all of it across a
+controller restart. Pure: no I/O, no wall clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from orchestrator.engine.guards import SWITCH_LOAD_HALF_LIFE_S
+from orchestrator.engine.plan import Plan, build_context, decide
+from orchestrator.framework.context import MarketHistory
+from orchestrator.framework.policy import Policy
+from orchestrator.models.config import GuardConfig, ScoringConfig
+from orchestrator.models.demand import DemandSummary, smooth_demand
+from orchestrator.models.fleet import FleetTable
+from orchestrator.models.market import MarketPrices
+
+F64 = npt.NDArray[np.float64]
+State = Mapping[str, npt.NDArray[np.generic]]
+
+DEMAND_HALF_LIFE_S = 6 * 3600.0
+#: Switch history older than this (and decayed below `_NEGLIGIBLE_LOAD`) is not kept in
+#: a memory snapshot: it can no longer hold a node by dwell, hour or day budget.
+_HISTORY_HORIZON_S = 7 * 86_400.0
+_NEGLIGIBLE_LOAD = 1e-3
+
+
+@dataclass(frozen=True, slots=True)
+class StepMemory:
+    """What a decision step carries from one cycle to the next; enough to resume after a
+    restart. Switch history lists only nodes that switched recently; every other node
+    starts with no history (never switched by this controller)."""
+
+    now_s: float | None
+    policy_state: dict[str, npt.NDArray[np.generic]]
+    expected_gpus: float | None
+    switch_nodes: list[str]
+    switch_last_s: F64
+    switch_load: F64
+
+
+@dataclass
+class DecisionStep:
+    """One policy with its guards, deciding cycle after cycle. See the module docstring."""
+
+    policy: Policy
+    guards: GuardConfig
+    scoring: ScoringConfig | None = None
+    #: Seconds between decisions, as configured (the backtest step, the controller interval).
+    interval_s: float = 3600.0
+    #: The GPU model the site's AI demand is for (`demand.gpu_model`), or None: any model.
+    demand_model: str | None = None
+    demand_half_life_s: float = DEMAND_HALF_LIFE_S
+    policy_state: State = field(default_factory=dict)
+    expected_gpus: float | None = None
+    last_now_s: float | None = None
+    #: Decisions missed before the last one (see `DecisionContext.skipped_cycles`).
+    skipped_cycles: int = 0
+    # Switch history aligned with `_names` (the fleet rows last decided on).
+    _names: npt.NDArray[np.object_] | None = field(default=None, repr=False)
+    _last_s: F64 = field(default_factory=lambda: np.zeros(0), repr=False)
+    _load: F64 = field(default_factory=lambda: np.zeros(0), repr=False)
+    # Restored history by node name, for nodes not yet seen since the restore.
+    _restored: dict[str, tuple[float, float]] | None = field(default=None, repr=False)
+    _model_cache: tuple[object, int | None] | None = field(default=None, repr=False)
+
+    # --- inputs -------------------------------------------------------------------------
+    def _demand(self, pending: DemandSummary, fleet: FleetTable, now_s: float,
+                level: float | None = None) -> DemandSummary:
+        """Pending demand plus the smoothed level of running + pending GPUs (`level`: the
+        level to use, as a journal replay knows it). The level is one number: for the
+        configured GPU model when the demand names one the fleet has, else any model."""
+        total = float(pending.pending_gpus.sum()) + pending.pending_gpus_any_model
+        total += float(fleet.ai_gpus_busy.sum())
+        if level is not None:
+            self.expected_gpus = level
+        elif self.expected_gpus is None or self.last_now_s is None:
+            self.expected_gpus = total
+        else:
+            self.expected_gpus = smooth_demand(
+                self.expected_gpus, total, now_s - self.last_now_s, self.demand_half_life_s
+            )
+        model = self._model_index(fleet)
+        if model is None:
+            return DemandSummary(pending.pending_gpus, pending.offered_usd_per_gpu_hour,
+                                 pending.pending_gpus_any_model,
+                                 expected_gpus_any_model=self.expected_gpus)
+        expected = np.zeros(len(fleet.gpu_models))
+        if model >= 0:  # else the fleet has no node of that model: nothing to expect
+            expected[model] = self.expected_gpus
+        return DemandSummary(pending.pending_gpus, pending.offered_usd_per_gpu_hour,
+                             pending.pending_gpus_any_model, expected_gpus=expected)
+
+    def _model_index(self, fleet: FleetTable) -> int | None:
+        models = fleet.gpu_models
+        if self._model_cache is not None and self._model_cache[0] is models:
+            return self._model_cache[1]
+        index = None
+        if self.demand_model is not None:
+            index = models.index(self.demand_model) if self.demand_model in models else -1
+        self._model_cache = (models, index)
+        return index
+
+    def _align(self, fleet: FleetTable) -> None:
+        """Line the switch history up with this fleet's rows (nodes come and go live).
+        A node seen for the first time brings the `since` its source reports (the
+        cluster's annotation, the simulated site's start), unless a restored memory says
+        what it was."""
+        names = fleet.names
+        if names is self._names:
+            return
+        if self._names is not None and names.shape == self._names.shape and bool(
+            np.all(names == self._names)
+        ):
+            self._names = names
+            return
+        n = fleet.n
+        last_s = np.array(fleet.since, dtype=np.float64, copy=True)
+        load = np.zeros(n)
+        old: dict[str, int] = (
+            {} if self._names is None else {str(x): i for i, x in enumerate(self._names)}
+        )
+        for i, name in enumerate(names.tolist()):
+            j = old.get(str(name))
+            if j is not None:
+                last_s[i], load[i] = self._last_s[j], self._load[j]
+            elif self._restored is not None:
+                last_s[i], load[i] = self._restored.get(str(name), (0.0, 0.0))
+        # Read-only, so the context's fleet view shares them instead of copying.
+        last_s.flags.writeable = load.flags.writeable = False
+        self._names, self._last_s, self._load = names, last_s, load
+
+    # --- the step -----------------------------------------------------------------------
+    def decide(
+        self,
+        *,
+        now_s: float,
+        prices: MarketPrices,
+        demand: DemandSummary,
+        fleet: FleetTable,
+        history: MarketHistory | None = None,
+        frozen: bool = False,
+        demand_level: float | None = None,
+    ) -> Plan:
+        """Decide one cycle. `demand` is what waits now (pending GPUs); the step adds the
+        smoothed level. Raises `PolicyError` when the policy fails or returns what the
+        engine refuses (the caller holds every node); nothing is remembered then."""
+        self._align(fleet)
+        last_now, expected_before = self.last_now_s, self.expected_gpus
+        summary = self._demand(demand, fleet, now_s, demand_level)
+        guards = self.guards if not frozen else self.guards.model_copy(update={"frozen": True})
+        skipped = 0
+        if last_now is not None and self.interval_s > 0:
+            skipped = max(round((now_s - last_now) / self.interval_s) - 1, 0)
+        ctx = build_context(
+            now_s=now_s, prices=prices, demand=summary,
+            fleet=fleet.with_columns(since=self._last_s), guards=guards,
+            scoring=self.scoring, history=history, policy_state=self.policy_state,
+            interval_s=self.interval_s, skipped_cycles=skipped,
+        )
+        try:
+            plan = decide(ctx, self.policy, guards, switch_load=self._load)
+        except BaseException:
+            self.expected_gpus = expected_before  # a failed decision leaves no trace
+            raise
+        self.policy_state = plan.policy_state
+        self.last_now_s = now_s
+        self.skipped_cycles = skipped
+        return plan
+
+    def commit(self, plan: Plan, started: Collection[str] | None = None) -> None:
+        """Count the plan's switches that started in the switch history: every change
+        (None: a simulated site starts them all), or those of the nodes named in `started`
+        (what the actuator began; shadow begins none). Call once per plan, after acting."""
+        changed = plan.changed
+        if started is not None and changed.size:
+            began = set(started)
+            changed = np.array([i for i in changed.tolist()
+                                if str(plan.node_names[i]) in began], dtype=np.intp)
+        if not changed.size:
+            return
+        if self._names is not plan.node_names:
+            self._align_names(plan.node_names)
+        # New arrays: the last context's fleet view still reads the old ones.
+        last_s, load = self._last_s.copy(), self._load.copy()
+        age = np.maximum(plan.now_s - last_s[changed], 0.0)
+        load[changed] = load[changed] * np.exp2(-age / SWITCH_LOAD_HALF_LIFE_S) + 1.0
+        last_s[changed] = plan.now_s
+        last_s.flags.writeable = load.flags.writeable = False
+        self._last_s, self._load = last_s, load
+
+    def _align_names(self, names: npt.NDArray[np.object_]) -> None:
+        if self._names is None or names.shape != self._names.shape or not bool(
+            np.all(names == self._names)
+        ):
+            raise ValueError("commit: the plan is not for the fleet this step last decided on")
+        self._names = names
+
+    # --- across restarts ----------------------------------------------------------------
+    def memory(self) -> StepMemory:
+        """A snapshot of what the step remembers (recent switch history only)."""
+        now = self.last_now_s
+        if self._names is None or now is None:
+            keep = np.zeros(0, dtype=np.intp)
+        else:
+            decayed = self._load * np.exp2(-np.maximum(now - self._last_s, 0.0)
+                                           / SWITCH_LOAD_HALF_LIFE_S)
+            recent = (self._last_s > now - _HISTORY_HORIZON_S) & (self._last_s > 0)
+            keep = np.flatnonzero(recent | (decayed >= _NEGLIGIBLE_LOAD))
+        names = [] if self._names is None else [str(self._names[i]) for i in keep]
+        return StepMemory(
+            now_s=now,
+            policy_state={k: np.asarray(v) for k, v in self.policy_state.items()},
+            expected_gpus=self.expected_gpus,
+            switch_nodes=names,
+            switch_last_s=self._last_s[keep].copy(),
+            switch_load=self._load[keep].copy(),
+        )
+
+    def restore(self, memory: StepMemory) -> None:
+        """Continue from `memory`: the next decision sees the policy state, demand level
+        and switch history as they were. Nodes the memory does not list have no history."""
+        self.last_now_s = memory.now_s
+        self.policy_state = dict(memory.policy_state)
+        self.expected_gpus = memory.expected_gpus
+        self._restored = {
+            name: (float(t), float(x))
+            for name, t, x in zip(memory.switch_nodes, memory.switch_last_s.tolist(),
+                                  memory.switch_load.tolist(), strict=True)
+        }
+        self._names = None
+        self._last_s = self._load = np.zeros(0)
+
+    def switch_history(self) -> tuple[F64, F64]:
+        """(time of last switch, decaying switch count) per node of the last fleet decided on."""
+        return self._last_s, self._load
