@@ -240,7 +240,8 @@ def test_faulty_miners_are_reported_not_counted_as_headroom(run: dict) -> None:
     assert miners["10.1.0.1"].commands == []  # unreachable: never commanded
     assert miners["10.1.0.2"].commands.count("curtail") >= 2  # ignored, so sent again
     errors = {k: v for r in run["results"].values() for k, v in r.errors.items()}
-    assert "ignored" in errors["10.1.0.2"]
+    # The read-back right after the command shows it still hashing: refused at once.
+    assert errors["10.1.0.2"] == "curtail: refused by the miner"
     _, fleet = run["plans"][5 * HOUR]
     i = fleet.index_of("10.1.0.1")
     assert not fleet.reachable[i] and fleet.mode[i] == Mode.MINE

@@ -2,7 +2,8 @@
 
 No sockets: each miner is a few fields, each call an `asyncio.sleep` of the configured
 latency. Faults are per miner: unreachable, hanging (never answers), garbage (answers
-nothing usable) and ignoring curtail commands (accepts them and keeps hashing). The
+nothing usable) and ignoring curtail commands (accepts them and keeps hashing, which the
+read-back after the command shows, as it does with pyasic). The
 wire protocols themselves are covered by the contract tests against pyasic.
 """
 
@@ -118,7 +119,8 @@ class SimulatedDriver:
         m.commands.append("curtail")
         if not m.ignores_curtail:
             m.mining = False
-        return True
+        # As `PyasicDriver`: a curtail counts once a read-back shows the miner stopped.
+        return not m.mining
 
     async def resume(self, handle: str) -> bool:
         m = self.miners[handle]
