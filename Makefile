@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint unit testenv bench
+.PHONY: setup demo test lint unit testenv bench mutation mutation-full explore
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,23 @@ testenv:
 
 test: setup testenv lint
 	HASHPIVOT_REQUIRE_TIER2=1 $(BIN)/python -m pytest
+	$(BIN)/python scripts/planted_bugs.py
+	$(BIN)/python scripts/mutation.py --sample 30
+
+# Every mutant of the guard and cap code; `mutation-full` adds prices, economics, the
+# decision step and the cycle (docs/testing.md).
+mutation: setup
+	$(BIN)/python scripts/mutation.py
+
+mutation-full: setup
+	$(BIN)/python scripts/mutation.py --scope full
+
+# Property tests with fresh random examples, many more of them; keep what fails as @example.
+explore: setup
+	HYPOTHESIS_PROFILE=explore $(BIN)/python -m pytest -m "not tier2" -p no:cacheprovider \
+		tests/unit/test_guards_property.py tests/unit/test_fuzz_policy.py \
+		tests/unit/test_fuzz_feeds.py tests/unit/test_fuzz_config.py tests/unit/test_fuzz_cli.py \
+		tests/unit/test_fuzz_recorded.py tests/unit/test_feed_quality.py
 
 unit: setup
 	$(BIN)/python -m pytest -m "not tier2"

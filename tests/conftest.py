@@ -37,6 +37,12 @@ settings.register_profile(
     "explore", derandomize=False, deadline=None, max_examples=5_000, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
+# Mutation testing (scripts/mutation.py) runs the tests once per mutant: fewer examples,
+# still derandomized, so a mutant's verdict does not depend on the draw.
+settings.register_profile(
+    "mutation", derandomize=True, deadline=None, max_examples=40, print_blob=False,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 

@@ -1,0 +1,289 @@
+"""Mutation testing of hashpivot's safety code with cosmic-ray.
+
+Each mutant is one small change to the source (a comparison flipped, a constant moved, a
+condition negated, a loop skipped); the tests that guard that code run against it and
+should fail. A mutant they let through is a promise the tests do not hold. Why cosmic-ray:
+it mutates the file on disk and runs a plain test command, so it reaches the guard and cap
+code, which lives in numba-compiled functions; mutmut 3 skips every decorated function,
+and these are all decorated.
+
+Everything runs in a scratch copy of the source (never in the working tree), with the
+compiled loops run as plain Python (NUMBA_DISABLE_JIT=1) so each mutant takes effect
+without a compile cache to bust, and with the hypothesis "mutation" profile (fewer,
+fixed examples; the deterministic example tests carry most kills).
+
+    .venv/bin/python scripts/mutation.py              # the guard and cap code (make mutation)
+    .venv/bin/python scripts/mutation.py --sample 30  # 30 of them per module (make test)
+    .venv/bin/python scripts/mutation.py --scope full  # every safety module (long)
+    .venv/bin/python scripts/mutation.py --list        # the mutants, without running them
+
+Survivors listed in scripts/mutation_equivalent.txt (with the reason each changes nothing
+a user could observe) are reported as equivalent; any other survivor fails the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EQUIVALENT = ROOT / "scripts" / "mutation_equivalent.txt"
+COPIED = ("orchestrator", "policies", "tests", "pyproject.toml")
+
+#: Operators that make mutants a test could notice. Left out everywhere: bitwise, power,
+#: modulo and identity operators (no such arithmetic or identity checks in this code),
+#: removing a decorator (dropping @compiled runs the same code as Python), replacing
+#: exceptions and variables (mostly mutants that cannot run). CI's scope keeps the
+#: decisions (comparisons, boolean logic, loops); the full scope adds arithmetic and
+#: constants.
+LOGIC = (r"ReplaceComparisonOperator_(Eq|NotEq|Lt|LtE|Gt|GtE)_(Eq|NotEq|Lt|LtE|Gt|GtE)"
+         r"|AddNot|ReplaceTrueWithFalse|ReplaceFalseWithTrue|ReplaceAndWithOr"
+         r"|ReplaceOrWithAnd|ReplaceBreakWithContinue|ReplaceContinueWithBreak"
+         r"|ZeroIterationForLoop")
+ARITHMETIC = (r"ReplaceBinaryOperator_(Add_Sub|Sub_Add|Mul_Div|Div_Mul|Add_Mul|Sub_Mul)"
+              r"|ReplaceUnaryOperator_USub_UAdd|NumberReplacer")
+OPERATORS = {
+    "ci": re.compile(f"core/({LOGIC})$"),
+    "full": re.compile(f"core/({LOGIC}|{ARITHMETIC})$"),
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Functions of one module and the tests that guard them."""
+
+    module: str
+    #: Functions mutated (None: the whole module); "section:NAME" names every function
+    #: after the `# --- NAME` comment up to the next `# ---` comment.
+    functions: tuple[str, ...] | None
+    tests: tuple[str, ...]
+
+
+GUARD_TESTS = (
+    "tests/unit/test_guards_property.py",
+    "tests/unit/test_engine.py",
+    "tests/unit/test_fuzz_policy.py",
+)
+CI = (
+    Target("orchestrator/engine/guards.py", None, GUARD_TESTS),
+    Target("orchestrator/engine/kernels.py", ("seconds_since", "section:guards"), GUARD_TESTS),
+)
+FULL = (
+    *CI,
+    Target("orchestrator/engine/prices.py", None, ("tests/unit/test_economics.py",)),
+    Target("orchestrator/economics.py", None,
+           ("tests/unit/test_economics.py", "tests/unit/test_engine.py")),
+    Target("orchestrator/engine/plan.py", ("build_context", "decide"),
+           (*GUARD_TESTS, "tests/unit/test_journal_before_act.py")),
+    Target("orchestrator/runtime/cycle.py", None,
+           ("tests/unit/test_journal_before_act.py", "tests/unit/test_fuzz_policy.py")),
+)
+
+
+def line_ranges(source: str, functions: tuple[str, ...] | None) -> list[tuple[int, int]]:
+    """Lines (first, last) of the named functions in `source`."""
+    tree = ast.parse(source)
+    defs = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    if functions is None:
+        return [(1, len(source.splitlines()))]
+    lines = source.splitlines()
+    ranges = []
+    for name in functions:
+        if name.startswith("section:"):
+            marker = f"# --- {name.split(':', 1)[1]}"
+            start = next((i + 1 for i, t in enumerate(lines) if t.startswith(marker)), None)
+            if start is None:
+                raise SystemExit(f"no {marker!r} comment in the module")
+            end = next((i + 1 for i, t in enumerate(lines) if i + 1 > start
+                        and t.startswith("# ---")), len(lines))
+            ranges.append((start, end))
+            continue
+        found = [d for d in defs if d.name == name]
+        if not found:
+            raise SystemExit(f"no function {name!r} in the module")
+        d = found[0]
+        first = min([d.lineno, *(x.lineno for x in d.decorator_list)])
+        ranges.append((first, d.end_lineno or d.lineno))
+    return ranges
+
+
+def load_equivalent() -> dict[str, str]:
+    """`module | operator | changed line` → reason, from scripts/mutation_equivalent.txt."""
+    known: dict[str, str] = {}
+    if not EQUIVALENT.exists():
+        return known
+    key = None
+    for raw in EQUIVALENT.read_text(encoding="utf-8").splitlines():
+        if raw.startswith("#") or not raw.strip():
+            continue
+        if raw.startswith("    "):
+            if key is None:
+                raise SystemExit(f"{EQUIVALENT}: a reason with no mutant above it: {raw!r}")
+            known[key] = (known[key] + " " + raw.strip()).strip()
+        else:
+            key = raw.strip()
+            known[key] = ""
+    missing = [k for k, why in known.items() if not why]
+    if missing:
+        raise SystemExit(f"{EQUIVALENT}: no reason given for {missing[0]!r}")
+    return known
+
+
+def mutant_key(module: str, operator: str, diff: str) -> str:
+    """A survivor's identity that does not move with line numbers: the module, the
+    operator and the mutated line as it reads after the change."""
+    added = [ln[1:].strip() for ln in diff.splitlines()
+             if ln.startswith("+") and not ln.startswith("+++")]
+    return f"{module} | {operator} | {' / '.join(added)}"
+
+
+def copy_source(dest: Path, ref: str | None) -> None:
+    """The working tree, or the source at git revision `ref` with the tests as they are."""
+    names = COPIED
+    if ref is not None:
+        names = ("tests",)
+        source = [n for n in COPIED if n != "tests"]
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, *source],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    for name in names:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(src, dest / name)
+
+
+def run_target(target: Target, scratch: Path, *, operators: re.Pattern[str], list_only: bool,
+               timeout_s: float, sample: int | None
+               ) -> tuple[int, int, list[tuple[str, str]]]:
+    """(killed, survived, [(key, diff)]) for one module."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
+
+    module = scratch / target.module
+    ranges = line_ranges(module.read_text(encoding="utf-8"), target.functions)
+    tests = " ".join(target.tests)
+    config = scratch / "cosmic-ray.toml"
+    # -x: the first failing test kills the mutant; no output capture to spare time.
+    config.write_text(
+        "[cosmic-ray]\n"
+        f'module-path = "{target.module}"\n'
+        f"timeout = {timeout_s}\n"
+        "excluded-modules = []\n"
+        f'test-command = "{sys.executable} -m pytest -x -q -p no:cacheprovider '
+        f'{tests}"\n'
+        '[cosmic-ray.distributor]\nname = "local"\n',
+        encoding="utf-8",
+    )
+    session = scratch / "session.sqlite"
+    session.unlink(missing_ok=True)
+    cr = str(Path(sys.executable).with_name("cosmic-ray"))
+    subprocess.run([cr, "init", str(config), str(session), "--force"], cwd=scratch,
+                   check=True, capture_output=True)
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        skip = WorkResult(worker_outcome=WorkerOutcome.SKIPPED)
+        inside, outside = [], []
+        for item in db.pending_work_items:
+            ok = all(
+                any(lo <= m.start_pos[0] <= hi for lo, hi in ranges)
+                and operators.match(m.operator_name)
+                for m in item.mutations
+            )
+            (inside if ok else outside).append(item)
+        # In source order, so a sample is spread evenly over the code and the same each run.
+        inside.sort(key=lambda w: [(m.start_pos, m.operator_name, m.occurrence)
+                                   for m in w.mutations])
+        if sample is not None and len(inside) > sample:
+            step = len(inside) / sample
+            chosen = {int(i * step) for i in range(sample)}
+            outside += [w for i, w in enumerate(inside) if i not in chosen]
+            inside = [w for i, w in enumerate(inside) if i in chosen]
+        for item in outside:
+            db.set_result(item.job_id, skip)
+        kept = len(inside)
+    print(f"{target.module}: {kept} mutants", flush=True)
+    if list_only or kept == 0:
+        return 0, 0, []
+    started = time.monotonic()
+    subprocess.run([cr, "exec", str(config), str(session)], cwd=scratch, check=True,
+                   capture_output=True)
+    killed = survived = 0
+    survivors = []
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item, result in db.completed_work_items:
+            if result.worker_outcome == WorkerOutcome.SKIPPED:
+                continue
+            if result.test_outcome == TestOutcome.SURVIVED:
+                survived += 1
+                op = item.mutations[0].operator_name
+                survivors.append((mutant_key(target.module, op, result.diff or ""),
+                                  result.diff or ""))
+            else:
+                killed += 1
+    print(f"  killed {killed}, survived {survived} in {time.monotonic() - started:.0f} s",
+          flush=True)
+    return killed, survived, survivors
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scope", choices=("ci", "full"), default="ci")
+    parser.add_argument("--list", action="store_true", help="count the mutants, run none")
+    parser.add_argument("--sample", type=int,
+                        help="run only this many mutants per module, spread evenly over "
+                             "the code (the same ones every run): CI's budget")
+    parser.add_argument("--ref", help="git revision of the source (default: working tree)")
+    parser.add_argument("--module", help="only the targets whose module path contains this")
+    parser.add_argument("--timeout", type=float, default=120.0,
+                        help="seconds one mutant's tests may take before it counts as killed")
+    args = parser.parse_args()
+    targets = [t for t in (CI if args.scope == "ci" else FULL)
+               if args.module is None or args.module in t.module]
+    equivalent = load_equivalent()
+    os.environ.update({"NUMBA_DISABLE_JIT": "1", "PYTHONDONTWRITEBYTECODE": "1",
+                       "HYPOTHESIS_PROFILE": "mutation"})
+    rows = []
+    unexplained = []
+    with tempfile.TemporaryDirectory(prefix="hashpivot-mutation-") as tmp:
+        scratch = Path(tmp)
+        copy_source(scratch, args.ref)
+        os.environ["PYTHONPATH"] = str(scratch)
+        for target in targets:
+            killed, survived, survivors = run_target(
+                target, scratch, operators=OPERATORS[args.scope], list_only=args.list,
+                timeout_s=args.timeout, sample=args.sample)
+            known = [k for k, _ in survivors if k in equivalent]
+            for key, diff in survivors:
+                if key not in equivalent:
+                    unexplained.append((key, diff))
+            rows.append((target.module, killed, survived, len(known)))
+    if args.list:
+        return 0
+    print("\n| module | mutants | killed | survived | of them equivalent | score |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for module, killed, survived, known in rows:
+        total = killed + survived
+        score = (killed + known) / total if total else 1.0
+        print(f"| `{module}` | {total} | {killed} | {survived} | {known} | {score:.1%} |")
+    if unexplained:
+        print(f"\n{len(unexplained)} surviving mutants no test kills and "
+              f"{EQUIVALENT.relative_to(ROOT)} does not explain:")
+        for key, diff in unexplained:
+            print(f"\n{key}\n{diff}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
