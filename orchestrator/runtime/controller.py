@@ -24,7 +24,7 @@ from orchestrator.engine.plan import Plan
 from orchestrator.errors import HashpivotError
 from orchestrator.framework.registry import load_policy
 from orchestrator.models.config import ControllerMode, HashpivotConfig
-from orchestrator.models.demand import DemandSnapshot, DemandSummary
+from orchestrator.models.demand import DemandSnapshot
 from orchestrator.models.fleet import FleetTable
 from orchestrator.ports import ActuationResult
 from orchestrator.runtime import wiring
@@ -92,8 +92,22 @@ class Controller:
             self.wiring = wiring.kubernetes(config, options.mode, self.journal, self.metrics,
                                             kubeconfig=options.kubeconfig, api=api, clock=clock)
         self.cycle = DecisionCycle(config, options.mode.value, self.policy, self.wiring.deps)
+        if options.mode == ControllerMode.LIVE:
+            self._node_events()
         self.cycles_run = 0
         self._resume()
+
+    def _node_events(self) -> None:
+        """Live only (shadow writes nothing): Events on the nodes each cycle touches, when
+        the cluster client can write them."""
+        from orchestrator.adapters.k8s.events import NodeEvents
+
+        adapters = self.wiring.extras.get("adapters")
+        create = getattr(getattr(adapters, "kube", None), "create_event", None)
+        if callable(create):
+            elector = getattr(adapters, "elector", None)
+            instance = str(getattr(elector, "identity", "") or "hashpivot")
+            self.wiring.extras["events"] = NodeEvents(create, instance)
 
     def _resume(self) -> None:
         """Continue after the last journaled decision (a restart, or a second run)."""
@@ -168,7 +182,7 @@ class Controller:
         events = self.wiring.extras.get("events")
         if events is not None:
             try:
-                events.publish(outcome)
+                events.publish(outcome.plan, {c.node: c.text for c in outcome.record.changes})
             except Exception as exc:  # events are for people; a failure must not stop a cycle
                 log.warning("node events not written: %s", exc)
 
@@ -224,10 +238,6 @@ class ClusterProxy:
         result: DemandSnapshot = ray.get(self.handle.demand.remote(now_s))
         return result
 
-    def pending_summary(self, now_s: float) -> DemandSummary:
-        result: DemandSummary = ray.get(self.handle.pending_summary.remote(now_s))
-        return result
-
     def apply(self, plan: Plan, fleet: FleetTable | None = None) -> ActuationResult:
         result: ActuationResult = ray.get(self.handle.apply.remote(plan))
         return result
@@ -254,9 +264,6 @@ class SimulatedClusterActor:
 
     def demand(self, now_s: float) -> DemandSnapshot:
         return self.cluster.demand(now_s)
-
-    def pending_summary(self, now_s: float) -> DemandSummary:
-        return self.cluster.pending_summary(now_s)
 
     def apply(self, plan: Plan) -> ActuationResult:
         return self.cluster.apply(plan)

@@ -382,6 +382,15 @@ class KubeClient:
         result: Obj = self.request("PUT", f"{self._leases(namespace)}/{name}", body=body)
         return result
 
+    # -- events ----------------------------------------------------------------------------
+
+    def create_event(self, namespace: str, body: Obj) -> Obj:
+        """An `events.k8s.io/v1` Event (see `events.NodeEvents`)."""
+        result: Obj = self.request(
+            "POST", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events", body=body
+        )
+        return result
+
     # -- daemonsets ------------------------------------------------------------------------
 
     def get_daemonset(self, namespace: str, name: str) -> Obj:

@@ -1,0 +1,81 @@
+"""Tier 2: the live controller records an Event on each node it switches, on the real API
+server, and the NOTES' `kubectl get events` field selector finds them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from orchestrator.adapters.k8s.events import REPORTING_CONTROLLER
+from orchestrator.models.config import ControllerMode
+from orchestrator.runtime.controller import Controller, RunOptions
+from orchestrator.runtime.journal import read_journal
+from tests.contract.feedserver import FeedServer, serve_market
+
+from .cluster import KwokCluster, add_gpu_nodes, delete_nodes
+from .k8s_helpers import gpu_pod
+from .test_runtime_k8s import PinnedClock, site_config
+
+pytestmark = pytest.mark.tier2
+
+
+@pytest.fixture
+def feeds() -> Iterator[FeedServer]:
+    server = FeedServer()
+    server.start()
+    serve_market(server)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def prefix(kwok_cluster: KwokCluster) -> Iterator[str]:
+    name = f"ev{uuid.uuid4().hex[:6]}"
+    admin = kwok_cluster.api_client()
+    try:
+        add_gpu_nodes(admin, name, 6)
+        yield name
+    finally:
+        delete_nodes(admin, name)
+        admin.close()  # type: ignore[no-untyped-call]
+
+
+def test_live_switches_leave_an_event_on_each_node(
+    kwok_cluster: KwokCluster, k8s_namespace: str, prefix: str, feeds: FeedServer,
+    tmp_path: Path,
+) -> None:
+    admin = kwok_cluster.api_client()
+    for i in range(2):  # tenants waiting for whole nodes: the controller flips some to AI
+        client.CoreV1Api(admin).create_namespaced_pod(k8s_namespace,
+                                                      gpu_pod(f"job-{i}", prefix))
+    config = site_config(k8s_namespace, prefix, feeds, "live")
+    controller = Controller(
+        config, RunOptions(mode=ControllerMode.LIVE, journal_dir=str(tmp_path)),
+        api=kwok_cluster.api_client(), clock=PinnedClock(),
+    )
+    try:
+        controller.run(3)
+    finally:
+        controller.close()
+    switched = {(c.node, c.target, c.text) for r in read_journal(tmp_path) for c in r.changes}
+    assert switched, "waiting tenants make the controller switch nodes"
+    try:
+        listed = client.CoreV1Api(admin).list_namespaced_event(
+            "default",
+            field_selector=f"involvedObject.kind=Node,reportingComponent={REPORTING_CONTROLLER}",
+        ).items
+    finally:
+        admin.close()  # type: ignore[no-untyped-call]
+    ours = [e for e in listed if (e.involved_object.name or "").startswith(prefix)]
+    for node, target, text in switched:
+        reason = f"SwitchTo{target.capitalize()}"
+        assert any(e.involved_object.name == node and e.reason == reason
+                   and text in (e.message or "")
+                   for e in ours), (node, reason)
+    assert all(e.type in ("Normal", "Warning") for e in ours)
