@@ -107,6 +107,7 @@ def resolve_period(
     market: RecordedMarketSource,
     start: datetime | None,
     end: datetime | None,
+    history_s: float = 0.0,
 ) -> tuple[float, float]:
     lo, hi = market.span()
     start_s = start or config.backtest.start
@@ -119,7 +120,7 @@ def resolve_period(
         raise ConfigError(
             f"backtest end {_iso(e)} is not after start {_iso(s)}", field="backtest.end"
         )
-    market.check_period(s, e)
+    market.check_period(s, e, history_s)  # rows the decisions' history reads count too
     return s, e
 
 
@@ -216,7 +217,8 @@ def prepare_backtest(
     root = base_dir(config)
     fleet = build_fleet(config)
     market = RecordedMarketSource(config.market, root, fleet)
-    start_s, end_s = resolve_period(config, market, start, end)
+    history_s = HISTORY_WINDOW_S if needs_history else 0.0
+    start_s, end_s = resolve_period(config, market, start, end, history_s)
     times = np.arange(start_s, end_s, config.backtest.step_s)
     # Nodes start settled: their last switch was long before the period.
     fleet = fleet.with_columns(since=np.full(fleet.n, start_s - HISTORY_WINDOW_S))

@@ -285,3 +285,30 @@ def test_inspect_a_file_with_options_and_a_plot(tmp_path: Path) -> None:
     proc = hashpivot("data", "inspect", str(DATA / "ercot_rt_hubs.csv"), "--rows", "2")
     assert proc.returncode == 0, proc.stderr
     assert "DeliveryDate (VARCHAR)" in proc.stdout and "11/01/2023 | 01:00 | HB_WEST" in proc.stdout
+
+
+def test_empty_rows_matter_only_where_the_backtest_reads(tmp_path: Path) -> None:
+    # Hourly power with one empty hour three days before the start: outside the period,
+    # but inside the 14-day history a history-reading policy (lookahead) looks back on.
+    start = datetime(2025, 1, 20, tzinfo=UTC)
+    hours = [datetime(2025, 1, 1, tzinfo=UTC) + timedelta(hours=h) for h in range(24 * 22)]
+    empty = start - timedelta(days=3)
+    rows = [f"{t:%Y-%m-%dT%H:%M:%SZ},{'' if t == empty else 30 + h % 24}"
+            for h, t in enumerate(hours)]  # fmt: skip
+    (tmp_path / "power.csv").write_text("time,usd_per_mwh\n" + "\n".join(rows) + "\n")
+    config = tmp_path / "site.yaml"
+    config.write_text(yaml.safe_dump({
+        "fleet": [{"profile": "s21", "count": 2, "mode": "mine"}],
+        "market": {"btc_usd": 97000.0, "difficulty": 1.1e14, "fees_btc_per_block": 0.1,
+                   "power_usd_mwh": {"default": {
+                       "path": "power.csv", "value_column": "usd_per_mwh",
+                       "unit": "usd_per_mwh", "observed_lag_s": 3600}}},
+        "backtest": {"start": start.isoformat(), "end": (start + timedelta(days=1)).isoformat()},
+    }))  # fmt: skip
+    line = 2 + hours.index(empty)
+    for policy, fails in (("hysteresis", False), ("lookahead", True)):
+        proc = hashpivot("backtest", "-c", str(config), "-p", policy, "--no-ray",
+                         "--no-baselines", "--report", str(tmp_path / policy))  # fmt: skip
+        assert (proc.returncode == 2) == fails, proc.stderr
+        if fails:
+            assert f"power.csv, line {line}, column 'usd_per_mwh': missing value" in proc.stderr
