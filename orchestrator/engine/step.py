@@ -250,6 +250,19 @@ class DecisionStep:
         self._names = None
         self._last_s = self._load = np.zeros(0)
 
+    def replay_switches(self, now_s: float, nodes: Collection[str]) -> None:
+        """Count switches the memory missed: a controller stopped after journaling a
+        cycle and acting on it, but before saving its memory, began these at `now_s`."""
+        restored = self._restored if self._restored is not None else {}
+        for name in nodes:
+            last, load = restored.get(name, (0.0, 0.0))
+            if last >= now_s:
+                continue  # already counted
+            age = max(now_s - last, 0.0)
+            restored[name] = (now_s, load * float(np.exp2(-age / SWITCH_LOAD_HALF_LIFE_S)) + 1.0)
+        self._restored = restored
+        self._names = None
+
     def switch_history(self) -> tuple[F64, F64]:
         """(time of last switch, decaying switch count) per node of the last fleet decided on."""
         return self._last_s, self._load

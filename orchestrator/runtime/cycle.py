@@ -41,7 +41,12 @@ from orchestrator.ports import (
     FleetSource,
     MarketSource,
 )
-from orchestrator.runtime.journal import JournalError, JsonlJournal, StepMemoryStore
+from orchestrator.runtime.journal import (
+    JournalError,
+    JsonlJournal,
+    StepMemoryStore,
+    last_record,
+)
 from orchestrator.runtime.metrics import ControllerMetrics
 
 log = logging.getLogger("hashpivot.cycle")
@@ -99,9 +104,25 @@ class DecisionCycle:
                                  interval_s=interval,
                                  demand_model=demand.gpu_model if demand is not None else None)
         if self.deps.memory is not None:
-            saved = self.deps.memory.load()
-            if saved is not None:
-                self.step.restore(saved)
+            self._restore(self.deps.memory)
+
+    def _restore(self, store: StepMemoryStore) -> None:
+        """Pick up the decision step's memory after a restart, plus the switches of a
+        last journaled cycle acted on after the memory was saved (a kill in between)."""
+        saved = store.load()
+        if saved is not None:
+            self.step.restore(saved)
+        last = last_record(self.deps.journal.folder)
+        if last is None or not last.changes or (
+            saved is not None and saved.now_s is not None and last.now_s <= saved.now_s
+        ):
+            return
+        started = last.actuation.get("started")
+        # No result line: the process died while acting; count every change as begun
+        # (a budget spent twice is safer than a node switched twice).
+        nodes = ([c.node for c in last.changes] if not isinstance(started, list)
+                 else [str(x) for x in started])
+        self.step.replay_switches(last.now_s, nodes)
 
     @property
     def policy_state(self) -> Mapping[str, npt.NDArray[np.generic]]:

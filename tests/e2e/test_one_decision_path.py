@@ -11,8 +11,10 @@ import itertools
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -155,3 +157,60 @@ def test_dry_run_and_backtest_make_the_same_plans_and_ledger(
     assert out.returncode == 0, out.stderr[-3000:]
     n = len(records)
     assert f"{n:,} ({100}%)" in out.stdout, out.stdout
+
+
+def _switched_twice_within_a_day(journal: Path) -> dict[str, list[float]]:
+    return {node: t for node, t in switch_times(journal).items()
+            if any(b - a < DAY_S for a, b in itertools.pairwise(t))}
+
+
+def _cycles_in(journal: Path) -> int:
+    path = journal / "journal.jsonl"
+    if not path.exists():
+        return 0
+    return sum(1 for line in path.read_text().splitlines() if '"kind":"cycle"' in line)
+
+
+@pytest.mark.parametrize("keep_memory", [True, False], ids=["restarted", "memory-lost"])
+def test_a_restarted_controller_keeps_the_per_node_switch_budget(
+    tmp_path: Path, keep_memory: bool
+) -> None:
+    """Stopped mid-day, then killed (SIGKILL) mid-run, then run to the end: across the
+    three processes no node switches twice within 24 h at a budget of one a day. The
+    dry-run without Ray starts its simulated site afresh each time (nodes back in their
+    configured modes), so the policy wants the same switches again and only the budget,
+    read back after each restart, holds them. With the memory file deleted before each
+    restart the same runs switch nodes twice: the check can fail."""
+    config = site_file(tmp_path, "gpu-only", policy={"name": "greedy", "params": {}},
+                       guards={"max_switches_per_node_per_day": 1})
+    journal = tmp_path / "journal"
+    common = ["run", "-c", str(config), "--mode", "dry-run", "--no-ray", "--journal",
+              str(journal), "--from", "2025-10-21T00:00:00Z", "--to", "2025-10-24T00:00:00Z"]
+
+    def forget() -> None:
+        if not keep_memory:
+            (journal / "step-memory.npz").unlink(missing_ok=True)
+
+    first = hashpivot(*common, "--cycles", "30", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert _cycles_in(journal) == 30
+    forget()
+    exe = Path(sys.executable).parent / "hashpivot"
+    proc = subprocess.Popen([str(exe), *common], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        while proc.poll() is None and _cycles_in(journal) < 40:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    forget()
+    last = hashpivot(*common, cwd=tmp_path)
+    assert last.returncode == 0, last.stderr[-3000:]
+    records = list(read_journal(journal))
+    assert len(records) == 72 and len({r.now_s for r in records}) == 72
+    twice = _switched_twice_within_a_day(journal)
+    if keep_memory:
+        assert not twice, f"nodes switched twice within 24 h across restarts: {twice}"
+    else:
+        assert twice, "without the memory the budget restarts: the runs should show it"
