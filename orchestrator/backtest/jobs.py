@@ -116,7 +116,8 @@ def _read_trace(cfg: JobTraceConfig, table: Table) -> tuple[F64, F64, F64, npt.N
             i = int(hit[0])
             raw = raw_text(table, exprs[key][0], int(files[i]), int(rows[i]))
             what = "time stamp" if exprs[key][1] == "time" else "number"
-            raise fail(i, key, f"not a {what}: {raw!r}" if raw else f"missing {what}")
+            hint = " (durations from end times: end_column)" if key == "duration" else ""
+            raise fail(i, key, (f"not a {what}: {raw!r}" if raw else f"missing {what}") + hint)
         values = col.values[idx].copy()
         naive = col.naive[idx]
         if naive.any():

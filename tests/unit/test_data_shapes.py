@@ -312,3 +312,13 @@ def test_empty_rows_matter_only_where_the_backtest_reads(tmp_path: Path) -> None
         assert (proc.returncode == 2) == fails, proc.stderr
         if fails:
             assert f"power.csv, line {line}, column 'usd_per_mwh': missing value" in proc.stderr
+
+
+def test_a_deletion_time_given_as_duration_is_refused(tmp_path: Path) -> None:
+    config = _variant(tmp_path, TEXAS, {"demand.end_column": None,
+                                        "demand.duration_column": "deleted"})  # fmt: skip
+    proc = hashpivot("config", "check", str(config))
+    assert proc.returncode == 2
+    first = read("cluster_job_log.csv")[0]["deleted"]
+    assert f"line 2, column 'deleted': not a number: {first!r}" in proc.stderr
+    assert "end_column" in proc.stderr and "Traceback" not in proc.stderr
