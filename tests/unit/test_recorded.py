@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def csv_file(tmp_path: Path, text: str, name: str = "s.csv") -> Path:
 
 
 def src(path: Path, **kw: object) -> SeriesSource:
-    return SeriesSource(path=str(path), value_column="v", **kw)  # type: ignore[arg-type]
+    return SeriesSource(path=str(path), value_column="v", **kw)
 
 
 @pytest.mark.parametrize(
@@ -139,8 +140,8 @@ def test_bundled_example_series_cover_the_documented_period() -> None:
 # --- declarative options (read through DuckDB) -----------------------------------------
 
 
-def _utc(*args: int) -> float:
-    return datetime(*args, tzinfo=UTC).timestamp()  # type: ignore[misc]
+def _utc(year: int, month: int, day: int, hour: int = 0) -> float:
+    return datetime(year, month, day, hour, tzinfo=UTC).timestamp()
 
 
 def test_sort_filter_and_median_per_stamp(tmp_path: Path) -> None:
@@ -299,10 +300,14 @@ def test_every_aggregate_with_skip_rows_and_scale(tmp_path: Path, how: str) -> N
     body = "exported by a tool\n\nday,v\n" + "".join(
         f"{d},{v}\n" for d, vs in values.items() for v in vs)
     path = csv_file(tmp_path, body)
-    series = read_series("p", SeriesSource(path=str(path), time_column="day", value_column="v",
-                                           skip_rows=2, aggregate=how, scale=0.5), tmp_path)  # type: ignore[arg-type]  # fmt: skip
-    pick = {"mean": statistics.mean, "min": min, "max": max, "median": statistics.median,
-            "first": lambda v: v[0], "last": lambda v: v[-1]}[how]  # fmt: skip
+    spec = SeriesSource.model_validate({"path": str(path), "time_column": "day",
+                                        "value_column": "v", "skip_rows": 2,
+                                        "aggregate": how, "scale": 0.5})  # fmt: skip
+    series = read_series("p", spec, tmp_path)
+    picks: dict[str, Callable[[list[float]], float]] = {
+        "mean": statistics.mean, "min": min, "max": max, "median": statistics.median,
+        "first": lambda v: v[0], "last": lambda v: v[-1]}  # fmt: skip
+    pick = picks[how]
     assert series.values.tolist() == pytest.approx([0.5 * pick(v) for v in values.values()])
 
 
