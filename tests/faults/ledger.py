@@ -40,6 +40,9 @@ KINDS: dict[str, str] = {
     "feed-timeout": "market feeds time out",
     "feed-outage": "market feeds down (5xx, bodies cut short)",
     "feed-poisoned": "market feeds return poisoned values",
+    "feed-hostile": "market feeds send hostile bodies (nested past the decoder, huge numbers)",
+    "feed-stuck-mirror": "a chain mirror stops advancing (its tip grows old)",
+    "feed-cold-start": "at cold start, the only exchange quotes BTC in cents",
     "clock-jump": "wall clock jumps forward and back",
     "disk-full": "disk full while writing the journal",
 }
