@@ -160,6 +160,28 @@ def test_a_mode_label_changed_by_hand_is_respected_and_recorded(tmp_path: Path) 
     assert "n0" not in list(read_journal(site.folder))[-1].actuation["deferred"]
 
 
+@pytest.mark.parametrize(("was", "to", "tainted"), [("mine", "ai", False),
+                                                     ("mine", "idle", False),
+                                                     ("ai", "mine", True)])
+def test_a_hand_set_mode_label_gets_the_taint_of_its_mode(
+        tmp_path: Path, was: str, to: str, tainted: bool) -> None:
+    # Labelled ai by hand but still tainted for mining, a node would take no AI pod.
+    site = FakeSite(tmp_path)
+    site.want(was)
+    steady = {"mine": "MINING", "ai": "AI"}[was]
+    site.run_until(lambda: site.states()["n2"] == steady, f"n2 {steady}")
+    site.step()
+    site.kube.set_node("n2", lambda n: n["metadata"]["labels"].__setitem__(MODE_LABEL, to))
+    site.step(2)
+    node = site.kube.nodes["n2"]
+    assert node["metadata"]["labels"][MODE_LABEL] == to, "the label is the operator's"
+    has_taint = any(t["key"] == "hashpivot.io/mining" for t in node["spec"].get("taints") or [])
+    assert has_taint == tainted
+    assert f"set to {to!r} by hand" in deferred(site, "n2")
+    assert "mining taint set to match its label" in "".join(
+        str(r.actuation.get("deferred", {}).get("n2", "")) for r in read_journal(site.folder))
+
+
 def test_a_removed_label_is_drift_and_is_put_back(tmp_path: Path) -> None:
     site = FakeSite(tmp_path)
     site.want("mine")

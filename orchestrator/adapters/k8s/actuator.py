@@ -30,6 +30,7 @@ from orchestrator.adapters.k8s.api import (
 from orchestrator.adapters.k8s.fleet import PodsByNode, group_pods
 from orchestrator.adapters.k8s.lifecycle import STEADY, Step, effective_target, plan_step
 from orchestrator.adapters.k8s.objects import (
+    MINING_TAINT,
     MINING_TAINT_EFFECT,
     MINING_TAINT_KEY,
     MODE_LABEL,
@@ -374,6 +375,8 @@ class KubeActuator:
         if view.opt_out:
             # Every pass says so: the journal records each cycle a node was left alone.
             run.result.deferred[name] = f"opted out, left alone: {view.override}"
+            if self._taint_follows_label(run, view, write=write):
+                run.result.deferred[name] += "; mining taint set to match its label"
             return
         mode = effective_target(view, target.mode, held_in_transition=target.held_in_transition)
         provenance = Provenance(run.report.decision_id, target.reason)
@@ -457,6 +460,30 @@ class KubeActuator:
             run.result.deferred[name] = "; ".join([*notes, why])
         elif notes:
             run.result.deferred[name] = "; ".join(notes)
+
+    def _taint_follows_label(self, run: _Pass, view: NodeView, *, write: bool) -> bool:
+        """A mode label set by hand also gets the taint that mode needs: `ai` or `idle`
+        without the mining taint (else AI pods cannot land there), `mine` with it. The
+        node stays the operator's otherwise; True when the taint was written."""
+        if not write or not (view.override or "").startswith(MODE_LABEL):
+            return False
+        want = view.mode_label == Mode.MINE.label
+        if view.mode_label not in {m.label for m in Mode} or view.tainted == want:
+            return False
+        if self._may_write(run) is not None:
+            return False
+        others = [dict(t) for t in view.taints
+                  if not (t.get("key") == MINING_TAINT_KEY
+                          and t.get("effect") == MINING_TAINT_EFFECT)]
+        patch: Obj = {"metadata": {"resourceVersion": view.resource_version},
+                      "spec": {"taints": [*others, dict(MINING_TAINT)] if want else others}}
+        try:
+            self.kube.patch_node(view.name, patch)
+        except ApiError as exc:  # a conflict or a refusal: the next pass tries again
+            run.result.errors[view.name] = f"patch failed (taint to match a hand-set label): {exc}"
+            return False
+        run.result.writes += 1
+        return True
 
     def _may_write(self, run: _Pass) -> str | None:
         """None when a write may go now, else why not."""
