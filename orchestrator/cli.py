@@ -652,6 +652,45 @@ def policies_list() -> None:
     console.print(table)
 
 
+def parse_params(pairs: list[str] | None, *, flag: str = "--params") -> dict[str, object]:
+    """`k=v` pairs as policy parameters; values are read as YAML (numbers, lists, true)."""
+    import yaml
+
+    params: dict[str, object] = {}
+    for pair in pairs or []:
+        key, eq, raw = pair.partition("=")
+        if not eq or not key.strip():
+            raise typer.BadParameter(f"{pair!r} is not name=value", param_hint=flag)
+        try:
+            params[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            params[key.strip()] = raw
+    return params
+
+
+@policies_app.command("check")
+def policies_check(
+    policy: Annotated[str, typer.Argument(
+        help="Registry name, module:Class, or path/to/policy.py[:Class].")],
+    params: Annotated[list[str] | None, typer.Option(
+        "--params", help="A parameter as name=value (repeatable), e.g. --params strike=90.")]
+    = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="Use this config's guards and scoring.")] = None,
+) -> None:
+    """Check a policy against the policy contract over many simulated cycles."""
+    from orchestrator.models.config import load_config
+    from orchestrator.testing import check_policy
+
+    cfg = load_config(config) if config is not None else None
+    report = check_policy(policy, parse_params(params), config=cfg)
+    console.print(f"policy {policy} ({report.cycles} cycles)", markup=False)
+    for line in report.lines():
+        console.print("  " + line, markup=False, style=None if line.startswith("ok") else "red")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="Config file to check.")]) -> None:
     """Validate a config: fields, hardware profiles, policy and its parameters, data files."""
