@@ -32,6 +32,14 @@ class Flows:
     ai_revenue: F64  # the part of `total` that is AI revenue (after availability)
     mine_revenue: F64
     capex: float
+    terminal: float  # what the horizon gives back (in `total`'s last month)
+
+    @property
+    def operating(self) -> F64:
+        """`total` without the horizon's residual values: what payback counts."""
+        out = self.total.copy()
+        out[-1] -= self.terminal
+        return out
 
 
 def horizon_months(plan: Plan) -> int:
@@ -89,16 +97,21 @@ def flows(plan: Plan, cell: CellResult, day_index: npt.NDArray[np.int64] | None 
     total[1:] = monthly
     years_in_service = max(fin.horizon_years - conv.build_months / 12.0, 0.0)
     gpu_left = max(0.0, 1.0 - years_in_service / fin.gpu_life_years)
-    total[-1] += (
+    terminal = (
         cell.new_gpus * conv.capex_per_gpu_usd * gpu_left
         + cell.kept_th * fin.asic_resale_usd_per_th * fin.asic_residual_share
         + cell.size_mw
         * (conv.capex_per_mw_usd + conv.tier_capex_per_mw_usd)
         * fin.facility_residual_share
     )
+    total[-1] += terminal
     zero = np.zeros(1)
     return Flows(
-        total, np.concatenate([zero, built * op_ai]), np.concatenate([zero, built * op_mine]), capex
+        total,
+        np.concatenate([zero, built * op_ai]),
+        np.concatenate([zero, built * op_mine]),
+        capex,
+        terminal,
     )
 
 
@@ -131,7 +144,8 @@ def outcomes(plan: Plan, cells: Sequence[CellResult]) -> list[Outcome]:
             raise ValueError("every scenario needs the size 0 run to compare against")
         delta = f.total - b.total
         r = irr(delta) if c.size_mw else None
-        pb = payback_periods(delta) if c.size_mw else None
+        # Payback counts cash earned, not what the hardware would sell for at the end.
+        pb = payback_periods(f.operating - b.operating) if c.size_mw else None
         days = c.mine_revenue.shape[0]
         out.append(
             Outcome(

@@ -49,6 +49,8 @@ def test_converting_cannot_pay_recommends_zero(tmp_path: Path) -> None:
     assert result.recommendation.size_mw == 0
     assert "keep the hall mining" in result.recommendation.why
     assert all(o.delta_npv_usd < 0 for o in result.outcomes if o.size_mw > 0)
+    # Cash earned never covers the capex (residual values at the horizon do not count).
+    assert all(o.payback_years is None for o in result.outcomes if o.size_mw > 0)
     assert _best_by_mean(result) == 0
 
 
@@ -64,6 +66,7 @@ def test_converting_clearly_pays_recommends_a_conversion(tmp_path: Path) -> None
     mine = [o for o in result.outcomes if o.size_mw == rec]
     assert all(o.delta_npv_usd > 0 for o in mine)
     assert all(o.irr is None for o in mine)  # nothing invested: no rate of return to speak of
+    assert all(o.payback_years == 0.0 for o in mine)  # nothing owed at any time
     assert "convert" in result.recommendation.why
 
 
