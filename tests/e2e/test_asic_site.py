@@ -1,0 +1,196 @@
+"""A mining hall without Kubernetes, run as an operator runs it: `hashpivot run` as a
+subprocess against emulated miners on loopback (stock Antminer, LuxOS, VNish) answering
+unmodified pyasic, with live feeds from a local server whose power price spikes.
+
+- live: the miners are curtailed when power costs $150/MWh and resumed when it falls;
+  every miner appears in the journal's fleet;
+- shadow: the same site reads and plans the curtailment, and not one command reaches a
+  miner (counted at the emulators).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from orchestrator.runtime.journal import read_journal
+from tests.contract.feedserver import FeedServer, Reply
+from tests.contract.fixtures.miners.emulator import EmulatedMiner, MinerLab
+from tests.contract.test_asic_pyasic import _can_bind_port_80
+from tests.faults.k8s_site import serve_fresh_market
+
+pytestmark = pytest.mark.skipif(
+    not _can_bind_port_80(),
+    reason="needs loopback addresses beyond 127.0.0.1 and port 80 (root on Linux)",
+)
+
+FAMILIES = ("antminer", "luxos", "vnish")
+CALM_USD_MWH = 20.0
+SPIKE_USD_MWH = 150.0
+
+
+def is_command(seen: str) -> bool:
+    """A request that changes a miner (not a read): what shadow must never send."""
+    return any(word in seen for word in (
+        "rpc curtail", "rpc profileset", "set_miner_conf", "/mining/", "rpc ascset",
+        "rpc pause", "rpc resume", "rpc restart", "rpc reboot",
+    ))
+
+
+@pytest.fixture
+def lab() -> Iterator[MinerLab]:
+    lab = MinerLab()
+    yield lab
+    lab.close()
+
+
+@pytest.fixture
+def feeds() -> Iterator[FeedServer]:
+    server = FeedServer()
+    server.start()
+    serve_fresh_market(server)
+    set_power(server, CALM_USD_MWH)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def set_power(server: FeedServer, usd_mwh: float) -> None:
+    server.route("/power", Reply(body=json.dumps({"price": usd_mwh}).encode()))
+
+
+def site_config(tmp_path: Path, miners: list[EmulatedMiner], feeds: FeedServer,
+                mode: str) -> Path:
+    config: dict[str, Any] = {
+        "sites": [{"name": "hall", "pool_fee": 0.02}],
+        "asic": {
+            "ranges": [{"addresses": [m.ip for m in miners], "site": "hall"}],
+            "io": {"timeout_s": 2.0, "retries": 1, "read_timeout_s": 20},
+            # Two miners per 2 s window: the hall ramps in steps, never all at once.
+            "ramp": {"max_miners_per_window": 2, "window_s": 2, "step_s": 0.5},
+            "verify_after_s": 30,
+            "use_ray": False,
+        },
+        "live_market": {
+            "http": {"timeout_s": 2.0, "retries": 0, "allow_loopback_http": True},
+            "chain_sources": [{"kind": "blockchain_info", "base_url": f"{feeds.base}/bci"}],
+            "price_sources": [{"kind": "coinbase", "base_url": f"{feeds.base}/coinbase"}],
+            "power_sources": {"default": {"kind": "http_json", "url": f"{feeds.base}/power",
+                                          "value_path": "price"}},
+            "poll_interval_s": 0.0,
+        },
+        "policy": {"name": "greedy"},
+        "guards": {"min_dwell_s": 0, "max_fleet_switch_share_per_hour": 1.0,
+                   "max_switches_per_node_per_day": 24},
+        "controller": {"mode": mode, "interval_s": 1.0},
+    }
+    path = tmp_path / f"hall-{mode}.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+class Controller:
+    """`hashpivot run` in its own process; the journal is how the test follows it."""
+
+    def __init__(self, config: Path, journal: Path, mode: str, cwd: Path) -> None:
+        exe = Path(sys.executable).parent / "hashpivot"
+        self.journal = journal
+        self.log = (cwd / f"run-{mode}.log").open("w")
+        env = {**os.environ, "COLUMNS": "200"}
+        self.proc = subprocess.Popen(
+            [str(exe), "run", "-c", str(config), "--mode", mode, "--no-ray",
+             "--journal", str(journal)],
+            cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+
+    def cycles(self) -> int:
+        path = self.journal / "journal.jsonl"
+        if not path.exists():
+            return 0
+        return sum(1 for line in path.read_text().splitlines() if '"kind":"cycle"' in line)
+
+    def wait_cycles(self, more: int, until: Callable[[], bool] = lambda: False) -> int:
+        """Let `more` cycles pass (or stop early once `until` holds); returns cycles seen.
+        Bounded by decisions, not by time: a controller that stopped fails the test."""
+        target = self.cycles() + more
+        while self.cycles() < target and not until():
+            assert self.proc.poll() is None, self.output()
+            time.sleep(0.05)
+        return self.cycles()
+
+    def output(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text()[-4000:]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def test_asic_only_site_curtails_on_a_price_spike_and_resumes(
+    tmp_path: Path, lab: MinerLab, feeds: FeedServer
+) -> None:
+    miners = [lab.add(f) for f in FAMILIES for _ in range(2)]
+    config = site_config(tmp_path, miners, feeds, "live")
+    run = Controller(config, tmp_path / "journal", "live", tmp_path)
+    try:
+        run.wait_cycles(3)
+        assert all(m.mining for m in miners), "calm power: every miner keeps hashing"
+        set_power(feeds, SPIKE_USD_MWH)
+        run.wait_cycles(30, until=lambda: not any(m.mining for m in miners))
+        assert not any(m.mining for m in miners), run.output()
+        spike_records = list(read_journal(tmp_path / "journal"))
+        set_power(feeds, CALM_USD_MWH)
+        run.wait_cycles(30, until=lambda: all(m.mining for m in miners))
+        assert all(m.mining for m in miners), run.output()
+    finally:
+        run.stop()
+    records = list(read_journal(tmp_path / "journal"))
+    # Every miner is a row of the fleet the controller decided on.
+    decided = [r for r in records if r.fleet_columns is not None]
+    assert decided and set(decided[-1].fleet_columns.names) == {m.ip for m in miners}
+    # The curtailment was decided on the spike and says so; the resume on the calm.
+    idled = {c.node for r in spike_records for c in r.changes if c.target == "idle"}
+    assert idled == {m.ip for m in miners}
+    resumed = {c.node for r in records[len(spike_records):] for c in r.changes
+               if c.target == "mine"}
+    assert resumed == {m.ip for m in miners}
+    for miner in miners:  # each firmware got its own kind of command
+        assert any(is_command(s) for s in miner.seen), (miner.family, miner.seen[-10:])
+
+
+def test_shadow_reads_and_plans_but_commands_no_miner(
+    tmp_path: Path, lab: MinerLab, feeds: FeedServer
+) -> None:
+    miners = [lab.add(f) for f in FAMILIES for _ in range(2)]
+    set_power(feeds, SPIKE_USD_MWH)
+    config = site_config(tmp_path, miners, feeds, "shadow")
+    run = Controller(config, tmp_path / "journal", "shadow", tmp_path)
+    try:
+        run.wait_cycles(6)
+    finally:
+        run.stop()
+    records = list(read_journal(tmp_path / "journal"))
+    planned = {c.node for r in records for c in r.changes if c.target == "idle"}
+    assert planned == {m.ip for m in miners}, "shadow plans the curtailment it would make"
+    shadow_notes = {k: v for r in records for k, v in r.actuation.get("deferred", {}).items()}
+    assert set(shadow_notes) == {m.ip for m in miners}
+    assert all(v == "shadow: would curtail" for v in shadow_notes.values())
+    commands = {m.ip: [s for s in m.seen if is_command(s)] for m in miners}
+    assert all(not c for c in commands.values()), commands
+    assert all(m.mining for m in miners)
+    assert all(m.seen for m in miners), "every miner was read"
