@@ -200,6 +200,36 @@ class HttpJsonGpuPrices(StrictModel):
     )
 
 
+class HttpJsonHashpower(StrictModel):
+    """Hashpower prices (what a marketplace pays for an algorithm's hashpower) from a JSON
+    list, e.g. a NiceHash-style `{"algos": [{"a": "<algorithm>", "p": <price>}, …]}`:
+    `items_path: algos`, `algorithm_field: a`, `price_field: p`."""
+
+    url: str = Field(description="URL of the JSON document (https unless allowed otherwise).")
+    items_path: str = Field(
+        default="", description="Dotted path to the list of prices ('' : the document)."
+    )
+    algorithm_field: str = Field(default="algorithm", description="Item field naming it.")
+    price_field: str = Field(default="price", description="Item field with the price.")
+    time_field: str | None = Field(
+        default=None, description="Item field with its time; None: time of the fetch."
+    )
+    time_format: Literal["unix_s", "unix_ms", "iso"] = Field(
+        default="iso", description="Unix seconds, Unix milliseconds or ISO-8601."
+    )
+    algorithms: dict[str, str] = Field(
+        min_length=1,
+        description="Source algorithm name → hashpivot algorithm of the hardware profiles "
+        "(the built-in GPU profiles sell 'gpu-hashpower'). Other items are ignored.",
+    )
+    scale: float = Field(
+        default=1.0,
+        gt=0,
+        description="Multiplies the price into BTC per profile unit per day (a source "
+        "quoting per TH/s for a profile rated in GH/s: 0.001).",
+    )
+
+
 class FeedTtls(StrictModel):
     """How long a value may be trusted after it was observed. Past it, the market is
     stale and the controller holds every node as it is."""
@@ -211,6 +241,9 @@ class FeedTtls(StrictModel):
     fees_s: float = Field(default=3 * 3600.0, gt=0, description="Fees per block, s.")
     power_s: float = Field(default=2 * 3600.0, gt=0, description="Power price, s.")
     gpu_s: float = Field(default=12 * 3600.0, gt=0, description="GPU rental price, s.")
+    hashpower_s: float = Field(
+        default=2 * 3600.0, gt=0, description="Hashpower price per algorithm, s."
+    )
 
 
 class PlausibleRange(StrictModel):
@@ -247,6 +280,10 @@ class PlausibleRanges(StrictModel):
     gpu_usd_per_gpu_hour: PlausibleRange = Field(
         default_factory=lambda: PlausibleRange(min=0.01, max=100.0),
         description="USD per GPU-hour.",
+    )
+    hashpower_btc_per_unit_day: PlausibleRange = Field(
+        default_factory=lambda: PlausibleRange(min=1e-12, max=1.0),
+        description="Hashpower price, BTC per profile unit per day.",
     )
     hashprice_usd_per_ph_day: PlausibleRange = Field(
         default_factory=lambda: PlausibleRange(min=3.0, max=1_500.0),
@@ -322,6 +359,16 @@ class LiveMarketConfig(StrictModel):
         default_factory=list,
         description="GPU rental price feeds; a model they price overrides its fixed price.",
     )
+    hashpower_btc_per_unit_day_fixed: dict[str, float] = Field(
+        default_factory=dict,
+        description="Fixed hashpower price per algorithm, BTC per unit per day (what the "
+        "GPU profiles' mining earns, as in backtests).",
+    )
+    hashpower_sources: list[HttpJsonHashpower] = Field(
+        default_factory=list,
+        description="Live hashpower price feeds; an algorithm they price overrides its fixed "
+        "price.",
+    )
     gpu_jump_band: float | None = Field(
         default=None,
         gt=0,
@@ -339,12 +386,12 @@ class LiveMarketConfig(StrictModel):
         default=20_000, ge=1, description="Points of market history kept for forecasting."
     )
 
-    @field_validator("gpu_usd_per_gpu_hour_fixed")
+    @field_validator("gpu_usd_per_gpu_hour_fixed", "hashpower_btc_per_unit_day_fixed")
     @classmethod
     def _positive_gpu(cls, v: dict[str, float]) -> dict[str, float]:
         bad = {k: p for k, p in v.items() if not p > 0}
         if bad:
-            raise ValueError(f"GPU prices must be > 0, got {bad}")
+            raise ValueError(f"prices must be > 0, got {bad}")
         return v
 
     @model_validator(mode="after")
@@ -357,6 +404,9 @@ class LiveMarketConfig(StrictModel):
             if not isinstance(s, FixedPower)
         ]
         urls += [(f"gpu_sources[{i}]", s.url) for i, s in enumerate(self.gpu_sources)]
+        urls += [
+            (f"hashpower_sources[{i}]", s.url) for i, s in enumerate(self.hashpower_sources)
+        ]
         for where, url in urls:
             self.http.check_url(url, where=where)
         if self.power_usd_mwh_fixed is not None and "default" in self.power_sources:

@@ -37,6 +37,7 @@ FIXTURES = {
     "/power.json": "power_hub_price.json",
     "/ercot/hub.csv": "ercot_hub_prices.csv",
     "/gpu/offers.json": "gpu_offers.json",
+    "/hashpower.json": "hashpower_prices.json",
 }
 
 garbage = st.one_of(
@@ -120,6 +121,10 @@ def config() -> LiveMarketConfig:
         "gpu_sources": [{"url": f"{BASE}/gpu/offers.json", "items_path": "data",
                          "model_field": "gpu_type", "price_field": "price_usd_hr",
                          "models": {"H100_80GB": "H100_80GB_SXM5"}}],
+        "hashpower_sources": [{"url": f"{BASE}/hashpower.json", "items_path": "algos",
+                               "algorithm_field": "a", "price_field": "p", "time_field": "t",
+                               "time_format": "unix_ms",
+                               "algorithms": {"KAWPOW": "gpu-hashpower"}}],
         "poll_interval_s": 0.0,
     })
 
@@ -142,6 +147,8 @@ def check_snapshot(source: LiveMarketSource, cfg: LiveMarketConfig) -> None:
         (snap.fees_btc_per_block.value, ranges.fees_btc_per_block),
         *((v.value, ranges.power_usd_mwh) for v in snap.power_usd_mwh.values()),
         *((v.value, ranges.gpu_usd_per_gpu_hour) for v in snap.gpu_usd_per_gpu_hour.values()),
+        *((v.value, ranges.hashpower_btc_per_unit_day)
+          for v in snap.hashpower_btc_per_unit_day.values()),
     ]
     for value, allowed in checks:
         assert math.isfinite(value) and allowed.min <= value <= allowed.max, (value, allowed)

@@ -24,7 +24,7 @@ import httpx
 import numpy as np
 
 from orchestrator.adapters.market.chain import ChainFeed, ChainReading, chain_feed
-from orchestrator.adapters.market.gpu import FixedGpuFeed, GpuFeed, JsonGpuFeed
+from orchestrator.adapters.market.gpu import FixedGpuFeed, GpuFeed, JsonGpuFeed, JsonHashpowerFeed
 from orchestrator.adapters.market.http import FeedHttpClient, Sleep
 from orchestrator.adapters.market.parse import brief
 from orchestrator.adapters.market.power import PowerFeed, power_feed
@@ -60,6 +60,7 @@ FEES = "fees_btc_per_block"
 SUBSIDY = "subsidy_btc"
 POWER = "power_usd_mwh"
 GPU = "gpu_usd_per_gpu_hour"
+HASHPOWER = "hashpower_btc_per_unit_day"
 CORE_FEEDS = (BTC_USD, DIFFICULTY, FEES, SUBSIDY)
 
 _T = TypeVar("_T")
@@ -102,6 +103,7 @@ class LiveMarketSource:
         gpu_fixed: Mapping[str, float] | None = None,
         on_reject: RejectHook | None = None,
         http: FeedHttpClient | None = None,
+        hashpower: Sequence[JsonHashpowerFeed] = (),
     ) -> None:
         self.config = config
         self.chain = list(chain)
@@ -111,6 +113,10 @@ class LiveMarketSource:
         self.gpu_fixed = FixedGpuFeed(
             config.gpu_usd_per_gpu_hour_fixed if gpu_fixed is None else gpu_fixed
         )
+        self.hashpower = list(hashpower)
+        # Fixed hashpower prices hold now, like fixed GPU prices.
+        self.hashpower_fixed = FixedGpuFeed(config.hashpower_btc_per_unit_day_fixed)
+        self._live_hashpower: set[str] = set()
         self.quality = DataQuality(config, on_reject=self._count)
         self._hook = on_reject
         self._http = http
@@ -141,6 +147,7 @@ class LiveMarketSource:
             gpu=[JsonGpuFeed(s, http) for s in config.gpu_sources],
             on_reject=on_reject,
             http=http,
+            hashpower=[JsonHashpowerFeed(s, http) for s in config.hashpower_sources],
         )
 
     def close(self) -> None:
@@ -191,6 +198,7 @@ class LiveMarketSource:
             self._refresh_price(now_s)
             self._refresh_power(now_s)
             self._refresh_gpu(now_s)
+            self._refresh_hashpower(now_s)
             self._record_history(now_s)
         finally:
             self._report = None
@@ -319,6 +327,32 @@ class LiveMarketSource:
         for model, cand in {**fixed, **live}.items():
             self._offer(f"{GPU}.{model}", cand, now_s)
 
+    def _refresh_hashpower(self, now_s: float) -> None:
+        live: dict[str, Candidate] = {}
+        for feed in self.hashpower:
+            try:
+                for alg, cand in self._read(feed.name, feed.read, now_s).items():
+                    live.setdefault(alg, cand)
+            except FeedRejectError as exc:
+                self._fail(HASHPOWER, exc)
+        self._live_hashpower |= live.keys()
+        # As for GPU prices: once priced live, a dead feed shows as stale, not as the
+        # fixed price again.
+        fixed = {
+            a: c
+            for a, c in self.hashpower_fixed.read(now_s).items()
+            if a not in self._live_hashpower
+        }
+        for alg, cand in {**fixed, **live}.items():
+            self._offer(f"{HASHPOWER}.{alg}", cand, now_s)
+
+    def hashpower_algorithms(self) -> list[str]:
+        """Algorithms a snapshot must price: fixed, mapped by a feed, or priced live."""
+        algs = set(self.hashpower_fixed.prices) | self._live_hashpower
+        for feed in self.hashpower:
+            algs |= set(feed.source.algorithms.values())
+        return sorted(algs)
+
     def _record_history(self, now_s: float) -> None:
         values = {f: self.quality.last_good(f) for f in (*CORE_FEEDS, self._history_power())}
         if any(v is None for v in values.values()):
@@ -353,6 +387,7 @@ class LiveMarketSource:
             *CORE_FEEDS,
             *(f"{POWER}.{s}" for s in self.power_sites()),
             *(f"{GPU}.{m}" for m in self.gpu_models()),
+            *(f"{HASHPOWER}.{a}" for a in self.hashpower_algorithms()),
         ]
 
     def last_good_snapshot(self) -> MarketSnapshot:
@@ -380,6 +415,9 @@ class LiveMarketSource:
             subsidy_btc=good[SUBSIDY],
             power_usd_mwh={s: good[f"{POWER}.{s}"] for s in self.power_sites()},
             gpu_usd_per_gpu_hour={m: good[f"{GPU}.{m}"] for m in self.gpu_models()},
+            hashpower_btc_per_unit_day={
+                a: good[f"{HASHPOWER}.{a}"] for a in self.hashpower_algorithms()
+            },
         )
 
     def snapshot(self, now_s: float) -> MarketSnapshot:

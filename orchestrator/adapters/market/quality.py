@@ -312,6 +312,7 @@ class DataQuality:
             "fees_btc_per_block": ttl.fees_s,
             "power_usd_mwh": ttl.power_s,
             "gpu_usd_per_gpu_hour": ttl.gpu_s,
+            "hashpower_btc_per_unit_day": ttl.hashpower_s,
         }.get(feed_kind(feed), ttl.btc_usd_s)
 
     def _rules(self, feed: str) -> tuple[PlausibleRange, str, float | None, bool]:
@@ -328,6 +329,8 @@ class DataQuality:
             return r.power_usd_mwh, "any", c.power_jump_band, True
         if kind == "gpu_usd_per_gpu_hour":
             return r.gpu_usd_per_gpu_hour, "positive", c.gpu_jump_band, True
+        if kind == "hashpower_btc_per_unit_day":
+            return r.hashpower_btc_per_unit_day, "positive", c.gpu_jump_band, True
         # block_height, subsidy_btc: derived or integral, only sign and time rules.
         return _ANY_NONNEG, "nonneg", None, False
 

@@ -36,6 +36,7 @@ from orchestrator.adapters.market.live import (
     DIFFICULTY,
     FEES,
     GPU,
+    HASHPOWER,
     POWER,
     SUBSIDY,
     LiveMarketSource,
@@ -59,6 +60,7 @@ _PLAIN: dict[str, tuple[str, str]] = {
 _KEYED: dict[str, tuple[str, str, str]] = {
     POWER: ("power_usd_mwh.csv", "site", "usd_per_mwh"),
     GPU: ("gpu_usd_per_gpu_hour.csv", "gpu_model", "usd_per_gpu_hour"),
+    HASHPOWER: ("hashpower_btc_per_unit_day.csv", "algorithm", "btc_per_unit_day"),
 }
 
 
@@ -193,7 +195,7 @@ def append_rejections(out_dir: Path, report: RefreshReport) -> int:
 def market_section(names: list[str], out_dir: Path) -> dict[str, Any]:
     """The `market:` mapping (RecordedMarketConfig shape) for the recorded series."""
     plain: dict[str, Any] = {}
-    keyed: dict[str, dict[str, Any]] = {POWER: {}, GPU: {}}
+    keyed: dict[str, dict[str, Any]] = {POWER: {}, GPU: {}, HASHPOWER: {}}
     for name in sorted(names):
         kind, _, key = name.partition(".")
         if kind in _KEYED:
@@ -224,6 +226,7 @@ def market_section(names: list[str], out_dir: Path) -> dict[str, Any]:
         subsidy_btc=plain.get(SUBSIDY),
         power_usd_mwh=keyed[POWER],
         gpu_usd_per_gpu_hour=keyed[GPU],
+        hashpower_btc_per_unit_day=keyed[HASHPOWER],
     )
     return config.model_dump(mode="json", exclude_defaults=True)
 
