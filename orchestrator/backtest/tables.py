@@ -437,20 +437,21 @@ def localize(
     if n == 0 or zone.key in {"UTC", "Etc/UTC", "Etc/GMT", "GMT"}:
         return Localized(wall_s.copy(), problem)
     finite = np.isfinite(wall_s)
-    buckets = np.floor(np.where(finite, wall_s, 0.0) / _BUCKET_S)
-    uniq, inv = np.unique(buckets, return_inverse=True)
-    off0 = np.empty(uniq.shape[0])
-    off1 = np.empty(uniq.shape[0])
-    for j, b in enumerate(uniq.tolist()):
-        try:
-            wall = _EPOCH + timedelta(seconds=b * _BUCKET_S)
-        except OverflowError:
-            off0[j] = off1[j] = 0.0
-            continue
-        for fold, out in ((0, off0), (1, off1)):
-            delta = wall.replace(tzinfo=zone, fold=fold).utcoffset()
-            out[j] = 0.0 if delta is None else delta.total_seconds()
-    o0, o1 = off0[inv], off1[inv]
+    safe = np.where(finite, wall_s, 0.0)
+    # Offsets per day first: a day whose two midnights agree (both readings) has no
+    # clock change, so one offset serves all its stamps. Only the few days with a
+    # change are looked up per quarter hour.
+    days, day_of = np.unique(np.floor(safe / 86_400.0), return_inverse=True)
+    start0, start1 = _offsets(days * 86_400.0, zone)
+    end0, end1 = _offsets((days + 1) * 86_400.0, zone)
+    plain = (start0 == start1) & (start0 == end0) & (end0 == end1)
+    o0, o1 = start0[day_of], start0[day_of]
+    changing = ~plain[day_of]
+    if changing.any():
+        buckets, inv = np.unique(np.floor(safe[changing] / _BUCKET_S), return_inverse=True)
+        b0, b1 = _offsets(buckets * _BUCKET_S, zone)
+        o0, o1 = o0.copy(), o1.copy()
+        o0[changing], o1[changing] = b0[inv], b1[inv]
     utc = wall_s - o0
     skipped = finite & (o0 < o1)
     repeated = finite & (o0 > o1)
@@ -460,6 +461,22 @@ def localize(
         later = _later(wall_s, repeated, ambiguous, problem, (wall_s - o0, wall_s - o1))
         utc = np.where(later, wall_s - o1, utc)
     return Localized(utc, problem)
+
+
+def _offsets(wall_s: F64, zone: ZoneInfo) -> tuple[F64, F64]:
+    """The zone's UTC offset (s) at each wall time, read as the earlier and the later."""
+    off0 = np.empty(wall_s.shape[0])
+    off1 = np.empty(wall_s.shape[0])
+    for j, w in enumerate(wall_s.tolist()):
+        try:
+            wall = _EPOCH + timedelta(seconds=w)
+        except OverflowError:
+            off0[j] = off1[j] = 0.0
+            continue
+        for fold, out in ((0, off0), (1, off1)):
+            delta = wall.replace(tzinfo=zone, fold=fold).utcoffset()
+            out[j] = 0.0 if delta is None else delta.total_seconds()
+    return off0, off1
 
 
 def _later(
