@@ -19,7 +19,7 @@ import numpy.typing as npt
 from orchestrator.backtest.recorded import PriceTable
 from orchestrator.backtest.runner import BacktestInputs, PolicySpec, prepare_backtest, run_policy
 from orchestrator.economics import hashprice_usd_per_ph_day
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, HashpivotError
 from orchestrator.framework.registry import load_policy, resolve_policy_class
 from orchestrator.models.build import profile_catalog
 from orchestrator.models.config import FleetGroup, HashpivotConfig
@@ -219,11 +219,21 @@ def sized_config(
 
 
 def check_policy(plan: Plan) -> None:
-    """Load the plan's policy once so bad names or parameters fail before any run."""
+    """Load the plan's policy once, and check every scenario's window against the recorded
+    data, so bad names, parameters or windows fail before any run."""
     cfg = plan.site
     name = plan.file.policy or cfg.policy.name
     params = plan.file.policy_params if plan.file.policy is not None else cfg.policy.params
     load_policy(name, params, source=f"{plan.source}: policy")
+    for i, sc in enumerate(scenarios(plan)):
+        sized, _ = sized_config(plan, 0.0, sc)
+        try:
+            prepare_backtest(sized.model_copy(update={"demand": None}))
+        except HashpivotError as exc:  # bad config or data: name the scenario that needs it
+            field = "scenarios.starts" if sc.kind == "recorded" else "scenarios.stresses"
+            raise ConfigError(
+                f"scenario {sc.name!r} ({i + 1}): {exc}", source=plan.source, field=field
+            ) from None
 
 
 def _stress(inputs: BacktestInputs, sc: Scenario) -> BacktestInputs:

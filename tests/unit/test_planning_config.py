@@ -99,3 +99,14 @@ def test_sized_site_swaps_least_efficient_asics_for_gpu_nodes(tmp_path: Path) ->
     assert counts["h100-sxm-8x"] == round(4 * plan.file.conversion.gpus_per_mw / gpus_per_node)
     assert facts["removed_th"] == pytest.approx(s19_removed * 140)
     assert cfg.backtest.start == sc.start and cfg.backtest.end == sc.end
+
+
+def test_window_outside_the_recorded_data_fails_before_any_run(tmp_path: Path) -> None:
+    from orchestrator.planning.evaluate import check_policy
+
+    path = _write(tmp_path, scenarios__starts=["2025-09-01T00:00:00Z"])
+    with pytest.raises(ConfigError) as err:
+        check_policy(load_plan(path))
+    text = str(err.value)
+    assert str(path) in text and "scenarios.starts" in text
+    assert "recorded from 2025-09-01" in text and "btc_usd" in text
