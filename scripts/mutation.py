@@ -233,6 +233,8 @@ def run_target(target: Target, scratch: Path, *, operators: re.Pattern[str], lis
                 killed += 1
     print(f"  killed {killed}, survived {survived} in {time.monotonic() - started:.0f} s",
           flush=True)
+    for key, _ in survivors:
+        print(f"  survived: {key}", flush=True)
     return killed, survived, survivors
 
 

@@ -6,7 +6,7 @@ guard that promise there, and fails unless every planted bug makes them fail. Co
 loops run as plain Python (NUMBA_DISABLE_JIT=1) so a planted bug in a kernel takes effect
 without a compile cache to bust.
 
-    .venv/bin/python scripts/planted_bugs.py            # every bug, about a minute
+    .venv/bin/python scripts/planted_bugs.py            # every bug, a minute or two
     .venv/bin/python scripts/planted_bugs.py --ref HEAD  # committed source, current tests
 """
 
@@ -29,47 +29,60 @@ COPIED = ("orchestrator", "policies", "tests", "pyproject.toml")
 class Bug:
     name: str
     path: str
-    old: str
-    new: str
+    #: (old, new) spellings of the same bug, for the ways the source has read: the first
+    #: whose `old` occurs exactly once is planted.
+    edits: tuple[tuple[str, str], ...]
     tests: tuple[str, ...]
 
 
+GUARD_TESTS = ("tests/unit/test_guards_property.py",)
+RECORD = "deps.journal.record(record)  # JournalError propagates: no record, no action"
+APPLY = "result = deps.actuator.apply(plan, fleet)"
 BUGS = (
     Bug(
         "power cap not enforced while stale data holds the fleet",
         "orchestrator/engine/guards.py",
-        "        not config.frozen,\n",
-        "        not config.frozen and not ctx.stale,\n",
-        ("tests/unit/test_guards_property.py",),
+        (("        not config.frozen,\n", "        not config.frozen and not ctx.stale,\n"),
+         ("enforce_cap=not config.frozen,", "enforce_cap=not config.frozen and not ctx.stale,")),
+        GUARD_TESTS,
     ),
     Bug(
         "protected lease treated as ending 30 minutes early in the guard",
         "orchestrator/engine/kernels.py",
-        "lease_until[i] > now_s and not ai_interruptible[i]",
-        "lease_until[i] - 1800.0 > now_s and not ai_interruptible[i]",
-        ("tests/unit/test_guards_property.py",),
+        (("lease_until[i] > now_s and not ai_interruptible[i]",
+          "lease_until[i] - 1800.0 > now_s and not ai_interruptible[i]"),),
+        GUARD_TESTS,
     ),
     Bug(
         "time in mode floored at one hour",
         "orchestrator/engine/kernels.py",
-        "out[i] = max(now_s - since[i], 0.0)",
-        "out[i] = max(now_s - since[i], 3600.0)",
-        ("tests/unit/test_guards_property.py",),
+        (("out[i] = max(now_s - since[i], 0.0)", "out[i] = max(now_s - since[i], 3600.0)"),),
+        GUARD_TESTS,
+    ),
+    Bug(
+        "dwell compared against half the minimum",
+        "orchestrator/engine/kernels.py",
+        (("elif dwell_s[i] < min_dwell_s:", "elif dwell_s[i] < min_dwell_s / 2:"),
+         ("young[i] = dwell_s[i] < min_dwell_s", "young[i] = dwell_s[i] < min_dwell_s / 2")),
+        GUARD_TESTS,
+    ),
+    Bug(
+        "staleness measured from the newest market value instead of the oldest",
+        "orchestrator/models/market.py",
+        (("return min(v.observed_at for _, v in self.values())",
+          "return max(v.observed_at for _, v in self.values())"),),
+        GUARD_TESTS,
     ),
     Bug(
         "live price path passing fees as 0",
         "orchestrator/engine/prices.py",
-        "        snapshot.fees_btc_per_block.value,\n    )",
-        "        0.0,\n    )",
+        (("        snapshot.fees_btc_per_block.value,\n    )", "        0.0,\n    )"),),
         ("tests/unit/test_economics.py",),
     ),
     Bug(
         "acting before the plan is journaled",
         "orchestrator/runtime/cycle.py",
-        "        deps.journal.record(record)  # JournalError propagates: no record, no action\n"
-        "        result = deps.actuator.apply(plan, fleet)\n",
-        "        result = deps.actuator.apply(plan, fleet)\n"
-        "        deps.journal.record(record)  # JournalError propagates: no record, no action\n",
+        ((f"        {RECORD}\n        {APPLY}\n", f"        {APPLY}\n        {RECORD}\n"),),
         ("tests/unit/test_journal_before_act.py",),
     ),
 )
@@ -121,12 +134,13 @@ def main() -> int:
             shutil.copytree(base, where)
             path = where / bug.path
             text = path.read_text(encoding="utf-8")
-            if text.count(bug.old) != 1:
+            edit = next(((o, n) for o, n in bug.edits if text.count(o) == 1), None)
+            if edit is None:
                 print(f"CANNOT PLANT  {bug.name}: {bug.path} changed, update scripts/"
                       "planted_bugs.py")
                 failures += 1
                 continue
-            path.write_text(text.replace(bug.old, bug.new), encoding="utf-8")
+            path.write_text(text.replace(*edit), encoding="utf-8")
             caught = run_tests(where, bug.tests) != 0
             print(f"{'caught  ' if caught else 'SURVIVED'}  {bug.name}")
             failures += not caught

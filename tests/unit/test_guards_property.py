@@ -125,6 +125,45 @@ def test_power_cap_curtails_even_while_stale_data_holds_the_fleet(stale: bool) -
         assert plan.stale
 
 
+@pytest.mark.parametrize("curtail", [1, 2, 3])
+def test_power_cap_has_no_slack(curtail: int) -> None:
+    """Four S21s mining under a cap 100 W short of what `curtail - 1` curtailments would
+    leave: exactly `curtail` of them go idle, and the plan is at most the cap."""
+    s21 = PROFILES[1]
+    saving = s21.watts_mine - s21.watts_idle
+    total = 4 * s21.watts_mine
+    cap_w = total - (curtail - 1) * saving - 100.0
+    fleet = site_fleet([1] * 4, [Mode.MINE] * 4, cap_kw=cap_w / 1000.0)
+    plan = run(fleet, [Mode.MINE] * 4, GUARDS)
+    assert plan.target.tolist().count(Mode.IDLE) == curtail
+    assert planned_w(np.array([1] * 4), plan.target) == total - curtail * saving <= cap_w
+
+
+def test_stale_is_measured_from_the_oldest_market_value() -> None:
+    """A fresh price does not make a two-hour-old difficulty fresh: the fleet is held."""
+    from datetime import UTC, datetime, timedelta
+
+    from orchestrator.engine.prices import snapshot_to_prices
+    from orchestrator.models.market import MarketSnapshot, Observed
+
+    now = datetime.fromtimestamp(NOW, UTC)
+
+    def obs(v: float, age_s: float = 0.0) -> Observed:
+        return Observed(value=v, source="test", observed_at=now - timedelta(seconds=age_s))
+
+    fleet = site_fleet([1, 1, 1], [Mode.MINE] * 3)
+    guards = GUARDS.model_copy(update={"stale_after_s": 3600.0})
+    for difficulty_age, stale in ((7200.0, True), (3599.0, False)):
+        snap = MarketSnapshot(btc_usd=obs(97_000.0), difficulty=obs(1.1e14, difficulty_age),
+                              fees_btc_per_block=obs(0.1), subsidy_btc=obs(3.125),
+                              power_usd_mwh={"default": obs(40.0)})
+        ctx = build_context(now_s=NOW, prices=snapshot_to_prices(snap, fleet),
+                            demand=DemandSummary.empty(1), fleet=fleet, guards=guards)
+        plan = decide(ctx, Wants(np.array([Mode.IDLE] * 3)), guards)
+        expected = [Mode.MINE] * 3 if stale else [Mode.IDLE] * 3
+        assert plan.target.tolist() == expected, f"difficulty {difficulty_age:.0f} s old"
+
+
 def test_power_cap_never_curtails_a_protected_lease_about_to_end() -> None:
     # One H100 node in AI (7.1 kW) whose lease ends in 20 minutes and one S21: cap 5 kW.
     fleet = site_fleet([2, 1], [Mode.AI, Mode.MINE], cap_kw=5.0, lease_end=[NOW + 1200.0, 0.0])
@@ -173,6 +212,43 @@ def test_node_switched_ten_minutes_ago_stays_for_an_hour_dwell() -> None:
     plan = run(fleet, [Mode.MINE, Mode.MINE, Mode.IDLE], guards)
     assert plan.target.tolist() == [Mode.IDLE, Mode.MINE, Mode.IDLE]
     assert plan.reason[0] == Reason.GUARD_MIN_DWELL
+
+
+# -- per-node switch budget, caps per site ----------------------------------------------------
+
+
+def test_node_switch_budget_counts_switches_that_decay_over_a_day() -> None:
+    """A node's recent switches count half after a day (the budget's half-life): with 3
+    switches a day allowed, 4.5 switches a day ago count 2.25 and one more is too many;
+    3.9 count 1.95 and one more fits."""
+    fleet = site_fleet([1] * 3, [Mode.MINE] * 3, age_s=[86_400.0] * 3)
+    guards = GUARDS.model_copy(update={"max_switches_per_node_per_day": 3.0})
+    ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW),
+                        demand=DemandSummary.empty(1), fleet=fleet, guards=guards)
+    plan = decide(ctx, Wants(np.array([Mode.IDLE] * 3)), guards,
+                  switch_load=np.array([4.5, 3.9, 0.0]))
+    assert plan.target.tolist() == [Mode.MINE, Mode.IDLE, Mode.IDLE]
+    assert plan.reason[0] == Reason.GUARD_NODE_SWITCH_BUDGET
+    with pytest.raises(ValueError, match="switch_load: expected 3 values"):
+        decide(ctx, Wants(np.array([Mode.IDLE] * 3)), guards, switch_load=np.zeros(2))
+
+
+def test_one_cap_applies_to_every_site_and_a_wrong_count_is_refused() -> None:
+    import dataclasses
+
+    # Two sites, two mining S21s each (7 kW per site); one 3.6 kW cap for both.
+    fleet = FleetTable.build(PROFILES, [Site(name="a"), Site(name="b")], [1, 1, 1, 1],
+                             modes=[Mode.MINE] * 4, node_sites=[0, 0, 1, 1])
+    ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW),
+                        demand=DemandSummary.empty(1), fleet=fleet, guards=GUARDS)
+    one_cap = dataclasses.replace(ctx, site_power_cap_w=np.array(3600.0))
+    plan = decide(one_cap, Wants(np.array([Mode.MINE] * 4)), GUARDS)
+    per_site = [planned_w(np.array([1, 1]), plan.target[:2]),
+                planned_w(np.array([1, 1]), plan.target[2:])]
+    assert per_site == [PROFILES[1].watts_mine + PROFILES[1].watts_idle] * 2
+    three = dataclasses.replace(ctx, site_power_cap_w=np.array([3600.0] * 3))
+    with pytest.raises(ValueError, match="one per site"):
+        decide(three, Wants(np.array([Mode.MINE] * 4)), GUARDS)
 
 
 # -- the property ----------------------------------------------------------------------------
