@@ -95,9 +95,21 @@ class ChainSource(StrictModel):
 class PriceSource(StrictModel):
     """A public BTC/USD spot quote. The median of the sources that answer is used."""
 
-    kind: Literal["coinbase", "kraken", "bitstamp", "mempool"] = Field(
+    kind: Literal[
+        "coinbase",
+        "kraken",
+        "bitstamp",
+        "mempool",
+        "binance",
+        "coinbase_exchange",
+        "coinbase_advanced",
+        "coingecko",
+    ] = Field(
         description="coinbase (/v2/prices/BTC-USD/spot), kraken (/0/public/Ticker), "
-        "bitstamp (/api/v2/ticker/btcusd/), mempool (/v1/prices)."
+        "bitstamp (/api/v2/ticker/btcusd/), mempool (/v1/prices), binance "
+        "(/api/v3/ticker/24hr, BTCUSDT), coinbase_exchange (/products/BTC-USD/ticker), "
+        "coinbase_advanced (/api/v3/brokerage/market/products/BTC-USD), coingecko "
+        "(/api/v3/simple/price)."
     )
     base_url: str = Field(description="Base URL, e.g. https://api.kraken.com.")
 

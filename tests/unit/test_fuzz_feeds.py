@@ -38,6 +38,10 @@ FIXTURES = {
     "/ercot/hub.csv": "ercot_hub_prices.csv",
     "/gpu/offers.json": "gpu_offers.json",
     "/hashpower.json": "hashpower_prices.json",
+    "/binance/api/v3/ticker/24hr": "binance_ticker_24hr.json",
+    "/cbx/products/BTC-USD/ticker": "coinbase_exchange_ticker.json",
+    "/cba/api/v3/brokerage/market/products/BTC-USD": "coinbase_advanced_product.json",
+    "/cg/api/v3/simple/price": "coingecko_simple_price.json",
 }
 
 garbage = st.one_of(
@@ -106,6 +110,10 @@ def config() -> LiveMarketConfig:
             {"kind": "kraken", "base_url": f"{BASE}/kraken"},
             {"kind": "bitstamp", "base_url": f"{BASE}/bitstamp"},
             {"kind": "mempool", "base_url": f"{BASE}/mempool/api"},
+            {"kind": "binance", "base_url": f"{BASE}/binance"},
+            {"kind": "coinbase_exchange", "base_url": f"{BASE}/cbx"},
+            {"kind": "coinbase_advanced", "base_url": f"{BASE}/cba"},
+            {"kind": "coingecko", "base_url": f"{BASE}/cg"},
         ],
         "fees_window_blocks": 10,
         "power_sources": {

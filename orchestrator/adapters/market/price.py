@@ -2,6 +2,12 @@
 
 Each reader returns one `Quote`; `quality.combine_quotes` takes the median of those
 that agree, and a large move needs a second source to confirm it.
+
+The readers are written here rather than taken from ccxt: each is one public GET and a
+few fields, ccxt would add a large dependency (and its own retry, rate-limit and error
+handling) between these calls and the feed policy (`http.FeedHttpClient`) that bounds
+size, time and retries for every source alike; and ccxt does not cover the aggregators
+(mempool, CoinGecko) or keep the exchange's own time of a quote where one is given.
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from orchestrator.adapters.market.http import FeedHttpClient
-from orchestrator.adapters.market.parse import brief, dig, number
+from orchestrator.adapters.market.parse import brief, dig, number, timestamp
 from orchestrator.adapters.market.parse import field as get_field
 from orchestrator.adapters.market.quality import FeedRejectError, Quote, Reject
 from orchestrator.models.feeds_config import PriceSource, url_host
@@ -93,11 +99,77 @@ class MempoolPrice(_Exchange):
         return Quote(value, self.name, observed)
 
 
+class Binance(_Exchange):
+    """`GET /api/v3/ticker/24hr?symbol=BTCUSDT` → `{"symbol": "BTCUSDT", "lastPrice": "…",
+    "closeTime": <unix ms>, …}`. Binance quotes BTC in USDT, a dollar stablecoin, taken as
+    USD: a depeg shows as a quote the other sources outvote."""
+
+    def quote(self, now_s: float) -> Quote:
+        url = f"{self.base}/api/v3/ticker/24hr"
+        doc = self.http.get(url, params={"symbol": "BTCUSDT"}).json()
+        symbol = get_field(doc, "symbol", source=url)
+        if symbol != "BTCUSDT":
+            raise FeedRejectError(
+                Reject.UNITS, f"symbol {brief(symbol)} is not BTCUSDT", source=url
+            )
+        value = number(get_field(doc, "lastPrice", source=url), what="lastPrice", source=url)
+        closed = number(get_field(doc, "closeTime", source=url), what="closeTime", source=url)
+        return Quote(value, self.name, closed / 1000.0)
+
+
+class CoinbaseExchange(_Exchange):
+    """Coinbase Exchange `GET /products/BTC-USD/ticker` → `{"price": "…", "time":
+    "<ISO-8601>", …}` (the last trade and its time)."""
+
+    def quote(self, now_s: float) -> Quote:
+        url = f"{self.base}/products/BTC-USD/ticker"
+        doc = self.http.get(url).json()
+        value = number(get_field(doc, "price", source=url), what="price", source=url)
+        observed = timestamp(get_field(doc, "time", source=url), "iso", source=url)
+        return Quote(value, self.name, observed)
+
+
+class CoinbaseAdvanced(_Exchange):
+    """Coinbase Advanced Trade public market data `GET /api/v3/brokerage/market/products/
+    BTC-USD` → `{"product_id": "BTC-USD", "price": "…", "quote_currency_id": "USD", …}` (no
+    time: the fetch time is used)."""
+
+    def quote(self, now_s: float) -> Quote:
+        url = f"{self.base}/api/v3/brokerage/market/products/BTC-USD"
+        doc = self.http.get(url).json()
+        product = get_field(doc, "product_id", source=url)
+        if product != "BTC-USD":
+            raise FeedRejectError(
+                Reject.UNITS, f"product {brief(product)} is not BTC-USD", source=url
+            )
+        value = number(get_field(doc, "price", source=url), what="price", source=url)
+        return Quote(value, self.name, now_s)
+
+
+class CoinGecko(_Exchange):
+    """`GET /api/v3/simple/price?ids=bitcoin&vs_currencies=usd&include_last_updated_at=
+    true` → `{"bitcoin": {"usd": …, "last_updated_at": <unix s>}}` (an aggregate)."""
+
+    def quote(self, now_s: float) -> Quote:
+        url = f"{self.base}/api/v3/simple/price"
+        params = {"ids": "bitcoin", "vs_currencies": "usd", "include_last_updated_at": "true"}
+        coin = get_field(self.http.get(url, params=params).json(), "bitcoin", source=url)
+        value = number(get_field(coin, "usd", source=url), what="usd", source=url)
+        updated = number(
+            get_field(coin, "last_updated_at", source=url), what="last_updated_at", source=url
+        )
+        return Quote(value, self.name, updated)
+
+
 def price_feed(source: PriceSource, http: FeedHttpClient) -> PriceFeed:
     kinds: dict[str, type[_Exchange]] = {
         "coinbase": Coinbase,
         "kraken": Kraken,
         "bitstamp": Bitstamp,
         "mempool": MempoolPrice,
+        "binance": Binance,
+        "coinbase_exchange": CoinbaseExchange,
+        "coinbase_advanced": CoinbaseAdvanced,
+        "coingecko": CoinGecko,
     }
     return kinds[source.kind](source, http)
