@@ -538,19 +538,77 @@ def explain(
     node: Annotated[str, typer.Argument(help="Node name.")],
     journal: Annotated[Path, typer.Option(help="Journal folder.")] = Path("runs/journal"),
     last: Annotated[int, typer.Option(help="Decisions to show.")] = 5,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="The controller's config: also say which guard holds the "
+        "node and since when (decides the journaled cycles again).")] = None,
 ) -> None:
-    """The last decisions for one node, with the values and costs behind them."""
+    """The last decisions for one node, with the values and costs behind them, and what
+    holds it now."""
     from orchestrator.runtime.journal import read_journal
 
-    found = [(r, c) for r in read_journal(journal) for c in r.changes if c.node == node]
-    if not found:
-        raise HashpivotError(f"no journaled decision changed node {node!r} in {journal}")
+    records = list(read_journal(journal))
+    found = [(r, c) for r in records for c in r.changes if c.node == node]
+    latest = next((r for r in reversed(records) if r.fleet_columns is not None
+                   and node in r.fleet_columns.names), None)
+    if not found and latest is None:
+        raise HashpivotError(f"no journaled decision names node {node!r} in {journal}")
     for rec, change in found[-last:]:
         when = _when(rec.now_s)
         console.print(f"[bold]{rec.decision_id}[/bold] {when}: {change.text}")
         values = ", ".join(f"{m} {v:,.3f}" for m, v in change.value_usd_h.items())
         console.print(f"    net USD/h by mode: {values}; switching {change.switch_cost_usd_h:,.3f}"
                       f" USD/h; AI fill {change.ai_fill:.0%}; reason: {change.reason}")
+    if latest is not None:
+        _explain_now(node, records, latest, config)
+
+
+def _explain_now(node: str, records: list[Any], latest: Any, config: Path | None) -> None:
+    """Where the node stands at the last cycle that journaled it, and which guard (if any)
+    kept it there, from when (cycles decided again with `config`)."""
+    from orchestrator.models.modes import MODE_LABELS
+
+    cols = latest.fleet_columns
+    i = cols.names.index(node)
+    since = f" since {_when(cols.since[i])}" if cols.since[i] > 0 else ""
+    console.print(f"[bold]now[/bold] ({latest.decision_id}, {_when(latest.now_s)}): "
+                  f"{MODE_LABELS[cols.mode[i]]}{since}", highlight=False)
+    if latest.plan.get("held"):
+        console.print(f"    every node held that cycle: {latest.plan['held']}", highlight=False)
+    for what in ("deferred", "errors"):
+        text = (latest.actuation.get(what) or {}).get(node)
+        if text:
+            console.print(f"    actuation {what[:-1] if what == 'errors' else what}: {text}",
+                          highlight=False)
+    if config is None:
+        console.print("    (give --config with the controller's config to see which guard "
+                      "holds it, and since when)", highlight=False)
+        return
+    from orchestrator.backtest.replay import redecide
+    from orchestrator.framework.reasons import GUARD_REASONS, REASON_TEXT, Reason
+    from orchestrator.framework.registry import load_policy
+    from orchestrator.models.config import load_config
+
+    cfg = load_config(config)
+    policy = load_policy(cfg.policy.name, cfg.policy.params, source=f"{config}: policy.params")
+    held: list[tuple[Any, Reason]] = []
+    # Walk back from the latest cycle while the same guard held the node.
+    for rec in reversed(records[: records.index(latest) + 1]):
+        if rec.fleet_columns is None or node not in rec.fleet_columns.names:
+            break
+        plan = redecide(rec, cfg, policy)
+        k = rec.fleet_columns.names.index(node)
+        code = Reason(int(plan.reason[k]))
+        if code not in GUARD_REASONS or (held and code != held[0][1]):
+            if not held:
+                console.print(f"    not held by a guard: {REASON_TEXT[code]}", highlight=False)
+            break
+        held.append((rec, code))
+    if held:
+        code = held[0][1]
+        first = held[-1][0]
+        console.print(f"    held by a guard: {REASON_TEXT[code]} ({code.name}), since "
+                      f"{first.decision_id} at {_when(first.now_s)} ({len(held)} cycles)",
+                      highlight=False)
 
 
 @app.command()

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -199,3 +201,43 @@ def test_deprecated_metric_name_says_so(
     text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     helps = [x for x in text.splitlines() if x.startswith("# HELP hashpivot_power_price_usd_mwh ")]
     assert helps and "Deprecated" in helps[0] and "hashpivot_power_price_usd_per_mwh" in helps[0]
+
+
+def test_explain_says_which_guard_holds_a_node_and_since_when(tmp_path: Path) -> None:
+    # An unfrozen run finds the first cycle that switches anything; a frozen twin (same
+    # inputs, so the same wishes up to that cycle) must be held there by the freeze.
+    free = run_dry(tmp_path / "free", cycles=24)
+    assert free.returncode == 0, free.stderr
+    records = list(read_journal(tmp_path / "free" / "journal"))
+    first = next(k for k, r in enumerate(records) if r.changes)
+    node = records[first].changes[0].node
+    frozen_site = tmp_path / "frozen.yaml"
+    frozen_site.write_text(GOLDEN.read_text() + "\n")
+    for name in ("power.csv", "jobs.csv"):
+        shutil.copy(GOLDEN.parent / name, tmp_path / name)
+    env_free = {k: v for k, v in os.environ.items() if not k.startswith("HASHPIVOT_")}
+    frozen = subprocess.run(
+        [exe(), "run", "-c", str(frozen_site), "--mode", "dry-run", "--cycles", str(first + 1),
+         "--journal", str(tmp_path / "frozen"), "--metrics-port", "0", "--no-ray"],
+        capture_output=True, text=True, check=False, timeout=600,
+        env=env_free | {"HASHPIVOT_GUARDS__FROZEN": "true"})
+    assert frozen.returncode == 0, frozen.stderr
+    held = list(read_journal(tmp_path / "frozen"))
+    assert len(held) == first + 1 and not any(r.changes for r in held)
+    explained = subprocess.run(
+        [exe(), "explain", node, "--journal", str(tmp_path / "frozen"), "--config",
+         str(frozen_site)], capture_output=True, text=True, check=False, timeout=600,
+        env=env_free | {"HASHPIVOT_GUARDS__FROZEN": "true", "COLUMNS": "300"})
+    assert explained.returncode == 0, explained.stderr
+    when = datetime.fromtimestamp(held[first].now_s, UTC).isoformat(timespec="seconds")
+    assert (f"held by a guard: switching frozen by the operator (GUARD_FROZEN), since "
+            f"{held[first].decision_id} at {when} (1 cycles)") in explained.stdout
+    # Without the config it still says where the node stands and how to learn more.
+    bare = subprocess.run([exe(), "explain", node, "--journal", str(tmp_path / "frozen")],
+                          capture_output=True, text=True, check=False, timeout=600)
+    assert bare.returncode == 0 and "give --config" in bare.stdout
+    # A node no cycle names is an error that says so.
+    nobody = subprocess.run([exe(), "explain", "no-such-node", "--journal",
+                             str(tmp_path / "frozen")], capture_output=True, text=True,
+                            check=False, timeout=600)
+    assert nobody.returncode == 2 and "no journaled decision names node" in nobody.stderr
