@@ -251,6 +251,48 @@ def test_one_cap_applies_to_every_site_and_a_wrong_count_is_refused() -> None:
         decide(three, Wants(np.array([Mode.MINE] * 4)), GUARDS)
 
 
+# -- fleet budget, and who gives way under the cap -------------------------------------------
+
+
+def test_fleet_budget_counts_this_hours_switches_and_keeps_the_most_valuable() -> None:
+    """Half of 6 nodes may switch per hour: 3. One switched 30 minutes ago, so 2 more may;
+    the policy asks 4 idle miners to mine, and the two S21s (more value each) go first.
+    A node that never switched (since 0) does not count."""
+    fleet = site_fleet([0, 0, 1, 1, 1, 1], [Mode.IDLE] * 4 + [Mode.MINE] * 2,
+                       age_s=[1e6] * 4 + [1800.0, 1e6])
+    fleet = fleet.with_columns(since=np.where(np.arange(6) == 5, 0.0, fleet.since))
+    guards = GUARDS.model_copy(update={"max_fleet_switch_share_per_hour": 0.5})
+    plan = run(fleet, [Mode.MINE] * 6, guards)
+    assert plan.target.tolist() == [Mode.IDLE, Mode.IDLE, Mode.MINE, Mode.MINE, Mode.MINE,
+                                    Mode.MINE]
+    assert plan.reason.tolist()[:2] == [Reason.GUARD_FLEET_SWITCH_BUDGET] * 2
+
+
+def test_cap_reverts_the_planned_additions_worth_least_per_watt() -> None:
+    """Two idle S19 XPs and two idle S21s asked to mine under a 7.1 kW cap (with 60 W of
+    idle boards): the additions worth least per added watt (the S19 XPs) are reverted."""
+    fleet = site_fleet([0, 0, 1, 1], [Mode.IDLE] * 4, cap_kw=7.1)
+    plan = run(fleet, [Mode.MINE] * 4, GUARDS)
+    assert plan.target.tolist() == [Mode.IDLE, Mode.IDLE, Mode.MINE, Mode.MINE]
+    assert plan.reason.tolist()[:2] == [Reason.GUARD_POWER_CAP_REVERTED] * 2
+    assert planned_w(np.array([0, 0, 1, 1]), plan.target) <= 7100.0
+
+
+def test_cap_curtails_nodes_inside_their_dwell_last() -> None:
+    """Three identical mining S21s, one more than the cap allows: the two that switched
+    long ago are candidates before the one inside its dwell, whatever the fleet order."""
+    s21 = PROFILES[1]
+    cap_kw = (2 * s21.watts_mine + s21.watts_idle + 100.0) / 1000.0
+    for young in range(3):
+        ages = [1e6] * 3
+        ages[young] = 60.0
+        fleet = site_fleet([1] * 3, [Mode.MINE] * 3, cap_kw=cap_kw, age_s=ages)
+        guards = GUARDS.model_copy(update={"min_dwell_s": 3600.0})
+        plan = run(fleet, [Mode.MINE] * 3, guards)
+        assert plan.target[young] == Mode.MINE
+        assert plan.target.tolist().count(Mode.IDLE) == 1
+
+
 # -- the property ----------------------------------------------------------------------------
 
 
