@@ -763,7 +763,9 @@ def config_check(file: Annotated[Path, typer.Argument(help="Config file to check
     lines = [
         f"{file}: ok",
         f"  sites: {', '.join(s.name for s in cfg.sites)}",
-        f"  fleet: {fleet.n:,} nodes",
+        f"  fleet: {fleet.n:,} nodes"
+        + ("" if cfg.controller.mode.value == "dry-run" else
+           " simulated (for backtests and dry-runs; live and shadow read the cluster's)"),
         f"  policy: {policy.name or cfg.policy.name}",
         f"  controller mode: {cfg.controller.mode.value}",
     ]
@@ -772,7 +774,67 @@ def config_check(file: Annotated[Path, typer.Argument(help="Config file to check
         found = inspect_config(cfg, first=0)
         lines.append(f"  recorded data: {len(found.reports)} source(s)")
         lines += ["    " + line for line in found.lines()]
-    console.print("\n".join(lines))
+    if cfg.controller.mode.value != "dry-run":
+        found_live, lacks = live_inputs(cfg)
+        lines.append(f"  {cfg.controller.mode.value} cycles read:")
+        lines += [f"    {line}" for line in found_live]
+        lines += [f"  lacks: {line}" for line in lacks]
+    console.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)
+
+
+def live_inputs(cfg: Any) -> tuple[list[str], list[str]]:
+    """What a live or shadow cycle will read (from the config alone: the cluster and the
+    feeds are not asked) and what it will lack. A missing power price holds every cycle."""
+    from urllib.parse import urlsplit
+
+    lm = cfg.live_market
+    k8s = cfg.kubernetes
+    found = [f"nodes: labelled {k8s.node_selector} (listed from the cluster at startup), "
+             f"controller namespace {k8s.namespace}"]
+    hosts: list[str] = []
+
+    def host(url: str) -> str:
+        name = urlsplit(url).hostname or url
+        if name not in hosts and name not in ("localhost", "127.0.0.1", "::1"):
+            hosts.append(name)
+        return name
+
+    found.append("chain data: " + ", ".join(f"{c.kind} ({host(c.base_url)})"
+                                             for c in lm.chain_sources))
+    found.append("BTC/USD: " + ", ".join(f"{p.kind} ({host(p.base_url)})"
+                                          for p in lm.price_sources))
+    lacks: list[str] = []
+    power: list[str] = []
+    for site, src in lm.power_sources.items():
+        url = getattr(src, "url", None)
+        power.append(f"{site}: {src.kind}" + (f" ({host(url)})" if url else
+                                              f" {getattr(src, 'usd_mwh', '')} USD/MWh"))
+    if lm.power_usd_mwh_fixed is not None and "default" not in lm.power_sources:
+        power.append(f"default: fixed {lm.power_usd_mwh_fixed:g} USD/MWh")
+    if power:
+        found.append("power price: " + ", ".join(power))
+    has_default = bool(power) and ("default" in lm.power_sources
+                                   or lm.power_usd_mwh_fixed is not None)
+    unpriced = [s.name for s in cfg.sites if s.name not in lm.power_sources and not has_default]
+    if unpriced:
+        lacks.append(f"a power price for site(s) {', '.join(unpriced)}: every cycle holds "
+                     "every node; set live_market.power_usd_mwh_fixed or "
+                     "live_market.power_sources")
+    gpu = [f"{m} fixed {v:g}" for m, v in lm.gpu_usd_per_gpu_hour_fixed.items()]
+    gpu += [f"feed ({host(g.url)})" for g in lm.gpu_sources]
+    if gpu:
+        found.append("GPU rental price: " + ", ".join(gpu))
+    else:
+        lacks.append("a GPU rental price: AI mode earns only from the offers of pending "
+                     "jobs; set live_market.gpu_usd_per_gpu_hour_fixed or "
+                     "live_market.gpu_sources")
+    for h in lm.hashpower_sources:
+        host(h.url)
+    if cfg.asic is not None:
+        found.append(f"ASIC miners: {len(cfg.asic.ranges)} address range(s)")
+    if hosts:
+        found.append("needs internet access to: " + ", ".join(hosts))
+    return found, lacks
 
 
 @data_app.command("inspect")

@@ -120,3 +120,33 @@ def test_mode_help_lists_every_controller_mode() -> None:
     assert proc.returncode == 0
     flat = "".join(proc.stdout.split())
     assert "<" + "|".join(m.value for m in ControllerMode) + ">" in flat
+
+
+def test_config_check_says_what_a_live_cycle_reads_and_lacks(tmp_path: Path) -> None:
+    from urllib.parse import urlsplit
+
+    from orchestrator.models.feeds_config import LiveMarketConfig
+
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("sites: [{name: west}, {name: east}]\n")
+    proc = hashpivot("config", "check", str(bare))
+    assert proc.returncode == 0, proc.stderr
+    lacks = [x for x in proc.stdout.splitlines() if x.strip().startswith("lacks:")]
+    assert any("power price for site(s) west, east" in x and "every cycle holds" in x
+               and "live_market.power_usd_mwh_fixed" in x for x in lacks)
+    assert any("GPU rental price" in x for x in lacks)
+    defaults = LiveMarketConfig()
+    hosts = [urlsplit(s.base_url).hostname for s in (*defaults.chain_sources,
+                                                      *defaults.price_sources)]
+    internet = next(x for x in proc.stdout.splitlines() if "needs internet access to:" in x)
+    assert all(str(h) in internet for h in hosts)
+    assert "simulated" in proc.stdout  # the 0-node fleet is not the cluster's
+
+    priced = tmp_path / "priced.yaml"
+    priced.write_text("sites: [{name: west}]\nlive_market:\n  power_usd_mwh_fixed: 42.5\n"
+                      "  gpu_usd_per_gpu_hour_fixed: {H100: 2.1}\n")
+    proc = hashpivot("config", "check", str(priced))
+    assert proc.returncode == 0, proc.stderr
+    assert "lacks:" not in proc.stdout
+    assert "power price: default: fixed 42.5 USD/MWh" in proc.stdout
+    assert "GPU rental price: H100 fixed 2.1" in proc.stdout
