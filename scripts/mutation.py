@@ -146,6 +146,19 @@ def mutant_key(module: str, operator: str, diff: str) -> str:
     return f"{module} | {operator} | {' / '.join(added)}"
 
 
+def planned_diff(source: str, mutation: object) -> str:
+    """The diff a mutation will make, worked out without running it."""
+    import difflib
+
+    from cosmic_ray.mutating import mutate_code
+    from cosmic_ray.plugins import get_operator
+
+    op = get_operator(mutation.operator_name)(**mutation.operator_args)  # type: ignore[attr-defined]
+    mutated = mutate_code(source, op, mutation.occurrence) or source  # type: ignore[attr-defined]
+    return "\n".join(difflib.unified_diff(source.splitlines(), mutated.splitlines(),
+                                          lineterm=""))
+
+
 def copy_source(dest: Path, ref: str | None) -> None:
     """The working tree, or the source at git revision `ref` with the tests as they are."""
     names = COPIED
@@ -165,14 +178,15 @@ def copy_source(dest: Path, ref: str | None) -> None:
 
 
 def run_target(target: Target, scratch: Path, *, operators: re.Pattern[str], list_only: bool,
-               timeout_s: float, sample: int | None
+               timeout_s: float, sample: int | None, only: set[str] | None
                ) -> tuple[int, int, list[tuple[str, str]]]:
     """(killed, survived, [(key, diff)]) for one module."""
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
 
     module = scratch / target.module
-    ranges = line_ranges(module.read_text(encoding="utf-8"), target.functions)
+    source = module.read_text(encoding="utf-8")
+    ranges = line_ranges(source, target.functions)
     tests = " ".join(target.tests)
     config = scratch / "cosmic-ray.toml"
     # -x: the first failing test kills the mutant; no output capture to spare time.
@@ -200,6 +214,9 @@ def run_target(target: Target, scratch: Path, *, operators: re.Pattern[str], lis
                 and operators.match(m.operator_name)
                 for m in item.mutations
             )
+            if ok and only is not None:
+                ok = mutant_key(target.module, item.mutations[0].operator_name,
+                                planned_diff(source, item.mutations[0])) in only
             (inside if ok else outside).append(item)
         # In source order, so a sample is spread evenly over the code and the same each run.
         inside.sort(key=lambda w: [(m.start_pos, m.operator_name, m.occurrence)
@@ -245,6 +262,10 @@ def main() -> int:
     parser.add_argument("--sample", type=int,
                         help="run only this many mutants per module, spread evenly over "
                              "the code (the same ones every run): CI's budget")
+    parser.add_argument("--survivors", type=Path,
+                        help="write the unexplained survivors, one a line, to this file")
+    parser.add_argument("--only", type=Path,
+                        help="run only the mutants a --survivors file lists")
     parser.add_argument("--ref", help="git revision of the source (default: working tree)")
     parser.add_argument("--module", help="only the targets whose module path contains this")
     parser.add_argument("--timeout", type=float, default=120.0,
@@ -253,6 +274,10 @@ def main() -> int:
     targets = [t for t in (CI if args.scope == "ci" else FULL)
                if args.module is None or args.module in t.module]
     equivalent = load_equivalent()
+    only = None
+    if args.only is not None:
+        only = {ln.strip() for ln in args.only.read_text(encoding="utf-8").splitlines()
+                if ln.strip() and not ln.startswith("#")}
     os.environ.update({"NUMBA_DISABLE_JIT": "1", "PYTHONDONTWRITEBYTECODE": "1",
                        "HYPOTHESIS_PROFILE": "mutation"})
     rows = []
@@ -264,12 +289,15 @@ def main() -> int:
         for target in targets:
             killed, survived, survivors = run_target(
                 target, scratch, operators=OPERATORS[args.scope], list_only=args.list,
-                timeout_s=args.timeout, sample=args.sample)
+                timeout_s=args.timeout, sample=args.sample, only=only)
             known = [k for k, _ in survivors if k in equivalent]
             for key, diff in survivors:
                 if key not in equivalent:
                     unexplained.append((key, diff))
             rows.append((target.module, killed, survived, len(known)))
+    if args.survivors is not None:
+        keys = [k for k, _ in unexplained]
+        args.survivors.write_text("".join(f"{k}\n" for k in keys), encoding="utf-8")
     if args.list:
         return 0
     print("\n| module | mutants | killed | survived | of them equivalent | score |")
