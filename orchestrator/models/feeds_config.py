@@ -78,6 +78,28 @@ class HttpSettings(StrictModel):
             )
 
 
+class HeaderSecret(StrictModel):
+    """Where a request header's value (an API key) is read from, at each request, so a
+    rotated key is picked up: an environment variable, or a file such as a Kubernetes
+    Secret mounted into the pod. The value itself never appears in config, logs, status
+    or the journal."""
+
+    env: str | None = Field(default=None, min_length=1, description="Environment variable.")
+    file: str | None = Field(
+        default=None, min_length=1, description="File whose content (stripped) is the value."
+    )
+    prefix: str = Field(default="", description="Text before the value, e.g. 'Bearer '.")
+
+    @model_validator(mode="after")
+    def _one(self) -> HeaderSecret:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of env or file")
+        return self
+
+
+Headers = dict[str, HeaderSecret]
+
+
 class ChainSource(StrictModel):
     """A chain-data API. Tried in order; each quantity comes from the first that has it.
 
@@ -126,6 +148,10 @@ class HttpJsonPower(StrictModel):
 
     kind: Literal["http_json"] = "http_json"
     url: str = Field(description="URL of the JSON document (https unless allowed otherwise).")
+    headers: Headers = Field(
+        default_factory=dict,
+        description="Request headers read from the environment or a file (API keys).",
+    )
     value_path: str = Field(
         description="Dotted path to the price, list indexes allowed (-1: last), e.g. "
         "'data.-1.price'."
@@ -153,6 +179,10 @@ class HttpCsvPower(StrictModel):
 
     kind: Literal["http_csv"] = "http_csv"
     url: str = Field(description="URL of the CSV (https unless allowed otherwise).")
+    headers: Headers = Field(
+        default_factory=dict,
+        description="Request headers read from the environment or a file (API keys).",
+    )
     time_columns: list[str] = Field(
         default_factory=lambda: ["time"],
         min_length=1,
@@ -189,6 +219,10 @@ class HttpJsonGpuPrices(StrictModel):
     """GPU rental offers from a JSON list; the median (or min) per model is the price."""
 
     url: str = Field(description="URL of the JSON offers (https unless allowed otherwise).")
+    headers: Headers = Field(
+        default_factory=dict,
+        description="Request headers read from the environment or a file (API keys).",
+    )
     items_path: str = Field(
         default="", description="Dotted path to the list of offers ('' : the document)."
     )
@@ -218,6 +252,10 @@ class HttpJsonHashpower(StrictModel):
     `items_path: algos`, `algorithm_field: a`, `price_field: p`."""
 
     url: str = Field(description="URL of the JSON document (https unless allowed otherwise).")
+    headers: Headers = Field(
+        default_factory=dict,
+        description="Request headers read from the environment or a file (API keys).",
+    )
     items_path: str = Field(
         default="", description="Dotted path to the list of prices ('' : the document)."
     )

@@ -56,6 +56,8 @@ class FeedServer:
     def __init__(self) -> None:
         self.routes: dict[str, list[Reply]] = {}
         self.requests: list[str] = []
+        #: Request headers per request, in the order of `requests`.
+        self.headers: list[dict[str, str]] = []
         self.release = threading.Event()
         self._lock = threading.Lock()
         self._httpd = _QuietServer(("127.0.0.1", 0), self._handler())
@@ -75,9 +77,10 @@ class FeedServer:
     def hits(self, path: str) -> int:
         return sum(1 for p in self.requests if p == path)
 
-    def _next(self, path: str) -> Reply | None:
+    def _next(self, path: str, headers: dict[str, str] | None = None) -> Reply | None:
         with self._lock:
             self.requests.append(path)
+            self.headers.append(headers or {})
             replies = self.routes.get(path)
             if not replies:
                 return None
@@ -94,7 +97,7 @@ class FeedServer:
                 pass
 
             def do_GET(self) -> None:
-                reply = server._next(self.path)
+                reply = server._next(self.path, {k.lower(): v for k, v in self.headers.items()})
                 if reply is None:
                     reply = Reply(status=404, body=b'{"error":"not found"}')
                 if reply.hang:

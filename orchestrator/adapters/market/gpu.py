@@ -42,7 +42,7 @@ class JsonGpuFeed:
 
     def read(self, now_s: float) -> dict[str, Candidate]:
         src, url = self.source, self.source.url
-        offers = dig(self.http.get(url).json(), src.items_path, source=url)
+        offers = dig(self.http.get(url, headers=src.headers).json(), src.items_path, source=url)
         if not isinstance(offers, list):
             raise FeedRejectError(Reject.SCHEMA, f"{src.items_path!r} is not a list", source=url)
         prices: dict[str, list[float]] = {}
@@ -85,7 +85,7 @@ class JsonHashpowerFeed:
 
     def read(self, now_s: float) -> dict[str, Candidate]:
         src, url = self.source, self.source.url
-        items = dig(self.http.get(url).json(), src.items_path, source=url)
+        items = dig(self.http.get(url, headers=src.headers).json(), src.items_path, source=url)
         if not isinstance(items, list):
             raise FeedRejectError(Reject.SCHEMA, f"{src.items_path!r} is not a list", source=url)
         out: dict[str, Candidate] = {}

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from orchestrator.adapters.market.quality import FeedRejectError, Reject, redact
-from orchestrator.models.feeds_config import HttpSettings
+from orchestrator.models.feeds_config import HeaderSecret, HttpSettings
 
 Sleep = Callable[[float], None]
 
@@ -120,18 +122,27 @@ class FeedHttpClient:
         base = min(cap, self.settings.backoff_initial_s * (2.0**attempt))
         return base * self._rng.uniform(0.5, 1.0)
 
-    def get(self, url: str, *, params: Mapping[str, str] | None = None) -> HttpResponse:
-        """GET `url`, retrying what may heal; raise FeedRejectError with the reason otherwise."""
+    def get(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, HeaderSecret] | None = None,
+    ) -> HttpResponse:
+        """GET `url`, retrying what may heal; raise FeedRejectError with the reason otherwise.
+
+        `headers` are read (environment or file) for this request only and never kept."""
         try:
             self.settings.check_url(url, where="feed")
         except ValueError as exc:
             raise FeedRejectError(Reject.INSECURE_URL, str(exc), source=url) from None
+        sent = resolve_headers(headers or {}, source=url)
         last: _RetryableError | None = None
         for attempt in range(self.settings.retries + 1):
             if last is not None:
                 self._sleep(self.backoff_s(attempt - 1, last.retry_after))
             try:
-                return self._once(url, params)
+                return self._once(url, params, sent)
             except _RetryableError as exc:
                 last = exc
         assert last is not None
@@ -139,10 +150,12 @@ class FeedHttpClient:
             last.reason, f"{last.detail} (after {attempt + 1} attempts)", source=url
         )
 
-    def _once(self, url: str, params: Mapping[str, str] | None) -> HttpResponse:
+    def _once(
+        self, url: str, params: Mapping[str, str] | None, headers: Mapping[str, str]
+    ) -> HttpResponse:
         limit = self.settings.max_response_bytes
         try:
-            with self._client.stream("GET", url, params=params) as resp:
+            with self._client.stream("GET", url, params=params, headers=headers) as resp:
                 status = resp.status_code
                 if status == 429 or status >= 500:
                     reason = Reject.RATE_LIMITED if status == 429 else Reject.SERVER_ERROR
@@ -173,6 +186,37 @@ class FeedHttpClient:
         except httpx.TransportError as exc:
             # Refused or dropped connections, bodies cut short of their Content-Length.
             raise _RetryableError(Reject.TRANSPORT, f"{type(exc).__name__}: {exc}", url) from None
+
+
+def resolve_headers(headers: Mapping[str, HeaderSecret], *, source: str) -> dict[str, str]:
+    """Header values from their environment variables or files. A missing one is named
+    (variable or path), never its value."""
+    out: dict[str, str] = {}
+    for name, secret in headers.items():
+        if secret.env is not None:
+            value = os.environ.get(secret.env)
+            if not value:
+                raise FeedRejectError(
+                    Reject.CREDENTIALS,
+                    f"header {name}: environment variable {secret.env} is not set",
+                    source=source,
+                )
+        else:
+            assert secret.file is not None
+            try:
+                value = Path(secret.file).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise FeedRejectError(
+                    Reject.CREDENTIALS,
+                    f"header {name}: cannot read {secret.file} ({type(exc).__name__})",
+                    source=source,
+                ) from None
+            if not value:
+                raise FeedRejectError(
+                    Reject.CREDENTIALS, f"header {name}: {secret.file} is empty", source=source
+                )
+        out[name] = secret.prefix + value
+    return out
 
 
 class _RetryableError(FeedRejectError):

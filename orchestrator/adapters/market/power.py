@@ -47,7 +47,7 @@ class JsonPowerFeed:
 
     def read(self, now_s: float) -> Candidate:
         src, url = self.source, self.source.url
-        doc = self.http.get(url).json()
+        doc = self.http.get(url, headers=src.headers).json()
         value = number(dig(doc, src.value_path, source=url), what=src.value_path, source=url)
         observed = now_s
         if src.time_path is not None:
@@ -66,7 +66,7 @@ class CsvPowerFeed:
 
     def read(self, now_s: float) -> Candidate:
         url = self.source.url
-        text = self.http.get(url).text()
+        text = self.http.get(url, headers=self.source.headers).text()
         try:
             return self._latest(text, now_s)
         except csv.Error as exc:

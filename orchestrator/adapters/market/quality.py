@@ -65,6 +65,8 @@ class Reject(StrEnum):
     DIFFICULTY_STEP = "difficulty_step"
     JUMP_UNCONFIRMED = "jump_unconfirmed"
     SOURCES_DISAGREE = "sources_disagree"
+    #: A header credential could not be read (its variable unset, its file missing).
+    CREDENTIALS = "credentials"
     #: A body no reader expected broke a parser: refused like any other bad answer.
     MALFORMED = "malformed"
     #: A first value from one source, waiting for a second source or reading to agree.
