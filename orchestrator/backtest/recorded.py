@@ -93,6 +93,11 @@ class Series:
         """Index of the newest value observed at or before t (-1: none yet)."""
         return np.searchsorted(self.observed_s, t, side="right") - 1
 
+    def decision_index(self, t: F64 | float) -> npt.NDArray[np.intp]:
+        """Index of the value a decision at t uses: the one in force at t when it is known
+        already (published ahead: day-ahead prices), else the newest one known."""
+        return np.minimum(self.known_index(t), self.realized_index(t))
+
     def realized_index(self, t: F64 | float) -> npt.NDArray[np.intp]:
         """Index of the value in force at t (its interval started at or before t)."""
         return np.searchsorted(self.times_s, t, side="right") - 1
@@ -486,7 +491,7 @@ class RecordedMarketSource:
         return out
 
     def _pick(self, s: Series, t: F64, realized: bool) -> tuple[F64, F64]:
-        idx = s.realized_index(t) if realized else s.known_index(t)
+        idx = s.realized_index(t) if realized else s.decision_index(t)
         missing = idx < 0
         safe = np.maximum(idx, 0)
         values = np.where(missing, np.nan, s.values[safe])
@@ -537,7 +542,7 @@ class RecordedMarketSource:
         """Values observed at or before `now_s`, each with its source and observed time."""
 
         def obs(s: Series) -> Observed:
-            i = int(s.known_index(now_s))
+            i = int(s.decision_index(now_s))
             if i < 0:
                 raise DataError(f"no {s.name} observed by {_iso(now_s)}", source=s.source)
             at = now_s if s.is_constant else float(s.observed_s[i])

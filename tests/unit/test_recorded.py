@@ -355,3 +355,23 @@ def test_job_durations_from_a_separate_start_column(tmp_path: Path) -> None:
                          end_column="ended", interruptible_column=None)  # fmt: skip
     _, _, duration, _ = read_trace(cfg, tmp_path)
     assert duration.tolist() == [3600.0]
+
+
+def test_decisions_use_the_hour_in_force_when_it_was_published_ahead(tmp_path: Path) -> None:
+    # Day-ahead: every hour known 12 h before it starts; a decision prices the hour it is
+    # in, not the newest hour already published.
+    body = "time,v\n" + "".join(f"2025-01-02T{h:02d}:00Z,{10 * h}\n" for h in range(24))
+    path = csv_file(tmp_path, body)
+    market = RecordedMarketConfig(
+        btc_usd=90_000.0, difficulty=1e14, fees_btc_per_block=0.05,
+        power_usd_mwh={"default": src(path, observed_lag_s=-43200)},
+    )  # fmt: skip
+    fleet = FleetTable.build(profiles("s21"), [Site()], [0])
+    source = RecordedMarketSource(market, tmp_path, fleet)
+    hours = np.arange(24)
+    times = np.array([_utc(2025, 1, 2, int(h)) + 1800 for h in hours])
+    known = source.price_table(times)
+    assert known.power_usd_mwh[:, 0].tolist() == [10.0 * h for h in hours]
+    snap = source.snapshot(_utc(2025, 1, 2, 5) + 60)
+    assert snap.power_usd_mwh["default"].value == 50.0
+    assert snap.power_usd_mwh["default"].observed_at.timestamp() == _utc(2025, 1, 1, 17)
