@@ -352,3 +352,43 @@ def test_stock_antminer_curtail_of_a_miner_that_is_gone_is_not_a_success(
             return False
 
     assert not asyncio.run(scenario())
+
+
+def test_braiins_os_with_its_web_interface_down_reads_from_its_api(lab: MinerLab) -> None:
+    """Braiins OS serves its firmware version only over the web interface. Asked for it,
+    pyasic fails the whole read when that interface does not answer; hashpivot does not
+    ask, so the miner reads (and counts) by its cgminer-style API."""
+    from orchestrator.adapters.asic.driver import _READ_FIELDS
+    from orchestrator.models.asic_config import AsicRange
+    from tests.contract.fixtures.miners.emulator import load_fixture
+
+    miner = lab.add("braiins")
+    rpc = load_fixture("braiins_s9.json")["rpc"]
+    config = AsicConfig.model_validate({
+        "ranges": [{"addresses": [miner.ip], "site": "hall", "firmware": "braiins",
+                    "model": "Antminer S9"}],
+        "io": {"timeout_s": 2.0, "retries": 0},
+    })
+    site = AsicSite(config, ["hall"], PyasicDriver(discovery_timeout_s=2.0))
+    st = _by_ip(asyncio.run(site.refresh()))[miner.ip]
+    r = st.reading
+    assert r.reachable and r.hashing
+    assert r.hashrate_ths == pytest.approx(rpc["summary"]["SUMMARY"][0]["MHS 1m"] / 1e6)
+    assert r.watts == rpc["tunerstatus"]["TUNERSTATUS"][0]["ApproximateMinerPowerConsumption"]
+    # One board reports −83 °C: dropped, the others averaged.
+    boards = [t["Board"] for t in rpc["temps"]["TEMPS"] if t["Board"] > -40]
+    assert r.temperature_c == pytest.approx(sum(boards) / len(boards))
+    view = asic_fleet([st], [Site(name="hall")], builtin_catalog())
+    assert view.fleet.profiles[view.fleet.profile[0]].name == "s9"
+    assert view.watts_measured[0] and view.fleet.watts_mine[0] == r.watts
+
+    async def with_firmware_version() -> str:
+        spec = AsicRange(addresses=[miner.ip], firmware="braiins", model="Antminer S9")
+        handle = await PyasicDriver(discovery_timeout_s=2.0).connect(miner.ip, spec)
+        try:
+            await handle.get_data(include=[*_READ_FIELDS, "fw_ver"])
+        except Exception as exc:  # what asking for it did
+            return type(exc).__name__
+        return "read"
+
+    assert asyncio.run(with_firmware_version()) == "APIError"
