@@ -122,8 +122,12 @@ class Helm:
         return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
+#: The site values every install needs (a power price); renders start from them.
+SITE_VALUES = Path(__file__).parent / "site-values.yaml"
+
+
 def _value_args(values: Sequence[str | Path], sets: Sequence[str]) -> list[str]:
-    args: list[str] = []
+    args: list[str] = ["--values", str(SITE_VALUES)]
     for v in values:
         args += ["--values", str(v)]
     for s in sets:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helm import CHART, NAMESPACE, RELEASE, Helm
+from .helm import CHART, NAMESPACE, RELEASE, SITE_VALUES, Helm
 
 MINER_OK = [
     "miner.enabled=true",
@@ -92,12 +92,19 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ),
     ("no-service-account", ["--set", "serviceAccount.create=false"], ["serviceAccount.name"]),
 ]
+#: Cases rendered without the site values, so the chart's own defaults are what fails.
+BARE: list[tuple[str, list[str], list[str]]] = [
+    ("no-power-price", [], ["config.live_market.power_usd_mwh_fixed",
+                            "config.live_market.power_sources", "every cycle holds"]),
+]
 
 
-@pytest.mark.parametrize(("args", "named"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("args", "named"), [c[1:] for c in CASES + BARE],
+                         ids=[c[0] for c in CASES + BARE])
 def test_bad_values_fail_naming_the_value(helm: Helm, args: list[str], named: list[str]) -> None:
     cmd = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
-    proc = helm.run(*cmd, *helm.kube_version_args(), *args)
+    site = [] if not args else ["--values", str(SITE_VALUES)]  # bare: the chart's defaults
+    proc = helm.run(*cmd, *helm.kube_version_args(), *site, *args)
     assert proc.returncode != 0, f"helm accepted {args}:\n{proc.stdout[:2000]}"
     for word in named:
         assert word in proc.stderr, f"error does not name {word!r}:\n{proc.stderr}"
@@ -113,6 +120,8 @@ def test_good_values_pass(helm: Helm) -> None:
         "--namespace",
         NAMESPACE,
         *helm.kube_version_args(),
+        "--values",
+        str(SITE_VALUES),
         *[a for s in sets for a in ("--set", s)],
     )
     assert proc.returncode == 0, proc.stderr

@@ -141,6 +141,10 @@ checked keys and types; these are the rules that span several values.
 {{- if ne (dig "controller" "journal_dir" "" $cfg | default "") "" }}
 {{- fail "config.controller.journal_dir is set by the chart (a volume at /var/lib/hashpivot/journal): use journal.existingClaim to keep the journal" }}
 {{- end }}
+{{- $market := dig "live_market" dict $cfg }}
+{{- if and (kindIs "invalid" (dig "power_usd_mwh_fixed" nil $market)) (not (dig "power_sources" dict $market)) }}
+{{- fail "config.live_market.power_usd_mwh_fixed (a tariff in USD/MWh) or config.live_market.power_sources must be set: without a power price every cycle holds every node" }}
+{{- end }}
 {{- if eq (include "hashpivot.metricsPort" .) "0" }}
 {{- fail "config.controller.metrics_port must not be 0 in a chart install: the probes, the Service and the ServiceMonitor use it" }}
 {{- end }}
