@@ -94,6 +94,18 @@ def duck_message(exc: BaseException) -> str:
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+def one_select(sql: str, source: str, field: str) -> None:
+    """Refuse SQL that is more than one SELECT: a site file's SQL reads its data, and never
+    runs a second statement (writing a file, changing a setting)."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise ConfigError(duck_message(exc), source=source, field=field) from None
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        raise ConfigError("must be one SQL expression or SELECT query", source=source,
+                          field=field)  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class Table:
     """Rows of a source after its query and filter: where each came from, and a database
@@ -221,6 +233,7 @@ def _load(
         con.execute("CREATE TEMP VIEW src AS SELECT *, 0 AS __file, rowid AS __row FROM raw")
     source = "src"
     if spec.query is not None:
+        one_select(spec.query, name, "query")
         try:
             con.execute(f"CREATE TEMP VIEW q AS {spec.query}")
             con.execute("DESCRIBE SELECT * FROM q")
@@ -232,6 +245,7 @@ def _load(
     located = "__file" in cols and "__row" in cols
     where = ""
     if spec.filter is not None:
+        one_select(f"SELECT * FROM src WHERE ({spec.filter})", name, "filter")
         where = f" WHERE ({spec.filter})"
         try:
             con.execute(f"DESCRIBE SELECT * FROM {source}{where}")
@@ -268,6 +282,7 @@ def evaluate(
     con = table.con
     parts = []
     for key, (expr, _) in exprs.items():
+        one_select(f"SELECT ({expr})", table.name, field_of.get(key, key))
         parts.append(f"({expr}) AS {ident('__e_' + key)}")
     try:
         con.execute(

@@ -375,3 +375,22 @@ def test_decisions_use_the_hour_in_force_when_it_was_published_ahead(tmp_path: P
     snap = source.snapshot(_utc(2025, 1, 2, 5) + 60)
     assert snap.power_usd_mwh["default"].value == 50.0
     assert snap.power_usd_mwh["default"].observed_at.timestamp() == _utc(2025, 1, 1, 17)
+
+
+@pytest.mark.parametrize(
+    ("option", "sql"),
+    [("query", "SELECT * FROM src; COPY (SELECT 1) TO '{out}'"),
+     ("filter", "true) ; COPY (SELECT 1) TO '{out}' ; SELECT (1"),
+     ("value", "v) ; COPY (SELECT 1) TO '{out}' ; SELECT (1")],
+)  # fmt: skip
+def test_site_file_sql_runs_one_select_only(tmp_path: Path, option: str, sql: str) -> None:
+    from orchestrator.errors import ConfigError
+
+    path = csv_file(tmp_path, "time,v\n2025-01-01T00:00Z,1\n")
+    out = tmp_path / "written.csv"
+    fields: dict[str, object] = {"path": str(path), option: sql.format(out=out)}
+    if option != "value":
+        fields["value_column"] = "v"
+    with pytest.raises(ConfigError, match=f"{option}: must be one SQL"):
+        read_series("p", SeriesSource.model_validate(fields), tmp_path)
+    assert not out.exists()
