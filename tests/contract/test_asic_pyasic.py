@@ -392,3 +392,26 @@ def test_braiins_os_with_its_web_interface_down_reads_from_its_api(lab: MinerLab
         return "read"
 
     assert asyncio.run(with_firmware_version()) == "APIError"
+
+
+def test_a_sleeping_antminer_without_a_summary_is_asleep_and_resumed(lab: MinerLab) -> None:
+    """Asleep, it answers no summary; its configuration says it sleeps. It is an idle
+    miner that can be woken, not an unreachable one held at full draw."""
+    miner = lab.add("antminer", no_summary_asleep=True)
+    site = _site([miner])
+
+    async def scenario() -> tuple[MinerStatus, tuple[str, ...], bool]:
+        await site.refresh()
+        site.set_targets({miner.ip: MinerTarget(mine=False, priority=0.1, delta_w=3000.0)})
+        assert (await site.step()).curtailed == (miner.ip,)
+        asleep = _by_ip(await site.refresh())[miner.ip]
+        site.set_targets({miner.ip: MinerTarget(mine=True, priority=0.1, delta_w=3000.0)})
+        resumed = (await site.step()).resumed
+        return asleep, resumed, miner.mining
+
+    asleep, resumed, woke = asyncio.run(scenario())
+    assert asleep.reading.reachable and not asleep.reading.hashing
+    assert not asleep.mining
+    view = asic_fleet([asleep], [Site(name="hall")], builtin_catalog())
+    assert view.fleet.mode[0] == Mode.IDLE and view.fleet.reachable[0]
+    assert resumed == (miner.ip,) and woke
