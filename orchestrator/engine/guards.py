@@ -1,10 +1,23 @@
 """Guards: limits the engine applies after any policy. A policy cannot bypass them.
 
-Order matters and is fixed (in one compiled pass, `kernels.guard_plan`): refuse unknown
-reason codes → coerce targets → frozen/stale hold → per-node protections (opt-out,
-unreachable, in transition, leases, dwell, node budget) → fleet budget → power cap. The
-power cap runs last because it is physical: it may curtail nodes the earlier guards would
-keep, but never a protected lease.
+The rules, in their fixed order (`GUARD_STEPS`; all run in one compiled pass,
+`kernels.guard_plan`, whose steps carry the same names):
+
+1. **unknown reasons** — a policy's reason codes must be known `Reason`s, or the whole
+   decision is refused (`PolicyError`).
+2. **coerce** — a target that is not a mode keeps the node's mode
+   (`GUARD_INVALID_TARGET`); an ASIC is never sent to AI (`GUARD_UNSUPPORTED_MODE`).
+3. **hold** — frozen or stale data holds every change; otherwise a change is held for
+   the first protection that forbids it: opted out, unreachable, mid-switch, protected
+   lease, min dwell, node switch budget.
+4. **fleet budget** — at most a share of the fleet switches per hour; the changes of
+   highest gain after switching cost are kept.
+5. **power cap** — an allocation, not a veto: on a site over its cap the loads kept,
+   running and newly planned alike, are those with the most USD/h per watt, and the least
+   valuable gives way first (a planned change is reverted, a running load curtailed to
+   idle), until no single swap would raise value. Protected leases, opted-out,
+   unreachable and mid-switch nodes are never shed; nodes inside their min dwell only
+   when nothing else is left. The cap runs last because it is physical.
 """
 
 from __future__ import annotations
@@ -32,27 +45,19 @@ SWITCH_LOAD_HALF_LIFE_S = 86_400.0
 _REASON_CODES = np.array([int(r) for r in Reason])
 _KNOWN_REASON = np.zeros(max(Reason) + 1, dtype=bool)
 _KNOWN_REASON[_REASON_CODES] = True
-# The codes the compiled guard pass writes, in the order `kernels.guard_plan` reads them.
-_GUARD_REASONS = np.array(
-    [
-        Reason.GUARD_OPT_OUT,
-        Reason.GUARD_UNREACHABLE,
-        Reason.GUARD_IN_TRANSITION,
-        Reason.GUARD_LEASE_PROTECTED,
-        Reason.GUARD_MIN_DWELL,
-        Reason.GUARD_NODE_SWITCH_BUDGET,
-        Reason.GUARD_INVALID_TARGET,
-        Reason.GUARD_UNSUPPORTED_MODE,
-        Reason.GUARD_FLEET_SWITCH_BUDGET,
-        Reason.GUARD_POWER_CAP_REVERTED,
-        Reason.GUARD_POWER_CAP_CURTAILED,
-    ],
-    dtype=np.int16,
-)
 _NO_LOAD = np.zeros(0)
 # Plain ints for the compiled loops (an IntEnum member costs a lookup per use).
 _FROZEN = int(Reason.GUARD_FROZEN)
 _STALE_DATA = int(Reason.GUARD_STALE_DATA)
+
+#: The guard rules in the order they run, as (name, what it does); see the module docstring.
+GUARD_STEPS: tuple[tuple[str, str], ...] = (
+    ("unknown reasons", "refuse a decision whose reason codes are not known Reasons"),
+    ("coerce", "keep the current mode for an invalid target; never AI on an ASIC"),
+    ("hold", "frozen, stale data, opt-out, unreachable, mid-switch, lease, dwell, node budget"),
+    ("fleet budget", "keep the most valuable changes within the fleet's hourly share"),
+    ("power cap", "allocate each site's cap by value per watt, running or planned"),
+)
 
 
 @dataclass(slots=True)
@@ -66,6 +71,11 @@ class GuardedPlan:
     site_over_cap: B
     #: Nodes whose target differs from their mode, in fleet order.
     changed: npt.NDArray[np.intp]
+    #: For each load the power cap shed: the kept load of least value per watt at its site
+    #: (a newly planned change where one was kept) it gave way to; -1 elsewhere.
+    gave_way_to: npt.NDArray[np.intp]
+    #: USD per kW·h of each load shed (what it gave up) or named as kept; NaN elsewhere.
+    usd_per_kwh: F64
 
 
 @functools.cache
@@ -135,45 +145,47 @@ def apply_guards(
             ) from None
     over_cap = np.empty(len(fleet.sites), dtype=bool)
     changed = np.empty(n, dtype=np.intp)
+    gave_way_to = np.empty(n, dtype=np.intp)
+    usd_per_kwh = np.empty(n)
     count = kernels.guard_plan(
-        proposed,
-        proposed_reason,
-        _KNOWN_REASON,
-        fleet.mode,
-        fleet.statics.is_gpu,
-        fleet.site,
-        fleet.opt_out,
-        fleet.reachable,
-        fleet.state,
-        STEADY_STATES,
-        fleet.lease_until,
-        fleet.ai_interruptible,
-        ctx.dwell_s,
-        fleet.since,
-        load,
-        ctx.scores.watts,
-        ctx.scores.value,
-        ctx.scores.switch_cost_per_h,
-        cap,
-        float(ctx.now_s),
-        float(config.min_dwell_s),
-        float(ctx.min_dwell_s),
-        float(config.max_switches_per_node_per_day),
-        SWITCH_LOAD_HALF_LIFE_S,
+        proposed=proposed,
+        proposed_reason=proposed_reason,
+        known_reasons=_KNOWN_REASON,
+        current=fleet.mode,
+        is_gpu=fleet.statics.is_gpu,
+        site=fleet.site,
+        opt_out=fleet.opt_out,
+        reachable=fleet.reachable,
+        state=fleet.state,
+        steady_state=STEADY_STATES,
+        lease_until=fleet.lease_until,
+        ai_interruptible=fleet.ai_interruptible,
+        dwell_s=ctx.dwell_s,
+        since=fleet.since,
+        switch_load=load,
+        watts=ctx.scores.watts,
+        value=ctx.scores.value,
+        switch_per_h=ctx.scores.switch_cost_per_h,
+        cap_w=cap,
+        now_s=float(ctx.now_s),
+        min_dwell_s=float(config.min_dwell_s),
+        max_switches_per_day=float(config.max_switches_per_node_per_day),
+        switch_load_half_life_s=SWITCH_LOAD_HALF_LIFE_S,
         # At least one node per hour, so a small fleet is never frozen by rounding.
-        max(math.floor(config.max_fleet_switch_share_per_hour * n), 1),
-        hold_all,
-        not config.frozen,
-        _GUARD_REASONS,
-        target,
-        reason,
-        power,
-        over_cap,
-        changed,
+        fleet_switches_per_hour=max(math.floor(config.max_fleet_switch_share_per_hour * n), 1),
+        hold_all_reason=hold_all,
+        enforce_cap=not config.frozen,
+        target=target,
+        reason=reason,
+        power=power,
+        over_cap=over_cap,
+        changed=changed,
+        gave_way_to=gave_way_to,
+        usd_per_kwh=usd_per_kwh,
     )
     if count < 0:
         # Every change carries a reason the journal and metrics can name: no made-up codes.
         known = np.isin(proposed_reason, _REASON_CODES)
         bad = sorted({str(x) for x in proposed_reason[~known].tolist()})[:5]
         raise PolicyError(f"policy returned unknown reason codes {bad}")
-    return GuardedPlan(target, reason, power, over_cap, changed[:count])
+    return GuardedPlan(target, reason, power, over_cap, changed[:count], gave_way_to, usd_per_kwh)

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from orchestrator import economics as econ
 from orchestrator.framework.jit import AI, IDLE, MINE, compiled
+from orchestrator.framework.reasons import Reason
 
 F64 = npt.NDArray[np.float64]
 
@@ -241,6 +242,20 @@ def seconds_since(since: F64, now_s: float, out: F64) -> None:
 
 # --- guards -------------------------------------------------------------------------------
 
+# The reason codes the guards write, as plain ints: compiled loops read module globals as
+# constants, and an IntEnum member would cost a lookup per use.
+OPT_OUT = int(Reason.GUARD_OPT_OUT)
+UNREACHABLE = int(Reason.GUARD_UNREACHABLE)
+IN_TRANSITION = int(Reason.GUARD_IN_TRANSITION)
+LEASE_PROTECTED = int(Reason.GUARD_LEASE_PROTECTED)
+MIN_DWELL = int(Reason.GUARD_MIN_DWELL)
+NODE_SWITCH_BUDGET = int(Reason.GUARD_NODE_SWITCH_BUDGET)
+INVALID_TARGET = int(Reason.GUARD_INVALID_TARGET)
+UNSUPPORTED_MODE = int(Reason.GUARD_UNSUPPORTED_MODE)
+FLEET_SWITCH_BUDGET = int(Reason.GUARD_FLEET_SWITCH_BUDGET)
+CAP_REVERTED = int(Reason.GUARD_POWER_CAP_REVERTED)
+CAP_CURTAILED = int(Reason.GUARD_POWER_CAP_CURTAILED)
+
 
 @compiled
 def first_unknown_reason(reason: npt.NDArray[Any], known: npt.NDArray[np.bool_]) -> int:
@@ -254,17 +269,16 @@ def first_unknown_reason(reason: npt.NDArray[Any], known: npt.NDArray[np.bool_])
 
 @compiled
 def coerce_target(
-    proposed: Any, proposed_reason: Any, current: int, is_gpu: bool,
-    invalid_reason: int, unsupported_reason: int,
+    proposed: Any, proposed_reason: Any, current: int, is_gpu: bool
 ) -> tuple[int, int]:
     """One node's target and reason: a target that is not a mode keeps the current mode,
     and an ASIC cannot be sent to AI."""
     if proposed >= 0 and proposed <= AI and proposed == int(proposed):
         target, why = int(proposed), int(proposed_reason)
     else:
-        target, why = current, invalid_reason
+        target, why = current, INVALID_TARGET
     if target == AI and not is_gpu:
-        target, why = current, unsupported_reason
+        target, why = current, UNSUPPORTED_MODE
     return target, why
 
 
@@ -288,50 +302,49 @@ def hold_protected(
     min_dwell_s: float,
     max_switches_per_day: float,
     switch_load_half_life_s: float,
-    reasons: npt.NDArray[np.int16],
     target: npt.NDArray[np.int8],
     reason: npt.NDArray[np.int16],
-    leased: npt.NDArray[np.bool_],
+    fixed: npt.NDArray[np.bool_],
+    young: npt.NDArray[np.bool_],
 ) -> tuple[int, int]:
     """Coerce each proposed target (`coerce_target`) into `target`/`reason`, then hold
     every change a per-node protection forbids, first protection wins.
 
-    `reasons` are the codes for: opt-out, unreachable, in transition, lease, min dwell,
-    node switch budget, invalid target, unsupported mode. `hold_all_reason` ≥ 0 holds
-    every change (frozen, stale data). An empty `switch_load` skips the node budget. Marks
-    protected leases in `leased`. Returns (changes left, nodes that switched within the
-    last hour).
+    `hold_all_reason` ≥ 0 holds every change (frozen, stale data). An empty
+    `switch_load` skips the node budget. Marks in `fixed` the nodes no guard may move
+    (protected lease, opted out, unreachable, mid-switch) and in `young` those inside
+    their min dwell. Returns (changes left, nodes that switched within the last hour).
     """
     changing = 0
     recent = 0
     use_load = switch_load.shape[0] > 0
     for i in range(current.shape[0]):
         cur = current[i]
-        t, why = coerce_target(
-            proposed[i], proposed_reason[i], cur, is_gpu[i], reasons[6], reasons[7]
-        )
+        t, why = coerce_target(proposed[i], proposed_reason[i], cur, is_gpu[i])
         protected = cur == AI and lease_until[i] > now_s and not ai_interruptible[i]
-        leased[i] = protected
+        steady = steady_state[state[i]]
+        fixed[i] = protected or opt_out[i] or not reachable[i] or not steady
+        young[i] = dwell_s[i] < min_dwell_s
         if since[i] > now_s - 3600.0 and since[i] > 0:
             recent += 1
         if t != cur:
             if hold_all_reason >= 0:
                 t, why = cur, hold_all_reason
             elif opt_out[i]:
-                t, why = cur, reasons[0]
+                t, why = cur, OPT_OUT
             elif not reachable[i]:
-                t, why = cur, reasons[1]
-            elif not steady_state[state[i]]:
-                t, why = cur, reasons[2]
+                t, why = cur, UNREACHABLE
+            elif not steady:
+                t, why = cur, IN_TRANSITION
             elif protected:
-                t, why = cur, reasons[3]
-            elif dwell_s[i] < min_dwell_s:
-                t, why = cur, reasons[4]
+                t, why = cur, LEASE_PROTECTED
+            elif young[i]:
+                t, why = cur, MIN_DWELL
             elif use_load:
                 age = max(now_s - since[i], 0.0)
                 load = switch_load[i] * np.exp2(-age / switch_load_half_life_s)
                 if load + 1.0 > max_switches_per_day:
-                    t, why = cur, reasons[5]
+                    t, why = cur, NODE_SWITCH_BUDGET
             if t != cur:
                 changing += 1
         target[i] = t
@@ -347,10 +360,9 @@ def keep_most_valuable(
     value: F64,
     switch_per_h: F64,
     budget: int,
-    held_reason: int,
 ) -> None:
     """Keep the `budget` changes of highest gain after amortized switching cost (ties in
-    fleet order, unknown gains last); hold the others with `held_reason`."""
+    fleet order, unknown gains last); hold the others."""
     nodes = np.flatnonzero(target != current)
     lost_gain = np.empty(nodes.shape[0])
     for k in range(nodes.shape[0]):
@@ -361,7 +373,7 @@ def keep_most_valuable(
     for k in order[budget:]:
         i = nodes[k]
         target[i] = current[i]
-        reason[i] = held_reason
+        reason[i] = FLEET_SWITCH_BUDGET
 
 
 @compiled
@@ -390,63 +402,265 @@ def _comes_first(priority: F64, a: int, b: int) -> bool:
 
 
 @compiled
-def _sift_down(heap: npt.NDArray[np.intp], at: int, size: int, priority: F64) -> None:
-    while True:
-        first = at
-        for child in (2 * at + 1, 2 * at + 2):
-            if child < size and _comes_first(priority, heap[child], heap[first]):
-                first = child
-        if first == at:
-            return
-        heap[at], heap[first] = heap[first], heap[at]
-        at = first
+def _select_covering(pos: npt.NDArray[np.intp], priority: F64, saving: F64, need: float) -> int:
+    """Reorder `pos` so its first k entries are the shortest run, in ascending
+    `priority` (NaN last, ties by position: `_comes_first`), whose `saving` covers
+    `need`; returns k (all of `pos` when even that falls short).
 
-
-@compiled
-def _shed(
-    candidates: npt.NDArray[np.intp],
-    saving: F64,
-    priority: F64,
-    site: npt.NDArray[np.int32],
-    excess: F64,
-) -> npt.NDArray[np.intp]:
-    """Pick candidates in ascending `priority` (stable), each site until its excess is
-    covered. Candidates that save nothing, or whose site is not over, are skipped.
-
-    A heap, not a sort: a cap usually needs a few nodes out of the whole fleet, so the
-    cost is one linear heapify plus a pop per candidate looked at.
+    A weighted quickselect, not a sort: expected linear time, and a cap usually needs a
+    few steps out of the whole fleet. Savings must be positive.
     """
-    m = candidates.shape[0]
-    heap = np.arange(m)
-    for at in range(m // 2 - 1, -1, -1):
-        _sift_down(heap, at, m, priority)
-    covered = np.zeros(excess.shape[0])
-    sites_open = 0
-    for s in range(excess.shape[0]):
-        if excess[s] > 0:
-            sites_open += 1
-    picked = np.empty(m, dtype=np.intp)
-    count = 0
-    size = m
-    while size > 0 and sites_open > 0:
-        j = heap[0]
-        size -= 1
-        heap[0] = heap[size]
-        _sift_down(heap, 0, size, priority)
-        node = candidates[j]
-        s = site[node]
-        if excess[s] <= 0 or saving[j] <= 0 or not covered[s] < excess[s]:
+    lo, hi = 0, pos.shape[0]
+    while lo < hi and need > 0:
+        # Median of three by key as the pivot.
+        a, b, c = pos[lo], pos[(lo + hi) // 2], pos[hi - 1]
+        if _comes_first(priority, b, a):
+            a, b = b, a
+        if _comes_first(priority, c, b):
+            b, c = c, b
+            if _comes_first(priority, b, a):
+                a, b = b, a
+        pivot = b
+        split = lo
+        less = 0.0
+        for j in range(lo, hi):
+            p = pos[j]
+            if p != pivot and _comes_first(priority, p, pivot):
+                pos[split], pos[j] = p, pos[split]
+                less += saving[p]
+                split += 1
+        if less >= need:
+            hi = split
             continue
-        picked[count] = node
-        count += 1
-        covered[s] += saving[j]
-        if not covered[s] < excess[s]:
-            sites_open -= 1
-    return picked[:count]
+        # Everything before the pivot is taken; the pivot next, then the rest.
+        for j in range(split, hi):
+            if pos[j] == pivot:
+                pos[split], pos[j] = pivot, pos[split]
+                break
+        need -= less + saving[pivot]
+        lo = split + 1
+    return lo
+
+
+#: Relative tolerance under which a swap does not count as raising value (float noise).
+_SWAP_EPS = 1e-9
 
 
 @compiled
-def power_cap(
+def _utility(value: F64, switch_per_h: F64, m: int, i: int) -> float:
+    """USD/h of node i in mode m after amortized switching cost (0 for its current mode)."""
+    return float(value[m, i] - switch_per_h[m, i])
+
+
+@compiled
+def cap_options(
+    plan: int, current: int, i: int, watts: F64, young: bool, options: npt.NDArray[np.int8]
+) -> int:
+    """Modes the cap may leave node i in, into row i of `options`, the plan first: the
+    plan, its current mode and idle, each only if it draws no more than the plan (the cap
+    never adds load). A node inside its min dwell keeps its mode unless the plan already
+    leaves it (idle then comes only from the last-resort pass). Returns how many."""
+    options[i, 0] = plan
+    k = 1
+    if current != plan and watts[current, i] <= watts[plan, i]:
+        options[i, k] = current
+        k += 1
+    keeps_mode = young and plan == current
+    # Idle is the lowest mode: new as an option only when neither plan nor mode is idle.
+    if min(plan, current) != IDLE and watts[IDLE, i] <= watts[plan, i] and not keeps_mode:
+        options[i, k] = IDLE
+        k += 1
+    return k
+
+
+@compiled
+def _shed_steps(
+    plan: int, i: int, options: npt.NDArray[np.int8], k: int, watts: F64, value: F64,
+    switch_per_h: F64,
+) -> tuple[int, float, int, float]:
+    """Shedding steps of one node, top down along the upper concave hull of its options
+    in (watts, USD/h): (mode after the first step, USD/h lost per W, mode after a second
+    step or -1, its USD/h lost per W). On a hull the second step never costs less per
+    watt than the first, so one ascending pass sheds them in order."""
+    w0 = watts[plan, i]
+    u0 = _utility(value, switch_per_h, plan, i)
+    # Lower options by watts, highest first; of two with equal draw keep the better.
+    a, b = -1, -1
+    for j in range(1, k):
+        m = int(options[i, j])
+        if watts[m, i] >= w0:
+            continue
+        if a < 0:
+            a = m
+        elif watts[m, i] > watts[a, i] or (
+            watts[m, i] == watts[a, i]
+            and _utility(value, switch_per_h, m, i) > _utility(value, switch_per_h, a, i)
+        ):
+            b, a = a, m
+        else:
+            b = m
+    if a < 0:
+        return -1, 0.0, -1, 0.0
+    if b >= 0 and watts[b, i] == watts[a, i]:
+        b = -1
+    ua, wa = _utility(value, switch_per_h, a, i), watts[a, i]
+    slope_a = (u0 - ua) / (w0 - wa)
+    if b < 0:
+        return a, slope_a, -1, 0.0
+    ub, wb = _utility(value, switch_per_h, b, i), watts[b, i]
+    slope_b = (u0 - ub) / (w0 - wb)
+    if slope_a <= slope_b:
+        return a, slope_a, b, (ua - ub) / (wa - wb)
+    return b, slope_b, -1, 0.0
+
+
+@compiled
+def _best_swap(
+    nodes: npt.NDArray[np.intp],
+    options: npt.NDArray[np.int8],
+    n_options: npt.NDArray[np.intp],
+    target: npt.NDArray[np.int8],
+    watts: F64,
+    value: F64,
+    switch_per_h: F64,
+    headroom: float,
+) -> tuple[float, int, int, int, int]:
+    """The one-node move or the pair (one load shed, another admitted) that raises the
+    site's USD/h most within `headroom` W: (gain, node, mode, node, mode), -1 unused.
+
+    Admissions that do not fit alone (few: only loads already shed can come back) are
+    sorted by the watts they need freed, with a running best (and best on another node)
+    of what they gain; each shedding move then finds its best partner by binary search.
+    """
+    best, bi, bm, bj, bmode = 0.0, -1, -1, -1, -1
+    cap = nodes.shape[0] * 2
+    up_node = np.empty(cap, dtype=np.intp)
+    up_mode = np.empty(cap, dtype=np.intp)
+    up_need = np.empty(cap)
+    up_du = np.empty(cap)
+    n_up = 0
+    most = 0.0
+    for i in nodes:
+        cur = target[i]
+        u_cur = _utility(value, switch_per_h, cur, i)
+        for j in range(n_options[i]):
+            m = options[i, j]
+            if m == cur:
+                continue
+            dw = watts[m, i] - watts[cur, i]
+            du = _utility(value, switch_per_h, m, i) - u_cur
+            if dw <= headroom:
+                if du > best + _SWAP_EPS * max(abs(u_cur), 1.0):
+                    best, bi, bm, bj, bmode = du, i, m, -1, -1
+            elif du > 0:
+                up_node[n_up], up_mode[n_up] = i, m
+                up_need[n_up], up_du[n_up] = dw - headroom, du
+                most = max(most, du)
+                n_up += 1
+    if n_up == 0:
+        return best, bi, bm, bj, bmode
+    order = np.argsort(up_need[:n_up], kind="mergesort")
+    need = up_need[:n_up][order]
+    # Best admission (most USD/h gained) among the first k by watts needed, and the best
+    # on a different node, so a shedding move never pairs with its own node.
+    first = np.empty(n_up, dtype=np.intp)
+    second = np.empty(n_up, dtype=np.intp)
+    f, s2 = -1, -1
+    for k in range(n_up):
+        c = order[k]
+        if f < 0 or up_du[c] > up_du[f]:
+            if f >= 0 and up_node[f] != up_node[c]:
+                s2 = f
+            f = c
+        elif up_node[c] != up_node[f] and (s2 < 0 or up_du[c] > up_du[s2]):
+            s2 = c
+        first[k], second[k] = f, s2
+    for i in nodes:
+        cur = target[i]
+        u_cur = _utility(value, switch_per_h, cur, i)
+        for j in range(n_options[i]):
+            m = options[i, j]
+            dw = watts[m, i] - watts[cur, i]
+            if dw >= 0:
+                continue
+            du = _utility(value, switch_per_h, m, i) - u_cur
+            # Only a move that loses less than the best admission gains can pay for one.
+            if du + most <= best:
+                continue
+            count = np.searchsorted(need, -dw, side="right")
+            if count == 0:
+                continue
+            c = first[count - 1]
+            if up_node[c] == i:
+                c = second[count - 1]
+                if c < 0:
+                    continue
+            gain = up_du[c] + du
+            if gain > best + _SWAP_EPS * max(abs(up_du[c]), 1.0):
+                best, bi, bm, bj, bmode = gain, up_node[c], up_mode[c], i, m
+    return best, bi, bm, bj, bmode
+
+
+@compiled
+def _name_what_gave_way(
+    nodes: npt.NDArray[np.intp],
+    plan: npt.NDArray[np.int8],
+    current: npt.NDArray[np.int8],
+    target: npt.NDArray[np.int8],
+    options: npt.NDArray[np.int8],
+    n_options: npt.NDArray[np.intp],
+    watts: F64,
+    value: F64,
+    switch_per_h: F64,
+    reason: npt.NDArray[np.int16],
+    gave_way_to: npt.NDArray[np.intp],
+    usd_per_kwh: F64,
+) -> None:
+    """For one site: each load shed gets its reason, what it gave up per kW·h, and the
+    kept load it gave way to: the one of least USD per kW·h, a newly planned change where
+    one was kept (that load's USD/kW·h is written too)."""
+    planned, planned_density = -1, np.inf
+    other, other_density = -1, np.inf
+    shed = np.empty(nodes.shape[0], dtype=np.intp)
+    n_shed = 0
+    for i in nodes:
+        t, p = target[i], plan[i]
+        if t != p:
+            shed[n_shed] = i
+            n_shed += 1
+            reason[i] = CAP_REVERTED if t == current[i] else CAP_CURTAILED
+            if watts[p, i] > watts[t, i]:
+                usd_per_kwh[i] = 1000.0 * (
+                    _utility(value, switch_per_h, p, i) - _utility(value, switch_per_h, t, i)
+                ) / (watts[p, i] - watts[t, i])
+            continue
+        # A kept load, valued against the next lower option it could have been shed to.
+        lower = -1
+        for j in range(1, n_options[i]):
+            m = options[i, j]
+            if watts[m, i] < watts[t, i] and (lower < 0 or watts[m, i] > watts[lower, i]):
+                lower = m
+        if lower < 0:
+            continue
+        density = (
+            _utility(value, switch_per_h, t, i) - _utility(value, switch_per_h, lower, i)
+        ) / (watts[t, i] - watts[lower, i])
+        if t != current[i]:
+            if density < planned_density:
+                planned, planned_density = i, density
+        elif density < other_density:
+            other, other_density = i, density
+    if n_shed == 0:
+        return
+    winner, density = (planned, planned_density) if planned >= 0 else (other, other_density)
+    if winner >= 0:
+        usd_per_kwh[winner] = density * 1000.0
+    for k in range(n_shed):
+        gave_way_to[shed[k]] = winner
+
+
+@compiled
+def allocate_cap(
     target: npt.NDArray[np.int8],
     reason: npt.NDArray[np.int16],
     current: npt.NDArray[np.int8],
@@ -454,67 +668,158 @@ def power_cap(
     watts: F64,
     value: F64,
     switch_per_h: F64,
-    leased: npt.NDArray[np.bool_],
-    opt_out: npt.NDArray[np.bool_],
-    reachable: npt.NDArray[np.bool_],
-    dwell_s: F64,
-    min_dwell_s: float,
+    fixed: npt.NDArray[np.bool_],
+    young: npt.NDArray[np.bool_],
     cap_w: F64,
-    reverted_reason: int,
-    curtailed_reason: int,
     power: F64,
+    gave_way_to: npt.NDArray[np.intp],
+    usd_per_kwh: F64,
 ) -> None:
-    """Bring each site's planned full-load draw under its cap; `power` is the draw per
-    site on entry and on return.
+    """Bring each site's planned full-load draw under its cap as an allocation: the loads
+    kept, running and newly planned alike, are those with the most USD/h per watt; the
+    least valuable gives way first, whichever it is. `power` is the draw per site on
+    entry and on return.
 
-    1. Revert changes that add power, lowest gain per added watt first.
-    2. Still over (the cap fell, or prices moved): curtail to idle, least value per watt
-       first; nodes inside their min dwell go last; protected leases never, nor opted-out
-       or unreachable nodes: they cannot be commanded, so curtailing them on paper would
-       count power that never goes away.
+    Each node on a site over its cap may end in its plan, its current mode (the change
+    reverted) or idle (curtailed), never drawing more than planned. `fixed` nodes keep
+    their plan: protected leases, opted-out, unreachable or mid-switch nodes (curtailing
+    them on paper would count power that never goes away). `young` nodes (inside their
+    min dwell) are curtailed only when nothing else is left to shed.
+
+    1. Shed steps along each node's value-per-watt hull, cheapest per watt first, until
+       every site fits (`_select_covering`, in linear time).
+    2. Improve by single moves and swaps (shed one load, admit another) while one raises
+       the site's USD/h and fits (`_best_swap`), so no single swap is left that would.
+    3. Name what gave way to what: `gave_way_to[i]` is the kept load of least value per
+       watt at i's site (a newly planned change where one was kept), and `usd_per_kwh`
+       the USD per kW·h of each load shed and of the load it gave way to.
     """
     n = target.shape[0]
+    n_sites = power.shape[0]
     excess = power - cap_w
-    if not np.any(excess > 0):
+    over = excess > 0
+    if not np.any(over):
         return
-    adds = np.empty(n, dtype=np.intp)
-    added_w = np.empty(n)
-    priority = np.empty(n)
-    k = 0
-    for i in range(n):
-        t, c = target[i], current[i]
-        if t != c and watts[t, i] > watts[c, i]:
-            extra = watts[t, i] - watts[c, i]
-            gain = value[t, i] - value[c, i] - switch_per_h[t, i]
-            adds[k] = i
-            added_w[k] = extra
-            priority[k] = gain / max(extra, 1e-9)
-            k += 1
-    if k:
-        for i in _shed(adds[:k], added_w[:k], priority[:k], site, excess):
-            target[i] = current[i]
-            reason[i] = reverted_reason
-        site_power(target, watts, site, power)
-        excess = power - cap_w
-    if not np.any(excess > 0):
-        return
-    k = 0
-    for i in range(n):
-        t = target[i]
-        saving = watts[t, i] - watts[IDLE, i]
-        movable = not leased[i] and not opt_out[i] and reachable[i]
-        if t != IDLE and movable and saving > 0:
-            per_watt = value[t, i] / max(saving, 1e-9)
-            # Dwell-protected nodes sort after all others (offset beyond any ratio).
-            offset = 1e18 if dwell_s[i] < min_dwell_s else 0.0
-            adds[k] = i
-            added_w[k] = saving
-            priority[k] = offset + min(max(per_watt, -1e17), 1e17)
-            k += 1
-    for i in _shed(adds[:k], added_w[:k], priority[:k], site, excess):
-        target[i] = IDLE
-        reason[i] = curtailed_reason
+    plan = target.copy()
+    options = np.empty((n, 3), dtype=np.int8)
+    n_options = np.zeros(n, dtype=np.intp)
+    per_site = np.zeros(n_sites + 1, dtype=np.intp)
+    # Shedding steps: first steps at [0, n), second steps at [n, 2n), so a tie sheds a
+    # node's first step before its second.
+    step_node = np.empty(2 * n, dtype=np.intp)
+    step_to = np.empty(2 * n, dtype=np.int8)
+    step_save = np.empty(2 * n)
+    step_cost = np.empty(2 * n)
+    for last_resort in (False, True):
+        k1, k2 = 0, n
+        for i in range(n):
+            s = site[i]
+            if excess[s] <= 0 or fixed[i]:
+                continue
+            t = target[i]
+            if not last_resort:
+                n_options[i] = cap_options(t, current[i], i, watts, young[i], options)
+                per_site[s + 1] += 1
+            elif young[i] and t == current[i] and t != IDLE:
+                n_options[i] = cap_options(t, current[i], i, watts, False, options)
+            else:
+                continue
+            k = n_options[i]
+            if k == 2:
+                # The common case, one lower option: one step, no hull to walk.
+                m = options[i, 1]
+                saving = watts[t, i] - watts[m, i]
+                if saving > 0:
+                    step_node[k1], step_to[k1], step_save[k1] = i, m, saving
+                    step_cost[k1] = (
+                        _utility(value, switch_per_h, t, i) - _utility(value, switch_per_h, m, i)
+                    ) / saving
+                    k1 += 1
+            elif k == 3:
+                a, cost_a, b, cost_b = _shed_steps(t, i, options, k, watts, value, switch_per_h)
+                if a < 0:
+                    continue
+                step_node[k1], step_to[k1] = i, a
+                step_save[k1], step_cost[k1] = watts[t, i] - watts[a, i], cost_a
+                k1 += 1
+                if b >= 0:
+                    step_node[k2], step_to[k2] = i, b
+                    step_save[k2], step_cost[k2] = watts[a, i] - watts[b, i], cost_b
+                    k2 += 1
+        if not last_resort:
+            for t in range(n_sites):
+                per_site[t + 1] += per_site[t]
+        # Steps grouped by site, each site's in step order (a counting sort).
+        n_steps = k1 + k2 - n
+        by_site = np.zeros(n_sites + 1, dtype=np.intp)
+        for j in range(n_steps):
+            jj = j if j < k1 else j - k1 + n
+            by_site[site[step_node[jj]] + 1] += 1
+        for t in range(n_sites):
+            by_site[t + 1] += by_site[t]
+        pos = np.empty(n_steps, dtype=np.intp)
+        at = by_site[:n_sites].copy()
+        for j in range(n_steps):
+            jj = j if j < k1 else j - k1 + n
+            t = site[step_node[jj]]
+            pos[at[t]] = jj
+            at[t] += 1
+        take = np.zeros(2 * n, dtype=np.bool_)
+        for t in range(n_sites):
+            if excess[t] > 0:
+                seg = pos[by_site[t] : by_site[t + 1]]
+                for j in seg[: _select_covering(seg, step_cost, step_save, excess[t])]:
+                    take[j] = True
+        # In step order: a node's second step comes after its first.
+        for j in range(2 * n):
+            if take[j]:
+                i = step_node[j]
+                power[site[i]] -= watts[target[i], i] - watts[step_to[j], i]
+                target[i] = step_to[j]
+        if not last_resort:
+            members = np.empty(per_site[n_sites], dtype=np.intp)
+            filled = per_site[:n_sites].copy()
+            for i in range(n):
+                if n_options[i] > 0:
+                    members[filled[site[i]]] = i
+                    filled[site[i]] += 1
+        for s in range(n_sites):
+            if excess[s] <= 0:
+                continue
+            nodes = members[per_site[s] : per_site[s + 1]]
+            if last_resort:
+                # Only the nodes inside their dwell are new to this pass.
+                nodes = nodes[young[nodes]]
+            # Each move raises value by more than float noise, so this ends; the bound
+            # only guards against a pathological input.
+            for _ in range(4 * nodes.shape[0] + 16):
+                _gain, i, mi, j, mj = _best_swap(
+                    nodes=nodes, options=options, n_options=n_options, target=target,
+                    watts=watts, value=value, switch_per_h=switch_per_h,
+                    headroom=cap_w[s] - power[s],
+                )
+                if i < 0:
+                    break
+                power[s] += watts[mi, i] - watts[target[i], i]
+                target[i] = mi
+                if j >= 0:
+                    power[s] += watts[mj, j] - watts[target[j], j]
+                    target[j] = mj
+            excess[s] = power[s] - cap_w[s]
+        if not np.any(excess > 1e-6):
+            break
+    # Exact sums again: the running updates above add and subtract in another order.
     site_power(target, watts, site, power)
+
+    for s in range(n_sites):
+        if not over[s]:
+            continue
+        _name_what_gave_way(
+            nodes=members[per_site[s] : per_site[s + 1]], plan=plan, current=current,
+            target=target, options=options, n_options=n_options, watts=watts, value=value,
+            switch_per_h=switch_per_h, reason=reason, gave_way_to=gave_way_to,
+            usd_per_kwh=usd_per_kwh,
+        )
 
 
 @compiled
@@ -540,91 +845,99 @@ def guard_plan(
     cap_w: F64,
     now_s: float,
     min_dwell_s: float,
-    cap_min_dwell_s: float,
     max_switches_per_day: float,
     switch_load_half_life_s: float,
     fleet_switches_per_hour: int,
     hold_all_reason: int,
     enforce_cap: bool,
-    reasons: npt.NDArray[np.int16],
     target: npt.NDArray[np.int8],
     reason: npt.NDArray[np.int16],
     power: F64,
     over_cap: npt.NDArray[np.bool_],
     changed: npt.NDArray[np.intp],
+    gave_way_to: npt.NDArray[np.intp],
+    usd_per_kwh: F64,
 ) -> int:
-    """Every guard in its fixed order, in one call: refuse unknown reason codes, coerce
-    the policy's targets into `target`/`reason`, hold what a per-node protection forbids,
-    keep the most valuable changes within the fleet's hourly budget, then bring each
-    site under its power cap. `power` gets the plan's full-load draw per site, `over_cap`
-    the sites still over their cap (only protected work left), and `changed` the nodes
-    whose target differs from their mode, in fleet order.
+    """Every guard in its fixed order, in one call (the steps are named in
+    `engine.guards`):
 
-    `reasons` are the codes for: opt-out, unreachable, in transition, lease, min dwell,
-    node switch budget, invalid target, unsupported mode (what `hold_protected` writes),
-    fleet switch budget, power cap reverted, power cap curtailed. `hold_all_reason` ≥ 0
-    holds every change (frozen, stale data); without `enforce_cap` (frozen: nothing
-    moves) no site is curtailed.
+    1. refuse unknown reason codes (`first_unknown_reason`);
+    2. coerce the policy's targets and hold what a per-node protection forbids
+       (`hold_protected`);
+    3. keep the most valuable changes within the fleet's hourly budget
+       (`keep_most_valuable`);
+    4. allocate each site's power cap by value per watt (`allocate_cap`).
+
+    `power` gets the plan's full-load draw per site, `over_cap` the sites still over their
+    cap (only protected work left), `changed` the nodes whose target differs from their
+    mode, in fleet order, and `gave_way_to`/`usd_per_kwh` what each load the cap shed gave
+    way to (see `allocate_cap`; -1 and NaN elsewhere). `hold_all_reason` ≥ 0 holds every
+    change (frozen, stale data); without `enforce_cap` (frozen: nothing moves) no site is
+    curtailed.
     Returns how many nodes change, or -1 - (index of the first unknown reason): then
     nothing else is done.
     """
-    unknown = first_unknown_reason(proposed_reason, known_reasons)
+    unknown = first_unknown_reason(reason=proposed_reason, known=known_reasons)
     if unknown >= 0:
         return -1 - unknown
-    leased = np.empty(current.shape[0], dtype=np.bool_)
+    n = current.shape[0]
+    fixed = np.empty(n, dtype=np.bool_)
+    young = np.empty(n, dtype=np.bool_)
+    gave_way_to[:] = -1
+    usd_per_kwh[:] = np.nan
     changing, recent = hold_protected(
-        proposed,
-        proposed_reason,
-        current,
-        is_gpu,
-        hold_all_reason,
-        opt_out,
-        reachable,
-        state,
-        steady_state,
-        lease_until,
-        ai_interruptible,
-        dwell_s,
-        since,
-        switch_load,
-        now_s,
-        min_dwell_s,
-        max_switches_per_day,
-        switch_load_half_life_s,
-        reasons[:8],
-        target,
-        reason,
-        leased,
+        proposed=proposed,
+        proposed_reason=proposed_reason,
+        current=current,
+        is_gpu=is_gpu,
+        hold_all_reason=hold_all_reason,
+        opt_out=opt_out,
+        reachable=reachable,
+        state=state,
+        steady_state=steady_state,
+        lease_until=lease_until,
+        ai_interruptible=ai_interruptible,
+        dwell_s=dwell_s,
+        since=since,
+        switch_load=switch_load,
+        now_s=now_s,
+        min_dwell_s=min_dwell_s,
+        max_switches_per_day=max_switches_per_day,
+        switch_load_half_life_s=switch_load_half_life_s,
+        target=target,
+        reason=reason,
+        fixed=fixed,
+        young=young,
     )
     # `recent` nodes switched within the last hour and count against the budget.
     budget = max(fleet_switches_per_hour - recent, 0)
     if changing > budget:
-        keep_most_valuable(target, reason, current, value, switch_per_h, budget, reasons[8])
-    site_power(target, watts, site, power)
+        keep_most_valuable(
+            target=target, reason=reason, current=current, value=value,
+            switch_per_h=switch_per_h, budget=budget,
+        )
+    site_power(target=target, watts_by_mode=watts, site=site, out=power)
     if enforce_cap:
-        power_cap(
-            target,
-            reason,
-            current,
-            site,
-            watts,
-            value,
-            switch_per_h,
-            leased,
-            opt_out,
-            reachable,
-            dwell_s,
-            cap_min_dwell_s,
-            cap_w,
-            reasons[9],
-            reasons[10],
-            power,
+        allocate_cap(
+            target=target,
+            reason=reason,
+            current=current,
+            site=site,
+            watts=watts,
+            value=value,
+            switch_per_h=switch_per_h,
+            fixed=fixed,
+            young=young,
+            cap_w=cap_w,
+            power=power,
+            gave_way_to=gave_way_to,
+            usd_per_kwh=usd_per_kwh,
         )
     for j in range(power.shape[0]):
         # Tolerance for the sums after curtailment, not a margin on the cap.
         over_cap[j] = power[j] > cap_w[j] + 1e-6
     count = 0
-    for i in range(target.shape[0]):
+    for i in range(n):
         if target[i] != current[i]:
             changed[count] = i
             count += 1

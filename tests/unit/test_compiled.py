@@ -195,42 +195,30 @@ def test_a_cache_directory_others_can_write_is_never_used(tmp_path: Path) -> Non
     assert out == ["False", "None"]
 
 
-def _shed_by_sorting(
-    candidates: np.ndarray, saving: np.ndarray, priority: np.ndarray, site: np.ndarray,
-    excess: np.ndarray,
-) -> list[int]:
+def _cover_by_sorting(saving: np.ndarray, priority: np.ndarray, need: float) -> list[int]:
     """The cap's shedding order written the obvious way: a stable sort, then a scan."""
-    covered = np.zeros(excess.shape[0])
+    covered = 0.0
     picked = []
     for j in np.argsort(priority, kind="stable"):
-        s = site[candidates[j]]
-        if excess[s] <= 0 or saving[j] <= 0:
-            continue
-        if covered[s] < excess[s]:
-            picked.append(int(candidates[j]))
-            covered[s] += saving[j]
+        if covered < need:
+            picked.append(int(j))
+            covered += saving[j]
     return picked
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_power_cap_sheds_in_the_order_a_stable_sort_gives(data: st.DataObject) -> None:
-    from orchestrator.engine.kernels import _shed
+    from orchestrator.engine.kernels import _select_covering
 
-    n_sites = data.draw(st.integers(1, 3))
-    n = data.draw(st.integers(0, 40))
-    site = np.array(data.draw(st.lists(st.integers(0, n_sites - 1), min_size=n, max_size=n)),
-                    dtype=np.int32)
-    candidates = np.array(data.draw(st.permutations(range(n)))[: data.draw(st.integers(0, n))],
-                          dtype=np.intp)
-    m = candidates.shape[0]
+    m = data.draw(st.integers(0, 40))
     # Few distinct values, so ties, NaN and infinities all occur.
     priority = np.array(data.draw(st.lists(
         st.sampled_from([-np.inf, -1.0, 0.0, 0.5, 2.0, np.inf, np.nan]), min_size=m, max_size=m)))
     saving = np.array(data.draw(st.lists(
-        st.sampled_from([-1.0, 0.0, 1.0, 3.0, 10.0]), min_size=m, max_size=m)))
-    excess = np.array(data.draw(st.lists(
-        st.sampled_from([-5.0, 0.0, 2.0, 7.0, 100.0, np.nan]), min_size=n_sites,
-        max_size=n_sites)))
-    got = _shed(candidates, saving, priority, site, excess).tolist()
-    assert got == _shed_by_sorting(candidates, saving, priority, site, excess)
+        st.sampled_from([0.5, 1.0, 3.0, 10.0]), min_size=m, max_size=m)))
+    need = data.draw(st.sampled_from([-5.0, 0.0, 2.0, 7.0, 100.0]))
+    pos = np.array(data.draw(st.permutations(range(m))), dtype=np.intp)
+    count = _select_covering(pos, priority, saving, need)
+    assert sorted(pos.tolist()) == list(range(m))
+    assert sorted(pos[:count].tolist()) == sorted(_cover_by_sorting(saving, priority, need))

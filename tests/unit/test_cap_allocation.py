@@ -1,0 +1,243 @@
+"""The power cap as an allocation: on a site over its cap, the loads kept (running and
+newly planned alike) are those with the most value per watt.
+
+The property test rebuilds, from the guards' own inputs, what the cap may do to each
+node (keep its plan, revert it, curtail it to idle) and checks that no single move and
+no single swap (shed one load, admit another) would raise the site's USD/h within the
+cap. Deterministic examples have their answers worked out by hand from the score table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orchestrator.engine import build_context, kernels
+from orchestrator.engine.guards import apply_guards
+from orchestrator.framework import PolicyDecision, Reason
+from orchestrator.models import DemandSummary, FleetTable, Mode, NodeState, Site
+from orchestrator.models.config import GuardConfig
+from orchestrator.models.modes import STEADY_STATES
+from tests.conftest import make_prices, profiles
+
+NOW = 2_000_000.0
+IDLE, MINE, AI = int(Mode.IDLE), int(Mode.MINE), int(Mode.AI)
+TOL = 1e-6
+
+
+@st.composite
+def capped_sites(draw: st.DrawFn) -> tuple[Any, ...]:
+    n = draw(st.integers(1, 14))
+    prof = np.array(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)), dtype=np.int32)
+    is_gpu = prof == 2
+    modes = np.array(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)), dtype=np.int8)
+    modes[(modes == AI) & ~is_gpu] = MINE
+    fleet = FleetTable.build(
+        profiles("s19-xp", "s21", "h100-sxm-8x"), [Site(name="s")], prof, modes=modes,
+    )
+    flags = st.lists(st.booleans(), min_size=n, max_size=n)
+    lease = np.where(np.array(draw(flags)) & (modes == AI), NOW + 3600.0, 0.0)
+    opt_out = np.array(draw(flags)) & np.array(draw(flags))
+    switching = np.array(draw(flags)) & np.array(draw(flags))
+    since = NOW - np.array(draw(st.lists(st.sampled_from([60.0, 7200.0, 90_000.0]),
+                                         min_size=n, max_size=n)))
+    fleet = fleet.with_columns(
+        since=since, lease_until=lease, opt_out=opt_out,
+        ai_interruptible=np.array(draw(flags)),
+        state=np.where(switching, np.int8(NodeState.STOPPING_MINE), fleet.state).astype(np.int8),
+        ai_gpus_busy=np.where(is_gpu & (modes == AI), 4.0, 0.0),
+    )
+    guards = GuardConfig(
+        min_dwell_s=draw(st.sampled_from([0.0, 3600.0])),
+        max_fleet_switch_share_per_hour=draw(st.sampled_from([0.5, 1.0])),
+    )
+    plan = np.array(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)), dtype=np.int8)
+    pending = float(draw(st.sampled_from([0, 8, 24])))
+    power = float(draw(st.sampled_from([20.0, 60.0, 140.0])))
+    share = draw(st.floats(0.05, 1.1))
+    return fleet, guards, plan, pending, power, share
+
+
+def _options(pre: int, cur: int, watts: np.ndarray, *, fixed: bool, keeps_mode: bool) -> set[int]:
+    """What the cap may leave a node in, rebuilt from the rules: its plan, its current
+    mode or idle, never drawing more than planned."""
+    if fixed:
+        return {pre}
+    out = {pre}
+    if watts[cur] <= watts[pre]:
+        out.add(cur)
+    if watts[IDLE] <= watts[pre] and not keeps_mode:
+        out.add(IDLE)
+    return out
+
+
+def _improving_move(
+    nodes: list[int], final: np.ndarray, opts: dict[int, set[int]], u: np.ndarray,
+    w: np.ndarray, headroom: float,
+) -> tuple[int, ...] | None:
+    """A single move or swap that fits in `headroom` W and raises USD/h, if any."""
+    moves = [(i, m, w[m, i] - w[final[i], i], u[m, i] - u[final[i], i])
+             for i in nodes for m in opts[i] if m != final[i]]
+    for i, m, dw, du in moves:
+        if dw <= headroom + TOL and du > 1e-7 * max(1.0, abs(u[final[i], i])):
+            return (i, m)
+    for i, m, dw, du in moves:
+        for j, k, dw2, du2 in moves:
+            if j == i or dw + dw2 > headroom + TOL:
+                continue
+            if du + du2 > 1e-7 * max(1.0, abs(du)):
+                return (i, m, j, k)
+    return None
+
+
+@settings(max_examples=400)
+@given(capped_sites())
+def test_no_single_swap_raises_value_under_the_cap(scenario: tuple[Any, ...]) -> None:
+    fleet, guards, plan, pending, power, share = scenario
+    demand = DemandSummary(np.array([pending]), np.array([np.nan]))
+    ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW,
+                                                      power_usd_mwh=power),
+                        demand=demand, fleet=fleet, guards=guards)
+    decision = PolicyDecision(plan, np.full(fleet.n, int(Reason.HIGHER_VALUE), np.int16))
+    # The plan as the cap receives it: every other guard, no cap.
+    uncapped = apply_guards(replace(ctx, site_power_cap_w=np.array([np.inf])), decision, guards)
+    pre = uncapped.target
+    w, u = ctx.scores.watts, ctx.scores.value - ctx.scores.switch_cost_per_h
+    idx = np.arange(fleet.n)
+    cap = share * float(w[pre, idx].sum())
+    capped = apply_guards(replace(ctx, site_power_cap_w=np.array([cap])), decision, guards)
+    final = capped.target
+
+    leased = (fleet.mode == AI) & (fleet.lease_until > NOW) & ~fleet.ai_interruptible
+    switching = ~STEADY_STATES[fleet.state]
+    fixed = leased | fleet.opt_out | ~fleet.reachable | switching
+    young = ctx.dwell_s < guards.min_dwell_s
+    opts = {i: _options(int(pre[i]), int(fleet.mode[i]), w[:, i], fixed=bool(fixed[i]),
+                        keeps_mode=bool(young[i] and pre[i] == fleet.mode[i]))
+            for i in range(fleet.n)}
+    last_resort = {i: _options(int(pre[i]), int(fleet.mode[i]), w[:, i],
+                               fixed=bool(fixed[i]), keeps_mode=False)
+                   for i in range(fleet.n)}
+
+    # Every node ends in a mode the cap may leave it in; never a protected or fixed one moved.
+    for i in range(fleet.n):
+        assert int(final[i]) in last_resort[i], (i, pre[i], final[i])
+    assert np.all(final[fixed] == pre[fixed])
+    drawn = float(w[final, idx].sum())
+    young_shed = [i for i in range(fleet.n) if int(final[i]) not in opts[i]]
+    if young_shed or drawn > cap + TOL:
+        # Only when nothing else is left: every other node at its lowest draw.
+        for i in range(fleet.n):
+            if not young[i] or pre[i] != fleet.mode[i]:
+                assert w[final[i], i] == min(w[m, i] for m in opts[i]), i
+    if drawn > cap + TOL:
+        assert capped.site_over_cap[0]
+        for i in range(fleet.n):
+            assert w[final[i], i] == min(w[m, i] for m in last_resort[i]), i
+        return
+    assert not capped.site_over_cap[0]
+    if pre.tolist() == final.tolist():
+        return
+    nodes = [i for i in range(fleet.n) if not young_shed or young[i]]
+    chosen = opts if not young_shed else last_resort
+    assert _improving_move(nodes, final, chosen, u, w, cap - drawn) is None
+
+    # Reasons and names: what was shed says so and names a load it gave way to.
+    for shed in np.flatnonzero(final != pre):
+        want = Reason.GUARD_POWER_CAP_REVERTED if final[shed] == fleet.mode[shed] else (
+            Reason.GUARD_POWER_CAP_CURTAILED)
+        assert capped.reason[shed] == want
+        j = int(capped.gave_way_to[shed])
+        if j >= 0:
+            assert final[j] == pre[j] and j != shed
+    # Loads nothing shed keep the policy's reason.
+    kept = final == pre
+    assert np.array_equal(capped.reason[kept], uncapped.reason[kept])
+
+
+def _alloc(watts: Any, value: Any, target: list[int],
+           current: list[int], cap_w: float, **flags: list[bool]) -> tuple[Any, ...]:
+    """The cap kernel on hand-made nodes (one site, no switching cost)."""
+    n = len(target)
+    w = np.array(watts, dtype=np.float64)
+    v = np.array(value, dtype=np.float64)
+    t = np.array(target, dtype=np.int8)
+    power = np.array([w[t, np.arange(n)].sum()])
+    reason = np.full(n, int(Reason.HIGHER_VALUE), np.int16)
+    gave = np.full(n, -1, np.intp)
+    per_kwh = np.full(n, np.nan)
+    kernels.allocate_cap(
+        target=t, reason=reason, current=np.array(current, dtype=np.int8),
+        site=np.zeros(n, np.int32), watts=w, value=v, switch_per_h=np.zeros_like(v),
+        fixed=np.array(flags.get("fixed", [False] * n)),
+        young=np.array(flags.get("young", [False] * n)),
+        cap_w=np.array([cap_w]), power=power, gave_way_to=gave, usd_per_kwh=per_kwh,
+    )
+    return t.tolist(), reason.tolist(), float(power[0]), gave.tolist(), per_kwh
+
+
+def test_a_larger_load_worth_more_displaces_a_small_dense_one() -> None:
+    # Rows: idle, mine, ai. A: 1 kW for $1/h (1.00 $/kWh); B: 10 kW for $5/h (0.50 $/kWh).
+    # Cap 10 kW: by value per watt alone, B goes and A stays ($1/h); the swap keeps B ($5/h).
+    watts = [[0, 0], [1000, 10_000], [0, 0]]
+    value = [[0, 0], [1.0, 5.0], [-np.inf, -np.inf]]
+    target, reason, power, gave, per_kwh = _alloc(watts, value, [1, 1], [1, 1], 10_000)
+    assert target == [IDLE, MINE]
+    assert reason[0] == Reason.GUARD_POWER_CAP_CURTAILED and reason[1] == Reason.HIGHER_VALUE
+    assert power == 10_000
+    assert gave == [1, -1]
+    assert per_kwh[0] == 1.0 and per_kwh[1] == 0.5
+
+
+def test_planned_ai_displaces_miners_worth_less_per_watt() -> None:
+    # Two miners running at $0.30/h for 3 kW (0.10 $/kWh) and a GPU node, mining, planned
+    # into AI: $9/h for 7 kW against $0.20/h for 5 kW mining, i.e. 4.40 $/kWh for the
+    # extra 2 kW. Cap 12 kW: the plan draws 13 kW, so one miner gives way (saves 3 kW).
+    watts = [[10, 10, 100], [3000, 3000, 5000], [10, 10, 7000]]
+    value = [[0.0, 0.0, -0.01], [0.30, 0.30, 0.20], [-np.inf, -np.inf, 9.0]]
+    target, reason, power, gave, per_kwh = _alloc(watts, value, [1, 1, 2], [1, 1, 1], 12_000)
+    assert target == [IDLE, MINE, AI]
+    assert reason[0] == Reason.GUARD_POWER_CAP_CURTAILED
+    assert power == 10 + 3000 + 7000
+    assert gave[0] == 2
+    assert per_kwh[0] == 1000 * 0.30 / 2990
+    assert per_kwh[2] == 1000 * (9.0 - 0.20) / 2000
+
+
+def test_a_change_worth_less_than_the_running_load_is_reverted() -> None:
+    # Same site, AI now worth $0.25/h: 0.025 $/kWh for the extra 2 kW, below the miners'.
+    watts = [[10, 10, 100], [3000, 3000, 5000], [10, 10, 7000]]
+    value = [[0.0, 0.0, -0.01], [0.30, 0.30, 0.20], [-np.inf, -np.inf, 0.25]]
+    target, reason, _, gave, _ = _alloc(watts, value, [1, 1, 2], [1, 1, 1], 12_000)
+    assert target == [MINE, MINE, MINE]
+    assert reason[2] == Reason.GUARD_POWER_CAP_REVERTED
+    # No planned change was kept: it gave way to the running load of least value per watt.
+    assert gave[2] == 0
+
+
+def test_protected_opted_out_and_switching_nodes_are_never_shed() -> None:
+    # Node 0 is worth least per watt but fixed; nodes 1 and 2 must give way instead.
+    watts = [[0, 0, 0], [2000, 2000, 2000], [0, 0, 0]]
+    value = [[0, 0, 0], [0.01, 0.5, 0.6], [-np.inf, -np.inf, -np.inf]]
+    target, _, power, _, _ = _alloc(watts, value, [1, 1, 1], [1, 1, 1], 2000,
+                                    fixed=[True, False, False])
+    assert target == [MINE, IDLE, IDLE]
+    assert power == 2000
+
+
+def test_nodes_inside_their_dwell_go_only_when_nothing_else_is_left() -> None:
+    watts = [[0, 0, 0], [1000, 1000, 1000], [0, 0, 0]]
+    value = [[0, 0, 0], [0.1, 0.9, 0.5], [-np.inf, -np.inf, -np.inf]]
+    # Node 0 (young) is worth least, but node 2 goes first.
+    target, *_ = _alloc(watts, value, [1, 1, 1], [1, 1, 1], 2000, young=[True, False, False])
+    assert target == [MINE, MINE, IDLE]
+    # With only 500 W, both others go and then the young node too.
+    target, reason, power, _, _ = _alloc(watts, value, [1, 1, 1], [1, 1, 1], 500,
+                                         young=[True, False, False])
+    assert target == [IDLE, IDLE, IDLE]
+    assert reason[0] == Reason.GUARD_POWER_CAP_CURTAILED
+    assert power == 0
