@@ -34,6 +34,7 @@ from orchestrator.backtest.tables import (
     localize,
     open_table,
     raw_text,
+    raw_texts,
     resolve_path,
     zone_of,
 )
@@ -232,13 +233,17 @@ def _read_series(
     values = v.values[idx] * UNIT_SCALE[src.unit] * src.scale
     issues: list[RowIssue] = []
     bad = v.null[idx] | v.bad[idx] | ~np.isfinite(values)
+    bad_rows = idx[bad]
+    unread = bad_rows[~v.null[bad_rows]]
+    # Their text in one query: a column of "n/a" may have thousands of them.
+    raws = raw_texts(table, value_sql, files[unread], rows[unread])
     for j in np.flatnonzero(bad).tolist():
         i = int(idx[j])
         path, line, note = table.where(int(files[i]), int(rows[i]))
         if v.null[i]:
             message = "missing value"
         else:
-            raw = raw_text(table, value_sql, int(files[i]), int(rows[i]))
+            raw = raws.get((int(files[i]), int(rows[i])), "?")
             unreadable = v.bad[i]
             message = f"not a number: {raw!r}" if unreadable else f"not a finite number: {raw!r}"
         issues.append(RowIssue(float(times[j]), message + note, path, line, value_col))

@@ -358,6 +358,22 @@ def raw_text(table: Table, expr: str, file_idx: int, row: int) -> str:
     return "" if got is None or got[0] is None else str(got[0])
 
 
+def raw_texts(table: Table, expr: str, files: I64, rows: I64) -> dict[tuple[int, int], str]:
+    """The text of one expression in many rows, by (file, row), in one query."""
+    if not files.size:
+        return {}
+    try:
+        got = table.con.execute(
+            f"SELECT r.__file, r.__row, CAST(({expr}) AS VARCHAR) FROM rows r JOIN "
+            "(SELECT unnest(?::BIGINT[]) AS f, unnest(?::BIGINT[]) AS w) p "
+            "ON r.__file = p.f AND r.__row = p.w",
+            [files.tolist(), rows.tolist()],
+        ).fetchall()
+    except duckdb.Error:
+        return {}
+    return {(int(f), int(w)): "" if t is None else str(t) for f, w, t in got}
+
+
 def _which_expression(
     con: duckdb.DuckDBPyConnection, exprs: Mapping[str, tuple[str, str]]
 ) -> str:
