@@ -176,3 +176,33 @@ def test_wall_times_of_a_regular_series_read_back_to_the_same_utc_times(
     got = localize(wall, zone, "infer")
     assert [p for p in got.problem if p is not None] == []
     assert got.utc.tolist() == utc.tolist()
+
+
+trace_options = st.fixed_dictionaries({}, optional={
+    "filter": st.sampled_from(["gpus > 0", "nope(", "true", "gpus"]),
+    "query": st.sampled_from(["SELECT * FROM src", "SELECT", "SELECT gpus FROM src"]),
+    "timezone": st.sampled_from(["UTC", "Europe/Berlin"]),
+    "time_format": st.sampled_from(["%Y-%m-%d", "%Q"]),
+})  # fmt: skip
+
+
+@settings(FUZZ)
+@given(csv_files(["submit", "end", "gpus", "model"]), trace_options, st.booleans())
+def test_a_trace_with_any_options_loads_clean_or_fails_with_a_hashpivot_error(
+    data: bytes, opts: dict[str, object], by_end: bool
+) -> None:
+    path = write(data, "jobs.csv")
+    fields: dict[str, object] = {"path": str(path), "submit_column": "submit",
+                                 "interruptible_column": None, **opts}  # fmt: skip
+    if by_end:
+        fields |= {"end_column": "end", "gpu_model_column": "model",
+                   "gpu_models": {"1": "H100_80GB_SXM5"}}  # fmt: skip
+    else:
+        fields["duration_column"] = "end"
+    try:
+        submit, gpus, duration, _ = read_trace(JobTraceConfig.model_validate(fields), path.parent)
+    except HashpivotError:
+        return
+    for arr in (submit, gpus, duration):
+        assert np.all(np.isfinite(arr))
+    assert (gpus >= 1).all() and (duration > 0).all() and np.all(np.diff(submit) >= 0)
