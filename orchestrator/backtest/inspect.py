@@ -225,7 +225,7 @@ def preview_file(spec: TableSource, rows: int = 5) -> list[str]:
 
 
 def plot(inspection: Inspection, path: Path) -> Path:
-    """One panel per series (and the trace's GPUs per job) over time, as a PNG."""
+    """One panel per series over time, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on servers and CI
