@@ -415,3 +415,25 @@ def test_a_sleeping_antminer_without_a_summary_is_asleep_and_resumed(lab: MinerL
     view = asic_fleet([asleep], [Site(name="hall")], builtin_catalog())
     assert view.fleet.mode[0] == Mode.IDLE and view.fleet.reachable[0]
     assert resumed == (miner.ip,) and woke
+
+
+def test_a_whatsminer_hashing_with_its_flag_off_counts_as_mining(lab: MinerLab) -> None:
+    """Its status says `mineroff` while it hashes about 67 TH/s: the measurement wins,
+    so it is a mining row at its measured draw, never idle power the cap could hand out."""
+    from tests.contract.fixtures.miners.emulator import load_fixture
+
+    miner = lab.add("whatsminer")
+    summary = load_fixture("whatsminer_m30s.json")["rpc"]["summary"]["SUMMARY"][0]
+    config = AsicConfig.model_validate({
+        "ranges": [{"addresses": [miner.ip], "site": "hall", "firmware": "whatsminer",
+                    "model": "M30S++V20"}],
+        "io": {"timeout_s": 2.0, "retries": 0},
+    })
+    site = AsicSite(config, ["hall"], PyasicDriver(discovery_timeout_s=2.0))
+    st = _by_ip(asyncio.run(site.refresh()))[miner.ip]
+    assert st.reading.is_mining is False  # what pyasic reads from the firmware's flag
+    assert st.reading.hashrate_ths == pytest.approx(summary["MHS 1m"] / 1e6)
+    assert st.reading.hashing and st.mining
+    view = asic_fleet([st], [Site(name="hall")], builtin_catalog())
+    assert view.fleet.mode[0] == Mode.MINE
+    assert view.fleet.watts_mine[0] == summary["Power"] and view.watts_measured[0]
