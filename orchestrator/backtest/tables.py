@@ -11,7 +11,7 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -109,7 +109,7 @@ def one_select(sql: str, source: str, field: str) -> None:
 @dataclass(frozen=True, slots=True)
 class Table:
     """Rows of a source after its query and filter: where each came from, and a database
-    holding them (table `rows`) for the caller's expressions."""
+    cursor holding them (view `rows`) for the caller's expressions."""
 
     name: str
     files: list[Path]
@@ -118,17 +118,33 @@ class Table:
     columns: dict[str, str]  # name -> DuckDB type, of the source (or query result)
     skip_rows: int
     located: bool  # rows carry __file and __row (not after a query that drops them)
+    _lines: dict[int, I64] = field(default_factory=dict, compare=False, repr=False)
 
     def where(self, file_idx: int, row: int) -> tuple[str, int | None, str]:
         """(file, line, note) of a data row, as the user sees it in the file."""
         if not self.located or row < 0:
             return self.name, None, " (in the query's result)" if row >= 0 else ""
         path = str(self.files[file_idx])
-        if self.fmt == "csv":
-            return path, row + 2 + self.skip_rows, ""
-        if self.fmt == "jsonl":
-            return path, row + 1, ""
+        if self.fmt in ("csv", "jsonl"):
+            return path, self._line(file_idx, row), ""
         return path, None, f" (record {row + 1})"
+
+    def _line(self, file_idx: int, row: int) -> int:
+        """Line number of data row `row`: the reader skips blank lines, so they are counted
+        here (on error paths only; each file's lines are numbered once)."""
+        if file_idx not in self._lines:
+            try:
+                text = self.files[file_idx].read_bytes()
+            except OSError:
+                text = b""
+            numbers = [i + 1 for i, line in enumerate(text.split(b"\n")) if line.strip()]
+            header = 1 if self.fmt == "csv" else 0
+            data = [n for n in numbers if n > self.skip_rows][header:]
+            self._lines[file_idx] = np.array(data, dtype=np.int64)
+        lines = self._lines[file_idx]
+        if row < lines.shape[0]:
+            return int(lines[row])
+        return row + 1 + (1 + self.skip_rows if self.fmt == "csv" else 0)
 
     def require(self, column: str, field: str) -> None:
         if column in self.columns:

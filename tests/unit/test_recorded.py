@@ -394,3 +394,16 @@ def test_site_file_sql_runs_one_select_only(tmp_path: Path, option: str, sql: st
     with pytest.raises(ConfigError, match=f"{option}: must be one SQL"):
         read_series("p", SeriesSource.model_validate(fields), tmp_path)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["s.csv", "s.jsonl"])
+def test_blank_lines_still_give_the_right_line(tmp_path: Path, name: str) -> None:
+    rows = [("2025-01-01T00:00Z", "1"), None, None, ("2025-01-01T01:00Z", "oops")]
+    if name.endswith(".csv"):
+        lines = ["time,v"] + ["" if r is None else f"{r[0]},{r[1]}" for r in rows]
+    else:
+        lines = ["" if r is None else f'{{"time": "{r[0]}", "v": "{r[1]}"}}' for r in rows]
+    path = csv_file(tmp_path, "\n".join(lines) + "\n", name)
+    series = read_series("p", src(path), tmp_path)
+    bad_line = next(i + 1 for i, line in enumerate(lines) if "oops" in line)
+    assert [r.line for r in series.issues] == [bad_line]
