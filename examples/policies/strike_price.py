@@ -37,6 +37,14 @@ class StrikePrice(Policy):
     summary: ClassVar[str] = (
         "Curtail ASICs after N hours above a strike price, resume after M below")
     Params = StrikePriceParams
+    #: The policy's own reason codes: explanations, the journal, events and metrics
+    #: show these texts.
+    CURTAILED: ClassVar[int] = 101
+    RESUMED: ClassVar[int] = 102
+    reasons: ClassVar[dict[int, str]] = {
+        CURTAILED: "power above the strike price long enough: ASICs curtailed",
+        RESUMED: "power below the strike price long enough: ASICs mine again",
+    }
 
     def decide(self, ctx: DecisionContext) -> PolicyDecision:
         p = self.params
@@ -63,7 +71,9 @@ class StrikePrice(Policy):
         unprofitable = asic & ~stop & (ctx.scores.value[Mode.MINE] <= ctx.scores.value[Mode.IDLE])
         target[unprofitable] = Mode.IDLE
         reason = np.where(target == ctx.current, Reason.UNCHANGED, Reason.HIGHER_VALUE)
-        reason = np.where(stop & (ctx.current != Mode.IDLE), Reason.NOT_PROFITABLE, reason)
+        reason = np.where(stop & (ctx.current != Mode.IDLE), self.CURTAILED, reason)
+        resumed = asic & ~stop & (target == Mode.MINE) & (ctx.current != Mode.MINE)
+        reason = np.where(resumed, self.RESUMED, reason)
         return PolicyDecision(
             target=target,
             reason=reason.astype(np.int16),

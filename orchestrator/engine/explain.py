@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,8 @@ class ExplanationTable:
     ai_fill: npt.NDArray[Any]
     #: USD/h gained after switching cost (the sort key for "most important first").
     gain_usd_h: npt.NDArray[Any]
+    #: Text of the policy's own reason codes, beside the built-in ones.
+    reason_text: Mapping[int, str] = field(default_factory=dict)
 
     @staticmethod
     def of(
@@ -62,6 +64,7 @@ class ExplanationTable:
         target: np.ndarray,
         reason: np.ndarray,
         scores: ScoreTable,
+        reason_text: Mapping[int, str] | None = None,
     ) -> ExplanationTable:
         cur = current[nodes].astype(np.intp)
         tgt = target[nodes].astype(np.intp)
@@ -80,6 +83,7 @@ class ExplanationTable:
             switch_cost_usd_h=sc_h,
             ai_fill=scores.ai_fill[nodes],
             gain_usd_h=value[tgt, k] - value[cur, k] - sc_h,
+            reason_text=reason_text or {},
         )
 
     def __len__(self) -> int:
@@ -104,7 +108,7 @@ class ExplanationTable:
         out = []
         for k, name in enumerate(names):
             cur, tgt, code, value = cur_l[k], tgt_l[k], code_l[k], value_l[k]
-            why = _REASON_TEXT.get(code, str(code))
+            why = _REASON_TEXT.get(code) or self.reason_text.get(code, str(code))
             sc_h = sch_l[k]
             out.append(
                 NodeExplanation(

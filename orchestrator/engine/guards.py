@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,18 @@ _REASON_CODES = np.array([int(r) for r in Reason])
 _KNOWN_REASON = np.zeros(max(Reason) + 1, dtype=bool)
 _KNOWN_REASON[_REASON_CODES] = True
 _NO_LOAD = np.zeros(0)
+
+
+@functools.lru_cache(maxsize=64)
+def _known_reasons(policy_reasons: tuple[int, ...]) -> B:
+    """The table of codes a decision may carry: every `Reason`, and the policy's own."""
+    if not policy_reasons:
+        return _KNOWN_REASON
+    table = np.zeros(max(*policy_reasons, len(_KNOWN_REASON) - 1) + 1, dtype=bool)
+    table[: len(_KNOWN_REASON)] = _KNOWN_REASON
+    table[list(policy_reasons)] = True
+    table.flags.writeable = False
+    return table
 # Plain ints for the compiled loops (an IntEnum member costs a lookup per use).
 _FROZEN = int(Reason.GUARD_FROZEN)
 _STALE_DATA = int(Reason.GUARD_STALE_DATA)
@@ -116,8 +129,10 @@ def apply_guards(
     decision: PolicyDecision,
     config: GuardConfig,
     switch_load: F64 | None = None,
+    policy_reasons: Collection[int] = (),
 ) -> GuardedPlan:
-    """The plan the engine will act on. See the module docstring for the order."""
+    """The plan the engine will act on. See the module docstring for the order.
+    `policy_reasons`: codes the policy declared beside the built-in `Reason`s."""
     fleet = ctx.fleet
     n = fleet.n
     proposed, proposed_reason = policy_output(ctx, decision)
@@ -150,7 +165,7 @@ def apply_guards(
     count = kernels.guard_plan(
         proposed=proposed,
         proposed_reason=proposed_reason,
-        known_reasons=_KNOWN_REASON,
+        known_reasons=_known_reasons(tuple(policy_reasons)),
         current=fleet.mode,
         is_gpu=fleet.statics.is_gpu,
         site=fleet.site,
@@ -185,7 +200,7 @@ def apply_guards(
     )
     if count < 0:
         # Every change carries a reason the journal and metrics can name: no made-up codes.
-        known = np.isin(proposed_reason, _REASON_CODES)
+        known = np.isin(proposed_reason, [*_REASON_CODES.tolist(), *policy_reasons])
         bad = sorted({str(x) for x in proposed_reason[~known].tolist()})[:5]
         raise PolicyError(f"policy returned unknown reason codes {bad}")
     return GuardedPlan(target, reason, power, over_cap, changed[:count], gave_way_to, usd_per_kwh)

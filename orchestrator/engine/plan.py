@@ -24,7 +24,7 @@ from orchestrator.framework.context import (
     ScoreTable,
 )
 from orchestrator.framework.policy import Policy
-from orchestrator.framework.reasons import Reason
+from orchestrator.framework.reasons import Reason, is_guard_reason
 from orchestrator.models.config import GuardConfig, ScoringConfig
 from orchestrator.models.demand import DemandSummary
 from orchestrator.models.fleet import FleetTable
@@ -53,6 +53,8 @@ class Plan:
     site_over_cap: npt.NDArray[np.bool_]
     stale: bool
     policy_state: Mapping[str, npt.NDArray[np.generic]] = field(default_factory=dict)
+    #: Text of the reason codes the policy declared (`Policy.reasons`).
+    reason_text: Mapping[int, str] = field(default_factory=dict)
     # The guards know which nodes change; a plan built any other way (or copied with
     # `dataclasses.replace`) works them out on first use.
     _changed: npt.NDArray[np.intp] | None = field(
@@ -69,14 +71,15 @@ class Plan:
     def explain(self, i: int) -> NodeExplanation:
         """One node's explanation, changed or not."""
         table = ExplanationTable.of(
-            np.array([i]), self.current, self.target, self.reason, self.scores
+            np.array([i]), self.current, self.target, self.reason, self.scores,
+            self.reason_text,
         )
         return table.row(0, str(self.node_names[i]))
 
     def explanation_table(self) -> ExplanationTable:
         """The terms behind every changed node, as columns."""
         return ExplanationTable.of(self.changed, self.current, self.target, self.reason,
-                                   self.scores)
+                                   self.scores, self.reason_text)
 
     def explanations(
         self, limit: int | None = None, table: ExplanationTable | None = None
@@ -103,7 +106,7 @@ class Plan:
         return {
             Reason(int(c)).name: int(k)
             for c, k in zip(codes, counts, strict=True)
-            if int(c) >= Reason.GUARD_STALE_DATA
+            if is_guard_reason(int(c))
         }
 
     def summary(self) -> dict[str, object]:
@@ -200,7 +203,8 @@ def decide(
         raise PolicyError(f"policy {name} failed: {raised_at(exc)}") from exc
     if not isinstance(decision, PolicyDecision):
         raise PolicyError(f"policy {name} returned {type(decision).__name__}, not a decision")
-    guarded = apply_guards(ctx, decision, guards, switch_load)
+    declared = getattr(type(policy), "reasons", None) or {}
+    guarded = apply_guards(ctx, decision, guards, switch_load, policy_reasons=tuple(declared))
     # The plan lists its changed nodes once; its targets cannot change under that list.
     guarded.target.flags.writeable = guarded.reason.flags.writeable = False
     plan = Plan(
@@ -217,6 +221,7 @@ def decide(
         site_over_cap=guarded.site_over_cap,
         stale=ctx.stale,
         policy_state=check_state(name, decision.state),
+        reason_text=declared,
     )
     plan._changed = guarded.changed
     return plan

@@ -8,6 +8,7 @@ Policy modules are trusted code: they run inside the controller with its permiss
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -34,6 +35,10 @@ class Policy(ABC):
     Params: ClassVar[type[PolicyParams]] = PolicyParams
     #: Set when `decide` reads `ctx.history`, so runners build it only when needed.
     uses_history: ClassVar[bool] = False
+    #: The policy's own reason codes (100–9,999) and their text, e.g.
+    #: `{101: "power above the strike price for 2 h: curtailed"}`. Explanations, the
+    #: journal, events and metrics show them like the built-in `Reason`s.
+    reasons: ClassVar[Mapping[int, str]] = {}
 
     def __init__(self, params: PolicyParams | dict[str, Any] | None = None) -> None:
         if params is None:

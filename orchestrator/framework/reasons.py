@@ -70,3 +70,21 @@ REASON_TEXT: dict[Reason, str] = {
 }
 
 GUARD_REASONS = frozenset(r for r in Reason if r >= Reason.GUARD_STALE_DATA)
+
+#: Codes a policy may declare for itself (`Policy.reasons`), each with its own text.
+POLICY_REASON_MIN = 100
+POLICY_REASON_MAX = 9_999
+
+
+def is_guard_reason(code: int) -> bool:
+    """True for the codes only the guards set."""
+    return Reason.GUARD_STALE_DATA <= code < POLICY_REASON_MIN
+
+
+def reason_label(code: int) -> str:
+    """A short stable name for a code: the `Reason` name, or `policy_<code>` for a code a
+    policy declared (metrics labels and event reasons stay a bounded set)."""
+    try:
+        return Reason(code).name.lower()
+    except ValueError:
+        return f"policy_{code}"

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from orchestrator.errors import PolicyError, raised_at
 from orchestrator.framework.policy import Policy, PolicyParams
+from orchestrator.framework.reasons import POLICY_REASON_MAX, POLICY_REASON_MIN
 from orchestrator.models.config import is_policy_path
 
 ENTRY_POINT_GROUP = "hashpivot.policies"
@@ -38,6 +39,12 @@ def _policy_class(obj: Any, where: str) -> type[Policy]:
         raise PolicyError(f"{where} is not a hashpivot Policy subclass")
     if inspect.isabstract(obj):
         raise PolicyError(f"{where} is abstract: it must implement decide()")
+    for code, text in dict(getattr(obj, "reasons", {}) or {}).items():
+        if not (isinstance(code, int) and POLICY_REASON_MIN <= code <= POLICY_REASON_MAX):
+            raise PolicyError(f"{where}: reason code {code!r} must be an integer from "
+                              f"{POLICY_REASON_MIN} to {POLICY_REASON_MAX}")
+        if not isinstance(text, str) or not text.strip():
+            raise PolicyError(f"{where}: reason {code} needs a text")
     return obj
 
 
@@ -79,7 +86,7 @@ def _load_file(path: Path, class_name: str | None) -> type[Policy]:
         raise PolicyError(
             f"{path} defines {len(classes)} Policy classes ({names}); name one as {path}:Class"
         )
-    return classes[0]
+    return _policy_class(classes[0], f"{path}:{classes[0].__name__}")
 
 
 def resolve_policy_class(spec: str) -> type[Policy]:

@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 
 from orchestrator.engine.plan import Plan
 from orchestrator.errors import ConfigError
-from orchestrator.framework.reasons import Reason
+from orchestrator.framework.reasons import reason_label
 from orchestrator.models.market import MarketSnapshot
 from orchestrator.models.modes import MODE_LABELS
 
@@ -168,7 +168,7 @@ class ControllerMetrics:
             self.expected_usd.labels(mode).set(usd)
         for i in plan.changed:
             to = MODE_LABELS[int(plan.target[i])]
-            self.switches.labels(Reason(int(plan.reason[i])).name.lower(), to).inc()
+            self.switches.labels(reason_label(int(plan.reason[i])), to).inc()
         self.latency.observe(latency_s)
         for k, (power_w, cap_w) in enumerate(zip(plan.site_power_w, plan.site_cap_w,
                                                  strict=True)):

@@ -196,3 +196,20 @@ def test_site_time_zone_is_checked(tmp_path: Path) -> None:
     cfg.write_text("sites:\n  - {name: hall, timezone: America/Chicgo}\n")
     with pytest.raises(ConfigError, match=r"timezone.*America/Chicgo"):
         load_config(cfg)
+
+
+@pytest.mark.parametrize(("code", "text"), [(50, "x"), (100_000, "x"), (101, "")])
+def test_policy_reason_codes_are_checked(tmp_path: Path, code: int, text: str) -> None:
+    file = tmp_path / "codes.py"
+    file.write_text(textwrap.dedent(f"""
+        from orchestrator.framework import Policy, PolicyDecision
+
+        class Codes(Policy):
+            name = "codes"
+            reasons = {{{code}: {text!r}}}
+
+            def decide(self, ctx):
+                return PolicyDecision.keep(ctx)
+    """))
+    with pytest.raises(PolicyError, match="reason"):
+        resolve_policy_class(str(file))

@@ -136,3 +136,32 @@ def test_strike_price_backtests_through_the_cli(tmp_path: Path) -> None:
     rows = json.loads((tmp_path / "summary.json").read_text())["policies"]
     assert rows["strike-price"]["mine_revenue_usd"] < rows["greedy"]["mine_revenue_usd"]
     assert rows["strike-price"]["power_cost_usd"] < rows["greedy"]["power_cost_usd"]
+
+
+def test_a_policys_own_reasons_explain_its_switches() -> None:
+    """The strike policy declares its reason codes; the plan's explanation uses its text,
+    and a code it did not declare is refused like any unknown code."""
+    from orchestrator.engine.plan import decide
+    from orchestrator.errors import PolicyError
+    from orchestrator.framework import Policy, PolicyDecision
+
+    policy = load_policy(STRIKE, {"strike_usd_mwh": 90, "curtail_after_h": 0})
+    fleet = _asic_site()
+    ctx = build_context(now_s=1e6, prices=make_prices(fleet, power_usd_mwh=500,
+                                                      observed_s=1e6),
+                        demand=DemandSummary.empty(1), fleet=fleet,
+                        guards=GuardConfig(min_dwell_s=0), interval_s=3600.0)
+    plan = decide(ctx, policy, GuardConfig(min_dwell_s=0))
+    texts = {e.node: e.text for e in plan.explanations()}
+    assert plan.target[0] == Mode.IDLE
+    assert "power above the strike price long enough" in texts[str(fleet.names[0])]
+
+    class Undeclared(Policy):
+        name = "undeclared"
+
+        def decide(self, ctx):  # type: ignore[no-untyped-def]
+            keep = PolicyDecision.keep(ctx)
+            return PolicyDecision(keep.target, np.full(ctx.fleet.n, 150, dtype=np.int16))
+
+    with pytest.raises(PolicyError, match="unknown reason codes"):
+        decide(ctx, Undeclared(), GuardConfig())

@@ -87,7 +87,8 @@ class NodeEvents:
             text = (notes or {}).get(node) or plan.explain(int(i)).text
             wanted.append((node, switch_reason(target), "Normal",
                            f"{MODE_LABELS[int(plan.current[i])]} → {target}: {text}"))
-        for i in np.flatnonzero(plan.reason >= min(GUARD_REASONS)):
+        for i in np.flatnonzero((plan.reason >= min(GUARD_REASONS))
+                                & (plan.reason <= max(GUARD_REASONS))):
             if int(i) in changed:
                 continue
             code = Reason(int(plan.reason[i]))
