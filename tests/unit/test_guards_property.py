@@ -293,6 +293,34 @@ def test_cap_curtails_nodes_inside_their_dwell_last() -> None:
         assert plan.target.tolist().count(Mode.IDLE) == 1
 
 
+def test_cap_ties_give_way_in_fleet_order() -> None:
+    """Three identical mining S21s, room for two: the first in fleet order gives way, the
+    same one every time."""
+    s21 = PROFILES[1]
+    fleet = site_fleet([1] * 3, [Mode.MINE] * 3,
+                       cap_kw=(2 * s21.watts_mine + s21.watts_idle) / 1000.0)
+    plan = run(fleet, [Mode.MINE] * 3, GUARDS)
+    assert plan.target.tolist() == [Mode.IDLE, Mode.MINE, Mode.MINE]
+
+
+def test_cap_reverts_a_change_that_adds_power_whatever_the_modes() -> None:
+    """A GPU profile that draws more mining than serving AI: leaving AI for mining adds
+    power, so under a tight cap that change is reverted rather than a miner curtailed."""
+    h100 = PROFILES[2]
+    hot = HardwareProfile(**{**h100.model_dump(), "name": "hot-miner",
+                             "watts_mine": h100.watts_ai + 900.0})
+    profs = [hot, PROFILES[1]]
+    fleet = FleetTable.build(profs, [Site(name="s", power_cap_kw=(
+        h100.watts_ai + PROFILES[1].watts_mine + 100.0) / 1000.0)], [0, 1],
+        modes=[Mode.AI, Mode.MINE])
+    fleet = fleet.with_columns(since=np.full(2, NOW - 1e6))
+    ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW),
+                        demand=DemandSummary.empty(1), fleet=fleet, guards=GUARDS)
+    plan = decide(ctx, Wants(np.array([Mode.MINE, Mode.MINE])), GUARDS)
+    assert plan.target.tolist() == [Mode.AI, Mode.MINE]
+    assert plan.reason[0] == Reason.GUARD_POWER_CAP_REVERTED
+
+
 # -- the property ----------------------------------------------------------------------------
 
 
@@ -390,6 +418,9 @@ def test_guards_hold_cap_leases_dwell_and_stale_hold(s: dict) -> None:
     # Stale data: nothing moves but what the cap curtails.
     if s["stale"]:
         assert np.all(curtailed[moved])
+
+    # The plan lists exactly the nodes whose target differs from their mode.
+    assert plan.changed.tolist() == np.flatnonzero(moved).tolist()
 
     # The fleet switch budget holds for voluntary changes.
     voluntary = moved & ~curtailed
