@@ -139,6 +139,19 @@ def test_power_cap_has_no_slack(curtail: int) -> None:
     assert planned_w(np.array([1] * 4), plan.target) == total - curtail * saving <= cap_w
 
 
+@pytest.mark.parametrize("curtail", [1, 2])
+def test_power_cap_curtails_no_more_than_it_must(curtail: int) -> None:
+    """A cap exactly what `curtail` curtailments leave: exactly `curtail` go idle."""
+    s21 = PROFILES[1]
+    saving = s21.watts_mine - s21.watts_idle
+    total = 4 * s21.watts_mine
+    cap_w = total - curtail * saving
+    fleet = site_fleet([1] * 4, [Mode.MINE] * 4, cap_kw=cap_w / 1000.0)
+    plan = run(fleet, [Mode.MINE] * 4, GUARDS)
+    assert plan.target.tolist().count(Mode.IDLE) == curtail
+    assert planned_w(np.array([1] * 4), plan.target) == total - curtail * saving <= cap_w
+
+
 def test_stale_is_measured_from_the_oldest_market_value() -> None:
     """A fresh price does not make a two-hour-old difficulty fresh: the fleet is held."""
     from datetime import UTC, datetime, timedelta
