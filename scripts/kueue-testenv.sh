@@ -14,7 +14,7 @@ KUEUE_VERSION=v0.17.0
 KUBERAY_VERSION=v1.6.0
 GO_MIN_MINOR=26
 # Bump when the build recipe changes.
-RECIPE_REV=1
+RECIPE_REV=2
 BINARIES=(kueue ray-operator)
 
 START=$SECONDS
@@ -46,7 +46,7 @@ present() {
     for b in "${BINARIES[@]}"; do
         [[ -x $BIN/$b ]] || return 1
     done
-    [[ -d $MAN/kueue/crd && -f $MAN/kueue/webhook/manifests.yaml && -d $MAN/ray/crd ]]
+    [[ -d $MAN/kueue/crd && -f $MAN/kueue/webhook/manifests.yaml && -f $MAN/ray/crd/ray.io_rayservices.yaml ]]
 }
 
 up_to_date() {
@@ -122,7 +122,8 @@ copy_manifests() {
     cp "$kdir"/config/components/crd/bases/*.yaml "$STAGE/manifests/kueue/crd/"
     cp "$kdir/config/components/crd/kustomization.yaml" "$STAGE/manifests/kueue/"
     cp "$kdir/config/components/webhook/manifests.yaml" "$STAGE/manifests/kueue/webhook/"
-    cp "$rdir"/config/crd/bases/ray.io_{rayclusters,rayjobs}.yaml "$STAGE/manifests/ray/crd/"
+    # The operator watches all three kinds: without one of the CRDs it does not start.
+    cp "$rdir"/config/crd/bases/ray.io_{rayclusters,rayjobs,rayservices}.yaml "$STAGE/manifests/ray/crd/"
     chmod -R u+w "$STAGE/manifests"
 }
 
@@ -130,8 +131,6 @@ step "build kueue $KUEUE_VERSION" build_kueue
 step "build ray-operator $KUBERAY_VERSION" build_kuberay
 step "copy CRDs and webhook manifests" copy_manifests
 
-v=$("$STAGE/kueue" --version 2>&1 || true)
-log "  kueue: $(head -n1 <<<"$v")"
 
 mkdir -p "$BIN"
 for b in "${BINARIES[@]}"; do

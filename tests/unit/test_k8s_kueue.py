@@ -540,8 +540,14 @@ def test_reconcile_between_cycles_keeps_the_quota_and_shadow_writes_none() -> No
     ShadowActuator(act).apply(make_plan(["n0", "n1"], [Mode.AI, Mode.AI],
                                         [Mode.MINE, Mode.MINE]))
     assert objects.patches == [] and quota_now(objects) == 0
-    act.reconcile()
+    between = act.reconcile()
     assert quota_now(objects) == 2 * gpus
+    # Reconcile results are not journaled: the next cycle's result carries the change.
+    plan = make_plan(["n0", "n1"], [Mode.AI, Mode.AI], [Mode.AI, Mode.AI])
+    carried = act.apply(plan).notes
+    assert [k for k in carried if k.startswith("clusterqueue/gpu-cq at ")] and all(
+        v == between.notes["clusterqueue/gpu-cq"] for v in carried.values())
+    assert act.apply(plan).notes == {}
 
 
 @pytest.mark.parametrize("field,value", [("queue_prices", {"q": -1.0}),

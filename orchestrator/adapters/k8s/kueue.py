@@ -23,13 +23,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from orchestrator.adapters.k8s.actuator import KubeActuator, NodeTarget, _Pass
+from orchestrator.adapters.k8s.actuator import (
+    RECONCILE_DECISION,
+    KubeActuator,
+    NodeTarget,
+    _Pass,
+)
 from orchestrator.adapters.k8s.api import CONFLICT, NOT_FOUND, ApiError, KubeOps, Obj
 from orchestrator.adapters.k8s.client import KubeClient
 from orchestrator.adapters.k8s.objects import (
     GPU_PRODUCT_LABEL,
     UNREADABLE_LEASE_S,
     annotations_of,
+    format_time,
     is_true,
     labels_of,
     meta,
@@ -43,11 +49,14 @@ from orchestrator.adapters.k8s.objects import (
     selected_value,
 )
 from orchestrator.adapters.k8s.watch import PodSource
+from orchestrator.engine.plan import Plan
 from orchestrator.models.config import KubernetesConfig
 from orchestrator.models.demand import AIJob
+from orchestrator.models.fleet import FleetTable
 from orchestrator.models.hardware import HardwareProfile
 from orchestrator.models.kueue_config import KubeRayConfig, KueueConfig
 from orchestrator.models.modes import Mode, NodeState
+from orchestrator.ports import ActuationResult
 
 log = logging.getLogger("hashpivot.k8s.kueue")
 
@@ -788,6 +797,8 @@ def quota_key(cluster_queue: str) -> str:
 
 
 LOWER_FIRST = "waiting for the ClusterQueue quota to be lowered first"
+DEACTIVATED = "interruptible: deactivated"
+MAX_CARRIED = 64
 
 
 class KueueActuator(KubeActuator):
@@ -807,6 +818,25 @@ class KueueActuator(KubeActuator):
         super().__init__(kube, config, **kwargs)
         self.reader = reader
         self.kueue = reader.kueue
+        #: Changes made by passes whose result nobody journals (reconciles between
+        #: cycles), handed to the next cycle's result so the journal has every one.
+        self._carried: dict[str, str] = {}
+
+    def apply(self, plan: Plan, fleet: FleetTable | None = None) -> ActuationResult:
+        result = super().apply(plan, fleet)
+        with self._lock:
+            carried, self._carried = self._carried, {}
+        result.notes = {**carried, **result.notes}
+        return result
+
+    def _carry(self, notes: Mapping[str, str], now_s: float) -> None:
+        stamp = format_time(now_s)
+        for key, what in notes.items():
+            if key.startswith("clusterqueue/") or what.startswith(DEACTIVATED):
+                self._carried[f"{key} at {stamp}"] = what
+        # Bounded: a cycle that never comes must not grow this without end.
+        while len(self._carried) > MAX_CARRIED:
+            del self._carried[next(iter(self._carried))]
 
     def _nodes_now(self) -> list[NodeCapacity]:
         return [capacity_of(self._observed(obj)[0], self.config) for obj in self.nodes.nodes()]
@@ -886,7 +916,7 @@ class KueueActuator(KubeActuator):
                     errors[f"workload/{wl.key}"] = f"deactivating: {exc}"
                 continue
             self.totals.update(deactivated=1)
-            notes[f"workload/{wl.key}"] = "interruptible: deactivated, Kueue requeues it"
+            notes[f"workload/{wl.key}"] = f"{DEACTIVATED}, Kueue requeues it"
 
     def _run(self, targets: Sequence[NodeTarget], decision_id: str, *, write: bool) -> _Pass:
         if not write or not self.kueue.enabled or not self.kueue.cluster_queue:
@@ -940,4 +970,6 @@ class KueueActuator(KubeActuator):
         self._deactivate(notes, errors, queued, draining, deadline)
         run.result.notes.update(notes)
         run.result.errors.update(errors)
+        if decision_id == RECONCILE_DECISION:
+            self._carry(notes, self.clock())
         return run
