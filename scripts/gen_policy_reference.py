@@ -57,6 +57,18 @@ def dataclass_table(cls: type) -> str:
         if f.name.startswith("_"):
             continue
         rows.append(f"| `{f.name}` | `{_type_name(f.type)}` | {comments.get(f.name, '')} |")
+    for name, member in vars(cls).items():
+        if name.startswith("_") or isinstance(member, staticmethod):
+            continue
+        if isinstance(member, property):
+            kind, fn = "property", member.fget
+        elif inspect.isfunction(member):
+            kind, fn = "method", member
+        else:
+            continue
+        summary = " ".join((inspect.getdoc(fn) or "").split("\n\n")[0].split())
+        summary = summary.replace("|", "\\|")
+        rows.append(f"| `{name}` | {kind} | {summary} |")
     doc = (cls.__doc__ or "").strip().splitlines()[0]
     return f"{doc}\n\n" + "\n".join(rows)
 

@@ -19,13 +19,13 @@ import numpy.typing as npt
 
 from orchestrator.backtest.jobbook import JobBook, QueuedJobs
 from orchestrator.backtest.jobs import JobStream
-from orchestrator.engine.guards import SWITCH_LOAD_HALF_LIFE_S
 from orchestrator.engine.kernels import (
     ai_revenue_usd_per_hour,
     mining_revenue_usd_per_hour,
     power_cost_usd_per_hour,
 )
 from orchestrator.engine.plan import Plan
+from orchestrator.framework.context import SWITCH_LOAD_HALF_LIFE_S
 from orchestrator.framework.jit import AI, MINE, compiled
 from orchestrator.models.config import ScoringConfig
 from orchestrator.models.demand import DemandSummary

@@ -33,7 +33,11 @@ import numpy.typing as npt
 
 from orchestrator.engine import kernels
 from orchestrator.errors import PolicyError
-from orchestrator.framework.context import DecisionContext, PolicyDecision
+from orchestrator.framework.context import (
+    SWITCH_LOAD_HALF_LIFE_S,
+    DecisionContext,
+    PolicyDecision,
+)
 from orchestrator.framework.reasons import Reason
 from orchestrator.models.config import GuardConfig
 from orchestrator.models.modes import STEADY_STATES
@@ -42,7 +46,6 @@ F64 = npt.NDArray[np.float64]
 I8 = npt.NDArray[np.int8]
 B = npt.NDArray[np.bool_]
 
-SWITCH_LOAD_HALF_LIFE_S = 86_400.0
 _REASON_CODES = np.array([int(r) for r in Reason])
 _KNOWN_REASON = np.zeros(max(Reason) + 1, dtype=bool)
 _KNOWN_REASON[_REASON_CODES] = True

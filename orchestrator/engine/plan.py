@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -125,6 +126,8 @@ class Plan:
 
 
 _NO_HISTORY = MarketHistory.empty()
+_NO_LOAD = np.zeros(0)
+_NO_LOAD.flags.writeable = False
 
 
 def build_context(
@@ -139,6 +142,7 @@ def build_context(
     policy_state: Mapping[str, npt.NDArray[np.generic]] | None = None,
     interval_s: float = 0.0,
     skipped_cycles: int = 0,
+    switch_load: F64 | None = None,
 ) -> DecisionContext:
     """Score the fleet and freeze everything a policy may read."""
     view = fleet.read_only()
@@ -160,6 +164,10 @@ def build_context(
         policy_state=policy_state or {},
         interval_s=interval_s,
         skipped_cycles=skipped_cycles,
+        switch_load=_NO_LOAD if switch_load is None else switch_load,
+        max_switches_per_node_per_day=guards.max_switches_per_node_per_day,
+        fleet_switches_per_hour=max(
+            math.floor(guards.max_fleet_switch_share_per_hour * view.n), 1),
     )
 
 

@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from orchestrator.engine.guards import SWITCH_LOAD_HALF_LIFE_S
 from orchestrator.engine.plan import Plan, build_context, decide
-from orchestrator.framework.context import MarketHistory
+from orchestrator.framework.context import SWITCH_LOAD_HALF_LIFE_S, MarketHistory
 from orchestrator.framework.policy import Policy
 from orchestrator.models.config import GuardConfig, ScoringConfig
 from orchestrator.models.demand import DemandSummary, smooth_demand
@@ -175,7 +174,7 @@ class DecisionStep:
             now_s=now_s, prices=prices, demand=summary,
             fleet=fleet.with_columns(since=self._last_s), guards=guards,
             scoring=self.scoring, history=history, policy_state=self.policy_state,
-            interval_s=self.interval_s, skipped_cycles=skipped,
+            interval_s=self.interval_s, skipped_cycles=skipped, switch_load=self._load,
         )
         try:
             plan = decide(ctx, self.policy, guards, switch_load=self._load)

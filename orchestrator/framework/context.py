@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +17,9 @@ from orchestrator.models.market import MarketPrices
 from orchestrator.models.modes import Mode
 
 F64 = npt.NDArray[np.float64]
+
+#: Half-life of a node's switch count: the per-node budget counts switches over about a day.
+SWITCH_LOAD_HALF_LIFE_S = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,7 @@ class ScoreTable:
 
     @property
     def n(self) -> int:
+        """Number of nodes (columns)."""
         return int(self.value.shape[1])
 
     def gain_per_h(
@@ -121,9 +126,40 @@ class DecisionContext:
     #: Decisions missed since the last one (a controller down, a market unusable): 0 when
     #: this decision follows the last one by one interval.
     skipped_cycles: int = 0
+    #: Each node's switch count as of its last switch, decaying with a 24 h half-life
+    #: (see `switches_24h`; empty when the runner keeps no switch history).
+    switch_load: F64 = field(default_factory=lambda: np.zeros(0))
+    #: The per-node switch budget: most switches a node may make per day (guards).
+    max_switches_per_node_per_day: float = math.inf
+    #: The fleet switch budget: most nodes that may start a switch per hour (guards).
+    fleet_switches_per_hour: int = 0
+
+    @property
+    def site_power_w(self) -> F64:
+        """Power each site draws now, W: every node at its current mode's full-load watts,
+        as the power cap counts it (`fleet.sites` order)."""
+        idx = np.arange(self.fleet.n)
+        draw = self.scores.watts[self.fleet.mode.astype(np.intp), idx]
+        return np.bincount(self.fleet.site, weights=draw,
+                           minlength=max(len(self.fleet.sites), 1)).astype(np.float64)
+
+    @property
+    def site_headroom_w(self) -> F64:
+        """W each site may still add before its cap (inf: no cap; negative: over it)."""
+        return self.site_power_cap_w - self.site_power_w
+
+    @property
+    def switches_24h(self) -> F64:
+        """Each node's switches over the last day as the per-node budget counts them (a
+        count decaying with a 24 h half-life); zeros when no history is kept."""
+        if self.switch_load.shape != (self.fleet.n,):
+            return np.zeros(self.fleet.n)
+        return self.switch_load * np.exp2(-np.maximum(self.dwell_s, 0.0)
+                                          / SWITCH_LOAD_HALF_LIFE_S)
 
     @property
     def current(self) -> npt.NDArray[np.int8]:
+        """Each node's current mode (`fleet.mode`)."""
         return self.fleet.mode
 
     def local_time(self, site: int = 0) -> datetime:
