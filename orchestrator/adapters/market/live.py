@@ -118,6 +118,7 @@ class LiveMarketSource:
         self.hashpower_fixed = FixedGpuFeed(config.hashpower_btc_per_unit_day_fixed)
         self._live_hashpower: set[str] = set()
         self.quality = DataQuality(config, on_reject=self._count)
+        self.quality.source_counts = {BTC_USD: len(self.prices), DIFFICULTY: len(self.chain)}
         self._hook = on_reject
         self._http = http
         self._report: RefreshReport | None = None

@@ -300,6 +300,9 @@ class DataQuality:
     states: dict[str, FeedState] = field(default_factory=dict)
     #: (feed, reason) → count, for metrics.
     rejections: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: Sources actually polled per cold-start feed kind (the source sets them); absent:
+    #: as many as the config lists.
+    source_counts: dict[str, int] = field(default_factory=dict)
 
     def state(self, feed: str) -> FeedState:
         return self.states.setdefault(feed, FeedState())
@@ -389,9 +392,10 @@ class DataQuality:
     def _single_source(self, feed: str) -> bool:
         """Only one source is configured for `feed`: no second one can ever confirm."""
         kind = feed_kind(feed)
-        if kind == "btc_usd":
-            return len(self.config.price_sources) < 2
-        return len(self.config.chain_sources) < 2
+        configured = (
+            len(self.config.price_sources) if kind == "btc_usd" else len(self.config.chain_sources)
+        )
+        return self.source_counts.get(kind, configured) < 2
 
     def _agrees(self, feed: str, a: Candidate, b: Candidate) -> bool:
         if feed_kind(feed) == "difficulty":
