@@ -3,7 +3,11 @@ outside physical ranges. Inputs are pyasic `MinerData` records as pyasic builds 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("pyasic")
 
@@ -14,6 +18,7 @@ from pyasic.device.algorithm.hashrate.unit.sha256 import SHA256Unit
 
 from orchestrator.adapters.asic.readings import (
     MAX_HASHRATE_THS,
+    MAX_WATTS,
     TEMPERATURE_RANGE_C,
     from_pyasic,
 )
@@ -77,3 +82,35 @@ def test_impossible_hashrate_and_power_are_dropped() -> None:
     reading = from_pyasic("10.0.0.1", data, 0.0)
     assert reading.hashrate_ths is None and reading.watts is None
     assert not reading.reachable  # nothing usable left: no reading, the miner counts at full draw
+
+
+# -- whatever pyasic hands over, a reading is made or refused, never an exception ---------
+
+junk = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**30), 10**30), st.floats(allow_nan=True),
+    st.text(max_size=5), st.lists(st.integers(), max_size=2), st.just(object()),
+    st.builds(ths, st.floats(0, 1e6)),
+)
+boards = st.lists(st.builds(SimpleNamespace, temp=junk, hashrate=junk), max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hashrate=junk, expected=junk, wattage=junk, limit=junk, env=junk, flag=junk,
+       hbs=st.one_of(st.none(), boards), errors=st.one_of(st.none(), st.lists(junk, max_size=2)))
+def test_any_miner_data_makes_a_sane_reading(hashrate: object, expected: object,
+                                              wattage: object, limit: object, env: object,
+                                              flag: object, hbs: object, errors: object) -> None:
+    data = SimpleNamespace(make="AntMiner", model="S19 XP", firmware="Stock", hashrate=hashrate,
+                           expected_hashrate=expected, wattage=wattage, wattage_limit=limit,
+                           env_temp=env, is_mining=flag, hashboards=hbs, errors=errors)
+    r = from_pyasic("10.0.0.1", data, 0.0)
+    lo, hi = TEMPERATURE_RANGE_C
+    if r.temperature_c is not None:
+        assert lo <= r.temperature_c <= hi
+    if r.hashrate_ths is not None:
+        assert 0.0 <= r.hashrate_ths <= MAX_HASHRATE_THS
+    if r.watts is not None:
+        assert 0.0 < r.watts <= MAX_WATTS
+    assert r.is_mining in (True, False, None)
+    if r.reachable:
+        assert r.hashrate_ths is not None or r.watts is not None
