@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
+from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from orchestrator.adapters.k8s.client import KubeClient
@@ -34,6 +35,7 @@ from orchestrator.models.build import profile_catalog
 from orchestrator.models.config import HashpivotConfig
 from orchestrator.models.kueue_config import KubeRayConfig, KueueConfig
 from orchestrator.runtime.journal import read_journal
+from tests.chart.helm import Helm, find_helm, missing_helm_message
 from tests.contract.feedserver import FeedServer
 from tests.faults.k8s_site import market_values, serve_fresh_market, settle_as
 
@@ -288,6 +290,64 @@ def waiting(proc: subprocess.Popen[bytes], log: Path, probe: Any, what: str) -> 
                              f"{log.read_text(errors='replace')[-4000:]}") from None
 
 
+RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+RELEASE = "hashpivot"
+
+
+def chart_identity(kueue: KueueEnv, admin: client.ApiClient, namespace: str, cq: str,
+                   lease_name: str, tmp: Path) -> tuple[Path, list[dict[str, Any]]]:
+    """The chart's ServiceAccount and RBAC (live, Kueue and KubeRay on) in `namespace`,
+    and a kubeconfig that authenticates as that ServiceAccount: hashpivot runs with no
+    more than the chart grants."""
+    found = find_helm()
+    if found is None:
+        if _required():
+            pytest.fail(missing_helm_message(), pytrace=False)
+        pytest.skip(missing_helm_message())
+    values = tmp / "chart-values.yaml"
+    values.write_text(yaml.safe_dump({"config": {
+        "controller": {"mode": "live"},
+        "kueue": {"enabled": True, "cluster_queue": cq},
+        "kuberay": {"enabled": True},
+        # A live chart needs a miner DaemonSet named; this test's nodes run none.
+        "kubernetes": {"miner_daemonset": "hashpivot-miner", "lease_name": lease_name},
+    }}))
+    text = Helm(found).template_text([values], namespace=namespace, release=RELEASE)
+    docs = [d for d in yaml.safe_load_all(text) if d and d.get("kind") in RBAC_KINDS]
+    kueue.kubectl("-n", namespace, "apply", "--server-side",
+                  "--field-manager=hashpivot-tests", "-f", "-", stdin=yaml.safe_dump_all(docs))
+    token = client.CoreV1Api(admin).create_namespaced_service_account_token(
+        RELEASE, namespace, client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)))
+    base = admin.configuration
+    ca = tmp / "ca.crt"
+    ca.write_bytes(Path(base.ssl_ca_cert).read_bytes())
+    kubeconfig = tmp / "sa-kubeconfig.yaml"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "t2", "cluster": {"server": base.host,
+                                                "certificate-authority": str(ca)}}],
+        "users": [{"name": RELEASE, "user": {"token": token.status.token}}],
+        "contexts": [{"name": "t2", "context": {"cluster": "t2", "user": RELEASE}}],
+        "current-context": "t2",
+    }))
+    return kubeconfig, docs
+
+
+def as_service_account(kubeconfig: Path) -> client.ApiClient:
+    api: client.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig))
+    return api
+
+
+def forbidden(call: Any) -> bool:
+    try:
+        call()
+    except ApiException as exc:
+        return exc.status == 403
+    return False
+
+
 def quota_notes(records: list[Any], cq: str) -> list[str]:
     """The quota changes a journal holds, in order."""
     return [v for r in records for k, v in (r.actuation.get("notes") or {}).items()
@@ -315,6 +375,7 @@ def test_kueue_demand_flips_nodes_raises_quota_and_flipping_back_lowers_it_first
     prefix = f"kq{uuid.uuid4().hex[:6]}"
     admin = kwok_cluster.api_client()
     sampler: QuotaSampler | None = None
+    rbac_docs: list[dict[str, Any]] = []
     try:
         nodes = add_gpu_nodes(admin, prefix, N_NODES, gpus=GPUS_PER_NODE)
         cluster = Cluster(admin, k8s_namespace, prefix, "")
@@ -349,12 +410,28 @@ def test_kueue_demand_flips_nodes_raises_quota_and_flipping_back_lowers_it_first
         assert not pending[by_owner["serve"]].interruptible
         assert pending[by_owner["train"]].gpu_model == "H100_80GB_SXM5"  # via the flavor
 
+        # hashpivot acts as the chart's ServiceAccount, which may touch only its own queue.
+        identity, rbac_docs = chart_identity(
+            kueue, admin, k8s_namespace, cq, hp_config(k8s_namespace, prefix).lease_name,
+            tmp_path)
+        sa = as_service_account(identity)
+        try:
+            sa_custom = client.CustomObjectsApi(sa)
+            assert forbidden(lambda: sa_custom.get_cluster_custom_object(
+                GROUP, VERSION, "clusterqueues", f"other-{prefix}"))
+            assert forbidden(lambda: sa_custom.delete_namespaced_custom_object(
+                GROUP, VERSION, k8s_namespace, "workloads", by_owner["train"]))
+            assert forbidden(lambda: sa_custom.patch_namespaced_custom_object(
+                "ray.io", "v1", k8s_namespace, "rayclusters", "serve", {"spec": {}}))
+        finally:
+            sa.close()  # type: ignore[no-untyped-call]
+
         sampler = QuotaSampler(cluster)
         sampler.start()
         # -- up: greedy on a fresh market, demand only from Kueue --------------------------
         up = hashpivot_run(tmp_path, "up", site_values(
             k8s_namespace, prefix, feeds, cq, {"name": "greedy"}, min_dwell_s=3600),
-            kwok_cluster.kubeconfig)
+            identity)
         try:
             def admitted_and_running() -> bool:
                 job = cluster.batch.read_namespaced_job("train", k8s_namespace)
@@ -396,7 +473,7 @@ def test_kueue_demand_flips_nodes_raises_quota_and_flipping_back_lowers_it_first
         down = hashpivot_run(tmp_path, "down", site_values(
             k8s_namespace, prefix, feeds, cq,
             {"name": "tests.faults.scripted:Scripted", "params": {"mode": "mine"}},
-            min_dwell_s=0), kwok_cluster.kubeconfig)
+            min_dwell_s=0), identity)
         try:
             def drained() -> bool:
                 states = cluster.states()
@@ -428,6 +505,15 @@ def test_kueue_demand_flips_nodes_raises_quota_and_flipping_back_lowers_it_first
         assert sampler.samples > 0
         assert not sampler.violations, sampler.violations[:5]
     finally:
+        rbac = client.RbacAuthorizationV1Api(admin)
+        for doc in rbac_docs:
+            name = doc["metadata"]["name"]
+            if doc["kind"] == "ClusterRole":
+                with contextlib.suppress(ApiException):
+                    rbac.delete_cluster_role(name)
+            elif doc["kind"] == "ClusterRoleBinding":
+                with contextlib.suppress(ApiException):
+                    rbac.delete_cluster_role_binding(name)
         if sampler is not None:
             sampler.stop.set()
             sampler.join(10)
