@@ -74,17 +74,17 @@ _FINISHED_RAYJOB = frozenset({"Complete", "Failed"})
 
 def _spec(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     s = obj.get("spec")
-    return s if isinstance(s, Mapping) else {}
+    return s if isinstance(s, dict) else {}
 
 
 def _status(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     s = obj.get("status")
-    return s if isinstance(s, Mapping) else {}
+    return s if isinstance(s, dict) else {}
 
 
 def _condition(obj: Mapping[str, Any], kind: str) -> bool:
     return any(
-        isinstance(c, Mapping) and c.get("type") == kind and c.get("status") == "True"
+        isinstance(c, dict) and c.get("type") == kind and c.get("status") == "True"
         for c in _status(obj).get("conditions") or []
     )
 
@@ -131,7 +131,7 @@ class Template:
 
 
 def _template(name: str, pods: int, template: object) -> Template:
-    tpl = template if isinstance(template, Mapping) else {}
+    tpl = template if isinstance(template, dict) else {}
     spec = _spec(tpl)
     return Template(
         name=name,
@@ -254,19 +254,19 @@ def workload_view(obj: Mapping[str, Any], gpu_resource: str = "nvidia.com/gpu") 
         _template(str(ps.get("name") or f"podset-{i}"), _int(ps.get("count"), 1),
                   ps.get("template"))
         for i, ps in enumerate(spec.get("podSets") or [])
-        if isinstance(ps, Mapping)
+        if isinstance(ps, dict)
     )
     admission = status.get("admission")
     flavors: dict[str, str] = {}
-    if isinstance(admission, Mapping):
+    if isinstance(admission, dict):
         for psa in admission.get("podSetAssignments") or []:
-            if isinstance(psa, Mapping):
+            if isinstance(psa, dict):
                 flavor = (psa.get("flavors") or {}).get(gpu_resource)
                 if flavor:
                     flavors[str(psa.get("name") or "")] = str(flavor)
     ref = spec.get("priorityClassRef")
     priority_class = (
-        str(ref.get("name")) if isinstance(ref, Mapping) and ref.get("name")
+        str(ref.get("name")) if isinstance(ref, dict) and ref.get("name")
         else spec.get("priorityClassName") or None  # v1beta1's field, served beside v1beta2
     )
     priority = spec.get("priority")
@@ -280,7 +280,7 @@ def workload_view(obj: Mapping[str, Any], gpu_resource: str = "nvidia.com/gpu") 
         else None,
         priority_class=str(priority_class) if priority_class else None,
         active=spec.get("active") is not False,
-        reserved=isinstance(admission, Mapping) or _condition(obj, "QuotaReserved"),
+        reserved=isinstance(admission, dict) or _condition(obj, "QuotaReserved"),
         finished=_condition(obj, "Finished"),
         owners=owner_uids(obj),
         templates=templates,
@@ -300,11 +300,11 @@ def ray_templates(cluster_spec: object) -> tuple[Template, ...]:
 
     A worker group runs replicas × numOfHosts pods; a suspended group runs none.
     """
-    spec = cluster_spec if isinstance(cluster_spec, Mapping) else {}
+    spec = cluster_spec if isinstance(cluster_spec, dict) else {}
     head = spec.get("headGroupSpec")
-    out = [_template("head", 1, head.get("template") if isinstance(head, Mapping) else None)]
+    out = [_template("head", 1, head.get("template") if isinstance(head, dict) else None)]
     for i, group in enumerate(spec.get("workerGroupSpecs") or []):
-        if not isinstance(group, Mapping) or group.get("suspend") is True:
+        if not isinstance(group, dict) or group.get("suspend") is True:
             continue
         replicas = group.get("replicas")
         if replicas is None:
