@@ -16,6 +16,7 @@ import copy
 import datetime as dt
 import ipaddress
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -313,6 +314,7 @@ class KueueEnv:
                 proc.kill()
                 proc.wait()
         self.procs.clear()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager
