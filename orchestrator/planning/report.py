@@ -52,7 +52,9 @@ def plot_frontier(result: PlanResult, path: Path) -> None:
 
 
 def _money(x: float | None) -> str:
-    return "—" if x is None else f"${x / 1e6:,.1f}M"
+    if x is None:
+        return "—"
+    return f"{'−' if x < 0 else ''}${abs(x) / 1e6:,.1f}M"
 
 
 def _pct(x: float | None) -> str:
@@ -87,7 +89,7 @@ def write_report(result: PlanResult, out_dir: Path) -> Path:
                 _money(s.npv_mean),
                 f"{_money(s.npv_min)} … {_money(s.npv_max)}",
                 f"{_money(s.bootstrap_p10)} … {_money(s.bootstrap_p90)}",
-                _money(s.delta_npv_mean),
+                _money(s.delta_npv_mean) if s.size_mw else "—",
                 _pct(s.irr_median),
                 _num(s.payback_years_median, ".1f"),
                 _money(s.revenue_usd_per_year),
@@ -145,7 +147,8 @@ font-size:13px;text-align:right}}td:first-child{{text-align:left}}</style></head
 keeping the hall as it is in the same scenario; IRR and payback are the conversion's own
 (its flows minus the kept hall's). Break-even rent and hashprice are first order, on the
 first recorded scenario: the price at which converting neither gains nor loses with the
-site's decisions held as simulated.</p>
+site's decisions held as simulated: converting pays above the break-even rent and below the
+break-even hashprice ("below 0": no hashprice, however low, makes it pay).</p>
 <h2>Value per MW</h2>{val_table}
 <p>A mining MW here is the kept hall's NPV per MW; a converted MW is what its cash flows
 are worth before its capex, per MW.</p>

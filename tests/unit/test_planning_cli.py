@@ -35,7 +35,9 @@ def test_plan_command_writes_report_and_summary(tmp_path: Path) -> None:
     # The recommendation is the size with the best mean NPV over the scenarios run.
     outcomes = summary["outcomes"]
     means = {s: np.mean([o["npv_usd"] for o in outcomes if o["size_mw"] == s]) for s in sizes}
-    assert summary["recommendation"]["size_mw"] == max(sizes, key=lambda s: (means[s], -s))
+    best = max(sizes, key=lambda s: (means[s], -s))
+    assert summary["recommendation"]["size_mw"] == best
+    assert f"Recommended: {best:g} MW" in page
     for entry in summary["sizes"]:
         assert entry["npv_mean"] == pytest.approx(means[entry["size_mw"]])
     assert summary["valuations"]["quoted_mining_usd_per_mw"] == 4_500_000
