@@ -437,3 +437,30 @@ def test_a_whatsminer_hashing_with_its_flag_off_counts_as_mining(lab: MinerLab) 
     view = asic_fleet([st], [Site(name="hall")], builtin_catalog())
     assert view.fleet.mode[0] == Mode.MINE
     assert view.fleet.watts_mine[0] == summary["Power"] and view.watts_measured[0]
+
+
+def test_vnish_announcing_itself_as_an_antminer_is_driven_as_vnish(lab: MinerLab) -> None:
+    """VNish 3.8.6 names itself 'Antminer S19 XP (vnish 3.8.6)': pyasic's discovery
+    takes it for stock firmware, whose commands VNish does not take. hashpivot reads its
+    version, drives it as VNish, and its curtail reaches it."""
+    from pyasic.miners.factory import MinerFactory
+
+    miner = lab.add("vnish", vnish_as_antminer=True)
+
+    async def discovered() -> str:
+        found = await MinerFactory().get_miner(miner.ip)
+        return str(found.firmware)
+
+    assert asyncio.run(discovered()) == "Stock"  # what discovery alone makes of it
+    site = _site([miner])
+
+    async def scenario() -> tuple[MinerStatus, tuple[str, ...]]:
+        st = _by_ip(await site.refresh())[miner.ip]
+        site.set_targets({miner.ip: MinerTarget(mine=False, priority=0.1, delta_w=3000.0)})
+        return st, (await site.step()).curtailed
+
+    st, curtailed = asyncio.run(scenario())
+    assert st.reading.firmware == FIRMWARE["vnish"] and st.reading.reachable
+    assert curtailed == (miner.ip,) and not miner.mining
+    assert "http POST /api/v1/mining/stop" in miner.seen or (
+        "http POST /api/v1/mining/pause" in miner.seen)

@@ -8,6 +8,7 @@ here but in `site.AsicSite`, so the simulated driver gets the same treatment.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any, Protocol
@@ -101,6 +102,7 @@ class PyasicDriver:
             miner = await MinerFactory().get_miner(address)
             if miner is None or type(miner).__name__ == "UnknownMiner":
                 return None
+            miner = await _vnish_seen_as_stock(address, miner)
         if spec.rpc_port is not None and getattr(miner, "rpc", None) is not None:
             miner.rpc.port = spec.rpc_port
         if spec.web_port is not None and getattr(miner, "web", None) is not None:
@@ -150,6 +152,25 @@ def confirmed(reading: MinerReading, want: bool) -> bool:
     if not want:
         return not reading.hashing
     return reading.is_mining is True or (reading.hashrate_ths or 0.0) > 0.0
+
+
+async def _vnish_seen_as_stock(address: str, miner: Handle) -> Handle:
+    """VNish 3.8 names itself 'Antminer … (vnish 3.8.6)' in its API version and has no
+    'AnthillOS' page, so pyasic's discovery takes it for stock firmware, whose commands
+    VNish does not take. Its version reply says VNish: rebuild it as VNish."""
+    if getattr(miner, "firmware", None) is None or str(miner.firmware) != "Stock":
+        return miner
+    if not any(c.__name__.startswith("Antminer") for c in type(miner).__mro__):
+        return miner
+    try:
+        reply = await miner.rpc.version()
+    except Exception:  # no answer: keep what discovery found
+        return miner
+    if "vnish" not in json.dumps(reply).lower():
+        return miner
+    log.info("%s: VNish reporting itself as stock Antminer firmware", address)
+    model = getattr(miner, "model", None)
+    return _build(address, "vnish", f"Antminer {model}" if model else None)
 
 
 _COMMANDS: dict[type, list[str]] = {}
