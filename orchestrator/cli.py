@@ -192,6 +192,13 @@ def backtest(
     ] = None,
     report: Annotated[Path | None, typer.Option(help="Report folder.")] = None,
     baselines: Annotated[bool, typer.Option(help="Run baselines and the oracle.")] = True,
+    oracle_gap: Annotated[
+        float | None,
+        typer.Option(help="Oracle stops at this gap between bound and feasible (0.005 = 0.5%)."),
+    ] = None,
+    oracle_iterations: Annotated[
+        int | None, typer.Option(help="Oracle stops after this many iterations.")
+    ] = None,
     use_ray: Annotated[
         bool, typer.Option("--ray/--no-ray", help="Run policies in parallel as Ray tasks.")
     ] = True,
@@ -214,6 +221,7 @@ def backtest(
     from orchestrator.models.config import load_config
 
     cfg = load_config(config)
+    cfg = _with_oracle_options(cfg, oracle_gap, oracle_iterations)
     when_from, when_to = _parse_when(start, "--from"), _parse_when(end, "--to")
     if journal is not None:
         _replay(cfg, journal, policy or [cfg.policy.name])
@@ -289,6 +297,29 @@ def backtest(
     if result.oracle is not None:
         console.print(f"hindsight oracle: {_usd(result.oracle.net_usd)} USD ({result.oracle.kind})")
     console.print(f"best policy: [bold]{best}[/bold]; report: {html_path}")
+
+
+def _with_oracle_options(cfg: Any, gap: float | None, iterations: int | None) -> Any:
+    """The config with the oracle's stopping rule from the command line, validated as the
+    config file's own fields are."""
+    update = {}
+    if gap is not None:
+        update["oracle_gap"] = gap
+    if iterations is not None:
+        update["oracle_max_iterations"] = iterations
+    if not update:
+        return cfg
+    from pydantic import ValidationError
+
+    from orchestrator.models.config import BacktestConfig
+
+    try:
+        backtest = BacktestConfig.model_validate({**cfg.backtest.model_dump(), **update})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        option = "--oracle-gap" if err["loc"][0] == "oracle_gap" else "--oracle-iterations"
+        raise typer.BadParameter(err["msg"], param_hint=option) from None
+    return cfg.model_copy(update={"backtest": backtest})
 
 
 def _replay(cfg: Any, folder: Path, policies: list[str]) -> None:

@@ -1,18 +1,21 @@
-"""The hindsight oracle: the best net profit achievable on the same data, or a proven
-upper bound on it.
+"""The hindsight oracle: a feasible schedule on the same data and a proven upper bound
+on the best one, with the gap between them.
 
 Per node, choosing a mode for every step with switching costs is a small dynamic
 program over (step × 3 modes). Nodes couple only through the site power cap and the AI
 demand they share. Both couplings are relaxed with Lagrange multipliers (λ per step on
 GPU demand, μ per step and site on the power cap): for any λ, μ ≥ 0 the sum of the
 per-node optima plus Σ λ·demand + Σ μ·cap is an upper bound on the coupled optimum (weak
-duality), and a few projected subgradient steps tighten it. When the relaxed solution
-already respects demand and cap, it is feasible and the bound is exact.
+duality). Each iteration also builds a feasible schedule from the relaxed one
+(`_feasible_schedule`: the cap filled by value per watt, GPUs filled up to demand,
+switching paid), whose value is reachable. Multipliers move by Polyak steps toward the
+best feasible value; iterations stop when the gap (bound − feasible) ÷ feasible is at
+most the tolerance, or at the iteration limit.
 
 Identical nodes (same profile, site and starting mode) share one dynamic program, so
 the cost is O(steps × classes), independent of the fleet size. The oracle ignores min
-dwell and switch budgets (a relaxation: it can only raise the bound), and assumes AI
-jobs are served on arrival.
+dwell and switch budgets (both the bound and the schedule may switch every step), and
+assumes AI jobs are served on arrival.
 """
 
 from __future__ import annotations
@@ -33,17 +36,43 @@ F64 = npt.NDArray[np.float64]
 
 @dataclass(frozen=True, slots=True)
 class OracleResult:
-    net_usd: float
-    exact: bool
+    #: Net USD of the best feasible hindsight schedule found (reachable: the capture base).
+    feasible_usd: float
+    #: Proven upper bound on the best net USD (Lagrangian dual).
+    bound_usd: float
     iterations: int
-    #: Nodes per mode at each step in the relaxed optimum (steps × 3).
+    #: Modes per step of the feasible schedule: nodes per mode at each step (steps × 3).
     modes: npt.NDArray[np.int64]
-    #: The bound's contribution per step (sums to `net_usd`), for plotting against policies.
+    #: The feasible schedule's net per step (sums to `feasible_usd`), for plotting.
     net_per_step: F64
+    #: Gap the iterations stopped at or below, and the iteration limit.
+    tolerance: float = 0.005
+    max_iterations: int = 0
+
+    @property
+    def net_usd(self) -> float:
+        """The capture base: the best feasible schedule's net USD."""
+        return self.feasible_usd
+
+    @property
+    def gap(self) -> float:
+        """(bound − feasible) ÷ |feasible|: how far the feasible value may be from the best."""
+        if self.feasible_usd == 0:
+            return 0.0 if self.bound_usd <= 0 else np.inf
+        return max(self.bound_usd - self.feasible_usd, 0.0) / abs(self.feasible_usd)
+
+    @property
+    def converged(self) -> bool:
+        return self.gap <= self.tolerance
 
     @property
     def kind(self) -> str:
-        return "exact" if self.exact else "upper bound (Lagrangian dual)"
+        state = "within tolerance" if self.converged else "iteration limit reached"
+        return (
+            f"feasible schedule, bound {self.bound_usd:,.0f} USD, gap {self.gap:.2%} "
+            f"({state}: tolerance {self.tolerance:.2%}, {self.iterations} of "
+            f"{self.max_iterations} iterations)"
+        )
 
 
 def demand_gpus_per_step(jobs: JobStream, times_s: F64, dt_s: float) -> F64:
@@ -77,10 +106,16 @@ def hindsight_oracle(
     demand_gpus: F64,  # (steps,)
     dt_s: float,
     offered_usd_per_gpu_hour: float | None = None,
-    iterations: int = 25,
+    max_iterations: int = 200,
+    tolerance: float = 0.005,
     progress: Callable[[int], None] | None = None,
 ) -> OracleResult:
-    """Upper bound (exact when the couplings do not bind) on the best net profit."""
+    """A feasible hindsight schedule and an upper bound on the best one: iterates until
+    their gap is at most `tolerance` (a share of the feasible value) or `max_iterations`."""
+    if max_iterations < 1:
+        raise ValueError(f"max_iterations: expected at least 1, got {max_iterations}")
+    if not tolerance >= 0:
+        raise ValueError(f"tolerance: expected a share >= 0, got {tolerance}")
     steps = realized_power.shape[0]
     dt_h = dt_s / 3600.0
     # Node classes: identical profile, site and starting mode.
@@ -138,79 +173,82 @@ def hindsight_oracle(
     capped = np.isfinite(caps_w)
     watts_mode = np.stack([w_idle, w_mine, np.where(is_gpu, w_ai, 0.0)])  # (3, C)
 
-    total_gpus = float(np.sum(count * gpus))
-    lam = np.zeros(steps)
-    mu = np.zeros((steps, len(sites)))
-    best_bound = np.inf
-    best: tuple[npt.NDArray[np.int64], F64] | None = None
-    exact = False
+    caps = np.where(capped, caps_w, np.inf)
+    # Constraints measured in typical nodes (watts) and typical nodes' GPUs, so one Polyak
+    # step moves both kinds of multiplier alike.
+    w_ref = max(float(np.average(w_mine, weights=count)), 1.0)
+    g_ref = max(float(np.max(gpus)), 1.0)
+    initial = fleet.mode[rows].astype(np.int64)
+    # Start from each step's own prices (no switching): the GPU-hour margin of the last
+    # GPU demand can fill, and the value per watt of the last load the cap admits.
+    lam, mu = _step_prices(
+        count=counts.astype(np.float64), site=site.astype(np.int64), is_gpu=is_gpu,
+        gpus=gpus.astype(np.float64), v_idle=np.ascontiguousarray(v_idle),
+        v_mine=np.ascontiguousarray(v_mine), margin=np.ascontiguousarray(ai_margin_per_gpu),
+        watts=np.ascontiguousarray(watts_mode), caps=caps, demand=demand_gpus,
+    )
+    best_bound, best_feasible = np.inf, -np.inf
+    best_modes = np.zeros((steps, 3), dtype=np.int64)
+    best_per_step = np.zeros(steps)
+    agility, stalled = 1.0, 0
     it = 0
-    for it in range(1, iterations + 1):
+    for it in range(1, max_iterations + 1):
         margin = ai_margin_per_gpu - lam[:, None]
-        fill = margin > 0
         v_ai = np.where(is_gpu[None, :], v_idle + gpus * np.maximum(margin, 0.0), -np.inf)
         values = np.stack([v_idle, v_mine, v_ai], axis=2) * dt_h  # (T, C, 3)
-        mu_c = mu[:, site]  # (T, C)
-        values -= mu_c[:, :, None] * watts_mode.T[None, :, :] * dt_h
+        values -= mu[:, site][:, :, None] * watts_mode.T[None, :, :] * dt_h
         modes, dp_total = _dynamic_program(values, stop, start, wear, fleet.mode[rows], dt_h)
         dual = float(np.sum(count * dp_total)) + float(np.sum(lam * demand_gpus)) * dt_h
         dual += float(np.sum(mu[:, capped] * caps_w[capped][None, :])) * dt_h
-        in_ai = modes == Mode.AI  # (T, C)
-        used_gpus = np.sum(np.where(in_ai & fill, count * gpus, 0.0), axis=1)
-        drawn = np.zeros((steps, len(sites)))
-        w_sel = np.take_along_axis(
-            watts_mode.T[None, :, :].repeat(steps, 0), modes[:, :, None], axis=2
-        )[:, :, 0]
-        for s_idx in range(len(sites)):
-            drawn[:, s_idx] = np.sum(np.where(site == s_idx, count * w_sel, 0.0), axis=1)
-        if dual < best_bound:
-            best_bound = dual
-            counts_per_mode = np.stack(
-                [np.sum(np.where(modes == m, count, 0.0), axis=1) for m in Mode], axis=1
-            ).astype(np.int64)
-            # The bound, step by step: the path's (multiplier-adjusted) values less its
-            # switching costs, plus each step's λ·demand and μ·cap. Sums to `dual`.
-            chosen = np.take_along_axis(values, modes[:, :, None], axis=2)[:, :, 0]
-            switch = _path_switch_costs(modes, fleet.mode[rows], values, stop, start, wear,
-                                        dt_h)
-            per_step = np.sum(count * (chosen - switch), axis=1) + lam * demand_gpus * dt_h
-            per_step += np.sum(mu[:, capped] * caps_w[capped][None, :], axis=1) * dt_h
-            best = (counts_per_mode, per_step)
-        over_demand = used_gpus - demand_gpus
-        over_cap = np.where(capped[None, :], drawn - np.where(capped, caps_w, 0.0)[None, :], 0.0)
-        feasible = np.all(over_demand <= 1e-6) and np.all(over_cap <= 1e-6)
+        if dual < best_bound - 1e-9 * abs(best_bound if np.isfinite(best_bound) else 0.0):
+            best_bound, stalled = dual, 0
+        else:
+            stalled += 1
+        per_step = np.empty(steps)
+        counts_per_mode = np.zeros((steps, 3), dtype=np.int64)
+        feasible = _feasible_schedule(
+            desired=modes, count=counts.astype(np.int64), site=site.astype(np.int64),
+            is_gpu=is_gpu, gpus=gpus.astype(np.float64), v_idle=np.ascontiguousarray(v_idle),
+            v_mine=np.ascontiguousarray(v_mine), margin=np.ascontiguousarray(ai_margin_per_gpu),
+            watts=np.ascontiguousarray(watts_mode), caps=caps, demand=demand_gpus,
+            stop_h=np.ascontiguousarray(stop), start_h=np.ascontiguousarray(start),
+            wear=wear.astype(np.float64), initial=initial, dt_h=float(dt_h),
+            per_step=per_step, counts_per_mode=counts_per_mode,
+        )
+        if feasible > best_feasible:
+            best_feasible = feasible
+            best_modes, best_per_step = counts_per_mode, per_step
         if progress is not None:
             progress(it)
-        if (
-            feasible
-            and not np.any((lam > 0) & (over_demand < -1e-6))
-            and not np.any((mu > 0) & (over_cap < -1e-6))
-        ):
-            exact = True  # complementary slackness holds: the relaxed optimum is optimal
+        if best_bound - best_feasible <= tolerance * abs(best_feasible):
             break
-        # Projected subgradient step, scaled so early steps move by a fraction of prices.
-        step = 1.0 / np.sqrt(it)
-        price_scale = float(np.nanmax(np.abs(ai_margin_per_gpu))) if ai_margin_per_gpu.size else 1.0
-        lam = np.maximum(
-            0.0,
-            lam
-            + step
-            * price_scale
-            * np.sign(over_demand)
-            * (np.abs(over_demand) / max(total_gpus, 1.0)) ** 0.5,
-        )
-        if capped.any():
-            w_scale = float(np.max(np.abs(v_mine))) / max(float(np.max(w_mine)), 1.0)
-            mu = np.maximum(
-                0.0,
-                mu
-                + step
-                * w_scale
-                * np.sign(over_cap)
-                * (np.abs(over_cap) / np.where(capped, caps_w, 1.0)[None, :]) ** 0.5,
-            )
-    assert best is not None
-    return OracleResult(best_bound, exact, it, best[0], best[1])
+        # Subgradient of the dual: slack of each relaxed constraint (negative: violated).
+        in_ai = (modes == Mode.AI) & (ai_margin_per_gpu - lam[:, None] > 0)
+        used_gpus = np.sum(np.where(in_ai, count * gpus, 0.0), axis=1)
+        w_sel = np.take_along_axis(watts_mode.T[None, :, :].repeat(steps, 0),
+                                   modes[:, :, None], axis=2)[:, :, 0]
+        drawn = np.zeros((steps, len(sites)))
+        for s_idx in range(len(sites)):
+            drawn[:, s_idx] = np.sum(np.where(site == s_idx, count * w_sel, 0.0), axis=1)
+        g_lam = (demand_gpus - used_gpus) / g_ref
+        g_mu = np.where(capped[None, :], (np.where(capped, caps_w, 0.0) - drawn) / w_ref, 0.0)
+        # Only directions that can move: a multiplier at 0 with slack stays at 0.
+        g_lam = np.where((lam <= 0) & (g_lam > 0), 0.0, g_lam)
+        g_mu = np.where((mu <= 0) & (g_mu > 0), 0.0, g_mu)
+        norm = float(np.sum(g_lam**2) + np.sum(g_mu**2)) * dt_h
+        if norm <= 0:
+            break  # the relaxed optimum meets every constraint: nothing left to price
+        if stalled >= 5:
+            agility, stalled = agility / 2.0, 0
+        target = best_feasible if np.isfinite(best_feasible) else 0.0
+        theta = agility * max(dual - target, 1e-9 * max(abs(dual), 1.0)) / norm
+        lam = np.maximum(0.0, lam - theta * g_lam / g_ref)
+        mu = np.maximum(0.0, mu - theta * g_mu / w_ref)
+    return OracleResult(
+        feasible_usd=float(best_feasible), bound_usd=float(max(best_bound, best_feasible)),
+        iterations=it, modes=best_modes, net_per_step=best_per_step, tolerance=tolerance,
+        max_iterations=max_iterations,
+    )
 
 
 def _path_switch_costs(
@@ -298,3 +336,239 @@ def _best_paths(
         for t in range(steps - 1, -1, -1):
             modes[t, c] = m
             m = choice[t, m]
+
+
+@compiled
+def _feasible_schedule(
+    desired: npt.NDArray[np.int64],  # (T, C) mode each class wants (the relaxed optimum)
+    count: npt.NDArray[np.int64],  # (C,) nodes per class
+    site: npt.NDArray[np.int64],  # (C,)
+    is_gpu: npt.NDArray[np.bool_],
+    gpus: F64,
+    v_idle: F64,  # (T, C) USD/h
+    v_mine: F64,  # (T, C) USD/h
+    margin: F64,  # (T, C) USD per filled GPU-hour in AI beyond idle
+    watts: F64,  # (3, C) full-load W per mode
+    caps: F64,  # (S,) W, inf when uncapped
+    demand: F64,  # (T,) GPUs
+    stop_h: F64,
+    start_h: F64,
+    wear: F64,
+    initial: npt.NDArray[np.int64],
+    dt_h: float,
+    per_step: F64,
+    counts_per_mode: npt.NDArray[np.int64],
+) -> float:
+    """A schedule that keeps every cap and fills no more GPUs than demand, built step by
+    step from the relaxed optimum, and its net USD (`per_step` gets each step's share).
+
+    Each step starts from the modes the relaxed optimum wants; a site over its cap sheds
+    nodes to idle, least value per watt first; GPUs fill up to demand, best margin first;
+    AI nodes left without work fall back to the better of mining and idle where the cap
+    allows. Switching is paid as the dynamic program charges it (downtime × the hourly
+    value of the new mode + wear), pairing nodes that leave a mode with nodes that enter
+    one within each class.
+    """
+    steps, classes = desired.shape
+    n_sites = caps.shape[0]
+    prev = np.zeros((classes, 3), dtype=np.int64)
+    for c in range(classes):
+        prev[c, initial[c]] = count[c]
+    now = np.zeros((classes, 3), dtype=np.int64)
+    worth = np.empty((classes, 3))
+    drawn = np.empty(n_sites)
+    total = 0.0
+    for t in range(steps):
+        now[:] = 0
+        for c in range(classes):
+            m = desired[t, c]
+            if m == 2 and not is_gpu[c]:
+                m = 0
+            now[c, m] = count[c]
+            worth[c, 0] = v_idle[t, c]
+            worth[c, 1] = v_mine[t, c]
+            worth[c, 2] = v_idle[t, c] + gpus[c] * max(margin[t, c], 0.0) if is_gpu[c] else -1e300
+        # The cap: shed whole nodes to idle, least value per watt first.
+        drawn[:] = 0.0
+        for c in range(classes):
+            for m in range(3):
+                drawn[site[c]] += now[c, m] * watts[m, c]
+        for s in range(n_sites):
+            while drawn[s] > caps[s] + 1e-9:
+                pick_c, pick_m, pick_cost = -1, -1, np.inf
+                for c in range(classes):
+                    if site[c] != s:
+                        continue
+                    for m in (1, 2):
+                        saving = watts[m, c] - watts[0, c]
+                        if now[c, m] > 0 and saving > 0:
+                            cost = (worth[c, m] - worth[c, 0]) / saving
+                            if cost < pick_cost:
+                                pick_c, pick_m, pick_cost = c, m, cost
+                if pick_c < 0:
+                    break  # nothing left to shed: an infeasible cap (idle draw above it)
+                saving = watts[pick_m, pick_c] - watts[0, pick_c]
+                k = min(now[pick_c, pick_m], int(np.ceil((drawn[s] - caps[s]) / saving)))
+                k = max(k, 1)
+                now[pick_c, pick_m] -= k
+                now[pick_c, 0] += k
+                drawn[s] -= k * saving
+        # Room left under the cap: admit what is worth more than it costs to switch,
+        # most value per watt first (the relaxed optimum may have over-priced power).
+        for s in range(n_sites):
+            while True:
+                pick_c, pick_a, pick_b, pick_gain = -1, -1, -1, 0.0
+                for c in range(classes):
+                    if site[c] != s:
+                        continue
+                    for a in range(3):
+                        if now[c, a] == 0:
+                            continue
+                        for b in range(3):
+                            extra = watts[b, c] - watts[a, c]
+                            gain = (worth[c, b] - worth[c, a]) * dt_h
+                            if b == a or gain <= 0 or drawn[s] + extra > caps[s] + 1e-9:
+                                continue
+                            if prev[c, b] <= now[c, b]:
+                                gain -= min(stop_h[a, c] + start_h[b, c], dt_h) * max(
+                                    worth[c, b], 0.0) + wear[c]
+                            per_w = gain / max(extra, 1e-9)
+                            if gain > 0 and per_w > pick_gain:
+                                pick_c, pick_a, pick_b, pick_gain = c, a, b, per_w
+                if pick_c < 0:
+                    break
+                extra = watts[pick_b, pick_c] - watts[pick_a, pick_c]
+                k = now[pick_c, pick_a]
+                if extra > 0:
+                    k = min(k, int((caps[s] - drawn[s] + 1e-9) // extra))
+                if pick_b == 2 or pick_a == 2:
+                    k = min(k, 1)  # AI value depends on demand: one node at a time
+                k = max(k, 1)
+                now[pick_c, pick_a] -= k
+                now[pick_c, pick_b] += k
+                drawn[s] += k * extra
+        # Demand: fill GPUs in AI, best margin first; whole nodes left without work fall
+        # back to the better of mining and idle if the cap allows.
+        left = demand[t]
+        value = 0.0
+        filled_nodes = np.zeros(classes, dtype=np.int64)
+        done = np.zeros(classes, dtype=np.bool_)
+        while True:
+            best_c, best_margin = -1, 0.0
+            for c in range(classes):
+                if not done[c] and now[c, 2] > 0 and margin[t, c] > best_margin:
+                    best_c, best_margin = c, margin[t, c]
+            if best_c < 0:
+                break
+            done[best_c] = True
+            g = min(now[best_c, 2] * gpus[best_c], max(left, 0.0))
+            left -= g
+            value += g * margin[t, best_c]
+            filled_nodes[best_c] = int(np.ceil(g / gpus[best_c] - 1e-9)) if g > 0 else 0
+        for c in range(classes):
+            spare = now[c, 2] - filled_nodes[c]
+            if spare <= 0:
+                continue
+            fallback = 1 if v_mine[t, c] > v_idle[t, c] else 0
+            extra = watts[fallback, c] - watts[2, c]
+            if extra > 0 and caps[site[c]] < np.inf:
+                room = caps[site[c]] - drawn[site[c]]
+                spare = min(spare, int(max(room, 0.0) // extra))
+            now[c, 2] -= spare
+            now[c, fallback] += spare
+            drawn[site[c]] += spare * extra
+        for c in range(classes):
+            value += now[c, 0] * v_idle[t, c] + now[c, 1] * v_mine[t, c] + now[c, 2] * v_idle[t, c]
+        value *= dt_h
+        # Switching: nodes that leave a mode paired with nodes that enter one.
+        for c in range(classes):
+            out = np.zeros(3, dtype=np.int64)
+            into = np.zeros(3, dtype=np.int64)
+            for m in range(3):
+                stay = min(prev[c, m], now[c, m])
+                out[m] = prev[c, m] - stay
+                into[m] = now[c, m] - stay
+            for a in range(3):
+                for b in range(3):
+                    if a == b or out[a] == 0 or into[b] == 0:
+                        continue
+                    k = min(out[a], into[b])
+                    rate = max(worth[c, b], 0.0)
+                    cost = min(stop_h[a, c] + start_h[b, c], dt_h) * rate + wear[c]
+                    value -= k * cost
+                    out[a] -= k
+                    into[b] -= k
+            for m in range(3):
+                prev[c, m] = now[c, m]
+                counts_per_mode[t, m] += now[c, m]
+        per_step[t] = value
+        total += value
+    return total
+
+
+@compiled
+def _step_prices(
+    count: F64,
+    site: npt.NDArray[np.int64],
+    is_gpu: npt.NDArray[np.bool_],
+    gpus: F64,
+    v_idle: F64,
+    v_mine: F64,
+    margin: F64,
+    watts: F64,
+    caps: F64,
+    demand: F64,
+) -> tuple[F64, F64]:
+    """Starting multipliers, each step on its own: λ is the margin of the last GPU-hour
+    demand fills (0 when every profitable GPU finds work), μ the value per watt of the last
+    load a site's cap admits (0 when the cap does not bind). Later iterations correct
+    them for switching."""
+    steps, classes = v_idle.shape
+    n_sites = caps.shape[0]
+    lam = np.zeros(steps)
+    mu = np.zeros((steps, n_sites))
+    order = np.empty(classes, dtype=np.intp)
+    dens = np.empty(classes)
+    for t in range(steps):
+        # λ: GPUs by margin, best first, until demand is filled.
+        for c in range(classes):
+            dens[c] = -margin[t, c] if is_gpu[c] else np.inf
+        order[:] = np.argsort(dens)
+        left = demand[t]
+        for g in order:
+            if not is_gpu[g] or margin[t, g] <= 0:
+                break
+            left -= count[g] * gpus[g]
+            if left < 0:
+                lam[t] = margin[t, g]
+                break
+        for s in range(n_sites):
+            if not np.isfinite(caps[s]):
+                continue
+            room = caps[s]
+            for c in range(classes):
+                if site[c] == s:
+                    room -= count[c] * watts[0, c]
+            # Each class's best load above idle, priced at λ, by value per watt.
+            gain_w = np.zeros(classes)
+            for c in range(classes):
+                dens[c] = np.inf
+                if site[c] != s:
+                    continue
+                best_gain, best_w = v_mine[t, c] - v_idle[t, c], watts[1, c] - watts[0, c]
+                if is_gpu[c]:
+                    ai = gpus[c] * max(margin[t, c] - lam[t], 0.0)
+                    if ai / max(watts[2, c] - watts[0, c], 1e-9) > best_gain / max(best_w, 1e-9):
+                        best_gain, best_w = ai, watts[2, c] - watts[0, c]
+                if best_gain > 0 and best_w > 0:
+                    dens[c] = -best_gain / best_w
+                    gain_w[c] = best_w
+            order[:] = np.argsort(dens)
+            for k in order:
+                if not np.isfinite(dens[k]):
+                    break
+                room -= count[k] * gain_w[k]
+                if room < 0:
+                    mu[t, s] = -dens[k]
+                    break
+    return lam, mu

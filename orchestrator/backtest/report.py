@@ -41,7 +41,7 @@ def plot_cumulative_net(result: BacktestResult, path: Path) -> None:
             np.cumsum(result.oracle.net_per_step) / 1e3,
             ":",
             color="black",
-            label=f"hindsight oracle ({result.oracle.kind})",
+            label=f"hindsight optimum (feasible; gap to bound {result.oracle.gap:.2%})",
             linewidth=1.6,
         )
     ax.set_ylabel("cumulative net, thousand USD")
@@ -133,7 +133,10 @@ def write_report(result: BacktestResult, out_dir: Path) -> Path:
     oracle_line = (
         "No oracle was run."
         if not isinstance(oracle, dict)
-        else f"Hindsight oracle: {oracle['net_usd']:,.0f} USD ({html.escape(str(oracle['kind']))})."
+        else f"Hindsight optimum: a feasible schedule worth {oracle['feasible_usd']:,.0f} USD; "
+        f"no schedule can beat {oracle['bound_usd']:,.0f} USD (gap {oracle['gap']:.2%}, "
+        f"{oracle['iterations']} of {oracle['max_iterations']} iterations, tolerance "
+        f"{oracle['tolerance']:.2%})."
     )
     period = summary["period"]
     assert isinstance(period, dict)
@@ -149,7 +152,7 @@ tr:nth-child(even) {{ background: #f5f5f5; }} img {{ max-width: 100%; }}
 <p>Period {html.escape(str(period["start"]))} → {html.escape(str(period["end"]))},
 {period["steps"]:,} steps of {period["step_s"]:.0f} s; {result.fleet.n:,} nodes.
 Best policy: <b>{html.escape(best)}</b>. {oracle_line}
-Capture ratio = net profit ÷ the oracle's net.</p>
+Capture ratio = net profit ÷ the feasible hindsight schedule's net.</p>
 <table><thead><tr><th>policy</th><th>kind</th><th>revenue USD</th><th>power USD</th>
 <th>switching USD</th><th>net USD</th><th>switches</th><th>SLA misses</th><th>capture</th>
 </tr></thead><tbody>{"".join(rows)}</tbody></table>

@@ -74,6 +74,11 @@ class BacktestResult:
             if self.oracle is None
             else {
                 "net_usd": self.oracle.net_usd,
+                "feasible_usd": self.oracle.feasible_usd,
+                "bound_usd": self.oracle.bound_usd,
+                "gap": self.oracle.gap,
+                "tolerance": self.oracle.tolerance,
+                "max_iterations": self.oracle.max_iterations,
                 "kind": self.oracle.kind,
                 "iterations": self.oracle.iterations,
             },
@@ -267,8 +272,9 @@ def run_policy(
 
 
 def run_oracle(
-    inputs: BacktestInputs, iterations: int = 25, progress: Callable[[int], None] | None = None
+    inputs: BacktestInputs, progress: Callable[[int], None] | None = None
 ) -> tuple[OracleResult, F64]:
+    """The hindsight oracle, iterating to the configured gap or iteration limit."""
     demand = demand_gpus_per_step(inputs.jobs, inputs.times, inputs.config.backtest.step_s)
     oracle = hindsight_oracle(
         inputs.fleet,
@@ -278,7 +284,8 @@ def run_oracle(
         demand_gpus=demand,
         dt_s=inputs.config.backtest.step_s,
         offered_usd_per_gpu_hour=inputs.jobs.offered_usd_per_gpu_hour,
-        iterations=iterations,
+        max_iterations=inputs.config.backtest.oracle_max_iterations,
+        tolerance=inputs.config.backtest.oracle_gap,
         progress=progress,
     )
     return oracle, demand
@@ -333,7 +340,6 @@ def run_backtest(
     start: datetime | None = None,
     end: datetime | None = None,
     baselines: bool | None = None,
-    oracle_iterations: int = 25,
     progress: Progress | None = None,
     map_runs: MapRuns | None = None,
 ) -> BacktestResult:
@@ -353,9 +359,9 @@ def run_backtest(
 
         def oracle_tick(i: int) -> None:
             if progress is not None:
-                progress("hindsight oracle", i, oracle_iterations)
+                progress("hindsight oracle", i, config.backtest.oracle_max_iterations)
 
-        oracle, demand = run_oracle(inputs, oracle_iterations, oracle_tick)
+        oracle, demand = run_oracle(inputs, oracle_tick)
     return BacktestResult(
         inputs.start_s,
         inputs.end_s,

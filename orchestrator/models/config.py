@@ -131,6 +131,18 @@ class BacktestConfig(StrictModel):
     end: datetime | None = None
     step_s: float = Field(default=3600.0, gt=0, description="Decision interval in the backtest.")
     baselines: bool = Field(default=True, description="Run the baselines and the oracle beside.")
+    unguarded_baselines: bool = Field(
+        default=False,
+        description="Also run each baseline with no dwell or switch budgets (labelled so); "
+        "by default baselines run under the same guards as the policies.",
+    )
+    oracle_gap: float = Field(
+        default=0.005, ge=0, le=1,
+        description="The oracle stops once (bound - feasible) / feasible is at most this.",
+    )
+    oracle_max_iterations: int = Field(
+        default=200, ge=1, description="The oracle stops after this many iterations."
+    )
 
 
 class ControllerMode(StrEnum):
