@@ -114,3 +114,13 @@ def test_any_miner_data_makes_a_sane_reading(hashrate: object, expected: object,
     assert r.is_mining in (True, False, None)
     if r.reachable:
         assert r.hashrate_ths is not None or r.watts is not None
+
+
+@pytest.mark.parametrize("timeout_s", [1.0, 2.0, 5.0, 30.0])
+def test_a_command_read_back_ends_inside_the_per_call_timeout(timeout_s: float) -> None:
+    """The site bounds each call by `io.timeout_s` (and gives it as the discovery
+    timeout): a read-back running past it would turn a refused curtail into a retry."""
+    from orchestrator.adapters.asic.driver import PyasicDriver
+
+    driver = PyasicDriver(discovery_timeout_s=timeout_s)
+    assert driver.confirm_s + driver.confirm_poll_s < timeout_s

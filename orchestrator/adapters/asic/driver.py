@@ -78,15 +78,16 @@ class PyasicDriver:
         self,
         *,
         discovery_timeout_s: float = 5.0,
-        confirm_s: float = 3.0,
+        confirm_s: float | None = None,
         confirm_poll_s: float = 0.5,
     ) -> None:
         """`confirm_s`: how long a curtail or resume is read back before it counts as
-        refused (keep it under the site's per-call timeout, `io.timeout_s`)."""
+        refused. It must end inside the site's per-call timeout (`io.timeout_s`, which
+        the site also gives as `discovery_timeout_s`): by default 60% of it, at most 3 s."""
         from pyasic import settings
 
-        self.confirm_s = confirm_s
-        self.confirm_poll_s = confirm_poll_s
+        self.confirm_s = min(3.0, 0.6 * discovery_timeout_s) if confirm_s is None else confirm_s
+        self.confirm_poll_s = min(confirm_poll_s, self.confirm_s / 3)
 
         # pyasic's own timeouts are global; ours (asyncio.wait_for) are per call and
         # shorter. Its factory timeout bounds each discovery probe inside ours.
