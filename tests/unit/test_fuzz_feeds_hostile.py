@@ -228,3 +228,22 @@ def test_a_parser_bug_is_a_refusal_not_a_crash() -> None:
         source.close()
     assert ("btc_usd", "malformed") in reasons
     assert "btc_usd" in report.accepted  # the three other exchanges still agree
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.text(max_size=12),
+                 st.sampled_from(["nan", "NaN", "inf", "-inf", "1e999", "-5", "1e-400",
+                                  "Wed, 21 Oct 2015 07:28:00 GMT", " 3 "])))
+def test_any_retry_after_header_gives_a_wait_sleep_accepts(retry_after: str) -> None:
+    """A server's Retry-After of 'nan' once reached time.sleep, which raises on it."""
+    from orchestrator.adapters.market.http import FeedHttpClient
+
+    client = FeedHttpClient(HTTP)
+    try:
+        wait = client.backoff_s(0, retry_after)
+    finally:
+        client.close()
+    assert math.isfinite(wait) and 0.0 <= wait <= HTTP.backoff_max_s
+
+
+HTTP = config().http

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -116,9 +117,11 @@ class FeedHttpClient:
         cap = self.settings.backoff_max_s
         if retry_after is not None:
             try:
-                return min(max(float(retry_after), 0.0), cap)
+                wait = float(retry_after)
             except ValueError:
-                pass  # an HTTP-date; fall back to our own schedule
+                wait = math.nan  # an HTTP-date; fall back to our own schedule
+            if math.isfinite(wait):  # 'nan' or 'inf' from a server would break sleep()
+                return min(max(wait, 0.0), cap)
         base = min(cap, self.settings.backoff_initial_s * (2.0**attempt))
         return base * self._rng.uniform(0.5, 1.0)
 
