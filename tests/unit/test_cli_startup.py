@@ -41,18 +41,22 @@ def kubeconfig(tmp: Path, server: str) -> Path:
     return path
 
 
-@pytest.fixture
-def rejecting_server() -> Iterator[str]:
+@pytest.fixture(params=[401])
+def rejecting_server(request: pytest.FixtureRequest) -> Iterator[str]:
     """An HTTP server that answers every request the way an API server answers a bad
-    bearer token."""
+    bearer token (401) or a token without the RBAC grant (403)."""
     seen: list[str] = []
+    status = int(request.param)
+    message = (b"Unauthorized" if status == 401 else
+               b'nodes is forbidden: User \\"system:serviceaccount:hp:hashpivot\\" cannot '
+               b'list resource \\"nodes\\"')
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             seen.append(self.headers.get("Authorization", ""))
             body = (b'{"kind":"Status","apiVersion":"v1","status":"Failure",'
-                    b'"message":"Unauthorized","reason":"Unauthorized","code":401}')
-            self.send_response(401)
+                    b'"message":"' + message + b'","code":' + str(status).encode() + b"}")
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -104,6 +108,14 @@ def test_unreachable_api_server_names_the_server(tmp_path: Path) -> None:
     line = one_error_line(run_shadow(tmp_path, "--kubeconfig",
                                      str(kubeconfig(tmp_path, server))))
     assert f"cannot reach the Kubernetes API server {server}" in line
+
+
+@pytest.mark.parametrize("rejecting_server", [403], indirect=True)
+def test_missing_rbac_grant_says_which(tmp_path: Path, rejecting_server: str) -> None:
+    line = one_error_line(run_shadow(tmp_path, "--kubeconfig",
+                                     str(kubeconfig(tmp_path, rejecting_server))))
+    assert rejecting_server in line and "not allowed to list nodes (403, RBAC)" in line
+    assert 'cannot list resource "nodes"' in line
 
 
 def test_rejected_token_says_so(tmp_path: Path, rejecting_server: str) -> None:

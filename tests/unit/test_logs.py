@@ -80,3 +80,61 @@ def test_json_lines_carry_extra_fields_and_text_lines_are_utc() -> None:
             root.removeHandler(handler)
         root.propagate = True
         root.setLevel(logging.NOTSET)
+
+
+def test_readiness_says_why_no_cycle_can_run() -> None:
+    from orchestrator.runtime.metrics import Health
+
+    now = [0.0]
+    health = Health(300.0, clock=lambda: now[0])
+    assert health.why_not_ready() == "no cycle completed yet"
+    health.beat()
+    assert health.ready()
+    health.fail("last cycle failed: ApiError: 0 connection refused")
+    assert health.why_not_ready() == "last cycle failed: ApiError: 0 connection refused"
+    health.beat()
+    now[0] += 2 * 300.0  # two intervals without a cycle
+    assert health.why_not_ready() == "no cycle completed for 600 s"
+    assert health.live()  # liveness waits for three
+    health.standby = True  # a live standby runs no cycles and is ready
+    assert health.ready()
+
+
+def test_cycle_line_warns_about_guards_that_mean_trouble_and_failed_writes(
+        tmp_path: Path) -> None:
+    import dataclasses
+
+    import numpy as np
+
+    from orchestrator.framework.reasons import REASON_TEXT, Reason
+    from orchestrator.models.config import ControllerMode, load_config
+    from orchestrator.ports import ActuationResult
+    from orchestrator.runtime.controller import Controller, RunOptions
+    from orchestrator.runtime.cycle import CycleOutcome
+    from orchestrator.runtime.logs import describe_cycle
+
+    golden = Path(__file__).parents[1] / "fixtures" / "golden" / "site.yaml"
+    outcomes: list[CycleOutcome] = []
+    controller = Controller(load_config(golden),
+                            RunOptions(mode=ControllerMode.DRY_RUN, journal_dir=str(tmp_path)),
+                            on_cycle=outcomes.append)
+    try:
+        controller.run(1)
+    finally:
+        controller.close()
+    plan = outcomes[0].plan
+    assert plan is not None
+    n = len(plan.node_names)
+    reasons = np.full(n, int(Reason.GUARD_MIN_DWELL), np.int16)
+    reasons[0] = int(Reason.GUARD_UNREACHABLE)
+    held = dataclasses.replace(plan, reason=reasons, target=plan.current.copy())
+    result = ActuationResult(errors={"n9": "patch failed: 500 etcd timeout"})
+    message, fields, warnings = describe_cycle(
+        CycleOutcome(outcomes[0].record, held, result), ["golden"])
+    assert fields["held"] == {"guard_min_dwell": n - 1, "guard_unreachable": 1}
+    assert f"held min_dwell {n - 1}, unreachable 1" in message
+    # Dwell is ordinary pacing (no warning); an unreachable node and a failed write are not.
+    assert warnings == [
+        f"1 node(s) held: {REASON_TEXT[Reason.GUARD_UNREACHABLE]}",
+        "actuation failed on 1 node(s) (node_patch 1), e.g. n9: patch failed: 500 etcd timeout",
+    ]
