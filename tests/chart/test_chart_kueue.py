@@ -42,10 +42,11 @@ def config_of(docs: list[dict[str, Any]]) -> dict[str, Any]:
 def test_shadow_reads_only(helm: Helm) -> None:
     docs = helm.template(sets=BASE)
     kueue = grants(docs, "kueue.x-k8s.io")
-    assert kueue["workloads"] == ({"list"}, [])
+    assert kueue["workloads"] == ({"list", "watch"}, [])
     assert kueue["resourceflavors"] == ({"get"}, [])
     assert kueue["clusterqueues"] == ({"get"}, [CQ])
-    assert grants(docs, "ray.io") == {"rayclusters": ({"list"}, []), "rayjobs": ({"list"}, [])}
+    assert grants(docs, "ray.io") == {"rayclusters": ({"list", "watch"}, []),
+                                     "rayjobs": ({"list", "watch"}, [])}
     config = config_of(docs)
     assert config["kueue"]["cluster_queue"] == CQ and config["kuberay"]["enabled"] is True
 
@@ -54,23 +55,23 @@ def test_live_patches_the_one_cluster_queue_and_workloads(helm: Helm) -> None:
     docs = helm.template([CI_VALUES / "live-values.yaml"], sets=BASE)
     kueue = grants(docs, "kueue.x-k8s.io")
     assert kueue["clusterqueues"] == ({"get", "patch"}, [CQ])
-    assert kueue["workloads"] == ({"list", "patch"}, [])
+    assert kueue["workloads"] == ({"list", "watch", "patch"}, [])
     assert kueue["resourceflavors"] == ({"get"}, [])
     # Ray objects are read only, live or not.
-    assert grants(docs, "ray.io")["rayclusters"] == ({"list"}, [])
+    assert grants(docs, "ray.io")["rayclusters"] == ({"list", "watch"}, [])
 
 
 def test_no_deactivation_no_workload_writes(helm: Helm) -> None:
     docs = helm.template([CI_VALUES / "live-values.yaml"],
                          sets=[*BASE, "config.kueue.deactivate_interruptible=false"])
-    assert grants(docs, "kueue.x-k8s.io")["workloads"] == ({"list"}, [])
+    assert grants(docs, "kueue.x-k8s.io")["workloads"] == ({"list", "watch"}, [])
 
 
 def test_demand_only_grants_no_queue_access(helm: Helm) -> None:
     docs = helm.template([CI_VALUES / "live-values.yaml"], sets=["config.kueue.enabled=true"])
     kueue = grants(docs, "kueue.x-k8s.io")
     assert "clusterqueues" not in kueue
-    assert kueue["workloads"] == ({"list"}, [])
+    assert kueue["workloads"] == ({"list", "watch"}, [])
     assert not grants(docs, "ray.io")
 
 

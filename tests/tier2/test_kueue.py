@@ -266,6 +266,12 @@ def hashpivot_run(tmp: Path, name: str, values: dict[str, Any],
         log.close()
 
 
+def refusals(log: Path) -> list[str]:
+    """Lines of a hashpivot log where the apiserver refused it something (RBAC)."""
+    return [line for line in log.read_text(errors="replace").splitlines()
+            if "forbidden" in line.lower()]
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -399,8 +405,11 @@ def test_kueue_demand_flips_nodes_raises_quota_and_flipping_back_lowers_it_first
             KubeCustomObjects(KubeClient(kwok_cluster.api_client())), hp_config(
                 k8s_namespace, prefix), KueueConfig(enabled=True, cluster_queue=cq),
             KubeRayConfig(enabled=True), profile_catalog(HashpivotConfig()))
-        pending = {j.id.split("/", 2)[1]: j for j in reader.pending([])
-                   if j.id.startswith(f"workload:{k8s_namespace}/")}
+        try:
+            pending = {j.id.split("/", 2)[1]: j for j in reader.pending([])
+                       if j.id.startswith(f"workload:{k8s_namespace}/")}
+        finally:
+            reader.stop()
         by_owner = {name: cluster.workload_of(kind, name)["metadata"]["name"]  # type: ignore[index]
                     for kind, name in (("Job", "train"), ("RayCluster", "serve"),
                                        ("RayCluster", "spot"))}
@@ -455,6 +464,8 @@ def test_kueue_demand_flips_nodes_raises_quota_and_flipping_back_lowers_it_first
                     "another cycle")
         finally:
             stop(up)
+        # The chart's RBAC is all it needs: nothing was refused.
+        assert refusals(tmp_path / "up.log") == []
         records = list(read_journal(tmp_path / "up"))
         assert any(j.id.startswith("workload:") for r in records for j in r.demand.pending)
         # Every quota change is journaled with a cycle's result: the last one set the GPUs
@@ -494,6 +505,7 @@ def test_kueue_demand_flips_nodes_raises_quota_and_flipping_back_lowers_it_first
             assert serve_now == serve_nodes
         finally:
             stop(down)
+        assert refusals(tmp_path / "down.log") == []
         down_records = list(read_journal(tmp_path / "down"))
         changes = quota_notes(down_records, cq)
         assert changes and changes[-1].endswith("→ 0"), changes

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,7 +49,7 @@ from orchestrator.adapters.k8s.objects import (
     resource_version_of,
     selected_value,
 )
-from orchestrator.adapters.k8s.watch import PodSource
+from orchestrator.adapters.k8s.watch import ObjectCache, PodSource
 from orchestrator.engine.plan import Plan
 from orchestrator.models.config import KubernetesConfig
 from orchestrator.models.demand import AIJob
@@ -698,14 +699,47 @@ class CustomObjects(Protocol):
 
 
 class KubeCustomObjects:
-    """`CustomObjects` over `KubeClient` (the official client's transport)."""
+    """`CustomObjects` over `KubeClient` (the official client's transport).
 
-    def __init__(self, kube: KubeClient) -> None:
+    Lists are served from a watch (list once, then watch, as the node and pod caches do)
+    once it has synced: the actuator reads Workloads on every pass, seconds apart, and a
+    full LIST of every Workload each time would load the apiserver for nothing. Until the
+    watch syncs, and with `watch=False`, each call lists.
+    """
+
+    def __init__(self, kube: KubeClient, *, watch: bool = True, resync_s: float = 1800.0):
         self.kube = kube
+        self.watch = watch
+        self.resync_s = resync_s
+        self._caches: dict[str, ObjectCache] = {}
+        self._lock = threading.Lock()
+
+    def _cache(self, path: str) -> ObjectCache:
+        with self._lock:
+            cache = self._caches.get(path)
+            if cache is None:
+                cache = ObjectCache(
+                    lambda: self.kube._list(path, {}),
+                    lambda rv, timeout: self.kube._watch(path, rv, {}, timeout),
+                    name=path.rsplit("/", 1)[-1],
+                    resync_s=self.resync_s,
+                )
+                self._caches[path] = cache.start()
+            return cache
 
     def list(self, path: str) -> list[Obj]:
+        if self.watch:
+            cache = self._cache(path)
+            if cache.synced:
+                return cache.items()
         items, _ = self.kube._list(path, {})
         return items
+
+    def stop(self) -> None:
+        with self._lock:
+            caches, self._caches = list(self._caches.values()), {}
+        for cache in caches:
+            cache.stop()
 
     def get(self, path: str) -> Obj:
         answer: Obj = self.kube.request("GET", path)
@@ -752,6 +786,12 @@ class KueueReader:
             for obj in self.objects.list(f"{RAY_API}/{plural}"):
                 out.append(ray_view({**obj, "kind": obj.get("kind") or kind}))
         return out
+
+    def stop(self) -> None:
+        """Stop the watches behind the lists, if any."""
+        stop = getattr(self.objects, "stop", None)
+        if callable(stop):
+            stop()
 
     def cluster_queue(self) -> Obj:
         return self.objects.get(f"{KUEUE_API}/clusterqueues/{self.kueue.cluster_queue}")

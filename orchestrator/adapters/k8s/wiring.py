@@ -34,6 +34,8 @@ class KubeAdapters:
     #: The live actuator (also inside a ShadowActuator, where it only previews).
     kube_actuator: KubeActuator
     elector: LeaderElector | None
+    #: Kueue/KubeRay reader, when the config reads them (its lists are watched).
+    kueue: KueueReader | None = None
 
     def start(self, sync_timeout_s: float = 60.0) -> bool:
         """Start the watches (and the election when live); False if they did not sync.
@@ -56,6 +58,8 @@ class KubeAdapters:
         if self.elector is not None:
             self.elector.stop(release=True)
         self.cache.stop()
+        if self.kueue is not None:
+            self.kueue.stop()
 
 
 def build_adapters(
@@ -102,4 +106,5 @@ def build_adapters(
         actuator=actuator if live else ShadowActuator(actuator),
         kube_actuator=actuator,
         elector=elector,
+        kueue=reader,
     )
