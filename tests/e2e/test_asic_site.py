@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ from orchestrator.runtime.journal import read_journal
 from tests.contract.feedserver import FeedServer, Reply
 from tests.contract.fixtures.miners.emulator import EmulatedMiner, MinerLab
 from tests.contract.test_asic_pyasic import _can_bind_port_80
-from tests.faults.k8s_site import serve_fresh_market
 
 pytestmark = pytest.mark.skipif(
     not _can_bind_port_80(),
@@ -44,25 +43,6 @@ def is_command(seen: str) -> bool:
         "rpc curtail", "rpc profileset", "set_miner_conf", "/mining/", "rpc ascset",
         "rpc pause", "rpc resume", "rpc restart", "rpc reboot",
     ))
-
-
-@pytest.fixture
-def lab() -> Iterator[MinerLab]:
-    lab = MinerLab()
-    yield lab
-    lab.close()
-
-
-@pytest.fixture
-def feeds() -> Iterator[FeedServer]:
-    server = FeedServer()
-    server.start()
-    serve_fresh_market(server)
-    set_power(server, CALM_USD_MWH)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def set_power(server: FeedServer, usd_mwh: float) -> None:
@@ -102,14 +82,16 @@ def site_config(tmp_path: Path, miners: list[EmulatedMiner], feeds: FeedServer,
 class Controller:
     """`hashpivot run` in its own process; the journal is how the test follows it."""
 
-    def __init__(self, config: Path, journal: Path, mode: str, cwd: Path) -> None:
+    def __init__(self, config: Path, journal: Path, mode: str, cwd: Path,
+                 kubeconfig: str | None = None) -> None:
         exe = Path(sys.executable).parent / "hashpivot"
+        extra = [] if kubeconfig is None else ["--kubeconfig", kubeconfig]
         self.journal = journal
         self.log = (cwd / f"run-{mode}.log").open("w")
         env = {**os.environ, "COLUMNS": "200"}
         self.proc = subprocess.Popen(
             [str(exe), "run", "-c", str(config), "--mode", mode, "--no-ray",
-             "--journal", str(journal)],
+             "--journal", str(journal), *extra],
             cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
 
     def cycles(self) -> int:
