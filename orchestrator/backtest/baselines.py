@@ -71,8 +71,15 @@ class NaiveSwitching(Policy):
         return PolicyDecision(target, np.full(n, Reason.BASELINE_RULE, dtype=np.int16))
 
 
-def baseline_guards(guards: GuardConfig) -> GuardConfig:
-    """Baselines keep the physical guards (cap, leases, stale data) but no dwell or budgets."""
+#: What a row ran under, as the table and report label it.
+CONFIGURED_GUARDS = "configured guards"
+UNGUARDED = "unguarded: no dwell or switch budgets"
+
+
+def unguarded(guards: GuardConfig) -> GuardConfig:
+    """The physical guards only (cap, leases, stale data): no dwell or switch budgets.
+    Baselines run under the policies' own guards unless asked for unguarded rows too, so
+    a comparison never mixes the two unlabelled."""
     return guards.model_copy(
         update={
             "min_dwell_s": 0.0,

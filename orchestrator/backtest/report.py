@@ -120,7 +120,7 @@ def write_report(result: BacktestResult, out_dir: Path) -> Path:
     assert isinstance(policies, dict)
     for name, p in policies.items():
         capture = "—" if p["capture_ratio"] is None else f"{p['capture_ratio']:.1%}"
-        kind = "baseline" if p["baseline"] else "policy"
+        kind = f"{'baseline' if p['baseline'] else 'policy'}, {html.escape(str(p['guards']))}"
         rows.append(
             "<tr>"
             f"<td>{html.escape(name)}</td><td>{kind}</td>"

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 
-from orchestrator.backtest.baselines import BASELINES, baseline_guards
+from orchestrator.backtest.baselines import BASELINES, CONFIGURED_GUARDS, UNGUARDED, unguarded
 from orchestrator.backtest.jobs import JobStream, scale_trace
 from orchestrator.backtest.oracle import OracleResult, demand_gpus_per_step, hindsight_oracle
 from orchestrator.backtest.recorded import PriceTable, RecordedMarketSource
@@ -34,6 +34,8 @@ class PolicyRun:
     name: str
     ledger: Ledger
     baseline: bool
+    #: The guards the row ran under, as the table and report label it.
+    guards: str = CONFIGURED_GUARDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +57,8 @@ class BacktestResult:
         for run in self.runs:
             totals = run.ledger.totals()
             capture = totals["net_usd"] / oracle_net if oracle_net and oracle_net > 0 else None
-            policies[run.name] = {**totals, "baseline": run.baseline, "capture_ratio": capture}
+            policies[run.name] = {**totals, "baseline": run.baseline, "guards": run.guards,
+                                  "capture_ratio": capture}
         return {
             "period": {
                 "start": _iso(self.start_s),
@@ -190,6 +193,7 @@ class PolicySpec:
     params: dict[str, object] | None
     guards: GuardConfig
     baseline: bool = False
+    guards_label: str = CONFIGURED_GUARDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +272,7 @@ def run_policy(
         history=inputs.history,
         progress=progress,
     )
-    return PolicyRun(spec.label, ledger, spec.baseline)
+    return PolicyRun(spec.label, ledger, spec.baseline, spec.guards_label)
 
 
 def run_oracle(
@@ -294,7 +298,8 @@ def run_oracle(
 def policy_specs(
     config: HashpivotConfig, policies: Sequence[str] | None, baselines: bool
 ) -> list[PolicySpec]:
-    """The configured (or named) policies, then the baselines."""
+    """The configured (or named) policies, then the baselines under the same guards (and,
+    with `backtest.unguarded_baselines`, each baseline again without dwell or budgets)."""
     specs = []
     for spec in policies or [config.policy.name]:
         params = config.policy.params if spec == config.policy.name else None
@@ -303,15 +308,12 @@ def policy_specs(
         specs.append(PolicySpec(cls.name or spec, spec, params, config.guards))
     if baselines:
         for base in BASELINES:
-            specs.append(
-                PolicySpec(
-                    base.name,
-                    f"{base.__module__}:{base.__name__}",
-                    None,
-                    baseline_guards(config.guards),
-                    baseline=True,
-                )
-            )
+            path = f"{base.__module__}:{base.__name__}"
+            specs.append(PolicySpec(base.name, path, None, config.guards, baseline=True))
+            if config.backtest.unguarded_baselines:
+                specs.append(PolicySpec(f"{base.name} (unguarded)", path, None,
+                                        unguarded(config.guards), baseline=True,
+                                        guards_label=UNGUARDED))
     return specs
 
 
