@@ -29,8 +29,10 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from orchestrator.adapters.k8s.client import KubeClient
+from orchestrator.adapters.k8s.demand import KubeDemandSource
 from orchestrator.adapters.k8s.kueue import KubeCustomObjects, KueueReader, gpu_quotas
 from orchestrator.adapters.k8s.objects import SINCE_ANNOTATION, format_time
+from orchestrator.adapters.k8s.watch import ListingSource
 from orchestrator.models.build import profile_catalog
 from orchestrator.models.config import HashpivotConfig
 from orchestrator.models.kueue_config import KubeRayConfig, KueueConfig
@@ -537,3 +539,42 @@ def test_kueue_demand_flips_nodes_raises_quota_and_flipping_back_lowers_it_first
             with contextlib.suppress(ApiException):
                 custom.delete_cluster_custom_object(GROUP, VERSION, plural, name)
         admin.close()  # type: ignore[no-untyped-call]
+
+
+def test_raycluster_outside_kueue_counts_its_gpus_once(
+    kwok_cluster: KwokCluster, kueue: KueueEnv, k8s_namespace: str
+) -> None:
+    """KubeRay makes the pods of a RayCluster no queue holds at once; once it has, the
+    pending pods are the demand and the cluster itself adds nothing: counted once."""
+    workers = 2
+    body = ray_cluster("free", "unused", interruptible=False)
+    del body["metadata"]["labels"][QUEUE_LABEL]
+    group = body["spec"]["workerGroupSpecs"][0]
+    group.update(replicas=workers, minReplicas=workers, maxReplicas=workers)
+    for spec in (body["spec"]["headGroupSpec"]["template"]["spec"], group["template"]["spec"]):
+        # No node carries this label: the pods stay Pending, wherever the test runs.
+        spec["nodeSelector"] = {"hashpivot.test/nowhere": "true"}
+    api = kwok_cluster.api_client()
+    kube = KubeClient(api)
+    k8s = hp_config(k8s_namespace, "none")
+    reader = KueueReader(KubeCustomObjects(kube, watch=False), k8s,
+                         KueueConfig(enabled=True), KubeRayConfig(enabled=True),
+                         profile_catalog(HashpivotConfig()))
+    source = KubeDemandSource(ListingSource(kube, k8s), k8s, profile_catalog(HashpivotConfig()),
+                              reader)
+    try:
+        kueue.kubectl("-n", k8s_namespace, "apply", "-f", "-", stdin=yaml.safe_dump(body))
+        core = client.CoreV1Api(api)
+
+        def worker_pods() -> int | None:
+            pods = core.list_namespaced_pod(k8s_namespace, label_selector="app=ray-free").items
+            made = [p for p in pods if "worker" in (p.metadata.name if p.metadata else "")]
+            return len(made) if len(made) == workers else None
+
+        wait_until(worker_pods, timeout=TIMEOUT, what="KubeRay to make the worker pods")
+        mine = [j for j in source.demand(time.time()).pending
+                if j.id.startswith((f"{k8s_namespace}/", f"raycluster:{k8s_namespace}/"))]
+        assert sum(j.gpus for j in mine) == workers * GPUS_PER_NODE, mine
+        assert not [j for j in mine if j.id.startswith("raycluster:")], mine
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
