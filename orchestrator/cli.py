@@ -466,7 +466,6 @@ def run(
         f"hashpivot {options.mode.value}: policy {cfg.policy.name}, journal {options.journal_dir}"
         + ("" if options.mode != ControllerMode.SHADOW else " (shadow: nothing is written)")
     )
-    stopping = _on_sigterm()
     if use_ray:
         import ray
 
@@ -474,6 +473,7 @@ def run(
         from orchestrator.runtime.parallel import ray_session
 
         with ray_session(ray_address or cfg.controller.ray_address, log_to_driver=True):
+            stopping = _on_sigterm()  # after ray.init, which installs a handler of its own
             actor, _cluster = start_actors(cfg, options)
             stopping.append(actor.stop.remote)
             status = ray.get(actor.run.remote(cycles))
@@ -481,6 +481,7 @@ def run(
             # Raised inside the actor (bad credentials, unreachable server): one line.
             raise HashpivotError(str(status["startup_error"]))
     else:
+        stopping = _on_sigterm()
         controller = Controller(cfg, options)
         stopping.append(controller.stop)
         try:
@@ -908,6 +909,62 @@ def data_inspect(
         console.print("\n".join(found.lines()), highlight=False, markup=False)
     if plot is not None:
         err_console.print(f"plot: {plot}", highlight=False)
+
+
+@app.command()
+def doctor(
+    config: ConfigOpt,
+    url: Annotated[str | None, typer.Option(
+        help="The controller's metrics address, e.g. http://hashpivot:9108: its /healthz, "
+        "/readyz and /metrics are checked.")] = None,
+    kubeconfig: Annotated[str | None, typer.Option(
+        help="Kubeconfig (default: in-cluster, as the controller runs).")] = None,
+    rbac: Annotated[bool, typer.Option(
+        "--rbac/--no-rbac", help="Check the credentials' RBAC (needs the API server).")] = True,
+) -> None:
+    """Check an install: the controller answers, and its credentials may do what the
+    config's mode needs and nothing they must not (RBAC, asked of the API server)."""
+    from orchestrator.adapters.k8s.client import KubeClient, check_access, load_api_client
+    from orchestrator.adapters.k8s.selfcheck import check_access_list, required_access
+    from orchestrator.models.config import load_config
+
+    cfg = load_config(config)
+    failures: list[str] = []
+    if url is not None:
+        import httpx
+
+        for path in ("/healthz", "/readyz", "/metrics"):
+            try:
+                answer = httpx.get(url.rstrip("/") + path, timeout=10.0)
+            except httpx.HTTPError as exc:
+                failures.append(f"{path}: {exc}")
+                console.print(f"FAIL {path}: {exc}", highlight=False, markup=False)
+                continue
+            ok = answer.status_code == 200 and (
+                path != "/metrics" or "hashpivot_build_info" in answer.text)
+            first = answer.text.strip().splitlines()[0] if answer.text.strip() else ""
+            line = f"{path}: {answer.status_code} {first if path != '/metrics' else ''}"
+            console.print(("ok   " if ok else "FAIL ") + line.strip(), highlight=False,
+                          markup=False)
+            if not ok:
+                failures.append(line)
+    if not rbac:
+        if failures:
+            raise HashpivotError(f"{len(failures)} check(s) failed: " + "; ".join(failures))
+        return
+    kube = KubeClient(load_api_client(kubeconfig))
+    check_access(kube)
+    live = cfg.controller.mode.value == "live"
+    k8s = cfg.kubernetes
+    for check, allowed in check_access_list(
+            kube, required_access(k8s.namespace, k8s.lease_name, live)):
+        ok = allowed == check.wanted
+        what = ("may " if check.wanted else "may not ") + check.describe()
+        console.print(("ok   " if ok else "FAIL ") + what, highlight=False, markup=False)
+        if not ok:
+            failures.append(what + (" (not granted)" if check.wanted else " (granted)"))
+    if failures:
+        raise HashpivotError(f"{len(failures)} check(s) failed: " + "; ".join(failures))
 
 
 @config_app.command("schema")

@@ -455,3 +455,25 @@ def test_notes_say_what_it_does_and_how_to_see_decisions(helm: Helm, case: str, 
 
 def chart_app_version() -> str:
     return str(yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"])
+
+
+@pytest.mark.parametrize("case", ["defaults", "production"])
+def test_helm_test_runs_doctor_as_the_controller(helm: Helm, case: str) -> None:
+    docs = render(helm, case)
+    (pod,) = [d for d in by_kind(docs, "Pod")
+              if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    controller = controller_pod(docs)
+    spec = pod["spec"]
+    assert spec["serviceAccountName"] == controller["serviceAccountName"]
+    (container,) = spec["containers"]
+    assert container["image"] == controller["containers"][0]["image"]
+    args = container["args"]
+    assert args[:3] == ["doctor", "--config", "/etc/hashpivot/config.yaml"]
+    service = one(docs, "Service")
+    port = service["spec"]["ports"][0]["port"]
+    assert args[3:] == ["--url", f"http://{service['metadata']['name']}.{NAMESPACE}.svc:{port}"]
+    # The same config the controller reads, from the same ConfigMap.
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    controller_volumes = {v["name"]: v for v in controller["volumes"]}
+    assert volumes["config"] == controller_volumes["config"]
+

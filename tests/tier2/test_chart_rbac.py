@@ -391,3 +391,68 @@ def test_shadow_chart_is_read_only(
         refused(lambda: core.list_namespaced_secret(ns))
     finally:
         sa.close()  # type: ignore[no-untyped-call]
+
+
+def sa_kubeconfig(kwok_cluster: KwokCluster, admin: client.ApiClient, namespace: str,
+                  account: str, path: Path) -> Path:
+    """The cluster's kubeconfig with its user's credentials replaced by a token of
+    `account` (TokenRequest API): what the controller's pod would present."""
+    core = client.CoreV1Api(admin)
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600))
+    issued = core.create_namespaced_service_account_token(account, namespace, request)
+    assert issued.status is not None
+    kc = yaml.safe_load(kwok_cluster.kubeconfig.read_text())
+    for user in kc["users"]:
+        user["user"] = {"token": issued.status.token}
+    path.write_text(yaml.safe_dump(kc))
+    return path
+
+
+@pytest.mark.parametrize("mode", ["shadow", "live"])
+def test_doctor_checks_the_installed_rbac(
+    helm: Helm,
+    kwok_cluster: KwokCluster,
+    admin: client.ApiClient,
+    k8s_namespace: str,
+    nodes: tuple[str, str],
+    cluster_scoped_cleanup: list[str],
+    tmp_path: Path,
+    mode: str,
+) -> None:
+    import shutil
+    import sys
+
+    ns = k8s_namespace
+    prefix = nodes[0].rsplit("-", 1)[0]
+    cluster_scoped_cleanup.append(f"{ns}-{RELEASE}")
+    over: dict[str, Any] = {"config": {"controller": {"mode": mode}}}
+    if mode == "live":
+        client.CoreV1Api(admin).create_namespaced_secret(ns, client.V1Secret(
+            metadata=client.V1ObjectMeta(name="miner-wallet"), string_data={"wallet": "bc1q"}))
+    docs = install(helm, kwok_cluster, admin, ns, chart_values(prefix, **over), tmp_path)
+    cm = next(d for d in docs if d["kind"] == "ConfigMap" and "config.yaml" in d["data"])
+    config = tmp_path / "config.yaml"
+    config.write_text(cm["data"]["config.yaml"])
+    exe = shutil.which("hashpivot", path=str(Path(sys.executable).parent))
+    assert exe
+
+    def doctor(account: str) -> subprocess.CompletedProcess[str]:
+        kc = sa_kubeconfig(kwok_cluster, admin, ns, account, tmp_path / f"{account}.kc")
+        return subprocess.run([exe, "doctor", "-c", str(config), "--kubeconfig", str(kc)],
+                              capture_output=True, text=True, timeout=TIMEOUT, check=False)
+
+    wait_until(lambda: doctor(SERVICE_ACCOUNT).returncode == 0, timeout=TIMEOUT,
+               what="the chart's RBAC to take effect")
+    proc = doctor(SERVICE_ACCOUNT)
+    assert "FAIL" not in proc.stdout
+    if mode == "live":
+        assert "ok   may patch nodes cluster-wide" in proc.stdout
+        assert "ok   may create events.events.k8s.io in default" in proc.stdout
+    else:
+        assert "ok   may not patch nodes cluster-wide" in proc.stdout
+    assert f"ok   may not get secrets in {ns}" in proc.stdout
+    # The namespace's default ServiceAccount has none of the grants: the first need fails.
+    bare = doctor("default")
+    assert bare.returncode == 2 and "not allowed to list nodes (403, RBAC)" in bare.stderr
+    assert "Traceback" not in bare.stderr
