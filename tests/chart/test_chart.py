@@ -443,6 +443,7 @@ def test_notes_say_what_it_does_and_how_to_see_decisions(helm: Helm, case: str, 
     assert "kubectl -n hashpivot logs -l" in notes
     assert "/metrics" in notes
     assert "hashpivot explain <node> --journal" in notes
+    assert "helm test hashpivot -n hashpivot" in notes
     if mode == "SHADOW":
         assert "--set config.controller.mode=live" in notes
         # Shadow takes no Lease and records no Events: the NOTES do not send anyone there.

@@ -241,3 +241,26 @@ def test_explain_says_which_guard_holds_a_node_and_since_when(tmp_path: Path) ->
                              str(tmp_path / "frozen")], capture_output=True, text=True,
                             check=False, timeout=600)
     assert nobody.returncode == 2 and "no journaled decision names node" in nobody.stderr
+
+
+def test_doctor_checks_a_running_controllers_endpoints(
+        running: tuple[subprocess.Popen[str], int, Path]) -> None:
+    proc, port, _ = running
+    wait_for_cycles(proc, port, 1)
+
+    def doctor(url: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([exe(), "doctor", "-c", str(GOLDEN), "--url", url, "--no-rbac"],
+                              capture_output=True, text=True, check=False, timeout=600)
+
+    ok = doctor(f"http://127.0.0.1:{port}")
+    assert ok.returncode == 0, ok.stderr
+    for line in ("ok   /healthz: 200 ok", "ok   /readyz: 200 ok", "ok   /metrics: 200"):
+        assert line in ok.stdout
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = int(s.getsockname()[1])
+    down = doctor(f"http://127.0.0.1:{closed}")
+    assert down.returncode == 2 and "FAIL /healthz" in down.stdout
+    assert "3 check(s) failed" in down.stderr and "Traceback" not in down.stderr
