@@ -19,6 +19,8 @@ from orchestrator.adapters.k8s.kueue import (
     RAY_API,
     KueueActuator,
     KueueReader,
+    NodeCapacity,
+    desired_quota,
     gpu_quotas,
     quota_patch,
 )
@@ -394,6 +396,18 @@ def test_quota_patch_is_conditional_and_empty_when_equal() -> None:
     ops = quota_patch(cq, quotas, {"h100": 16, "a100": 4})
     assert ops[0] == {"op": "test", "path": "/metadata/resourceVersion", "value": "42"}
     assert ops[1:] == [{"op": "replace", "path": quotas[0].path, "value": "16"}]
+
+
+def test_a_node_fitting_two_flavors_counts_once_for_the_first() -> None:
+    cq = cluster_queue({"any": 0, "h100": 0})
+    quotas = gpu_quotas(cq, "nvidia.com/gpu")
+    node = NodeCapacity("n0", {"nvidia.com/gpu.product": H100}, 8.0, serving=True)
+    idle = NodeCapacity("n1", {"nvidia.com/gpu.product": H100}, 8.0, serving=False)
+    want = desired_quota(quotas, {"any": {}, "h100": {"nvidia.com/gpu.product": H100}},
+                         [node, idle])
+    assert want == {"any": node.gpus, "h100": 0.0}
+    assert desired_quota(quotas, {"any": {}}, [node], leaving=frozenset({"n0"})) == {
+        "any": 0.0, "h100": 0.0}
 
 
 def fleet(kube: FakeKube, states: dict[str, str], gpus: int = 8) -> None:

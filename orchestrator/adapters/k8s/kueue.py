@@ -583,7 +583,9 @@ def desired_quota(
     leaving: frozenset[str] = frozenset(),
 ) -> dict[str, float]:
     """Each flavor's quota: the GPUs of the nodes serving AI that carry its labels, less the
-    nodes `leaving` AI (their capacity is withdrawn before they go)."""
+    nodes `leaving` AI (their capacity is withdrawn before they go). A node whose labels
+    fit several flavors counts once, for the first in the ClusterQueue's order (Kueue's
+    own order of preference): counted twice, Kueue would admit more than the node holds."""
     want = {q.flavor: 0.0 for q in quotas}
     for node in nodes:
         if not node.serving or node.name in leaving:
@@ -591,6 +593,7 @@ def desired_quota(
         for flavor in want:
             if node_matches(node.labels, flavor_labels.get(flavor, {})):
                 want[flavor] += node.gpus
+                break
     return want
 
 
