@@ -11,12 +11,13 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 # Only what the wheel needs (see .dockerignore).
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY orchestrator ./orchestrator
 COPY policies ./policies
+# Every live adapter ([all]), at the versions CI tested (constraints.txt).
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
  && python -m venv /opt/hashpivot \
- && /opt/hashpivot/bin/pip install /wheels/hashpivot-*.whl
+ && /opt/hashpivot/bin/pip install -c constraints.txt "$(ls /wheels/hashpivot-*.whl)[all]"
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="hashpivot" \

@@ -3,14 +3,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint unit testenv bench mutation mutation-full explore
+.PHONY: setup demo test lint unit testenv bench constraints mutation mutation-full explore
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml examples/policies/pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt examples/policies/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	$(BIN)/pip install --quiet --no-deps -e examples/policies
 	touch $@
 
@@ -49,6 +49,13 @@ explore: setup
 
 unit: setup
 	$(BIN)/python -m pytest -m "not tier2"
+
+# Re-pin what CI and the image install to what the virtualenv resolved (after
+# `pip install -U -e '.[dev]'`, then review the diff of constraints.txt).
+constraints: setup
+	{ echo '# What CI and the image install (pip install -c constraints.txt ...). Refresh: make constraints'; \
+	  $(BIN)/pip list --format=freeze --exclude-editable | grep -Ev '^(hashpivot.*|pip|setuptools|wheel)=='; \
+	} > constraints.txt
 
 bench: setup
 	$(BIN)/python -m bench

@@ -240,6 +240,12 @@ def backtest(
     policy_specs(cfg, policy, baselines)  # bad names or parameters fail before Ray starts
     map_runs = None
     session: Any = nullcontext()
+    if use_ray and not _has_module("ray"):
+        # The base install has no Ray: the same runs, one after another, in this process.
+        err_console.print("Ray is not installed (pip install 'hashpivot[ray]' to run "
+                          "policies in parallel): running them here", highlight=False,
+                          markup=False)
+        use_ray = False
     if use_ray:
         from orchestrator.runtime.parallel import ray_map_runs, ray_session
 
@@ -329,6 +335,15 @@ def _with_oracle_options(cfg: Any, gap: float | None, iterations: int | None) ->
         option = "--oracle-gap" if err["loc"][0] == "oracle_gap" else "--oracle-iterations"
         raise typer.BadParameter(err["msg"], param_hint=option) from None
     return cfg.model_copy(update={"backtest": backtest})
+
+
+def _has_module(name: str) -> bool:
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _replay(cfg: Any, folder: Path, policies: list[str]) -> None:
@@ -975,6 +990,11 @@ def config_schema() -> None:
     console.print_json(json.dumps(HashpivotConfig.model_json_schema()))
 
 
+#: Modules of the optional extras (pyproject.toml) and the extra that installs each: the
+#: base install runs backtests, policies and reports; live adapters come with extras.
+EXTRAS = {"ray": "ray", "kubernetes": "k8s", "pyasic": "asic", "pynvml": "gpu"}
+
+
 def _is_usage_error(exc: BaseException) -> bool:
     """Click's usage errors, whichever click raised them: typer vendors its own copy of
     click from 0.2x on, whose exceptions are not `click.ClickException`, so they are told
@@ -996,6 +1016,15 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    except ModuleNotFoundError as exc:
+        extra = EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        err_console.print(f"[bold red]error:[/bold red] this needs hashpivot's optional "
+                          f"{extra!r} dependencies ({exc.name} is not installed): "
+                          f"pip install 'hashpivot\\[{extra}]'", highlight=False,
+                          soft_wrap=True)
+        sys.exit(2)
     except Exception as exc:
         if _is_usage_error(exc):
             exc.show()  # type: ignore[attr-defined]
