@@ -11,7 +11,7 @@ import sys
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,6 +19,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from orchestrator.errors import HashpivotError
+
+if TYPE_CHECKING:
+    from orchestrator.models.config import HashpivotConfig
 
 app = typer.Typer(
     name="hashpivot",
@@ -188,7 +191,15 @@ def backtest(
     end: Annotated[str | None, typer.Option("--to", help="End (ISO date/time, UTC).")] = None,
     policy: Annotated[
         list[str] | None,
-        typer.Option("--policy", "-p", help="Policy name, module:Class or file.py (repeatable)."),
+        typer.Option("--policy", "-p", help=(
+            "Policy name, module:Class or file.py; LABEL=POLICY names the run (the same "
+            "policy twice with other --params). Repeatable.")),
+    ] = None,
+    params: Annotated[
+        list[str] | None,
+        typer.Option("--params", help=(
+            "A run's parameter: LABEL.name=value, or name=value when one policy runs "
+            "(repeatable), e.g. --params slow.confirm_ticks=6.")),
     ] = None,
     report: Annotated[Path | None, typer.Option(help="Report folder.")] = None,
     baselines: Annotated[bool, typer.Option(help="Run baselines and the oracle.")] = True,
@@ -237,7 +248,9 @@ def backtest(
         _sweep(cfg, sweep, ray_address, report or Path("reports") / f"{config.stem}-sweep")
         return
     report_dir = report or Path("reports") / config.stem
-    policy_specs(cfg, policy, baselines)  # bad names or parameters fail before Ray starts
+    run_params = _run_params(cfg, policy, params)
+    # Bad names, labels or parameters fail here, before Ray starts.
+    policy_specs(cfg, policy, baselines, run_params)
     map_runs = None
     session: Any = nullcontext()
     if use_ray and not _has_module("ray"):
@@ -268,6 +281,7 @@ def backtest(
         result = run_backtest(
             cfg,
             policies=policy,
+            params=run_params,
             start=when_from,
             end=when_to,
             baselines=baselines,
@@ -764,6 +778,25 @@ def policies_list() -> None:
         params = ", ".join(cls.Params.model_fields) or "—"
         table.add_row(name, ep.value, params, cls.summary)
     console.print(table)
+
+
+def _run_params(cfg: HashpivotConfig, policies: list[str] | None,
+                pairs: list[str] | None) -> dict[str, dict[str, object]]:
+    """`--params` of a backtest, by run label: `LABEL.name=value`, or `name=value` for the
+    only run."""
+    from orchestrator.backtest.runner import policy_specs
+
+    by_run: dict[str, dict[str, object]] = {}
+    for key, value in parse_params(pairs).items():
+        label, dot, name = key.rpartition(".")
+        if not dot:
+            runs = policies or [cfg.policy.name]
+            if len(runs) != 1:
+                raise typer.BadParameter(
+                    f"{key}: name the run it is for, as LABEL.{key}=…", param_hint="--params")
+            label, name = policy_specs(cfg, runs, False)[0].label, key
+        by_run.setdefault(label, {})[name] = value
+    return by_run
 
 
 def parse_params(pairs: list[str] | None, *, flag: str = "--params") -> dict[str, object]:

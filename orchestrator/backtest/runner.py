@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -36,6 +36,9 @@ class PolicyRun:
     baseline: bool
     #: The guards the row ran under, as the table and report label it.
     guards: str = CONFIGURED_GUARDS
+    #: The policy as named (registry name, module:Class or file) and its parameters.
+    spec: str = ""
+    params: dict[str, object] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +61,8 @@ class BacktestResult:
             totals = run.ledger.totals()
             capture = totals["net_usd"] / oracle_net if oracle_net and oracle_net > 0 else None
             policies[run.name] = {**totals, "baseline": run.baseline, "guards": run.guards,
-                                  "capture_ratio": capture}
+                                  "capture_ratio": capture, "policy": run.spec,
+                                  "params": run.params or {}}
         return {
             "period": {
                 "start": _iso(self.start_s),
@@ -272,7 +276,8 @@ def run_policy(
         history=inputs.history,
         progress=progress,
     )
-    return PolicyRun(spec.label, ledger, spec.baseline, spec.guards_label)
+    return PolicyRun(spec.label, ledger, spec.baseline, spec.guards_label, spec.spec,
+                     spec.params)
 
 
 def run_oracle(
@@ -296,16 +301,48 @@ def run_oracle(
 
 
 def policy_specs(
-    config: HashpivotConfig, policies: Sequence[str] | None, baselines: bool
+    config: HashpivotConfig,
+    policies: Sequence[str] | None,
+    baselines: bool,
+    params: Mapping[str, Mapping[str, object]] | None = None,
 ) -> list[PolicySpec]:
     """The configured (or named) policies, then the baselines under the same guards (and,
-    with `backtest.unguarded_baselines`, each baseline again without dwell or budgets)."""
+    with `backtest.unguarded_baselines`, each baseline again without dwell or budgets).
+
+    A run is `SPEC` or `LABEL=SPEC` (the same policy twice, with other parameters);
+    `params` maps a run's label to its parameters (default: the config's `policy.params`
+    for the configured policy). Two runs with one label are refused.
+    """
     specs = []
-    for spec in policies or [config.policy.name]:
-        params = config.policy.params if spec == config.policy.name else None
+    labels: dict[str, str] = {}
+    params = params or {}
+    for entry in policies or [config.policy.name]:
+        label, eq, spec = entry.partition("=")
+        if not eq:
+            label, spec = "", entry
+        label, spec = label.strip(), spec.strip()
         cls = resolve_policy_class(spec)
-        load_policy(spec, params)  # fail here, before any work, on bad parameters
-        specs.append(PolicySpec(cls.name or spec, spec, params, config.guards))
+        label = label or cls.name or spec
+        if label in labels:
+            raise ConfigError(
+                f"two runs are labelled {label!r} ({labels[label]} and {entry}): name each "
+                "one as LABEL=POLICY, e.g. -p slow=hysteresis", field="--policy")
+        labels[label] = entry
+        run_params = params.get(label)
+        if run_params is None and spec == config.policy.name:
+            run_params = config.policy.params
+        run_params = dict(run_params) if run_params is not None else None
+        # Fail here, before any work, on bad parameters; name the run they belong to.
+        load_policy(spec, run_params, source=f"params of {label}")
+        specs.append(PolicySpec(label, spec, run_params, config.guards))
+    unknown = sorted(set(params) - set(labels))
+    if unknown:
+        raise ConfigError(f"parameters for {', '.join(unknown)}, which no run is labelled "
+                          f"(runs: {', '.join(labels)})", field="--params")
+    taken = {base.name for base in BASELINES} & set(labels) if baselines else set()
+    if taken:
+        raise ConfigError(f"{', '.join(sorted(taken))} names a baseline: label the run "
+                          "another way (LABEL=POLICY)", field="--policy")
     if baselines:
         for base in BASELINES:
             path = f"{base.__module__}:{base.__name__}"
@@ -339,6 +376,7 @@ def run_backtest(
     config: HashpivotConfig,
     *,
     policies: Sequence[str] | None = None,
+    params: Mapping[str, Mapping[str, object]] | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
     baselines: bool | None = None,
@@ -351,7 +389,7 @@ def run_backtest(
     runtime passes a Ray fan-out).
     """
     with_baselines = config.backtest.baselines if baselines is None else baselines
-    specs = policy_specs(config, policies, with_baselines)
+    specs = policy_specs(config, policies, with_baselines, params)
     needs_history = any(resolve_policy_class(s.spec).uses_history for s in specs)
     inputs = prepare_backtest(config, start=start, end=end, needs_history=needs_history)
     runs = (map_runs or run_sequentially)(inputs, specs, progress)

@@ -1,0 +1,50 @@
+"""`hashpivot backtest` runs one policy several ways: labelled runs, each with its own
+parameters, reported under their labels with what they ran; ambiguous runs are refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SITE = str(Path(__file__).parents[2] / "examples" / "west-texas" / "site.yaml")
+HASHPIVOT = str(Path(sys.executable).parent / "hashpivot")
+PERIOD = ["--from", "2023-08-04T00:00:00Z", "--to", "2023-08-05T00:00:00Z", "--no-ray"]
+
+
+def _backtest(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([HASHPIVOT, "backtest", "-c", SITE, *PERIOD, *args],
+                          capture_output=True, text=True, timeout=900, check=False,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+def test_one_policy_twice_with_its_own_parameters(tmp_path: Path) -> None:
+    done = _backtest("--no-baselines", "--report", str(tmp_path),
+                     "-p", "fast=hysteresis", "-p", "slow=hysteresis",
+                     "--params", "slow.confirm_ticks=6", "--params", "fast.confirm_ticks=1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = json.loads((tmp_path / "summary.json").read_text())["policies"]
+    assert list(rows) == ["fast", "slow"]
+    assert rows["fast"]["params"] == {"confirm_ticks": 1}
+    assert rows["slow"]["params"] == {"confirm_ticks": 6}
+    assert rows["fast"]["policy"] == rows["slow"]["policy"] == "hysteresis"
+    # Confirming a rise over six hours instead of one changes what the day earns.
+    assert rows["fast"]["net_usd"] != rows["slow"]["net_usd"]
+
+
+def test_two_runs_with_one_label_are_refused() -> None:
+    done = _backtest("-p", "hysteresis", "-p", "hysteresis")
+    assert done.returncode == 2
+    assert "two runs are labelled 'hysteresis'" in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_parameters_name_their_run_when_several_run() -> None:
+    done = _backtest("-p", "hysteresis", "-p", "greedy", "--params", "confirm_ticks=3")
+    assert done.returncode == 2
+    assert "LABEL.confirm_ticks" in done.stderr + done.stdout
+    bad = _backtest("-p", "hysteresis", "--params", "confirm_tick=3")
+    assert bad.returncode == 2
+    assert "confirm_tick" in bad.stderr + bad.stdout and "confirm_ticks" in bad.stderr + bad.stdout
