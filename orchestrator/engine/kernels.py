@@ -515,6 +515,49 @@ def _shed_steps(
 
 
 @compiled
+def _admit_what_fits(
+    nodes: npt.NDArray[np.intp],
+    options: npt.NDArray[np.int8],
+    n_options: npt.NDArray[np.intp],
+    target: npt.NDArray[np.int8],
+    watts: F64,
+    value: F64,
+    switch_per_h: F64,
+    cap_w: float,
+    power: F64,
+) -> None:
+    """Take back shed loads that fit in what the shedding freed beyond the excess, most
+    USD/h per watt first (one pass; `_best_swap` then finds what is left)."""
+    k = 0
+    node = np.empty(nodes.shape[0], dtype=np.intp)
+    for i in nodes:
+        if target[i] != options[i, 0]:
+            node[k] = i
+            k += 1
+    if k == 0:
+        return
+    node = node[:k]
+    to = np.empty(k, dtype=np.int8)
+    density = np.empty(k)
+    for j in range(k):
+        i = node[j]
+        # The plan itself: the highest option, what the load was shed from.
+        m = options[i, 0]
+        to[j] = m
+        dw = watts[m, i] - watts[target[i], i]
+        du = _utility(value, switch_per_h, m, i) - _utility(value, switch_per_h, target[i], i)
+        density[j] = -du / max(dw, 1e-9) if du > 0 else np.inf
+    for j in np.argsort(density, kind="mergesort"):
+        if not np.isfinite(density[j]):
+            break
+        i = node[j]
+        dw = watts[to[j], i] - watts[target[i], i]
+        if power[0] + dw <= cap_w:
+            power[0] += dw
+            target[i] = to[j]
+
+
+@compiled
 def _best_swap(
     nodes: npt.NDArray[np.intp],
     options: npt.NDArray[np.int8],
@@ -790,6 +833,11 @@ def allocate_cap(
             if last_resort:
                 # Only the nodes inside their dwell are new to this pass.
                 nodes = nodes[young[nodes]]
+            _admit_what_fits(
+                nodes=nodes, options=options, n_options=n_options, target=target,
+                watts=watts, value=value, switch_per_h=switch_per_h, cap_w=cap_w[s],
+                power=power[s : s + 1],
+            )
             # Each move raises value by more than float noise, so this ends; the bound
             # only guards against a pathological input.
             for _ in range(4 * nodes.shape[0] + 16):
