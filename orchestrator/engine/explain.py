@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from orchestrator.framework.context import ScoreTable
-from orchestrator.framework.reasons import REASON_TEXT
+from orchestrator.framework.reasons import REASON_TEXT, Reason
 from orchestrator.models.modes import MODE_LABELS
 
 
@@ -56,6 +56,10 @@ class ExplanationTable:
     gain_usd_h: npt.NDArray[Any]
     #: Text of the policy's own reason codes, beside the built-in ones.
     reason_text: Mapping[int, str] = field(default_factory=dict)
+    #: What the power cap did, for the whole fleet (None when not known): the load each
+    #: shed node gave way to (-1: none), USD per kW·h of each load named, node names and
+    #: the plan's targets. Rendered only for the rows shown.
+    cap: CapAllocation | None = None
 
     @staticmethod
     def of(
@@ -65,6 +69,7 @@ class ExplanationTable:
         reason: np.ndarray,
         scores: ScoreTable,
         reason_text: Mapping[int, str] | None = None,
+        cap: CapAllocation | None = None,
     ) -> ExplanationTable:
         cur = current[nodes].astype(np.intp)
         tgt = target[nodes].astype(np.intp)
@@ -84,6 +89,7 @@ class ExplanationTable:
             ai_fill=scores.ai_fill[nodes],
             gain_usd_h=value[tgt, k] - value[cur, k] - sc_h,
             reason_text=reason_text or {},
+            cap=cap,
         )
 
     def __len__(self) -> int:
@@ -105,6 +111,7 @@ class ExplanationTable:
         sc_l = self.switch_cost_usd[idx].tolist()
         sch_l = self.switch_cost_usd_h[idx].tolist()
         fill_l = self.ai_fill[idx].tolist()
+        node_l = self.nodes[idx].tolist()
         out = []
         for k, name in enumerate(names):
             cur, tgt, code, value = cur_l[k], tgt_l[k], code_l[k], value_l[k]
@@ -125,13 +132,46 @@ class ExplanationTable:
                     switch_cost_usd=sc_l[k],
                     switch_cost_usd_h=sc_h,
                     ai_fill=fill_l[k],
-                    text=_text(cur, tgt, value[tgt] - value[cur], sc_h, why),
+                    text=_text(cur, tgt, value[tgt] - value[cur], sc_h, why)
+                    if self.cap is None
+                    else self.cap.text(node_l[k], name)
+                    or _text(cur, tgt, value[tgt] - value[cur], sc_h, why),
                 )
             )
         return out
 
 
 _REASON_TEXT = {int(code): text for code, text in REASON_TEXT.items()}
+_CAP_SHED = {int(Reason.GUARD_POWER_CAP_CURTAILED): "curtailed",
+             int(Reason.GUARD_POWER_CAP_REVERTED): "kept as it was"}
+_SO_IT_CAN = {0: "stay idle", 1: "mine", 2: "serve AI"}
+
+
+@dataclass(frozen=True, slots=True)
+class CapAllocation:
+    """What gave way to what under a site's power cap, as the guards left it (see
+    `engine.kernels.allocate_cap`), for the whole fleet."""
+
+    gave_way_to: npt.NDArray[np.intp]
+    usd_per_kwh: npt.NDArray[np.float64]
+    names: npt.NDArray[Any]
+    current: npt.NDArray[Any]
+    target: npt.NDArray[Any]
+    reason: npt.NDArray[Any]
+
+    def text(self, i: int, name: str) -> str | None:
+        """"s19-0412 curtailed so gpu-07 can serve AI: $0.04/kW·h vs $0.91/kW·h", or
+        None when node i gave way to nothing."""
+        j = int(self.gave_way_to[i])
+        done = _CAP_SHED.get(int(self.reason[i]))
+        if j < 0 or done is None:
+            return None
+        winner = str(self.names[j])
+        going = int(self.target[j])
+        can = _SO_IT_CAN[going] if going != int(self.current[j]) else (
+            f"keep {'serving AI' if going == 2 else 'mining' if going == 1 else 'idle'}")
+        return (f"{name} {done} so {winner} can {can}: ${float(self.usd_per_kwh[i]):.2f}/kW·h "
+                f"vs ${float(self.usd_per_kwh[j]):.2f}/kW·h (site power cap)")
 
 
 def _text(cur: int, tgt: int, delta: float, sc_h: float, why: str) -> str:

@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from orchestrator.engine.explain import (
+    CapAllocation,
     ExplanationTable,
     NodeExplanation,
     mode_counts,
@@ -56,6 +57,8 @@ class Plan:
     policy_state: Mapping[str, npt.NDArray[np.generic]] = field(default_factory=dict)
     #: Text of the reason codes the policy declared (`Policy.reasons`).
     reason_text: Mapping[int, str] = field(default_factory=dict)
+    #: What gave way to what under the power cap (explanations name both loads).
+    cap: CapAllocation | None = None
     # The guards know which nodes change; a plan built any other way (or copied with
     # `dataclasses.replace`) works them out on first use.
     _changed: npt.NDArray[np.intp] | None = field(
@@ -73,14 +76,14 @@ class Plan:
         """One node's explanation, changed or not."""
         table = ExplanationTable.of(
             np.array([i]), self.current, self.target, self.reason, self.scores,
-            self.reason_text,
+            self.reason_text, self.cap,
         )
         return table.row(0, str(self.node_names[i]))
 
     def explanation_table(self) -> ExplanationTable:
         """The terms behind every changed node, as columns."""
         return ExplanationTable.of(self.changed, self.current, self.target, self.reason,
-                                   self.scores, self.reason_text)
+                                   self.scores, self.reason_text, self.cap)
 
     def explanations(
         self, limit: int | None = None, table: ExplanationTable | None = None
@@ -230,6 +233,8 @@ def decide(
         stale=ctx.stale,
         policy_state=check_state(name, decision.state),
         reason_text=declared,
+        cap=CapAllocation(guarded.gave_way_to, guarded.usd_per_kwh, ctx.fleet.names,
+                          ctx.fleet.mode, guarded.target, guarded.reason),
     )
     plan._changed = guarded.changed
     return plan

@@ -241,3 +241,31 @@ def test_nodes_inside_their_dwell_go_only_when_nothing_else_is_left() -> None:
     assert target == [IDLE, IDLE, IDLE]
     assert reason[0] == Reason.GUARD_POWER_CAP_CURTAILED
     assert power == 0
+
+
+def test_explanations_name_what_gave_way_to_what() -> None:
+    from orchestrator.engine import decide
+    from policies.greedy import Greedy
+
+    # Two S19 XPs mining and an H100 node mining, with 8 GPUs of AI demand waiting: the
+    # policy sends the H100 into AI. Cap 11 kW: the plan draws 2 × 3.01 + 7.1 kW, so a
+    # miner gives way (reverting the H100 would free only 2.02 kW of the 2.12 needed).
+    fleet = FleetTable.build(profiles("s19-xp", "h100-sxm-8x"),
+                             [Site(name="s", power_cap_kw=11.0)], [0, 0, 1], modes=[1, 1, 1],
+                             since_s=NOW - 86_400)
+    guards = GuardConfig(min_dwell_s=0.0, max_fleet_switch_share_per_hour=1.0)
+    ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW),
+                        demand=DemandSummary(np.array([8.0]), np.array([np.nan])),
+                        fleet=fleet, guards=guards)
+    plan = decide(ctx, Greedy(), guards)
+    assert plan.target.tolist() == [IDLE, MINE, AI]
+    w, u = ctx.scores.watts, ctx.scores.value - ctx.scores.switch_cost_per_h
+    miner = 1000 * (u[MINE, 0] - u[IDLE, 0]) / (w[MINE, 0] - w[IDLE, 0])
+    gpu = 1000 * (u[AI, 2] - u[MINE, 2]) / (w[AI, 2] - w[MINE, 2])
+    assert miner < gpu
+    names = [str(x) for x in fleet.names]
+    text = plan.explain(0).text
+    assert text == (f"{names[0]} curtailed so {names[2]} can serve AI: ${miner:.2f}/kW·h vs "
+                    f"${gpu:.2f}/kW·h (site power cap)")
+    # The journal's explanations (most valuable changes first) carry the same line.
+    assert text in [e.text for e in plan.explanations()]
