@@ -245,7 +245,8 @@ def backtest(
         _replay(cfg, journal, policy or [cfg.policy.name])
         return
     if sweep is not None:
-        _sweep(cfg, sweep, ray_address, report or Path("reports") / f"{config.stem}-sweep")
+        _sweep(cfg, sweep, ray_address, report or Path("reports") / f"{config.stem}-sweep",
+               baselines)
         return
     report_dir = report or Path("reports") / config.stem
     run_params = _run_params(cfg, policy, params)
@@ -384,53 +385,56 @@ def _replay(cfg: Any, folder: Path, policies: list[str]) -> None:
     console.print(table)
 
 
-def _sweep(cfg: Any, sweep_file: Path, ray_address: str | None, out_dir: Path) -> None:
-    import numpy as np
+def _progress_into(bar: Progress) -> Any:
+    """A backtest progress callback that keeps one bar per run."""
+    tasks: dict[str, Any] = {}
 
-    from orchestrator.backtest.runner import prepare_backtest
-    from orchestrator.runtime.parallel import ray_session, run_sweep, sweep_points
+    def progress(name: str, done: int, total: int) -> None:
+        if name not in tasks:
+            tasks[name] = bar.add_task(name, total=total)
+        bar.update(tasks[name], completed=done)
 
-    policy, points = sweep_points(str(sweep_file), cfg)
-    step = cfg.backtest.step_s
+    return progress
 
-    def steps(point: Any) -> int:
-        inputs = prepare_backtest(cfg, start=point.start, end=point.end)
-        return int(np.ceil((inputs.end_s - inputs.start_s) / step))
 
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn())
-    with ray_session(ray_address), Progress(*columns, console=err_console) as bar:
-        tasks: dict[str, Any] = {}
+def _sweep(cfg: Any, sweep_file: Path, ray_address: str | None, out_dir: Path,
+           baselines: bool) -> None:
+    """Every period of the sweep is one backtest whose runs are the grid's parameter
+    sets (Ray tasks), with the baselines and the hindsight optimum beside them."""
+    from orchestrator.backtest.report import best_policy, write_report
+    from orchestrator.backtest.runner import run_backtest
+    from orchestrator.runtime.parallel import ray_map_runs, ray_session, read_sweep
 
-        def progress(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(name, total=total)
-            bar.update(tasks[name], completed=done)
-
-        results = run_sweep(cfg, policy, points, progress, steps)
+    plan = read_sweep(str(sweep_file), cfg)
+    policies = [f"{run.label}={run.spec}" for run in plan.runs]
+    params = {run.label: run.params for run in plan.runs}
+    columns = (TextColumn("[bold]{task.description:<28}"), BarColumn(), MofNCompleteColumn())
+    rows: list[dict[str, Any]] = []
+    table = Table(title=f"sweep: {len(plan.runs)} runs × {len(plan.periods)} period(s)",
+                  title_justify="left")
+    for col in ("period", "run", "net USD", "capture", "switches", "SLA misses", "guards"):
+        table.add_column(col, justify="left" if col in ("period", "run", "guards") else "right")
+    with ray_session(ray_address):
+        for k, (start, end) in enumerate(plan.periods):
+            with Progress(*columns, console=err_console) as bar:
+                result = run_backtest(cfg, policies=policies, params=params, start=start,
+                                      end=end, baselines=baselines,
+                                      progress=_progress_into(bar), map_runs=ray_map_runs)
+            summary: dict[str, Any] = result.summary()
+            period = f"{summary['period']['start'][:10]}..{summary['period']['end'][:10]}"
+            html = write_report(result, out_dir / f"period-{k + 1}")
+            best = best_policy(result)
+            for name, p in summary["policies"].items():
+                rows.append({"period": period, "label": name, "report": str(html), **p})
+                capture = "—" if p["capture_ratio"] is None else f"{p['capture_ratio']:.1%}"
+                label = f"{name} (baseline)" if p["baseline"] else name
+                table.add_row(period, label, _usd(p["net_usd"]), capture, f"{p['switches']:,}",
+                              f"{p['sla_misses']:,}", p["guards"],
+                              style="bold green" if name == best else None)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = [
-        {
-            "label": r.point.label,
-            "params": r.point.params,
-            "from": str(r.point.start or ""),
-            "to": str(r.point.end or ""),
-            **r.totals,
-        }
-        for r in results
-    ]
     (out_dir / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
-    table = Table(title=f"sweep of {policy}", title_justify="left")
-    for col in ("point", "net USD", "switches", "SLA misses"):
-        table.add_column(col, justify="left" if col == "point" else "right")
-    for r in sorted(results, key=lambda r: -r.totals["net_usd"]):
-        table.add_row(
-            r.point.label,
-            _usd(r.totals["net_usd"]),
-            f"{r.totals['switches']:,.0f}",
-            f"{r.totals['sla_misses']:,.0f}",
-        )
     console.print(table)
-    console.print(f"sweep results: {out_dir / 'sweep.json'}")
+    console.print(f"sweep results: {out_dir / 'sweep.json'}; a report per period in {out_dir}")
 
 
 @app.command()

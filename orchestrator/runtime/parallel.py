@@ -1,4 +1,5 @@
-"""Backtest fan-out over Ray: one task per policy run or sweep point.
+"""Backtest fan-out over Ray: one task per policy run (a sweep is backtests whose runs
+are the grid's parameter sets).
 
 Embedded by default (a local Ray started for the run); `address` joins an existing
 cluster (e.g. KubeRay). Progress flows back through a small actor the driver polls, so
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +24,6 @@ from orchestrator.backtest.runner import (
     PolicyRun,
     PolicySpec,
     Progress,
-    prepare_backtest,
     run_policy,
 )
 from orchestrator.errors import ConfigError
@@ -112,50 +112,89 @@ def ray_map_runs(
 
 
 @dataclass(frozen=True, slots=True)
-class SweepPoint:
+class SweepRun:
+    """One policy with one set of parameters, as a labelled backtest run."""
+
     label: str
+    spec: str
     params: dict[str, Any]
-    start: datetime | None
-    end: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
-class SweepResult:
-    point: SweepPoint
-    totals: dict[str, float]
+class Sweep:
+    """What a sweep file asks for: runs (policies × parameter grids) over periods."""
+
+    runs: list[SweepRun]
+    periods: list[tuple[datetime | None, datetime | None]]
 
 
-def sweep_points(path: str, config: HashpivotConfig) -> tuple[str, list[SweepPoint]]:
-    """Read a sweep file: `policy`, a `grid` of parameter lists, optional `periods`."""
+def read_sweep(path: str, config: HashpivotConfig) -> Sweep:
+    """Read a sweep file. Either one policy and its grid::
+
+        policy: hysteresis
+        grid: {confirm_ticks: [1, 3]}
+
+    or several, each with its own grid (none: its defaults)::
+
+        policies:
+          - {policy: hysteresis, grid: {confirm_ticks: [1, 3]}}
+          - {policy: greedy}
+          - {policy: my_policy.py, grid: {strike: [60, 90]}}
+
+    plus optional `periods` (`[{from: …, to: …}]`). A grid holds only the sweep's own
+    values: the site file's `policy.params` belong to the site's policy, not to a sweep.
+    Every parameter set is checked before anything runs; labels are short and unique.
+    """
     data = read_yaml(Path(path))
-    unknown = set(data) - {"policy", "grid", "periods"}
+    unknown = set(data) - {"policy", "grid", "policies", "periods"}
     if unknown:
         raise ConfigError(
-            f"unknown keys {sorted(unknown)}; expected policy, grid, periods", source=path
-        )
-    policy = str(data.get("policy", config.policy.name))
-    grid = data.get("grid") or {}
-    if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
-        raise ConfigError(
-            "grid must map parameter names to non-empty lists", source=path, field="grid"
-        )
+            f"unknown keys {sorted(unknown)}; expected policy and grid, or policies; periods",
+            source=path)
+    if "policies" in data and ("policy" in data or "grid" in data):
+        raise ConfigError("give either policy and grid, or a policies list", source=path)
+    entries = data.get("policies")
+    if entries is None:
+        entries = [{"policy": data.get("policy", config.policy.name),
+                    "grid": data.get("grid") or {}}]
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError("policies must be a non-empty list", source=path, field="policies")
+    runs: list[SweepRun] = []
+    for i, entry in enumerate(entries):
+        where = f"policies[{i}]" if "policies" in data else "grid"
+        if not isinstance(entry, dict) or set(entry) - {"policy", "grid"} or "policy" not in entry:
+            raise ConfigError("each entry is {policy: NAME, grid: {param: [values]}}",
+                              source=path, field=where)
+        runs += _grid_runs(path, where, str(entry["policy"]), entry.get("grid") or {},
+                           {r.label for r in runs})
     periods_raw = data.get("periods") or [{}]
     periods: list[tuple[datetime | None, datetime | None]] = []
     for i, p in enumerate(periods_raw):
         try:
             periods.append((_utc(p.get("from")), _utc(p.get("to"))))
-        except (TypeError, ValueError) as exc:
+        except (AttributeError, TypeError, ValueError) as exc:
             raise ConfigError(f"bad period: {exc}", source=path, field=f"periods[{i}]") from None
+    return Sweep(runs, periods)
+
+
+def _grid_runs(path: str, where: str, spec: str, grid: Any, taken: set[str]) -> list[SweepRun]:
+    if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+        raise ConfigError("grid must map parameter names to non-empty lists", source=path,
+                          field=where)
+    cls = resolve_policy_class(spec)
+    short = cls.name or Path(spec.partition(":")[0]).stem
     keys = list(grid)
-    points = []
+    runs = []
     for values in itertools.product(*(grid[k] for k in keys)):
-        params = {**config.policy.params, **dict(zip(keys, values, strict=True))}
-        load_policy(policy, params, source=f"{path}: grid")  # fail before launching anything
-        for start, end in periods:
-            tag = ",".join(f"{k}={v}" for k, v in zip(keys, values, strict=True)) or "defaults"
-            when = "" if start is None and end is None else f" [{start or ''}..{end or ''}]"
-            points.append(SweepPoint(f"{policy} {tag}{when}", params, start, end))
-    return policy, points
+        params = dict(zip(keys, values, strict=True))
+        load_policy(spec, params, source=f"{path}: {where}")  # fail before launching anything
+        tag = ",".join(f"{k}:{v}" for k, v in params.items())
+        label = f"{short} {tag}" if tag else short
+        if label in taken:
+            raise ConfigError(f"{label!r} is in the sweep twice", source=path, field=where)
+        taken.add(label)
+        runs.append(SweepRun(label, spec, params))
+    return runs
 
 
 def _utc(value: Any) -> datetime | None:
@@ -164,37 +203,3 @@ def _utc(value: Any) -> datetime | None:
         return None
     when = datetime.fromisoformat(str(value))
     return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-@ray.remote
-def _sweep_remote(
-    config: HashpivotConfig, policy: str, point: SweepPoint, board: Any
-) -> SweepResult:
-    needs_history = resolve_policy_class(policy).uses_history
-    inputs = prepare_backtest(config, start=point.start, end=point.end, needs_history=needs_history)
-    total = int(inputs.times.shape[0])
-    every = max(total // 100, 1)
-
-    def tick(k: int) -> None:
-        if k % every == 0 or k == total:
-            board.update.remote(point.label, k)
-
-    spec = PolicySpec(point.label, policy, point.params, config.guards)
-    run = run_policy(inputs, spec, tick)
-    return SweepResult(point, run.ledger.totals())
-
-
-def run_sweep(
-    config: HashpivotConfig,
-    policy: str,
-    points: list[SweepPoint],
-    progress: Progress | None,
-    steps_per_point: Callable[[SweepPoint], int],
-) -> list[SweepResult]:
-    """Fan the sweep out as Ray tasks (inside a `ray_session`)."""
-    board = ProgressBoard.remote()  # type: ignore[attr-defined]
-    shared = ray.put(config)
-    refs = [_sweep_remote.remote(shared, policy, p, board) for p in points]
-    totals = {p.label: steps_per_point(p) for p in points}
-    results: list[SweepResult] = _drive(refs, [p.label for p in points], totals, board, progress)
-    return results

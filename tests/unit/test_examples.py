@@ -41,12 +41,15 @@ def test_example_sites_backtest(site: str, start: str, end: str, tmp_path: Path)
 
 
 @pytest.mark.ray
-def test_sweep_fans_out_on_ray(tmp_path: Path) -> None:
+def test_sweep_compares_policies_on_ray(tmp_path: Path) -> None:
+    """A sweep over two policies (one with a grid) and two periods: every run is a Ray task
+    of a backtest per period, beside the baselines and the hindsight optimum, with a
+    report per period. The site's own policy parameters stay out of other policies."""
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(textwrap.dedent("""
-        policy: hysteresis
-        grid:
-          confirm_ticks: [1, 3]
+        policies:
+          - {policy: hysteresis, grid: {confirm_ticks: [1, 3]}}
+          - {policy: greedy}
         periods:
           - {from: "2025-01-01T01:00:00+00:00", to: "2025-01-02T00:00:00+00:00"}
           - {from: "2025-01-02T00:00:00+00:00", to: "2025-01-03T00:00:00+00:00"}
@@ -57,9 +60,28 @@ def test_sweep_fans_out_on_ray(tmp_path: Path) -> None:
                                       "--report", str(out)])
     assert result.exit_code == 0, result.output
     rows = json.loads((out / "sweep.json").read_text())
-    assert len(rows) == 4
-    assert {r["params"]["confirm_ticks"] for r in rows} == {1, 3}
-    assert all("net_usd" in r for r in rows)
+    runs = {(r["period"], r["label"]) for r in rows if not r["baseline"]}
+    assert {label for _, label in runs} == {
+        "hysteresis confirm_ticks:1", "hysteresis confirm_ticks:3", "greedy"}
+    assert len({period for period, _ in runs}) == 2
+    assert len(runs) == 6
+    by_label = {r["label"]: r for r in rows}
+    assert by_label["hysteresis confirm_ticks:3"]["params"] == {"confirm_ticks": 3}
+    assert by_label["greedy"]["params"] == {}
+    assert {"always-mine", "naive-switching"} <= {r["label"] for r in rows if r["baseline"]}
+    assert all(r["capture_ratio"] is not None for r in rows)
+    assert (out / "period-1" / "report.html").is_file()
+    assert (out / "period-2" / "report.html").is_file()
+
+
+def test_sweep_file_errors_name_the_entry(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("policies:\n  - {policy: hysteresis, grid: {confirm_tick: [1]}}\n")
+    golden = Path(__file__).parents[1] / "fixtures" / "golden" / "site.yaml"
+    result = CliRunner().invoke(app, ["backtest", "-c", str(golden), "--sweep", str(sweep)])
+    assert result.exit_code != 0
+    assert "policies[0]" in str(result.exception) + result.output
+    assert "confirm_tick" in str(result.exception) + result.output
 
 
 def test_wrong_unit_is_refused_by_name(tmp_path: Path) -> None:
