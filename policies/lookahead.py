@@ -1,8 +1,9 @@
 """Lookahead: switch only if the move pays back within a forecast horizon.
 
-The forecast uses only what was observed at or before `now` (`ctx.history`): hashprice
-holds (difficulty moves every ~2 weeks), and the power price relaxes from its current
-value toward the mean of the same hour over the last days. Mode values are linear in
+The forecast uses only what was known at `now` (`ctx.history`): power prices already
+published for the coming hours (day-ahead markets, `ctx.known_future`) are used as they
+are; otherwise hashprice holds (difficulty moves every ~2 weeks), and the power price
+relaxes from its current value toward the mean of the same hour over the last days. Mode values are linear in
 hashprice and power price, so the horizon sums cost O(nodes × horizon), not a simulation.
 
 For each node and alternative mode the policy weighs "switch now, come back after k
@@ -48,7 +49,19 @@ class LookaheadParams(PolicyParams):
 
 
 def forecast_power(history: MarketHistory, now_s: float, current: float, p: LookaheadParams) -> F64:
-    """Power price for each of the next `horizon_h` hours, from the past only."""
+    """Power price for each of the next `horizon_h` hours: the value already published
+    for that hour where there is one (day-ahead prices), else forecast from the past."""
+    path = _forecast_from_past(history, now_s, current, p)
+    known = history.after(now_s)
+    ahead = (known.times_s // 3600 - now_s // 3600).astype(np.intp)
+    use = (ahead >= 1) & (ahead <= p.horizon_h) & np.isfinite(known.power_usd_mwh)
+    path[ahead[use] - 1] = known.power_usd_mwh[use]
+    return path
+
+
+def _forecast_from_past(
+    history: MarketHistory, now_s: float, current: float, p: LookaheadParams
+) -> F64:
     steps = np.arange(1, p.horizon_h + 1)
     times = history.times_s
     keep = (times <= now_s) & (times > now_s - p.seasonal_days * 86_400.0)

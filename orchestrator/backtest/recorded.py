@@ -595,7 +595,9 @@ class RecordedMarketSource:
             hi = int(power.known_index(now_s)) + 1
             lo = int(np.searchsorted(power.observed_s, now_s - window_s, side="left"))
             times, known_at = power.times_s[lo:hi], power.observed_s[lo:hi]
-        table = self.price_table(known_at)
+        # Each row priced for its own interval: a row published ahead is read at its own
+        # time (by then it is known), a row known late at the time it became known.
+        table = self.price_table(np.maximum(known_at, times))
         return MarketHistory(times, table.hashprice_usd_ph_day, table.power_usd_mwh[:, 0])
 
 

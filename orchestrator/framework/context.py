@@ -91,6 +91,14 @@ class MarketHistory:
         z = np.zeros(0)
         return MarketHistory(z, z, z)
 
+    def after(self, now_s: float) -> MarketHistory:
+        """The rows for intervals after `now_s`: values published ahead (day-ahead prices)
+        that were already known at `now_s`, the only future a policy can see."""
+        lo = int(np.searchsorted(self.times_s, now_s, side="right"))
+        return MarketHistory(
+            self.times_s[lo:], self.hashprice_usd_ph_day[lo:], self.power_usd_mwh[lo:]
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class DecisionContext:
@@ -156,6 +164,12 @@ class DecisionContext:
             return np.zeros(self.fleet.n)
         return self.switch_load * np.exp2(-np.maximum(self.dwell_s, 0.0)
                                           / SWITCH_LOAD_HALF_LIFE_S)
+
+    @property
+    def known_future(self) -> MarketHistory:
+        """Values already published for intervals after `now_s` (day-ahead prices), and
+        nothing later: the history holds only what was known at `now_s`."""
+        return self.history.after(self.now_s)
 
     @property
     def current(self) -> npt.NDArray[np.int8]:
