@@ -224,6 +224,23 @@ class KubernetesConfig(StrictModel):
     field_manager: str = Field(default="hashpivot", description="fieldManager of every write.")
 
 
+class TelemetryConfig(StrictModel):
+    """GPU power measured on the nodes (NVML agents on Ray) instead of nameplate watts."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Start one NVML agent per Ray node offering `resource` (live and shadow, "
+        "under Ray); where NVML is absent a node keeps its nameplate watts.",
+    )
+    resource: str = Field(
+        default="GPU", min_length=1,
+        description="Ray resource that marks a GPU node's worker (see docs/telemetry.md).",
+    )
+    timeout_s: float = Field(
+        default=5.0, gt=0, description="An agent slower than this is reported unreachable, s."
+    )
+
+
 class ControllerConfig(StrictModel):
     mode: ControllerMode = Field(
         default=ControllerMode.SHADOW,
@@ -265,6 +282,7 @@ class HashpivotConfig(BaseSettings):
     kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
     kueue: KueueConfig = Field(default_factory=KueueConfig)
     kuberay: KubeRayConfig = Field(default_factory=KubeRayConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     asic: AsicConfig | None = Field(
         default=None, description="ASIC miners read and curtailed through their firmware API."
     )

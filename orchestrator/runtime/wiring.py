@@ -130,6 +130,7 @@ def kubernetes(
         except Exception:
             adapters.stop()
             raise
+    fleet = _with_telemetry(config, fleet)
     market = LiveMarketSource.from_config(config.live_market)
     deps = CycleDeps(clock=clock or WallClock(), market=market, demand=adapters.demand,
                      fleet=fleet, actuator=actuator, journal=journal,
@@ -147,6 +148,30 @@ def kubernetes(
 
     return Wiring(deps, lambda: True, lambda _t: None, is_leader, close,
                   {"adapters": adapters, "asic": asic})
+
+
+def _with_telemetry(config: HashpivotConfig, fleet: FleetSource) -> FleetSource:
+    """`telemetry.enabled`: the GPU nodes' watts as their NVML agents measure them. The
+    agents are Ray actors, so this needs the controller under Ray; without Ray, or where
+    a node has no NVML, the nameplate watts stay (and the log says why)."""
+    if not config.telemetry.enabled:
+        return fleet
+    import ray
+
+    if not ray.is_initialized():
+        log.warning("telemetry: enabled but the controller runs without Ray (--no-ray): GPU "
+                    "power stays at nameplate values")
+        return fleet
+    from orchestrator.adapters.telemetry.agent import TelemetryCollector, spawn_gpu_agents
+    from orchestrator.adapters.telemetry.apply import MeasuredFleetSource
+
+    agents = spawn_gpu_agents(resource=config.telemetry.resource)
+    if not agents:
+        return fleet  # spawn_gpu_agents logged why
+    log.info("telemetry: %d NVML agent(s) on Ray nodes offering %r", len(agents),
+             config.telemetry.resource)
+    return MeasuredFleetSource(fleet, TelemetryCollector(agents,
+                                                         timeout_s=config.telemetry.timeout_s))
 
 
 class NoPendingJobs:

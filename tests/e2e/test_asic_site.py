@@ -91,7 +91,7 @@ class Controller:
         env = {**os.environ, "COLUMNS": "200"}
         self.proc = subprocess.Popen(
             [str(exe), "run", "-c", str(config), "--mode", mode, "--no-ray",
-             "--journal", str(journal), *extra],
+             "--journal", str(journal), "--metrics-port", "0", *extra],
             cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
 
     def cycles(self) -> int:

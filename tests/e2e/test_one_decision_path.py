@@ -53,7 +53,8 @@ def site_file(tmp_path: Path, example: str, **overrides: Any) -> Path:
 def dry_run(config: Path, tmp_path: Path, start: str, end: str) -> tuple[Path, str]:
     journal = tmp_path / "journal"
     out = hashpivot("run", "-c", str(config), "--mode", "dry-run", "--no-ray",
-                    "--from", start, "--to", end, "--journal", str(journal), cwd=tmp_path)
+                    "--metrics-port", "0", "--from", start, "--to", end, "--journal",
+                    str(journal), cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     return journal, out.stdout
 
@@ -184,7 +185,8 @@ def test_a_restarted_controller_keeps_the_per_node_switch_budget(
     config = site_file(tmp_path, "gpu-only", policy={"name": "greedy", "params": {}},
                        guards={"max_switches_per_node_per_day": 1})
     journal = tmp_path / "journal"
-    common = ["run", "-c", str(config), "--mode", "dry-run", "--no-ray", "--journal",
+    common = ["run", "-c", str(config), "--mode", "dry-run", "--no-ray", "--metrics-port", "0",
+              "--journal",
               str(journal), "--from", "2025-10-21T00:00:00Z", "--to", "2025-10-24T00:00:00Z"]
 
     def forget() -> None:

@@ -66,7 +66,8 @@ def test_string_state_is_refused_in_backtest_and_dry_run(tmp_path: Path) -> None
     assert "Traceback" not in out.stderr
     # The controller holds every node and says why, cycle after cycle; it does not die.
     journal = tmp_path / "j"
-    run = hashpivot("run", "-c", str(config), "--mode", "dry-run", "--no-ray", *PERIOD,
+    run = hashpivot("run", "-c", str(config), "--mode", "dry-run", "--no-ray",
+                    "--metrics-port", "0", *PERIOD,
                     "--journal", str(journal), cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     records = list(read_journal(journal))
@@ -79,7 +80,8 @@ def test_state_interval_and_skipped_cycles_survive_a_restart(tmp_path: Path) -> 
     policy.write_text(COUNTER)
     config = site_file(tmp_path, "gpu-only", policy={"name": str(policy), "params": {}})
     journal = tmp_path / "j"
-    base = ["run", "-c", str(config), "--mode", "dry-run", "--no-ray", "--journal",
+    base = ["run", "-c", str(config), "--mode", "dry-run", "--no-ray", "--metrics-port", "0",
+            "--journal",
             str(journal)]
     first = hashpivot(*base, *PERIOD, "--cycles", "5", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
