@@ -510,6 +510,11 @@ def run(
             actor, _cluster = start_actors(cfg, options)
             stopping.append(actor.stop.remote)
             status = ray.get(actor.run.remote(cycles))
+            # Ray forwards the actor's log lines asynchronously (a log monitor tails its
+            # files): give the last cycle's lines time to reach this process's output.
+            import time
+
+            time.sleep(RAY_LOG_DRAIN_S)
         if status.get("startup_error"):
             # Raised inside the actor (bad credentials, unreachable server): one line.
             raise HashpivotError(str(status["startup_error"]))
@@ -1026,6 +1031,11 @@ def config_schema() -> None:
 
     console.print_json(json.dumps(HashpivotConfig.model_json_schema()))
 
+
+#: Seconds a Ray-hosted run waits before shutting Ray down, so the actor's last log lines
+#: (forwarded by Ray's log monitor, which polls its files) reach the output: without it the
+#: last cycle's line was lost in a test run.
+RAY_LOG_DRAIN_S = 2.0
 
 #: Modules of the optional extras (pyproject.toml) and the extra that installs each: the
 #: base install runs backtests, policies and reports; live adapters come with extras.
