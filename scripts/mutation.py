@@ -18,7 +18,8 @@ fixed examples; the deterministic example tests carry most kills).
     .venv/bin/python scripts/mutation.py --list        # the mutants, without running them
 
 Survivors listed in scripts/mutation_equivalent.txt (with the reason each changes nothing
-a user could observe) are reported as equivalent; any other survivor fails the run.
+a user could observe) are reported as equivalent; those in scripts/mutation_open.txt are
+known and still to be killed (the list only shrinks); any other survivor fails the run.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EQUIVALENT = ROOT / "scripts" / "mutation_equivalent.txt"
+#: Survivors known and not yet killed nor shown equivalent: reported, counted against the
+#: score, but not failing the run, so a new survivor stands out. The list only shrinks.
+OPEN = ROOT / "scripts" / "mutation_open.txt"
 COPIED = ("orchestrator", "policies", "tests", "pyproject.toml")
 
 #: Operators that make mutants a test could notice. Left out everywhere: bitwise, power,
@@ -75,7 +79,9 @@ GUARD_TESTS = (
 )
 CI = (
     Target("orchestrator/engine/guards.py", None, GUARD_TESTS),
-    Target("orchestrator/engine/kernels.py", ("seconds_since", "section:guards"), GUARD_TESTS),
+    # The policy fuzz test adds nothing the kernels' own tests miss, and costs the most.
+    Target("orchestrator/engine/kernels.py", ("seconds_since", "section:guards"),
+           GUARD_TESTS[:2]),
 )
 FULL = (
     *CI,
@@ -114,6 +120,13 @@ def line_ranges(source: str, functions: tuple[str, ...] | None) -> list[tuple[in
         first = min([d.lineno, *(x.lineno for x in d.decorator_list)])
         ranges.append((first, d.end_lineno or d.lineno))
     return ranges
+
+
+def load_open() -> set[str]:
+    if not OPEN.exists():
+        return set()
+    return {ln.strip() for ln in OPEN.read_text(encoding="utf-8").splitlines()
+            if ln.strip() and not ln.startswith("#")}
 
 
 def load_equivalent() -> dict[str, str]:
@@ -232,6 +245,14 @@ def run_target(target: Target, scratch: Path, *, operators: re.Pattern[str], lis
     print(f"{target.module}: {kept} mutants", flush=True)
     if list_only or kept == 0:
         return 0, 0, []
+    # The tests must pass on the unmutated code, or every mutant would count as killed.
+    baseline = subprocess.run(
+        [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *target.tests],
+        cwd=scratch, capture_output=True, text=True, check=False,
+    )
+    if baseline.returncode != 0:
+        raise SystemExit(f"{target.module}: the tests fail without any mutant:\n"
+                         f"{baseline.stdout[-3000:]}")
     started = time.monotonic()
     subprocess.run([cr, "exec", str(config), str(session)], cwd=scratch, check=True,
                    capture_output=True)
@@ -274,6 +295,7 @@ def main() -> int:
     targets = [t for t in (CI if args.scope == "ci" else FULL)
                if args.module is None or args.module in t.module]
     equivalent = load_equivalent()
+    open_list = load_open()
     only = None
     if args.only is not None:
         only = {ln.strip() for ln in args.only.read_text(encoding="utf-8").splitlines()
@@ -291,21 +313,25 @@ def main() -> int:
                 target, scratch, operators=OPERATORS[args.scope], list_only=args.list,
                 timeout_s=args.timeout, sample=args.sample, only=only)
             known = [k for k, _ in survivors if k in equivalent]
+            still_open = [k for k, _ in survivors if k in open_list]
             for key, diff in survivors:
-                if key not in equivalent:
+                if key not in equivalent and key not in open_list:
                     unexplained.append((key, diff))
-            rows.append((target.module, killed, survived, len(known)))
+            rows.append((target.module, killed, survived, len(known), len(still_open)))
     if args.survivors is not None:
         keys = [k for k, _ in unexplained]
         args.survivors.write_text("".join(f"{k}\n" for k in keys), encoding="utf-8")
     if args.list:
         return 0
-    print("\n| module | mutants | killed | survived | of them equivalent | score |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for module, killed, survived, known in rows:
+    print("\n| module | mutants run | killed | survived | of them equivalent | of them open "
+          "| score |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for module, killed, survived, known, still_open in rows:
         total = killed + survived
-        score = (killed + known) / total if total else 1.0
-        print(f"| `{module}` | {total} | {killed} | {survived} | {known} | {score:.1%} |")
+        # Equivalent mutants cannot be killed: they leave the denominator.
+        score = killed / (total - known) if total - known else 1.0
+        print(f"| `{module}` | {total} | {killed} | {survived} | {known} | {still_open} "
+              f"| {score:.1%} |")
     if unexplained:
         print(f"\n{len(unexplained)} surviving mutants no test kills and "
               f"{EQUIVALENT.relative_to(ROOT)} does not explain:")

@@ -8,6 +8,8 @@ so a guard that misreads one of those is caught instead of agreed with.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 from hypothesis import example, given
@@ -478,11 +480,59 @@ def test_frozen_holds_and_opt_out_is_respected() -> None:
     assert plan.reason[1] == Reason.GUARD_FROZEN
 
 
-def test_wrong_shape_policy_output_is_refused() -> None:
+@pytest.mark.parametrize("shape", [(3,), (1,), (2, 1), (1, 2), ()])
+@pytest.mark.parametrize("which", ["target", "reason"])
+def test_wrong_shape_policy_output_is_refused(shape: tuple[int, ...], which: str) -> None:
     fleet = FleetTable.build(profiles("s21"), [Site()], [0, 0], modes=[1, 1])
     guards = GuardConfig()
     ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW),
                         demand=DemandSummary.empty(0), fleet=fleet, guards=guards)
+    wrong, right = np.zeros(shape, dtype=np.int8), np.zeros(2, dtype=np.int8)
+    target, reason = (wrong, right) if which == "target" else (right, wrong)
     with pytest.raises(PolicyError, match="expected \\(2,\\)"):
-        apply_guards(ctx, PolicyDecision(np.zeros(3, dtype=np.int8),
-                                         np.zeros(3, dtype=np.int16)), guards)
+        apply_guards(ctx, PolicyDecision(target, reason.astype(np.int16)), guards)
+
+
+def test_switch_load_of_the_wrong_length_is_refused() -> None:
+    fleet = site_fleet([1] * 3, [Mode.MINE] * 3)
+    ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW),
+                        demand=DemandSummary.empty(1), fleet=fleet, guards=GUARDS)
+    for wrong in (np.zeros(2), np.zeros(4), np.zeros((3, 1))):
+        with pytest.raises(ValueError, match="switch_load: expected 3 values"):
+            decide(ctx, Wants(np.array([Mode.IDLE] * 3)), GUARDS, switch_load=wrong)
+
+
+def test_policy_declared_reasons_pass_and_undeclared_ones_are_refused() -> None:
+    class Declares(Wants):
+        reasons: ClassVar[dict[int, str]] = {101: "power above the strike price: curtailed"}
+
+        def __init__(self, target: np.ndarray, code: int) -> None:
+            super().__init__(target)
+            self.code = code
+
+        def decide(self, ctx: DecisionContext) -> PolicyDecision:
+            return PolicyDecision(self.target, np.full(ctx.fleet.n, self.code, np.int16))
+
+    fleet = site_fleet([1] * 2, [Mode.MINE] * 2)
+    ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW),
+                        demand=DemandSummary.empty(1), fleet=fleet, guards=GUARDS)
+    plan = decide(ctx, Declares(np.array([Mode.IDLE] * 2), 101), GUARDS)
+    assert plan.target.tolist() == [Mode.IDLE] * 2 and plan.reason.tolist() == [101, 101]
+    with pytest.raises(PolicyError, match="unknown reason codes"):
+        decide(ctx, Declares(np.array([Mode.IDLE] * 2), 102), GUARDS)
+
+
+@pytest.mark.parametrize("dtype", ["float16", ">i8", "<i8", ">f8", "longdouble", "uint16"])
+def test_targets_of_any_real_dtype_decide_like_plain_integers(dtype: str) -> None:
+    """Compiled loops read native integers and 32/64-bit floats as they are; any other
+    real dtype (half floats, byte-swapped, long double) is converted first, so every one
+    gives the plan plain integers give."""
+    fleet = site_fleet([1, 1, 2], [Mode.MINE, Mode.IDLE, Mode.MINE])
+    wanted = [Mode.IDLE, Mode.MINE, Mode.AI]
+    ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW),
+                        demand=DemandSummary.empty(1), fleet=fleet, guards=GUARDS)
+    reason = np.full(3, Reason.HIGHER_VALUE, dtype=np.dtype(dtype))
+    plan = apply_guards(ctx, PolicyDecision(np.array(wanted, dtype=np.dtype(dtype)), reason),
+                        GUARDS)
+    assert plan.target.tolist() == wanted
+    assert plan.reason.tolist() == [Reason.HIGHER_VALUE] * 3
