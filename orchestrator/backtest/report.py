@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -21,6 +24,14 @@ MODE_COLORS = {"idle": "#9e9e9e", "mine": "#f7931a", "ai": "#3f51b5"}
 
 def _dates(times_s: np.ndarray) -> np.ndarray:
     return times_s.astype("datetime64[s]")
+
+
+def _date_axis(ax: Any) -> None:
+    """Ticks that suit the period shown: hours for a day, days for a month, months for
+    years; each label says only what changed."""
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 
 
 def best_policy(result: BacktestResult) -> str:
@@ -48,7 +59,7 @@ def plot_cumulative_net(result: BacktestResult, path: Path) -> None:
     ax.set_title("Cumulative net profit vs the hindsight oracle")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
+    _date_axis(ax)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -76,7 +87,7 @@ def plot_modes(result: BacktestResult, policy: str, path: Path) -> None:
     ax.set_ylabel("nodes")
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8)
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
+    _date_axis(ax)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -93,10 +104,83 @@ def plot_market(result: BacktestResult, path: Path) -> None:
     hi = float(np.nanpercentile(result.realized.power_usd_mwh[:, 0], 99.5))
     ax2.set_ylim(min(0.0, float(np.nanmin(result.realized.power_usd_mwh[:, 0]))), max(hi, 1.0))
     ax1.set_title("Market: hashprice and power price (top 0.5% of power prices clipped)")
-    ax1.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
+    _date_axis(ax1)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_switches_per_node(result: BacktestResult, path: Path) -> None:
+    """How the switches spread over the fleet, per policy: a few nodes switching all the
+    time wear out; the same count spread thin does not."""
+    runs = [r for r in result.runs if not r.baseline] or result.runs
+    fig, ax = plt.subplots(figsize=(10, 4))
+    top = max(int(r.ledger.node_switches.max(initial=0)) for r in runs)
+    bins = [k - 0.5 for k in range(top + 2)]
+    for run in runs:
+        ax.hist(run.ledger.node_switches, bins=bins, histtype="step", linewidth=1.4,
+                label=run.name)
+    ax.set_xlabel("switches per node over the period")
+    ax.set_ylabel("nodes")
+    ax.set_title("Switches per node")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_ledger_csv(result: BacktestResult, path: Path) -> None:
+    """Every run's ledger, one row per run and step (UTC times), for spreadsheets."""
+    import csv
+
+    columns = ("time", "policy", "baseline", "mine_revenue_usd", "ai_revenue_usd",
+               "power_cost_usd", "switching_cost_usd", "net_usd", "switches", "evictions",
+               "sla_misses", "jobs_served", "nodes_idle", "nodes_mine", "nodes_ai")
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        for run in result.runs:
+            ledger = run.ledger
+            times = np.datetime_as_string(ledger.times_s.astype("datetime64[s]"), unit="s")
+            for k in range(ledger.times_s.shape[0]):
+                writer.writerow([
+                    f"{times[k]}Z", run.name, run.baseline,
+                    f"{ledger.mine_revenue[k]:.4f}", f"{ledger.ai_revenue[k]:.4f}",
+                    f"{ledger.power_cost[k]:.4f}", f"{ledger.switching_cost[k]:.4f}",
+                    f"{ledger.net[k]:.4f}", int(ledger.switches[k]), int(ledger.evictions[k]),
+                    int(ledger.sla_misses[k]), int(ledger.jobs_served[k]),
+                    *(int(x) for x in ledger.modes[k]),
+                ])
+
+
+def _detail_rows(policies: dict[str, Any]) -> tuple[str, str]:
+    """The per-policy detail table and the per-month net table, as HTML rows."""
+    detail, months = [], []
+    all_months = sorted({m for p in policies.values() for m in p["analysis"]["net_by_month_usd"]})
+    for name, p in policies.items():
+        a = p["analysis"]
+        params = ", ".join(f"{k}={v}" for k, v in (p.get("params") or {}).items()) or "defaults"
+        holds = p.get("guard_holds") or {}
+        top = ", ".join(f"{k.removeprefix('GUARD_').lower()} {v:,}" for k, v in
+                        sorted(holds.items(), key=lambda kv: -kv[1])[:3]) or "none"
+        detail.append(
+            "<tr>"
+            f"<td>{html.escape(name)}</td><td>{html.escape(params)}</td>"
+            f"<td>{a['max_drawdown_usd']:,.0f}</td>"
+            f"<td>{html.escape(a['worst_day'])}: {a['worst_day_usd']:,.0f}</td>"
+            f"<td>{a['spike_steps']:,} steps ≥ {a['spike_price_usd_mwh']:,.0f} USD/MWh: "
+            f"power {a['spike_power_cost_usd']:,.0f}, net {a['spike_net_usd']:,.0f}</td>"
+            f"<td>{a['idle_node_hours']:,.0f}</td>"
+            f"<td>{sum(holds.values()):,} ({html.escape(top)})</td>"
+            "</tr>"
+        )
+        cells = "".join(f"<td>{a['net_by_month_usd'].get(m, 0.0):,.0f}</td>" for m in all_months)
+        months.append(f"<tr><td>{html.escape(name)}</td>{cells}</tr>")
+    head = "".join(f"<th>{m}</th>" for m in all_months)
+    month_table = (f"<table><thead><tr><th>policy</th>{head}</tr></thead>"
+                   f"<tbody>{''.join(months)}</tbody></table>")
+    return "".join(detail), month_table
 
 
 def write_report(result: BacktestResult, out_dir: Path) -> Path:
@@ -105,11 +189,16 @@ def write_report(result: BacktestResult, out_dir: Path) -> Path:
     summary = result.summary()
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     best = best_policy(result)
-    plots = {
+    plots: dict[str, Callable[[Path], None]] = {
         "cumulative_net.png": lambda p: plot_cumulative_net(result, p),
         "modes_over_time.png": lambda p: plot_modes(result, best, p),
-        "market.png": lambda p: plot_market(result, p),
     }
+    others = [r.name for r in result.runs if not r.baseline and r.name != best]
+    for k, name in enumerate(others):
+        plots[f"modes_over_time_{k + 2}.png"] = functools.partial(plot_modes, result, name)
+    plots["switches_per_node.png"] = lambda p: plot_switches_per_node(result, p)
+    plots["market.png"] = lambda p: plot_market(result, p)
+    write_ledger_csv(result, out_dir / "ledger.csv")
     images = []
     for name, draw in plots.items():
         draw(out_dir / name)
@@ -140,6 +229,7 @@ def write_report(result: BacktestResult, out_dir: Path) -> Path:
     )
     period = summary["period"]
     assert isinstance(period, dict)
+    detail_rows, month_table = _detail_rows(policies)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>hashpivot backtest report</title>
 <style>
@@ -156,6 +246,13 @@ Capture ratio = net profit ÷ the feasible hindsight schedule's net.</p>
 <table><thead><tr><th>policy</th><th>kind</th><th>revenue USD</th><th>power USD</th>
 <th>switching USD</th><th>net USD</th><th>switches</th><th>SLA misses</th><th>capture</th>
 </tr></thead><tbody>{"".join(rows)}</tbody></table>
+<h2>Risk, parameters and guard interventions</h2>
+<table><thead><tr><th>policy</th><th>parameters</th><th>max drawdown USD</th>
+<th>worst day, net USD</th><th>power-price spikes</th><th>idle node-hours</th>
+<th>guard interventions (node-steps)</th></tr></thead><tbody>{detail_rows}</tbody></table>
+<h2>Net USD per month</h2>
+{month_table}
+<p>Every step of every run: <a href="ledger.csv">ledger.csv</a>.</p>
 {"".join(images)}
 </body></html>
 """

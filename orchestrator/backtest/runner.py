@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 
+from orchestrator.backtest.analysis import RunAnalysis, analyse
 from orchestrator.backtest.baselines import BASELINES, CONFIGURED_GUARDS, UNGUARDED, unguarded
 from orchestrator.backtest.jobs import JobStream, scale_trace
 from orchestrator.backtest.oracle import OracleResult, demand_gpus_per_step, hindsight_oracle
@@ -53,6 +54,14 @@ class BacktestResult:
     realized: PriceTable
     demand_gpus: F64
 
+    def analysis(self, run: PolicyRun) -> RunAnalysis:
+        """Per month, drawdown, worst day, spike exposure and idle hours of one run."""
+        ledger = run.ledger
+        price = self.realized.power_usd_mwh
+        spikes = price.max(axis=1) if price.ndim == 2 and price.shape[1] else np.zeros(0)
+        return analyse(ledger.times_s, ledger.net, ledger.power_cost, ledger.modes,
+                       spikes, self.step_s)
+
     def summary(self) -> dict[str, object]:
         """Per policy: revenue, power, switching, net, switches and capture ratio."""
         oracle_net = self.oracle.net_usd if self.oracle else None
@@ -62,7 +71,9 @@ class BacktestResult:
             capture = totals["net_usd"] / oracle_net if oracle_net and oracle_net > 0 else None
             policies[run.name] = {**totals, "baseline": run.baseline, "guards": run.guards,
                                   "capture_ratio": capture, "policy": run.spec,
-                                  "params": run.params or {}}
+                                  "params": run.params or {},
+                                  "guard_holds": run.ledger.holds(),
+                                  "analysis": self.analysis(run).as_dict()}
         return {
             "period": {
                 "start": _iso(self.start_s),

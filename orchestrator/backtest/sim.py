@@ -27,11 +27,15 @@ from orchestrator.engine.kernels import (
 from orchestrator.engine.plan import Plan
 from orchestrator.framework.context import SWITCH_LOAD_HALF_LIFE_S
 from orchestrator.framework.jit import AI, MINE, compiled
+from orchestrator.framework.reasons import GUARD_REASONS, POLICY_REASON_MIN, Reason
 from orchestrator.models.config import ScoringConfig
 from orchestrator.models.demand import DemandSummary
 from orchestrator.models.fleet import FleetTable
 from orchestrator.models.market import MarketPrices
 from orchestrator.models.modes import STEADY_STATE_OF_MODE, Mode, NodeState
+
+_FIRST_GUARD = int(Reason.GUARD_STALE_DATA)
+_GUARD_CODES = POLICY_REASON_MIN - _FIRST_GUARD
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.intp]
@@ -61,6 +65,10 @@ class Ledger:
     node_revenue: F64
     node_power: F64
     node_switching: F64
+    #: Switches each node made.
+    node_switches: npt.NDArray[np.int64]
+    #: Node-steps each guard held or changed, indexed by reason code − GUARD_STALE_DATA.
+    guard_holds: npt.NDArray[np.int64]
 
     @staticmethod
     def zeros(times_s: F64, n_nodes: int) -> Ledger:
@@ -80,7 +88,23 @@ class Ledger:
             node_revenue=np.zeros(n_nodes),
             node_power=np.zeros(n_nodes),
             node_switching=np.zeros(n_nodes),
+            node_switches=np.zeros(n_nodes, dtype=np.int64),
+            guard_holds=np.zeros(_GUARD_CODES, dtype=np.int64),
         )
+
+    def count(self, plan: Plan) -> None:
+        """Tally a plan's switches per node and its guard interventions."""
+        self.node_switches[plan.changed] += 1
+        reason = plan.reason
+        held = reason[(reason >= _FIRST_GUARD) & (reason < _FIRST_GUARD + _GUARD_CODES)]
+        if held.size:
+            self.guard_holds += np.bincount(held - _FIRST_GUARD, minlength=_GUARD_CODES)
+
+    def holds(self) -> dict[str, int]:
+        """Node-steps per guard that held or changed a node (guards that never acted are
+        left out)."""
+        return {Reason(code).name: int(self.guard_holds[code - _FIRST_GUARD])
+                for code in sorted(GUARD_REASONS) if self.guard_holds[code - _FIRST_GUARD]}
 
     @property
     def revenue(self) -> F64:
@@ -265,6 +289,7 @@ class SimulatedSite:
                     leaving, now_s, gpu_price, self.scoring.eviction_penalty_gpu_hours, switching
                 )
         ledger.switches[k] = changed.size
+        ledger.count(plan)
 
         ledger.jobs_served[k], busy_gpu_h = self.book.serve(
             self._accepting, fleet.gpus, self.ready_at, now_s, end_s
