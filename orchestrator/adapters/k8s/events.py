@@ -38,6 +38,8 @@ MAX_PER_CYCLE = 50
 WARNING_GUARDS = frozenset({Reason.GUARD_STALE_DATA, Reason.GUARD_FROZEN,
                             Reason.GUARD_UNREACHABLE, Reason.GUARD_POWER_CAP_CURTAILED,
                             Reason.GUARD_INVALID_TARGET, Reason.GUARD_UNSUPPORTED_MODE})
+#: Guard holds looked at per cycle (a rotating window over the held nodes).
+HOLD_SCAN = 1000
 #: The API server refuses a longer `note`.
 NOTE_LIMIT = 1024
 
@@ -58,6 +60,11 @@ def hold_reason(reason: Reason) -> str:
     return "Held" + _camel(reason.name.removeprefix("GUARD_"))
 
 
+#: Event reason and type of each guard's hold, worked out once.
+_HOLDS = {int(r): (hold_reason(r), "Warning" if r in WARNING_GUARDS else "Normal")
+          for r in GUARD_REASONS}
+
+
 class NodeEvents:
     """Writes the Events of one cycle's plan (see the module docstring)."""
 
@@ -70,6 +77,7 @@ class NodeEvents:
         self.max_per_cycle = max_per_cycle
         self.clock = clock
         self._last: dict[tuple[str, str], float] = {}
+        self._cursor = 0
         self.written = 0
         self.suppressed = 0
 
@@ -79,32 +87,38 @@ class NodeEvents:
         were written."""
         if plan is None:
             return 0
-        wanted: list[tuple[str, str, str, str]] = []  # node, reason, type, note
-        changed = {int(i) for i in plan.changed}
-        for i in plan.changed:
-            node = str(plan.node_names[i])
-            target = MODE_LABELS[int(plan.target[i])]
-            text = (notes or {}).get(node) or plan.explain(int(i)).text
-            wanted.append((node, switch_reason(target), "Normal",
-                           f"{MODE_LABELS[int(plan.current[i])]} → {target}: {text}"))
-        for i in np.flatnonzero((plan.reason >= min(GUARD_REASONS))
-                                & (plan.reason <= max(GUARD_REASONS))):
-            if int(i) in changed:
-                continue
-            code = Reason(int(plan.reason[i]))
-            node = str(plan.node_names[i])
-            kind = "Warning" if code in WARNING_GUARDS else "Normal"
-            wanted.append((node, hold_reason(code), kind,
-                           f"stays {MODE_LABELS[int(plan.current[i])]}: {REASON_TEXT[code]}"))
+        # Switches first, then guard holds; notes are built only for events written. Holds
+        # are scanned in a rotating window: a fleet-wide hold (each node already reported
+        # within the dedupe window) costs a bounded scan per cycle, not one per node.
         now = self.clock()
-        written = 0
-        for node, reason, kind, note in wanted:
+        written = examined = 0
+        changed = plan.changed
+        held = np.flatnonzero((plan.reason >= min(GUARD_REASONS)) & (plan.target == plan.current))
+        window = held
+        if held.size > HOLD_SCAN:
+            start = self._cursor % held.size
+            window = np.roll(held, -start)[:HOLD_SCAN]
+            self._cursor = start + HOLD_SCAN
+        for i in (*changed.tolist(), *window.tolist()):
+            if written >= self.max_per_cycle:
+                break
+            examined += 1
+            node = str(plan.node_names[i])
+            current = MODE_LABELS[int(plan.current[i])]
+            if plan.target[i] != plan.current[i]:
+                target = MODE_LABELS[int(plan.target[i])]
+                reason, kind = switch_reason(target), "Normal"
+            else:
+                code = int(plan.reason[i])
+                reason, kind = _HOLDS[code]
             last = self._last.get((node, reason))
             if last is not None and now - last < self.dedupe_s:
                 continue
-            if written >= self.max_per_cycle:
-                self.suppressed += 1
-                continue
+            if plan.target[i] != plan.current[i]:
+                text = (notes or {}).get(node) or plan.explain(i).text
+                note = f"{current} → {target}: {text}"
+            else:
+                note = f"stays {current}: {REASON_TEXT[Reason(code)]}"
             try:
                 self.create(EVENTS_NAMESPACE, self.body(node, reason, kind, note,
                                                        plan.decision_id))
@@ -113,6 +127,7 @@ class NodeEvents:
                 continue
             self._last[(node, reason)] = now
             written += 1
+        self.suppressed += int(changed.size + held.size) - examined
         self.written += written
         # Forget keys past their dedupe window so the map stays the size of the fleet.
         if len(self._last) > 4 * max(len(plan.node_names), 1):
