@@ -128,3 +128,23 @@ def test_hold_reasons_are_api_valid(reason: Reason) -> None:
     name = hold_reason(reason)
     assert name.isalnum() and name[0].isupper() and len(name) <= 128
     assert np.all([c.isascii() for c in name])
+
+
+def test_holds_are_scanned_in_a_rotating_window(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fleet-wide hold costs a bounded scan per cycle; every node still gets its turn.
+    from orchestrator.adapters.k8s import events as events_module
+
+    monkeypatch.setattr(events_module, "HOLD_SCAN", 2)
+    outcome = plans_of_a_dry_run(tmp_path, 1)[0]
+    assert outcome.plan is not None
+    n = len(outcome.plan.node_names)
+    plan = dataclasses.replace(
+        outcome.plan, reason=np.full(n, int(Reason.GUARD_MIN_DWELL), np.int16),
+        target=outcome.plan.current.copy())
+    sent: list[dict[str, Any]] = []
+    events = NodeEvents(lambda ns, body: sent.append(body), "pod-a", dedupe_s=3600,
+                        clock=Clock())
+    per_cycle = [events.publish(plan) for _ in range(n // 2 + 1)]
+    assert per_cycle == [2] * (n // 2) + [0]
+    assert sorted(b["regarding"]["name"] for b in sent) == sorted(map(str, plan.node_names))
