@@ -264,3 +264,37 @@ def test_doctor_checks_a_running_controllers_endpoints(
     down = doctor(f"http://127.0.0.1:{closed}")
     assert down.returncode == 2 and "FAIL /healthz" in down.stdout
     assert "3 check(s) failed" in down.stderr and "Traceback" not in down.stderr
+
+
+def test_status_and_explain_print_times_in_utc_with_their_zone(tmp_path: Path) -> None:
+    proc = run_dry(tmp_path, cycles=3)
+    assert proc.returncode == 0, proc.stderr
+    last = list(read_journal(tmp_path / "journal"))[-1]
+    when = datetime.fromtimestamp(last.now_s, UTC).isoformat(timespec="seconds")
+    assert when.endswith("+00:00")
+    status = subprocess.run([exe(), "status", "--journal", str(tmp_path / "journal")],
+                            capture_output=True, text=True, check=False, timeout=600,
+                            env=os.environ | {"TZ": "America/Chicago", "COLUMNS": "300"})
+    assert status.returncode == 0, status.stderr
+    assert f"last decision {last.decision_id} at {when}" in status.stdout
+
+
+def test_rejected_feed_values_are_warned_about_once(tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from orchestrator.models.config import ControllerMode, load_config
+    from orchestrator.runtime.controller import Controller, RunOptions
+
+    controller = Controller(load_config(GOLDEN),
+                            RunOptions(mode=ControllerMode.DRY_RUN, journal_dir=str(tmp_path)))
+    try:
+        # What the live feed layer reports: cumulative rejections by source and reason.
+        controller.metrics.observe_rejections({"btc_usd": {"too_old": 2, "jump": 1}})
+        with caplog.at_level(logging.WARNING, logger="hashpivot.controller"):
+            controller.run(2)
+    finally:
+        controller.close()
+    warned = [r.getMessage() for r in caplog.records if "feed values rejected" in r.getMessage()]
+    assert len(warned) == 1  # the second cycle had no new rejections
+    assert warned[0].endswith("feed values rejected: btc_usd: jump ×1, btc_usd: too_old ×2")
