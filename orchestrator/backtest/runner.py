@@ -16,7 +16,7 @@ from orchestrator.backtest.oracle import OracleResult, demand_gpus_per_step, hin
 from orchestrator.backtest.recorded import PriceTable, RecordedMarketSource
 from orchestrator.backtest.sim import Ledger, SimulatedSite
 from orchestrator.engine.step import DecisionStep
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, PolicyError
 from orchestrator.framework.context import MarketHistory
 from orchestrator.framework.policy import Policy
 from orchestrator.framework.registry import load_policy, resolve_policy_class
@@ -171,13 +171,16 @@ def simulate(
     for k in range(times.shape[0]):
         now = float(times[k])
         ledger.sla_misses[k] = sim.arrive(now)
-        plan = step.decide(
-            now_s=now,
-            prices=known.prices(k),
-            demand=sim.demand(now),
-            fleet=sim.fleet_at(now),
-            history=history.at(now) if wants_history and history is not None else None,
-        )
+        try:
+            plan = step.decide(
+                now_s=now,
+                prices=known.prices(k),
+                demand=sim.demand(now),
+                fleet=sim.fleet_at(now),
+                history=history.at(now) if wants_history and history is not None else None,
+            )
+        except PolicyError as exc:  # when, in simulated time, besides what and where
+            raise PolicyError(f"at simulated time {_iso(now)}: {exc}") from None
         sim.step(plan, now_s=now, dt_s=step_s, realized=realized.prices(k), ledger=ledger, k=k)
         step.commit(plan)
         if progress is not None:

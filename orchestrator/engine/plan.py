@@ -215,7 +215,11 @@ def decide(
     if not isinstance(decision, PolicyDecision):
         raise PolicyError(f"policy {name} returned {type(decision).__name__}, not a decision")
     declared = getattr(type(policy), "reasons", None) or {}
-    guarded = apply_guards(ctx, decision, guards, switch_load, policy_reasons=tuple(declared))
+    try:
+        guarded = apply_guards(ctx, decision, guards, switch_load,
+                               policy_reasons=tuple(declared))
+    except PolicyError as exc:  # say whose output it was
+        raise PolicyError(f"{name}: {exc}") from None
     # The plan lists its changed nodes once; its targets cannot change under that list.
     guarded.target.flags.writeable = guarded.reason.flags.writeable = False
     plan = Plan(

@@ -26,7 +26,7 @@ from orchestrator.backtest.runner import (
     Progress,
     run_policy,
 )
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, HashpivotError
 from orchestrator.framework.registry import load_policy, resolve_policy_class
 from orchestrator.models.config import HashpivotConfig, read_yaml
 
@@ -80,6 +80,17 @@ def _run_remote(inputs: BacktestInputs, spec: PolicySpec, board: Any) -> PolicyR
     return run_policy(inputs, spec, tick)
 
 
+def get_results(refs: list[Any]) -> list[Any]:
+    """`ray.get`, except that a user error inside a task (bad data, a policy that fails)
+    is raised as itself, in one line, not as Ray's account of the task."""
+    try:
+        return list(ray.get(refs))
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, HashpivotError):
+            raise exc.cause from None
+        raise
+
+
 def _drive(
     refs: list[Any],
     labels: list[str],
@@ -93,7 +104,7 @@ def _drive(
         if progress is not None:
             for label, steps in ray.get(board.snapshot.remote()).items():
                 progress(label, steps, totals[label])
-    results = ray.get(refs)
+    results = get_results(refs)
     if progress is not None:
         for label in labels:
             progress(label, totals[label], totals[label])

@@ -12,9 +12,9 @@ from typing import Any
 
 import ray
 
-from orchestrator.errors import HashpivotError
 from orchestrator.planning.config import Plan
 from orchestrator.planning.evaluate import Cell, CellProgress, CellResult, run_cell
+from orchestrator.runtime.parallel import get_results
 
 
 @ray.remote
@@ -33,12 +33,5 @@ def ray_map_cells(
         _, pending = ray.wait(pending, num_returns=1)
         if progress is not None:
             progress(len(refs) - len(pending), len(refs))
-    try:
-        results: list[CellResult] = ray.get(refs)
-    except ray.exceptions.RayTaskError as exc:
-        # A user error inside a task (bad data, a policy that fails to load) is reported
-        # as itself, in one line, not as Ray's account of the task.
-        if isinstance(exc.cause, HashpivotError):
-            raise exc.cause from None
-        raise
+    results: list[CellResult] = get_results(refs)
     return results

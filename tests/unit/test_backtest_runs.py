@@ -48,3 +48,26 @@ def test_parameters_name_their_run_when_several_run() -> None:
     bad = _backtest("-p", "hysteresis", "--params", "confirm_tick=3")
     assert bad.returncode == 2
     assert "confirm_tick" in bad.stderr + bad.stdout and "confirm_ticks" in bad.stderr + bad.stdout
+
+
+def test_a_failing_policy_is_reported_with_time_file_and_line(tmp_path: Path) -> None:
+    """A policy that raises on the third day of a backtest, run as a Ray task (the
+    default): one line naming the simulated time, the policy, the error and its line."""
+    policy = tmp_path / "late.py"
+    policy.write_text(
+        "from orchestrator.framework import Policy, PolicyDecision\n"
+        "class Late(Policy):\n"
+        "    name = 'late-failure'\n"
+        "    def decide(self, ctx):\n"
+        "        if ctx.now_s >= 1690848000:  # 2023-08-01T00:00Z\n"
+        "            return {}['boom']\n"
+        "        return PolicyDecision.keep(ctx)\n")
+    done = subprocess.run(
+        [HASHPIVOT, "backtest", "-c", SITE, "--from", "2023-07-30T00:00:00Z",
+         "--to", "2023-08-02T00:00:00Z", "--no-baselines", "-p", str(policy)],
+        capture_output=True, text=True, timeout=900, check=False,
+        env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and "ray::" not in done.stderr
+    assert (f"at simulated time 2023-08-01T00:00:00Z: policy late-failure failed: "
+            f"KeyError('boom') at {policy}:6") in done.stderr
