@@ -310,7 +310,23 @@ class FleetTable:
         return int(hits[0])
 
     def is_asic(self) -> B:
+        """True for ASIC miners, False for GPU nodes."""
         return ~self.statics.is_gpu
+
+    def efficiency_j_per_unit(self) -> F64:
+        """Energy per unit of hashrate when mining, J per unit (J/TH for SHA-256 ASICs;
+        per the algorithm's unit for GPUs); inf where a node cannot mine."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.where(self.hashrate > 0, self.watts_mine / self.hashrate, np.inf)
+        return out.astype(np.float64)
+
+    def switch_hours(self, target: npt.ArrayLike) -> F64:
+        """Hours each node would be out of service moving from its current mode to
+        `target` (one mode for all, or one per node): stop plus start time; 0 where the
+        target is the current mode."""
+        to = np.broadcast_to(np.asarray(target, dtype=np.intp), (self.n,))
+        hours = self.statics.downtime_h[self.profile, self.mode.astype(np.intp), to]
+        return np.where(to == self.mode, 0.0, hours).astype(np.float64)
 
     def site_power_cap_w(self) -> F64:
         """Per-site cap in W (inf where uncapped), aligned with `sites`."""

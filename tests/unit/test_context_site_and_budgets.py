@@ -38,3 +38,17 @@ def test_no_switch_history_reads_as_none_used() -> None:
     ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW),
                         demand=DemandSummary.empty(0), fleet=fleet, guards=GuardConfig())
     np.testing.assert_array_equal(ctx.switches_24h, [0.0, 0.0])
+
+
+def test_efficiency_and_switching_time_from_the_profiles() -> None:
+    s21, h100 = profiles("s21", "h100-sxm-8x")
+    fleet = FleetTable.build([s21, h100], [Site()], [0, 0, 1],
+                             modes=[Mode.MINE, Mode.IDLE, Mode.AI])
+    eff = fleet.efficiency_j_per_unit()
+    assert eff[0] == s21.watts_mine / s21.mine_hashrate
+    # To mining: the mining ASIC stays (0 h); the idle one starts; the GPU node drains
+    # its AI work and starts mining.
+    np.testing.assert_allclose(fleet.switch_hours(Mode.MINE), [
+        0.0, s21.mine_start_s / 3600.0, (h100.ai_drain_s + h100.mine_start_s) / 3600.0])
+    np.testing.assert_allclose(fleet.switch_hours([Mode.IDLE, Mode.IDLE, Mode.AI]),
+                               [s21.mine_stop_s / 3600.0, 0.0, 0.0])
