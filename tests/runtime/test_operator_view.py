@@ -298,3 +298,31 @@ def test_rejected_feed_values_are_warned_about_once(tmp_path: Path,
     warned = [r.getMessage() for r in caplog.records if "feed values rejected" in r.getMessage()]
     assert len(warned) == 1  # the second cycle had no new rejections
     assert warned[0].endswith("feed values rejected: btc_usd: jump ×1, btc_usd: too_old ×2")
+
+
+def test_whole_cycle_holds_are_counted_by_reason(tmp_path: Path) -> None:
+    from orchestrator.models.config import ControllerMode, load_config
+    from orchestrator.runtime.controller import Controller, RunOptions
+
+    broken = tmp_path / "broken_policy.py"
+    broken.write_text(
+        "from typing import ClassVar\n"
+        "from orchestrator.framework import DecisionContext, Policy, PolicyDecision\n"
+        "class Broken(Policy):\n"
+        "    name: ClassVar[str] = 'broken'\n"
+        "    summary: ClassVar[str] = 'raises'\n"
+        "    def decide(self, ctx: DecisionContext) -> PolicyDecision:\n"
+        "        raise RuntimeError('no idea')\n")
+    config = load_config(GOLDEN, {"policy": {"name": str(broken)}})
+    controller = Controller(config, RunOptions(mode=ControllerMode.DRY_RUN,
+                                               journal_dir=str(tmp_path / "j")))
+    try:
+        controller.run(3)
+    finally:
+        controller.close()
+    records = list(read_journal(tmp_path / "j"))
+    held = [r for r in records if str(r.plan.get("held", "")).startswith("policy failed")]
+    assert len(held) == 3
+    text = controller.metrics.render().decode()
+    assert f'hashpivot_holds_total{{reason="policy_failed"}} {float(len(held))}' in text
+    assert f'hashpivot_cycles_total{{outcome="held"}} {float(len(held))}' in text
