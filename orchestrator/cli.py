@@ -401,6 +401,9 @@ def _sweep(cfg: Any, sweep_file: Path, ray_address: str | None, out_dir: Path,
            baselines: bool) -> None:
     """Every period of the sweep is one backtest whose runs are the grid's parameter
     sets (Ray tasks), with the baselines and the hindsight optimum beside them."""
+    if not _has_module("ray"):
+        raise HashpivotError("sweeps run on Ray: pip install 'hashpivot[ray]' (or compare "
+                             "settings in one backtest with -p LABEL=POLICY --params)")
     from orchestrator.backtest.report import best_policy, write_report
     from orchestrator.backtest.runner import run_backtest
     from orchestrator.runtime.parallel import ray_map_runs, ray_session, read_sweep

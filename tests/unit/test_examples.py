@@ -96,3 +96,16 @@ def test_wrong_unit_is_refused_by_name(tmp_path: Path) -> None:
     """))
     with pytest.raises(ConfigError, match=r"market\.power_usd_mwh\.default\..*unit"):
         load_config(path)
+
+
+def test_sweep_without_ray_says_which_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    import orchestrator.cli as cli
+
+    monkeypatch.setattr(cli, "_has_module", lambda name: name != "ray")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("policy: greedy\n")
+    golden = Path(__file__).parents[1] / "fixtures" / "golden" / "site.yaml"
+    result = CliRunner().invoke(app, ["backtest", "-c", str(golden), "--sweep", str(sweep)])
+    assert result.exit_code != 0
+    assert "hashpivot[ray]" in str(result.exception)
