@@ -82,3 +82,13 @@ def test_empty_demand_and_read_only_context(cls: type[Policy]) -> None:
         ctx.fleet.mode[0] = 0  # policies get read-only views
     with pytest.raises(ValueError):
         ctx.scores.value[0, 0] = 1.0
+
+
+@pytest.mark.parametrize("name", sorted(registered_policies()))
+def test_every_registered_policy_passes_policies_check(name: str) -> None:
+    """The product's own contract check (`hashpivot policies check`) on every installed
+    policy: many cycles across time zones, clock changes, spikes and restarts."""
+    from orchestrator.testing import assert_policy_contract
+
+    report = assert_policy_contract(name)
+    assert report.cycles > 200
