@@ -8,6 +8,7 @@ runtime can ship them to Ray tasks; `run_cells_sequentially` runs them in this p
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -174,7 +175,8 @@ def sized_config(
     removed, removed_th = 0, 0.0
     for i in asic_idx:
         p = catalog[groups[i].profile]
-        k = min(groups[i].count, int(np.floor(room_w / p.watts_mine + 0.5)))
+        # Never below 0: after a rounded-up group the room left is negative.
+        k = max(0, min(groups[i].count, int(np.floor(room_w / p.watts_mine + 0.5))))
         groups[i] = groups[i].model_copy(update={"count": groups[i].count - k})
         room_w -= k * p.watts_mine
         removed += k
@@ -253,13 +255,23 @@ def _stress(inputs: BacktestInputs, sc: Scenario) -> BacktestInputs:
             power_usd_mwh=table.power_usd_mwh * sc.power,
         )
 
+    history = inputs.history
+    if history is not None:
+        # A forecasting policy's view of the past is the same stressed market.
+        history = copy.copy(history)
+        history.hashprice = history.hashprice * sc.hashprice
+        history.power = history.power * sc.power
     jobs = inputs.jobs
     if jobs.offered_usd_per_gpu_hour is not None:
         jobs = dataclasses.replace(
             jobs, offered_usd_per_gpu_hour=jobs.offered_usd_per_gpu_hour * sc.gpu_rent
         )
     return dataclasses.replace(
-        inputs, known=scale(inputs.known), realized=scale(inputs.realized), jobs=jobs
+        inputs,
+        known=scale(inputs.known),
+        realized=scale(inputs.realized),
+        jobs=jobs,
+        history=history,
     )
 
 
