@@ -631,12 +631,13 @@ def to_deactivate(
 ) -> tuple[list[WorkloadView], list[WorkloadView]]:
     """Admitted Workloads with pods on `draining` nodes: (interruptible ones to deactivate,
     protected ones to wait for). A Workload is matched to its pods by owner: a Job's pods
-    name the Job, a RayCluster's pods the RayCluster, which a RayJob owns."""
+    name the Job, a RayCluster's pods the RayCluster, which a RayJob owns, and a pod Kueue
+    manages by itself owns its Workload."""
     on_draining: set[str] = set()
     for pod in pods:
         node = _spec(pod).get("nodeName")
         if node in draining and (_status(pod).get("phase") or "") not in ("Succeeded", "Failed"):
-            on_draining.update(owner_uids(pod))
+            on_draining.update(pod_owners(pod))
     parents = {r.uid: r.owners for r in rays}
     for uid in list(on_draining):
         on_draining.update(parents.get(uid, ()))
@@ -654,6 +655,14 @@ def to_deactivate(
     return interruptible, protected
 
 
+def pod_owners(pod: Mapping[str, Any]) -> tuple[str, ...]:
+    """The UIDs a Workload may name as its owner for this pod: the pod's owners (Job,
+    RayCluster) and the pod itself (Kueue's pod integration, which Deployments and
+    StatefulSets also go through, makes the pod the Workload's owner)."""
+    uid = meta(pod).get("uid")
+    return (*owner_uids(pod), str(uid)) if uid else owner_uids(pod)
+
+
 def admitted_owners(workloads: Iterable[WorkloadView], rays: Iterable[RayView]) -> frozenset[str]:
     """UIDs that own the pods of admitted Workloads: their jobs, and the RayClusters a
     queued RayJob made."""
@@ -664,9 +673,11 @@ def admitted_owners(workloads: Iterable[WorkloadView], rays: Iterable[RayView]) 
 
 class _KueuePods:
     """The pods as the drain sees them: those of admitted Workloads are never interruptible
-    (Kueue is asked to give them back instead)."""
+    (Kueue is asked to give them back instead). `owners` None: which Workloads are
+    admitted is unknown (unreadable), so no pod is interruptible this pass."""
 
-    def __init__(self, inner: PodSource, owners: frozenset[str], config: KubernetesConfig):
+    def __init__(self, inner: PodSource, owners: frozenset[str] | None,
+                 config: KubernetesConfig):
         self.inner = inner
         self.owners = owners
         self.config = config
@@ -674,7 +685,7 @@ class _KueuePods:
     def pods(self) -> list[Obj]:
         out = []
         for pod in self.inner.pods():
-            if not self.owners.intersection(owner_uids(pod)):
+            if self.owners is not None and not self.owners.intersection(pod_owners(pod)):
                 out.append(pod)
                 continue
             kept = copy.deepcopy(pod)
@@ -993,10 +1004,11 @@ class KueueActuator(KubeActuator):
             errors["kueue"] = f"reading workloads: {exc}"
             queued = None
         pods = self.pods
-        if queued is not None:
-            # Pods of admitted Workloads leave through Kueue (deactivation), never through
-            # the Eviction API: their job's controller would only make them again.
-            self.pods = _KueuePods(pods, admitted_owners(*queued), self.config)
+        # Pods of admitted Workloads leave through Kueue (deactivation), never through the
+        # Eviction API: their job's controller would only make them again. Without the
+        # Workloads, no pod can be told apart: none is evicted this pass.
+        self.pods = _KueuePods(pods, admitted_owners(*queued) if queued is not None else None,
+                               self.config)
         try:
             run = super()._run(held, decision_id, write=write)
         finally:

@@ -1,0 +1,75 @@
+"""Tier 0/1: Kueue Workloads whose pods are matched in ways the batch-Job path does not
+cover: plain pods Kueue manages (its pod integration, which Deployments and StatefulSets
+use: the Workload is owned by the pod itself), and a pass whose Workload read fails."""
+
+from __future__ import annotations
+
+from orchestrator.adapters.k8s.actuator import NodeTarget
+from orchestrator.adapters.k8s.api import ApiError, Obj
+from orchestrator.adapters.k8s.fake import FakeKube
+from orchestrator.adapters.k8s.objects import STATE_ANNOTATION
+from orchestrator.models.modes import Mode
+from tests.unit.test_k8s_kueue import (
+    K8S,
+    Objects,
+    fleet,
+    kueue_actuator,
+    setup_queue,
+    wl_path,
+    workload,
+)
+
+
+def pod_workload(kube: FakeKube, objects: Objects, name: str, *, interruptible: bool) -> Obj:
+    """A pod on n0 and the Workload Kueue's pod integration makes for it (owned by the pod)."""
+    labels = {"kueue.x-k8s.io/managed": "true", "kueue.x-k8s.io/queue-name": "gpu-queue"}
+    if interruptible:
+        labels[K8S.interruptible_label] = "true"
+    pod = kube.add_pod("team-a", name, gpus=4, node="n0", labels=labels)
+    wl = workload(name, count=1, gpus=4, admitted_on="h100", labels=labels,
+                  owner_uid=pod["metadata"]["uid"])
+    wl["metadata"]["ownerReferences"][0].update(apiVersion="v1", kind="Pod", name=name)
+    objects.put(wl_path(wl), wl)
+    return wl
+
+
+def active_of(objects: Objects) -> dict[str, bool]:
+    return {p.split("/")[-1]: bool(o["spec"]["active"]) for p, o in objects.objs.items()
+            if "/workloads/" in p}
+
+
+def test_a_kueue_managed_pod_leaves_through_kueue_and_a_protected_one_is_waited_for() -> None:
+    kube, objects = FakeKube(), Objects()
+    fleet(kube, {"n0": "AI"})
+    setup_queue(objects, {"h100": 8})
+    cheap = pod_workload(kube, objects, "cheap", interruptible=True)
+    paying = pod_workload(kube, objects, "paying", interruptible=False)
+    result = kueue_actuator(kube, objects).apply_targets([NodeTarget("n0", Mode.MINE)], "d1")
+    assert kube.nodes["n0"]["metadata"]["annotations"][STATE_ANNOTATION] == "DRAINING_AI"
+    cheap_name, paying_name = cheap["metadata"]["name"], paying["metadata"]["name"]
+    assert active_of(objects) == {cheap_name: False, paying_name: True}
+    assert "deactivated" in result.notes[f"workload/team-a/{cheap_name}"]
+    assert "protected" in result.notes[f"workload/team-a/{paying_name}"]
+    # Kueue requeues a deactivated Workload; an evicted pod it would only see fail.
+    assert kube.evictions == []
+
+
+def test_unreadable_workloads_evict_no_pod_of_an_admitted_workload() -> None:
+    kube, objects = FakeKube(), Objects()
+    fleet(kube, {"n0": "AI"})
+    setup_queue(objects, {"h100": 8})
+    wl = workload("cheap", count=1, gpus=4, admitted_on="h100",
+                  labels={K8S.interruptible_label: "true"})
+    objects.put(wl_path(wl), wl)
+    job = wl["metadata"]["ownerReferences"][0]
+    kube.add_pod("team-a", "cheap-0", gpus=4, node="n0",
+                 labels={K8S.interruptible_label: "true"})
+    kube.set_pod("team-a", "cheap-0", lambda p: p["metadata"].update(
+        ownerReferences=[{"kind": "Job", "name": job["name"], "uid": job["uid"]}]))
+    objects.fail = lambda path: (ApiError(503, "unavailable") if path.endswith("/workloads")
+                                 else None)
+    result = kueue_actuator(kube, objects).apply_targets([NodeTarget("n0", Mode.MINE)], "d1")
+    assert "503" in result.errors["kueue"]
+    # Which pods Kueue admitted is unknown this pass: none leaves through the Eviction API.
+    assert kube.evictions == []
+    assert active_of(objects) == {wl["metadata"]["name"]: True}
