@@ -536,3 +536,13 @@ def test_targets_of_any_real_dtype_decide_like_plain_integers(dtype: str) -> Non
                         GUARDS)
     assert plan.target.tolist() == wanted
     assert plan.reason.tolist() == [Reason.HIGHER_VALUE] * 3
+
+
+@pytest.mark.parametrize("code", [1.5, -1.0, 30.000001, 1e6, float("nan")])
+def test_a_reason_that_is_not_a_known_code_is_refused(code: float) -> None:
+    fleet = site_fleet([1, 1], [Mode.MINE] * 2)
+    ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW),
+                        demand=DemandSummary.empty(1), fleet=fleet, guards=GUARDS)
+    reason = np.array([float(Reason.HIGHER_VALUE), code])
+    with pytest.raises(PolicyError, match="unknown reason codes"):
+        apply_guards(ctx, PolicyDecision(np.array([Mode.IDLE] * 2), reason), GUARDS)  # type: ignore[arg-type]
