@@ -82,6 +82,7 @@ class CellResult:
     power_cost: F64
     switching_cost: F64
     existing_net_per_day: float  # the nodes that were there before, USD/day (build period)
+    existing_mine_per_day: float  # of which ASIC mining revenue (build period)
     new_gpus: int
     removed_asics: int
     removed_th: float
@@ -294,8 +295,12 @@ def run_cell(plan: Plan, cell: Cell, progress: Callable[[int], None] | None = No
     t = inputs.times
     node_net = ledger.node_revenue - ledger.node_power - ledger.node_switching
     new = int(facts["new_nodes"])
-    existing = float(node_net[: node_net.shape[0] - new].sum())
+    old = node_net.shape[0] - new
+    existing = float(node_net[:old].sum())
     fleet = inputs.fleet
+    # An ASIC earns only by mining; the revenue of GPU nodes already there is not split
+    # between AI and GPU hashpower per node, so it stays out of the mining line.
+    existing_mine = float(ledger.node_revenue[:old][fleet.gpus[:old] == 0].sum())
     rent, hashprice = _means(inputs, plan)
     return CellResult(
         size_mw=cell.size_mw,
@@ -305,6 +310,7 @@ def run_cell(plan: Plan, cell: Cell, progress: Callable[[int], None] | None = No
         power_cost=_daily(ledger.power_cost, t, inputs.start_s, days),
         switching_cost=_daily(ledger.switching_cost, t, inputs.start_s, days),
         existing_net_per_day=existing / days,
+        existing_mine_per_day=existing_mine / days,
         new_gpus=int(facts["new_gpus"]),
         removed_asics=int(facts["removed_asics"]),
         removed_th=facts["removed_th"],

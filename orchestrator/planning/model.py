@@ -106,10 +106,13 @@ def flows(plan: Plan, cell: CellResult, day_index: npt.NDArray[np.int64] | None 
     )
     total[-1] += terminal
     zero = np.zeros(1)
+    # While the conversion is built the kept ASICs still mine: that money moves with
+    # hashprice too, so the break-even hashprice needs it in the mining line.
+    build_mine = building * cell.existing_mine_per_day * DAYS_PER_MONTH
     return Flows(
         total,
         np.concatenate([zero, built * op_ai]),
-        np.concatenate([zero, built * op_mine]),
+        np.concatenate([zero, built * op_mine + build_mine]),
         capex,
         terminal,
     )
@@ -135,6 +138,7 @@ class Outcome:
 
 def outcomes(plan: Plan, cells: Sequence[CellResult]) -> list[Outcome]:
     rate = periodic_rate(plan.file.financing.discount_rate, 12)
+    availability = plan.file.conversion.availability  # as the cash flows count AI revenue
     base = {c.scenario: flows(plan, c) for c in cells if c.size_mw == 0}
     out = []
     for c in cells:
@@ -156,7 +160,7 @@ def outcomes(plan: Plan, cells: Sequence[CellResult]) -> list[Outcome]:
                 irr=None if r is None else annual_rate(r, 12),
                 payback_years=None if pb is None else pb / 12.0,
                 revenue_usd_per_year=float(
-                    (c.mine_revenue.sum() + c.ai_revenue.sum()) * 365.25 / days
+                    (c.mine_revenue.sum() + c.ai_revenue.sum() * availability) * 365.25 / days
                 ),
                 capex_usd=f.capex,
                 pv_ai_revenue_usd=npv(rate, f.ai_revenue - b.ai_revenue),

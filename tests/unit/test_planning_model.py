@@ -1,9 +1,11 @@
 """Conversion planning's model of a site: stressed scenarios reach every price a policy
-reads and the ASICs that make room
-are only ever taken away."""
+reads, the ASICs that make room are only ever taken away, and monthly cash flows and
+break-even prices match cases worked by hand."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +16,8 @@ import yaml
 from orchestrator.backtest.runner import prepare_backtest
 from orchestrator.models.build import profile_catalog
 from orchestrator.planning.config import load_plan
-from orchestrator.planning.evaluate import Scenario, _stress, sized_config
+from orchestrator.planning.evaluate import CellResult, Scenario, _stress, sized_config
+from orchestrator.planning.model import flows, outcomes, summarize
 from tests.unit.planning_helpers import small_plan
 
 
@@ -73,3 +76,81 @@ def test_room_for_the_conversion_never_adds_asics(tmp_path: Path) -> None:
     assert facts["removed_asics"] == 11
     assert facts["removed_th"] == pytest.approx(11 * big.mine_hashrate)
     assert facts["kept_th"] == pytest.approx(89 * big.mine_hashrate + 100 * small.mine_hashrate)
+
+
+def _cell(size_mw: float, **over: object) -> CellResult:
+    days = 10
+    base: dict[str, object] = {
+        "size_mw": size_mw, "scenario": "s",
+        "mine_revenue": np.full(days, 100.0), "ai_revenue": np.full(days, 1000.0),
+        "power_cost": np.full(days, 300.0), "switching_cost": np.full(days, 10.0),
+        "existing_net_per_day": 50.0, "existing_mine_per_day": 80.0,
+        "new_gpus": 1600, "removed_asics": 30, "removed_th": 5000.0, "kept_th": 20000.0,
+        "mean_gpu_rent": 2.0, "mean_hashprice": 50.0, "totals": {},
+    }
+    base.update(over)
+    return CellResult(**base)  # type: ignore[arg-type]
+
+
+def test_monthly_cash_flows_match_a_case_worked_by_hand(tmp_path: Path) -> None:
+    conv = {"capex_per_gpu_usd": 25_000, "capex_per_mw_usd": 5_000_000,
+            "tier": 3, "tier_capex_per_mw_usd": 1_000_000, "tier_opex_per_mw_year_usd": 120_000,
+            "build_months": 3}
+    fin = {"discount_rate": 0.1, "horizon_years": 1, "gpu_life_years": 2,
+           "asic_resale_usd_per_th": 4.0, "asic_residual_share": 0.5,
+           "facility_residual_share": 0.25}
+    plan = load_plan(small_plan(tmp_path, conversion=conv, financing=fin))
+    avail = 0.99982  # Tier III
+    f = flows(plan, _cell(2.0))
+    # Whole days in month m (1-based): the days whose start falls in it, 365.25/12 a month.
+    dpm = 365.25 / 12
+    days_in = [math.floor(m * dpm) - math.floor((m - 1) * dpm) for m in range(1, 13)]
+    capex = 2 * (5_000_000 + 1_000_000) + 1600 * 25_000
+    assert f.capex == capex
+    assert f.total[0] == pytest.approx(-capex + 5000 * 4.0)
+    net_per_day = 100 + 1000 * avail - 300 - 10
+    terminal = (1600 * 25_000 * (1 - 0.75 / 2)  # 9 months in service of a 2-year life
+                + 20000 * 4.0 * 0.5 + 2 * 6_000_000 * 0.25)
+    assert f.terminal == pytest.approx(terminal)
+    for m in range(1, 13):
+        if m <= 3:  # being built: the kept nodes earn their daily average
+            want, mine, ai = 50 * dpm, 80 * dpm, 0.0
+        else:
+            want = net_per_day * days_in[m - 1] - 2 * 120_000 / 12
+            mine, ai = 100 * days_in[m - 1], 1000 * avail * days_in[m - 1]
+        if m == 12:
+            want += terminal
+        assert f.total[m] == pytest.approx(want), m
+        assert f.mine_revenue[m] == pytest.approx(mine), m
+        assert f.ai_revenue[m] == pytest.approx(ai), m
+    assert f.total.shape == (13,)
+    # Revenue per year is what the run earned, AI at the tier's availability as above.
+    zero = _cell(0.0, new_gpus=0, removed_th=0.0)
+    got = next(o for o in outcomes(plan, [zero, _cell(2.0)]) if o.size_mw == 2.0)
+    assert got.revenue_usd_per_year == pytest.approx((100 + 1000 * avail) * 365.25)
+
+
+def test_break_even_hashprice_zeroes_the_conversions_npv(tmp_path: Path) -> None:
+    # Mining money (in the run and while the conversion is built) scaled to the break-even
+    # hashprice leaves the conversion's NPV at zero, decisions held as simulated.
+    conv = {"capex_per_gpu_usd": 0, "capex_per_mw_usd": 100_000, "tier_capex_per_mw_usd": 0,
+            "tier_opex_per_mw_year_usd": 0, "build_months": 6}
+    plan = load_plan(small_plan(tmp_path, conversion=conv))
+    zero = _cell(0.0, ai_revenue=np.zeros(10), existing_net_per_day=0.0,
+                 existing_mine_per_day=0.0, new_gpus=0, removed_th=0.0, kept_th=25000.0)
+    conv_cell = _cell(1.0, existing_mine_per_day=30.0, existing_net_per_day=30.0 - 20.0)
+    results = outcomes(plan, [zero, conv_cell])
+    summary = summarize(plan, results, {}, "s")
+    be = next(s for s in summary if s.size_mw == 1.0).breakeven_hashprice
+    assert be is not None
+    k = be / 50.0
+
+    def scaled(c: CellResult) -> CellResult:
+        extra = (k - 1) * c.existing_mine_per_day
+        return dataclasses.replace(
+            c, mine_revenue=c.mine_revenue * k, existing_mine_per_day=c.existing_mine_per_day * k,
+            existing_net_per_day=c.existing_net_per_day + extra)
+
+    again = outcomes(plan, [scaled(zero), scaled(conv_cell)])
+    delta = next(o for o in again if o.size_mw == 1.0).delta_npv_usd
+    assert delta == pytest.approx(0.0, abs=1e-6 * abs(results[1].delta_npv_usd))
