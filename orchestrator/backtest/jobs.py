@@ -19,9 +19,9 @@ from orchestrator.backtest.tables import (
     evaluate,
     ident,
     literal,
-    localize,
     open_table,
     raw_text,
+    to_utc,
     zone_of,
 )
 from orchestrator.errors import DataError
@@ -118,16 +118,11 @@ def _read_trace(cfg: JobTraceConfig, table: Table) -> tuple[F64, F64, F64, npt.N
             what = "time stamp" if exprs[key][1] == "time" else "number"
             hint = " (durations from end times: end_column)" if key == "duration" else ""
             raise fail(i, key, (f"not a {what}: {raw!r}" if raw else f"missing {what}") + hint)
-        values = col.values[idx].copy()
-        naive = col.naive[idx]
-        if naive.any():
-            local = localize(values[naive], zone, cfg.ambiguous)
-            wrong = np.flatnonzero(local.problem != None)  # noqa: E711 (object array)
-            if wrong.size:
-                j = int(np.flatnonzero(naive)[int(wrong[0])])
-                raise fail(int(idx[j]), key, str(local.problem[int(wrong[0])]))
-            values[naive] = local.utc
-        numbers[key] = values
+
+        def fail_at(i: int, message: str, key: str = key) -> DataError:
+            return fail(i, key, message)
+
+        numbers[key] = to_utc(col, idx, zone, cfg.ambiguous, fail_at)
     submit, gpus = numbers["submit"], numbers["gpus"]
     if "end" in numbers:
         duration = numbers["end"] - numbers.get("start", submit)

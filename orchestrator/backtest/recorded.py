@@ -25,17 +25,16 @@ import numpy.typing as npt
 
 from orchestrator import economics as econ
 from orchestrator.backtest.tables import (
-    Column,
     Kind,
     Table,
     evaluate,
     ident,
     literal,
-    localize,
     open_table,
     raw_text,
     raw_texts,
     resolve_path,
+    to_utc,
     zone_of,
 )
 from orchestrator.errors import ConfigError, DataError
@@ -220,7 +219,7 @@ def _read_series(
             raise fail(i, time_col, f"{message}: {raw!r}" if raw else message)
     # Shifted before wall times are read in the zone: an hour-ending label 02:00 on the
     # autumn night is the repeated hour beginning 01:00, not 02:00.
-    times = _to_utc(t, idx, zone, src, lambda i, m: fail(i, time_col, m), src.time_shift_s)
+    times = to_utc(t, idx, zone, src.ambiguous, lambda i, m: fail(i, time_col, m), src.time_shift_s)
     observed: F64 | None = None
     if "o" in cols:
         o = cols["o"]
@@ -229,7 +228,9 @@ def _read_series(
             i = int(hit[0])
             raw = raw_text(table, ident(src.observed_column or ""), int(files[i]), int(rows[i]))
             raise fail(i, src.observed_column or "", f"not a publication time: {raw!r}")
-        observed = _to_utc(o, idx, zone, src, lambda i, m: fail(i, src.observed_column or "", m))
+        observed = to_utc(
+            o, idx, zone, src.ambiguous, lambda i, m: fail(i, src.observed_column or "", m)
+        )
     values = v.values[idx] * UNIT_SCALE[src.unit] * src.scale
     issues: list[RowIssue] = []
     bad = v.null[idx] | v.bad[idx] | ~np.isfinite(values)
@@ -269,27 +270,6 @@ def _read_series(
                    "than the one before)")  # fmt: skip
     issues.sort(key=lambda r: r.time_s)
     return Series(name, table.name, times, values, observed, src.max_gap_s, tuple(issues))
-
-
-def _to_utc(
-    col: Column,
-    idx: npt.NDArray[np.intp],
-    zone: ZoneInfo,
-    src: SeriesSource,
-    fail: Callable[[int, str], DataError],
-    shift_s: float = 0.0,
-) -> F64:
-    """UTC seconds of the kept rows' stamps: wall times are read in the source's zone."""
-    out = col.values[idx] + shift_s
-    naive = col.naive[idx]
-    if naive.any():
-        local = localize(out[naive], zone, src.ambiguous)
-        wrong = np.flatnonzero(local.problem != None)  # noqa: E711 (object array)
-        if wrong.size:
-            j = int(np.flatnonzero(naive)[int(wrong[0])])
-            raise fail(int(idx[j]), str(local.problem[int(wrong[0])]))
-        out[naive] = local.utc
-    return out
 
 
 def _order(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
@@ -508,6 +508,28 @@ def localize(
         later = _later(wall_s, repeated, ambiguous, problem, (wall_s - o0, wall_s - o1))
         utc = np.where(later, wall_s - o1, utc)
     return Localized(utc, problem)
+
+
+def to_utc(
+    col: Column,
+    idx: npt.NDArray[np.intp],
+    zone: ZoneInfo,
+    ambiguous: Literal["infer", "earlier", "later", "error"],
+    fail: Callable[[int, str], DataError],
+    shift_s: float = 0.0,
+) -> F64:
+    """UTC seconds of the rows `idx` of a time column: wall times (shifted by `shift_s`
+    first) are read in `zone`; a wall time with no UTC time fails on its row."""
+    out = col.values[idx] + shift_s
+    naive = col.naive[idx]
+    if naive.any():
+        local = localize(out[naive], zone, ambiguous)
+        wrong = np.flatnonzero(local.problem != None)  # noqa: E711 (object array)
+        if wrong.size:
+            j = int(np.flatnonzero(naive)[int(wrong[0])])
+            raise fail(int(idx[j]), str(local.problem[int(wrong[0])]))
+        out[naive] = local.utc
+    return out
 
 
 def _offsets(wall_s: F64, zone: ZoneInfo) -> tuple[F64, F64]:
