@@ -208,7 +208,8 @@ def test_difficulty_change_at_the_boundary_is_accepted(feed_server: FeedServer) 
         feed_server.route(f"/mempool/api/v1/blocks/{start}", Reply(body=mempool_page(start)))
     doc = json.loads(fixture_bytes("mempool_hashrate_3d.json"))
     feed_server.json("/mempool/api/v1/mining/hashrate/3d", json.dumps(doc))
-    src.refresh(NOW + 600)
+    # Read when the chain can have reached the boundary (a block per ten minutes).
+    src.refresh(NOW + (boundary - TIP) * 600)
     good = src.quality.last_good("difficulty")
     assert good is not None and good.value == pytest.approx(DIFFICULTY * 1.04)
 

@@ -37,6 +37,12 @@ EARLIEST_OBSERVATION_S = 1_231_006_505.0
 DIFFICULTY_REL_TOL = 1e-6
 #: How far the chain tip may step back (a reorg) before the reading is refused.
 MAX_REORG_BLOCKS = 6
+#: A block height and its time known for certain (the fourth halving, 2024-04-20).
+ANCHOR_HEIGHT, ANCHOR_S = 840_000, 1_713_571_767.0
+#: Blocks come every 600 s on average; twice that rate, sustained, bounds what the chain
+#: can have made in a span, plus a slack for block times that run up to hours out of order.
+FASTEST_MEAN_BLOCK_S = 300.0
+HEIGHT_SLACK_BLOCKS = 72
 
 
 class Reject(StrEnum):
@@ -190,6 +196,26 @@ def basic_check(
     if not allowed.min <= value <= allowed.max:
         return Reject.OUT_OF_RANGE, f"value {value!r} outside [{allowed.min}, {allowed.max}]"
     return None
+
+
+def height_check(
+    height: int, observed_s: float, last_height: int | None, last_s: float
+) -> tuple[Reject, str] | None:
+    """A block height the chain cannot have reached by `observed_s`, from a known height
+    (the last accepted one, else `ANCHOR_HEIGHT`): taken, it would end the subsidy and
+    refuse every true height after it as a step back."""
+    base, since = (
+        (last_height, last_s) if last_height is not None and math.isfinite(last_s)
+        else (ANCHOR_HEIGHT, ANCHOR_S)
+    )
+    most = base + max(0.0, observed_s - since) / FASTEST_MEAN_BLOCK_S + HEIGHT_SLACK_BLOCKS
+    if height <= most:
+        return None
+    return (
+        Reject.IMPLAUSIBLE,
+        f"height {height} is past the {most:.0f} the chain can have reached from height "
+        f"{base} in {max(0.0, observed_s - since):.0f} s",
+    )
 
 
 def difficulty_check(
@@ -363,6 +389,10 @@ class DataQuality:
         if problem is not None:
             return problem
         st = self.state(feed)
+        if cand.height is not None and feed_kind(feed) in ("block_height", "difficulty"):
+            problem = height_check(cand.height, cand.observed_s, st.height, st.last_good_s)
+            if problem is not None:
+                return problem
         if st.last_good is None:
             return self._cold_start(feed, st, cand)
         if _to_micros(cand.observed_s) < st.last_good_s and not self._same_or_later_block(
