@@ -569,16 +569,19 @@ class RecordedMarketSource:
         power = self.power[0]
         if power.is_constant:
             times = np.arange(now_s - window_s, now_s + 1, 3600.0)
-            known_at = times
+            table = self.price_table(times)
+            power_usd_mwh = table.power_usd_mwh[:, 0]
         else:
             # Rows already known at `now_s`, labelled by the interval they price.
             hi = int(power.known_index(now_s)) + 1
             lo = int(np.searchsorted(power.observed_s, now_s - window_s, side="left"))
             times, known_at = power.times_s[lo:hi], power.observed_s[lo:hi]
-        # Each row priced for its own interval: a row published ahead is read at its own
-        # time (by then it is known), a row known late at the time it became known.
-        table = self.price_table(np.maximum(known_at, times))
-        return MarketHistory(times, table.hashprice_usd_ph_day, table.power_usd_mwh[:, 0])
+            power_usd_mwh = power.values[lo:hi]
+            # Hashprice as known when the row was published: a row published ahead of its
+            # interval must not carry the BTC price or difficulty of that later time
+            # (callers slice one history by publication time, so `now_s` is no bound).
+            table = self.price_table(known_at)
+        return MarketHistory(times, table.hashprice_usd_ph_day, power_usd_mwh)
 
 
 def _subsidy_by_date(t: F64) -> F64:

@@ -407,3 +407,35 @@ def test_blank_lines_still_give_the_right_line(tmp_path: Path, name: str) -> Non
     series = read_series("p", src(path), tmp_path)
     bad_line = next(i + 1 for i, line in enumerate(lines) if "oops" in line)
     assert [r.line for r in series.issues] == [bad_line]
+
+
+def test_history_of_prices_published_ahead_holds_no_later_btc(tmp_path: Path) -> None:
+    # Day-ahead power (each hour known 24 h before it starts) beside an hourly BTC price:
+    # the history a decision at `now` reads, hours already published for later intervals
+    # included, is the same whatever BTC does after `now`.
+    day2 = "".join(f"2025-01-02T{h:02d}:00Z,{10 + h}\n" for h in range(24))
+    power = csv_file(tmp_path, "time,v\n" + day2.replace("-02T", "-01T") + day2, "p.csv")
+    now = _utc(2025, 1, 1, 12) + 60
+    fleet = FleetTable.build(profiles("s21"), [Site()], [0])
+
+    def history(btc_after_now: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = [f"2025-01-{d:02d}T{h:02d}:00Z,"
+                f"{90_000.0 if _utc(2025, 1, d, h) <= now - 3600 else btc_after_now}\n"
+                for d in (1, 2) for h in range(24)]  # fmt: skip
+        btc = csv_file(tmp_path, "time,v\n" + "".join(rows), f"btc-{btc_after_now:g}.csv")
+        market = RecordedMarketConfig(
+            btc_usd=src(btc, observed_lag_s=3600), difficulty=1e14, fees_btc_per_block=0.05,
+            power_usd_mwh={"default": src(power, observed_lag_s=-86400)},
+        )  # fmt: skip
+        h = RecordedMarketSource(market, tmp_path, fleet).history(now)
+        return h.times_s, h.hashprice_usd_ph_day, h.power_usd_mwh
+
+    times, hashprice, power_seen = history(90_000.0)
+    assert np.any(times > now)  # hours published ahead are part of it
+    times_b, hashprice_b, power_b = history(45_000.0)
+    np.testing.assert_array_equal(times_b, times)
+    np.testing.assert_array_equal(power_b, power_seen)
+    np.testing.assert_array_equal(hashprice_b, hashprice)
+    # Each row's power is its own hour's price.
+    hours = ((times - _utc(2025, 1, 1)) // 3600).astype(int) % 24
+    np.testing.assert_array_equal(power_seen, 10.0 + hours)
