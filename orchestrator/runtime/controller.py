@@ -24,7 +24,7 @@ from orchestrator.engine.plan import Plan
 from orchestrator.errors import HashpivotError
 from orchestrator.framework.registry import load_policy
 from orchestrator.models.config import ControllerMode, HashpivotConfig
-from orchestrator.models.demand import DemandSnapshot
+from orchestrator.models.demand import DemandSnapshot, DemandSummary
 from orchestrator.models.fleet import FleetTable
 from orchestrator.ports import ActuationResult
 from orchestrator.runtime import wiring
@@ -185,6 +185,14 @@ class Controller:
             rejected.clear()
         for warning in warnings:
             log.warning("%s: %s", outcome.record.decision_id, warning)
+        asic = self.wiring.extras.get("asic")
+        if asic is not None:
+            self.metrics.observe_miners(asic.states())
+            unreadable = [a for a, why in asic.notes().items() if why.startswith("unreadable")]
+            if unreadable:
+                log.warning("%s: %d miner(s) unreadable, counted at their last known draw: %s",
+                            outcome.record.decision_id, len(unreadable),
+                            ", ".join(unreadable[:10]))
         events = self.wiring.extras.get("events")
         if events is not None:
             try:
@@ -244,6 +252,10 @@ class ClusterProxy:
         result: DemandSnapshot = ray.get(self.handle.demand.remote(now_s))
         return result
 
+    def pending_summary(self, now_s: float) -> DemandSummary:
+        result: DemandSummary = ray.get(self.handle.pending_summary.remote(now_s))
+        return result
+
     def apply(self, plan: Plan, fleet: FleetTable | None = None) -> ActuationResult:
         result: ActuationResult = ray.get(self.handle.apply.remote(plan))
         return result
@@ -270,6 +282,9 @@ class SimulatedClusterActor:
 
     def demand(self, now_s: float) -> DemandSnapshot:
         return self.cluster.demand(now_s)
+
+    def pending_summary(self, now_s: float) -> DemandSummary:
+        return self.cluster.pending_summary(now_s)
 
     def apply(self, plan: Plan) -> ActuationResult:
         return self.cluster.apply(plan)

@@ -148,6 +148,9 @@ class ControllerMetrics:
                               registry=r)
         self.last_cycle = Gauge("hashpivot_last_cycle_timestamp_seconds",
                                 "Wall time of the last completed cycle.", registry=r)
+        self.asic_miners = Gauge("hashpivot_asic_miners", "ASIC miners by state: mining, "
+                                 "curtailed, unreadable (counted at their last known draw), "
+                                 "unknown_model (never commanded).", ["state"], registry=r)
         self._rejections_seen: dict[tuple[str, str], int] = {}
         self._held_labels: set[str] = set()
         #: Rejections seen since the controller last logged them (it clears this).
@@ -158,6 +161,10 @@ class ControllerMetrics:
             self.build_info.info({"version": version("hashpivot")})
         except PackageNotFoundError:
             self.build_info.info({"version": "unknown"})
+
+    def observe_miners(self, states: dict[str, int]) -> None:
+        for state, count in states.items():
+            self.asic_miners.labels(state).set(count)
 
     def observe_plan(self, plan: Plan, latency_s: float) -> None:
         counts = plan.summary()["modes"]

@@ -176,3 +176,54 @@ def test_shadow_reads_and_plans_but_commands_no_miner(
     assert all(not c for c in commands.values()), commands
     assert all(m.mining for m in miners)
     assert all(m.seen for m in miners), "every miner was read"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_an_unreadable_miner_stays_counted_is_not_commanded_and_is_reported(
+    tmp_path: Path, lab: MinerLab, feeds: FeedServer
+) -> None:
+    """A miner that starts answering garbage mid-run stays a row of the fleet (its draw
+    still counts against the cap), gets no command it could not receive, and is named in
+    the journal and counted in the metrics; its neighbour is curtailed as usual."""
+    import urllib.request
+
+    good, bad = lab.add("antminer"), lab.add("luxos")
+    config = site_config(tmp_path, [good, bad], feeds, "live")
+    port = _free_port()
+    exe = Path(sys.executable).parent / "hashpivot"
+    log = (tmp_path / "run.log").open("w")
+    proc = subprocess.Popen(
+        [str(exe), "run", "-c", str(config), "--mode", "live", "--no-ray",
+         "--journal", str(tmp_path / "journal"), "--metrics-port", str(port)],
+        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "COLUMNS": "200"})
+    run = Controller.__new__(Controller)
+    run.journal, run.log, run.proc = tmp_path / "journal", log, proc
+    try:
+        run.wait_cycles(3)
+        bad.garbage = True
+        seen_before = len(bad.seen)
+        set_power(feeds, SPIKE_USD_MWH)
+        run.wait_cycles(30, until=lambda: not good.mining)
+        run.wait_cycles(3)
+        assert not good.mining, run.output()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            metrics = r.read().decode()
+    finally:
+        run.stop()
+    assert 'hashpivot_asic_miners{state="unreadable"} 1.0' in metrics
+    assert 'hashpivot_asic_miners{state="curtailed"} 1.0' in metrics
+    records = list(read_journal(tmp_path / "journal"))
+    last = [r for r in records if r.fleet_columns is not None][-1]
+    assert bad.ip in last.fleet_columns.names, "the unreadable miner is still in the fleet"
+    notes = {k: v for r in records for k, v in r.actuation.get("notes", {}).items()}
+    assert bad.ip in notes and notes[bad.ip].startswith("unreadable")
+    assert not any(is_command(s) for s in bad.seen[seen_before:]), bad.seen[seen_before:]
+    assert "miner(s) unreadable" in (tmp_path / "run.log").read_text()

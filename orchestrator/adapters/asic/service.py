@@ -50,6 +50,8 @@ log = logging.getLogger("hashpivot.asic.service")
 
 #: Deadline for handing targets to a site and running the first ramp step, s.
 APPLY_TIMEOUT_S = 60.0
+#: The states `AsicFleet.states` counts miners in (a bounded metric label set).
+MINER_STATES = ("mining", "curtailed", "unreadable", "unknown_model")
 #: Deadline for a site actor to start, s.
 STARTUP_TIMEOUT_S = 120.0
 WAITING = "ramp: waiting for budget or power headroom"
@@ -132,6 +134,34 @@ class AsicFleet:
                                model_profiles=self.asic.model_profiles,
                                curtailed_watts=self.asic.curtailed_watts)
         return self.view
+
+    def states(self) -> dict[str, int]:
+        """Miners by state for the metrics: mining, curtailed, unreadable (counted at its
+        last known or nameplate draw), unknown_model (never commanded)."""
+        view = self.view
+        counts = dict.fromkeys(MINER_STATES, 0)
+        if view is None:
+            return counts
+        for st in view.statuses:
+            address = st.reading.address
+            if address in view.unknown_models:
+                counts["unknown_model"] += 1
+            elif address in view.unreadable:
+                counts["unreadable"] += 1
+            else:
+                counts["mining" if st.mining else "curtailed"] += 1
+        return counts
+
+    def notes(self) -> dict[str, str]:
+        """Miners the fleet table stands in for, and why: journaled with every cycle."""
+        view = self.view
+        if view is None:
+            return {}
+        out = {a: f"unreadable ({why}): counted at its last known draw, not commanded"
+               for a, why in view.unreadable.items()}
+        out.update({a: f"unknown model {model!r}: counted at a stand-in draw, not commanded"
+                    for a, model in view.unknown_models.items()})
+        return out
 
     @property
     def addresses(self) -> frozenset[str]:
@@ -244,6 +274,7 @@ class RoutingActuator:
             writes=a.writes + b.writes, started=a.started + b.started,
             completed=a.completed + b.completed, deferred={**a.deferred, **b.deferred},
             errors={**a.errors, **b.errors},
+            notes={**a.notes, **b.notes, **self.asic.notes()},
         )
 
     def reconcile(self) -> ActuationResult:
