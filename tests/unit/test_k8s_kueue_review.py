@@ -73,3 +73,28 @@ def test_unreadable_workloads_evict_no_pod_of_an_admitted_workload() -> None:
     # Which pods Kueue admitted is unknown this pass: none leaves through the Eviction API.
     assert kube.evictions == []
     assert active_of(objects) == {wl["metadata"]["name"]: True}
+
+
+def test_without_the_cluster_queue_a_node_leaves_ai_all_the_same() -> None:
+    """A ClusterQueue that does not exist (deleted, misnamed) admits nothing: there is no
+    quota to lower first, and the node must not be kept in AI for ever waiting for one."""
+    kube, objects = FakeKube(), Objects()
+    fleet(kube, {"n0": "AI"})
+    result = kueue_actuator(kube, objects).apply_targets([NodeTarget("n0", Mode.MINE)], "d1")
+    assert kube.nodes["n0"]["metadata"]["annotations"][STATE_ANNOTATION] != "AI"
+    assert "lowered first" not in result.deferred.get("n0", "")
+    assert "not found" in result.errors["clusterqueue/gpu-cq"]
+
+
+def test_a_cluster_queue_without_gpu_quota_does_not_keep_a_node_in_ai() -> None:
+    kube, objects = FakeKube(), Objects()
+    fleet(kube, {"n0": "AI"})
+    setup_queue(objects, {"h100": 8})
+    cq = objects.objs["/apis/kueue.x-k8s.io/v1beta2/clusterqueues/gpu-cq"]
+    for group in cq["spec"]["resourceGroups"]:
+        for flavor in group["flavors"]:
+            flavor["resources"] = [r for r in flavor["resources"]
+                                   if r["name"] != "nvidia.com/gpu"]
+    result = kueue_actuator(kube, objects).apply_targets([NodeTarget("n0", Mode.MINE)], "d1")
+    assert kube.nodes["n0"]["metadata"]["annotations"][STATE_ANNOTATION] != "AI"
+    assert "no nvidia.com/gpu quota" in result.errors["clusterqueue/gpu-cq"]

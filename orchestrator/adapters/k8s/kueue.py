@@ -898,15 +898,24 @@ class KueueActuator(KubeActuator):
     def _set_quota(self, run_notes: dict[str, str], errors: dict[str, str], *,
                    leaving: frozenset[str], lower_only: bool, deadline: float) -> bool:
         """Bring the quota to what the nodes give (only down when `lower_only`). True when
-        the quota is where it should be after the call."""
+        the quota is where it should be after the call.
+
+        A ClusterQueue that does not exist, or holds no GPU quota, admits no GPU work:
+        there is nothing to lower, and nodes may leave AI (an error still says so)."""
         name = str(self.kueue.cluster_queue)
         key = quota_key(name)
         try:
-            cq = self.reader.cluster_queue()
+            try:
+                cq = self.reader.cluster_queue()
+            except ApiError as exc:
+                if exc.status != NOT_FOUND:
+                    raise
+                errors[key] = f"ClusterQueue {name} not found: no quota to keep"
+                return lower_only
             quotas = gpu_quotas(cq, self.kueue.gpu_resource)
             if not quotas:
                 errors[key] = f"no {self.kueue.gpu_resource} quota in ClusterQueue {name}"
-                return False
+                return lower_only
             labels = self.reader.flavor_labels(q.flavor for q in quotas)
             want = desired_quota(quotas, labels, self._nodes_now(), leaving)
         except ApiError as exc:
