@@ -442,6 +442,8 @@ def _select_covering(pos: npt.NDArray[np.intp], priority: F64, saving: F64, need
     return lo
 
 
+#: Improving moves (an admission, or a swap) the cap makes per site and decision at most.
+MAX_SWAP_ROUNDS = 64
 #: Relative tolerance under which a swap does not count as raising value (float noise).
 _SWAP_EPS = 1e-9
 
@@ -568,8 +570,8 @@ def _best_swap(
     switch_per_h: F64,
     headroom: float,
 ) -> tuple[float, int, int, int, int]:
-    """The one-node move or the pair (one load shed, another admitted) that raises the
-    site's USD/h most within `headroom` W: (gain, node, mode, node, mode), -1 unused.
+    """The admission or the pair (one load shed, another admitted) that raises the site's
+    USD/h most within `headroom` W: (gain, node, mode, node, mode), -1 unused.
 
     Admissions that do not fit alone (few: only loads already shed can come back) are
     sorted by the watts they need freed, with a running best (and best on another node)
@@ -592,6 +594,10 @@ def _best_swap(
                 continue
             dw = watts[m, i] - watts[cur, i]
             du = _utility(value, switch_per_h, m, i) - u_cur
+            if dw <= 0:
+                # Shedding on its own is never asked for here: only as the other half of a
+                # swap (the cap sheds no more than it must).
+                continue
             if dw <= headroom:
                 if du > best + _SWAP_EPS * max(abs(u_cur), 1.0):
                     best, bi, bm, bj, bmode = du, i, m, -1, -1
@@ -731,8 +737,9 @@ def allocate_cap(
 
     1. Shed steps along each node's value-per-watt hull, cheapest per watt first, until
        every site fits (`_select_covering`, in linear time).
-    2. Improve by single moves and swaps (shed one load, admit another) while one raises
-       the site's USD/h and fits (`_best_swap`), so no single swap is left that would.
+    2. Admit shed loads that fit, then improve by swaps (shed one load, admit another)
+       while one raises the site's USD/h and fits (`_best_swap`, at most
+       `MAX_SWAP_ROUNDS` moves), so no single swap is left that would.
     3. Name what gave way to what: `gave_way_to[i]` is the kept load of least value per
        watt at i's site (a newly planned change where one was kept), and `usd_per_kwh`
        the USD per kW·h of each load shed and of the load it gave way to.
@@ -839,8 +846,8 @@ def allocate_cap(
                 power=power[s : s + 1],
             )
             # Each move raises value by more than float noise, so this ends; the bound
-            # only guards against a pathological input.
-            for _ in range(4 * nodes.shape[0] + 16):
+            # keeps a decision's time in check (each round is a pass over the site).
+            for _ in range(MAX_SWAP_ROUNDS):
                 _gain, i, mi, j, mj = _best_swap(
                     nodes=nodes, options=options, n_options=n_options, target=target,
                     watts=watts, value=value, switch_per_h=switch_per_h,

@@ -79,15 +79,17 @@ def _improving_move(
     nodes: list[int], final: np.ndarray, opts: dict[int, set[int]], u: np.ndarray,
     w: np.ndarray, headroom: float,
 ) -> tuple[int, ...] | None:
-    """A single move or swap that fits in `headroom` W and raises USD/h, if any."""
+    """An admission or a swap (shed one load, admit another) that fits in `headroom` W
+    and raises USD/h, if any. Shedding alone is not asked of the cap."""
     moves = [(i, m, w[m, i] - w[final[i], i], u[m, i] - u[final[i], i])
              for i in nodes for m in opts[i] if m != final[i]]
     for i, m, dw, du in moves:
-        if dw <= headroom + TOL and du > 1e-7 * max(1.0, abs(u[final[i], i])):
+        if 0 < dw <= headroom + TOL and du > 1e-7 * max(1.0, abs(u[final[i], i])):
             return (i, m)
     for i, m, dw, du in moves:
         for j, k, dw2, du2 in moves:
-            if j == i or dw + dw2 > headroom + TOL:
+            # Shed one load (i), admit another (j).
+            if j == i or not dw < 0 < dw2 or dw + dw2 > headroom + TOL:
                 continue
             if du + du2 > 1e-7 * max(1.0, abs(du)):
                 return (i, m, j, k)
