@@ -3,6 +3,7 @@ outside physical ranges. Inputs are pyasic `MinerData` records as pyasic builds 
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 
 import pytest
@@ -124,3 +125,43 @@ def test_a_command_read_back_ends_inside_the_per_call_timeout(timeout_s: float) 
 
     driver = PyasicDriver(discovery_timeout_s=timeout_s)
     assert driver.confirm_s + driver.confirm_poll_s < timeout_s
+
+
+class _NoReadBack:
+    """A miner that takes the command and then never answers a read (its API hung)."""
+
+    ip = "10.0.0.9"
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    async def stop_mining(self) -> bool:
+        return True
+
+    async def resume_mining(self) -> bool:
+        return True
+
+    async def get_data(self, include: object = None) -> object:
+        self.reads += 1
+        await asyncio.Event().wait()  # never set: the read never returns
+        raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize("verb", ["curtail", "resume"])
+def test_a_read_back_that_never_answers_is_a_refusal_inside_the_per_call_timeout(
+    verb: str,
+) -> None:
+    """The site bounds each call by `io.timeout_s`: a read-back that hangs must end as a
+    refused command before that, not as the call's own timeout (which the site retries)."""
+    from orchestrator.adapters.asic.driver import PyasicDriver
+
+    timeout_s = 1.0
+    driver = PyasicDriver(discovery_timeout_s=timeout_s)
+    miner = _NoReadBack()
+
+    async def command() -> bool:
+        fn = driver.curtail if verb == "curtail" else driver.resume
+        return await asyncio.wait_for(fn(miner), timeout_s)
+
+    assert asyncio.run(command()) is False
+    assert miner.reads >= 1

@@ -133,7 +133,10 @@ class PyasicDriver:
         deadline = loop.time() + self.confirm_s
         while True:
             try:
-                data = await handle.get_data(include=list(_READ_FIELDS))
+                # Each read is cut at the deadline: a hung API must end as a refusal
+                # inside the site's per-call timeout, not as that timeout.
+                data = await asyncio.wait_for(handle.get_data(include=list(_READ_FIELDS)),
+                                              max(deadline - loop.time(), 0.0))
                 reading = from_pyasic(str(handle.ip), data, time.time())
             except Exception as exc:  # an unreachable miner did not take the command
                 log.debug("%s: read-back failed: %s", getattr(handle, "ip", "?"), exc)
