@@ -243,5 +243,12 @@ def _check_against_site(plan: PlanFile, site: HashpivotConfig, source: str) -> N
         raise ConfigError(
             f"a size exceeds the site's {max_mw:g} MW", source=source, field="sizes.mw"
         )
+    for i, st in enumerate(plan.scenarios.stresses):
+        if st.load_factor is not None and site.demand is None:
+            raise ConfigError(
+                "a demand load factor needs the site's AI demand trace (demand)",
+                source=source,
+                field=f"scenarios.stresses[{i}].load_factor",
+            )
     if plan.policy_params is not None and plan.policy is None:
         raise ConfigError("policy_params needs policy", source=source, field="policy_params")

@@ -19,6 +19,7 @@ from orchestrator.planning.config import load_plan
 from orchestrator.planning.evaluate import CellResult, Scenario, _stress, sized_config
 from orchestrator.planning.model import flows, outcomes, summarize
 from tests.unit.planning_helpers import small_plan
+from tests.unit.test_cli import hashpivot
 
 
 def test_a_stressed_scenario_scales_the_history_a_forecasting_policy_reads(
@@ -154,3 +155,20 @@ def test_break_even_hashprice_zeroes_the_conversions_npv(tmp_path: Path) -> None
     again = outcomes(plan, [scaled(zero), scaled(conv_cell)])
     delta = next(o for o in again if o.size_mw == 1.0).delta_npv_usd
     assert delta == pytest.approx(0.0, abs=1e-6 * abs(results[1].delta_npv_usd))
+
+
+def test_a_demand_stress_on_a_site_without_a_demand_trace_is_refused(tmp_path: Path) -> None:
+    # The stress would run as recorded while its assumptions claim another load factor.
+    path = small_plan(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data["site_overrides"]["demand"] = None
+    data["scenarios"]["stresses"] = [{"name": "low demand", "load_factor": 0.3}]
+    path.write_text(yaml.safe_dump(data))
+    proc = hashpivot("plan", "-c", str(path), "--no-ray")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "scenarios.stresses[0].load_factor" in proc.stderr and str(path) in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # With the trace, the same stress is a plan like any other.
+    data["site_overrides"].pop("demand")
+    path.write_text(yaml.safe_dump(data))
+    assert load_plan(path).file.scenarios.stresses[0].load_factor == 0.3
