@@ -162,19 +162,22 @@ def _value_sql(src: SeriesSource) -> tuple[str, str]:
     return ident(src.value_column), src.value_column
 
 
-def read_series(name: str, src: SeriesSource, base_dir: Path) -> Series:
-    """Load and check one series; see the module docstring for the rules."""
+def read_series(
+    name: str, src: SeriesSource, base_dir: Path, *, positive: bool = False
+) -> Series:
+    """Load and check one series; see the module docstring for the rules (`positive`:
+    a value at or below zero is an error naming its row, as for a currency rate)."""
     zone = zone_of(src.timezone, f"{name}.timezone")
     text_cols = [c for c in (src.time_column, src.value_column, src.observed_column) if c]
     table = open_table(src, base_dir, f"series {name}", [] if src.time else text_cols)
     try:
-        return _read_series(name, src, base_dir, zone, table)
+        return _read_series(name, src, base_dir, zone, table, positive)
     finally:
         table.close()
 
 
 def _read_series(
-    name: str, src: SeriesSource, base_dir: Path, zone: ZoneInfo, table: Table
+    name: str, src: SeriesSource, base_dir: Path, zone: ZoneInfo, table: Table, positive: bool
 ) -> Series:
     time_sql, time_col = (
         (src.time, "time") if src.time else (ident(src.time_column), src.time_column)
@@ -249,6 +252,10 @@ def _read_series(
             message = f"not a number: {raw!r}" if unreadable else f"not a finite number: {raw!r}"
         issues.append(RowIssue(float(times[j]), message + note, path, line, value_col))
     good = ~bad
+    if positive and np.any(values[good] <= 0):
+        i = int(idx[good][np.flatnonzero(values[good] <= 0)[0]])
+        raw = raw_text(table, value_sql, int(files[i]), int(rows[i]))
+        raise fail(i, value_col, f"not a positive rate: {raw!r}")
     if src.fx is not None:
         rate = _fx(name, src.fx, base_dir, times[good])
         values = values.copy()
@@ -330,7 +337,7 @@ def _fx(name: str, fx: float | SeriesSource, base_dir: Path, times: F64) -> F64 
     """USD per unit of the source's currency at each time: fixed, or the rate in force."""
     if not isinstance(fx, SeriesSource):
         return float(fx)
-    rates = read_series(f"{name}.fx", fx, base_dir)
+    rates = read_series(f"{name}.fx", fx, base_dir, positive=True)
     at = rates.realized_index(times)
     if np.any(at < 0):
         first = times[int(np.flatnonzero(at < 0)[0])]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from orchestrator.models.base import StrictModel
 
@@ -132,6 +132,13 @@ class SeriesSource(TableSource):
         description="Values are carried forward at most this long; a longer gap is an error "
         "inside the backtest period.",
     )
+
+    @field_validator("fx")
+    @classmethod
+    def _positive_rate(cls, v: float | SeriesSource | None) -> float | SeriesSource | None:
+        if isinstance(v, float | int) and not v > 0:
+            raise ValueError(f"a currency rate is USD per unit, above 0 (got {v:g})")
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> SeriesSource:

@@ -217,6 +217,28 @@ def test_foreign_currency_without_a_rate_is_refused(tmp_path: Path) -> None:
     assert "market.power_usd_mwh.default" in proc.stderr and "needs fx" in proc.stderr
 
 
+@pytest.mark.parametrize("rate", [0, -1.08])
+def test_a_currency_rate_that_is_not_positive_is_refused(tmp_path: Path, rate: float) -> None:
+    config = _variant(tmp_path, EUROPE, {"market.power_usd_mwh.default.fx": rate})
+    proc = hashpivot("config", "check", str(config))
+    assert proc.returncode == 2
+    assert "market.power_usd_mwh.default" in proc.stderr and str(config) in proc.stderr
+    assert ".fx: " in proc.stderr and "a currency rate is USD per unit, above 0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_an_fx_series_rate_that_is_not_positive_is_refused(tmp_path: Path) -> None:
+    config = _variant(tmp_path, EUROPE, {})
+    rates = (tmp_path / "ecb_eurusd.csv").read_text().splitlines()
+    day = rates[3].split(",")[0]
+    rates[3] = f"{day},0"
+    (tmp_path / "ecb_eurusd.csv").write_text("\n".join(rates) + "\n")
+    proc = hashpivot("config", "check", str(config))
+    assert proc.returncode == 2
+    assert "ecb_eurusd.csv" in proc.stderr and "line 4" in proc.stderr
+    assert "OBS_VALUE" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_late_series_start_is_reported_by_the_backtest(tmp_path: Path) -> None:
     # The bundled daily BTC extract begins on 2023-01-01 and is known a day later.
     config = tmp_path / "late.yaml"
