@@ -3,8 +3,9 @@
 The forecast uses only what was known at `now` (`ctx.history`): power prices already
 published for the coming hours (day-ahead markets, `ctx.known_future`) are used as they
 are; otherwise hashprice holds (difficulty moves every ~2 weeks), and the power price
-relaxes from its current value toward the mean of the same hour over the last days. Mode values are linear in
-hashprice and power price, so the horizon sums cost O(nodes × horizon), not a simulation.
+relaxes from its current value toward the mean of the same hour over the last days.
+Mode values are linear in hashprice and power price, so the horizon sums cost
+O(nodes × horizon), not a simulation.
 
 For each node and alternative mode the policy weighs "switch now, come back after k
 hours" for every k in the horizon (paying both switches unless it stays to the end),
