@@ -14,6 +14,8 @@ from tests.unit.test_k8s_kueue import (
     Objects,
     fleet,
     kueue_actuator,
+    ray_cluster,
+    ray_path,
     setup_queue,
     wl_path,
     workload,
@@ -98,3 +100,29 @@ def test_a_cluster_queue_without_gpu_quota_does_not_keep_a_node_in_ai() -> None:
     result = kueue_actuator(kube, objects).apply_targets([NodeTarget("n0", Mode.MINE)], "d1")
     assert kube.nodes["n0"]["metadata"]["annotations"][STATE_ANNOTATION] != "AI"
     assert "no nvidia.com/gpu quota" in result.errors["clusterqueue/gpu-cq"]
+
+
+def test_an_admitted_rayjob_leaves_through_kueue_by_the_raycluster_it_made() -> None:
+    """Kueue's Workload for a RayJob names the RayJob; the pods name the RayCluster the
+    RayJob made. With `kuberay.enabled` the RayCluster links the two."""
+    kube, objects = FakeKube(), Objects()
+    fleet(kube, {"n0": "AI"})
+    setup_queue(objects, {"h100": 8})
+    labels = {K8S.interruptible_label: "true"}
+    rayjob_uid = "rj-train"
+    wl = workload("train", count=1, gpus=4, admitted_on="h100", labels=labels,
+                  owner_uid=rayjob_uid)
+    wl["metadata"]["ownerReferences"][0].update(apiVersion="ray.io/v1", kind="RayJob",
+                                                name="train")
+    objects.put(wl_path(wl), wl)
+    cluster = ray_cluster("train-raycluster", workers=1, gpus=4, owner_uid=rayjob_uid)
+    objects.put(ray_path(cluster), cluster)
+    kube.add_pod("team-b", "train-worker-0", gpus=4, node="n0", labels=labels)
+    kube.set_pod("team-b", "train-worker-0", lambda p: p["metadata"].update(
+        ownerReferences=[{"kind": "RayCluster", "name": "train-raycluster",
+                          "uid": cluster["metadata"]["uid"]}]))
+    result = kueue_actuator(kube, objects).apply_targets([NodeTarget("n0", Mode.MINE)], "d1")
+    name = wl["metadata"]["name"]
+    assert active_of(objects) == {name: False}
+    assert "deactivated" in result.notes[f"workload/team-a/{name}"]
+    assert kube.evictions == []
