@@ -94,11 +94,12 @@ class Ledger:
 
     def count(self, plan: Plan) -> None:
         """Tally a plan's switches per node and its guard interventions."""
-        self.node_switches[plan.changed] += 1
-        reason = plan.reason
-        held = reason[(reason >= _FIRST_GUARD) & (reason < _FIRST_GUARD + _GUARD_CODES)]
-        if held.size:
-            self.guard_holds += np.bincount(held - _FIRST_GUARD, minlength=_GUARD_CODES)
+        changed = plan.changed
+        if changed.size:
+            self.node_switches[changed] += 1
+        # One counting pass over the reason codes (all non-negative).
+        held = np.bincount(plan.reason)[_FIRST_GUARD : _FIRST_GUARD + _GUARD_CODES]
+        self.guard_holds[: held.shape[0]] += held
 
     def holds(self) -> dict[str, int]:
         """Node-steps per guard that held or changed a node (guards that never acted are
