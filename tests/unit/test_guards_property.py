@@ -546,3 +546,16 @@ def test_a_reason_that_is_not_a_known_code_is_refused(code: float) -> None:
     reason = np.array([float(Reason.HIGHER_VALUE), code])
     with pytest.raises(PolicyError, match="unknown reason codes"):
         apply_guards(ctx, PolicyDecision(np.array([Mode.IDLE] * 2), reason), GUARDS)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("column", ["opt_out", "reachable"])
+def test_cap_never_curtails_an_opted_out_or_unreachable_node(column: str) -> None:
+    """Two mining S21s, room for one: the node hashpivot may not command stays as it is
+    and the other gives way, though fleet order would pick the first."""
+    s21 = PROFILES[1]
+    fleet = site_fleet([1, 1], [Mode.MINE] * 2,
+                       cap_kw=(s21.watts_mine + s21.watts_idle) / 1000.0)
+    flag = np.array([True, False]) if column == "opt_out" else np.array([False, True])
+    fleet = fleet.with_columns(**{column: flag})
+    plan = run(fleet, [Mode.MINE] * 2, GUARDS)
+    assert plan.target.tolist() == [Mode.MINE, Mode.IDLE]
