@@ -70,8 +70,9 @@ class GuardConfig(StrictModel):
     max_fleet_switch_share_per_hour: float = Field(
         default=0.25,
         gt=0,
-        le=1,
-        description="Largest share of the fleet that may switch per hour.",
+        le=24,
+        description="Largest share of the fleet that may switch per hour (above 1: a hall "
+        "that curtails and resumes within the hour, e.g. on 5-minute prices).",
     )
     stale_after_s: float = Field(
         default=3 * 3600.0, gt=0, description="Market data older than this holds all modes."

@@ -30,7 +30,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("bad-enum-in-config", ["--set", "config.controller.mode=yolo"], ["controller", "mode"]),
     (
         "out-of-range-in-config",
-        ["--set", "config.guards.max_fleet_switch_share_per_hour=2"],
+        ["--set", "config.guards.max_fleet_switch_share_per_hour=-0.5"],
         ["guards", "max_fleet_switch_share_per_hour"],
     ),
     ("bad-ray-mode", ["--set", "ray.mode=remote"], ["ray", "mode"]),

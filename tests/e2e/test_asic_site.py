@@ -70,7 +70,8 @@ def site_config(tmp_path: Path, miners: list[EmulatedMiner], feeds: FeedServer,
             "poll_interval_s": 0.0,
         },
         "policy": {"name": "greedy"},
-        "guards": {"min_dwell_s": 0, "max_fleet_switch_share_per_hour": 1.0,
+        # Every miner curtails and resumes within the hour: twice the fleet per hour.
+        "guards": {"min_dwell_s": 0, "max_fleet_switch_share_per_hour": 2.0,
                    "max_switches_per_node_per_day": 24},
         "controller": {"mode": mode, "interval_s": 1.0},
     }

@@ -127,7 +127,7 @@ def test_a_wrong_field_is_named(section: str, data: st.DataObject) -> None:
 def test_known_junk_is_reported_clearly() -> None:
     cases = {
         "sites: [{name: a}, {name: a}]": "site names must be unique",
-        "guards: {max_fleet_switch_share_per_hour: 2}": "guards.max_fleet_switch_share_per_hour",
+        "guards: {max_fleet_switch_share_per_hour: 30}": "guards.max_fleet_switch_share_per_hour",
         "guards: {min_dwell_s: .nan}": "guards.min_dwell_s",
         "kubernetes: {qps: -1}": "kubernetes.qps",
         "controller: {mode: chaos}": "controller.mode",
