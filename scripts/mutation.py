@@ -289,6 +289,10 @@ def main() -> int:
                         help="run only the mutants a --survivors file lists")
     parser.add_argument("--ref", help="git revision of the source (default: working tree)")
     parser.add_argument("--module", help="only the targets whose module path contains this")
+    parser.add_argument("--warn-only", action="store_true",
+                        help="report unexplained survivors without failing (make test: "
+                             "whether a slow mutant times out, and so counts as killed, "
+                             "depends on the machine's load)")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds one mutant's tests may take before it counts as killed")
     args = parser.parse_args()
@@ -337,7 +341,7 @@ def main() -> int:
               f"{EQUIVALENT.relative_to(ROOT)} does not explain:")
         for key, diff in unexplained:
             print(f"\n{key}\n{diff}")
-        return 1
+        return 0 if args.warn_only else 1
     return 0
 
 
