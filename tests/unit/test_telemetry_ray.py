@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -47,6 +48,21 @@ def local_ray() -> Iterator[None]:
         ray.shutdown()
 
 
+def _kill_and_wait(actor: object) -> None:
+    """ray.kill only asks; a call sent before the actor is gone may still be answered.
+    Wait until the actor refuses calls, so the next tick meets a dead agent."""
+    ray.kill(actor)
+    for _ in range(600):
+        try:
+            ray.get(actor.__ray_ready__.remote(), timeout=5)  # type: ignore[attr-defined]
+        except ray.exceptions.RayActorError:
+            return
+        except ray.exceptions.GetTimeoutError:
+            continue
+        time.sleep(0.05)
+    raise AssertionError("the killed agent still answers")
+
+
 def test_one_batched_round_for_fifty_nodes(local_ray: None) -> None:
     agents = spawn_local_agents(NAMES, FACTORY, nodes_per_agent=10)
     collector = TelemetryCollector(agents, timeout_s=60.0)
@@ -72,7 +88,7 @@ def test_a_killed_agent_is_unreachable_and_the_tick_completes(
     agents = spawn_local_agents(NAMES, FACTORY, nodes_per_agent=25)
     collector = TelemetryCollector(agents, timeout_s=60.0)
     assert collector.collect().unreachable == 0
-    ray.kill(agents[0].actor)  # hosts gpu-000 … gpu-024
+    _kill_and_wait(agents[0].actor)  # hosts gpu-000 … gpu-024
     with caplog.at_level(logging.WARNING):
         tick = collector.collect()
     assert len(tick.samples) == 50 and tick.unreachable == 25
