@@ -393,53 +393,71 @@ def site_power(
 def _comes_first(priority: F64, a: int, b: int) -> bool:
     """Ascending priority, NaN last, ties in candidate order: a stable sort's order."""
     pa, pb = priority[a], priority[b]
+    if pa < pb:
+        return True
+    if pa > pb:
+        return False
+    # Equal, or NaN on either side (NaN compares false both ways).
     a_nan, b_nan = bool(np.isnan(pa)), bool(np.isnan(pb))
     if a_nan != b_nan:
         return b_nan
-    if not a_nan and pa != pb:
-        return bool(pa < pb)
     return a < b
 
 
 @compiled
-def _select_covering(pos: npt.NDArray[np.intp], priority: F64, saving: F64, need: float) -> int:
-    """Reorder `pos` so its first k entries are the shortest run, in ascending
-    `priority` (NaN last, ties by position: `_comes_first`), whose `saving` covers
-    `need`; returns k (all of `pos` when even that falls short).
+def _sift_up(heap: npt.NDArray[np.intp], base: int, at: int, priority: F64) -> None:
+    """Restore the heap (the step that comes last on top) after adding at `base + at`."""
+    while at > 0:
+        parent = (at - 1) // 2
+        if not _comes_first(priority, heap[base + parent], heap[base + at]):
+            return
+        heap[base + parent], heap[base + at] = heap[base + at], heap[base + parent]
+        at = parent
 
-    A weighted quickselect, not a sort: expected linear time, and a cap usually needs a
-    few steps out of the whole fleet. Savings must be positive.
+
+@compiled
+def _sift_down(heap: npt.NDArray[np.intp], base: int, size: int, priority: F64) -> None:
+    """Restore the heap after its top at `base` was replaced."""
+    at = 0
+    while True:
+        child = 2 * at + 1
+        if child >= size:
+            return
+        if child + 1 < size and _comes_first(priority, heap[base + child], heap[base + child + 1]):
+            child += 1
+        if not _comes_first(priority, heap[base + at], heap[base + child]):
+            return
+        heap[base + at], heap[base + child] = heap[base + child], heap[base + at]
+        at = child
+
+
+@compiled
+def _offer_step(
+    j: int, heap: npt.NDArray[np.intp], base: int, size: int, covered: float, need: float,
+    priority: F64, saving: F64,
+) -> tuple[int, float]:
+    """Offer step j to one site's covering set, kept in `heap[base : base + size]` with
+    its savings summing to `covered`: the shortest run, in ascending `priority` (NaN
+    last, ties by step index: `_comes_first`), of the steps offered so far whose savings
+    cover `need` (all of them while they fall short). Returns the new size and sum.
+
+    The set's last step sits on top of a heap, so a step that comes after it once the set
+    covers the need is turned away in one comparison: a cap usually needs few steps of
+    the whole fleet, so most steps cost one comparison. Savings must be positive.
     """
-    lo, hi = 0, pos.shape[0]
-    while lo < hi and need > 0:
-        # Median of three by key as the pivot.
-        a, b, c = pos[lo], pos[(lo + hi) // 2], pos[hi - 1]
-        if _comes_first(priority, b, a):
-            a, b = b, a
-        if _comes_first(priority, c, b):
-            b, c = c, b
-            if _comes_first(priority, b, a):
-                a, b = b, a
-        pivot = b
-        split = lo
-        less = 0.0
-        for j in range(lo, hi):
-            p = pos[j]
-            if p != pivot and _comes_first(priority, p, pivot):
-                pos[split], pos[j] = p, pos[split]
-                less += saving[p]
-                split += 1
-        if less >= need:
-            hi = split
-            continue
-        # Everything before the pivot is taken; the pivot next, then the rest.
-        for j in range(split, hi):
-            if pos[j] == pivot:
-                pos[split], pos[j] = pivot, pos[split]
-                break
-        need -= less + saving[pivot]
-        lo = split + 1
-    return lo
+    if size > 0 and covered >= need and not _comes_first(priority, j, heap[base]):
+        return size, covered
+    heap[base + size] = j
+    _sift_up(heap, base, size, priority)
+    size += 1
+    covered += saving[j]
+    # The step on top is not needed while the others cover the need without it.
+    while size > 0 and covered - saving[heap[base]] >= need:
+        covered -= saving[heap[base]]
+        size -= 1
+        heap[base] = heap[base + size]
+        _sift_down(heap, base, size, priority)
+    return size, covered
 
 
 #: Improving moves (an admission, or a swap) the cap makes per site and decision at most.
@@ -527,18 +545,19 @@ def _admit_what_fits(
     switch_per_h: F64,
     cap_w: float,
     power: F64,
-) -> None:
+) -> npt.NDArray[np.intp]:
     """Take back shed loads that fit in what the shedding freed beyond the excess, most
-    USD/h per watt first (one pass; `_best_swap` then finds what is left)."""
+    USD/h per watt first (one pass; `_best_swap` then finds what is left). Returns the
+    nodes still below their plan, in fleet order."""
     k = 0
     node = np.empty(nodes.shape[0], dtype=np.intp)
     for i in nodes:
         if target[i] != options[i, 0]:
             node[k] = i
             k += 1
-    if k == 0:
-        return
     node = node[:k]
+    if k == 0:
+        return node
     to = np.empty(k, dtype=np.int8)
     density = np.empty(k)
     for j in range(k):
@@ -557,11 +576,33 @@ def _admit_what_fits(
         if power[0] + dw <= cap_w:
             power[0] += dw
             target[i] = to[j]
+    return _below_plan(node, -1, options, target)
+
+
+@compiled
+def _below_plan(
+    nodes: npt.NDArray[np.intp], also: int, options: npt.NDArray[np.int8],
+    target: npt.NDArray[np.int8],
+) -> npt.NDArray[np.intp]:
+    """Of `nodes` and `also` (-1: none), those whose target is below their plan (the
+    only ones that can be admitted: the plan is a node's highest option), in fleet order."""
+    out = np.empty(nodes.shape[0] + 1, dtype=np.intp)
+    k = 0
+    for i in nodes:
+        if i != also and target[i] != options[i, 0]:
+            out[k] = i
+            k += 1
+    if also >= 0 and target[also] != options[also, 0]:
+        out[k] = also
+        k += 1
+        return np.sort(out[:k])
+    return out[:k]
 
 
 @compiled
 def _best_swap(
     nodes: npt.NDArray[np.intp],
+    shed: npt.NDArray[np.intp],
     options: npt.NDArray[np.int8],
     n_options: npt.NDArray[np.intp],
     target: npt.NDArray[np.int8],
@@ -573,19 +614,19 @@ def _best_swap(
     """The admission or the pair (one load shed, another admitted) that raises the site's
     USD/h most within `headroom` W: (gain, node, mode, node, mode), -1 unused.
 
-    Admissions that do not fit alone (few: only loads already shed can come back) are
+    Admissions come from `shed`, the nodes below their plan. Those that do not fit alone are
     sorted by the watts they need freed, with a running best (and best on another node)
     of what they gain; each shedding move then finds its best partner by binary search.
     """
     best, bi, bm, bj, bmode = 0.0, -1, -1, -1, -1
-    cap = nodes.shape[0] * 2
+    cap = shed.shape[0] * 2
     up_node = np.empty(cap, dtype=np.intp)
     up_mode = np.empty(cap, dtype=np.intp)
     up_need = np.empty(cap)
     up_du = np.empty(cap)
     n_up = 0
     most = 0.0
-    for i in nodes:
+    for i in shed:
         cur = target[i]
         u_cur = _utility(value, switch_per_h, cur, i)
         for j in range(n_options[i]):
@@ -736,7 +777,7 @@ def allocate_cap(
     min dwell) are curtailed only when nothing else is left to shed.
 
     1. Shed steps along each node's value-per-watt hull, cheapest per watt first, until
-       every site fits (`_select_covering`, in linear time).
+       every site fits (`_offer_step`: one comparison for most steps).
     2. Admit shed loads that fit, then improve by swaps (shed one load, admit another)
        while one raises the site's USD/h and fits (`_best_swap`, at most
        `MAX_SWAP_ROUNDS` moves), so no single swap is left that would.
@@ -799,33 +840,37 @@ def allocate_cap(
         if not last_resort:
             for t in range(n_sites):
                 per_site[t + 1] += per_site[t]
-        # Steps grouped by site, each site's in step order (a counting sort).
+        # Each over-cap site's cheapest steps covering its excess, streamed into one heap
+        # per site at `heap[2 * per_site[s]]` (two steps per candidate node at most).
         n_steps = k1 + k2 - n
-        by_site = np.zeros(n_sites + 1, dtype=np.intp)
-        for j in range(n_steps):
-            jj = j if j < k1 else j - k1 + n
-            by_site[site[step_node[jj]] + 1] += 1
+        heap = np.empty(2 * per_site[n_sites], dtype=np.intp)
+        size = np.zeros(n_sites, dtype=np.intp)
+        covered = np.zeros(n_sites)
+        for q in range(n_steps):
+            j = q if q < k1 else q - k1 + n
+            t = site[step_node[j]]
+            base = 2 * per_site[t]
+            # Most steps come after the set's last once it covers: turned away here.
+            if (
+                size[t] > 0
+                and covered[t] >= excess[t]
+                and not _comes_first(step_cost, j, heap[base])
+            ):
+                continue
+            size[t], covered[t] = _offer_step(
+                j, heap, base, size[t], covered[t], excess[t], step_cost, step_save
+            )
+        taken = np.empty(np.sum(size), dtype=np.intp)
+        k = 0
         for t in range(n_sites):
-            by_site[t + 1] += by_site[t]
-        pos = np.empty(n_steps, dtype=np.intp)
-        at = by_site[:n_sites].copy()
-        for j in range(n_steps):
-            jj = j if j < k1 else j - k1 + n
-            t = site[step_node[jj]]
-            pos[at[t]] = jj
-            at[t] += 1
-        take = np.zeros(2 * n, dtype=np.bool_)
-        for t in range(n_sites):
-            if excess[t] > 0:
-                seg = pos[by_site[t] : by_site[t + 1]]
-                for j in seg[: _select_covering(seg, step_cost, step_save, excess[t])]:
-                    take[j] = True
+            base = 2 * per_site[t]
+            taken[k : k + size[t]] = heap[base : base + size[t]]
+            k += size[t]
         # In step order: a node's second step comes after its first.
-        for j in range(2 * n):
-            if take[j]:
-                i = step_node[j]
-                power[site[i]] -= watts[target[i], i] - watts[step_to[j], i]
-                target[i] = step_to[j]
+        for j in np.sort(taken):
+            i = step_node[j]
+            power[site[i]] -= watts[target[i], i] - watts[step_to[j], i]
+            target[i] = step_to[j]
         if not last_resort:
             members = np.empty(per_site[n_sites], dtype=np.intp)
             filled = per_site[:n_sites].copy()
@@ -840,7 +885,7 @@ def allocate_cap(
             if last_resort:
                 # Only the nodes inside their dwell are new to this pass.
                 nodes = nodes[young[nodes]]
-            _admit_what_fits(
+            shed = _admit_what_fits(
                 nodes=nodes, options=options, n_options=n_options, target=target,
                 watts=watts, value=value, switch_per_h=switch_per_h, cap_w=cap_w[s],
                 power=power[s : s + 1],
@@ -849,8 +894,8 @@ def allocate_cap(
             # keeps a decision's time in check (each round is a pass over the site).
             for _ in range(MAX_SWAP_ROUNDS):
                 _gain, i, mi, j, mj = _best_swap(
-                    nodes=nodes, options=options, n_options=n_options, target=target,
-                    watts=watts, value=value, switch_per_h=switch_per_h,
+                    nodes=nodes, shed=shed, options=options, n_options=n_options,
+                    target=target, watts=watts, value=value, switch_per_h=switch_per_h,
                     headroom=cap_w[s] - power[s],
                 )
                 if i < 0:
@@ -860,6 +905,7 @@ def allocate_cap(
                 if j >= 0:
                     power[s] += watts[mj, j] - watts[target[j], j]
                     target[j] = mj
+                shed = _below_plan(shed, j, options, target)
             excess[s] = power[s] - cap_w[s]
         if not np.any(excess > 1e-6):
             break
