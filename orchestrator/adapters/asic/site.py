@@ -86,6 +86,9 @@ class StepReport:
     #: Never commanded (opt-out, protected, unreachable): address → why.
     refused: dict[str, str] = field(default_factory=dict)
     moved_w: float = 0.0
+    #: Miners the background ramp began switching since the previous report, with when
+    #: (carrying out an earlier plan).
+    ramped: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass
@@ -136,6 +139,9 @@ class AsicSite:
         self.headroom_w = np.full(len(self.site_names), np.inf)
         self.last_step: StepReport | None = None
         self.ignored_log: list[tuple[str, str]] = []
+        # Miners the background ramp began switching since the controller last asked,
+        # with when: they count against the switch budgets like the first step's.
+        self._ramped: list[tuple[str, float]] = []
         self._sem: asyncio.Semaphore | None = None
         self._sem_loop: asyncio.AbstractEventLoop | None = None
 
@@ -361,13 +367,22 @@ class AsicSite:
             return str(exc)
         return None if ok else "power target not supported or refused by the firmware"
 
+    def take_ramped(self) -> tuple[tuple[str, float], ...]:
+        """The miners the background ramp began switching since the last call, with the
+        time of each step; cleared by the call."""
+        out, self._ramped = tuple(self._ramped), []
+        return out
+
     async def run_ramp(self, stop: asyncio.Event) -> None:
         """Step every `ramp.step_s` while targets are pending, until `stop` is set."""
         while not stop.is_set():
             if self.pending():
                 try:
-                    await self.step()
+                    report = await self.step()
                 except Exception:  # the loop must outlive a bad step
                     log.exception("ramp step failed")
+                else:
+                    self._ramped += [(a, report.at_s) for a in (*report.curtailed,
+                                                                 *report.resumed)]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.config.ramp.step_s)
