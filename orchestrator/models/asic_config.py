@@ -73,6 +73,17 @@ class AsicRange(StrictModel):
     model: str | None = Field(
         default=None, description="With `firmware`: the model, e.g. 'Antminer S19 XP'."
     )
+    populated: bool | None = Field(
+        default=None,
+        description="Every address here holds a miner: one that has not answered since the "
+        "controller started is counted at its nameplate draw (unreachable, never "
+        "commanded) instead of being left out. Default: on when `firmware` is given, off "
+        "for discovery ranges (an address where nothing answers is not a miner).",
+    )
+
+    @property
+    def every_address_a_miner(self) -> bool:
+        return self.firmware is not None if self.populated is None else self.populated
 
     @field_validator("addresses")
     @classmethod

@@ -12,6 +12,9 @@ Pure functions, no I/O:
   maps to no profile is never left out: it stays at its last known draw (else what it
   reports, else the largest nameplate draw of the catalog's ASICs), opted out of
   commands, and is listed in `unknown_models`; every unreachable one in `unreadable`.
+  A configured miner that has not answered since the controller started is a row too:
+  at its range's profile or model's nameplate, else the largest nameplate draw of the
+  catalog's ASICs, unreachable (so never commanded), and listed in `unreadable`.
 - `concat_fleets`: GPU nodes and miners in one table, under one cap per site.
 - `plan_subset`: the rows of a plan an actuator owns.
 - `miner_targets`: a plan's targets for the miners, with value per watt for ramp order
@@ -77,10 +80,12 @@ def asic_fleet(
             made = adhoc_profile(r)
             if made is None:
                 made = stand_in_profile(st, catalog)
-                unknown[r.address] = (
-                    f"no hardware profile for model {r.label!r}: counted at "
-                    f"{made.watts_mine:.0f} W while it mines, never commanded"
-                )
+                # One that never answered is unreadable: its model is unsaid, not unknown.
+                if st.answered:
+                    unknown[r.address] = (
+                        f"no hardware profile for model {r.label!r}: counted at "
+                        f"{made.watts_mine:.0f} W while it mines, never commanded"
+                    )
             profile = adhoc.setdefault(made.name, made)
         if profile not in used:
             used.append(profile)
@@ -135,6 +140,10 @@ def asic_fleet(
     )
     unreadable = {st.reading.address: st.reading.error or "unreadable"
                   for st in rows if not st.reading.reachable}
+    for i, st in enumerate(rows):
+        if not st.answered:
+            unreadable[st.reading.address] += (
+                f"; nameplate {used[prof_idx[i]].name}, {watts_mine[i]:.0f} W")
     return AsicFleetView(fleet, watts_measured, unknown, tuple(rows), unreadable)
 
 

@@ -9,6 +9,10 @@ Belief about each miner: what it reports, except just after we commanded it (a r
 miner needs a minute to hash again). A command not visible in the readings after
 `verify_after_s` was ignored: reported, and the miner counts as it really is, so the
 next ramp step sends the command again and the power cap never relies on it.
+
+A miner its range says is there (`AsicRange.every_address_a_miner`) is in the fleet from
+the first cycle, answered or not: until it answers it is unreachable, named by its
+configured model, so the power cap counts its nameplate draw and no command is sent.
 """
 
 from __future__ import annotations
@@ -70,6 +74,12 @@ class MinerStatus:
     #: restored by what it really does, not by its nameplate.
     hashing_ths: float | None = None
     hashing_w: float | None = None
+    #: Whether the miner has answered a read since the controller started.
+    answered: bool = True
+
+
+#: Why a configured miner that has not answered yet is unreachable.
+NEVER_ANSWERED = "has not answered since the controller started"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +116,9 @@ class _Slot:
     target: MinerTarget | None = None
     hashing_ths: float | None = None
     hashing_w: float | None = None
+    answered: bool = False
+    #: Why the last discovery found nothing (None: not probed, or found).
+    discover_error: str | None = None
 
 
 class AsicSite:
@@ -191,7 +204,9 @@ class AsicSite:
         try:
             slot.handle = await self._call("discover", self.driver.connect, slot.address,
                                            slot.spec)
+            slot.discover_error = None if slot.handle is not None else "no miner found"
         except MinerIOError as exc:
+            slot.discover_error = str(exc)
             log.debug("%s: %s", slot.address, exc)
 
     async def _read(self, slot: _Slot) -> None:
@@ -208,6 +223,9 @@ class AsicSite:
                               firmware=prev.firmware,
                               expected_hashrate_ths=prev.expected_hashrate_ths,
                               watts_limit=prev.watts_limit)
+        if not reading.reachable and not slot.answered:
+            reading = self._never_answered(slot, reading.error)
+        slot.answered = slot.answered or reading.reachable
         slot.reading = reading
         if reading.reachable and reading.hashing and slot.commanded is None:
             slot.hashing_ths = reading.hashrate_ths or slot.hashing_ths
@@ -242,12 +260,21 @@ class AsicSite:
         # Unreachable: assume it draws full power; it is never counted as headroom.
         return True if r is None or not r.reachable else r.hashing
 
+    def _never_answered(self, slot: _Slot, error: str | None) -> MinerReading:
+        """The reading of a miner that has not answered yet: only what its range says
+        (the model, when given), so the fleet counts it at that model's nameplate."""
+        why = NEVER_ANSWERED + (f" ({error})" if error else "")
+        return replace(unreachable(slot.address, self.clock(), why), model=slot.spec.model)
+
     def statuses(self) -> list[MinerStatus]:
         out = []
         for s in self._slots.values():
             if s.handle is None and s.reading is None:
-                continue  # nothing at this address has ever answered: not a miner
-            reading = s.reading or unreachable(s.address, self.clock(), "not read yet")
+                if not s.spec.every_address_a_miner:
+                    continue  # a discovery range: an address that never answered is empty
+                reading = self._never_answered(s, s.discover_error)
+            else:
+                reading = s.reading or self._never_answered(s, None)
             out.append(MinerStatus(
                 reading=reading,
                 site=self.site_names[s.site],
@@ -260,6 +287,7 @@ class AsicSite:
                 ignored_commands=s.ignored,
                 hashing_ths=s.hashing_ths,
                 hashing_w=s.hashing_w,
+                answered=s.answered,
             ))
         return out
 
@@ -356,7 +384,8 @@ class AsicSite:
     async def set_power_target(self, address: str, watts: int) -> str | None:
         """Set one miner's power target; None on success, else why not."""
         slot = self._slots.get(address)
-        if slot is None or slot.handle is None:
+        if slot is None or slot.handle is None or slot.reading is None \
+                or not slot.reading.reachable:
             return "unknown or unreachable miner"
         if address in self.opt_out:
             return "opt-out: never commanded"
