@@ -505,7 +505,7 @@ def run(
     if use_ray:
         import ray
 
-        from orchestrator.runtime.controller import start_actors
+        from orchestrator.runtime.actors import start_actors
         from orchestrator.runtime.parallel import ray_session
 
         with ray_session(ray_address or cfg.controller.ray_address, log_to_driver=True):

@@ -17,6 +17,7 @@ decision step (`engine.step`), called by `runtime.cycle`.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -156,9 +157,7 @@ def _with_telemetry(config: HashpivotConfig, fleet: FleetSource) -> FleetSource:
     a node has no NVML, the nameplate watts stay (and the log says why)."""
     if not config.telemetry.enabled:
         return fleet
-    import ray
-
-    if not ray.is_initialized():
+    if not _ray_running():
         log.warning("telemetry: enabled but the controller runs without Ray (--no-ray): GPU "
                     "power stays at nameplate values")
         return fleet
@@ -192,9 +191,14 @@ class NoNodes:
 def _asic_on_ray(config: HashpivotConfig) -> bool:
     """Miners' site loops as Ray actors when the config asks and Ray runs (`hashpivot run`
     hosts the controller in Ray by default); in-process loops otherwise."""
-    import ray
+    return bool(config.asic is not None and config.asic.use_ray and _ray_running())
 
-    return bool(config.asic is not None and config.asic.use_ray and ray.is_initialized())
+
+def _ray_running() -> bool:
+    """Whether this process is part of a Ray session. A process that never imported Ray
+    is not, and asking must not import it (`--no-ray` starts without Ray)."""
+    ray = sys.modules.get("ray")
+    return ray is not None and bool(ray.is_initialized())
 
 
 def _miners_only(
