@@ -34,10 +34,10 @@ from bench.summary import record
 from orchestrator.adapters.asic.driver import PyasicDriver
 from orchestrator.adapters.asic.fleet import asic_fleet
 from orchestrator.adapters.asic.ramp import plan_ramp_step
-from orchestrator.adapters.asic.sim import SimulatedDriver, sim_miner
 from orchestrator.adapters.asic.site import AsicSite, MinerTarget
 from orchestrator.models import Site, builtin_catalog
 from orchestrator.models.asic_config import AsicConfig, AsicRange
+from tests.doubles.asic import SimulatedDriver, sim_miner
 
 FIXTURE = (Path(__file__).resolve().parent.parent / "tests" / "contract" / "fixtures"
            / "miners" / "luxos_s19xp.json")

@@ -26,13 +26,14 @@ from typing import Any
 import ray
 
 from bench.summary import record
-from orchestrator.adapters.telemetry import FakeNodes, apply_telemetry
+from orchestrator.adapters.telemetry import apply_telemetry
 from orchestrator.adapters.telemetry.agent import (
     AgentRef,
     TelemetryAgentImpl,
     TelemetryCollector,
 )
 from orchestrator.models import FleetTable, Mode, Site, builtin_catalog
+from tests.doubles.nvml import FakeNodes
 
 # The port methods a per-metric poller would call, one remote call each.
 METRICS = (

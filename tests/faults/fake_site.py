@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.adapters.k8s import KubeActuator, KubeDemandSource, KubeFleetSource
-from orchestrator.adapters.k8s.fake import FakeKube
 from orchestrator.adapters.k8s.objects import (
     DECISION_ANNOTATION,
     GPU_RESOURCE,
@@ -36,6 +35,7 @@ from orchestrator.models.market import MarketSnapshot, Observed
 from orchestrator.ports import MarketSource
 from orchestrator.runtime.cycle import CycleDeps, CycleOutcome, DecisionCycle
 from orchestrator.runtime.journal import JournalError, JsonlJournal, read_journal
+from tests.doubles.k8s import FakeKube
 from tests.faults.checks import (
     NodeHistory,
     check_journal,

@@ -60,7 +60,7 @@ def test_kill_switch_reads_the_namespace_annotation_and_fails_closed() -> None:
 
 
 def test_kill_switch_only_for_a_real_api_client() -> None:
-    from orchestrator.adapters.k8s.fake import FakeKube
+    from tests.doubles.k8s import FakeKube
 
     assert kill_switch(FakeKube(), "hashpivot") is None
 

@@ -22,7 +22,6 @@ from orchestrator.adapters.asic.service import (
     MixedFleetSource,
     RoutingActuator,
 )
-from orchestrator.adapters.asic.sim import SimulatedDriver, sim_miner
 from orchestrator.engine.plan import Plan, build_context, decide
 from orchestrator.framework.reasons import Reason
 from orchestrator.framework.registry import load_policy
@@ -31,6 +30,7 @@ from orchestrator.models.config import GuardConfig, HashpivotConfig
 from orchestrator.models.demand import DemandSummary
 from orchestrator.ports import ActuationResult
 from tests.conftest import make_prices, profiles
+from tests.doubles.asic import SimulatedDriver, sim_miner
 
 CAP_KW = 200.0
 RAMP_KW = 15.0

@@ -11,10 +11,10 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from orchestrator.adapters.asic.service import AsicFleet  # noqa: E402
-from orchestrator.adapters.asic.sim import SimulatedDriver, sim_miner  # noqa: E402
 from orchestrator.adapters.asic.site import MinerTarget  # noqa: E402
 from orchestrator.models import Mode, Site  # noqa: E402
 from orchestrator.models.config import HashpivotConfig  # noqa: E402
+from tests.doubles.asic import SimulatedDriver, sim_miner  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 

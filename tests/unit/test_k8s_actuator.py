@@ -16,7 +16,6 @@ from orchestrator.adapters.k8s.actuator import (
     targets_from_plan,
 )
 from orchestrator.adapters.k8s.api import ApiError, Obj
-from orchestrator.adapters.k8s.fake import FakeKube
 from orchestrator.adapters.k8s.objects import (
     DECISION_ANNOTATION,
     MINING_TAINT_KEY,
@@ -33,6 +32,7 @@ from orchestrator.framework.reasons import Reason
 from orchestrator.models.config import KubernetesConfig
 from orchestrator.models.modes import Mode
 from orchestrator.ports import ActuationResult, Actuator
+from tests.doubles.k8s import FakeKube
 
 NS = "hp"
 MINER = "hashpivot-miner"

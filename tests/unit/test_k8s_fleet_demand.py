@@ -8,7 +8,6 @@ import numpy as np
 
 from orchestrator.adapters.k8s.actuator import KubeActuator
 from orchestrator.adapters.k8s.demand import KubeDemandSource
-from orchestrator.adapters.k8s.fake import FakeKube
 from orchestrator.adapters.k8s.fleet import KubeFleetSource, profile_name_of
 from orchestrator.adapters.k8s.objects import STATE_ANNOTATION, format_time
 from orchestrator.adapters.k8s.watch import ListingSource
@@ -18,6 +17,7 @@ from orchestrator.models.config import GuardConfig, KubernetesConfig
 from orchestrator.ports import DemandSource, FleetSource
 from policies.greedy import Greedy
 from tests.conftest import make_prices
+from tests.doubles.k8s import FakeKube
 
 NS = "hp"
 CFG = KubernetesConfig(namespace=NS, node_selector="hashpivot.io/managed=true")

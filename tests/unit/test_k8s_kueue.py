@@ -13,7 +13,6 @@ import pytest
 from orchestrator.adapters.k8s.actuator import NodeTarget, ShadowActuator
 from orchestrator.adapters.k8s.api import CONFLICT, NOT_FOUND, ApiError, Obj
 from orchestrator.adapters.k8s.demand import KubeDemandSource
-from orchestrator.adapters.k8s.fake import FakeKube
 from orchestrator.adapters.k8s.kueue import (
     KUEUE_API,
     RAY_API,
@@ -30,6 +29,7 @@ from orchestrator.models.build import profile_catalog
 from orchestrator.models.config import HashpivotConfig, KubernetesConfig
 from orchestrator.models.kueue_config import KubeRayConfig, KueueConfig
 from orchestrator.models.modes import Mode
+from tests.doubles.k8s import FakeKube
 from tests.unit.test_k8s_actuator import make_plan
 
 NOW = 1_800_000_000.0

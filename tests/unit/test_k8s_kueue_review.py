@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from orchestrator.adapters.k8s.actuator import NodeTarget
 from orchestrator.adapters.k8s.api import ApiError, Obj
-from orchestrator.adapters.k8s.fake import FakeKube
 from orchestrator.adapters.k8s.objects import STATE_ANNOTATION
 from orchestrator.models.modes import Mode
+from tests.doubles.k8s import FakeKube
 from tests.unit.test_k8s_kueue import (
     K8S,
     Objects,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.adapters.k8s.api import ApiError
-from orchestrator.adapters.k8s.fake import FakeKube
 from orchestrator.adapters.k8s.leader import LeaderElector
 from orchestrator.models.config import KubernetesConfig
+from tests.doubles.k8s import FakeKube
 
 
 class Clock:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.adapters.k8s.fake import merge_patch
 from orchestrator.adapters.k8s.lifecycle import STEADY, effective_target, plan_step
 from orchestrator.adapters.k8s.objects import (
     MINING_TAINT,
@@ -20,6 +19,7 @@ from orchestrator.adapters.k8s.objects import (
 )
 from orchestrator.models.config import KubernetesConfig
 from orchestrator.models.modes import STEADY_STATE_OF_MODE, Mode, NodeState, check_transition
+from tests.doubles.k8s import merge_patch
 
 CFG = KubernetesConfig()
 PROV = Provenance("d-1", "HIGHER_VALUE")

@@ -7,9 +7,9 @@ import time
 import pytest
 
 from orchestrator.adapters.k8s.api import ApiError
-from orchestrator.adapters.k8s.fake import FakeKube
 from orchestrator.adapters.k8s.watch import ClusterCache, ListingSource, ObjectCache
 from orchestrator.models.config import KubernetesConfig
+from tests.doubles.k8s import FakeKube
 
 CFG = KubernetesConfig(node_selector="pool=gpu", namespace="hp")
 

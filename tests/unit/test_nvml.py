@@ -11,9 +11,6 @@ import numpy as np
 import pytest
 
 from orchestrator.adapters.telemetry import (
-    FakeGpu,
-    FakeNodes,
-    FakeNvml,
     HostWatts,
     MeasuredFleetSource,
     NodeTelemetry,
@@ -37,6 +34,7 @@ from orchestrator.adapters.telemetry.nvml import (
 from orchestrator.models import FleetTable, Mode, Site
 from orchestrator.models.modes import NodeState
 from tests.conftest import profiles
+from tests.doubles.nvml import FakeGpu, FakeNodes, FakeNvml
 
 GIB = 1 << 30
 

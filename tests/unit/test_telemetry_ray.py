@@ -12,7 +12,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from orchestrator.adapters.telemetry import FakeNodes, apply_telemetry  # noqa: E402
+from orchestrator.adapters.telemetry import apply_telemetry  # noqa: E402
 from orchestrator.adapters.telemetry.agent import (  # noqa: E402
     AgentRef,
     TelemetryAgent,
@@ -22,6 +22,7 @@ from orchestrator.adapters.telemetry.agent import (  # noqa: E402
 )
 from orchestrator.models import FleetTable, Mode, Site  # noqa: E402
 from tests.conftest import profiles  # noqa: E402
+from tests.doubles.nvml import FakeNodes  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(180)]
 

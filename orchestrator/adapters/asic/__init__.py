@@ -8,9 +8,10 @@
 - fleet.py: miners as fleet rows, joined with GPU nodes; plans back to miner targets.
 - actor.py: `AsicSiteActor` (Ray) and the in-process `LocalSiteHandle`.
 - service.py: `AsicFleet`, `MixedFleetSource`, `RoutingActuator`, `build_mixed`.
-- sim.py: `SimulatedDriver` for benchmarks, dry-runs and tests.
 
 Importing this package does not import Ray or pyasic; the modules that need them do.
+The socket-free driver the tests and benchmarks use (`SimulatedDriver`) lives in
+`tests/doubles`.
 """
 
 from orchestrator.adapters.asic.fleet import (
@@ -22,7 +23,6 @@ from orchestrator.adapters.asic.fleet import (
 )
 from orchestrator.adapters.asic.ramp import RampStep, RampWindow, plan_ramp_step
 from orchestrator.adapters.asic.readings import MinerReading, profile_for_model
-from orchestrator.adapters.asic.sim import SimMiner, SimulatedDriver, sim_miner
 from orchestrator.adapters.asic.site import (
     AsicSite,
     MinerIOError,
@@ -40,8 +40,6 @@ __all__ = [
     "MinerTarget",
     "RampStep",
     "RampWindow",
-    "SimMiner",
-    "SimulatedDriver",
     "StepReport",
     "asic_fleet",
     "concat_fleets",
@@ -49,5 +47,4 @@ __all__ = [
     "plan_ramp_step",
     "plan_subset",
     "profile_for_model",
-    "sim_miner",
 ]

@@ -8,7 +8,8 @@
 - `KubeActuator`, `ShadowActuator` (actuator.py): the Actuator port, live and shadow.
 - `LeaderElector` (leader.py): one acting replica, through a coordination.k8s.io Lease.
 - `build_adapters` (wiring.py): all of the above for one config, live or shadow.
-- `FakeKube` (fake.py): an in-memory API with the same semantics, for tests and demos.
+
+The in-memory API the unit tests use (`FakeKube`) lives in `tests/doubles`, not here.
 """
 
 from orchestrator.adapters.k8s.actuator import (

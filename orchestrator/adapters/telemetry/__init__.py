@@ -2,10 +2,11 @@
 
 - nvml.py: the `Nvml` port, `PynvmlNvml` (real, pynvml imported lazily), `read_gpus`,
   `GpuSample`, `NodeTelemetry`, `set_power_limit`.
-- fake.py: `FakeNvml` / `FakeNodes` for tests, benchmarks and demos without GPUs.
 - apply.py: `apply_telemetry` (pure) and `MeasuredFleetSource` (the FleetSource port).
 - agent.py: the Ray side, `TelemetryAgent` and the batched `TelemetryCollector`. Not
   re-exported here, so reading telemetry does not import Ray.
+
+The in-memory NVML the tests and benchmarks use (`FakeNvml`) lives in `tests/doubles`.
 """
 
 from orchestrator.adapters.telemetry.apply import (
@@ -15,7 +16,6 @@ from orchestrator.adapters.telemetry.apply import (
     apply_telemetry,
     measure_fleet,
 )
-from orchestrator.adapters.telemetry.fake import FakeGpu, FakeNodes, FakeNvml
 from orchestrator.adapters.telemetry.nvml import (
     GpuSample,
     NodeTelemetry,
@@ -30,9 +30,6 @@ from orchestrator.adapters.telemetry.nvml import (
 )
 
 __all__ = [
-    "FakeGpu",
-    "FakeNodes",
-    "FakeNvml",
     "GpuSample",
     "HostWatts",
     "MeasuredFleetSource",

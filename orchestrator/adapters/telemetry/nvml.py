@@ -1,8 +1,8 @@
 """GPU telemetry through NVML: our port, the pynvml adapter behind it, and the reader.
 
 `Nvml` is the handful of NVML calls hashpivot makes, in NVML's own units (mW, MHz,
-bytes). `PynvmlNvml` wraps the real `pynvml`; tests and simulations use `FakeNvml`
-(fake.py). Everything above the port sees `NvmlError`, never pynvml's exception
+bytes). `PynvmlNvml` wraps the real `pynvml`; tests and benchmarks use `FakeNvml`
+(tests/doubles/nvml.py). Everything above the port sees `NvmlError`, never pynvml's exception
 classes, so nothing but this module imports pynvml — and only when `init()` runs,
 so a machine without the NVIDIA driver can still import hashpivot.
 """

@@ -1,4 +1,4 @@
-"""Simulated miners behind the `MinerDriver` port: benchmarks, dry-runs and tests.
+"""Simulated miners behind the `MinerDriver` port, for tests and benchmarks.
 
 No sockets: each miner is a few fields, each call an `asyncio.sleep` of the configured
 latency. Faults are per miner: unreachable, hanging (never answers), garbage (answers

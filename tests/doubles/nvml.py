@@ -1,4 +1,4 @@
-"""An in-memory `Nvml` for tests, benchmarks and demos on machines without GPUs.
+"""An in-memory `Nvml` for tests and benchmarks on machines without GPUs.
 
 It implements our port, not pynvml's internals: the real pynvml path is exercised by
 `tests/gpu` on a GPU machine (docs/telemetry.md).

@@ -1,7 +1,7 @@
 """An in-memory `KubeOps`: nodes, pods, leases and DaemonSets with the API's semantics
 hashpivot relies on (merge patches, resourceVersion preconditions, 409/404/429, watches
-from a resourceVersion with 410 once it is compacted). For unit tests and demos; the
-real thing is tested in tier 2.
+from a resourceVersion with 410 once it is compacted). For unit tests and the fault
+suite; the real apiserver is tested in tier 2.
 """
 
 from __future__ import annotations
