@@ -274,6 +274,22 @@ def test_live_mode_grants_node_writes_and_evictions(helm: Helm) -> None:
     assert config_of(docs)["kubernetes"]["miner_daemonset"] == "site-miner"
 
 
+def test_events_are_granted_as_the_controller_writes_them(helm: Helm) -> None:
+    """Node Events are created (never patched) in the API group of the Event the
+    controller builds, in live mode only; shadow writes nothing, events included."""
+    from orchestrator.adapters.k8s.events import EVENTS_NAMESPACE, NodeEvents
+
+    events = NodeEvents(lambda namespace, body: body, "replica-0")
+    body = events.body("gpu-0", "SwitchToAi", "Normal", "mine → ai", "d-1")
+    group = body["apiVersion"].split("/")[0]
+    assert EVENTS_NAMESPACE == "default"  # another namespace: hence a ClusterRole rule
+    live = [r for r in rules(render(helm, "live"), "ClusterRole") if "events" in r["resources"]]
+    assert [(r["apiGroups"], set(r["verbs"])) for r in live] == [([group], {"create"})]
+    shadow = rules(render(helm, "defaults"), "ClusterRole")
+    assert config_of(render(helm, "defaults"))["controller"]["mode"] == ControllerMode.SHADOW
+    assert not verbs_on(shadow, "events")
+
+
 def test_miner_daemonset(helm: Helm) -> None:
     docs = render(helm, "miner")
     ds = one(docs, "DaemonSet")

@@ -16,6 +16,9 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from orchestrator.adapters.k8s.api import ApiError
+from orchestrator.adapters.k8s.client import KubeClient
+from orchestrator.adapters.k8s.events import EVENTS_NAMESPACE, NodeEvents
 from tests.chart.helm import Helm, find_helm, missing_helm_message, require_tools
 
 from .cluster import (
@@ -140,7 +143,8 @@ def service_account_client(admin: client.ApiClient, namespace: str) -> client.Ap
 
 
 def refused(call: Callable[[], object]) -> None:
-    with pytest.raises(ApiException) as caught:
+    """403 Forbidden, from the official client's API classes or hashpivot's `KubeClient`."""
+    with pytest.raises((ApiException, ApiError)) as caught:
         call()
     assert caught.value.status == 403, f"expected 403 Forbidden, got {caught.value.status}"
 
@@ -305,17 +309,24 @@ def test_live_chart_lets_the_controller_do_its_job_and_nothing_else(
         )
         apps.list_namespaced_daemon_set(ns, field_selector=f"metadata.name={MINER}")
 
-        # Events about nodes, which live in "default".
-        core.create_namespaced_event(
-            "default",
+        # Events about nodes, which live in "default", written the way the controller
+        # writes them (its client, its Event body). They are never patched, and the core
+        # group's Events are not granted.
+        kube = KubeClient(sa)
+        note = NodeEvents(kube.create_event, "replica-0").body(
+            ai_node, "SwitchToAi", "Normal", "mine → ai", "d-1")
+        event = kube.create_event(EVENTS_NAMESPACE, note)
+        assert event["regarding"]["name"] == ai_node
+        refused(lambda: client.EventsV1Api(sa).patch_namespaced_event(
+            event["metadata"]["name"], EVENTS_NAMESPACE, {"note": "changed"}))
+        refused(lambda: core.create_namespaced_event(
+            EVENTS_NAMESPACE,
             client.CoreV1Event(
                 metadata=client.V1ObjectMeta(generate_name="hashpivot-"),
                 involved_object=client.V1ObjectReference(kind="Node", name=ai_node),
-                reason="Switched",
-                message="mine -> ai",
-                type="Normal",
+                reason="Switched", message="mine -> ai", type="Normal",
             ),
-        )
+        ))
 
         # Everything else is refused.
         refused(lambda: core.list_namespaced_secret(ns))
@@ -376,6 +387,10 @@ def test_shadow_chart_is_read_only(
         coordination.read_namespaced_lease(LEASE, ns)
 
         refused(lambda: core.patch_node(mine_node, {"metadata": {"labels": {MODE_LABEL: "mine"}}}))
+        kube = KubeClient(sa)
+        note = NodeEvents(kube.create_event, "replica-0").body(
+            mine_node, "SwitchToMine", "Normal", "ai → mine", "d-1")
+        refused(lambda: kube.create_event(EVENTS_NAMESPACE, note))
         refused(
             lambda: core.create_namespaced_pod_eviction(
                 name_of(pod),
