@@ -54,6 +54,10 @@ class ActuationResult:
 
     writes: int = 0
     started: list[str] = field(default_factory=list)
+    #: Switches the actuator began on its own since its last pass, carrying out an
+    #: earlier plan (an ASIC ramp's later steps): node → when. They count against the
+    #: switch budgets like `started`.
+    began_earlier: dict[str, float] = field(default_factory=dict)
     completed: list[str] = field(default_factory=list)
     deferred: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)

@@ -207,6 +207,24 @@ class DecisionStep:
         last_s.flags.writeable = load.flags.writeable = False
         self._last_s, self._load = last_s, load
 
+    def count_began(self, began: Mapping[str, float]) -> None:
+        """Count switches an actuator began on its own after an earlier plan (a ramp's
+        later steps): node name → when. Nodes not in the fleet last decided on are
+        ignored (they come back with the history their source reports)."""
+        if not began or self._names is None:
+            return
+        row = {str(x): i for i, x in enumerate(self._names.tolist())}
+        last_s, load = self._last_s.copy(), self._load.copy()
+        for name, at_s in began.items():
+            i = row.get(name)
+            if i is None or at_s <= last_s[i]:
+                continue  # unknown here, or already counted
+            age = max(at_s - last_s[i], 0.0)
+            load[i] = load[i] * float(np.exp2(-age / SWITCH_LOAD_HALF_LIFE_S)) + 1.0
+            last_s[i] = at_s
+        last_s.flags.writeable = load.flags.writeable = False
+        self._last_s, self._load = last_s, load
+
     def _align_names(self, names: npt.NDArray[np.object_]) -> None:
         if self._names is None or names.shape != self._names.shape or not bool(
             np.all(names == self._names)

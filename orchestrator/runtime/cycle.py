@@ -8,6 +8,7 @@ stale one is decided on but the stale-data guard holds every node.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -113,6 +114,12 @@ class DecisionCycle:
         if saved is not None:
             self.step.restore(saved)
         last = last_record(self.deps.journal.folder)
+        began = {} if last is None else last.actuation.get("began_earlier")
+        saved_s = -math.inf if saved is None or saved.now_s is None else saved.now_s
+        for name, at_s in (began.items() if isinstance(began, dict) else ()):
+            # Ramp steps reported with a cycle the memory missed.
+            if isinstance(at_s, int | float) and at_s > saved_s:
+                self.step.replay_switches(float(at_s), [str(name)])
         if last is None or not last.changes or (
             saved is not None and saved.now_s is not None and last.now_s <= saved.now_s
         ):
@@ -216,6 +223,7 @@ class DecisionCycle:
         # Only switches the actuator began count against the budgets (not shadow's, not
         # a rate-limited one, not a node merely adopted).
         self.step.commit(plan, started=result.started)
+        self.step.count_began(result.began_earlier)
         _record_result(deps.journal, plan.decision_id, result)
         if deps.memory is not None:
             deps.memory.save(plan.decision_id, self.step.memory())
@@ -268,6 +276,7 @@ def _result_dict(result: ActuationResult) -> dict[str, Any]:
     return {
         "writes": result.writes,
         "started": result.started[:JOURNALED_CHANGES],
+        "began_earlier": dict(list(result.began_earlier.items())[:JOURNALED_CHANGES]),
         "completed": result.completed[:JOURNALED_CHANGES],
         "deferred": dict(list(result.deferred.items())[:JOURNALED_CHANGES]),
         "errors": dict(list(result.errors.items())[:JOURNALED_CHANGES]),

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.runtime.journal import read_journal
+from orchestrator.runtime.journal import StepMemoryStore, read_journal
 from tests.contract.feedserver import FeedServer, Reply
 from tests.contract.fixtures.miners.emulator import EmulatedMiner, MinerLab
 from tests.contract.test_asic_pyasic import _can_bind_port_80
@@ -140,6 +140,7 @@ def test_asic_only_site_curtails_on_a_price_spike_and_resumes(
         set_power(feeds, CALM_USD_MWH)
         run.wait_cycles(30, until=lambda: all(m.mining for m in miners))
         assert all(m.mining for m in miners), run.output()
+        run.wait_cycles(2)  # the cycle after the last resume hears of it
     finally:
         run.stop()
     records = list(read_journal(tmp_path / "journal"))
@@ -154,6 +155,16 @@ def test_asic_only_site_curtails_on_a_price_spike_and_resumes(
     assert resumed == {m.ip for m in miners}
     for miner in miners:  # each firmware got its own kind of command
         assert any(is_command(s) for s in miner.seen), (miner.family, miner.seen[-10:])
+    # Two miners per window: some began switching on the site's own ramp between cycles.
+    # Each curtailment and each resume still counts against the miner's switch budget (a
+    # command sent again counts again: a budget spent twice, never a switch uncounted).
+    memory = StepMemoryStore(tmp_path / "journal").load()
+    assert memory is not None
+    load = dict(zip(memory.switch_nodes, memory.switch_load.tolist(), strict=True))
+    uncounted = {m.ip: load.get(m.ip, 0.0) for m in miners if load.get(m.ip, 0.0) < 1.99}
+    assert not uncounted, uncounted
+    later = {n for r in records if r.actuation for n in r.actuation.get("began_earlier", {})}
+    assert later, "the ramp began no switch between cycles: the test proves nothing"
 
 
 def test_shadow_reads_and_plans_but_commands_no_miner(

@@ -66,3 +66,28 @@ def test_only_begun_switches_count_and_memory_restores_them() -> None:
     budget = np.flatnonzero(plan2.reason == Reason.GUARD_NODE_SWITCH_BUDGET).tolist()
     assert budget == plan.changed[:2].tolist()
     assert plan2.changed.size == 4
+
+
+def test_switches_a_ramp_began_between_cycles_count_against_the_budget() -> None:
+    fleet = mixed_fleet(4, 0, 0, modes=[Mode.MINE] * 4, since_s=0.0)
+    guards = GuardConfig(min_dwell_s=0, max_switches_per_node_per_day=1,
+                         max_fleet_switch_share_per_hour=2.0)
+    step = DecisionStep(Greedy(), guards, interval_s=300.0)
+    plan = _decide(step, fleet, NOW, power=900.0)
+    assert plan.changed.size == 4
+    names = [str(x) for x in plan.node_names]
+    # The ramp's first step curtails one miner; its later steps curtail two more before
+    # the next cycle; the fourth is still waiting, and one name is not in this fleet.
+    step.commit(plan, started=names[:1])
+    step.count_began({names[1]: NOW + 60.0, names[2]: NOW + 120.0, "elsewhere": NOW + 1.0})
+    last_s, load = step.switch_history()
+    assert last_s.tolist() == [NOW, NOW + 60.0, NOW + 120.0, 0.0]
+    assert load.tolist() == [1.0, 1.0, 1.0, 0.0]
+    # Reported again (a repeated result): counted once.
+    step.count_began({names[1]: NOW + 60.0})
+    assert step.switch_history()[1].tolist() == [1.0, 1.0, 1.0, 0.0]
+    # Back at cheap power the three that switched are held by the per-node budget.
+    curtailed = fleet.with_columns(mode=np.array([Mode.IDLE] * 3 + [Mode.MINE], np.int8))
+    calm = _decide(step, curtailed, NOW + 300.0, power=20.0)
+    held = np.flatnonzero(calm.reason == Reason.GUARD_NODE_SWITCH_BUDGET).tolist()
+    assert held == [0, 1, 2]

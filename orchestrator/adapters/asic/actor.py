@@ -13,6 +13,7 @@ import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
 import ray
@@ -83,7 +84,8 @@ class _SiteHost:
         self._ensure_ramp()
 
     async def step(self) -> StepReport:
-        return await self.site.step()
+        report = await self.site.step()
+        return replace(report, ramped=self.site.take_ramped())
 
     async def set_power_target(self, address: str, watts: int) -> str | None:
         return await self.site.set_power_target(address, watts)

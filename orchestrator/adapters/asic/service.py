@@ -187,6 +187,7 @@ class AsicFleet:
                 continue
             self.last_steps[name] = report
             result.started += [*report.curtailed, *report.resumed]
+            result.began_earlier.update(dict(report.ramped))
             result.writes += len(report.curtailed) + len(report.resumed) + len(report.failed)
             result.errors.update(report.failed)
             result.deferred.update(dict.fromkeys(report.waiting, WAITING))
@@ -272,6 +273,7 @@ class RoutingActuator:
             b = self.asic.apply(plan, fleet)
         return ActuationResult(
             writes=a.writes + b.writes, started=a.started + b.started,
+            began_earlier={**a.began_earlier, **b.began_earlier},
             completed=a.completed + b.completed, deferred={**a.deferred, **b.deferred},
             errors={**a.errors, **b.errors},
             notes={**a.notes, **b.notes, **self.asic.notes()},
