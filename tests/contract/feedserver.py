@@ -197,6 +197,9 @@ def serve_market(server: FeedServer) -> None:
         "/mempool/api/v1/mining/reward-stats/144", Reply.fixture("mempool_reward_stats_144.json")
     )
     server.route("/mempool/api/v1/mining/hashrate/3d", Reply.fixture("mempool_hashrate_3d.json"))
+    server.route("/mempool/api/v1/difficulty-adjustment",
+                 Reply.fixture("mempool_difficulty_adjustment.json"))
+    server.route("/mempool/api/v1/fees/recommended", Reply.fixture("mempool_fees_recommended.json"))
     server.route("/mempool/api/v1/prices", Reply.fixture("mempool_v1_prices.json"))
     server.route("/bci/stats", Reply.fixture("blockchain_info_stats.json"))
     server.route("/esplora/api/blocks", Reply.fixture("esplora_blocks.json"))

@@ -303,7 +303,11 @@ def test_single_configured_sources_must_imply_a_plausible_hashprice() -> None:
     one = {"price_sources": [{"kind": "kraken", "base_url": "https://api.kraken.com"}],
            "chain_sources": [{"kind": "esplora", "base_url": "https://blockstream.info/api"}]}
     q = quality(**one)
-    assert q.offer("difficulty", Candidate(D, "e", NOW, height=877_320), NOW) is None
+    # No hashrate checked it and no price is known yet: it waits, and the price is
+    # checked against it.
+    assert q.offer("difficulty", Candidate(D, "e", NOW, height=877_320), NOW) == (
+        Reject.UNCONFIRMED
+    )
     band = q.config.ranges.hashprice_usd_per_ph_day
     # The design's formula: 1e15 × 86400 × (subsidy + fees) × price / (D × 2^32).
     cents = 6_988_000.0
@@ -311,6 +315,7 @@ def test_single_configured_sources_must_imply_a_plausible_hashprice() -> None:
     assert implied > band.max
     assert q.offer("btc_usd", Candidate(cents, "k", NOW), NOW) == Reject.IMPLAUSIBLE
     assert q.offer("btc_usd", Candidate(cents / 100, "k", NOW + 60), NOW + 60) is None
+    assert q.offer("difficulty", Candidate(D, "e", NOW + 60, height=877_320), NOW + 60) is None
     # And the other way round: a difficulty ×1000 against a known price.
     q = quality(**one)
     assert q.offer("btc_usd", Candidate(69_880.0, "k", NOW), NOW) is None

@@ -3,7 +3,8 @@
 Readers for a mempool.space-compatible API (the primary source), the Blockchain.com
 stats API and a Blockstream Esplora API (fallbacks). Fees are the Luxor-style average
 of the last `fees_window_blocks` blocks where the API gives per-block fees, else the
-last day's fee total divided by its block count.
+last day's fee total divided by its block count, else (mempool) the recommended fee
+rate times a full block.
 """
 
 from __future__ import annotations
@@ -17,15 +18,30 @@ from orchestrator.adapters.market.http import FeedHttpClient
 from orchestrator.adapters.market.parse import field as get_field
 from orchestrator.adapters.market.parse import integer, number
 from orchestrator.adapters.market.quality import FeedRejectError, Reject
-from orchestrator.economics import TARGET_BLOCK_SECONDS, TWO_POW_32
+from orchestrator.economics import DIFFICULTY_ADJUSTMENT_BLOCKS, TARGET_BLOCK_SECONDS, TWO_POW_32
 from orchestrator.models.feeds_config import ChainSource, url_host
 
 SATS_PER_BTC = 1e8
 #: Blocks per page of mempool's /v1/blocks.
 MEMPOOL_PAGE_BLOCKS = 15
-#: A difficulty further than this factor from the one the reported hashrate implies is
-#: taken as a unit error (the estimate itself wanders by ~±20%).
-HASHRATE_CROSS_CHECK_FACTOR = 3.0
+#: A source's hashrate is an estimate: its difficulty × 2^32 over the mean block interval
+#: it measured. So difficulty × 2^32 / hashrate is that interval, and outside this band
+#: one of the two is in the wrong unit. Over every day from 2016 to September 2025 the
+#: mean interval ran between 432 s and 1,490 s (Coin Metrics' daily block counts; the
+#: slowest in the 2021 mining ban); a unit error (×10 and beyond) lands far outside.
+MEAN_BLOCK_INTERVAL_BAND_S = (400.0, 1800.0)
+#: The interval a hashrate implies (over about a day) and the mean block time of the
+#: difficulty period so far differ by at most this factor: 1/1.43…1.91 over every day
+#: and period-so-far from 2016 to 2025.
+BLOCK_TIME_AGREEMENT = 2.5
+#: mempool's difficulty-adjustment gives `timeAvg` in milliseconds; a figure under this
+#: is taken as seconds (no block interval is 36 ms; none is 10 hours either).
+MS_IF_AT_LEAST = 36_000.0
+#: A full block's virtual size, vB (4,000,000 weight units / 4).
+FULL_BLOCK_VBYTES = 1_000_000.0
+#: Recommended fee rates, sat/vB, in the order they stand in for what blocks pay: the
+#: rate to confirm within an hour is near the lowest rate recent blocks took.
+RECOMMENDED_FEE_FIELDS = ("hourFee", "halfHourFee", "economyFee", "fastestFee")
 
 
 @dataclass(slots=True)
@@ -40,6 +56,9 @@ class ChainReading:
     fees_btc_per_block: float | None = None
     #: 'per_block' (average of per-block fees) or 'daily_total' (total / block count).
     fees_method: str | None = None
+    #: Mean block time of the current difficulty period so far, s (mempool's
+    #: difficulty-adjustment `timeAvg`).
+    mean_block_s: float | None = None
     problems: list[FeedRejectError] = field(default_factory=list)
 
 
@@ -69,23 +88,47 @@ def _guard(reading: ChainReading, fn: Callable[[], None]) -> None:
         reading.problems.append(exc)
 
 
+def implied_block_interval_s(difficulty: float, hashrate_hs: float) -> float:
+    """The mean block interval a difficulty and a network hashrate imply, s."""
+    return difficulty * TWO_POW_32 / hashrate_hs
+
+
 def check_hashrate_units(reading: ChainReading) -> None:
-    """Refuse a difficulty the reported hashrate contradicts (a unit error in one of them)."""
-    if reading.difficulty is None or reading.hashrate_hs is None or reading.hashrate_hs <= 0:
+    """Refuse a difficulty the reported hashrate contradicts (a unit error in one of
+    them): the block interval they imply must be one the chain runs at
+    (`MEAN_BLOCK_INTERVAL_BAND_S`) and, where the source gives its block times, agree
+    with them (`BLOCK_TIME_AGREEMENT`). A difficulty left standing with its hashrate is
+    checked: enough for a first value."""
+    low, high = MEAN_BLOCK_INTERVAL_BAND_S
+    if reading.mean_block_s is not None and not low <= reading.mean_block_s <= high:
+        _units(reading, f"mean block time {reading.mean_block_s:.6g} s outside "
+                        f"[{low:g}, {high:g}] s")
+        reading.mean_block_s = None
+    if reading.difficulty is None or reading.hashrate_hs is None:
         return
-    implied = reading.hashrate_hs * TARGET_BLOCK_SECONDS / TWO_POW_32
-    ratio = reading.difficulty / implied
-    if not 1 / HASHRATE_CROSS_CHECK_FACTOR <= ratio <= HASHRATE_CROSS_CHECK_FACTOR:
-        reading.problems.append(
-            FeedRejectError(
-                Reject.UNITS,
-                f"difficulty {reading.difficulty:.6g} vs {implied:.6g} implied by hashrate "
-                f"{reading.hashrate_hs:.6g} H/s",
-                source=reading.source,
-            )
-        )
+    if reading.hashrate_hs <= 0:
+        reading.hashrate_hs = None
+        return
+    interval = implied_block_interval_s(reading.difficulty, reading.hashrate_hs)
+    problem = None
+    if not low <= interval <= high:
+        problem = f"outside [{low:g}, {high:g}] s"
+    elif reading.mean_block_s is not None:
+        ratio = interval / reading.mean_block_s
+        if not 1 / BLOCK_TIME_AGREEMENT <= ratio <= BLOCK_TIME_AGREEMENT:
+            problem = (f"against a mean block time of {reading.mean_block_s:.6g} s "
+                       f"(more than ×{BLOCK_TIME_AGREEMENT:g} apart)")
+    if problem is not None:
+        expected = reading.hashrate_hs * TARGET_BLOCK_SECONDS / TWO_POW_32
+        _units(reading, f"difficulty {reading.difficulty:.6g} and hashrate "
+                        f"{reading.hashrate_hs:.6g} H/s imply a block every {interval:.6g} s, "
+                        f"{problem} (the hashrate implies a difficulty near {expected:.6g})")
         reading.difficulty = None
         reading.hashrate_hs = None
+
+
+def _units(reading: ChainReading, detail: str) -> None:
+    reading.problems.append(FeedRejectError(Reject.UNITS, detail, source=reading.source))
 
 
 class MempoolChain:
@@ -96,7 +139,15 @@ class MempoolChain:
       from the same block, so they never straddle an adjustment.
     - `GET /v1/mining/reward-stats/{n}`: fee total of the last n blocks (the fallback).
     - `GET /v1/mining/hashrate/3d`: `currentHashrate` (H/s), a cross-check of units.
-    Per-block fees are cached by height, so a poll usually costs one page.
+    - `GET /v1/difficulty-adjustment`: `timeAvg`, the mean block time of the difficulty
+      period so far (ms; seconds accepted), a second cross-check of the difficulty and
+      hashrate; `nextRetargetHeight`, when given, must be a period boundary.
+    - `GET /v1/fees/recommended`: fee rates (sat/vB) to confirm soon; the last fee
+      fallback: `hourFee` × a full block (1,000,000 vB), which errs low (blocks take
+      higher-rate transactions first).
+    Optional fields may be missing and keys come in any order; a missing endpoint only
+    loses its check. Per-block fees are cached by height, so a poll usually costs one
+    page.
     """
 
     def __init__(self, source: ChainSource, http: FeedHttpClient, *, window: int) -> None:
@@ -114,6 +165,7 @@ class MempoolChain:
         reading.difficulty = top[2]
         _guard(reading, lambda: self._fees(reading, tip))
         _guard(reading, lambda: self._hashrate(reading))
+        _guard(reading, lambda: self._adjustment(reading))
         check_hashrate_units(reading)
         return reading
 
@@ -166,7 +218,11 @@ class MempoolChain:
             reading.fees_method = "per_block"
         except FeedRejectError as exc:
             reading.problems.append(exc)
-            self._reward_stats(reading)
+            try:
+                self._reward_stats(reading)
+            except FeedRejectError as again:
+                reading.problems.append(again)
+                self._recommended(reading)
 
     def _remember(self, page: list[_Block]) -> None:
         for height, block_id, _, fees, _ in page:
@@ -194,6 +250,44 @@ class MempoolChain:
             raise FeedRejectError(Reject.SCHEMA, f"block range {start}..{end} is empty", source=url)
         reading.fees_btc_per_block = total / blocks / SATS_PER_BTC
         reading.fees_method = "daily_total"
+
+    def _recommended(self, reading: ChainReading) -> None:
+        url = f"{self.base}/v1/fees/recommended"
+        doc = self.http.get(url).json()
+        if not isinstance(doc, dict):
+            raise FeedRejectError(
+                Reject.SCHEMA, f"expected an object, got {type(doc).__name__}", source=url
+            )
+        name = next((k for k in RECOMMENDED_FEE_FIELDS if doc.get(k) is not None), None)
+        if name is None:
+            raise FeedRejectError(
+                Reject.SCHEMA, f"none of {', '.join(RECOMMENDED_FEE_FIELDS)}", source=url
+            )
+        rate = number(doc[name], what=name, source=url)
+        if rate <= 0:
+            raise FeedRejectError(Reject.ZERO if rate == 0 else Reject.NEGATIVE,
+                                  f"{name} {rate:g} sat/vB", source=url)
+        reading.fees_btc_per_block = rate * FULL_BLOCK_VBYTES / SATS_PER_BTC
+        reading.fees_method = f"recommended_{name}"
+
+    def _adjustment(self, reading: ChainReading) -> None:
+        url = f"{self.base}/v1/difficulty-adjustment"
+        doc = self.http.get(url).json()
+        avg = number(get_field(doc, "timeAvg", source=url), what="timeAvg", source=url)
+        if avg <= 0:
+            raise FeedRejectError(Reject.ZERO if avg == 0 else Reject.NEGATIVE,
+                                  f"timeAvg {avg:g}", source=url)
+        nxt = doc.get("nextRetargetHeight")
+        if nxt is not None:
+            boundary = integer(nxt, what="nextRetargetHeight", source=url)
+            if boundary % DIFFICULTY_ADJUSTMENT_BLOCKS:
+                raise FeedRejectError(
+                    Reject.SCHEMA,
+                    f"nextRetargetHeight {boundary} is not a multiple of "
+                    f"{DIFFICULTY_ADJUSTMENT_BLOCKS}",
+                    source=url,
+                )
+        reading.mean_block_s = avg / 1000.0 if avg >= MS_IF_AT_LEAST else avg
 
     def _hashrate(self, reading: ChainReading) -> None:
         url = f"{self.base}/v1/mining/hashrate/3d"

@@ -39,10 +39,21 @@ DIFFICULTY_REL_TOL = 1e-6
 MAX_REORG_BLOCKS = 6
 #: A block height and its time known for certain (the fourth halving, 2024-04-20).
 ANCHOR_HEIGHT, ANCHOR_S = 840_000, 1_713_571_767.0
-#: Blocks come every 600 s on average; twice that rate, sustained, bounds what the chain
-#: can have made in a span, plus a slack for block times that run up to hours out of order.
-FASTEST_MEAN_BLOCK_S = 300.0
+#: What the chain can have made in a span: the smaller of two bounds, each above every
+#: span of Coin Metrics' daily block counts from 2016 to September 2025 (the hashrate
+#: race since ASICs matured; 2013-15 grew faster). Short spans: one block per 480 s (the
+#: target rate ×1.25; the fastest week ran ×1.247, shorter spans reach 28 blocks past it)
+#: plus 72 blocks for Poisson bursts and block times up to two hours out of order. Long
+#: spans: the target rate ×1.10 plus 720 blocks (the fastest 90 days ran ×1.12, the
+#: fastest year ×1.08; 368 blocks of slack cover every span at ×1.10). Counted from the
+#: anchor, it reaches the next halving (1,050,000) in December 2027, before the chain
+#: can; twice the target rate reached it in April 2026, so a first height from a wrong
+#: chain could have halved the subsidy two years early.
+FASTEST_MEAN_BLOCK_S = 480.0
 HEIGHT_SLACK_BLOCKS = 72
+LONG_RUN_RATE_FACTOR = 1.10
+LONG_RUN_SLACK_BLOCKS = 720
+TARGET_BLOCK_S = 600.0
 
 
 class Reject(StrEnum):
@@ -208,7 +219,7 @@ def height_check(
         (last_height, last_s) if last_height is not None and math.isfinite(last_s)
         else (ANCHOR_HEIGHT, ANCHOR_S)
     )
-    most = base + max(0.0, observed_s - since) / FASTEST_MEAN_BLOCK_S + HEIGHT_SLACK_BLOCKS
+    most = base + most_blocks(max(0.0, observed_s - since))
     if height <= most:
         return None
     return (
@@ -216,6 +227,13 @@ def height_check(
         f"height {height} is past the {most:.0f} the chain can have reached from height "
         f"{base} in {max(0.0, observed_s - since):.0f} s",
     )
+
+
+def most_blocks(span_s: float) -> float:
+    """The most blocks the chain can have made in `span_s` (see `FASTEST_MEAN_BLOCK_S`)."""
+    short = span_s / FASTEST_MEAN_BLOCK_S + HEIGHT_SLACK_BLOCKS
+    long = span_s * LONG_RUN_RATE_FACTOR / TARGET_BLOCK_S + LONG_RUN_SLACK_BLOCKS
+    return min(short, long)
 
 
 def difficulty_check(
@@ -436,7 +454,11 @@ class DataQuality:
         """A first value from one source must agree with something: a second source
         (now or at a later poll), or another input of its own source (`checked`). Where
         only one source is configured, nothing else can confirm it: it must then imply,
-        with the other inputs already known, a hashprice inside the plausible range."""
+        with the other inputs, a hashprice inside the plausible range. A difficulty its
+        own hashrate did not check waits for a BTC price to check it against (the chain
+        is polled first: without the wait, a difficulty ×1000 whose hashrate endpoint
+        did not answer was taken on the first poll); a first price is checked against
+        the difficulty known or waiting."""
         kind = feed_kind(feed)
         if kind not in COLD_START_FEEDS or cand.confirmations >= 2 or cand.checked:
             return None
@@ -457,10 +479,20 @@ class DataQuality:
         )
 
     def _implied_hashprice(self, kind: str, value: float) -> tuple[Reject, str] | None:
-        other = self.last_good("difficulty" if kind == "btc_usd" else "btc_usd")
+        other_kind = "difficulty" if kind == "btc_usd" else "btc_usd"
+        good = self.last_good(other_kind)
+        waiting = self.state(other_kind).pending
+        other = good.value if good is not None else (
+            waiting.value if waiting is not None and kind == "btc_usd" else None)
         if other is None:
+            if kind == "difficulty":
+                return (
+                    Reject.UNCONFIRMED,
+                    f"first difficulty {value:.6g} unchecked by a hashrate; waiting for a "
+                    "BTC price to check the hashprice it implies",
+                )
             return None
-        difficulty, price = (other.value, value) if kind == "btc_usd" else (value, other.value)
+        difficulty, price = (other, value) if kind == "btc_usd" else (value, other)
         subsidy = self.last_good("subsidy_btc")
         fees = self.last_good("fees_btc_per_block")
         hp = float(
@@ -477,9 +509,21 @@ class DataQuality:
         return (
             Reject.IMPLAUSIBLE,
             f"first {kind} {value:.6g} implies a hashprice of {hp:.4g} USD/PH/day with "
-            f"{'difficulty' if kind == 'btc_usd' else 'BTC/USD'} {other.value:.6g}, outside "
+            f"{'difficulty' if kind == 'btc_usd' else 'BTC/USD'} {other:.6g}, outside "
             f"[{band.min:g}, {band.max:g}]",
         )
+
+    def awaiting_price(self) -> Candidate | None:
+        """A first difficulty waiting for a BTC price that has since come (one source
+        configured): offer it again, so a cold start needs one poll, not two. It stops
+        waiting: refused again, it waits for the next reading."""
+        st = self.state("difficulty")
+        if st.last_good is None and st.pending is not None and self._single_source(
+            "difficulty"
+        ) and self.last_good("btc_usd") is not None:
+            waiting, st.pending = st.pending, None
+            return waiting
+        return None
 
     @staticmethod
     def _same_or_later_block(st: FeedState, cand: Candidate) -> bool:
