@@ -187,12 +187,18 @@ def _demand(fleet: FleetTable, k: int) -> DemandSummary:
 
 
 def _history(times: F64, fleet: FleetTable, k: int) -> MarketHistory:
+    """Every cycle's prices up to cycle `k`, each published at its own time."""
     past = times[: k + 1]
+    prices = [_prices(fleet, float(t), i) for i, t in enumerate(past)]
+    power = np.array([p.power_usd_mwh for p in prices]).reshape(past.shape[0], -1)
     return MarketHistory(
         past,
-        np.array([_prices(fleet, float(t), i).hashprice_usd_per_ph_day
-                  for i, t in enumerate(past)]),
-        np.array([_power_usd_mwh(float(t), 0) for t in past]),
+        np.array([p.hashprice_usd_per_ph_day for p in prices]),
+        power[:, 0].copy(),
+        power,
+        np.array([p.btc_usd for p in prices]),
+        np.array([p.difficulty for p in prices]),
+        past,
     )
 
 

@@ -12,6 +12,7 @@ error.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable
@@ -44,7 +45,14 @@ from orchestrator.models.fleet import FleetTable
 from orchestrator.models.hardware import SHA256
 from orchestrator.models.market import MarketPrices, MarketSnapshot, Observed
 
-__all__ = ["PriceTable", "RecordedMarketSource", "Series", "read_series", "resolve_path"]
+__all__ = [
+    "HistoryRows",
+    "PriceTable",
+    "RecordedMarketSource",
+    "Series",
+    "read_series",
+    "resolve_path",
+]
 
 F64 = npt.NDArray[np.float64]
 _log = logging.getLogger("hashpivot.data")
@@ -572,23 +580,82 @@ class RecordedMarketSource:
         )
 
     def history(self, now_s: float, window_s: float = 14 * 86_400.0) -> MarketHistory:
-        """Hourly series observed at or before `now_s` over the last `window_s`."""
+        """Series published at or before `now_s` over the last `window_s`, one row per
+        interval of the first site's power series (see `MarketHistory`)."""
+        full = self.history_rows(now_s, window_s)
+        return full.rows_known_at(now_s)
+
+    def history_rows(self, now_s: float, window_s: float) -> HistoryRows:
+        """Every history row published at or before `now_s` over the last `window_s`, with
+        when each site's power price for it was published (to hide the late ones)."""
         power = self.power[0]
         if power.is_constant:
             times = np.arange(now_s - window_s, now_s + 1, 3600.0)
-            table = self.price_table(times)
-            power_usd_mwh = table.power_usd_mwh[:, 0]
+            known_at = times
         else:
             # Rows already known at `now_s`, labelled by the interval they price.
             hi = int(power.known_index(now_s)) + 1
             lo = int(np.searchsorted(power.observed_s, now_s - window_s, side="left"))
             times, known_at = power.times_s[lo:hi], power.observed_s[lo:hi]
-            power_usd_mwh = power.values[lo:hi]
-            # Hashprice as known when the row was published: a row published ahead of its
-            # interval must not carry the BTC price or difficulty of that later time
-            # (callers slice one history by publication time, so `now_s` is no bound).
-            table = self.price_table(known_at)
-        return MarketHistory(times, table.hashprice_usd_ph_day, power_usd_mwh)
+        # BTC price and difficulty as known when the row was published: a row published
+        # ahead of its interval must not carry the values of that later time (callers
+        # slice one history by publication time, so `now_s` is no bound).
+        table = self.price_table(known_at)
+        site_power = np.full((times.shape[0], len(self.power)), np.nan)
+        site_known = np.full(site_power.shape, -np.inf)
+        for k, s in enumerate(self.power):
+            if s.is_constant:
+                site_power[:, k] = s.values[0]
+                continue
+            # The price of the row's interval, once published (a later publication than
+            # the first site's is hidden until then by `rows_known_at`).
+            idx = s.realized_index(times)
+            ok = idx >= 0
+            site_power[ok, k] = s.values[idx[ok]]
+            site_known[:, k] = np.where(ok, s.observed_s[np.maximum(idx, 0)], np.inf)
+        history = MarketHistory(times, table.hashprice_usd_ph_day, site_power[:, 0].copy(),
+                                site_power, table.btc_usd, table.difficulty, known_at)
+        return HistoryRows(history, site_known)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRows:
+    """History rows with when each site's power price was published, sliced per decision
+    so that no value published after the decision's time is visible."""
+
+    history: MarketHistory
+    #: When each site's price for each row was published, (rows, sites).
+    site_known_at_s: F64
+    #: Whether some site publishes a row later than the row itself (rare: then each
+    #: slice hides those values).
+    late: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        late = bool(np.any(self.site_known_at_s > self.history.known_at_s[:, None]))
+        object.__setattr__(self, "late", late)
+
+    def scaled(self, hashprice: float, power: float) -> HistoryRows:
+        """The rows in a stressed market: hashprice (through difficulty, so the BTC price
+        stays as recorded) and every power price scaled."""
+        h = self.history
+        return HistoryRows(
+            MarketHistory(h.times_s, h.hashprice_usd_ph_day * hashprice,
+                          h.power_usd_mwh * power, h.site_power_usd_mwh * power, h.btc_usd,
+                          h.difficulty / hashprice, h.known_at_s),
+            self.site_known_at_s,
+        )
+
+    def rows_known_at(self, now_s: float, window_s: float = math.inf) -> MarketHistory:
+        """The rows published at or before `now_s` (and within `window_s` of it), each
+        site's price NaN until it is published."""
+        known_at = self.history.known_at_s
+        hi = int(np.searchsorted(known_at, now_s, side="right"))
+        lo = int(np.searchsorted(known_at, now_s - window_s, side="left"))
+        out = self.history.rows(lo, hi)
+        if not self.late:
+            return out
+        power = np.where(self.site_known_at_s[lo:hi] <= now_s, out.site_power_usd_mwh, np.nan)
+        return dataclasses.replace(out, site_power_usd_mwh=power)
 
 
 def _subsidy_by_date(t: F64) -> F64:

@@ -13,7 +13,7 @@ from orchestrator.backtest.analysis import RunAnalysis, analyse
 from orchestrator.backtest.baselines import BASELINES, CONFIGURED_GUARDS, UNGUARDED, unguarded
 from orchestrator.backtest.jobs import JobStream, scale_trace
 from orchestrator.backtest.oracle import OracleResult, demand_gpus_per_step, hindsight_oracle
-from orchestrator.backtest.recorded import PriceTable, RecordedMarketSource
+from orchestrator.backtest.recorded import HistoryRows, PriceTable, RecordedMarketSource
 from orchestrator.backtest.sim import Ledger, SimulatedSite
 from orchestrator.engine.step import DecisionStep
 from orchestrator.errors import ConfigError, PolicyError
@@ -109,20 +109,31 @@ def _iso(t: float) -> str:
 
 
 class _History:
-    """Market history precomputed once and sliced per step (no look-ahead)."""
+    """Market history precomputed once and sliced per step (no look-ahead: a step sees
+    the rows published at or before it, each site's price once published)."""
 
-    def __init__(self, market: RecordedMarketSource, end_s: float):
-        full = market.history(end_s, window_s=end_s - market.span()[0] + HISTORY_WINDOW_S)
-        self.times = full.times_s
-        lag = market.power[0].observed_s - market.power[0].times_s
-        self.known_at = full.times_s + (float(lag[0]) if lag.size else 0.0)
-        self.hashprice = full.hashprice_usd_ph_day
-        self.power = full.power_usd_mwh
+    def __init__(self, market: RecordedMarketSource | None, end_s: float,
+                 rows: HistoryRows | None = None):
+        if rows is None:
+            assert market is not None
+            rows = market.history_rows(end_s, end_s - market.span()[0] + HISTORY_WINDOW_S)
+        self.rows = rows
+
+    @property
+    def hashprice(self) -> F64:
+        return self.rows.history.hashprice_usd_ph_day
+
+    @property
+    def power(self) -> F64:
+        """Each site's power price, (rows, sites)."""
+        return self.rows.history.site_power_usd_mwh
+
+    def scaled(self, hashprice: float, power: float) -> _History:
+        """The same rows in a stressed market: hashprice and every power price scaled."""
+        return _History(None, 0.0, self.rows.scaled(hashprice, power))
 
     def at(self, now_s: float) -> MarketHistory:
-        hi = int(np.searchsorted(self.known_at, now_s, side="right"))
-        lo = int(np.searchsorted(self.known_at, now_s - HISTORY_WINDOW_S, side="left"))
-        return MarketHistory(self.times[lo:hi], self.hashprice[lo:hi], self.power[lo:hi])
+        return self.rows.rows_known_at(now_s, HISTORY_WINDOW_S)
 
 
 def resolve_period(

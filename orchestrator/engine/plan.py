@@ -163,7 +163,9 @@ def build_context(
         min_dwell_s=guards.min_dwell_s,
         stale=now_s - prices.oldest_observed_s > guards.stale_after_s,
         site_power_cap_w=view.statics.site_cap_w,
-        history=history or _NO_HISTORY,
+        # Live feeds key power by site name; a policy reads columns in `fleet.sites` order.
+        history=_NO_HISTORY if history is None else history.for_sites(
+            tuple(site.name for site in view.sites)),
         policy_state=policy_state or {},
         interval_s=interval_s,
         skipped_cycles=skipped_cycles,

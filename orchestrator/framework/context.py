@@ -71,33 +71,88 @@ class ScoreTable:
         )
 
 
+def _column(values: F64, rows: int) -> F64:
+    """`values` when it has a row per history row, else NaN (not recorded)."""
+    return values if values.shape[0] == rows else np.full(rows, np.nan)
+
+
 @dataclass(frozen=True, slots=True)
 class MarketHistory:
-    """Market series observed at or before `now` (no look-ahead), oldest first.
+    """Market series as published at or before `now` (no look-ahead), oldest first.
 
-    Policies that forecast (lookahead) read this; it is built by whoever knows the past
-    (the recorded source in a backtest, the feed actor's cache when live).
+    One row per interval of the first site's power series (hourly where its price is
+    constant). Every value in a row was published by the row's `known_at_s`, and the
+    history holds only rows with `known_at_s <= now`. Built by whoever knows the past:
+    the recorded source (backtest, dry-run), the feed actor's cache when live (one row
+    per poll). A value the source does not record is NaN.
     """
 
-    #: When each value applies, seconds since epoch, oldest first.
+    #: When each row's interval starts, seconds since epoch, oldest first.
     times_s: F64
-    #: Hashprice, USD per PH/s per day.
+    #: Hashprice, USD per PH/s per day, from the BTC price, difficulty, fees and subsidy
+    #: known when the row was published.
     hashprice_usd_ph_day: F64
-    #: Power price of the first site, USD/MWh.
+    #: Power price of the first site (`fleet.sites[0]`), USD/MWh: the same values as
+    #: `site_power_usd_mwh[:, 0]`, kept for single-site policies.
     power_usd_mwh: F64
+    #: Power price of each site, USD/MWh, (rows, sites) in `fleet.sites` order: the
+    #: price of the row's interval, NaN while that site's price for it is not published.
+    site_power_usd_mwh: F64 = field(default_factory=lambda: np.zeros((0, 0)))
+    #: BTC price, USD, known when the row was published (the one its hashprice used).
+    btc_usd: F64 = field(default_factory=lambda: np.zeros(0))
+    #: Network difficulty known when the row was published (the one its hashprice used).
+    difficulty: F64 = field(default_factory=lambda: np.zeros(0))
+    #: When each row was published, seconds since epoch: the first site's price for the
+    #: interval (later than `times_s` by the feed's lag; earlier for day-ahead prices).
+    known_at_s: F64 = field(default_factory=lambda: np.zeros(0))
+    #: Site names of the `site_power_usd_mwh` columns as the source keyed them ('default'
+    #: serves any site); the decision step aligns them with `fleet.sites`.
+    site_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        rows = self.times_s.shape[0]
+        sites = self.site_power_usd_mwh
+        if sites.ndim != 2 or sites.shape[0] != rows:
+            object.__setattr__(self, "site_power_usd_mwh", self.power_usd_mwh.reshape(rows, 1))
+        object.__setattr__(self, "btc_usd", _column(self.btc_usd, rows))
+        object.__setattr__(self, "difficulty", _column(self.difficulty, rows))
+        if self.known_at_s.shape[0] != rows:
+            object.__setattr__(self, "known_at_s", self.times_s)
 
     @staticmethod
     def empty() -> MarketHistory:
         z = np.zeros(0)
         return MarketHistory(z, z, z)
 
+    def rows(self, lo: int, hi: int) -> MarketHistory:
+        """Rows `lo` to `hi` (a slice; columns are views)."""
+        return MarketHistory(
+            self.times_s[lo:hi], self.hashprice_usd_ph_day[lo:hi], self.power_usd_mwh[lo:hi],
+            self.site_power_usd_mwh[lo:hi], self.btc_usd[lo:hi], self.difficulty[lo:hi],
+            self.known_at_s[lo:hi], self.site_names,
+        )
+
     def after(self, now_s: float) -> MarketHistory:
         """The rows for intervals after `now_s`: values published ahead (day-ahead prices)
         that were already known at `now_s`, the only future a policy can see."""
         lo = int(np.searchsorted(self.times_s, now_s, side="right"))
-        return MarketHistory(
-            self.times_s[lo:], self.hashprice_usd_ph_day[lo:], self.power_usd_mwh[lo:]
-        )
+        return self.rows(lo, self.times_s.shape[0])
+
+    def for_sites(self, sites: tuple[str, ...]) -> MarketHistory:
+        """The history with one power column per site of `sites`, in that order: the
+        column keyed by the site's name, else the one keyed 'default', else NaN."""
+        if not self.site_names or self.site_names == sites:
+            return self
+        rows = self.times_s.shape[0]
+        cols = {name: k for k, name in enumerate(self.site_names)}
+        power = np.full((rows, len(sites)), np.nan)
+        for j, site in enumerate(sites):
+            k = cols.get(site, cols.get("default"))
+            if k is not None:
+                power[:, j] = self.site_power_usd_mwh[:, k]
+        first = power[:, 0] if sites else np.full(rows, np.nan)
+        return MarketHistory(self.times_s, self.hashprice_usd_ph_day, first, power,
+                             self.btc_usd, self.difficulty, self.known_at_s, sites)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +179,8 @@ class DecisionContext:
     stale: bool
     #: Per-site power cap in W (inf: none), aligned with `fleet.sites`.
     site_power_cap_w: F64
-    #: Past market series, only for a policy with `uses_history = True`.
+    #: Market series published at or before `now` (see `MarketHistory`), for a policy
+    #: with `uses_history = True`; empty for the others.
     history: MarketHistory = field(default_factory=MarketHistory.empty)
     #: What this policy returned as `state` last cycle (empty on the first, and restored
     #: from the journal after a controller restart). Numeric arrays only.

@@ -8,7 +8,6 @@ runtime can ship them to Ray tasks; `run_cells_sequentially` runs them in this p
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -259,9 +258,7 @@ def _stress(inputs: BacktestInputs, sc: Scenario) -> BacktestInputs:
     history = inputs.history
     if history is not None:
         # A forecasting policy's view of the past is the same stressed market.
-        history = copy.copy(history)
-        history.hashprice = history.hashprice * sc.hashprice
-        history.power = history.power * sc.power
+        history = history.scaled(sc.hashprice, sc.power)
     jobs = inputs.jobs
     if jobs.offered_usd_per_gpu_hour is not None:
         jobs = dataclasses.replace(

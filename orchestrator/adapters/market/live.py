@@ -124,7 +124,9 @@ class LiveMarketSource:
         self._report: RefreshReport | None = None
         self._last_refresh_s: float | None = None
         self._live_gpu_models: set[str] = set()
-        self._history: deque[tuple[float, float, float]] = deque(maxlen=config.history_max_points)
+        # Per poll: time, hashprice, BTC price, difficulty, each power site's price.
+        self._history: deque[tuple[float, float, float, float, tuple[float, ...]]] = deque(
+            maxlen=config.history_max_points)
 
     @classmethod
     def from_config(
@@ -365,7 +367,12 @@ class LiveMarketSource:
         hp = float(hashprice_usd_per_ph_day(v[DIFFICULTY], v[BTC_USD], v[SUBSIDY], v[FEES]))
         if self._history and self._history[-1][0] >= now_s:
             return
-        self._history.append((now_s, hp, v[self._history_power()]))
+        # A site without a good price yet is NaN in this row, not a reason to skip it.
+        power = []
+        for site in self.power_sites():
+            last = self.quality.last_good(f"{POWER}.{site}")
+            power.append(math.nan if last is None else last.value)
+        self._history.append((now_s, hp, v[BTC_USD], v[DIFFICULTY], tuple(power)))
 
     def _history_power(self) -> str:
         sites = self.power_sites()
@@ -439,14 +446,25 @@ class LiveMarketSource:
         return snap
 
     def history(self, now_s: float) -> MarketHistory:
+        """One row per poll at or before `now_s`: what the poll held, all known then."""
         points = [p for p in self._history if p[0] <= now_s]
         if not points:
             return MarketHistory.empty()
-        arr = np.array(points, dtype=np.float64)
+        arr = np.array([p[:4] for p in points], dtype=np.float64)
+        sites = tuple(self.power_sites())
+        width = len(sites)
+        power = np.array([p[4] if len(p[4]) == width else (math.nan,) * width
+                          for p in points], dtype=np.float64).reshape(len(points), width)
+        first = sites.index(self._history_power().removeprefix(f"{POWER}."))
         return MarketHistory(
             times_s=arr[:, 0].copy(),
             hashprice_usd_ph_day=arr[:, 1].copy(),
-            power_usd_mwh=arr[:, 2].copy(),
+            power_usd_mwh=power[:, first].copy(),
+            site_power_usd_mwh=power,
+            btc_usd=arr[:, 2].copy(),
+            difficulty=arr[:, 3].copy(),
+            known_at_s=arr[:, 0].copy(),
+            site_names=sites,
         )
 
     def status(self, now_s: float) -> dict[str, FeedStatus]:
