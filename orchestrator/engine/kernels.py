@@ -642,10 +642,12 @@ def _best_swap(
             if dw <= headroom:
                 if du > best + _SWAP_EPS * max(abs(u_cur), 1.0):
                     best, bi, bm, bj, bmode = du, i, m, -1, -1
-            elif du > 0:
+            else:
+                # Even one that loses USD/h: paired with a shed load that gains more (a
+                # planned load worth less than idling), the swap still raises value.
                 up_node[n_up], up_mode[n_up] = i, m
                 up_need[n_up], up_du[n_up] = dw - headroom, du
-                most = max(most, du)
+                most = du if n_up == 0 else max(most, du)
                 n_up += 1
     if n_up == 0:
         return best, bi, bm, bj, bmode
