@@ -43,6 +43,10 @@ KINDS: dict[str, str] = {
     "feed-hostile": "market feeds send hostile bodies (nested past the decoder, huge numbers)",
     "feed-stuck-mirror": "a chain mirror stops advancing (its tip grows old)",
     "feed-cold-start": "at cold start, the only exchange quotes BTC in cents",
+    "feed-cold-start-difficulty": "at cold start, a difficulty ×1000 whose hashrate endpoint "
+    "does not answer",
+    "feed-mempool-adjustment": "mempool's difficulty-adjustment sends hostile bodies",
+    "feed-mempool-fees": "mempool's fees/recommended sends hostile bodies",
     "clock-jump": "wall clock jumps forward and back",
     "disk-full": "disk full while writing the journal",
 }
