@@ -48,7 +48,7 @@ from orchestrator.models.demand import DemandSummary
 from orchestrator.models.fleet import FleetTable
 from orchestrator.models.hardware import builtin_catalog
 from orchestrator.models.journal import StateArray
-from orchestrator.models.market import MarketPrices
+from orchestrator.models.market import MarketPrices, ObservedTimes
 from orchestrator.models.modes import STEADY_STATE_OF_MODE, Mode
 from orchestrator.models.site import Site
 
@@ -170,12 +170,26 @@ def _prices(fleet: FleetTable, t: float, k: int) -> MarketPrices:
     unit = np.array([sha if a == "sha256" else 0.5 for a in fleet.algorithms])
     gpu = 2.0 + 0.5 * math.sin(k / 11.0)
     stale = k % 53 == 52  # now and then the market is days old: the guards hold
+    # Values of different ages (within the stale-data limit unless stale): the difficulty
+    # two hours old, each site's price older by site, a GPU price up to two hours old.
+    sites = len(fleet.sites)
+    fees_at = t - (3 * 86_400.0 if stale else 600.0)
+    power_at = t - 600.0 - 1800.0 * np.arange(sites, dtype=np.float64)
+    gpu_at = np.full(len(fleet.gpu_models), t - 3600.0 * (k % 3))
+    sha_at = min(t - 300.0, t - 7200.0, fees_at)
+    observed = ObservedTimes(
+        btc_usd=t - 300.0, difficulty=t - 7200.0, fees_btc_per_block=fees_at, subsidy_btc=t,
+        usd_per_unit_day=np.array([sha_at if a == "sha256" else t - 300.0
+                                   for a in fleet.algorithms]),
+        gpu_usd_per_gpu_hour=gpu_at, power_usd_mwh=power_at)
+    oldest = min(sha_at, float(power_at.min(initial=t)), float(gpu_at.min(initial=t)))
     return MarketPrices(
         btc_usd=btc, difficulty=difficulty, fees_btc_per_block=fees, subsidy_btc=subsidy,
         usd_per_unit_day=unit,
         gpu_usd_per_gpu_hour=np.full(len(fleet.gpu_models), gpu),
-        power_usd_mwh=np.array([_power_usd_mwh(t, s) for s in range(len(fleet.sites))]),
-        oldest_observed_s=t - (3 * 86_400.0 if stale else 600.0),
+        power_usd_mwh=np.array([_power_usd_mwh(t, s) for s in range(sites)]),
+        oldest_observed_s=oldest,
+        observed=observed,
     )
 
 

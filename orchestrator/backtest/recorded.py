@@ -43,7 +43,7 @@ from orchestrator.framework.context import MarketHistory
 from orchestrator.models.config import RecordedMarketConfig, SeriesSource
 from orchestrator.models.fleet import FleetTable
 from orchestrator.models.hardware import SHA256
-from orchestrator.models.market import MarketPrices, MarketSnapshot, Observed
+from orchestrator.models.market import MarketPrices, MarketSnapshot, Observed, ObservedTimes
 
 __all__ = [
     "HistoryRows",
@@ -364,6 +364,19 @@ def _series(name: str, spec: SeriesSource | float, base_dir: Path) -> Series:
 
 
 @dataclass(frozen=True, slots=True)
+class ObservedColumns:
+    """When each price of each step was observed (`ObservedTimes`, as step arrays)."""
+
+    btc_usd: F64
+    difficulty: F64
+    fees_btc_per_block: F64
+    subsidy_btc: F64
+    usd_per_unit_day: F64  # (steps, algorithms)
+    gpu_usd_per_gpu_hour: F64  # (steps, gpu models)
+    power_usd_mwh: F64  # (steps, sites)
+
+
+@dataclass(frozen=True, slots=True)
 class PriceTable:
     """Prices for every step of a backtest, as arrays (step × …): fast to index per step."""
 
@@ -376,35 +389,45 @@ class PriceTable:
     gpu_usd_per_gpu_hour: F64  # (steps, gpu models)
     power_usd_mwh: F64  # (steps, sites)
     oldest_observed_s: F64
-    # Per step (BTC, difficulty, fees, subsidy, oldest observed) as Python floats, made
-    # on first use: a backtest reads every step, and a numpy scalar per value costs more.
+    observed: ObservedColumns | None = None
+    # Per step (BTC, difficulty, fees, subsidy, oldest observed, then when the first four
+    # were observed) as Python floats, made on first use: a backtest reads every step, and
+    # a numpy scalar per value costs more.
     _step_scalars: list[tuple[float, ...]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
 
     def prices(self, i: int) -> MarketPrices:
         if self._step_scalars is None:
-            columns = (
+            columns: tuple[F64, ...] = (
                 self.btc_usd,
                 self.difficulty,
                 self.fees_btc_per_block,
                 self.subsidy_btc,
                 self.oldest_observed_s,
             )
+            seen = self.observed
+            if seen is not None:
+                columns += (seen.btc_usd, seen.difficulty, seen.fees_btc_per_block,
+                            seen.subsidy_btc)
             lists = [np.asarray(c, dtype=np.float64).tolist() for c in columns]
             scalars = list(zip(*lists, strict=True))
             object.__setattr__(self, "_step_scalars", scalars)
             assert self._step_scalars is not None
-        btc, difficulty, fees, subsidy, oldest = self._step_scalars[i]
+        step = self._step_scalars[i]
+        o = self.observed
         return MarketPrices(
-            btc,
-            difficulty,
-            fees,
-            subsidy,
+            step[0],
+            step[1],
+            step[2],
+            step[3],
             self.usd_per_unit_day[i],
             self.gpu_usd_per_gpu_hour[i],
             self.power_usd_mwh[i],
-            oldest,
+            step[4],
+            None if o is None else ObservedTimes(
+                step[5], step[6], step[7], step[8], o.usd_per_unit_day[i],
+                o.gpu_usd_per_gpu_hour[i], o.power_usd_mwh[i]),
         )
 
     @property
@@ -504,11 +527,13 @@ class RecordedMarketSource:
         """Prices at each time: known at that time (decisions) or in force (the ledger)."""
         t = np.asarray(times_s, dtype=np.float64)
         oldest = np.full(t.shape, np.inf)
+        seen: dict[str, F64] = {}  # when each picked series' value was observed
 
         def pick(s: Series) -> F64:
             nonlocal oldest
             v, o = self._pick(s, t, realized)
             oldest = np.minimum(oldest, o)
+            seen[s.name] = o
             return v
 
         btc = pick(self.btc_usd)
@@ -522,20 +547,30 @@ class RecordedMarketSource:
                 if t.size < 4096
                 else _subsidy_by_date(t)
             )
+        btc_at, fees_at = seen[self.btc_usd.name], seen[self.fees.name]
+        subsidy_at = seen[self.subsidy.name] if self.subsidy is not None else t
+        sha_at = np.minimum.reduce([btc_at, seen[self.difficulty.name], fees_at, subsidy_at])
         unit_price = np.zeros((t.shape[0], len(self.algorithms)))
+        unit_at = np.full(unit_price.shape, np.nan)
         hp_th = econ.hashprice_usd_per_th_day(diff, btc, subsidy, fees)
         for j, alg in enumerate(self.algorithms):
             hs = self.hashpower[j]
             if alg == SHA256:
-                unit_price[:, j] = hp_th
+                unit_price[:, j], unit_at[:, j] = hp_th, sha_at
             elif hs is not None:
                 unit_price[:, j] = econ.hashpower_usd_per_unit_day(pick(hs), btc)
+                unit_at[:, j] = np.minimum(seen[hs.name], btc_at)
         gpu = np.full((t.shape[0], len(self.gpu_models)), np.nan)
+        gpu_at = np.full(gpu.shape, np.nan)
         for j, gs in enumerate(self.gpu):
             if gs is not None:
                 gpu[:, j] = pick(gs)
+                gpu_at[:, j] = seen[gs.name]
         power = np.stack([pick(p) for p in self.power], axis=1)
-        return PriceTable(t, btc, diff, fees, subsidy, unit_price, gpu, power, oldest)
+        power_at = np.stack([seen[p.name] for p in self.power], axis=1)
+        observed = ObservedColumns(btc_at, seen[self.difficulty.name], fees_at, subsidy_at,
+                                   unit_at, gpu_at, power_at)
+        return PriceTable(t, btc, diff, fees, subsidy, unit_price, gpu, power, oldest, observed)
 
     # --- MarketSource port -------------------------------------------------------------
     def snapshot(self, now_s: float) -> MarketSnapshot:

@@ -8,7 +8,7 @@ from orchestrator import economics as econ
 from orchestrator.errors import DataError
 from orchestrator.models.fleet import FleetTable
 from orchestrator.models.hardware import SHA256
-from orchestrator.models.market import MarketPrices, MarketSnapshot
+from orchestrator.models.market import MarketPrices, MarketSnapshot, Observed, ObservedTimes
 
 
 def snapshot_to_prices(snapshot: MarketSnapshot, fleet: FleetTable) -> MarketPrices:
@@ -20,24 +20,34 @@ def snapshot_to_prices(snapshot: MarketSnapshot, fleet: FleetTable) -> MarketPri
         snapshot.subsidy_btc.value,
         snapshot.fees_btc_per_block.value,
     )
+    at = _seconds
+    btc_at = at(snapshot.btc_usd)
+    sha_at = min(btc_at, at(snapshot.difficulty), at(snapshot.fees_btc_per_block),
+                 at(snapshot.subsidy_btc))
     unit = np.zeros(len(fleet.algorithms))
+    unit_at = np.full(len(fleet.algorithms), np.nan)
     for j, alg in enumerate(fleet.algorithms):
         if alg == SHA256:
-            unit[j] = hp_th
+            unit[j], unit_at[j] = hp_th, sha_at
         elif alg in snapshot.hashpower_btc_per_unit_day:
-            unit[j] = snapshot.hashpower_btc_per_unit_day[alg].value * btc
+            hashpower = snapshot.hashpower_btc_per_unit_day[alg]
+            unit[j], unit_at[j] = hashpower.value * btc, min(at(hashpower), btc_at)
     gpu = np.array(
         [
             snapshot.gpu_usd_per_gpu_hour[m].value if m in snapshot.gpu_usd_per_gpu_hour else np.nan
             for m in fleet.gpu_models
         ]
     )
-    power = []
+    gpu_at = np.array([at(snapshot.gpu_usd_per_gpu_hour[m])
+                       if m in snapshot.gpu_usd_per_gpu_hour else np.nan
+                       for m in fleet.gpu_models])
+    power, power_at = [], []
     for site in fleet.sites:
         o = snapshot.power_usd_mwh.get(site.name, snapshot.power_usd_mwh.get("default"))
         if o is None:
             raise DataError(f"market snapshot has no power price for site {site.name!r}")
         power.append(o.value)
+        power_at.append(at(o))
     return MarketPrices(
         btc_usd=btc,
         difficulty=snapshot.difficulty.value,
@@ -47,4 +57,11 @@ def snapshot_to_prices(snapshot: MarketSnapshot, fleet: FleetTable) -> MarketPri
         gpu_usd_per_gpu_hour=gpu,
         power_usd_mwh=np.array(power),
         oldest_observed_s=snapshot.oldest_observed_at().timestamp(),
+        observed=ObservedTimes(
+            btc_at, at(snapshot.difficulty), at(snapshot.fees_btc_per_block),
+            at(snapshot.subsidy_btc), unit_at, gpu_at, np.array(power_at, dtype=np.float64)),
     )
+
+
+def _seconds(value: Observed) -> float:
+    return value.observed_at.timestamp()

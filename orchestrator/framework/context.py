@@ -13,7 +13,7 @@ import numpy.typing as npt
 from orchestrator.framework.jit import at_mode, mode_argmax
 from orchestrator.models.demand import DemandSummary
 from orchestrator.models.fleet import FleetTable
-from orchestrator.models.market import MarketPrices
+from orchestrator.models.market import MarketPrices, ObservedTimes
 from orchestrator.models.modes import Mode
 
 F64 = npt.NDArray[np.float64]
@@ -220,6 +220,20 @@ class DecisionContext:
             return np.zeros(self.fleet.n)
         return self.switch_load * np.exp2(-np.maximum(self.dwell_s, 0.0)
                                           / SWITCH_LOAD_HALF_LIFE_S)
+
+    @property
+    def observed_s(self) -> ObservedTimes:
+        """When each value in `prices` was observed, seconds since epoch (per site, GPU
+        model and algorithm as in `prices`); `now_s - ctx.observed_s.power_usd_mwh` is
+        each site's price age. Where the source does not say, every value reads
+        `prices.oldest_observed_s`."""
+        if self.prices.observed is not None:
+            return self.prices.observed
+        p, oldest = self.prices, self.prices.oldest_observed_s
+        return ObservedTimes(oldest, oldest, oldest, oldest,
+                             np.full(p.usd_per_unit_day.shape, oldest),
+                             np.full(p.gpu_usd_per_gpu_hour.shape, oldest),
+                             np.full(p.power_usd_mwh.shape, oldest))
 
     @property
     def known_future(self) -> MarketHistory:

@@ -90,6 +90,32 @@ class MarketSnapshot(StrictModel):
 
 
 @dataclass(frozen=True, slots=True)
+class ObservedTimes:
+    """When each value of a `MarketPrices` was observed, seconds since epoch (UTC).
+
+    Live, the feed's time stamp; in recorded data, the publication time (a configured
+    constant counts as observed at the decision's time).
+    """
+
+    #: The BTC price.
+    btc_usd: float
+    #: The network difficulty.
+    difficulty: float
+    #: The fees per block.
+    fees_btc_per_block: float
+    #: The block subsidy.
+    subsidy_btc: float
+    #: Per algorithm: the oldest value its price was made from (SHA-256: BTC price,
+    #: difficulty, fees, subsidy; others: their hashpower price and the BTC price); NaN
+    #: where there is no price.
+    usd_per_unit_day: npt.NDArray[np.float64]
+    #: Per GPU model (NaN: no price).
+    gpu_usd_per_gpu_hour: npt.NDArray[np.float64]
+    #: Per site, `fleet.sites` order.
+    power_usd_mwh: npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
 class MarketPrices:
     """The numbers one decision cycle uses, already aligned with the fleet's lookup tables.
 
@@ -109,6 +135,9 @@ class MarketPrices:
     power_usd_mwh: npt.NDArray[np.float64]
     #: Seconds since epoch of the oldest value used (drives the stale-data hold).
     oldest_observed_s: float
+    #: When each value was observed (None: the source did not say; see
+    #: `DecisionContext.observed_s`).
+    observed: ObservedTimes | None = None
 
     @property
     def hashprice_usd_per_ph_day(self) -> float:

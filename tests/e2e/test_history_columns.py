@@ -49,6 +49,8 @@ class Data:
         self.far = np.where(self.hours == SPIKE_AT, SPIKE_USD_MWH, 40.0 + (k % 5))
         self.btc = 90_000.0 + 10.0 * k
         self.difficulty = 1.0e14 + 1.0e11 * k
+        #: When each of the second site's rows is published.
+        self.far_published = self.hours + FAR_LAG_S
 
     def write(self, root: Path) -> None:
         def table(name: str, header: list[str], rows: list[list[object]]) -> None:
@@ -61,8 +63,8 @@ class Data:
         table("near.csv", ["time", "usd_per_mwh"],
               [[s, v] for s, v in zip(stamps, self.near, strict=True)])
         table("far.csv", ["time", "usd_per_mwh", "published"],
-              [[s, v, _iso(t + FAR_LAG_S)]
-               for s, v, t in zip(stamps, self.far, self.hours, strict=True)])
+              [[s, v, _iso(t)]
+               for s, v, t in zip(stamps, self.far, self.far_published, strict=True)])
         table("btc.csv", ["time", "close"], [[s, v] for s, v in zip(stamps, self.btc, strict=True)])
         table("difficulty.csv", ["time", "difficulty"],
               [[s, v] for s, v in zip(stamps, self.difficulty, strict=True)])
@@ -74,7 +76,7 @@ class Data:
         return float(values[known[-1]]) if known.size else None
 
 
-def _config(root: Path) -> Path:
+def _config(root: Path, policy: str = "history_probe.py", steps: int = STEPS) -> Path:
     config: dict[str, Any] = {
         "sites": [{"name": "near"}, {"name": "far"}],
         "fleet": [{"profile": "s21", "count": 2, "site": "near", "mode": "mine"},
@@ -93,9 +95,10 @@ def _config(root: Path) -> Path:
                         "unit": "usd_per_mwh", "observed_column": "published"},
             },
         },
-        "policy": {"name": "history_probe.py"},
-        "guards": {"max_fleet_switch_share_per_hour": 1.0},
-        "backtest": {"start": _iso(PERIOD_START), "end": _iso(PERIOD_START + STEPS * HOUR)},
+        "policy": {"name": policy},
+        # The stale-data guard allows prices up to 12 h old: a policy may be stricter.
+        "guards": {"max_fleet_switch_share_per_hour": 1.0, "stale_after_s": 12 * HOUR},
+        "backtest": {"start": _iso(PERIOD_START), "end": _iso(PERIOD_START + steps * HOUR)},
     }
     path = root / "site.yaml"
     path.write_text(yaml.safe_dump(config))
