@@ -168,6 +168,8 @@ def chart_schema() -> Schema:
         resources=RESOURCES,
         logFormat=string(enum=["text", "json"]),
         extraEnv=ENV,
+        feedSecrets={"type": "array", "items": string(
+            pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", maxLength=253), "uniqueItems": True},
         nodeSelector=STRING_MAP,
         tolerations=TOLERATIONS,
         affinity=k8s("api.core.v1.Affinity"),
