@@ -199,11 +199,11 @@ class LiveMarketSource:
         try:
             self._refresh_chain(now_s)
             self._refresh_price(now_s)
-            self._refresh_power(now_s)
-            self._refresh_gpu(now_s)
             waiting = self.quality.awaiting_price()
             if waiting is not None:  # a first difficulty the price can check now
                 self._offer(DIFFICULTY, waiting, now_s)
+            self._refresh_power(now_s)
+            self._refresh_gpu(now_s)
             self._refresh_hashpower(now_s)
             self._record_history(now_s)
         finally:
