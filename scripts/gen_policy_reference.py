@@ -1,10 +1,10 @@
 """Generate the reference tables of docs/policies.md from the code they describe.
 
 The tables between `<!-- generated: NAME -->` and `<!-- end: NAME -->` come from the
-code: the `DecisionContext`, `ScoreTable`, `PolicyDecision`, `MarketHistory` and
-`ObservedTimes` fields with their `#:` comments, the guards' settings with their
-descriptions and defaults, and the reason codes with their text. The prose around them
-is written by hand.
+code: the `DecisionContext`, `ScoreTable`, `PolicyDecision`, `MarketHistory`,
+`ObservedTimes`, `DemandSummary` and `PendingJobs` fields with their `#:` comments, the
+guards' settings with their descriptions and defaults, and the reason codes with their
+text. The prose around them is written by hand.
 
 Usage: python scripts/gen_policy_reference.py [--check]
   --check  write nothing; exit 1 if docs/policies.md is out of date.
@@ -26,6 +26,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
 from orchestrator.framework import context  # noqa: E402
 from orchestrator.framework.reasons import GUARD_REASONS, REASON_TEXT, Reason  # noqa: E402
 from orchestrator.models.config import GuardConfig  # noqa: E402
+from orchestrator.models.demand import DemandSummary, PendingJobs  # noqa: E402
 from orchestrator.models.market import ObservedTimes  # noqa: E402
 
 DOC = REPO / "docs" / "policies.md"
@@ -97,6 +98,8 @@ def sections() -> dict[str, str]:
         "scores": dataclass_table(context.ScoreTable),
         "history": dataclass_table(context.MarketHistory),
         "observed": dataclass_table(ObservedTimes),
+        "demand": dataclass_table(DemandSummary),
+        "jobs": dataclass_table(PendingJobs),
         "decision": dataclass_table(context.PolicyDecision),
         "guards": guards_table(),
         "reasons": reasons_table(),

@@ -29,7 +29,7 @@ from orchestrator.framework.context import SWITCH_LOAD_HALF_LIFE_S
 from orchestrator.framework.jit import AI, MINE, compiled
 from orchestrator.framework.reasons import GUARD_REASONS, POLICY_REASON_MIN, Reason
 from orchestrator.models.config import ScoringConfig
-from orchestrator.models.demand import DemandSummary
+from orchestrator.models.demand import NO_JOBS, DemandSummary, PendingJobs
 from orchestrator.models.fleet import FleetTable
 from orchestrator.models.market import MarketPrices
 from orchestrator.models.modes import STEADY_STATE_OF_MODE, Mode, NodeState
@@ -224,11 +224,25 @@ class SimulatedSite:
         pending, _running = self.book.gpus_waiting_and_running()
         price = self._offered_by_model
         if self.jobs.gpu_model is None:
-            return DemandSummary(self._no_pending, price, pending)
+            return DemandSummary(self._no_pending, price, pending, jobs=self._pending_jobs(-1))
         per_model = np.zeros(len(models))
-        if self.jobs.gpu_model in models:
-            per_model[models.index(self.jobs.gpu_model)] = pending
-        return DemandSummary(per_model, price)
+        if self.jobs.gpu_model not in models:  # no node can serve them: not demand here
+            return DemandSummary(per_model, price)
+        model = models.index(self.jobs.gpu_model)
+        per_model[model] = pending
+        return DemandSummary(per_model, price, jobs=self._pending_jobs(model))
+
+    def _pending_jobs(self, model: int) -> PendingJobs:
+        """The queue job by job; a job leaves it once it has waited `max_wait_h`."""
+        q = self.book.queued()
+        if not len(q):
+            return NO_JOBS
+        n = len(q)
+        offered = self.jobs.offered_usd_per_gpu_hour
+        return PendingJobs.of(
+            q.gpus, np.full(n, model, dtype=np.int16),
+            np.full(n, np.nan if offered is None else offered), q.remaining_s / 3600.0,
+            q.submit_s, q.submit_s + self.max_wait_s, q.interruptible)
 
     def fleet_at(self, now_s: float) -> FleetTable:
         """The fleet as the controller would read it at `now_s`: lifecycle state, and

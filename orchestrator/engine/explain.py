@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,8 @@ class ExplanationTable:
     #: shed node gave way to (-1: none), USD per kW·h of each load named, node names and
     #: the plan's targets. Rendered only for the rows shown.
     cap: CapAllocation | None = None
+    #: Per-node numbers (whole fleet) the policy's own reason texts name.
+    reason_values: Mapping[str, npt.NDArray[np.float64]] = field(default_factory=dict)
 
     @staticmethod
     def of(
@@ -70,6 +73,7 @@ class ExplanationTable:
         scores: ScoreTable,
         reason_text: Mapping[int, str] | None = None,
         cap: CapAllocation | None = None,
+        reason_values: Mapping[str, npt.NDArray[np.float64]] | None = None,
     ) -> ExplanationTable:
         cur = current[nodes].astype(np.intp)
         tgt = target[nodes].astype(np.intp)
@@ -90,6 +94,7 @@ class ExplanationTable:
             gain_usd_h=value[tgt, k] - value[cur, k] - sc_h,
             reason_text=reason_text or {},
             cap=cap,
+            reason_values=reason_values or {},
         )
 
     def __len__(self) -> int:
@@ -115,7 +120,7 @@ class ExplanationTable:
         out = []
         for k, name in enumerate(names):
             cur, tgt, code, value = cur_l[k], tgt_l[k], code_l[k], value_l[k]
-            why = _REASON_TEXT.get(code) or self.reason_text.get(code, str(code))
+            why = _REASON_TEXT.get(code) or self._policy_text(code, node_l[k])
             sc_h = sch_l[k]
             out.append(
                 NodeExplanation(
@@ -139,6 +144,39 @@ class ExplanationTable:
                 )
             )
         return out
+
+
+    def _policy_text(self, code: int, node: int) -> str:
+        """The policy's text for `code`, its value names filled in for `node`."""
+        text = self.reason_text.get(code)
+        if text is None:
+            return str(code)
+        if "{" not in text:
+            return text
+        return _fill(text, self.reason_values, node)
+
+
+class _NodeValues(string.Formatter):
+    """Fills a reason text from one node's values; a name the decision did not give
+    reads '?', so a text never fails a cycle."""
+
+    def get_value(self, key: int | str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        return kwargs.get(str(key), _MISSING)
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        return "?" if value is _MISSING else super().format_field(value, format_spec)
+
+
+_MISSING = object()
+_FORMATTER = _NodeValues()
+
+
+def _fill(text: str, values: Mapping[str, npt.NDArray[np.float64]], node: int) -> str:
+    row = {name: float(column[node]) for name, column in values.items()}
+    try:
+        return _FORMATTER.vformat(text, (), row)
+    except (ValueError, TypeError, IndexError):  # a format a number cannot take ("{x:s}")
+        return text
 
 
 _REASON_TEXT = {int(code): text for code, text in REASON_TEXT.items()}

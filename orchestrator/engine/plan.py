@@ -59,6 +59,8 @@ class Plan:
     reason_text: Mapping[int, str] = field(default_factory=dict)
     #: What gave way to what under the power cap (explanations name both loads).
     cap: CapAllocation | None = None
+    #: Per-node numbers the policy's reason texts show (`PolicyDecision.values`).
+    reason_values: Mapping[str, F64] = field(default_factory=dict)
     # The guards know which nodes change; a plan built any other way (or copied with
     # `dataclasses.replace`) works them out on first use.
     _changed: npt.NDArray[np.intp] | None = field(
@@ -76,14 +78,15 @@ class Plan:
         """One node's explanation, changed or not."""
         table = ExplanationTable.of(
             np.array([i]), self.current, self.target, self.reason, self.scores,
-            self.reason_text, self.cap,
+            self.reason_text, self.cap, self.reason_values,
         )
         return table.row(0, str(self.node_names[i]))
 
     def explanation_table(self) -> ExplanationTable:
         """The terms behind every changed node, as columns."""
         return ExplanationTable.of(self.changed, self.current, self.target, self.reason,
-                                   self.scores, self.reason_text, self.cap)
+                                   self.scores, self.reason_text, self.cap,
+                                   self.reason_values)
 
     def explanations(
         self, limit: int | None = None, table: ExplanationTable | None = None
@@ -198,6 +201,32 @@ def check_state(name: str, state: object) -> Mapping[str, npt.NDArray[np.generic
     return state
 
 
+def check_values(name: str, values: object, n: int) -> Mapping[str, F64]:
+    """A policy's per-node explanation values as the engine keeps them: names to numeric
+    arrays of one entry per node (as float). Anything else is a `PolicyError` naming the
+    policy and the key, in every mode."""
+    if not isinstance(values, Mapping):
+        raise PolicyError(f"policy {name} returned values of type {type(values).__name__}: "
+                          "values must map names to one number per node")
+    if not values:
+        return values
+    out: dict[str, F64] = {}
+    for key, value in values.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise PolicyError(f"policy {name} returned values key {key!r}: keys must be "
+                              "names (letters, digits and _) its reason texts can use")
+        if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf" or (
+                value.shape != (n,)):
+            what = (f"array of dtype {value.dtype} and shape {value.shape}"
+                    if isinstance(value, np.ndarray) else type(value).__name__)
+            raise PolicyError(f"policy {name} returned values {key!r} as {what}: each must be "
+                              f"a numeric array of one entry per node ({n})")
+        column = value.astype(np.float64)  # a copy: the policy cannot change it later
+        column.flags.writeable = False
+        out[key] = column
+    return out
+
+
 def decide(
     ctx: DecisionContext,
     policy: Policy,
@@ -239,6 +268,7 @@ def decide(
         stale=ctx.stale,
         policy_state=check_state(name, decision.state),
         reason_text=declared,
+        reason_values=check_values(name, decision.values, ctx.fleet.n),
         cap=CapAllocation(guarded.gave_way_to, guarded.usd_per_kwh, ctx.fleet.names,
                           ctx.fleet.mode, guarded.target, guarded.reason),
     )

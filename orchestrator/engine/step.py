@@ -102,12 +102,13 @@ class DecisionStep:
         if model is None:
             return DemandSummary(pending.pending_gpus, pending.offered_usd_per_gpu_hour,
                                  pending.pending_gpus_any_model,
-                                 expected_gpus_any_model=self.expected_gpus)
+                                 expected_gpus_any_model=self.expected_gpus, jobs=pending.jobs)
         expected = np.zeros(len(fleet.gpu_models))
         if model >= 0:  # else the fleet has no node of that model: nothing to expect
             expected[model] = self.expected_gpus
         return DemandSummary(pending.pending_gpus, pending.offered_usd_per_gpu_hour,
-                             pending.pending_gpus_any_model, expected_gpus=expected)
+                             pending.pending_gpus_any_model, expected_gpus=expected,
+                             jobs=pending.jobs)
 
     def _model_index(self, fleet: FleetTable) -> int | None:
         models = fleet.gpu_models

@@ -272,6 +272,9 @@ class PolicyDecision:
     reason: npt.NDArray[np.int16]
     #: Numeric arrays handed back as `ctx.policy_state` next cycle, kept across restarts.
     state: Mapping[str, npt.NDArray[np.generic]] = field(default_factory=dict)
+    #: Numbers per node, one float array of fleet length per name, that the policy's own
+    #: reason texts show: `{price:.0f}` in a text reads `values["price"][node]`.
+    values: Mapping[str, F64] = field(default_factory=dict)
 
     @staticmethod
     def keep(ctx: DecisionContext) -> PolicyDecision:

@@ -7,6 +7,7 @@ Policy modules are trusted code: they run inside the controller with its permiss
 
 from __future__ import annotations
 
+import string
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -37,7 +38,9 @@ class Policy(ABC):
     uses_history: ClassVar[bool] = False
     #: The policy's own reason codes (100–9,999) and their text, e.g.
     #: `{101: "power above the strike price for 2 h: curtailed"}`. Explanations, the
-    #: journal, events and metrics show them like the built-in `Reason`s.
+    #: journal, events and metrics show them like the built-in `Reason`s. A text may name
+    #: per-node numbers the decision returns in `PolicyDecision.values`, with an optional
+    #: format: `"power ${price:.0f}/MWh for {hours:.0f} h: curtailed"`.
     reasons: ClassVar[Mapping[int, str]] = {}
 
     def __init__(self, params: PolicyParams | dict[str, Any] | None = None) -> None:
@@ -73,3 +76,17 @@ class PerNodePolicy(Policy):
             target[i] = int(mode)
             reason[i] = int(why)
         return PolicyDecision(target=target, reason=reason)
+
+
+def template_fields(text: str) -> tuple[str, ...]:
+    """The per-node values a reason text names (`{price:.0f}` names `price`). A text
+    that is not a valid template raises ValueError saying why; literal braces are `{{`."""
+    names = []
+    for _literal, name, _spec, conversion in string.Formatter().parse(text):
+        if name is None:
+            continue
+        if not name.isidentifier() or conversion is not None:
+            raise ValueError(f"{{{name}}} is not a value name (use letters, digits and _, "
+                             "and write a literal brace as {{ or }})")
+        names.append(name)
+    return tuple(dict.fromkeys(names))

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from orchestrator.errors import PolicyError, raised_at
-from orchestrator.framework.policy import Policy, PolicyParams
+from orchestrator.framework.policy import Policy, PolicyParams, template_fields
 from orchestrator.framework.reasons import POLICY_REASON_MAX, POLICY_REASON_MIN
 from orchestrator.models.config import is_policy_path
 
@@ -45,6 +45,10 @@ def _policy_class(obj: Any, where: str) -> type[Policy]:
                               f"{POLICY_REASON_MIN} to {POLICY_REASON_MAX}")
         if not isinstance(text, str) or not text.strip():
             raise PolicyError(f"{where}: reason {code} needs a text")
+        try:
+            template_fields(text)
+        except ValueError as exc:
+            raise PolicyError(f"{where}: reason {code}'s text {text!r}: {exc}") from None
     return obj
 
 
