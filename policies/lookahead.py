@@ -1,9 +1,10 @@
 """Lookahead: switch only if the move pays back within a forecast horizon.
 
-The forecast uses only what was known at `now` (`ctx.history`): power prices already
-published for the coming hours (day-ahead markets, `ctx.known_future`) are used as they
-are; otherwise hashprice holds (difficulty moves every ~2 weeks), and the power price
-relaxes from its current value toward the mean of the same hour over the last days.
+The forecast uses only what was known at `now` (`ctx.history`), site by site: a site's
+power prices already published for the coming hours (day-ahead markets,
+`ctx.known_future`) are used as they are; otherwise hashprice holds (difficulty moves
+every ~2 weeks), and the site's power price relaxes from its current value toward the
+mean of the same hour over the last days.
 Mode values are linear in hashprice and power price, so the horizon sums cost
 O(nodes × horizon), not a simulation.
 
@@ -49,29 +50,47 @@ class LookaheadParams(PolicyParams):
     chunk_nodes: int = Field(default=65_536, ge=1, description="Nodes per block (bounds memory).")
 
 
-def forecast_power(history: MarketHistory, now_s: float, current: float, p: LookaheadParams) -> F64:
-    """Power price for each of the next `horizon_h` hours: the value already published
-    for that hour where there is one (day-ahead prices), else forecast from the past."""
-    path = _forecast_from_past(history, now_s, current, p)
-    known = history.after(now_s)
-    ahead = (known.times_s // 3600 - now_s // 3600).astype(np.intp)
-    use = (ahead >= 1) & (ahead <= p.horizon_h) & np.isfinite(known.power_usd_mwh)
-    path[ahead[use] - 1] = known.power_usd_mwh[use]
+def forecast_power(history: MarketHistory, now_s: float, current: float, p: LookaheadParams,
+                   site: int = 0) -> F64:
+    """Power price of site `site` for each of the next `horizon_h` hours: the value
+    already published for that hour where there is one (day-ahead prices), else forecast
+    from the past."""
+    prices = _site_column(history, site)
+    path = _forecast_from_past(history.times_s, prices, now_s, current, p)
+    lo = int(np.searchsorted(history.times_s, now_s, side="right"))
+    ahead = (history.times_s[lo:] // 3600 - now_s // 3600).astype(np.intp)
+    known = prices[lo:]
+    use = (ahead >= 1) & (ahead <= p.horizon_h) & np.isfinite(known)
+    path[ahead[use] - 1] = known[use]
     return path
 
 
+def forecast_sites(ctx: DecisionContext, p: LookaheadParams) -> F64:
+    """`forecast_power` for every site of the fleet, (sites, horizon_h)."""
+    current = ctx.prices.power_usd_mwh
+    return np.stack([forecast_power(ctx.history, ctx.now_s, float(current[k]), p, k)
+                     for k in range(current.shape[0])]).reshape(current.shape[0], p.horizon_h)
+
+
+def _site_column(history: MarketHistory, site: int) -> F64:
+    power = history.site_power_usd_mwh
+    if site < power.shape[1]:
+        return power[:, site]
+    return np.full(history.times_s.shape, np.nan)  # the source does not price this site
+
+
 def _forecast_from_past(
-    history: MarketHistory, now_s: float, current: float, p: LookaheadParams
+    times: F64, prices: F64, now_s: float, current: float, p: LookaheadParams
 ) -> F64:
     steps = np.arange(1, p.horizon_h + 1)
-    times = history.times_s
-    keep = (times <= now_s) & (times > now_s - p.seasonal_days * 86_400.0)
+    # A site's price not yet published is NaN: no part of its hour's mean.
+    keep = (times <= now_s) & (times > now_s - p.seasonal_days * 86_400.0) & np.isfinite(prices)
     if not np.any(keep):
         return np.full(p.horizon_h, current)
     hours = ((times[keep] // 3600) % 24).astype(np.intp)
-    sums = np.bincount(hours, weights=history.power_usd_mwh[keep], minlength=24)
+    sums = np.bincount(hours, weights=prices[keep], minlength=24)
     counts = np.bincount(hours, minlength=24)
-    overall = float(np.mean(history.power_usd_mwh[keep]))
+    overall = float(np.mean(prices[keep]))
     seasonal = np.where(counts > 0, sums / np.maximum(counts, 1), overall)
     future_hours = ((now_s // 3600 + steps) % 24).astype(np.intp)
     w = p.persistence**steps
@@ -92,8 +111,7 @@ class Lookahead(Policy):
         reason = np.zeros(n, dtype=np.int16)
         if n == 0:
             return PolicyDecision(target=target, reason=reason)
-        path = forecast_power(ctx.history, ctx.now_s, float(ctx.prices.power_usd_mwh[0]), p)
-        cum_power = np.cumsum(path)  # Σ USD/MWh over the first k hours
+        cum_power = np.cumsum(forecast_sites(ctx, p), axis=1)  # per site: Σ USD/MWh, k hours
         ks = np.arange(1, p.horizon_h + 1, dtype=np.float64)
         for start in range(0, n, p.chunk_nodes):
             sl = slice(start, min(start + p.chunk_nodes, n))
@@ -120,12 +138,13 @@ class Lookahead(Policy):
         constant[Mode.AI, ~np.isfinite(s.value[Mode.AI, sl])] = -np.inf
         best_gain = np.zeros(m)
         best_mode = current.copy()
+        cum_node = cum_power[site]  # (m, H): each node's site's price sums
         for mode in Mode:
             alt = np.full(m, int(mode))
             d_const = constant[mode] - constant[current, idx]
             d_mw = mw[mode] - mw[current, idx]
-            # Gain of staying in `mode` for k hours: (m, H).
-            gain_k = d_const[:, None] * ks[None, :] - d_mw[:, None] * cum_power[None, :]
+            # Gain of staying in `mode` for k hours: (m, H), at each node's site's prices.
+            gain_k = d_const[:, None] * ks[None, :] - d_mw[:, None] * cum_node
             # The score table prices moves out of the current mode; the way back is taken
             # to cost the same (same downtime and wear).
             cost = s.switch_cost_usd[mode, sl]

@@ -23,7 +23,7 @@ from pydantic import Field
 
 from orchestrator.framework import DecisionContext, Policy, PolicyDecision, PolicyParams, Reason
 from orchestrator.models import Mode
-from policies.lookahead import LookaheadParams, forecast_power
+from policies.lookahead import LookaheadParams, forecast_sites
 
 F64 = npt.NDArray[np.float64]
 
@@ -54,17 +54,16 @@ class RecedingHorizon(Policy):
         current = fleet.mode.astype(np.intp)
         if n == 0:
             return PolicyDecision(current.astype(np.int8), np.zeros(0, dtype=np.int16))
-        path = forecast_power(
-            ctx.history, ctx.now_s, float(ctx.prices.power_usd_mwh[0]),
-            LookaheadParams(horizon_h=p.horizon_h, persistence=p.persistence,
-                            seasonal_days=p.seasonal_days),
-        )
+        # Each site's coming prices (published or forecast), summed over the horizon.
+        path_sum = forecast_sites(ctx, LookaheadParams(
+            horizon_h=p.horizon_h, persistence=p.persistence, seasonal_days=p.seasonal_days,
+        )).sum(axis=1)[fleet.site]
         # Hours after this one: revenue − MW × (price + adder), so only Σ price is needed.
         adder = np.array([x.tariff_adder_usd_mwh for x in fleet.sites])[fleet.site]
         idle_w = fleet.watts_idle
         mw = np.stack([idle_w, fleet.watts_mine, idle_w + (fleet.watts_ai - idle_w) * s.ai_fill])
         mw /= 1e6
-        later = p.horizon_h * (s.revenue - mw * adder[None, :]) - mw * float(path.sum())
+        later = p.horizon_h * (s.revenue - mw * adder[None, :]) - mw * path_sum[None, :]
         worth = s.value + later - s.switch_cost_usd  # (3, n), USD over the horizon
         worth[Mode.AI, ~np.isfinite(s.value[Mode.AI])] = -np.inf
         # Each node's plan: the mode worth most (ties keep the current mode).

@@ -518,7 +518,9 @@ class RecordedMarketSource:
         missing = idx < 0
         safe = np.maximum(idx, 0)
         values = np.where(missing, np.nan, s.values[safe])
-        observed = np.where(missing, -np.inf, s.observed_s[safe])
+        # A value published ahead of its interval (day-ahead) is as fresh as the interval:
+        # observed when it came into force, not a day before.
+        observed = np.where(missing, -np.inf, np.maximum(s.observed_s[safe], s.times_s[safe]))
         if s.is_constant:
             observed = np.asarray(t, dtype=np.float64).copy()
         return values, observed
@@ -580,7 +582,7 @@ class RecordedMarketSource:
             i = int(s.decision_index(now_s))
             if i < 0:
                 raise DataError(f"no {s.name} observed by {_iso(now_s)}", source=s.source)
-            at = now_s if s.is_constant else float(s.observed_s[i])
+            at = now_s if s.is_constant else float(max(s.observed_s[i], s.times_s[i]))
             return Observed(
                 value=float(s.values[i]),
                 source=s.source,
@@ -622,32 +624,49 @@ class RecordedMarketSource:
 
     def history_rows(self, now_s: float, window_s: float) -> HistoryRows:
         """Every history row published at or before `now_s` over the last `window_s`, with
-        when each site's power price for it was published (to hide the late ones)."""
-        power = self.power[0]
-        if power.is_constant:
+        when each site's power price for it was published (to hide the late ones).
+
+        Rows are the intervals some site has published a price for (hourly when every
+        site's price is constant); a row counts as published when its first site price
+        is (day-ahead prices: before the interval), never earlier than the row before.
+        """
+        recorded = [s for s in self.power if not s.is_constant]
+        if not recorded:
             times = np.arange(now_s - window_s, now_s + 1, 3600.0)
-            known_at = times
         else:
-            # Rows already known at `now_s`, labelled by the interval they price.
-            hi = int(power.known_index(now_s)) + 1
-            lo = int(np.searchsorted(power.observed_s, now_s - window_s, side="left"))
-            times, known_at = power.times_s[lo:hi], power.observed_s[lo:hi]
-        # BTC price and difficulty as known when the row was published: a row published
-        # ahead of its interval must not carry the values of that later time (callers
-        # slice one history by publication time, so `now_s` is no bound).
-        table = self.price_table(known_at)
+            # The intervals each site published within the window, labelled by the
+            # interval they price.
+            spans = []
+            for s in recorded:
+                hi = int(s.known_index(now_s)) + 1
+                lo = int(np.searchsorted(s.observed_s, now_s - window_s, side="left"))
+                spans.append(s.times_s[lo:hi])
+            times = np.unique(np.concatenate(spans))
         site_power = np.full((times.shape[0], len(self.power)), np.nan)
         site_known = np.full(site_power.shape, -np.inf)
         for k, s in enumerate(self.power):
             if s.is_constant:
                 site_power[:, k] = s.values[0]
                 continue
-            # The price of the row's interval, once published (a later publication than
-            # the first site's is hidden until then by `rows_known_at`).
+            # The price of the row's interval, once published (`rows_known_at` hides a
+            # site's price until then).
             idx = s.realized_index(times)
             ok = idx >= 0
             site_power[ok, k] = s.values[idx[ok]]
             site_known[:, k] = np.where(ok, s.observed_s[np.maximum(idx, 0)], np.inf)
+        if recorded:
+            # A constant price (-inf) is no publication: the row's first published price.
+            first = np.where(np.isneginf(site_known), np.inf, site_known).min(axis=1)
+            known_at = np.maximum.accumulate(first) if first.size else first
+            keep = (known_at <= now_s) & (known_at >= now_s - window_s)
+            times, known_at = times[keep], known_at[keep]
+            site_power, site_known = site_power[keep], site_known[keep]
+        else:
+            known_at = times
+        # BTC price and difficulty as known when the row was published: a row published
+        # ahead of its interval must not carry the values of that later time (callers
+        # slice one history by publication time, so `now_s` is no bound).
+        table = self.price_table(known_at)
         history = MarketHistory(times, table.hashprice_usd_ph_day, site_power[:, 0].copy(),
                                 site_power, table.btc_usd, table.difficulty, known_at)
         return HistoryRows(history, site_known)

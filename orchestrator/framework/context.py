@@ -80,9 +80,10 @@ def _column(values: F64, rows: int) -> F64:
 class MarketHistory:
     """Market series as published at or before `now` (no look-ahead), oldest first.
 
-    One row per interval of the first site's power series (hourly where its price is
-    constant). Every value in a row was published by the row's `known_at_s`, and the
-    history holds only rows with `known_at_s <= now`. Built by whoever knows the past:
+    One row per interval some site has published a power price for (hourly where every
+    site's price is constant). A row is published (`known_at_s`) with its first site
+    price; the history holds only rows with `known_at_s <= now`, and each site's price
+    in them only once published. Built by whoever knows the past:
     the recorded source (backtest, dry-run), the feed actor's cache when live (one row
     per poll). A value the source does not record is NaN.
     """
@@ -93,7 +94,7 @@ class MarketHistory:
     #: known when the row was published.
     hashprice_usd_ph_day: F64
     #: Power price of the first site (`fleet.sites[0]`), USD/MWh: the same values as
-    #: `site_power_usd_mwh[:, 0]`, kept for single-site policies.
+    #: `site_power_usd_mwh[:, 0]` (NaN in a row only another site has published yet).
     power_usd_mwh: F64
     #: Power price of each site, USD/MWh, (rows, sites) in `fleet.sites` order: the
     #: price of the row's interval, NaN while that site's price for it is not published.
@@ -102,8 +103,8 @@ class MarketHistory:
     btc_usd: F64 = field(default_factory=lambda: np.zeros(0))
     #: Network difficulty known when the row was published (the one its hashprice used).
     difficulty: F64 = field(default_factory=lambda: np.zeros(0))
-    #: When each row was published, seconds since epoch: the first site's price for the
-    #: interval (later than `times_s` by the feed's lag; earlier for day-ahead prices).
+    #: When each row was published, seconds since epoch: its first site price (later
+    #: than `times_s` by the feed's lag; earlier for day-ahead prices).
     known_at_s: F64 = field(default_factory=lambda: np.zeros(0))
     #: Site names of the `site_power_usd_mwh` columns as the source keyed them ('default'
     #: serves any site); the decision step aligns them with `fleet.sites`.

@@ -93,8 +93,9 @@ class MarketSnapshot(StrictModel):
 class ObservedTimes:
     """When each value of a `MarketPrices` was observed, seconds since epoch (UTC).
 
-    Live, the feed's time stamp; in recorded data, the publication time (a configured
-    constant counts as observed at the decision's time).
+    Live, the feed's time stamp; in recorded data, the publication time, or for a value
+    published ahead of its interval (day-ahead) the interval's start (a configured constant
+    counts as observed at the decision's time).
     """
 
     #: The BTC price.

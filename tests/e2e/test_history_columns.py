@@ -76,10 +76,11 @@ class Data:
         return float(values[known[-1]]) if known.size else None
 
 
-def _config(root: Path, policy: str = "history_probe.py", steps: int = STEPS) -> Path:
+def _config(root: Path, policy: str = "history_probe.py", steps: int = STEPS,
+            near_nodes: int = 2) -> Path:
     config: dict[str, Any] = {
         "sites": [{"name": "near"}, {"name": "far"}],
-        "fleet": [{"profile": "s21", "count": 2, "site": "near", "mode": "mine"},
+        "fleet": [{"profile": "s21", "count": near_nodes, "site": "near", "mode": "mine"},
                   {"profile": "s21", "count": 2, "site": "far", "mode": "mine"}],
         "market": {
             "btc_usd": {"path": "btc.csv", "value_column": "close", "unit": "usd",

@@ -374,7 +374,10 @@ def test_decisions_use_the_hour_in_force_when_it_was_published_ahead(tmp_path: P
     assert known.power_usd_mwh[:, 0].tolist() == [10.0 * h for h in hours]
     snap = source.snapshot(_utc(2025, 1, 2, 5) + 60)
     assert snap.power_usd_mwh["default"].value == 50.0
-    assert snap.power_usd_mwh["default"].observed_at.timestamp() == _utc(2025, 1, 1, 17)
+    # Published at 17:00 the day before, true from 05:00: as fresh as the hour it prices
+    # (a day-ahead value must not look a day old to the stale-data guard).
+    assert snap.power_usd_mwh["default"].observed_at.timestamp() == _utc(2025, 1, 2, 5)
+    assert known.oldest_observed_s.tolist() == [_utc(2025, 1, 2, int(h)) for h in hours]
 
 
 @pytest.mark.parametrize(
