@@ -324,9 +324,30 @@ def backtest(
             style=style,
         )
     console.print(table)
+    contract = _contract_table(policies)
+    if contract is not None:
+        console.print(contract)
     if result.oracle is not None:
         console.print(f"hindsight oracle: {_usd(result.oracle.net_usd)} USD ({result.oracle.kind})")
     console.print(f"best policy: [bold]{best}[/bold]; report: {html_path}")
+
+
+def _contract_table(policies: dict[str, Any]) -> Table | None:
+    """A site's power-contract lines per policy (None: no site has a contract)."""
+    lines = (("energy", "energy_cost_usd"), ("unused contracted", "contract_unused_energy_usd"),
+             ("resale", "resale_revenue_usd"), ("demand charges", "demand_charge_usd"),
+             ("coincident peak", "coincident_peak_charge_usd"))
+    rows = [(name, p) for name, p in policies.items() if "coincident_peak_charge_usd" in p]
+    if not rows:
+        return None
+    table = Table(title="power contract, USD (net includes every line; the oracle leaves "
+                  "the charges out)", title_justify="left")
+    table.add_column("policy")
+    for label, _ in lines:
+        table.add_column(label, justify="right")
+    for name, p in rows:
+        table.add_row(name, *(_usd(p[key]) for _, key in lines))
+    return table
 
 
 def _with_oracle_options(cfg: Any, gap: float | None, iterations: int | None) -> Any:

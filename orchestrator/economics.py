@@ -151,3 +151,52 @@ def switching_cost_usd(
 def amortized_usd_per_hour(one_off_usd: FloatLike, expected_stay_h: float) -> FloatLike:
     """Spread a one-off switching cost over the hours the node is expected to stay."""
     return one_off_usd / max(expected_stay_h, 1e-9)
+
+
+# --- power contracts (docs/contracts.md) ------------------------------------------------
+
+
+def demand_charge_usd(peak_kw: FloatLike, usd_per_kw_month: float) -> FloatLike:
+    """A month's demand charge: the month's highest hourly average draw (kW) × USD/kW-month."""
+    return peak_kw * usd_per_kw_month
+
+
+def demand_charge_marginal_usd_mwh(usd_per_kw_month: float, hours_in_month: float) -> float:
+    """A MWh's share of the demand charge while the site draws at its month-to-date peak,
+    USD/MWh: the charge per kW spread evenly over the month's hours, × 1000 per MWh.
+
+    A site that holds its peak all month is charged the whole demand charge this way; a
+    site below its peak adds nothing to the charge by drawing (the peak is already set),
+    so the term applies only at or near the peak.
+    """
+    return usd_per_kw_month * 1000.0 / max(hours_in_month, 1.0)
+
+
+def coincident_peak_expected_usd_mwh(
+    probability: FloatLike, usd_per_kw: float, peak_intervals: int, interval_h: float
+) -> FloatLike:
+    """Expected coincident-peak cost of a MWh drawn in an interval, USD/MWh.
+
+    The charge is usd_per_kw × the site's average draw over `peak_intervals` intervals,
+    so each kW drawn in a peak interval adds usd_per_kw / peak_intervals; an interval of
+    `interval_h` hours that is a peak with `probability` costs, per kWh drawn in it,
+    probability × usd_per_kw / peak_intervals / interval_h (× 1000 per MWh).
+    """
+    return probability * usd_per_kw / peak_intervals / interval_h * 1000.0
+
+
+def coincident_peak_charge_usd(
+    kw: npt.NDArray[np.float64],
+    probability: npt.NDArray[np.float64],
+    usd_per_kw: float,
+    peak_intervals: int,
+) -> float:
+    """A season's coincident-peak charge: usd_per_kw × the site's draw (kW) in its peak
+    intervals, averaged over `peak_intervals` (each interval weighted by its probability
+    of being a peak: 0/1 alerts give the plain average draw in the alerted intervals)."""
+    return float(usd_per_kw * np.sum(np.asarray(kw) * np.asarray(probability)) / peak_intervals)
+
+
+def resale_usd(unused_mwh: FloatLike, spot_usd_mwh: FloatLike) -> FloatLike:
+    """Revenue from contracted energy the site did not use, sold back at spot."""
+    return unused_mwh * spot_usd_mwh

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 
+from orchestrator.backtest.contracts import contract_accounts
 from orchestrator.backtest.runner import BacktestInputs
 from orchestrator.backtest.sim import Ledger, SimulatedSite
 from orchestrator.engine.plan import Plan
@@ -55,7 +56,7 @@ class SimulatedCluster:
         cfg = self.inputs.config
         max_wait = cfg.demand.max_wait_h if cfg.demand else 24.0
         self.site = SimulatedSite(self.inputs.fleet, self.inputs.jobs, cfg.scoring,
-                                  max_wait_h=max_wait)
+                                  max_wait_h=max_wait, contracts=contract_accounts(cfg))
         self.ledger = Ledger.zeros(self.inputs.times, self.inputs.fleet.n)
         self._arrived_until = -np.inf
 

@@ -134,14 +134,21 @@ def write_ledger_csv(result: BacktestResult, path: Path) -> None:
     """Every run's ledger, one row per run and step (UTC times), for spreadsheets."""
     import csv
 
-    columns = ("time", "policy", "baseline", "mine_revenue_usd", "ai_revenue_usd",
-               "power_cost_usd", "switching_cost_usd", "net_usd", "switches", "evictions",
-               "sla_misses", "jobs_served", "nodes_idle", "nodes_mine", "nodes_ai")
+    columns: tuple[str, ...] = (
+        "time", "policy", "baseline", "mine_revenue_usd", "ai_revenue_usd", "power_cost_usd",
+        "switching_cost_usd", "net_usd", "switches", "evictions", "sla_misses", "jobs_served",
+        "nodes_idle", "nodes_mine", "nodes_ai")
+    # A power contract's lines follow, only when a site has one.
+    contracts = any(run.ledger.contracts for run in result.runs)
+    if contracts:
+        columns += CONTRACT_COLUMNS
     with path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
         writer.writerow(columns)
         for run in result.runs:
             ledger = run.ledger
+            lines = (ledger.contract_unused_cost, ledger.resale_revenue, ledger.demand_charge,
+                     ledger.coincident_peak_charge)
             times = np.datetime_as_string(ledger.times_s.astype("datetime64[s]"), unit="s")
             for k in range(ledger.times_s.shape[0]):
                 writer.writerow([
@@ -151,7 +158,36 @@ def write_ledger_csv(result: BacktestResult, path: Path) -> None:
                     f"{ledger.net[k]:.4f}", int(ledger.switches[k]), int(ledger.evictions[k]),
                     int(ledger.sla_misses[k]), int(ledger.jobs_served[k]),
                     *(int(x) for x in ledger.modes[k]),
+                    *((f"{line[k]:.4f}" for line in lines) if contracts else ()),
                 ])
+
+
+CONTRACT_COLUMNS = ("contract_unused_energy_usd", "resale_revenue_usd", "demand_charge_usd",
+                    "coincident_peak_charge_usd")
+
+
+def _contract_section(policies: dict[str, Any]) -> str:
+    """The power contract's lines per policy (empty when no site has a contract)."""
+    rows = []
+    for name, p in policies.items():
+        if "coincident_peak_charge_usd" not in p:
+            continue
+        rows.append(
+            f"<tr><td>{html.escape(name)}</td><td>{p['energy_cost_usd']:,.0f}</td>"
+            f"<td>{p['contract_unused_energy_usd']:,.0f}</td>"
+            f"<td>{p['resale_revenue_usd']:,.0f}</td><td>{p['demand_charge_usd']:,.0f}</td>"
+            f"<td>{p['coincident_peak_charge_usd']:,.0f}</td></tr>")
+    if not rows:
+        return ""
+    return ("<h2>Power contract</h2><p>Energy at the contract price (the power column "
+            "above), contracted energy paid but not used, its resale at spot, demand "
+            "charges on the realised monthly peak and coincident-peak charges on the "
+            "realised draw in the alerted intervals; net USD includes them all. The "
+            "hindsight oracle prices energy at spot plus the adder and leaves these "
+            "charges out.</p><table><thead><tr><th>policy</th><th>energy USD</th>"
+            "<th>unused contracted energy USD</th><th>resale revenue USD</th>"
+            "<th>demand charges USD</th><th>coincident-peak charges USD</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
 
 
 def _detail_rows(policies: dict[str, Any]) -> tuple[str, str]:
@@ -246,6 +282,7 @@ Capture ratio = net profit ÷ the feasible hindsight schedule's net.</p>
 <table><thead><tr><th>policy</th><th>kind</th><th>revenue USD</th><th>power USD</th>
 <th>switching USD</th><th>net USD</th><th>switches</th><th>SLA misses</th><th>capture</th>
 </tr></thead><tbody>{"".join(rows)}</tbody></table>
+{_contract_section(policies)}
 <h2>Risk, parameters and guard interventions</h2>
 <table><thead><tr><th>policy</th><th>parameters</th><th>max drawdown USD</th>
 <th>worst day, net USD</th><th>power-price spikes</th><th>idle node-hours</th>

@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from orchestrator.backtest.analysis import RunAnalysis, analyse
 from orchestrator.backtest.baselines import BASELINES, CONFIGURED_GUARDS, UNGUARDED, unguarded
+from orchestrator.backtest.contracts import contract_accounts, contract_book
 from orchestrator.backtest.jobs import JobStream, scale_trace
 from orchestrator.backtest.oracle import OracleResult, demand_gpus_per_step, hindsight_oracle
 from orchestrator.backtest.recorded import HistoryRows, PriceTable, RecordedMarketSource
@@ -175,7 +176,8 @@ def simulate(
     apply (simulator)."""
     step_s = config.backtest.step_s
     max_wait = config.demand.max_wait_h if config.demand else 24.0
-    sim = SimulatedSite(fleet, jobs, config.scoring, max_wait_h=max_wait)
+    sim = SimulatedSite(fleet, jobs, config.scoring, max_wait_h=max_wait,
+                        contracts=contract_accounts(config))
     ledger = Ledger.zeros(times, fleet.n)
     step = decision_step(config, policy, guards)
     wants_history = history is not None and policy.uses_history
@@ -206,6 +208,7 @@ def decision_step(config: HashpivotConfig, policy: Policy, guards: GuardConfig,
         policy, guards, config.scoring,
         interval_s=config.backtest.step_s if interval_s is None else interval_s,
         demand_model=config.demand.gpu_model if config.demand is not None else None,
+        contracts=contract_book(config),
     )
 
 

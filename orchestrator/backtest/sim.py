@@ -12,11 +12,13 @@ their remaining work, penalty charged); the guards never let a node with protect
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from orchestrator.backtest.contracts import ContractAccounts
 from orchestrator.backtest.jobbook import JobBook, QueuedJobs
 from orchestrator.backtest.jobs import JobStream
 from orchestrator.engine.kernels import (
@@ -69,6 +71,14 @@ class Ledger:
     node_switches: npt.NDArray[np.int64]
     #: Node-steps each guard held or changed, indexed by reason code − GUARD_STALE_DATA.
     guard_holds: npt.NDArray[np.int64]
+    #: Power-contract lines per step (zero where no site has a contract): contracted
+    #: energy paid but not used, its resale at spot, demand and coincident-peak charges.
+    contract_unused_cost: F64
+    resale_revenue: F64
+    demand_charge: F64
+    coincident_peak_charge: F64
+    #: Whether a site has a contract (the totals then list its lines).
+    contracts: bool = False
 
     @staticmethod
     def zeros(times_s: F64, n_nodes: int) -> Ledger:
@@ -90,6 +100,10 @@ class Ledger:
             node_switching=np.zeros(n_nodes),
             node_switches=np.zeros(n_nodes, dtype=np.int64),
             guard_holds=np.zeros(_GUARD_CODES, dtype=np.int64),
+            contract_unused_cost=np.zeros(k),
+            resale_revenue=np.zeros(k),
+            demand_charge=np.zeros(k),
+            coincident_peak_charge=np.zeros(k),
         )
 
     def count(self, plan: Plan) -> None:
@@ -112,11 +126,28 @@ class Ledger:
         return self.mine_revenue + self.ai_revenue
 
     @property
+    def contract_cost(self) -> F64:
+        """Per step: what the power contract adds to the energy cost (charges and unused
+        contracted energy, less its resale)."""
+        return (self.contract_unused_cost - self.resale_revenue + self.demand_charge
+                + self.coincident_peak_charge)
+
+    @property
     def net(self) -> F64:
-        return self.revenue - self.power_cost - self.switching_cost
+        if not self.contracts:
+            return self.revenue - self.power_cost - self.switching_cost
+        return self.revenue - self.power_cost - self.switching_cost - self.contract_cost
 
     def totals(self) -> dict[str, float]:
+        contract = {} if not self.contracts else {
+            "energy_cost_usd": float(self.power_cost.sum()),
+            "contract_unused_energy_usd": float(self.contract_unused_cost.sum()),
+            "resale_revenue_usd": float(self.resale_revenue.sum()),
+            "demand_charge_usd": float(self.demand_charge.sum()),
+            "coincident_peak_charge_usd": float(self.coincident_peak_charge.sum()),
+        }
         return {
+            **contract,
             "revenue_usd": float(self.revenue.sum()),
             "mine_revenue_usd": float(self.mine_revenue.sum()),
             "ai_revenue_usd": float(self.ai_revenue.sum()),
@@ -141,6 +172,7 @@ class SimulatedSite:
         scoring: ScoringConfig,
         *,
         max_wait_h: float = 24.0,
+        contracts: ContractAccounts | None = None,
     ):
         # The site replaces columns rather than writing into them, so the tables it hands
         # out can share read-only columns with the policy's view (no copies per step).
@@ -149,6 +181,8 @@ class SimulatedSite:
         self.jobs = jobs
         self.scoring = scoring
         self.max_wait_s = max_wait_h * 3600.0
+        self.contracts = contracts
+        self._site_energy = np.zeros(len(fleet.sites))
         self.switch_load = np.zeros(self.n)
         self.ready_at = np.zeros(self.n)
         self.book = JobBook(jobs, self.n, self.max_wait_s)
@@ -224,13 +258,15 @@ class SimulatedSite:
         pending, _running = self.book.gpus_waiting_and_running()
         price = self._offered_by_model
         if self.jobs.gpu_model is None:
-            return DemandSummary(self._no_pending, price, pending, jobs=self._pending_jobs(-1))
+            return DemandSummary(self._no_pending, price, pending,
+                                 job_list=partial(self._pending_jobs, -1))
         per_model = np.zeros(len(models))
         if self.jobs.gpu_model not in models:  # no node can serve them: not demand here
             return DemandSummary(per_model, price)
         model = models.index(self.jobs.gpu_model)
         per_model[model] = pending
-        return DemandSummary(per_model, price, jobs=self._pending_jobs(model))
+        # Listed on first use, during this decision (the queue changes only between them).
+        return DemandSummary(per_model, price, job_list=partial(self._pending_jobs, model))
 
     def _pending_jobs(self, model: int) -> PendingJobs:
         """The queue job by job; a job leaves it once it has waited `max_wait_h`."""
@@ -309,12 +345,17 @@ class SimulatedSite:
         ledger.jobs_served[k], busy_gpu_h = self.book.serve(
             self._accepting, fleet.gpus, self.ready_at, now_s, end_s
         )
+        contracts = self.contracts
+        power_price = realized.power_usd_mwh
+        if contracts is not None:
+            ledger.contracts = True
+            power_price = contracts.energy_prices(now_s, realized.power_usd_mwh)
         totals = _accrue(
             fleet.mode,
             self.ready_at,
             self._accrual_lookups,
             self._accrual_facts,
-            realized.power_usd_mwh,
+            power_price,
             realized.usd_per_unit_day,
             gpu_price,
             busy_gpu_h,
@@ -325,7 +366,10 @@ class SimulatedSite:
             ledger.node_power,
             ledger.node_switching,
             ledger.modes[k],
+            self._site_energy,
         )
+        if contracts is not None:
+            contracts.record(ledger, k, now_s, dt_s, self._site_energy, realized.power_usd_mwh)
         ledger.mine_revenue[k] = totals[0]
         ledger.ai_revenue[k] = totals[1]
         ledger.power_cost[k] = totals[2]
@@ -424,6 +468,7 @@ def _accrue(
     node_power: F64,
     node_switching: F64,
     nodes_per_mode: npt.NDArray[np.int64],
+    site_energy_wh: F64,
 ) -> tuple[float, float, float, float]:
     """Accrue one step per node into the per-node totals and count nodes per mode; return
     the step's mining revenue, AI revenue (after the platform fee), power cost and
@@ -432,7 +477,8 @@ def _accrue(
     `lookups` rows: site, algorithm. `facts` rows: hashrate, mining W, idle W, AI W, GPUs,
     pool fee, platform fee, tariff adder. A node earns only once its workload has started
     (`ready_at`); it draws idle power all step, plus the mining increment while mining,
-    plus the AI increment per busy GPU-hour in AI mode.
+    plus the AI increment per busy GPU-hour in AI mode. `site_energy_wh` receives each
+    site's energy over the step (Wh), which power contracts charge on.
     """
     site, algorithm = lookups[0], lookups[1]
     hashrate, watts_mine, watts_idle, watts_ai = facts[0], facts[1], facts[2], facts[3]
@@ -443,6 +489,7 @@ def _accrue(
     steady_h = min(max(end_s - now_s, 0.0), dt_s) / 3600.0
     mine_sum = ai_sum = power_sum = switching_sum = 0.0
     nodes_per_mode[:] = 0
+    site_energy_wh[:] = 0.0
     for i in range(mode.shape[0]):
         nodes_per_mode[mode[i]] += 1
         if ready_at[i] <= now_s:
@@ -462,6 +509,7 @@ def _accrue(
         ai_rev = ai_revenue_usd_per_hour(busy_gpu_h[i], gpu_price[i], 1.0, platform_fee[i])
         power_price = power_usd_mwh_by_site[site[i]] + adder_usd_mwh[i]
         power_cost = power_cost_usd_per_hour(energy_wh, power_price)
+        site_energy_wh[site[i]] += energy_wh
         node_revenue[i] += mine_rev + ai_rev
         node_power[i] += power_cost
         node_switching[i] += switching[i]

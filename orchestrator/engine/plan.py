@@ -149,10 +149,12 @@ def build_context(
     interval_s: float = 0.0,
     skipped_cycles: int = 0,
     switch_load: F64 | None = None,
+    power_usd_mwh: F64 | None = None,
 ) -> DecisionContext:
-    """Score the fleet and freeze everything a policy may read."""
+    """Score the fleet and freeze everything a policy may read. `power_usd_mwh`: the
+    per-site price a power contract puts on a node's draw (`engine.contracts`)."""
     view = fleet.read_only()
-    scores = build_scores(view, prices, demand, scoring)
+    scores = build_scores(view, prices, demand, scoring, power_usd_mwh)
     dwell = np.empty(view.n)
     seconds_since(view.since, float(now_s), dwell)
     dwell.flags.writeable = False

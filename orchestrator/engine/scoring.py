@@ -83,15 +83,23 @@ def build_scores(
     prices: MarketPrices,
     demand: DemandSummary,
     config: ScoringConfig | None = None,
+    power_usd_mwh: F64 | None = None,
 ) -> ScoreTable:
     """Value of every mode for every node, with revenue, power, and switching terms.
 
+    `power_usd_mwh`: the price per site a node's draw costs, when a power contract makes
+    it differ from the market's (`engine.contracts`); default `prices.power_usd_mwh`.
     The arrays are read-only: policies share them.
     """
     config = config or ScoringConfig()
     power, mining, market_gpu, pending, offered, expected = _kernel_inputs(
         fleet, prices, demand
     )
+    if power_usd_mwh is not None:
+        power = np.ascontiguousarray(power_usd_mwh, dtype=np.float64)
+        if power.shape != (len(fleet.sites),):
+            raise ValueError(f"contract power price: expected {len(fleet.sites)} values "
+                             f"(one per site), got shape {power.shape}")
     n = fleet.n
     st = fleet.statics
     # One block for the five (3, n) tables: one allocation, and freezing it freezes them.

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from orchestrator.engine.contracts import ContractBook
 from orchestrator.engine.plan import Plan, build_context, decide
 from orchestrator.framework.context import SWITCH_LOAD_HALF_LIFE_S, MarketHistory
 from orchestrator.framework.policy import Policy
@@ -74,6 +75,10 @@ class DecisionStep:
     last_now_s: float | None = None
     #: Decisions missed before the last one (see `DecisionContext.skipped_cycles`).
     skipped_cycles: int = 0
+    #: The sites' power contracts (None: every site pays spot plus its adder).
+    contracts: ContractBook | None = None
+    #: Per site, the programs that priced the last decision's power ('' where none).
+    contract_notes: tuple[str, ...] = ()
     # Switch history aligned with `_names` (the fleet rows last decided on).
     _names: npt.NDArray[np.object_] | None = field(default=None, repr=False)
     _last_s: F64 = field(default_factory=lambda: np.zeros(0), repr=False)
@@ -102,13 +107,14 @@ class DecisionStep:
         if model is None:
             return DemandSummary(pending.pending_gpus, pending.offered_usd_per_gpu_hour,
                                  pending.pending_gpus_any_model,
-                                 expected_gpus_any_model=self.expected_gpus, jobs=pending.jobs)
+                                 expected_gpus_any_model=self.expected_gpus,
+                                 job_list=pending.job_list)
         expected = np.zeros(len(fleet.gpu_models))
         if model >= 0:  # else the fleet has no node of that model: nothing to expect
             expected[model] = self.expected_gpus
         return DemandSummary(pending.pending_gpus, pending.offered_usd_per_gpu_hour,
                              pending.pending_gpus_any_model, expected_gpus=expected,
-                             jobs=pending.jobs)
+                             job_list=pending.job_list)
 
     def _model_index(self, fleet: FleetTable) -> int | None:
         models = fleet.gpu_models
@@ -171,11 +177,16 @@ class DecisionStep:
         skipped = 0
         if last_now is not None and self.interval_s > 0:
             skipped = max(round((now_s - last_now) / self.interval_s) - 1, 0)
+        power = None
+        if self.contracts is not None:
+            power, self.contract_notes = self.contracts.score_prices(
+                now_s, prices.power_usd_mwh, fleet)
         ctx = build_context(
             now_s=now_s, prices=prices, demand=summary,
             fleet=fleet.with_columns(since=self._last_s), guards=guards,
             scoring=self.scoring, history=history, policy_state=self.policy_state,
             interval_s=self.interval_s, skipped_cycles=skipped, switch_load=self._load,
+            power_usd_mwh=power,
         )
         try:
             plan = decide(ctx, self.policy, guards, switch_load=self._load)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from orchestrator.models.base import StrictModel
+from orchestrator.models.contract import FixedPrice, PowerContract
 
 
 class Site(StrictModel):
@@ -28,6 +29,31 @@ class Site(StrictModel):
         description="IANA time zone of the site (e.g. America/Chicago): the local time policies "
         "read through DecisionContext.local_time.",
     )
+
+    contract: PowerContract | None = Field(
+        default=None,
+        description="The site's power contract: fixed or time-of-use price, demand and "
+        "coincident-peak charges (docs/contracts.md). Default: spot price plus the adder.",
+    )
+
+    @model_validator(mode="after")
+    def _contracted_block(self) -> Site:
+        price = None if self.contract is None else self.contract.price
+        if (isinstance(price, FixedPrice) and price.resale_at_spot
+                and price.contracted_kw is None and self.power_cap_kw is None):
+            raise ValueError(
+                "contract.price.contracted_kw: resale_at_spot needs the contracted block "
+                "size (contracted_kw) or the site's power_cap_kw"
+            )
+        return self
+
+    @property
+    def contracted_kw(self) -> float:
+        """Size of a fixed-price block resold at spot, kW (0: none)."""
+        price = None if self.contract is None else self.contract.price
+        if not isinstance(price, FixedPrice) or not price.resale_at_spot:
+            return 0.0
+        return float(price.contracted_kw or self.power_cap_kw or 0.0)
 
     @field_validator("timezone")
     @classmethod

@@ -101,9 +101,15 @@ class DecisionCycle:
         interval = (self.config.backtest.step_s if self.mode == "dry-run"
                     else self.config.controller.interval_s)
         demand = self.config.demand
+        contracts = None
+        if any(site.contract is not None for site in self.config.sites):
+            # Loaded only for sites with a contract: it reads their alert series.
+            from orchestrator.backtest.contracts import contract_book
+            contracts = contract_book(self.config)
         self.step = DecisionStep(self.policy, self.config.guards, self.config.scoring,
                                  interval_s=interval,
-                                 demand_model=demand.gpu_model if demand is not None else None)
+                                 demand_model=demand.gpu_model if demand is not None else None,
+                                 contracts=contracts)
         if self.deps.memory is not None:
             self._restore(self.deps.memory)
 

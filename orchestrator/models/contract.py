@@ -1,0 +1,147 @@
+"""A site's power contract: how its energy is priced and which grid charges it pays.
+
+Every field names its unit. The default contract is the market price series plus the
+site's tariff adder (`price: spot`), with no demand or coincident-peak charge: a site
+without a `contract:` block behaves exactly as before. See docs/contracts.md for the
+formulas the score table and the backtest ledger apply.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from pydantic import Field, field_validator, model_validator
+
+from orchestrator.models.base import StrictModel
+from orchestrator.models.sources import SeriesSource
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[str, ...] = get_args(Weekday)
+
+
+def _every_day() -> list[Weekday]:
+    return ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class FixedPrice(StrictModel):
+    """A fixed price per MWh for a contracted block of power, optionally resold at spot."""
+
+    kind: Literal["fixed"] = "fixed"
+    usd_mwh: float = Field(description="Contract price of each MWh, USD/MWh.")
+    resale_at_spot: bool = Field(
+        default=False,
+        description="Energy of the contracted block the site does not use is sold back at "
+        "the market (spot) price: using a MWh then costs what reselling it would have "
+        "earned, and curtailing earns spot − contract.",
+    )
+    contracted_kw: float | None = Field(
+        default=None,
+        gt=0,
+        description="Size of the contracted block, kW (paid for every hour, used or "
+        "resold). Needed with resale_at_spot; default: the site's power_cap_kw.",
+    )
+
+
+class TimeOfUsePrice(StrictModel):
+    """A weekly schedule of USD/MWh by local hour and weekday, in the site's timezone."""
+
+    kind: Literal["time_of_use"] = "time_of_use"
+    default_usd_mwh: float = Field(description="Price of hours no period covers, USD/MWh.")
+    periods: list[TouPeriod] = Field(
+        default_factory=list,
+        description="Priced periods; where two overlap, the later one in the list wins.",
+    )
+
+
+class TouPeriod(StrictModel):
+    """Local hours [start_hour, end_hour) on the listed weekdays priced at usd_mwh."""
+
+    days: list[Weekday] = Field(
+        default_factory=_every_day, min_length=1,
+        description="Weekdays the period applies on (local time).",
+    )
+    start_hour: int = Field(ge=0, le=23, description="First local hour of the period (0-23).")
+    end_hour: int = Field(ge=1, le=24, description="Local hour the period ends (1-24, exclusive).")
+    usd_mwh: float = Field(description="Price in the period, USD/MWh.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TouPeriod:
+        if self.end_hour <= self.start_hour:
+            raise ValueError(
+                f"end_hour ({self.end_hour}) must be after start_hour ({self.start_hour})"
+            )
+        return self
+
+
+class CoincidentPeak(StrictModel):
+    """A coincident-peak transmission charge (e.g. ERCOT 4CP): a charge per kW of the
+    site's average draw in the system's peak intervals of the season."""
+
+    months: list[int] = Field(
+        min_length=1, description="Months of the peak season (1-12), e.g. [6, 7, 8, 9]."
+    )
+    usd_per_kw: float = Field(
+        ge=0,
+        description="Charge per kW of the site's average draw over the season's peak "
+        "intervals, USD/kW (a year's transmission charge for ERCOT 4CP).",
+    )
+    peak_intervals: int = Field(
+        default=4, ge=1,
+        description="Number of peak intervals whose average draw is charged (4 for 4CP).",
+    )
+    alert_interval_h: float = Field(
+        default=1.0, gt=0,
+        description="Length of each interval of the alert series, hours (a row's value "
+        "holds until the next row; 1 for hourly alerts).",
+    )
+    alerts: SeriesSource | float = Field(
+        description="Peak alerts: a recorded series (or a constant) of the probability, 0-1, "
+        "that each interval is a peak interval; 0/1 for plain alerts.",
+    )
+
+    @field_validator("months")
+    @classmethod
+    def _months(cls, value: list[int]) -> list[int]:
+        bad = [m for m in value if not 1 <= m <= 12]
+        if bad:
+            raise ValueError(f"months must be 1-12, got {bad}")
+        return sorted(set(value))
+
+    @field_validator("alerts")
+    @classmethod
+    def _probability(cls, value: SeriesSource | float) -> SeriesSource | float:
+        if isinstance(value, float) and not 0.0 <= value <= 1.0:
+            raise ValueError(f"a constant alert probability must be in [0, 1], got {value}")
+        return value
+
+
+class PowerContract(StrictModel):
+    """How a site pays for power (see docs/contracts.md)."""
+
+    price: Literal["spot"] | FixedPrice | TimeOfUsePrice = Field(
+        default="spot",
+        description="'spot': the market power series plus the tariff adder; a fixed price "
+        "(with or without resale at spot); or a time-of-use schedule.",
+    )
+    demand_charge_usd_per_kw_month: float = Field(
+        default=0.0, ge=0,
+        description="Charge per kW of the month's highest hourly average site draw, "
+        "USD/kW-month.",
+    )
+    demand_near_peak_share: float = Field(
+        default=0.02, ge=0, lt=1,
+        description="The site counts as at its month-to-date peak (and its energy carries "
+        "the demand charge's marginal cost) when its draw is within this share of the peak.",
+    )
+    coincident_peak: CoincidentPeak | None = Field(
+        default=None, description="A coincident-peak program (e.g. ERCOT 4CP)."
+    )
+
+    @property
+    def is_plain_spot(self) -> bool:
+        """True when the contract changes nothing: spot price and no charges."""
+        return (self.price == "spot" and self.demand_charge_usd_per_kw_month == 0.0
+                and self.coincident_peak is None)
+
+
+TimeOfUsePrice.model_rebuild()
