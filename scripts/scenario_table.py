@@ -182,48 +182,59 @@ def _pct(x: float | None) -> str:
 
 
 def markdown(scenarios: list[Scenario]) -> str:
-    """The table of scenario x policy x capture, then one goal line per scenario."""
+    """The table of scenario x policy x capture, then one goal line per scenario; what-if
+    runs (the hour's power price known) appear as one row and in the goal lines."""
+    main = [sc for sc in scenarios if not sc.diagnostic]
+    what_if = {sc.name: sc for sc in scenarios if sc.diagnostic}
+    twins = [what_if.get(f"{sc.name} (price known)") for sc in main]
     policies: list[str] = []
-    for sc in scenarios:
+    for sc in main:
         policies += [r.policy for r in sc.rows if r.policy not in policies]
-    head = "| policy | " + " | ".join(sc.name for sc in scenarios) + " |"
-    lines = [head, "|---|" + "---:|" * len(scenarios)]
+    head = "| policy | " + " | ".join(sc.name for sc in main) + " |"
+    lines = [head, "|---|" + "---:|" * len(main)]
     for name in policies:
         cells = []
-        for sc in scenarios:
+        for sc in main:
             row = next((r for r in sc.rows if r.policy == name), None)
             cells.append("" if row is None else _pct(row.capture))
         label = name
-        first = next(r for sc in scenarios for r in sc.rows if r.policy == name)
+        first = next(r for sc in main for r in sc.rows if r.policy == name)
         if first.baseline:
             label = f"{name} (baseline)"
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("| oracle feasible, USD | " + " | ".join(
-        f"{sc.feasible_usd:,.0f}" for sc in scenarios) + " |")
+        f"{sc.feasible_usd:,.0f}" for sc in main) + " |")
     lines.append("| oracle bound (gap) | " + " | ".join(
-        f"{sc.bound_usd:,.0f} ({sc.gap:.2%})" for sc in scenarios) + " |")
+        f"{sc.bound_usd:,.0f} ({sc.gap:.2%})" for sc in main) + " |")
     # The true optimum lies between the feasible schedule and the bound, so the best
     # built-in's share of the bound is a floor on its share of the optimum.
     lines.append("| best built-in ÷ bound | " + " | ".join(
-        _pct(sc.best_of_bound) for sc in scenarios) + " |")
+        _pct(sc.best_of_bound) for sc in main) + " |")
+    if any(twins):
+        lines.append("| best built-in, hour's price known (what-if) | " + " | ".join(
+            "" if t is None else _pct(t.best_capture) for t in twins) + " |")
     lines.append("")
-    for sc in scenarios:
+    for sc, twin in zip(main, twins, strict=True):
         guards = sorted({r.guards for r in sc.rows})
         target = ("above every baseline" if sc.target is None
                   else f"≥ {sc.target:.0%} and above every baseline")
         verdict = "met" if sc.goal_met else "MISSED"
-        if sc.diagnostic:
-            target, verdict = "what-if, no goal", "—"
-        ai = [r.ai_revenue_usd for r in sc.rows if r.ai_revenue_usd > 0]
-        # AI revenue is set by the jobs the site can serve; when every row earns the same,
-        # no policy choice moves it, and the oracle's (jobs served on arrival) is a ceiling.
-        ai_note = ("" if not ai else f"; AI revenue {min(ai):,.0f}–{max(ai):,.0f} USD "
-                   f"across rows that serve AI")
+        ai = [r.ai_revenue_usd for r in sc.rows if not r.baseline]
+        served = [r.ai_revenue_usd for r in sc.rows if r.policy == "always-ai-else-idle"]
+        # AI revenue is set by the jobs the site can serve: when every row, even the one
+        # offering every GPU to AI all the time, earns the same, no mode choice moves it.
+        ai_note = "" if max(ai, default=0.0) <= 0 else (
+            f"; AI revenue: built-ins {min(ai):,.0f}–{max(ai):,.0f} USD"
+            + (f", always-ai-else-idle {served[0]:,.0f} USD" if served else ""))
+        known = "" if twin is None else (
+            f"; with the hour's price known (what-if): {twin.best} "
+            f"{_pct(twin.best_capture)}, "
+            f"{'above' if twin.above_baselines else 'NOT above'} every baseline")
         lines.append(
             f"- {sc.name} ({sc.kind}, {sc.nodes:,} nodes, {sc.period}; rows under "
             f"{', '.join(guards)}): best built-in {sc.best} {_pct(sc.best_capture)}, "
-            f"{'above' if sc.above_baselines else 'NOT above'} every baseline{ai_note}; goal "
-            f"({target}): {verdict}")
+            f"{'above' if sc.above_baselines else 'NOT above'} every baseline; goal "
+            f"({target}): {verdict}{ai_note}{known}")
     return "\n".join(lines)
 
 
@@ -241,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="Also run each baseline without dwell or switch budgets (labelled).")
     ap.add_argument("--price-known", action="store_true",
                     help="Also run each scenario with the hour's power price known when "
-                         "deciding (a what-if column per scenario, no goal).")
+                         "deciding (a what-if row, no goal).")
     ap.add_argument("--no-run", action="store_true",
                     help="Print the table from the reports already in --out (no backtests).")
     ap.add_argument("--json", type=Path, help="Also write the table as JSON here.")
