@@ -8,11 +8,13 @@ import csv
 import json
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from orchestrator.models.config import load_config
+from tests.unit.test_cli import hashpivot
 
 ROOT = Path(__file__).parents[2]
 SCRIPT = ROOT / "scripts" / "scenario_table.py"
@@ -80,11 +82,24 @@ def test_table_captures_come_from_the_runs_ledger_and_oracle(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("config", SCENARIOS, ids=lambda p: p.stem)
-def test_every_scenario_file_loads_and_is_in_the_readme(config: Path) -> None:
+def test_every_scenario_backtests_and_is_in_the_readme(config: Path, tmp_path: Path) -> None:
     cfg = load_config(config)
     assert cfg.fleet and cfg.sites[0].power_cap_kw is not None
     readme = (ROOT / "examples" / "scenarios" / "README.md").read_text()
     assert f"`{config.name}`" in readme
+    # A day at the end of its period, as `hashpivot backtest -c FILE` runs it.
+    assert cfg.backtest.end is not None
+    end = cfg.backtest.end
+    start = end - timedelta(days=1)
+    proc = hashpivot("backtest", "-c", str(config), "--no-ray", "--no-baselines",
+                     "-p", "greedy", "--from", start.isoformat(), "--to", end.isoformat(),
+                     "--report", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["period"]["steps"] == 24
+    assert summary["fleet"]["nodes"] == sum(group.count for group in cfg.fleet)
+    net = _ledger_components(tmp_path / "ledger.csv")
+    assert summary["policies"]["greedy"]["net_usd"] == pytest.approx(net["greedy"], rel=1e-6)
 
 
 def test_site_kind_follows_the_fleet() -> None:
