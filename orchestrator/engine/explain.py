@@ -63,6 +63,10 @@ class ExplanationTable:
     cap: CapAllocation | None = None
     #: Per-node numbers (whole fleet) the policy's own reason texts name.
     reason_values: Mapping[str, npt.NDArray[np.float64]] = field(default_factory=dict)
+    #: Per site, the power-contract programs that priced its draw ('' where none), and
+    #: each node's site (whole fleet); the note follows the text of its site's nodes.
+    power_notes: Sequence[str] = ()
+    node_site: npt.NDArray[Any] | None = None
 
     @staticmethod
     def of(
@@ -74,6 +78,8 @@ class ExplanationTable:
         reason_text: Mapping[int, str] | None = None,
         cap: CapAllocation | None = None,
         reason_values: Mapping[str, npt.NDArray[np.float64]] | None = None,
+        power_notes: Sequence[str] = (),
+        node_site: npt.NDArray[Any] | None = None,
     ) -> ExplanationTable:
         cur = current[nodes].astype(np.intp)
         tgt = target[nodes].astype(np.intp)
@@ -95,6 +101,8 @@ class ExplanationTable:
             reason_text=reason_text or {},
             cap=cap,
             reason_values=reason_values or {},
+            power_notes=power_notes,
+            node_site=node_site,
         )
 
     def __len__(self) -> int:
@@ -117,6 +125,9 @@ class ExplanationTable:
         sch_l = self.switch_cost_usd_h[idx].tolist()
         fill_l = self.ai_fill[idx].tolist()
         node_l = self.nodes[idx].tolist()
+        notes = self.power_notes
+        site_l = (self.node_site[self.nodes[idx]].tolist()
+                  if notes and self.node_site is not None else None)
         out = []
         for k, name in enumerate(names):
             cur, tgt, code, value = cur_l[k], tgt_l[k], code_l[k], value_l[k]
@@ -137,10 +148,12 @@ class ExplanationTable:
                     switch_cost_usd=sc_l[k],
                     switch_cost_usd_h=sc_h,
                     ai_fill=fill_l[k],
-                    text=_text(cur, tgt, value[tgt] - value[cur], sc_h, why)
-                    if self.cap is None
-                    else self.cap.text(node_l[k], name)
-                    or _text(cur, tgt, value[tgt] - value[cur], sc_h, why),
+                    text=_with_note(
+                        _text(cur, tgt, value[tgt] - value[cur], sc_h, why)
+                        if self.cap is None
+                        else self.cap.text(node_l[k], name)
+                        or _text(cur, tgt, value[tgt] - value[cur], sc_h, why),
+                        notes[site_l[k]] if site_l is not None else ""),
                 )
             )
         return out
@@ -223,6 +236,10 @@ def _text(cur: int, tgt: int, delta: float, sc_h: float, why: str) -> str:
             f"cost ({why})"
         )
     return f"{a} → {b}: {why}"
+
+
+def _with_note(text: str, note: str) -> str:
+    return f"{text}; {note}" if note else text
 
 
 def mode_counts(modes: npt.NDArray[Any]) -> dict[str, int]:

@@ -61,6 +61,10 @@ class Plan:
     cap: CapAllocation | None = None
     #: Per-node numbers the policy's reason texts show (`PolicyDecision.values`).
     reason_values: Mapping[str, F64] = field(default_factory=dict)
+    #: Per site, the power-contract programs that priced its draw ('' where none), and
+    #: each node's site: explanations name the programs (`engine.contracts`).
+    power_notes: tuple[str, ...] = ()
+    node_site: npt.NDArray[np.int32] | None = None
     # The guards know which nodes change; a plan built any other way (or copied with
     # `dataclasses.replace`) works them out on first use.
     _changed: npt.NDArray[np.intp] | None = field(
@@ -78,7 +82,7 @@ class Plan:
         """One node's explanation, changed or not."""
         table = ExplanationTable.of(
             np.array([i]), self.current, self.target, self.reason, self.scores,
-            self.reason_text, self.cap, self.reason_values,
+            self.reason_text, self.cap, self.reason_values, self.power_notes, self.node_site,
         )
         return table.row(0, str(self.node_names[i]))
 
@@ -86,7 +90,7 @@ class Plan:
         """The terms behind every changed node, as columns."""
         return ExplanationTable.of(self.changed, self.current, self.target, self.reason,
                                    self.scores, self.reason_text, self.cap,
-                                   self.reason_values)
+                                   self.reason_values, self.power_notes, self.node_site)
 
     def explanations(
         self, limit: int | None = None, table: ExplanationTable | None = None

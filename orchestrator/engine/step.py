@@ -193,6 +193,8 @@ class DecisionStep:
         except BaseException:
             self.expected_gpus = expected_before  # a failed decision leaves no trace
             raise
+        if power is not None:
+            plan.power_notes, plan.node_site = self.contract_notes, fleet.site
         self.policy_state = plan.policy_state
         self.last_now_s = now_s
         self.skipped_cycles = skipped
