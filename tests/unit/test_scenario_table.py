@@ -80,6 +80,15 @@ def test_table_captures_come_from_the_runs_ledger_and_oracle(tmp_path: Path) -> 
     assert f"goal (≥ 97% and above every baseline): {verdict}" in proc.stdout
     assert f"{oracle['bound_usd']:,.0f} ({oracle['gap']:.2%})" in proc.stdout
 
+    # The same table from the reports already written, and --check's status from the goal.
+    again = subprocess.run(
+        [sys.executable, str(SCRIPT), str(config), "--no-run", "--check",
+         "--out", str(tmp_path / "reports")],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+    )
+    assert again.returncode == (0 if scenario["goal_met"] else 1), again.stderr[-3000:]
+    assert again.stdout == proc.stdout
+
 
 @pytest.mark.parametrize("config", SCENARIOS, ids=lambda p: p.stem)
 def test_every_scenario_backtests_and_is_in_the_readme(config: Path, tmp_path: Path) -> None:
