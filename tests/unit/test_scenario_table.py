@@ -146,3 +146,16 @@ def test_price_known_copy_only_removes_the_power_price_wait(tmp_path: Path) -> N
     # Everything else is the same site: BTC data keeps its one-day wait.
     assert known.btc_usd == original.btc_usd
     assert getattr(original.power_usd_mwh["default"], "observed_lag_s", None) == 3600
+
+
+@pytest.mark.parametrize("name", ["asic-hall", "capped-mixed", "gpu-heavy", "late-2025-mixed"])
+def test_each_scenario_cap_is_below_its_nameplate(name: str) -> None:
+    from orchestrator.models.build import profile_catalog
+
+    cfg = load_config(ROOT / "examples" / "scenarios" / f"{name}.yaml")
+    catalog = profile_catalog(cfg)
+    nameplate_kw = sum(
+        group.count * max(catalog[group.profile].watts_mine, catalog[group.profile].watts_ai)
+        for group in cfg.fleet) / 1000
+    (site,) = cfg.sites
+    assert site.power_cap_kw is not None and site.power_cap_kw < nameplate_kw
