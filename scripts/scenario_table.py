@@ -144,6 +144,8 @@ def price_known_copy(config: Path, out: Path) -> Path:
 
 def read_scenario(config: Path, out: Path, name: str | None = None) -> Scenario:
     """The table's rows for one finished run: capture from its ledger and oracle."""
+    if not (out / "summary.json").is_file() or not (out / "ledger.csv").is_file():
+        raise SystemExit(f"{config}: no backtest report in {out} (run without --no-run)")
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     oracle = summary["oracle"]
     if oracle is None:

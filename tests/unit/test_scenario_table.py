@@ -159,3 +159,14 @@ def test_each_scenario_cap_is_below_its_nameplate(name: str) -> None:
         for group in cfg.fleet) / 1000
     (site,) = cfg.sites
     assert site.power_cap_kw is not None and site.power_cap_kw < nameplate_kw
+
+
+def test_missing_reports_are_a_clear_error(tmp_path: Path) -> None:
+    config = ROOT / "examples" / "scenarios" / "asic-hall.yaml"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(config), "--no-run", "--out", str(tmp_path)],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 1
+    assert f"{config}: no backtest report in {tmp_path / 'asic-hall'}" in proc.stderr
+    assert "Traceback" not in proc.stderr
