@@ -7,7 +7,7 @@ and prints one table of scenario x policy x capture, with the oracle's bound and
 whether the goal holds:
 
 - ASIC-only sites: the best built-in reaches >= 99% of the feasible hindsight optimum;
-- mixed sites whose power cap binds: >= 97%;
+- mixed sites (ASICs and GPUs under one power cap): >= 97%;
 - every site: the best built-in is above every baseline.
 
 Capture is recomputed here from the run's ledger (sum of net USD per policy) over the
@@ -16,6 +16,8 @@ oracle's feasible value, so the table cannot drift from what the run recorded.
     python scripts/scenario_table.py                        # bundled sites + examples/scenarios
     python scripts/scenario_table.py examples/scenarios/asic-hall.yaml --from 2025-01-01 \\
         --to 2025-02-01 --json table.json
+    python scripts/scenario_table.py --price-known          # + the hour's price known (what-if)
+    python scripts/scenario_table.py --no-run               # re-print from reports/scenarios
 """
 
 from __future__ import annotations
