@@ -39,21 +39,29 @@ def peak_hours(rows: list[tuple[datetime, float]]) -> list[datetime]:
     return sorted(start for _, start in best.values())
 
 
-def main() -> None:
-    with PRICES.open() as f:
+def alert_rows(prices: Path = PRICES) -> list[tuple[str, int]]:
+    """The series' rows: (UTC time, alert)."""
+    with prices.open() as f:
         rows = [
             (datetime.fromisoformat(r["time"].replace("Z", "+00:00")), float(r["usd_per_mwh"]))
             for r in csv.DictReader(f)
             if r["usd_per_mwh"]
         ]
-    first = min(t for t, _ in rows)
+
+    def stamp(t: datetime) -> str:
+        return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    out = [(stamp(min(t for t, _ in rows)), 0)]
+    for start in peak_hours(rows):
+        out += [(stamp(start), 1), (stamp(start + timedelta(hours=1)), 0)]
+    return out
+
+
+def main() -> None:
     with OUT.open("w", newline="") as f:
         out = csv.writer(f, lineterminator="\n")
         out.writerow(["time", "alert"])
-        out.writerow([first.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), 0])
-        for start in peak_hours(rows):
-            for t, value in ((start, 1), (start + timedelta(hours=1), 0)):
-                out.writerow([t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), value])
+        out.writerows(alert_rows())
     print(f"wrote {OUT}")
 
 

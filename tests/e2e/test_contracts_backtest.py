@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from tests.e2e.test_one_decision_path import EXAMPLES, hashpivot
+from tests.e2e.test_one_decision_path import EXAMPLES, hashpivot, site_file
 
 START, END = "2024-08-22", "2024-08-25"  # holds the illustrative peak of August 2024
 POLICIES = ("greedy", "hysteresis")
@@ -129,3 +129,67 @@ def test_dry_run_explanations_name_the_program(tmp_path: Path) -> None:
              for c in r.get("changes", [])]
     stopped = [t for t in texts if t.startswith("idle beats mine")]
     assert stopped and all("coincident-peak alert p=1.00" in t for t in stopped), texts[:3]
+
+
+def _asic_site(tmp_path: Path, contract: dict) -> Path:
+    """The example site with only its S21 miners, under `contract`."""
+    site = {**_site(), "contract": contract}
+    return site_file(tmp_path, "contracts", sites=[site],
+                     fleet=[{"profile": "s21", "count": 10, "site": site["name"],
+                             "mode": "mine"}])
+
+
+def test_time_of_use_prices_each_local_hour(tmp_path: Path) -> None:
+    """Always-mine on miners alone draws the same every hour, so each step's energy cost
+    divided by (TOU price of its local hour + adder) is the same number."""
+    periods = [{"days": ["mon", "tue", "wed", "thu", "fri"], "start_hour": 14,
+                "end_hour": 19, "usd_mwh": 120.0},
+               {"days": ["sat", "sun"], "start_hour": 0, "end_hour": 24, "usd_mwh": 15.0}]
+    path = _asic_site(tmp_path, {"price": {"kind": "time_of_use", "default_usd_mwh": 35.0,
+                                           "periods": periods}})
+    done = hashpivot("backtest", "-c", str(path), "--from", "2024-03-01", "--to",
+                     "2024-03-05", "--no-ray", "-p", "greedy", "--no-baselines",
+                     "--report", str(tmp_path / "r"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with (tmp_path / "r" / "ledger.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r["policy"] == "greedy"]
+    zone = ZoneInfo(_site()["timezone"])
+    adder = _site()["tariff_adder_usd_mwh"]
+
+    def tou(local: datetime) -> float:
+        if local.weekday() >= 5:
+            return 15.0
+        return 120.0 if 14 <= local.hour < 19 else 35.0
+
+    mining = [r for r in rows if int(r["nodes_mine"]) == 10 and int(r["switches"]) == 0]
+    assert len({tou(datetime.fromisoformat(r["time"].replace("Z", "+00:00"))
+                    .astimezone(zone)) for r in mining}) == 3, "every price is seen mining"
+    mwh = [float(r["power_cost_usd"]) / (tou(datetime.fromisoformat(
+        r["time"].replace("Z", "+00:00")).astimezone(zone)) + adder) for r in mining]
+    assert max(mwh) == pytest.approx(min(mwh), rel=1e-3)
+
+
+def test_bad_alert_values_name_field_and_file(tmp_path: Path) -> None:
+    (tmp_path / "alerts.csv").write_text("time,alert\n2024-03-01T00:00:00Z,0\n"
+                                         "2024-03-01T05:00:00Z,7\n")
+    path = _asic_site(tmp_path, {"coincident_peak": {
+        "months": [3], "usd_per_kw": 10.0,
+        "alerts": {"path": str(tmp_path / "alerts.csv"), "value_column": "alert"}}})
+    done = hashpivot("backtest", "-c", str(path), "--from", "2024-03-01", "--to",
+                     "2024-03-02", "--no-ray", "-p", "greedy", "--no-baselines",
+                     "--report", str(tmp_path / "r"), cwd=tmp_path)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert "coincident_peak.alerts" in done.stderr and "alerts.csv" in done.stderr
+
+
+def test_bad_contract_names_field_and_file(tmp_path: Path) -> None:
+    site = {**_site(), "power_cap_kw": None,
+            "contract": {"price": {"kind": "fixed", "usd_mwh": 40, "resale_at_spot": True},
+                         "coincident_peak": {"months": [13], "usd_per_kw": 5, "alerts": 0.0}}}
+    path = site_file(tmp_path, "contracts", sites=[site])
+    done = hashpivot("config", "check", str(path), cwd=tmp_path)
+    assert done.returncode != 0
+    out = done.stdout + done.stderr
+    assert "Traceback" not in out
+    assert "months" in out and "contracts.yaml" in out

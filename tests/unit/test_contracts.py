@@ -218,3 +218,40 @@ def test_ledger_lines_by_hand(tmp_path: Path) -> None:
     expected = np.zeros(4)
     expected[3] = d_rate * 18.0 * 4 / month_h
     np.testing.assert_allclose(ledger.demand_charge, expected)
+
+
+# --- the bundled illustrative alerts ---------------------------------------------------
+
+
+def test_bundled_alerts_are_the_priciest_summer_weekday_afternoons() -> None:
+    """The bundled file is what scripts/make_4cp_alerts.py writes, and each alerted hour
+    is, by a direct scan of the bundled prices, the highest-price weekday afternoon hour
+    (14:00-18:59 Central) of its summer month."""
+    import csv
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("make_4cp_alerts",
+                                                  root / "scripts" / "make_4cp_alerts.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    data = root / "orchestrator" / "data" / "recorded"
+    with (data / "ercot_4cp_alerts_illustrative.csv").open() as f:
+        bundled = [(r["time"], int(r["alert"])) for r in csv.DictReader(f)]
+    assert bundled == script.alert_rows()
+    zone = ZoneInfo("America/Chicago")
+    with (data / "ercot_hb_west_hourly.csv").open() as f:
+        prices = {r["time"]: float(r["usd_per_mwh"]) for r in csv.DictReader(f)
+                  if r["usd_per_mwh"]}
+    alerted = [t for t, a in bundled if a == 1]
+    months = {}
+    for t, price in prices.items():
+        local = datetime.fromisoformat(t.replace("Z", "+00:00")).astimezone(zone)
+        if local.month in (6, 7, 8, 9) and local.weekday() < 5 and 14 <= local.hour < 19:
+            key = (local.year, local.month)
+            months[key] = max(months.get(key, -np.inf), price)
+    assert len(alerted) == len(months)
+    for t in alerted:
+        local = datetime.fromisoformat(t.replace("Z", "+00:00")).astimezone(zone)
+        assert prices[t] == months[(local.year, local.month)]
