@@ -34,6 +34,17 @@ ENV PATH=/opt/hashpivot/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp
+# Compiled kernels, so a pod loads them at start instead of compiling for tens of
+# seconds. Built here, in the final image, against the installed files at their final
+# paths: numba keys its cache by each source file's folder and content. Generic x86-64
+# code: numba also keys it by CPU model and features, so a cache for the build
+# machine's CPU would be ignored on another node's. The pod's read-only root keeps numba
+# from using this folder directly; the controller copies it to one of its own under /tmp
+# at start (orchestrator/framework/jit.py).
+ENV NUMBA_CACHE_DIR=/opt/hashpivot/numba-cache \
+    NUMBA_CPU_NAME=generic
+RUN hashpivot warm-cache \
+ && chmod -R go-w /opt/hashpivot/numba-cache
 USER 65532:65532
 WORKDIR /tmp
 EXPOSE 9108

@@ -161,6 +161,7 @@ def chart_schema() -> Schema:
             ),
         ),
         journal=obj(sizeLimit=QUANTITY, existingClaim=NAME),
+        kernelCache=obj(existingClaim=NAME),
         podAnnotations=STRING_MAP,
         podLabels=STRING_MAP,
         podSecurityContext=POD_SECURITY,
@@ -270,7 +271,9 @@ def build_schema(values_text: str | None = None) -> Schema:
     """The values schema, with descriptions from values.yaml; raises if they disagree."""
     text = values_text if values_text is not None else VALUES.read_text()
     docs = value_docs(text)
-    chart = chart_schema()
+    # Leaf schemas (NAME, BOOL…) are shared objects: copy them apart (a deep copy would
+    # keep them shared) so each value gets its own description, not the last assigned.
+    chart = json.loads(json.dumps(chart_schema()))
     declared = {p for p, _ in _walk(chart) if p}
     problems = [
         f"{'.'.join(p)}: in the schema but not documented with `# --` in values.yaml"

@@ -9,6 +9,7 @@ Policies run every cycle, so the gathers they all need are compiled here once.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Callable
@@ -40,9 +41,14 @@ def _use_private_cache_dir() -> bool:
     Numba writes next to the sources by default; an installed package or a read-only
     container root cannot take that, so use a per-user directory: `$NUMBA_CACHE_DIR` if
     set, else `~/.cache/hashpivot/numba`, else one under the temp dir named for the user.
+    A `$NUMBA_CACHE_DIR` this process cannot write (the image's, built by `hashpivot
+    warm-cache`, on a read-only root filesystem) seeds the per-user one: numba ignores a
+    cache directory it cannot write to, even for loading.
     Returns False when none is usable: compile in memory, cache nothing.
     """
-    if os.environ.get("NUMBA_CACHE_DIR"):
+    given = os.environ.get("NUMBA_CACHE_DIR")
+    seed = Path(given) if given and _read_only_cache(Path(given)) else None
+    if given and seed is None:
         return True
     candidates = []
     try:
@@ -54,9 +60,36 @@ def _use_private_cache_dir() -> bool:
     candidates.append(Path(tempfile.gettempdir()) / f"hashpivot-numba-{os.getuid()}")
     for candidate in candidates:
         if _private_dir(candidate):
+            if seed is not None:
+                _copy_cache(seed, candidate)
             os.environ["NUMBA_CACHE_DIR"] = str(candidate)
             return True
     return False
+
+
+def _read_only_cache(path: Path) -> bool:
+    """A cache directory to copy from: one that exists, that this process cannot write,
+    and that no other user could have written (numba unpickles what it finds there)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return False
+    return (path.is_dir() and not os.access(path, os.W_OK)
+            and info.st_uid in (0, os.getuid())
+            and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _copy_cache(seed: Path, into: Path) -> None:
+    """Copy the compiled files `into` lacks (a restarted container keeps its /tmp)."""
+    for source in seed.rglob("*"):
+        target = into / source.relative_to(seed)
+        try:
+            if source.is_dir():
+                target.mkdir(mode=0o700, exist_ok=True)
+            elif not target.exists():
+                shutil.copy2(source, target)
+        except OSError:  # a partial copy only costs a compile
+            continue
 
 
 _CACHE_ON_DISK = _use_private_cache_dir()

@@ -426,6 +426,32 @@ def test_production(helm: Helm) -> None:
     assert {"DaemonSet", "ServiceMonitor", "NetworkPolicy"} <= kinds
 
 
+def test_kernel_cache_is_the_images_unless_a_volume_is_given(helm: Helm) -> None:
+    """By default the image's NUMBA_CACHE_DIR stands, and the private copy the controller
+    makes of that read-only folder (under $HOME) lands on a writable emptyDir; with
+    `kernelCache.existingClaim` the claim is mounted where NUMBA_CACHE_DIR points."""
+    default = controller_pod(helm.template())
+    (container,) = default["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert "NUMBA_CACHE_DIR" not in env
+    assert not [v for v in default["volumes"] if v["name"] == "kernel-cache"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    copy = Path(env["HOME"]) / ".cache" / "hashpivot" / "numba"  # jit.py's first choice
+    (holder,) = [p for p in mounts if copy.is_relative_to(p)]
+    volume = next(v for v in default["volumes"] if v["name"] == mounts[holder])
+    assert "emptyDir" in volume
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+    pod = controller_pod(helm.template(sets=["kernelCache.existingClaim=hashpivot-kernels"]))
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "kernel-cache"]
+    assert env["NUMBA_CACHE_DIR"] == mount["mountPath"]
+    assert not mount.get("readOnly")  # what a start compiles is kept for the next
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "kernel-cache"]
+    assert volume["persistentVolumeClaim"] == {"claimName": "hashpivot-kernels"}
+
+
 def test_config_change_rolls_the_pods(helm: Helm) -> None:
     def checksum(*sets: str) -> str:
         docs = helm.template(sets=sets)
