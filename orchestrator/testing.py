@@ -189,7 +189,7 @@ def _prices(fleet: FleetTable, t: float, k: int) -> MarketPrices:
         gpu_usd_per_gpu_hour=np.full(len(fleet.gpu_models), gpu),
         power_usd_mwh=np.array([_power_usd_mwh(t, s) for s in range(sites)]),
         oldest_observed_s=oldest,
-        observed=observed,
+        observed_source=observed,
     )
 
 

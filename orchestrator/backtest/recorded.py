@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -415,7 +416,6 @@ class PriceTable:
             object.__setattr__(self, "_step_scalars", scalars)
             assert self._step_scalars is not None
         step = self._step_scalars[i]
-        o = self.observed
         return MarketPrices(
             step[0],
             step[1],
@@ -425,10 +425,16 @@ class PriceTable:
             self.gpu_usd_per_gpu_hour[i],
             self.power_usd_mwh[i],
             step[4],
-            None if o is None else ObservedTimes(
-                step[5], step[6], step[7], step[8], o.usd_per_unit_day[i],
-                o.gpu_usd_per_gpu_hour[i], o.power_usd_mwh[i]),
+            # Worked out only for a policy that reads it (most never do).
+            None if self.observed is None else partial(self._observed_at, i),
         )
+
+    def _observed_at(self, i: int) -> ObservedTimes:
+        o = self.observed
+        assert o is not None and self._step_scalars is not None
+        step = self._step_scalars[i]
+        return ObservedTimes(step[5], step[6], step[7], step[8], o.usd_per_unit_day[i],
+                             o.gpu_usd_per_gpu_hour[i], o.power_usd_mwh[i])
 
     @property
     def hashprice_usd_ph_day(self) -> F64:

@@ -57,7 +57,7 @@ def snapshot_to_prices(snapshot: MarketSnapshot, fleet: FleetTable) -> MarketPri
         gpu_usd_per_gpu_hour=gpu,
         power_usd_mwh=np.array(power),
         oldest_observed_s=snapshot.oldest_observed_at().timestamp(),
-        observed=ObservedTimes(
+        observed_source=ObservedTimes(
             btc_at, at(snapshot.difficulty), at(snapshot.fees_btc_per_block),
             at(snapshot.subsidy_btc), unit_at, gpu_at, np.array(power_at, dtype=np.float64)),
     )

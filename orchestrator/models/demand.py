@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -113,9 +114,26 @@ class DemandSummary:
     expected_gpus: npt.NDArray[np.float64] | None = None
     #: The same smoothed level where the demand accepts any GPU model.
     expected_gpus_any_model: float = 0.0
-    #: The waiting jobs one by one (GPUs, model, price, duration, wait, deadline), beside
-    #: the totals above; the same jobs, where the source lists them.
-    jobs: PendingJobs = NO_JOBS
+    #: The waiting jobs, or how to list them on first use (a backtest lists its queue
+    #: only for a policy that reads it); read them as `jobs`.
+    job_list: PendingJobs | Callable[[], PendingJobs] = NO_JOBS
+
+    @property
+    def jobs(self) -> PendingJobs:
+        """The waiting jobs one by one (GPUs, model, price, duration, wait, deadline),
+        beside the totals above: the same jobs, where the source lists them."""
+        listed = self.job_list
+        if isinstance(listed, PendingJobs):
+            return listed
+        jobs = listed()
+        object.__setattr__(self, "job_list", jobs)  # listed once per decision
+        return jobs
+
+    def __reduce__(self) -> tuple[type[DemandSummary], tuple[object, ...]]:
+        # Shipped (to a Ray actor) with its jobs listed, never with the source behind them.
+        return (DemandSummary, (self.pending_gpus, self.offered_usd_per_gpu_hour,
+                                self.pending_gpus_any_model, self.expected_gpus,
+                                self.expected_gpus_any_model, self.jobs))
 
     @staticmethod
     def empty(n_gpu_models: int) -> DemandSummary:
@@ -147,7 +165,7 @@ class DemandSummary:
                 priced_gpus[i] += job.gpus
         with np.errstate(invalid="ignore", divide="ignore"):
             offered = np.where(priced_gpus > 0, paid / priced_gpus, np.nan)
-        return DemandSummary(pending, offered, any_model, jobs=_columns(listed))
+        return DemandSummary(pending, offered, any_model, job_list=_columns(listed))
 
 
 def _seconds(at: datetime | None) -> float:

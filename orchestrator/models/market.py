@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -136,9 +137,27 @@ class MarketPrices:
     power_usd_mwh: npt.NDArray[np.float64]
     #: Seconds since epoch of the oldest value used (drives the stale-data hold).
     oldest_observed_s: float
-    #: When each value was observed (None: the source did not say; see
-    #: `DecisionContext.observed_s`).
-    observed: ObservedTimes | None = None
+    #: When each value was observed, or how to say so on first use (a backtest works it
+    #: out only for a policy that asks); read it as `observed`.
+    observed_source: ObservedTimes | Callable[[], ObservedTimes] | None = None
+
+    @property
+    def observed(self) -> ObservedTimes | None:
+        """When each value was observed (None: the source did not say; see
+        `DecisionContext.observed_s`)."""
+        source = self.observed_source
+        if source is None or isinstance(source, ObservedTimes):
+            return source
+        observed = source()
+        object.__setattr__(self, "observed_source", observed)
+        return observed
+
+    def __reduce__(self) -> tuple[type[MarketPrices], tuple[object, ...]]:
+        # Shipped with its observation times worked out, never with the table behind them.
+        return (MarketPrices, (self.btc_usd, self.difficulty, self.fees_btc_per_block,
+                               self.subsidy_btc, self.usd_per_unit_day,
+                               self.gpu_usd_per_gpu_hour, self.power_usd_mwh,
+                               self.oldest_observed_s, self.observed))
 
     @property
     def hashprice_usd_per_ph_day(self) -> float:

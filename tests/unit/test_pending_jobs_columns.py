@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from orchestrator.models.demand import AIJob, DemandSummary
+from orchestrator.models.demand import AIJob, DemandSummary, PendingJobs
 
 MODELS = ("A100_80GB", "H100_80GB_SXM5")
 SUBMITTED = datetime(2025, 3, 1, 12, tzinfo=UTC)
@@ -52,3 +52,31 @@ def test_job_columns_are_read_only() -> None:
     with pytest.raises(ValueError, match="read-only"):
         jobs.gpus[0] = 0.0
     assert DemandSummary.from_jobs([], MODELS).jobs.n == 0
+
+
+def test_lazy_jobs_and_observation_times_ship_resolved() -> None:
+    """A backtest lists jobs and works out observation times only when asked; shipped to
+    another process (a Ray actor), both travel as values, never as the source behind them."""
+    import pickle
+
+    from orchestrator.models.market import MarketPrices, ObservedTimes
+
+    listed = DemandSummary.from_jobs(_jobs(), MODELS).jobs
+    calls: list[int] = []
+
+    def list_jobs() -> PendingJobs:
+        calls.append(1)
+        return listed
+
+    lazy = DemandSummary(np.zeros(2), np.full(2, np.nan), job_list=list_jobs)
+    assert not calls
+    copy = pickle.loads(pickle.dumps(lazy))  # a local function cannot be pickled itself
+    assert calls == [1] and copy.jobs.gpus.tolist() == listed.gpus.tolist()
+    assert lazy.jobs is listed and calls == [1]  # listed once
+
+    seen = ObservedTimes(1.0, 2.0, 3.0, 4.0, np.zeros(1), np.zeros(0), np.array([5.0]))
+    prices = MarketPrices(1.0, 1.0, 0.0, 3.125, np.zeros(1), np.zeros(0), np.ones(1), 1.0,
+                          lambda: seen)
+    again = pickle.loads(pickle.dumps(prices))
+    assert again.observed is not None and again.observed.power_usd_mwh.tolist() == [5.0]
+    assert prices.observed is seen
