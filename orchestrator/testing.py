@@ -44,7 +44,7 @@ from orchestrator.framework.policy import Policy
 from orchestrator.framework.reasons import Reason
 from orchestrator.framework.registry import load_policy
 from orchestrator.models.config import GuardConfig, HashpivotConfig, ScoringConfig
-from orchestrator.models.demand import DemandSummary
+from orchestrator.models.demand import DemandSummary, PendingJobs
 from orchestrator.models.fleet import FleetTable
 from orchestrator.models.hardware import builtin_catalog
 from orchestrator.models.journal import StateArray
@@ -193,11 +193,33 @@ def _prices(fleet: FleetTable, t: float, k: int) -> MarketPrices:
     )
 
 
-def _demand(fleet: FleetTable, k: int) -> DemandSummary:
+def _demand(fleet: FleetTable, k: int, t: float = 0.0) -> DemandSummary:
     waves = (0.0, 16.0, 40.0, 4.0, 0.0, 24.0)
     pending = np.full(len(fleet.gpu_models), waves[(k // 9) % len(waves)])
     offered = np.full(len(fleet.gpu_models), np.nan if k % 2 else 3.1)
-    return DemandSummary(pending, offered, pending_gpus_any_model=float(k % 3))
+    any_model = float(k % 3)
+    return DemandSummary(pending, offered, pending_gpus_any_model=any_model,
+                         job_list=_jobs(pending, offered, any_model, k, t))
+
+
+def _jobs(pending: F64, offered: F64, any_model: float, k: int, t: float) -> PendingJobs:
+    """The totals as jobs of up to 8 GPUs: waits of 0–5 h, durations of 1–12 h, a
+    deadline on every other job, some of them already past, some submission times unknown."""
+    gpus: list[float] = []
+    model: list[int] = []
+    for m, total in [*enumerate(pending.tolist()), (-1, any_model)]:
+        parts = math.ceil(total / 8.0)
+        gpus += [min(8.0, total - 8.0 * i) for i in range(parts)]
+        model += [m] * parts
+    j = np.arange(len(gpus))
+    waited = 3600.0 * ((j + k) % 6)
+    submitted = np.where((j + k) % 7 == 6, np.nan, t - waited)
+    price = np.array([offered[m] if m >= 0 else np.nan for m in model])
+    return PendingJobs.of(
+        np.array(gpus, dtype=np.float64), np.array(model, dtype=np.int16), price,
+        1.0 + ((j * 5 + k) % 12).astype(np.float64), submitted,
+        np.where(j % 2 == 0, t - waited + 3600.0 * (2 + j % 5), np.nan),
+        (j + k) % 3 == 0)
 
 
 def _history(times: F64, fleet: FleetTable, k: int) -> MarketHistory:
@@ -256,7 +278,7 @@ def _act(fleet: FleetTable, target: npt.NDArray[np.int8]) -> FleetTable:
 
 def _inputs(times: F64, fleet: FleetTable, k: int, history: bool) -> dict[str, Any]:
     t = float(times[k])
-    return {"now_s": t, "prices": _prices(fleet, t, k), "demand": _demand(fleet, k),
+    return {"now_s": t, "prices": _prices(fleet, t, k), "demand": _demand(fleet, k, t),
             "history": _history(times, fleet, k) if history else None}
 
 

@@ -126,3 +126,21 @@ def test_dry_run_shows_the_waiting_jobs(tmp_path: Path) -> None:
     changes = [(r.now_s, c) for r in read_journal(journal) for c in r.changes]
     assert [(now, c.target, c.reason_code) for now, c in changes] == (
         [(_first_impatient(), "ai", 130)] * 2)
+
+
+def test_policies_check_shows_a_policy_waiting_jobs(tmp_path: Path) -> None:
+    """`hashpivot policies check` gives a policy job lists like a real queue's: every GPU
+    model and 'any', unknown submission times, deadlines, and totals that match."""
+    shutil.copy(PROBE, tmp_path / PROBE.name)
+    out = hashpivot("policies", "check", PROBE.name, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    seen = [json.loads(line) for line in (tmp_path / "jobs_seen.jsonl").read_text().splitlines()]
+    listed = [s for s in seen if s["gpus"]]
+    assert listed and len(listed) < len(seen)  # queues come and go
+    models = {m for s in listed for m in s["gpu_model"]}
+    assert -1 in models and any(m >= 0 for m in models)
+    assert any(t is None for s in listed for t in s["submitted"])
+    assert any(d is not None for s in listed for d in s["deadline"])
+    for s in listed:
+        assert all(0 < g <= 8 for g in s["gpus"])
+        assert all(w is None or w >= 0 for w in s["waited"])
