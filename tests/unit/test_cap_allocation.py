@@ -381,3 +381,73 @@ def test_small_sites_end_fitted_locally_best_and_explained() -> None:
                 w[m, i] for m in chosen[i]) for i in movers)
     # The seeded cases reach the refinement passes, not just the shedding.
     assert swaps_needed > 20
+
+
+def _best_move_by_search(
+    nodes: list[int], options: np.ndarray, n_options: np.ndarray, target: np.ndarray,
+    w: np.ndarray, u: np.ndarray, headroom: float,
+) -> float:
+    """The most USD/h one admission that fits, or one swap (shed one load, admit another
+    that then fits), can add: every pair tried."""
+    moves = [(i, int(options[i, j]), w[options[i, j], i] - w[target[i], i],
+              u[options[i, j], i] - u[target[i], i])
+             for i in nodes for j in range(n_options[i]) if options[i, j] != target[i]]
+    best = 0.0
+    for _i, _m, dw, du in moves:
+        if 0 < dw <= headroom:
+            best = max(best, du)
+    for i, _m, dw, du in moves:
+        for j, _k, dw2, du2 in moves:
+            if i != j and dw < 0 < dw2 and dw2 > headroom and dw + dw2 <= headroom:
+                best = max(best, du + du2)
+    return best
+
+
+def test_the_best_swap_is_the_best_pair_a_search_finds() -> None:
+    """`_best_swap` against trying every admission and every pair, on seeded states of a
+    site after shedding: nodes with up to three options, some below their plan (the only
+    ones that can be admitted), a move's best partner sometimes on the node itself."""
+    rng = np.random.default_rng(7)
+    found = 0
+    for case in range(3000):
+        n = int(rng.integers(2, 7))
+        w = np.zeros((3, n))
+        w[IDLE] = rng.choice([0.0, 20.0], n)
+        w[MINE] = rng.choice([100.0, 300.0, 500.0], n)
+        w[AI] = rng.choice([200.0, 700.0, 900.0], n)
+        u = np.zeros((3, n))
+        u[MINE] = rng.choice([-0.5, 0.5, 1.0, 5.0], n)
+        u[AI] = rng.choice([-1.0, 2.0, 9.5, 12.0], n)
+        options = np.zeros((n, 3), np.int8)
+        n_options = np.zeros(n, np.intp)
+        target = np.zeros(n, np.int8)
+        for i in range(n):
+            opts = [int(m) for m in rng.permutation(3)[: int(rng.integers(1, 4))]]
+            opts.sort(key=lambda m: -w[m, i])  # the plan first: the highest draw
+            options[i, : len(opts)] = opts
+            n_options[i] = len(opts)
+            target[i] = opts[int(rng.integers(0, len(opts)))]
+        nodes = np.arange(n, dtype=np.intp)
+        shed = np.array([i for i in range(n) if target[i] != options[i, 0]], dtype=np.intp)
+        headroom = float(rng.choice([0.0, 50.0, 250.0, 600.0]))
+        gain, i, mi, j, mj = kernels._best_swap(
+            nodes=nodes, shed=shed, options=options, n_options=n_options, target=target,
+            watts=w, value=u, switch_per_h=np.zeros_like(u), headroom=headroom,
+        )
+        expect = _best_move_by_search(list(range(n)), options, n_options, target, w, u,
+                                      headroom)
+        if expect <= 1e-9:
+            assert i < 0, case
+            continue
+        found += 1
+        assert gain == pytest.approx(expect), case
+        # The move itself: it fits and adds what it says.
+        after = target.copy()
+        after[i] = mi
+        if j >= 0:
+            assert j != i
+            after[j] = mj
+        idx = np.arange(n)
+        assert w[after, idx].sum() - w[target, idx].sum() <= headroom + 1e-9, case
+        assert u[after, idx].sum() - u[target, idx].sum() == pytest.approx(expect), case
+    assert found > 300
