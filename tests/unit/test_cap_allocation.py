@@ -451,3 +451,41 @@ def test_the_best_swap_is_the_best_pair_a_search_finds() -> None:
         assert w[after, idx].sum() - w[target, idx].sum() <= headroom + 1e-9, case
         assert u[after, idx].sum() - u[target, idx].sum() == pytest.approx(expect), case
     assert found > 300
+
+
+def test_a_node_whose_cheapest_step_is_straight_to_idle_is_shed_there() -> None:
+    # A GPU node planned into AI (1 kW, $10/h) from mining at a loss ($-1/h for 300 W):
+    # per watt, idling gives up less ($0.010/W) than falling back to mining ($0.0157/W),
+    # so its first step goes straight to idle. A fixed 500 W load stays.
+    watts = [[0, 0], [300, 500], [1000, 0]]
+    value = [[0.0, 0.0], [-1.0, 0.2], [10.0, -np.inf]]
+    target, reason, power, _, _ = _alloc(watts, value, [AI, MINE], [MINE, MINE], 800,
+                                         fixed=[False, True])
+    assert target == [IDLE, MINE]
+    assert reason[0] == Reason.GUARD_POWER_CAP_CURTAILED
+    assert power == 500
+
+
+def test_a_site_exactly_at_its_cap_is_left_as_planned() -> None:
+    # The plan draws exactly the cap. A swap would raise value (idle the $0.1/h miner,
+    # run the $5/h one), but the cap only acts on a site over it.
+    watts = [[0, 0], [1000, 1000], [0, 0]]
+    value = [[0.0, 0.0], [0.1, 5.0], [-np.inf, -np.inf]]
+    target, reason, power, gave, _ = _alloc(watts, value, [MINE, IDLE], [MINE, IDLE], 1000)
+    assert target == [MINE, IDLE]
+    assert reason == [Reason.HIGHER_VALUE] * 2 and gave == [-1, -1]
+    assert power == 1000
+
+
+def test_loads_shed_on_the_way_to_a_large_one_all_come_back() -> None:
+    # 70 small miners (10 W at $0.01/h: 1.0 $/kWh) give way before a 10 kW one at $15/h
+    # (1.5 $/kWh), but together they free only 700 W of the 5 kW needed, so the large one
+    # goes too. Then there is room for every small one again: all 70 come back, more than
+    # the swap rounds (`MAX_SWAP_ROUNDS`) could bring back one at a time.
+    n = 71
+    watts = [[0] * n, [10] * 70 + [10_000], [0] * n]
+    value = [[0.0] * n, [0.01] * 70 + [15.0], [-np.inf] * n]
+    cap = 70 * 10 + 10_000 - 5_000
+    target, _, power, _, _ = _alloc(watts, value, [MINE] * n, [MINE] * n, cap)
+    assert target == [MINE] * 70 + [IDLE]
+    assert power == 700
