@@ -265,3 +265,17 @@ def test_a_cache_folder_others_could_write_is_not_copied(tmp_path: Path) -> None
         if os.getuid() == 0:
             subprocess.run(["chattr", "-i", str(seed)], check=True)
         seed.chmod(0o755)
+
+
+@pytest.mark.slow
+def test_warm_cache_runs_on_the_base_install(warmed: tuple[Path, str, str]) -> None:
+    """Without the extras (Kubernetes, Ray, pyasic, NVML) it finds the same kernels: the
+    modules it cannot import hold none."""
+    from tests.unit.test_lean_install import BLOCKED_ENTRY
+
+    cache, _, full = warmed
+    proc = subprocess.run([sys.executable, "-c", BLOCKED_ENTRY, "warm-cache", "--cache-dir",
+                           str(cache)], capture_output=True, text=True, check=False,
+                          timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert counts(proc.stdout)[0] == counts(full)[0]
