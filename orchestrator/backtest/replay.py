@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from orchestrator.backtest.contracts import contract_book
 from orchestrator.engine.plan import Plan
 from orchestrator.engine.prices import snapshot_to_prices
 from orchestrator.engine.step import DecisionStep, StepMemory
@@ -71,7 +72,8 @@ def redecide(record: CycleRecord, config: HashpivotConfig, policy: Policy) -> Pl
     demand_cfg = config.demand
     step = DecisionStep(policy, config.guards, config.scoring,
                         interval_s=inputs.interval_s if inputs is not None else 0.0,
-                        demand_model=demand_cfg.gpu_model if demand_cfg is not None else None)
+                        demand_model=demand_cfg.gpu_model if demand_cfg is not None else None,
+                        contracts=contract_book(config))
     if inputs is not None:
         pending = DemandSummary(
             np.array(inputs.pending_gpus, dtype=np.float64),
@@ -86,6 +88,8 @@ def redecide(record: CycleRecord, config: HashpivotConfig, policy: Policy) -> Pl
             switch_last_s=np.array(inputs.switch_since), switch_load=np.array(inputs.switch_load),
         ))
         frozen = inputs.frozen
+        if step.contracts is not None and inputs.contract_peak_kw is not None:
+            step.contracts.restore_peaks(record.now_s, inputs.contract_peak_kw)
     else:  # journals written before the decision step journaled its inputs
         pending = DemandSummary.from_jobs(record.demand.pending, fleet.gpu_models)
         step.policy_state = state

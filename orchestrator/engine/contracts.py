@@ -93,6 +93,26 @@ class ContractBook:
             return None
         return ContractBook(sites, alerts)
 
+    def peaks_kw(self, now_s: float) -> list[float]:
+        """Each site's month-to-date peak as it stands for a decision at `now_s` (0 for a
+        site whose remembered peak is of another month), kW."""
+        out = []
+        for j, site in enumerate(self.sites):
+            local = datetime.fromtimestamp(now_s, site.zone)
+            same = self._peak_month[j] == (local.year, local.month)
+            out.append(float(self._peak_kw[j]) if same else 0.0)
+        return out
+
+    def restore_peaks(self, now_s: float, peaks_kw: Sequence[float]) -> None:
+        """Continue from the peaks `peaks_kw` (one per site) of `now_s`'s month: after a
+        restart, or to decide a journaled cycle again."""
+        if len(peaks_kw) != len(self.sites):
+            return  # journaled for another set of sites: start afresh
+        for j, site in enumerate(self.sites):
+            local = datetime.fromtimestamp(now_s, site.zone)
+            self._peak_month[j] = (local.year, local.month)
+            self._peak_kw[j] = float(peaks_kw[j])
+
     def energy_usd_mwh(self, j: int, local: datetime, spot: float) -> float:
         """What site `j` pays per MWh it draws at `local` (before adders and charges)."""
         contract = self.sites[j].contract

@@ -56,6 +56,8 @@ class StepMemory:
     switch_nodes: list[str]
     switch_last_s: F64
     switch_load: F64
+    #: Each site's month-to-date peak (kW) as of `now_s`, for sites' power contracts.
+    contract_peak_kw: tuple[float, ...] = ()
 
 
 @dataclass
@@ -79,6 +81,8 @@ class DecisionStep:
     contracts: ContractBook | None = None
     #: Per site, the programs that priced the last decision's power ('' where none).
     contract_notes: tuple[str, ...] = ()
+    #: Per site, the month-to-date peak (kW) the last decision started from (journaled).
+    contract_peaks_in: list[float] | None = None
     # Switch history aligned with `_names` (the fleet rows last decided on).
     _names: npt.NDArray[np.object_] | None = field(default=None, repr=False)
     _last_s: F64 = field(default_factory=lambda: np.zeros(0), repr=False)
@@ -179,6 +183,7 @@ class DecisionStep:
             skipped = max(round((now_s - last_now) / self.interval_s) - 1, 0)
         power = None
         if self.contracts is not None:
+            self.contract_peaks_in = self.contracts.peaks_kw(now_s)
             power, self.contract_notes = self.contracts.score_prices(
                 now_s, prices.power_usd_mwh, fleet)
         ctx = build_context(
@@ -265,6 +270,8 @@ class DecisionStep:
             switch_nodes=names,
             switch_last_s=self._last_s[keep].copy(),
             switch_load=self._load[keep].copy(),
+            contract_peak_kw=() if self.contracts is None or now is None
+            else tuple(self.contracts.peaks_kw(now)),
         )
 
     def restore(self, memory: StepMemory) -> None:
@@ -273,6 +280,8 @@ class DecisionStep:
         self.last_now_s = memory.now_s
         self.policy_state = dict(memory.policy_state)
         self.expected_gpus = memory.expected_gpus
+        if self.contracts is not None and memory.now_s is not None and memory.contract_peak_kw:
+            self.contracts.restore_peaks(memory.now_s, memory.contract_peak_kw)
         self._restored = {
             name: (float(t), float(x))
             for name, t, x in zip(memory.switch_nodes, memory.switch_last_s.tolist(),

@@ -100,6 +100,9 @@ class DecisionInputs(BaseModel):
     interval_s: float = 0.0
     skipped_cycles: int = 0
     frozen: bool = False
+    #: Per site, the month-to-date peak (kW) a power contract's demand charge started
+    #: from (None: no site has a contract).
+    contract_peak_kw: list[float] | None = None
 
 
 class FleetColumns(BaseModel):

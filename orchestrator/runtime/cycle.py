@@ -222,6 +222,7 @@ class DecisionCycle:
                 interval_s=self.step.interval_s,
                 skipped_cycles=self.step.skipped_cycles,
                 frozen=bool(frozen),
+                contract_peak_kw=self.step.contract_peaks_in,
             ) if replayable else None,
         )
         deps.journal.record(record)  # JournalError propagates: no record, no action

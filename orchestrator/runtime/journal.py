@@ -234,7 +234,8 @@ class StepMemoryStore:
             arrays[f"state_{i}"] = np.asarray(value)
         meta = {"decision_id": decision_id, "now_s": memory.now_s,
                 "expected_gpus": memory.expected_gpus,
-                "state_keys": list(memory.policy_state)}
+                "state_keys": list(memory.policy_state),
+                "contract_peak_kw": list(memory.contract_peak_kw)}
         arrays["meta"] = np.array(json.dumps(meta))
         tmp = self.path.with_suffix(".tmp.npz")
         try:
@@ -263,6 +264,7 @@ class StepMemoryStore:
                     switch_nodes=[str(x) for x in data["switch_nodes"].tolist()],
                     switch_last_s=np.array(data["switch_last_s"], dtype=np.float64),
                     switch_load=np.array(data["switch_load"], dtype=np.float64),
+                    contract_peak_kw=tuple(float(x) for x in meta.get("contract_peak_kw", [])),
                 )
         except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
             log.warning("decision memory %s unreadable, starting without it: %s", self.path, exc)

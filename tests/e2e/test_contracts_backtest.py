@@ -193,3 +193,22 @@ def test_bad_contract_names_field_and_file(tmp_path: Path) -> None:
     out = done.stdout + done.stderr
     assert "Traceback" not in out
     assert "months" in out and "contracts.yaml" in out
+
+
+def test_journal_replay_decides_contract_cycles_again(tmp_path: Path) -> None:
+    """A dry-run across the alerted hour journals each site's month-to-date peak; `hashpivot
+    backtest --journal` decides every cycle again to the same plan."""
+    site = str(EXAMPLES / "contracts" / "site.yaml")
+    done = hashpivot("run", "-c", site, "--mode", "dry-run", "--from", "2024-08-23T15:00:00Z",
+                     "--to", "2024-08-23T23:00:00Z", "--no-ray", "--journal",
+                     str(tmp_path / "j"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(line) for line in
+               (tmp_path / "j" / "journal.jsonl").read_text().splitlines()]
+    cycles = [r for r in records if r.get("decision_inputs")]
+    peaks = [r["decision_inputs"]["contract_peak_kw"] for r in cycles]
+    assert len(cycles) == 8 and all(p[0] > 0 for p in peaks[1:])
+    replay = hashpivot("backtest", "-c", site, "--journal", str(tmp_path / "j"), "--no-ray",
+                       cwd=tmp_path)
+    assert replay.returncode == 0, replay.stderr[-3000:]
+    assert f"{len(cycles)} ({100}%)" in replay.stdout, replay.stdout

@@ -255,3 +255,35 @@ def test_bundled_alerts_are_the_priciest_summer_weekday_afternoons() -> None:
     for t in alerted:
         local = datetime.fromisoformat(t.replace("Z", "+00:00")).astimezone(zone)
         assert prices[t] == months[(local.year, local.month)]
+
+
+def test_month_to_date_peak_survives_a_restart(tmp_path: Path) -> None:
+    """The decision memory saved beside the journal carries each site's peak; a step
+    restored from it starts its demand charge from that peak, in the same month only."""
+    from orchestrator.engine.step import DecisionStep
+    from orchestrator.models.config import GuardConfig
+    from orchestrator.runtime.journal import StepMemoryStore
+    from policies.greedy import Greedy
+
+    config = _config(tmp_path, {"demand_charge_usd_per_kw_month": 7.0})
+    fleet = _fleet(config)
+    now = _t(2024, 5, 20, 10)
+
+    def step() -> DecisionStep:
+        book = ContractBook.for_sites(config.sites, {})
+        assert book is not None
+        return DecisionStep(Greedy(), GuardConfig(), contracts=book)
+
+    first = step()
+    assert first.contracts is not None
+    first.contracts.score_prices(now, np.array([20.0]), fleet)
+    first.last_now_s = now
+    store = StepMemoryStore(tmp_path)
+    store.save("d-1", first.memory())
+    loaded = store.load()
+    assert loaded is not None
+    second = step()
+    second.restore(loaded)
+    assert second.contracts is not None
+    assert second.contracts.peaks_kw(now + 3600) == pytest.approx([_site_kw(fleet)])
+    assert second.contracts.peaks_kw(_t(2024, 6, 1, 0)) == [0.0]  # a new month
