@@ -231,7 +231,12 @@ def backtest(
     """Backtest policies on recorded market data and write a report (or replay a journal)."""
     from contextlib import nullcontext
 
-    from orchestrator.backtest.report import best_policy, write_report
+    from orchestrator.backtest.report import (
+        avoided_text,
+        best_policy,
+        contract_avoided,
+        write_report,
+    )
     from orchestrator.backtest.runner import policy_specs, run_backtest
     from orchestrator.models.config import load_config
 
@@ -327,6 +332,9 @@ def backtest(
     contract = _contract_table(policies)
     if contract is not None:
         console.print(contract)
+        avoided = contract_avoided(policies, best)
+        if avoided is not None:
+            console.print(avoided_text(best, avoided), highlight=False)
     if result.oracle is not None:
         console.print(f"hindsight oracle: {_usd(result.oracle.net_usd)} USD ({result.oracle.kind})")
     console.print(f"best policy: [bold]{best}[/bold]; report: {html_path}")

@@ -166,7 +166,33 @@ CONTRACT_COLUMNS = ("contract_unused_energy_usd", "resale_revenue_usd", "demand_
                     "coincident_peak_charge_usd")
 
 
-def _contract_section(policies: dict[str, Any]) -> str:
+AVOIDED_AGAINST = "always-mine"
+
+
+def contract_avoided(policies: dict[str, Any], best: str) -> dict[str, float] | None:
+    """What `best` saved on the power contract against always-mine, USD: the demand
+    and coincident-peak charges it avoided and the resale it earned beyond always-mine's
+    (None without a contract, an always-mine run, or when `best` is always-mine)."""
+    base, run = policies.get(AVOIDED_AGAINST), policies.get(best)
+    if base is None or run is None or best == AVOIDED_AGAINST or (
+            "coincident_peak_charge_usd" not in run):
+        return None
+    return {
+        "demand_charge_usd": base["demand_charge_usd"] - run["demand_charge_usd"],
+        "coincident_peak_charge_usd": (base["coincident_peak_charge_usd"]
+                                       - run["coincident_peak_charge_usd"]),
+        "resale_revenue_usd": run["resale_revenue_usd"] - base["resale_revenue_usd"],
+    }
+
+
+def avoided_text(best: str, avoided: dict[str, float]) -> str:
+    return (f"{best} against {AVOIDED_AGAINST}: coincident-peak charges avoided "
+            f"{avoided['coincident_peak_charge_usd']:,.0f} USD, demand charges avoided "
+            f"{avoided['demand_charge_usd']:,.0f} USD, resale earned "
+            f"{avoided['resale_revenue_usd']:,.0f} USD more")
+
+
+def _contract_section(policies: dict[str, Any], best: str) -> str:
     """The power contract's lines per policy (empty when no site has a contract)."""
     rows = []
     for name, p in policies.items():
@@ -179,7 +205,9 @@ def _contract_section(policies: dict[str, Any]) -> str:
             f"<td>{p['coincident_peak_charge_usd']:,.0f}</td></tr>")
     if not rows:
         return ""
-    return ("<h2>Power contract</h2><p>Energy at the contract price (the power column "
+    avoided = contract_avoided(policies, best)
+    versus = "" if avoided is None else f"<p>{html.escape(avoided_text(best, avoided))}.</p>"
+    return (f"<h2>Power contract</h2>{versus}<p>Energy at the contract price (the power column "
             "above), contracted energy paid but not used, its resale at spot, demand "
             "charges on the realised monthly peak and coincident-peak charges on the "
             "realised draw in the alerted intervals; net USD includes them all. The "
@@ -282,7 +310,7 @@ Capture ratio = net profit ÷ the feasible hindsight schedule's net.</p>
 <table><thead><tr><th>policy</th><th>kind</th><th>revenue USD</th><th>power USD</th>
 <th>switching USD</th><th>net USD</th><th>switches</th><th>SLA misses</th><th>capture</th>
 </tr></thead><tbody>{"".join(rows)}</tbody></table>
-{_contract_section(policies)}
+{_contract_section(policies, best)}
 <h2>Risk, parameters and guard interventions</h2>
 <table><thead><tr><th>policy</th><th>parameters</th><th>max drawdown USD</th>
 <th>worst day, net USD</th><th>power-price spikes</th><th>idle node-hours</th>

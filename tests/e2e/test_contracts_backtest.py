@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -19,8 +20,16 @@ START, END = "2024-08-22", "2024-08-25"  # holds the illustrative peak of August
 POLICIES = ("greedy", "hysteresis")
 
 
+@dataclass(frozen=True)
+class Run:
+    summary: dict
+    rows: list[dict[str, str]]
+    html: str
+    stdout: str
+
+
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, list[dict[str, str]], str]:
+def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     out = tmp_path_factory.mktemp("contracts")
     args = ["backtest", "-c", str(EXAMPLES / "contracts" / "site.yaml"), "--from", START,
             "--to", END, "--no-ray", "--report", str(out / "report")]
@@ -33,7 +42,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, list[dict[str, 
     with (out / "report" / "ledger.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert "power contract" in done.stdout and "coincident peak" in done.stdout
-    return summary, rows, (out / "report" / "report.html").read_text()
+    return Run(summary, rows, (out / "report" / "report.html").read_text(), done.stdout)
 
 
 def _site() -> dict:
@@ -50,8 +59,8 @@ def _alert_times() -> set[str]:
         return {r["time"] for r in csv.DictReader(f) if float(r["alert"]) > 0}
 
 
-def test_ledger_lines_add_up(run: tuple[dict, list[dict[str, str]], str]) -> None:
-    summary, rows, html = run
+def test_ledger_lines_add_up(run: Run) -> None:
+    summary, rows, html = run.summary, run.rows, run.html
     assert "Power contract" in html
     for name, p in summary["policies"].items():
         for key in ("energy_cost_usd", "contract_unused_energy_usd", "resale_revenue_usd",
@@ -66,12 +75,12 @@ def test_ledger_lines_add_up(run: tuple[dict, list[dict[str, str]], str]) -> Non
             assert sum(float(r[key]) for r in mine) == pytest.approx(p[key], abs=0.01 * len(mine))
 
 
-def test_charges_recomputed_from_the_ledger(run: tuple[dict, list[dict[str, str]], str]) -> None:
+def test_charges_recomputed_from_the_ledger(run: Run) -> None:
     """Each step's energy follows from its energy cost at the contract price plus adder;
     the coincident-peak charge is usd_per_kw × the draw in the alerted hours / intervals,
     the demand charge usd/kW-month × the highest hour × the share of the month run, and
     the resale (block − energy) × spot, each from the example's own numbers."""
-    summary, rows, _ = run
+    summary, rows = run.summary, run.rows
     site = _site()
     contract = site["contract"]
     price = contract["price"]
@@ -101,8 +110,8 @@ def test_charges_recomputed_from_the_ledger(run: tuple[dict, list[dict[str, str]
             price["usd_mwh"] * sum(unused_mwh), abs=price["usd_mwh"] * tol / 1000.0 * len(kw))
 
 
-def test_best_built_in_avoids_peak_charges(run: tuple[dict, list[dict[str, str]], str]) -> None:
-    summary, _, _ = run
+def test_best_built_in_avoids_peak_charges(run: Run) -> None:
+    summary, html = run.summary, run.html
     policies = summary["policies"]
     built_ins = {n: p for n, p in policies.items() if not p["baseline"]}
     best = max(built_ins, key=lambda n: built_ins[n]["net_usd"])
@@ -111,6 +120,13 @@ def test_best_built_in_avoids_peak_charges(run: tuple[dict, list[dict[str, str]]
     assert (policies[best]["coincident_peak_charge_usd"]
             < always_mine["coincident_peak_charge_usd"]), (best, policies[best])
     assert policies[best]["net_usd"] > always_mine["net_usd"]
+    # The CLI and the report say what the best built-in avoided, from these totals.
+    cp = always_mine["coincident_peak_charge_usd"] - policies[best]["coincident_peak_charge_usd"]
+    demand = always_mine["demand_charge_usd"] - policies[best]["demand_charge_usd"]
+    line = (f"{best} against always-mine: coincident-peak charges avoided {cp:,.0f} USD, "
+            f"demand charges avoided {demand:,.0f} USD")
+    assert line in " ".join(run.stdout.split()), run.stdout
+    assert line in html
 
 
 def test_dry_run_explanations_name_the_program(tmp_path: Path) -> None:
