@@ -90,6 +90,9 @@ class SimulatedCluster:
                 expected_duration_h=max(float(q.remaining_s[i]) / 3600.0, 1e-3),
                 interruptible=bool(q.interruptible[i]),
                 submitted_at=datetime.fromtimestamp(float(q.submit_s[i]), UTC),
+                # The simulated queue gives up on a job after max_wait_h.
+                deadline_at=datetime.fromtimestamp(float(q.submit_s[i]) + self.site.max_wait_s,
+                                                   UTC),
             )
             for i in range(len(q))
         ]

@@ -80,6 +80,9 @@ def redecide(record: CycleRecord, config: HashpivotConfig, policy: Policy) -> Pl
             np.array([np.nan if x is None else x for x in inputs.offered_usd_per_gpu_hour],
                      dtype=np.float64),
             inputs.pending_gpus_any_model,
+            # The waiting jobs one by one, as the journal lists them (every one for a
+            # replayable fleet).
+            job_list=DemandSummary.from_jobs(record.demand.pending, fleet.gpu_models).job_list,
         )
         before = record.now_s - (inputs.skipped_cycles + 1) * inputs.interval_s
         step.restore(StepMemory(

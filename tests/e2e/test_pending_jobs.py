@@ -126,6 +126,15 @@ def test_dry_run_shows_the_waiting_jobs(tmp_path: Path) -> None:
     changes = [(r.now_s, c) for r in read_journal(journal) for c in r.changes]
     assert [(now, c.target, c.reason_code) for now, c in changes] == (
         [(_first_impatient(), "ai", 130)] * 2)
+    # The journal keeps the jobs: a replay decides every cycle the same way.
+    replay = hashpivot("backtest", "-c", str(config), "--journal", str(journal), "--no-ray",
+                       cwd=tmp_path)
+    assert replay.returncode == 0, replay.stderr[-2000:]
+    assert f"{STEPS} (100%)" in replay.stdout, replay.stdout[-2000:]
+    jobs = [j for r in read_journal(journal) for j in r.demand.pending]
+    assert jobs and all(j.deadline_at is not None and j.submitted_at is not None
+                        and (j.deadline_at - j.submitted_at).total_seconds() == MAX_WAIT_H * HOUR
+                        for j in jobs)
 
 
 def test_policies_check_shows_a_policy_waiting_jobs(tmp_path: Path) -> None:
