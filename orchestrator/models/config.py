@@ -205,6 +205,11 @@ class KubernetesConfig(StrictModel):
         default="hashpivot.io/expected-hours",
         description="Pod annotation: expected run time of a pending job, hours.",
     )
+    deadline_annotation: str = Field(
+        default="hashpivot.io/start-by",
+        description="Pod (or Workload, RayCluster, RayJob) annotation: latest time a pending "
+        "job may start, RFC 3339; policies read it as the job's deadline.",
+    )
     lease_renew_deadline_s: float = Field(
         default=10.0,
         gt=0,

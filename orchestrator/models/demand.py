@@ -61,7 +61,7 @@ class PendingJobs:
     #: When it was submitted, seconds since epoch; NaN: unknown (see `waited_s`).
     submitted_s: F64
     #: Latest start, seconds since epoch: after it the job gives up waiting (a backtest's
-    #: `demand.max_wait_h`; live, when the source gives one); NaN: none known.
+    #: `demand.max_wait_h`; live, the `kubernetes.deadline_annotation`); NaN: none known.
     deadline_s: F64
     #: May be evicted (at a penalty) once running.
     interruptible: npt.NDArray[np.bool_]

@@ -65,6 +65,10 @@ class KubeDemandSource:
             submitted_at=(
                 datetime.fromtimestamp(pod.created_s, UTC) if pod.created_s is not None else None
             ),
+            deadline_at=(
+                datetime.fromtimestamp(pod.deadline_s, UTC) if pod.deadline_s is not None
+                else None
+            ),
         )
 
     def _views(self) -> list[PodView]:

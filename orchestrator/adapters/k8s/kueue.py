@@ -190,6 +190,14 @@ class Pricing:
                 end = max(end, UNREADABLE_LEASE_S if parsed is None else parsed)
         return end
 
+    def deadline(self, notes: Iterable[Mapping[str, str]]) -> datetime | None:
+        """Latest start the tenant accepts (the first readable deadline annotation)."""
+        for n in notes:
+            at = parse_time(n.get(self.k8s.deadline_annotation))
+            if at is not None:
+                return datetime.fromtimestamp(at, UTC)
+        return None
+
     def duration_h(self, notes: Iterable[Mapping[str, str]], max_s: object = None) -> float:
         for n in notes:
             value = _price(n.get(self.k8s.duration_annotation))
@@ -447,6 +455,7 @@ def workload_jobs(
                     expected_duration_h=duration,
                     interruptible=interruptible,
                     submitted_at=wl.created,
+                    deadline_at=pricing.deadline(wl.all_notes()),
                     priority=wl.priority,
                     queue=f"{wl.namespace}/{wl.queue}" if wl.queue else None,
                 )
@@ -499,6 +508,7 @@ def ray_jobs(
                     [t.spec.get("priorityClassName") for t in ray.templates],
                 ),
                 submitted_at=ray.created,
+                deadline_at=pricing.deadline(notes),
                 queue=None,
             )
         )

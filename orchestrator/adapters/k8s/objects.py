@@ -198,6 +198,8 @@ class PodView:
     profile: str | None
     daemonset: str | None
     created_s: float | None
+    #: Latest start the tenant accepts (the deadline annotation), epoch s; None: none.
+    deadline_s: float | None = None
 
     @property
     def key(self) -> str:
@@ -263,6 +265,7 @@ def pod_view(pod: Mapping[str, Any], config: KubernetesConfig) -> PodView:
         profile=_selected_value(spec, config.profile_label),
         daemonset=daemonset_owner(pod),
         created_s=parse_time(m.get("creationTimestamp")),
+        deadline_s=parse_time(notes.get(config.deadline_annotation)),
     )
 
 
@@ -286,6 +289,7 @@ def slim_pod(pod: Obj, config: KubernetesConfig) -> Obj | None:
         config.lease_annotation,
         config.price_annotation,
         config.duration_annotation,
+        config.deadline_annotation,
     }
     notes = {k: v for k, v in annotations_of(pod).items() if k in wanted}
     slim_labels = {k: v for k, v in labels_of(pod).items() if k == config.interruptible_label}
