@@ -81,7 +81,7 @@ CI = (
     Target("orchestrator/engine/guards.py", None, GUARD_TESTS),
     # The policy fuzz test adds nothing the kernels' own tests miss, and costs the most.
     Target("orchestrator/engine/kernels.py", ("seconds_since", "section:guards"),
-           GUARD_TESTS[:2]),
+           (*GUARD_TESTS[:2], "tests/unit/test_cap_allocation.py")),
 )
 FULL = (
     *CI,

@@ -489,3 +489,15 @@ def test_loads_shed_on_the_way_to_a_large_one_all_come_back() -> None:
     target, _, power, _, _ = _alloc(watts, value, [MINE] * n, [MINE] * n, cap)
     assert target == [MINE] * 70 + [IDLE]
     assert power == 700
+
+
+def test_a_node_whose_mode_draws_what_its_plan_draws_can_still_be_idled() -> None:
+    # Planned from mining into AI at the same 300 W: falling back to mining frees
+    # nothing, so idle is its only step down. A fixed 500 W load stays.
+    watts = [[0, 0], [300, 500], [300, 0]]
+    value = [[0.0, 0.0], [1.0, 0.2], [2.0, -np.inf]]
+    target, reason, power, _, _ = _alloc(watts, value, [AI, MINE], [MINE, MINE], 600,
+                                         fixed=[False, True])
+    assert target == [IDLE, MINE]
+    assert reason[0] == Reason.GUARD_POWER_CAP_CURTAILED
+    assert power == 500
