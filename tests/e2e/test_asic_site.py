@@ -84,7 +84,7 @@ class Controller:
     """`hashpivot run` in its own process; the journal is how the test follows it."""
 
     def __init__(self, config: Path, journal: Path, mode: str, cwd: Path,
-                 kubeconfig: str | None = None) -> None:
+                 kubeconfig: str | None = None, metrics_port: int = 0) -> None:
         exe = Path(sys.executable).parent / "hashpivot"
         extra = [] if kubeconfig is None else ["--kubeconfig", kubeconfig]
         self.journal = journal
@@ -92,7 +92,7 @@ class Controller:
         env = {**os.environ, "COLUMNS": "200"}
         self.proc = subprocess.Popen(
             [str(exe), "run", "-c", str(config), "--mode", mode, "--no-ray",
-             "--journal", str(journal), "--metrics-port", "0", *extra],
+             "--journal", str(journal), "--metrics-port", str(metrics_port), *extra],
             cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
 
     def cycles(self) -> int:
@@ -209,15 +209,7 @@ def test_an_unreadable_miner_stays_counted_is_not_commanded_and_is_reported(
     good, bad = lab.add("antminer"), lab.add("luxos")
     config = site_config(tmp_path, [good, bad], feeds, "live")
     port = _free_port()
-    exe = Path(sys.executable).parent / "hashpivot"
-    log = (tmp_path / "run.log").open("w")
-    proc = subprocess.Popen(
-        [str(exe), "run", "-c", str(config), "--mode", "live", "--no-ray",
-         "--journal", str(tmp_path / "journal"), "--metrics-port", str(port)],
-        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "COLUMNS": "200"})
-    run = Controller.__new__(Controller)
-    run.journal, run.log, run.proc = tmp_path / "journal", log, proc
+    run = Controller(config, tmp_path / "journal", "live", tmp_path, metrics_port=port)
     try:
         run.wait_cycles(3)
         bad.garbage = True
@@ -238,4 +230,4 @@ def test_an_unreadable_miner_stays_counted_is_not_commanded_and_is_reported(
     notes = {k: v for r in records for k, v in r.actuation.get("notes", {}).items()}
     assert bad.ip in notes and notes[bad.ip].startswith("unreadable")
     assert not any(is_command(s) for s in bad.seen[seen_before:]), bad.seen[seen_before:]
-    assert "miner(s) unreadable" in (tmp_path / "run.log").read_text()
+    assert "miner(s) unreadable" in (tmp_path / "run-live.log").read_text()

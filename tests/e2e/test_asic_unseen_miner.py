@@ -10,9 +10,6 @@ counted as unreadable in the metrics and named in every cycle's journal notes.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -54,15 +51,7 @@ def test_a_miner_that_never_answered_is_counted_against_the_cap_and_reported(
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
 
     port = _free_port()
-    exe = Path(sys.executable).parent / "hashpivot"
-    log = (tmp_path / "run.log").open("w")
-    proc = subprocess.Popen(
-        [str(exe), "run", "-c", str(path), "--mode", "live", "--no-ray",
-         "--journal", str(tmp_path / "journal"), "--metrics-port", str(port)],
-        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "COLUMNS": "200"})
-    run = Controller.__new__(Controller)
-    run.journal, run.log, run.proc = tmp_path / "journal", log, proc
+    run = Controller(path, tmp_path / "journal", "live", tmp_path, metrics_port=port)
     try:
         run.wait_cycles(30, until=lambda: not good.mining)
         run.wait_cycles(2)
@@ -90,5 +79,5 @@ def test_a_miner_that_never_answered_is_counted_against_the_cap_and_reported(
     assert f"{unseen_profile.watts_mine:.0f} W" in notes[-1]
     assert 'hashpivot_asic_miners{state="unreadable"} 1.0' in metrics
     assert 'hashpivot_asic_miners{state="curtailed"} 1.0' in metrics
-    assert "miner(s) unreadable" in (tmp_path / "run.log").read_text()
+    assert "miner(s) unreadable" in (tmp_path / "run-live.log").read_text()
     assert any(is_command(s) for s in good.seen)
