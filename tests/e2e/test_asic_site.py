@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -231,3 +232,29 @@ def test_an_unreadable_miner_stays_counted_is_not_commanded_and_is_reported(
     assert bad.ip in notes and notes[bad.ip].startswith("unreadable")
     assert not any(is_command(s) for s in bad.seen[seen_before:]), bad.seen[seen_before:]
     assert "miner(s) unreadable" in (tmp_path / "run-live.log").read_text()
+
+
+def test_a_miners_only_hall_run_without_ray_never_imports_ray(
+    tmp_path: Path, lab: MinerLab, feeds: FeedServer
+) -> None:
+    """`hashpivot run --no-ray` on a hall of miners (in-process site loop): Ray is never
+    loaded, not even by the ASIC adapter (its Ray actor lives in a module of its own)."""
+    miners = [lab.add("antminer")]
+    config = yaml.safe_load(site_config(tmp_path, miners, feeds, "shadow").read_text())
+    config["asic"]["use_ray"] = False
+    path = tmp_path / "hall-no-ray.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    exe = Path(sys.executable).parent / "hashpivot"
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", str(exe), "run", "-c", str(path), "--mode",
+         "shadow", "--no-ray", "--cycles", "2", "--journal", str(tmp_path / "journal"),
+         "--metrics-port", "0"],
+        capture_output=True, text=True, check=False, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    modules = {m.group(1) for m in re.finditer(
+        r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", proc.stderr, re.MULTILINE)}
+    # The listing is read right: the miners were read through the ASIC adapter.
+    assert "orchestrator.adapters.asic.service" in modules
+    decided = [r for r in read_journal(tmp_path / "journal") if r.fleet_columns is not None]
+    assert decided and miners[0].ip in decided[-1].fleet_columns.names
+    assert not any(m == "ray" or m.startswith("ray.") for m in modules)

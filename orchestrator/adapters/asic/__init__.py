@@ -6,7 +6,8 @@
 - site.py: `AsicSite`, the asyncio fan-out of one site: timeouts, retries, bounded
   concurrency, command verification, ramp steps.
 - fleet.py: miners as fleet rows, joined with GPU nodes; plans back to miner targets.
-- actor.py: `AsicSiteActor` (Ray) and the in-process `LocalSiteHandle`.
+- actor.py: the in-process `LocalSiteHandle`; ray_site.py: `AsicSiteActor` (Ray),
+  loaded only when `asic.use_ray` is on.
 - service.py: `AsicFleet`, `MixedFleetSource`, `RoutingActuator`, `build_mixed`.
 
 Importing this package does not import Ray or pyasic; the modules that need them do.

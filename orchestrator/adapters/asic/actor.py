@@ -1,4 +1,5 @@
-"""Where a site's miners are talked to: a Ray actor, or an event loop thread in-process.
+"""Where a site's miners are talked to: a Ray actor (ray_site.py), or an event loop
+thread in-process (here).
 
 Both are `SiteHandle`s: synchronous calls the decision loop can make with a deadline.
 The I/O itself runs on the handle's own event loop (the actor's, or the thread's), and
@@ -10,13 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any, Protocol, TypeVar
-
-import ray
 
 from orchestrator.adapters.asic.driver import MinerDriver, PyasicDriver
 from orchestrator.adapters.asic.site import AsicSite, MinerStatus, MinerTarget, StepReport
@@ -95,77 +93,6 @@ class _SiteHost:
             self._stop.set()
         if self._task is not None:
             await self._task
-
-
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
-class AsicSiteActor:
-    """One site's miners in a Ray actor (async: calls interleave on its event loop)."""
-
-    def __init__(self, config: AsicConfig, site_names: list[str], ranges: list[AsicRange],
-                 driver: DriverFactory) -> None:
-        self.host = _SiteHost(config, site_names, ranges, driver)
-
-    async def refresh(self) -> list[MinerStatus]:
-        return await self.host.refresh()
-
-    async def set_targets(self, targets: dict[str, MinerTarget],
-                          headroom_w: dict[str, float]) -> None:
-        await self.host.set_targets(targets, headroom_w)
-
-    async def step(self) -> StepReport:
-        return await self.host.step()
-
-    async def set_power_target(self, address: str, watts: int) -> str | None:
-        return await self.host.set_power_target(address, watts)
-
-    async def stop(self) -> None:
-        await self.host.stop()
-
-    async def ping(self) -> bool:
-        return True
-
-
-class RaySiteHandle:
-    def __init__(self, name: str, config: AsicConfig, site_names: list[str],
-                 ranges: list[AsicRange], driver: DriverFactory) -> None:
-        self.name = name
-        self.actor = AsicSiteActor.options(  # type: ignore[attr-defined]
-            max_concurrency=64).remote(config, site_names, ranges, driver)
-
-    def _get(self, ref: Any, timeout_s: float) -> Any:
-        try:
-            return ray.get(ref, timeout=timeout_s)
-        except ray.exceptions.GetTimeoutError as exc:
-            ray.cancel(ref)
-            raise TimeoutError(f"ASIC site {self.name}: no answer within {timeout_s:g} s") \
-                from exc
-
-    def wait_ready(self, timeout_s: float) -> None:
-        """Block until the actor is up (its process and imports take seconds)."""
-        self._get(self.actor.ping.remote(), timeout_s)
-
-    def refresh(self, timeout_s: float) -> list[MinerStatus]:
-        result: list[MinerStatus] = self._get(self.actor.refresh.remote(), timeout_s)
-        return result
-
-    def set_targets(self, targets: dict[str, MinerTarget], headroom_w: dict[str, float],
-                    timeout_s: float) -> None:
-        self._get(self.actor.set_targets.remote(targets, headroom_w), timeout_s)
-
-    def step(self, timeout_s: float) -> StepReport:
-        result: StepReport = self._get(self.actor.step.remote(), timeout_s)
-        return result
-
-    def set_power_target(self, address: str, watts: int, timeout_s: float) -> str | None:
-        result: str | None = self._get(self.actor.set_power_target.remote(address, watts),
-                                       timeout_s)
-        return result
-
-    def close(self) -> None:
-        # Closing must not raise: the actor may already be gone.
-        with contextlib.suppress(Exception):
-            ray.get(self.actor.stop.remote(), timeout=30)
-        ray.kill(self.actor)
 
 
 class LocalSiteHandle:

@@ -24,7 +24,6 @@ import numpy.typing as npt
 from orchestrator.adapters.asic.actor import (
     DriverFactory,
     LocalSiteHandle,
-    RaySiteHandle,
     SiteHandle,
     pyasic_driver,
 )
@@ -100,6 +99,8 @@ class AsicFleet:
         for site in dict.fromkeys(r.site for r in asic.ranges):
             ranges = [r for r in asic.ranges if r.site == site]
             if ray_on:
+                from orchestrator.adapters.asic.ray_site import RaySiteHandle
+
                 handles.append(RaySiteHandle(site, asic, names, ranges, factory))
             else:
                 handles.append(LocalSiteHandle(site, asic, names, ranges, factory, clock,
