@@ -466,6 +466,7 @@ def test_doctor_checks_the_installed_rbac(
         assert "ok   may create events.events.k8s.io in default" in proc.stdout
     else:
         assert "ok   may not patch nodes cluster-wide" in proc.stdout
+        assert "ok   may not create events.events.k8s.io in default" in proc.stdout
     assert f"ok   may not get secrets in {ns}" in proc.stdout
     # The namespace's default ServiceAccount has none of the grants: the first need fails.
     bare = doctor("default")
