@@ -501,3 +501,34 @@ def test_a_node_whose_mode_draws_what_its_plan_draws_can_still_be_idled() -> Non
     assert target == [IDLE, MINE]
     assert reason[0] == Reason.GUARD_POWER_CAP_CURTAILED
     assert power == 500
+
+
+def test_the_steps_kept_are_the_shortest_run_that_covers_in_any_arrival_order() -> None:
+    """`_offer_step` (the shedding steps a site keeps) against sorting every step by cost
+    per watt, ties by step, and taking the shortest run that covers the excess: seeded
+    costs with ties, NaN last, savings that add up to the excess exactly."""
+    from orchestrator.engine.kernels import _offer_step
+
+    rng = np.random.default_rng(11)
+    for case in range(2000):
+        m = int(rng.integers(1, 30))
+        cost = rng.choice([0.5, 1.0, 2.0, 3.0, np.nan], m)
+        saving = rng.choice([1.0, 2.0, 5.0], m)
+        # Needs that a prefix meets exactly, and needs between prefixes.
+        order = np.argsort(np.where(np.isnan(cost), np.inf, cost), kind="stable")
+        prefix = np.cumsum(saving[order])
+        need = float(prefix[int(rng.integers(0, m))]) - float(rng.choice([0.0, 0.5]))
+        expect, covered = [], 0.0
+        for j in order:
+            if covered >= need:
+                break
+            expect.append(int(j))
+            covered += saving[j]
+        base = int(rng.integers(0, 3))
+        heap = np.full(base + m + 2, 10**6, dtype=np.intp)  # junk past the heap's end
+        size, got = 0, 0.0
+        for j in rng.permutation(m):
+            size, got = _offer_step(int(j), heap, base, size, got, need, cost, saving)
+        kept = heap[base : base + size].tolist()
+        assert sorted(kept) == sorted(expect), case
+        assert got == pytest.approx(covered), case
