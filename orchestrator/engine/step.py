@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +43,15 @@ DEMAND_HALF_LIFE_S = 6 * 3600.0
 #: a memory snapshot: it can no longer hold a node by dwell, hour or day budget.
 _HISTORY_HORIZON_S = 7 * 86_400.0
 _NEGLIGIBLE_LOAD = 1e-3
+#: Switch counts of many nodes, or of one.
+Load = TypeVar("Load", F64, float)
+
+
+def _load_after_switch(load: Load, last_s: Load, at_s: float) -> Load:
+    """A node's decaying switch count once it switches again at `at_s`, its last switch
+    at `last_s` (arrays of nodes, or one node's values)."""
+    after: Load = load * np.exp2(-np.maximum(at_s - last_s, 0.0) / SWITCH_LOAD_HALF_LIFE_S) + 1.0
+    return after
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,8 +230,7 @@ class DecisionStep:
             self._align_names(plan.node_names)
         # New arrays: the last context's fleet view still reads the old ones.
         last_s, load = self._last_s.copy(), self._load.copy()
-        age = np.maximum(plan.now_s - last_s[changed], 0.0)
-        load[changed] = load[changed] * np.exp2(-age / SWITCH_LOAD_HALF_LIFE_S) + 1.0
+        load[changed] = _load_after_switch(load[changed], last_s[changed], plan.now_s)
         last_s[changed] = plan.now_s
         last_s.flags.writeable = load.flags.writeable = False
         self._last_s, self._load = last_s, load
@@ -238,8 +247,7 @@ class DecisionStep:
             i = row.get(name)
             if i is None or at_s <= last_s[i]:
                 continue  # unknown here, or already counted
-            age = max(at_s - last_s[i], 0.0)
-            load[i] = load[i] * float(np.exp2(-age / SWITCH_LOAD_HALF_LIFE_S)) + 1.0
+            load[i] = _load_after_switch(load[i], last_s[i], at_s)
             last_s[i] = at_s
         last_s.flags.writeable = load.flags.writeable = False
         self._last_s, self._load = last_s, load
@@ -298,8 +306,7 @@ class DecisionStep:
             last, load = restored.get(name, (0.0, 0.0))
             if last >= now_s:
                 continue  # already counted
-            age = max(now_s - last, 0.0)
-            restored[name] = (now_s, load * float(np.exp2(-age / SWITCH_LOAD_HALF_LIFE_S)) + 1.0)
+            restored[name] = (now_s, float(_load_after_switch(load, last, now_s)))
         self._restored = restored
         self._names = None
 
