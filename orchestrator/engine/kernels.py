@@ -441,12 +441,11 @@ def _offer_step(
     last, ties by step index: `_comes_first`), of the steps offered so far whose savings
     cover `need` (all of them while they fall short). Returns the new size and sum.
 
-    The set's last step sits on top of a heap, so a step that comes after it once the set
-    covers the need is turned away in one comparison: a cap usually needs few steps of
-    the whole fleet, so most steps cost one comparison. Savings must be positive.
+    The set's last step sits on top of a heap. A step that comes after it once the set
+    covers the need is added and at once taken out again; `allocate_cap` turns such steps
+    away before the call, in one comparison (a cap usually needs few steps of the whole
+    fleet, so most steps cost just that). Savings must be positive.
     """
-    if size > 0 and covered >= need and not _comes_first(priority, j, heap[base]):
-        return size, covered
     heap[base + size] = j
     _sift_up(heap, base, size, priority)
     size += 1
