@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 
 from orchestrator.runtime.journal import read_journal
-from tests.e2e.test_one_decision_path import hashpivot
+from tests.e2e.test_one_decision_path import dry_run, hashpivot
 
 HOUR = 3600.0
 DATA_START = datetime(2024, 12, 30, tzinfo=UTC).timestamp()
@@ -169,12 +169,7 @@ def test_backtest_shows_every_column_once_published(tmp_path: Path) -> None:
 
 def test_dry_run_shows_every_column_once_published(tmp_path: Path) -> None:
     data, config = _site(tmp_path)
-    journal = tmp_path / "journal"
-    out = hashpivot("run", "-c", str(config), "--mode", "dry-run", "--no-ray",
-                    "--metrics-port", "0", "--from", _iso(PERIOD_START),
-                    "--to", _iso(PERIOD_START + STEPS * HOUR), "--journal", str(journal),
-                    cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
+    journal, _ = dry_run(config, tmp_path, _iso(PERIOD_START), _iso(PERIOD_START + STEPS * HOUR))
     _check_seen(data, tmp_path / "history_seen.jsonl")
     changes = [(r.now_s, c) for r in read_journal(journal) for c in r.changes]
     assert [now for now, _ in changes] == [SPIKE_AT + FAR_LAG_S] * 2

@@ -25,7 +25,7 @@ from tests.e2e.test_history_columns import (
     _config,
     _iso,
 )
-from tests.e2e.test_one_decision_path import hashpivot
+from tests.e2e.test_one_decision_path import dry_run, hashpivot
 
 STEPS = 14
 PROBE = Path(__file__).parent / "policies" / "age_probe.py"
@@ -94,12 +94,7 @@ def test_backtest_gives_each_values_observation_time(tmp_path: Path) -> None:
 
 def test_dry_run_gives_each_values_observation_time(tmp_path: Path) -> None:
     data, config = _site(tmp_path)
-    journal = tmp_path / "journal"
-    out = hashpivot("run", "-c", str(config), "--mode", "dry-run", "--no-ray",
-                    "--metrics-port", "0", "--from", _iso(PERIOD_START),
-                    "--to", _iso(PERIOD_START + STEPS * HOUR), "--journal", str(journal),
-                    cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
+    journal, _ = dry_run(config, tmp_path, _iso(PERIOD_START), _iso(PERIOD_START + STEPS * HOUR))
     _check_seen(data, tmp_path / "observed_seen.jsonl")
     idle = _idle_steps(data)
     changes = [(r.now_s, c) for r in read_journal(journal) for c in r.changes]
