@@ -1,24 +1,27 @@
-"""Power contracts in backtests and dry-runs: the alert series, and the contract's lines
-of the ledger (energy at the contract price, resale of unused contracted energy, demand
-charges on the realised monthly peak, coincident-peak charges on the realised draw in the
-alerted intervals). Formulas: docs/contracts.md.
+"""Power contracts in backtests and dry-runs: the alert series and demand-response event
+calendars, and the contract's lines of the ledger (energy at the contract price, resale
+of unused contracted energy, demand charges on the realised monthly peak, coincident-peak
+charges on the realised draw in the alerted intervals, demand-response availability and
+energy payments and shortfall penalties). Formulas: docs/contracts.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from orchestrator import economics as econ
 from orchestrator.backtest.recorded import read_series
-from orchestrator.engine.contracts import AlertSeries, ContractBook, hours_in_month
+from orchestrator.backtest.tables import evaluate, ident, open_table, to_utc, zone_of
+from orchestrator.engine.contracts import AlertSeries, ContractBook, EventCalendar, hours_in_month
 from orchestrator.errors import DataError
 from orchestrator.models.config import HashpivotConfig, base_dir
-from orchestrator.models.contract import FixedPrice
+from orchestrator.models.contract import DemandResponse, FixedPrice
 from orchestrator.models.site import Site
 
 if TYPE_CHECKING:
@@ -57,17 +60,123 @@ def load_alerts(config: HashpivotConfig) -> dict[str, AlertSeries]:
     return out
 
 
-def contract_book(config: HashpivotConfig) -> ContractBook | None:
-    """The decision step's view of the sites' contracts (None: nothing to add)."""
+_EVENTS: dict[tuple[str, str, str], EventCalendar] = {}
+
+
+def load_events(config: HashpivotConfig) -> dict[str, EventCalendar]:
+    """Each site's demand-response event calendar, by site name. A row without a start
+    or end, with a stamp that is not a time, ending before it starts or called after it
+    ends is a DataError naming the file, line, column and the site's field."""
+    root = base_dir(config)
+    out: dict[str, EventCalendar] = {}
+    for site in config.sites:
+        dr = None if site.contract is None else site.contract.demand_response
+        if dr is None:
+            continue
+        key = (str(root), site.name, dr.model_dump_json())
+        if key not in _EVENTS:
+            _EVENTS[key] = _read_events(
+                f"sites.{site.name}.contract.demand_response.events", dr, root)
+        out[site.name] = _EVENTS[key]
+    return out
+
+
+def _read_events(name: str, dr: DemandResponse, root: Path) -> EventCalendar:
+    src = dr.events
+    zone = zone_of(src.timezone, f"{name}.timezone")
+    columns = [src.start_column, src.end_column, *([src.called_column] if src.called_column
+                                                     else [])]
+    table = open_table(src, root, f"events {name}", columns)
+    try:
+        fields = {"s": f"{name}.start_column", "e": f"{name}.end_column",
+                  "c": f"{name}.called_column"}
+        exprs: dict[str, tuple[str, Literal["time"]]] = {
+            "s": (ident(src.start_column), "time"), "e": (ident(src.end_column), "time")}
+        table.require(src.start_column, fields["s"])
+        table.require(src.end_column, fields["e"])
+        if src.called_column:
+            table.require(src.called_column, fields["c"])
+            exprs["c"] = (ident(src.called_column), "time")
+        cols, _, files, rows = evaluate(table, exprs, decimal=src.decimal,
+                                        time_format=src.time_format, field_of=fields)
+        start, end = cols["s"], cols["e"]
+        idx = np.flatnonzero(~(start.null & end.null))  # a blank line is no event
+
+        def fail(i: int, column: str, message: str) -> DataError:
+            path, line, note = table.where(int(files[i]), int(rows[i]))
+            return DataError(f"{message}{note} ({name})", source=path, line=line,
+                             column=column)
+
+        def times(key: str, column: str, optional: bool = False) -> F64:
+            col = cols[key]
+            bad = col.bad[idx] | (col.null[idx] & (not optional))
+            if bad.any():
+                i = int(idx[np.flatnonzero(bad)[0]])
+                raise fail(i, column, "missing time" if col.null[i] else "not a time")
+            known = idx[~col.null[idx]]
+            out = np.full(idx.shape[0], np.nan)
+            out[~col.null[idx]] = to_utc(col, known, zone, src.ambiguous,
+                                         lambda i, m: fail(i, column, m))
+            return out
+
+        start_s = times("s", src.start_column)
+        end_s = times("e", src.end_column)
+        called_s = start_s - dr.notice_min * 60.0
+        if src.called_column:
+            given = times("c", src.called_column, optional=True)
+            called_s = np.where(np.isnan(given), called_s, given)
+        for j in range(idx.shape[0]):
+            if end_s[j] <= start_s[j]:
+                raise fail(int(idx[j]), src.end_column, "the event ends before it starts")
+            if called_s[j] >= end_s[j]:
+                raise fail(int(idx[j]), src.called_column or src.start_column,
+                           "the event is called after it ends")
+    finally:
+        table.close()
+    return EventCalendar.of(start_s, end_s, called_s, dr.response_min * 60.0)
+
+
+def contract_book(config: HashpivotConfig, programs: bool = True) -> ContractBook | None:
+    """The decision step's view of the sites' contracts (None: nothing to add).
+    `programs=False`: the decision sees none of the contract's programs (they are
+    still billed)."""
     if all(s.contract is None or s.contract.is_plain_spot for s in config.sites):
         return None
-    return ContractBook.for_sites(config.sites, load_alerts(config))
+    return ContractBook.for_sites(config.sites, load_alerts(config), load_events(config),
+                                  programs)
 
 
 def contract_accounts(config: HashpivotConfig) -> ContractAccounts | None:
     """The ledger's contract lines for one run (None: every site pays spot)."""
     book = contract_book(config)
     return None if book is None else ContractAccounts(book)
+
+
+@dataclass
+class DemandResponseLines:
+    """A run's demand-response lines per step (USD): availability and energy payments
+    (credits) and shortfall penalties, and each site's average draw (kW) they come from."""
+
+    site_names: tuple[str, ...]
+    availability: F64
+    energy: F64
+    shortfall: F64
+    site_kw: F64  # (steps, sites)
+
+    @staticmethod
+    def zeros(steps: int, sites: tuple[str, ...]) -> DemandResponseLines:
+        return DemandResponseLines(sites, np.zeros(steps), np.zeros(steps), np.zeros(steps),
+                                   np.zeros((steps, len(sites))))
+
+    def cost(self) -> F64:
+        """Per step: what the programs add to the power bill (penalties less payments)."""
+        cost: F64 = self.shortfall - self.availability - self.energy
+        return cost
+
+    def totals(self) -> dict[str, float]:
+        return {"dr_availability_payment_usd": float(self.availability.sum()),
+                "dr_energy_payment_usd": float(self.energy.sum()),
+                "dr_shortfall_penalty_usd": float(self.shortfall.sum())}
 
 
 @dataclass
@@ -78,6 +187,7 @@ class ContractAccounts:
     _energy: list[F64] = field(default_factory=list)
     _spot: list[F64] = field(default_factory=list)
     _times: list[float] = field(default_factory=list)
+    _steps: list[int] = field(default_factory=list)
     _dt_s: float = 3600.0
 
     @property
@@ -97,9 +207,11 @@ class ContractAccounts:
                site_energy_wh: F64, spot: F64) -> None:
         """Keep the step's energy per site and book its resale of unused contracted
         energy; after the run's last step, book the demand and coincident-peak charges."""
+        self._demand_response(ledger, k, now_s, dt_s, site_energy_wh)
         self._energy.append(site_energy_wh.copy())
         self._spot.append(np.array(spot, dtype=np.float64, copy=True))
         self._times.append(now_s)
+        self._steps.append(k)
         self._dt_s = dt_s
         dt_h = dt_s / 3600.0
         for j, site in enumerate(self.book.sites):
@@ -112,6 +224,60 @@ class ContractAccounts:
             ledger.resale_revenue[k] += float(econ.resale_usd(unused_mwh, float(spot[j])))
         if k == ledger.times_s.shape[0] - 1:
             self._close(ledger)
+
+    def _demand_response(self, ledger: Ledger, k: int, now_s: float, dt_s: float,
+                         site_energy_wh: F64) -> None:
+        """Book step `k`'s availability payment, and for the part of the step inside an
+        event window its energy payment (reduction below the baseline) and shortfall
+        penalty (draw above max_draw_kw), from the step's average draw."""
+        sites = self.book.sites
+        programs = [None if s.contract is None else s.contract.demand_response for s in sites]
+        if all(dr is None for dr in programs):
+            return
+        lines = ledger.demand_response
+        if lines is None:
+            lines = DemandResponseLines.zeros(ledger.times_s.shape[0],
+                                              tuple(s.name for s in sites))
+            ledger.demand_response = lines
+        dt_h = dt_s / 3600.0
+        kw_now = site_energy_wh / dt_h / 1000.0
+        lines.site_kw[k] = kw_now
+        for j, (site, dr) in enumerate(zip(sites, programs, strict=True)):
+            if dr is None:
+                continue
+            local = datetime.fromtimestamp(now_s, site.zone)
+            lines.availability[k] += (dr.committed_kw * dr.availability_usd_per_kw_month
+                                      * dt_h / hours_in_month(local))
+            calendar = self.book.events.get(site.name)
+            if calendar is None:
+                continue
+            kw = float(kw_now[j])
+            for e in range(len(calendar)):
+                inside_h = max(min(float(calendar.end_s[e]), now_s + dt_s)
+                               - max(float(calendar.due_s[e]), now_s), 0.0) / 3600.0
+                if inside_h <= 0:
+                    continue
+                lines.shortfall[k] += (dr.shortfall_usd_mwh * max(kw - dr.max_draw_kw, 0.0)
+                                       * inside_h / 1000.0)
+                base = self._baseline_kw(lines, j, k, now_s, float(calendar.called_s[e]),
+                                         dr.baseline_h * 3600.0, dt_s)
+                if base is not None:
+                    lines.energy[k] += (dr.energy_usd_mwh * max(base - kw, 0.0)
+                                        * inside_h / 1000.0)
+
+    def _baseline_kw(self, lines: DemandResponseLines, j: int, k: int, now_s: float,
+                     called_s: float, span_s: float, dt_s: float) -> float | None:
+        """Site `j`'s average draw over [called_s − span_s, called_s), each step of the run
+        so far (the one starting at `now_s` the last) weighted by its time inside (None:
+        the run has no step there)."""
+        starts = np.array([*self._times, now_s], dtype=np.float64)
+        weight = np.clip(np.minimum(starts + dt_s, called_s)
+                         - np.maximum(starts, called_s - span_s), 0.0, None)
+        total = float(weight.sum())
+        if total <= 0:
+            return None
+        kw = lines.site_kw[np.array([*self._steps, k], dtype=np.intp), j]
+        return float((kw * weight).sum() / total)
 
     def _close(self, ledger: Ledger) -> None:
         times = np.array(self._times)

@@ -12,20 +12,33 @@ before the compiled pass, so every policy sees the contract through the power-co
   usd_per_kw / peak_intervals per kWh of the interval).
 
 The month-to-date peak is the highest site draw seen at a decision this month (local
-time); `observe` keeps it. Pure: the alert series arrive as arrays.
+time); `observe` keeps it.
+
+A demand-response commitment enters the guards instead: while a called event's window
+reaches into the coming interval, the site's power cap in the decision is the lower of
+its own cap and the program's `max_draw_kw` (`ContractBook.event_caps`), so the cap
+allocation sheds the least value per watt first and never a protected AI lease.
+
+Pure: the alert series and event calendars arrive as arrays.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
 
 from orchestrator import economics as econ
-from orchestrator.models.contract import WEEKDAYS, FixedPrice, PowerContract, TimeOfUsePrice
+from orchestrator.models.contract import (
+    WEEKDAYS,
+    DemandResponse,
+    FixedPrice,
+    PowerContract,
+    TimeOfUsePrice,
+)
 from orchestrator.models.fleet import FleetTable
 from orchestrator.models.site import Site
 
@@ -50,6 +63,58 @@ class AlertSeries:
         return AlertSeries(np.array([-np.inf]), np.array([float(value)]))
 
 
+@dataclass(frozen=True, slots=True)
+class EventCalendar:
+    """Demand-response events, merged and ordered: each was called at `called_s` and
+    holds the site at its committed draw over [`due_s`, `end_s`)."""
+
+    called_s: F64
+    due_s: F64
+    end_s: F64
+
+    @staticmethod
+    def of(start_s: F64, end_s: F64, called_s: F64, response_s: float) -> EventCalendar:
+        """The windows of recorded events: each is due at the later of its start and its
+        call plus the response time, until its end. Events whose windows overlap or
+        touch become one (called at the earlier call, due at the earlier time, ending at
+        the later end): a repeated or extended call is one event."""
+        due = np.maximum(np.asarray(start_s, dtype=np.float64),
+                         np.asarray(called_s, dtype=np.float64) + response_s)
+        end = np.asarray(end_s, dtype=np.float64)
+        called = np.asarray(called_s, dtype=np.float64)
+        order = np.argsort(due, kind="stable")
+        out_c: list[float] = []
+        out_d: list[float] = []
+        out_e: list[float] = []
+        for i in order.tolist():
+            if out_e and due[i] <= out_e[-1]:
+                out_c[-1] = min(out_c[-1], float(called[i]))
+                out_e[-1] = max(out_e[-1], float(end[i]))
+                continue
+            out_c.append(float(called[i]))
+            out_d.append(float(due[i]))
+            out_e.append(float(end[i]))
+        return EventCalendar(np.array(out_c), np.array(out_d), np.array(out_e))
+
+    def __len__(self) -> int:
+        return int(self.due_s.shape[0])
+
+    def in_force(self, now_s: float, interval_s: float) -> int:
+        """The event a decision at `now_s` must keep the site under: one already called
+        whose window reaches into [now_s, now_s + interval_s) (the next decision comes
+        only then). -1: none."""
+        ahead = now_s + max(interval_s, 0.0)
+        hit = np.flatnonzero((self.called_s <= now_s) & (self.end_s > now_s)
+                             & ((self.due_s < ahead) | (self.due_s <= now_s)))
+        return int(hit[0]) if hit.size else -1
+
+    def overlap_h(self, t0_s: float, t1_s: float) -> float:
+        """Hours of [t0_s, t1_s) inside an event window."""
+        lo = np.maximum(self.due_s, t0_s)
+        hi = np.minimum(self.end_s, t1_s)
+        return float(np.clip(hi - lo, 0.0, None).sum()) / 3600.0
+
+
 def tou_schedule(price: TimeOfUsePrice) -> F64:
     """The weekly schedule as a (7, 24) table of USD/MWh, Monday first."""
     table = np.full((7, 24), float(price.default_usd_mwh))
@@ -72,6 +137,12 @@ class ContractBook:
 
     sites: Sequence[Site]
     alerts: Mapping[str, AlertSeries] = field(default_factory=dict)
+    #: Each site's demand-response events, by site name.
+    events: Mapping[str, EventCalendar] = field(default_factory=dict)
+    #: False: the decision sees the contract's price but none of its programs (demand
+    #: charge, coincident peak, demand-response events), which are still billed: the
+    #: backtest's "programs ignored" comparison.
+    programs: bool = True
     _peak_kw: F64 = field(init=False, repr=False)
     _peak_month: list[tuple[int, int]] = field(init=False, repr=False)
     _tou: dict[int, F64] = field(init=False, repr=False)
@@ -86,12 +157,40 @@ class ContractBook:
         }
 
     @staticmethod
-    def for_sites(sites: Sequence[Site], alerts: Mapping[str, AlertSeries]) -> ContractBook | None:
+    def for_sites(sites: Sequence[Site], alerts: Mapping[str, AlertSeries],
+                  events: Mapping[str, EventCalendar] | None = None,
+                  programs: bool = True) -> ContractBook | None:
         """A book for `sites`, or None when no site's contract changes anything (the
         score pass then runs exactly as without contracts)."""
         if all(s.contract is None or s.contract.is_plain_spot for s in sites):
             return None
-        return ContractBook(sites, alerts)
+        return ContractBook(sites, alerts, events or {}, programs)
+
+    def event_caps(self, now_s: float, interval_s: float,
+                   cap_w: F64) -> tuple[F64 | None, tuple[str, ...]]:
+        """Per site, the power cap (W) of a decision at `now_s` with the demand-response
+        events in force (None: no event is), and a note naming the program where one
+        caps the site ('' elsewhere)."""
+        if not self.programs or not self.events:
+            return None, ()
+        out: F64 | None = None
+        notes = [""] * len(self.sites)
+        for j, site in enumerate(self.sites):
+            dr = _demand_response(site)
+            calendar = self.events.get(site.name)
+            if dr is None or calendar is None:
+                continue
+            e = calendar.in_force(now_s, interval_s)
+            if e < 0:
+                continue
+            if out is None:
+                out = np.array(np.broadcast_to(cap_w, (len(self.sites),)), dtype=np.float64)
+            limit = dr.max_draw_kw * 1000.0
+            out[j] = min(float(out[j]), limit)
+            notes[j] = (f"{dr.program} event called {_utc(calendar.called_s[e])}, due "
+                        f"{_utc(calendar.due_s[e])} until {_utc(calendar.end_s[e])}: site "
+                        f"capped at {dr.max_draw_kw:,.0f} kW")
+        return out, tuple(notes)
 
     def peaks_kw(self, now_s: float) -> list[float]:
         """Each site's month-to-date peak as it stands for a decision at `now_s` (0 for a
@@ -169,13 +268,16 @@ class ContractBook:
         else:
             energy = spot
         total = energy
-        rate = contract.demand_charge_usd_per_kw_month
+        rate = contract.demand_charge_usd_per_kw_month if self.programs else 0.0
         peak = float(self._peak_kw[j])
         if rate > 0 and peak > 0 and kw >= (1.0 - contract.demand_near_peak_share) * peak:
             add = econ.demand_charge_marginal_usd_mwh(rate, hours_in_month(local))
             total += add
             parts.append(f"demand charge at the month-to-date peak {peak:,.0f} kW "
                          f"(+{add:.2f} USD/MWh)")
+        if not self.programs:  # priced as if the site had no programs (still billed)
+            note = "power cost includes " + "; ".join(parts) if parts else ""
+            return total, note
         cp = contract.coincident_peak
         if cp is not None and local.month in cp.months:
             series = self.alerts.get(self.sites[j].name)
@@ -198,3 +300,20 @@ def site_draw_kw(fleet: FleetTable) -> F64:
     kw: F64 = np.bincount(fleet.site.astype(np.intp), weights=node_w,
                           minlength=len(fleet.sites)) / 1000.0
     return kw
+
+
+def _demand_response(site: Site) -> DemandResponse | None:
+    return None if site.contract is None else site.contract.demand_response
+
+
+def _utc(t_s: float) -> str:
+    return datetime.fromtimestamp(float(t_s), UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def join_notes(a: Sequence[str], b: Sequence[str]) -> tuple[str, ...]:
+    """Two per-site note lists as one ('' where neither has a note)."""
+    if not b:
+        return tuple(a)
+    if not a:
+        return tuple(b)
+    return tuple("; ".join(x for x in pair if x) for pair in zip(a, b, strict=True))

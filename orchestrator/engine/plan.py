@@ -132,6 +132,11 @@ class Plan:
             "guards": self.held_by_guard(),
             "stale": self.stale,
             "site_power_kw": [float(p) / 1000.0 for p in self.site_power_w],
+            # The cap each site's plan kept to (None: uncapped), a demand-response
+            # event's included.
+            "site_cap_kw": [float(c) / 1000.0 if math.isfinite(c) else None
+                            for c in np.broadcast_to(self.site_cap_w,
+                                                     self.site_power_w.shape).tolist()],
         }
 
 
@@ -154,9 +159,12 @@ def build_context(
     skipped_cycles: int = 0,
     switch_load: F64 | None = None,
     power_usd_mwh: F64 | None = None,
+    site_cap_w: F64 | None = None,
 ) -> DecisionContext:
     """Score the fleet and freeze everything a policy may read. `power_usd_mwh`: the
-    per-site price a power contract puts on a node's draw (`engine.contracts`)."""
+    per-site price a power contract puts on a node's draw (`engine.contracts`);
+    `site_cap_w`: per-site caps lower than the configured ones (a demand-response event
+    in force), default the sites' own."""
     view = fleet.read_only()
     scores = build_scores(view, prices, demand, scoring, power_usd_mwh)
     dwell = np.empty(view.n)
@@ -171,7 +179,7 @@ def build_context(
         dwell_s=dwell,
         min_dwell_s=guards.min_dwell_s,
         stale=now_s - prices.oldest_observed_s > guards.stale_after_s,
-        site_power_cap_w=view.statics.site_cap_w,
+        site_power_cap_w=view.statics.site_cap_w if site_cap_w is None else site_cap_w,
         # Live feeds key power by site name; a policy reads columns in `fleet.sites` order.
         history=_NO_HISTORY if history is None else history.for_sites(
             tuple(site.name for site in view.sites)),

@@ -26,7 +26,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from orchestrator.engine.contracts import ContractBook
+from orchestrator.engine.contracts import ContractBook, join_notes
 from orchestrator.engine.plan import Plan, build_context, decide
 from orchestrator.framework.context import SWITCH_LOAD_HALF_LIFE_S, MarketHistory
 from orchestrator.framework.policy import Policy
@@ -191,17 +191,21 @@ class DecisionStep:
         skipped = 0
         if last_now is not None and self.interval_s > 0:
             skipped = max(round((now_s - last_now) / self.interval_s) - 1, 0)
-        power = None
+        power = cap = None
         if self.contracts is not None:
             self.contract_peaks_in = self.contracts.peaks_kw(now_s)
             power, self.contract_notes = self.contracts.score_prices(
                 now_s, prices.power_usd_mwh, fleet)
+            # A called demand-response event lowers the site's cap for the guards.
+            cap, event_notes = self.contracts.event_caps(
+                now_s, self.interval_s, fleet.statics.site_cap_w)
+            self.contract_notes = join_notes(self.contract_notes, event_notes)
         ctx = build_context(
             now_s=now_s, prices=prices, demand=summary,
             fleet=fleet.with_columns(since=self._last_s), guards=guards,
             scoring=self.scoring, history=history, policy_state=self.policy_state,
             interval_s=self.interval_s, skipped_cycles=skipped, switch_load=self._load,
-            power_usd_mwh=power,
+            power_usd_mwh=power, site_cap_w=cap,
         )
         try:
             plan = decide(ctx, self.policy, guards, switch_load=self._load)

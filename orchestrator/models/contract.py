@@ -13,7 +13,7 @@ from typing import Literal, get_args
 from pydantic import Field, field_validator, model_validator
 
 from orchestrator.models.base import StrictModel
-from orchestrator.models.sources import SeriesSource
+from orchestrator.models.sources import SeriesSource, TableSource
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[str, ...] = get_args(Weekday)
@@ -115,6 +115,60 @@ class CoincidentPeak(StrictModel):
         return value
 
 
+class EventCalendar(TableSource):
+    """A recorded calendar of demand-response events: one row per event, read like a
+    recorded series (a path or `bundled:…`; stamps without a zone are read in
+    `timezone`). Events that overlap or repeat are merged into one (docs/contracts.md)."""
+
+    start_column: str = Field(
+        default="start", description="Column with the time the event begins.")
+    end_column: str = Field(default="end", description="Column with the time it ends.")
+    called_column: str | None = Field(
+        default=None,
+        description="Column with the time the grid operator called the event; a blank "
+        "cell (or no column) means `notice_min` before the start.",
+    )
+
+
+class DemandResponse(StrictModel):
+    """A demand-response commitment: during a called event the site draws at most
+    `max_draw_kw` (a firm service level), from `response_min` after the call (and not
+    before the event's start) until its end."""
+
+    program: str = Field(
+        default="demand response", min_length=1,
+        description="Name of the program, as explanations and the report show it.",
+    )
+    max_draw_kw: float = Field(
+        ge=0, description="Firm service level: the site's draw during an event, kW, at most.")
+    committed_kw: float = Field(
+        gt=0, description="Reduction the program pays availability for, kW (the MW "
+        "committed × 1000).")
+    notice_min: float = Field(
+        default=0.0, ge=0,
+        description="Minutes between a call and the event's start, for calendar rows "
+        "without a called time.")
+    response_min: float = Field(
+        default=10.0, ge=0,
+        description="Minutes the site has after a call to be at max_draw_kw.")
+    availability_usd_per_kw_month: float = Field(
+        default=0.0, ge=0,
+        description="Payment for being available, USD per committed kW per month "
+        "(prorated by the hours of the month).")
+    energy_usd_mwh: float = Field(
+        default=0.0, ge=0,
+        description="Payment per MWh of reduction below the baseline during an event, "
+        "USD/MWh.")
+    baseline_h: float = Field(
+        default=1.0, gt=0,
+        description="The baseline is the site's average draw over this many hours before "
+        "the call, kW.")
+    shortfall_usd_mwh: float = Field(
+        default=0.0, ge=0,
+        description="Penalty per MWh drawn above max_draw_kw during an event, USD/MWh.")
+    events: EventCalendar = Field(description="The recorded event calendar.")
+
+
 class PowerContract(StrictModel):
     """How a site pays for power (see docs/contracts.md)."""
 
@@ -136,12 +190,15 @@ class PowerContract(StrictModel):
     coincident_peak: CoincidentPeak | None = Field(
         default=None, description="A coincident-peak program (e.g. ERCOT 4CP)."
     )
+    demand_response: DemandResponse | None = Field(
+        default=None, description="A demand-response commitment and its event calendar."
+    )
 
     @property
     def is_plain_spot(self) -> bool:
         """True when the contract changes nothing: spot price and no charges."""
         return (self.price == "spot" and self.demand_charge_usd_per_kw_month == 0.0
-                and self.coincident_peak is None)
+                and self.coincident_peak is None and self.demand_response is None)
 
 
 TimeOfUsePrice.model_rebuild()

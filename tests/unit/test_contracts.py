@@ -15,7 +15,12 @@ import yaml
 from orchestrator import economics as econ
 from orchestrator.backtest.contracts import ContractAccounts
 from orchestrator.backtest.sim import Ledger
-from orchestrator.engine.contracts import AlertSeries, ContractBook, hours_in_month
+from orchestrator.engine.contracts import (
+    AlertSeries,
+    ContractBook,
+    EventCalendar,
+    hours_in_month,
+)
 from orchestrator.engine.scoring import build_scores
 from orchestrator.errors import ConfigError
 from orchestrator.models.build import build_fleet
@@ -287,3 +292,151 @@ def test_month_to_date_peak_survives_a_restart(tmp_path: Path) -> None:
     assert second.contracts is not None
     assert second.contracts.peaks_kw(now + 3600) == pytest.approx([_site_kw(fleet)])
     assert second.contracts.peaks_kw(_t(2024, 6, 1, 0)) == [0.0]  # a new month
+
+
+# --- demand response --------------------------------------------------------------------
+
+
+def _dr(events_path: Path, **over: Any) -> dict[str, Any]:
+    return {"demand_response": {"program": "test DR", "max_draw_kw": 7.0, "committed_kw": 5.0,
+                                "events": {"path": str(events_path)}, **over}}
+
+
+def test_demand_response_fields_are_checked(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"sites": [{"name": "hall", "contract": {
+        "demand_response": {"max_draw_kw": -1, "committed_kw": 5,
+                            "events": {"path": "e.csv"}}}}]}))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "max_draw_kw" in str(err.value) and "bad.yaml" in str(err.value)
+
+
+def test_overlapping_and_repeated_events_merge() -> None:
+    h = 3600.0
+    start = np.array([10 * h, 2 * h, 2 * h, 11 * h, 20 * h])
+    end = np.array([12 * h, 4 * h, 4 * h, 13 * h, 21 * h])
+    called = start - 0.5 * h
+    response = 600.0
+    cal = EventCalendar.of(start, end, called, response)
+    # The repeated 2-4 h row is one event; 10-12 and 11-13 overlap into 10-13.
+    np.testing.assert_allclose(cal.due_s, [2 * h, 10 * h, 20 * h])
+    np.testing.assert_allclose(cal.end_s, [4 * h, 13 * h, 21 * h])
+    np.testing.assert_allclose(cal.called_s, [1.5 * h, 9.5 * h, 19.5 * h])
+    # A call later than start − response makes the window start at call + response.
+    late = EventCalendar.of(np.array([5 * h]), np.array([6 * h]), np.array([5 * h]), response)
+    assert late.due_s[0] == 5 * h + response
+
+
+def test_event_in_force_for_the_coming_interval() -> None:
+    h = 3600.0
+    cal = EventCalendar(np.array([9.5 * h]), np.array([10.2 * h]), np.array([12 * h]))
+    assert cal.in_force(9.0 * h, h) == -1  # not called yet
+    assert cal.in_force(9.5 * h, 0.5 * h) == -1  # called; due after the next decision
+    assert cal.in_force(9.5 * h, h) == 0  # due before the next decision: shed now
+    assert cal.in_force(11.9 * h, h) == 0
+    assert cal.in_force(12.0 * h, h) == -1  # over
+    assert cal.in_force(10.2 * h, 0.0) == 0
+    assert cal.overlap_h(10 * h, 11 * h) == pytest.approx(0.8)
+
+
+def _decide(config: HashpivotConfig, now: float, programs: bool = True) -> Any:
+    from orchestrator.backtest.contracts import load_events
+    from orchestrator.engine.step import DecisionStep
+    from orchestrator.models.config import GuardConfig
+    from policies.greedy import Greedy
+
+    book = ContractBook.for_sites(config.sites, {}, load_events(config), programs)
+    assert book is not None
+    step = DecisionStep(Greedy(), GuardConfig(min_dwell_s=0), contracts=book)
+    prices = MarketPrices(btc_usd=60_000.0, difficulty=8e13, fees_btc_per_block=0.1,
+                          subsidy_btc=3.125, usd_per_unit_day=np.array([0.05]),
+                          gpu_usd_per_gpu_hour=np.zeros(0), power_usd_mwh=np.array([20.0]),
+                          oldest_observed_s=now)
+    return step.decide(now_s=now, prices=prices, demand=DemandSummary(np.zeros(0), np.zeros(0)),
+                       fleet=_fleet(config))
+
+
+def test_a_called_event_caps_the_site_in_the_decision(tmp_path: Path) -> None:
+    """During an event the plan keeps the site at or under max_draw_kw by idling miners
+    (as many keep mining as fit), and the explanations name the program."""
+    events = tmp_path / "events.csv"
+    events.write_text("start,end,called\n2024-05-20T10:00:00Z,2024-05-20T12:00:00Z,"
+                      "2024-05-20T09:40:00Z\n")
+    mine_w = float(_fleet(_config(tmp_path, None)).statics.watts_by_mode[1][0])
+    idle_w = float(_fleet(_config(tmp_path, None)).statics.watts_by_mode[0][0])
+    max_kw = 2.5 * mine_w / 1000.0
+    config = _config(tmp_path, _dr(events, max_draw_kw=max_kw, response_min=10,
+                                   events={"path": str(events), "called_column": "called"}))
+    fits = max(k for k in range(MINERS + 1) if k * mine_w + (MINERS - k) * idle_w
+               <= max_kw * 1000.0)
+    assert 0 < fits < MINERS
+    before = _decide(config, _t(2024, 5, 20, 9))  # not called yet: everything mines
+    assert int((before.target == 1).sum()) == MINERS
+    during = _decide(config, _t(2024, 5, 20, 10))
+    assert during.site_power_w[0] <= max_kw * 1000.0 + 1e-6
+    assert int((during.target == 1).sum()) == fits
+    assert during.site_cap_w[0] == pytest.approx(max_kw * 1000.0)
+    texts = [e.text for e in during.explanations()]
+    assert texts and all("test DR event called 2024-05-20 09:40 UTC" in t for t in texts)
+    after = _decide(config, _t(2024, 5, 20, 12))
+    assert int((after.target == 1).sum()) == MINERS
+    ignored = _decide(config, _t(2024, 5, 20, 10), programs=False)
+    assert int((ignored.target == 1).sum()) == MINERS
+
+
+def test_bad_event_rows_name_file_line_and_field(tmp_path: Path) -> None:
+    from orchestrator.backtest.contracts import load_events
+    from orchestrator.errors import DataError
+
+    cases = {
+        "start,end\n2024-05-20T10:00:00Z,2024-05-20T09:00:00Z\n": ("end", "ends before"),
+        "start,end\n2024-05-20T10:00:00Z,soon\n": ("end", "not a time"),
+        "start,end\n,2024-05-20T09:00:00Z\n": ("start", "missing time"),
+        "begin,end\n2024-05-20T10:00:00Z,2024-05-20T11:00:00Z\n": ("start", "missing column"),
+    }
+    for i, (text, (column, message)) in enumerate(cases.items()):
+        events = tmp_path / f"events{i}.csv"
+        events.write_text(text)
+        config = _config(tmp_path, _dr(events))
+        with pytest.raises(DataError) as err:
+            load_events(config)
+        shown = str(err.value)
+        assert message in shown and f"events{i}.csv" in shown and repr(column) in shown, shown
+        assert "demand_response" in shown, shown
+
+
+def test_demand_response_lines_by_hand(tmp_path: Path) -> None:
+    """Hourly steps 08:00-11:00; the event is called at 08:30 and due 09:30-10:30. The
+    baseline is the 07:30-08:30 draw: only the 08:00 step is in the run, so 12 kW."""
+    events = tmp_path / "events.csv"
+    events.write_text("start,end,called\n2024-05-20T09:30:00Z,2024-05-20T10:30:00Z,"
+                      "2024-05-20T08:30:00Z\n")
+    avail, energy, short, max_kw, committed = 6.0, 100.0, 1000.0, 7.0, 5.0
+    config = _config(tmp_path, _dr(events, availability_usd_per_kw_month=avail,
+                                   energy_usd_mwh=energy, shortfall_usd_mwh=short,
+                                   max_draw_kw=max_kw, committed_kw=committed,
+                                   events={"path": str(events), "called_column": "called"}))
+    from orchestrator.backtest.contracts import contract_accounts
+
+    accounts = contract_accounts(config)
+    assert accounts is not None
+    times = _t(2024, 5, 20, 8) + 3600.0 * np.arange(3)
+    ledger = Ledger.zeros(times, 1)
+    kw = [12.0, 9.0, 4.0]
+    for k in range(3):
+        accounts.record(ledger, k, float(times[k]), 3600.0, np.array([kw[k] * 1000.0]),
+                        np.array([30.0]))
+    lines = ledger.demand_response
+    assert lines is not None
+    month_h = 31 * 24
+    np.testing.assert_allclose(lines.availability, [committed * avail / month_h] * 3)
+    # 09:00 step: half an hour in the window at 9 kW; 10:00 step: half an hour at 4 kW.
+    np.testing.assert_allclose(lines.shortfall, [0.0, short * (9.0 - max_kw) * 0.5 / 1000,
+                                                 0.0])
+    np.testing.assert_allclose(lines.energy, [0.0, energy * (12.0 - 9.0) * 0.5 / 1000,
+                                              energy * (12.0 - 4.0) * 0.5 / 1000])
+    np.testing.assert_allclose(lines.site_kw[:, 0], kw)
+    ledger.contracts = True  # as the simulated site marks a ledger it books contracts in
+    totals = ledger.totals()
+    assert totals["dr_energy_payment_usd"] == pytest.approx(lines.energy.sum())
