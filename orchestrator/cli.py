@@ -227,6 +227,12 @@ def backtest(
         Path | None,
         typer.Option(help="Replay a controller's journal: decide every cycle again."),
     ] = None,
+    ignore_programs: Annotated[
+        bool,
+        typer.Option(help="Also run each policy with the power contract's programs (demand "
+                     "charge, coincident peak, demand response) unseen by its decisions but "
+                     "billed, labelled '(programs ignored)'."),
+    ] = False,
 ) -> None:
     """Backtest policies on recorded market data and write a report (or replay a journal)."""
     from contextlib import nullcontext
@@ -235,6 +241,8 @@ def backtest(
         avoided_text,
         best_policy,
         contract_avoided,
+        programs_gained,
+        programs_text,
         write_report,
     )
     from orchestrator.backtest.runner import policy_specs, run_backtest
@@ -255,8 +263,16 @@ def backtest(
         return
     report_dir = report or Path("reports") / config.stem
     run_params = _run_params(cfg, policy, params)
+    if ignore_programs and not any(
+            s.contract is not None and (s.contract.demand_charge_usd_per_kw_month > 0
+                                        or s.contract.coincident_peak is not None
+                                        or s.contract.demand_response is not None)
+            for s in cfg.sites):
+        raise typer.BadParameter(f"no site in {config} has a power-contract program "
+                                 "(demand charge, coincident peak or demand response)",
+                                 param_hint="--ignore-programs")
     # Bad names, labels or parameters fail here, before Ray starts.
-    policy_specs(cfg, policy, baselines, run_params)
+    policy_specs(cfg, policy, baselines, run_params, ignore_programs)
     map_runs = None
     session: Any = nullcontext()
     if use_ray and not _has_module("ray"):
@@ -293,6 +309,7 @@ def backtest(
             baselines=baselines,
             progress=progress,
             map_runs=map_runs,
+            ignore_programs=ignore_programs,
         )
     html_path = write_report(result, report_dir)
     summary = result.summary()
@@ -335,6 +352,8 @@ def backtest(
         avoided = contract_avoided(policies, best)
         if avoided is not None:
             console.print(avoided_text(best, avoided), highlight=False)
+        for name, gained in programs_gained(policies).items():
+            console.print(programs_text(name, gained), highlight=False)
     if result.oracle is not None:
         console.print(f"hindsight oracle: {_usd(result.oracle.net_usd)} USD ({result.oracle.kind})")
     console.print(f"best policy: [bold]{best}[/bold]; report: {html_path}")
@@ -342,19 +361,24 @@ def backtest(
 
 def _contract_table(policies: dict[str, Any]) -> Table | None:
     """A site's power-contract lines per policy (None: no site has a contract)."""
-    lines = (("energy", "energy_cost_usd"), ("unused contracted", "contract_unused_energy_usd"),
-             ("resale", "resale_revenue_usd"), ("demand charges", "demand_charge_usd"),
-             ("coincident peak", "coincident_peak_charge_usd"))
+    lines: tuple[tuple[str, str], ...] = (
+        ("energy", "energy_cost_usd"), ("unused contracted", "contract_unused_energy_usd"),
+        ("resale", "resale_revenue_usd"), ("demand charges", "demand_charge_usd"),
+        ("coincident peak", "coincident_peak_charge_usd"))
     rows = [(name, p) for name, p in policies.items() if "coincident_peak_charge_usd" in p]
     if not rows:
         return None
+    if any("dr_availability_payment_usd" in p for _, p in rows):
+        lines += (("DR availability", "dr_availability_payment_usd"),
+                  ("DR energy", "dr_energy_payment_usd"),
+                  ("DR shortfall", "dr_shortfall_penalty_usd"))
     table = Table(title="power contract, USD (net includes every line; the oracle leaves "
                   "the charges out)", title_justify="left")
     table.add_column("policy")
     for label, _ in lines:
         table.add_column(label, justify="right")
     for name, p in rows:
-        table.add_row(name, *(_usd(p[key]) for _, key in lines))
+        table.add_row(name, *(_usd(p.get(key, 0.0)) for _, key in lines))
     return table
 
 

@@ -17,7 +17,8 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 
-from orchestrator.backtest.runner import BacktestResult
+from orchestrator.backtest.contracts import DemandResponseLines
+from orchestrator.backtest.runner import BacktestResult, ignored_label
 
 MODE_COLORS = {"idle": "#9e9e9e", "mine": "#f7931a", "ai": "#3f51b5"}
 
@@ -142,6 +143,12 @@ def write_ledger_csv(result: BacktestResult, path: Path) -> None:
     contracts = any(run.ledger.contracts for run in result.runs)
     if contracts:
         columns += CONTRACT_COLUMNS
+    # Demand-response lines and each site's average draw (kW) they come from follow, only
+    # when a site has a program.
+    dr_sites = next((run.ledger.demand_response.site_names for run in result.runs
+                     if run.ledger.demand_response is not None), None)
+    if dr_sites is not None:
+        columns += (*DR_COLUMNS, *(f"site_kw:{name}" for name in dr_sites))
     with path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
         writer.writerow(columns)
@@ -159,11 +166,57 @@ def write_ledger_csv(result: BacktestResult, path: Path) -> None:
                     int(ledger.sla_misses[k]), int(ledger.jobs_served[k]),
                     *(int(x) for x in ledger.modes[k]),
                     *((f"{line[k]:.4f}" for line in lines) if contracts else ()),
+                    *(_dr_cells(ledger.demand_response, k, len(dr_sites))
+                      if dr_sites is not None else ()),
                 ])
 
 
 CONTRACT_COLUMNS = ("contract_unused_energy_usd", "resale_revenue_usd", "demand_charge_usd",
                     "coincident_peak_charge_usd")
+DR_COLUMNS = ("dr_availability_payment_usd", "dr_energy_payment_usd",
+              "dr_shortfall_penalty_usd")
+
+
+def _dr_cells(lines: DemandResponseLines | None, k: int, sites: int) -> list[str]:
+    if lines is None:
+        return [""] * (len(DR_COLUMNS) + sites)
+    return [f"{lines.availability[k]:.4f}", f"{lines.energy[k]:.4f}",
+            f"{lines.shortfall[k]:.4f}", *(f"{kw:.4f}" for kw in lines.site_kw[k].tolist())]
+
+
+#: What a power contract's programs are worth, as (summary key, label, sign): a charge
+#: avoided counts +1 when lower, a credit earned +1 when higher.
+PROGRAM_LINES = (("demand_charge_usd", "demand charges avoided", -1),
+                 ("coincident_peak_charge_usd", "coincident-peak charges avoided", -1),
+                 ("dr_shortfall_penalty_usd", "demand-response penalties avoided", -1),
+                 ("dr_availability_payment_usd", "availability payments earned", 1),
+                 ("dr_energy_payment_usd", "demand-response energy payments earned", 1),
+                 ("resale_revenue_usd", "resale earned", 1))
+
+
+def programs_gained(policies: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per policy run both ways (`--ignore-programs`): what deciding with the contract's
+    programs in sight changed against the same policy deciding without them, USD (charges
+    avoided and credits earned, positive when the program-aware run did better, and the
+    difference in net)."""
+    out = {}
+    for name, run in policies.items():
+        ignored = policies.get(ignored_label(name))
+        if ignored is None or "coincident_peak_charge_usd" not in run:
+            continue
+        # + 0.0: a zero difference reads 0, not -0.
+        gained = {key: sign * (run[key] - ignored[key]) + 0.0 for key, _, sign in PROGRAM_LINES
+                  if key in run and key in ignored}
+        gained["net_usd"] = run["net_usd"] - ignored["net_usd"] + 0.0
+        out[name] = gained
+    return out
+
+
+def programs_text(name: str, gained: dict[str, float]) -> str:
+    parts = [f"{label} {gained[key]:,.0f} USD" for key, label, _ in PROGRAM_LINES
+             if key in gained]
+    return (f"{name} against {ignored_label(name)}: " + ", ".join(parts)
+            + f"; net {gained['net_usd']:+,.0f} USD")
 
 
 AVOIDED_AGAINST = "always-mine"
@@ -202,11 +255,19 @@ def _contract_section(policies: dict[str, Any], best: str) -> str:
             f"<tr><td>{html.escape(name)}</td><td>{p['energy_cost_usd']:,.0f}</td>"
             f"<td>{p['contract_unused_energy_usd']:,.0f}</td>"
             f"<td>{p['resale_revenue_usd']:,.0f}</td><td>{p['demand_charge_usd']:,.0f}</td>"
-            f"<td>{p['coincident_peak_charge_usd']:,.0f}</td></tr>")
+            f"<td>{p['coincident_peak_charge_usd']:,.0f}</td>"
+            + ("".join(f"<td>{p.get(key, 0.0):,.0f}</td>" for key in DR_COLUMNS)
+               if any("dr_availability_payment_usd" in q for q in policies.values()) else "")
+            + "</tr>")
     if not rows:
         return ""
     avoided = contract_avoided(policies, best)
     versus = "" if avoided is None else f"<p>{html.escape(avoided_text(best, avoided))}.</p>"
+    versus += "".join(f"<p>{html.escape(programs_text(name, gained))}.</p>"
+                      for name, gained in programs_gained(policies).items())
+    dr = any("dr_availability_payment_usd" in p for p in policies.values())
+    dr_head = ("<th>DR availability USD</th><th>DR energy USD</th><th>DR shortfall USD</th>"
+               if dr else "")
     return (f"<h2>Power contract</h2>{versus}<p>Energy at the contract price (the power column "
             "above), contracted energy paid but not used, its resale at spot, demand "
             "charges on the realised monthly peak and coincident-peak charges on the "
@@ -214,7 +275,8 @@ def _contract_section(policies: dict[str, Any], best: str) -> str:
             "hindsight oracle prices energy at spot plus the adder and leaves these "
             "charges out.</p><table><thead><tr><th>policy</th><th>energy USD</th>"
             "<th>unused contracted energy USD</th><th>resale revenue USD</th>"
-            "<th>demand charges USD</th><th>coincident-peak charges USD</th></tr></thead>"
+            "<th>demand charges USD</th><th>coincident-peak charges USD</th>"
+            f"{dr_head}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 

@@ -171,6 +171,7 @@ def simulate(
     jobs: JobStream,
     history: _History | None,
     progress: Callable[[int], None] | None = None,
+    programs: bool = True,
 ) -> Ledger:
     """One policy over every step: arrive → decide (the decision step every mode uses) →
     apply (simulator)."""
@@ -179,7 +180,7 @@ def simulate(
     sim = SimulatedSite(fleet, jobs, config.scoring, max_wait_h=max_wait,
                         contracts=contract_accounts(config))
     ledger = Ledger.zeros(times, fleet.n)
-    step = decision_step(config, policy, guards)
+    step = decision_step(config, policy, guards, programs=programs)
     wants_history = history is not None and policy.uses_history
     for k in range(times.shape[0]):
         now = float(times[k])
@@ -202,13 +203,15 @@ def simulate(
 
 
 def decision_step(config: HashpivotConfig, policy: Policy, guards: GuardConfig,
-                  interval_s: float | None = None) -> DecisionStep:
-    """The decision step for `config`: the same in a backtest, a dry-run and live."""
+                  interval_s: float | None = None, programs: bool = True) -> DecisionStep:
+    """The decision step for `config`: the same in a backtest, a dry-run and live.
+    `programs=False`: the sites' power-contract programs are invisible to the decision
+    (the ledger still bills them)."""
     return DecisionStep(
         policy, guards, config.scoring,
         interval_s=config.backtest.step_s if interval_s is None else interval_s,
         demand_model=config.demand.gpu_model if config.demand is not None else None,
-        contracts=contract_book(config),
+        contracts=contract_book(config, programs),
     )
 
 
@@ -226,6 +229,8 @@ class PolicySpec:
     guards: GuardConfig
     baseline: bool = False
     guards_label: str = CONFIGURED_GUARDS
+    #: False: the power contract's programs are invisible to the decision, still billed.
+    programs: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +308,7 @@ def run_policy(
         jobs=inputs.jobs,
         history=inputs.history,
         progress=progress,
+        programs=spec.programs,
     )
     return PolicyRun(spec.label, ledger, spec.baseline, spec.guards_label, spec.spec,
                      spec.params)
@@ -333,9 +339,12 @@ def policy_specs(
     policies: Sequence[str] | None,
     baselines: bool,
     params: Mapping[str, Mapping[str, object]] | None = None,
+    ignore_programs: bool = False,
 ) -> list[PolicySpec]:
     """The configured (or named) policies, then the baselines under the same guards (and,
     with `backtest.unguarded_baselines`, each baseline again without dwell or budgets).
+    `ignore_programs`: each named policy runs again with the power contract's programs
+    invisible to its decisions but billed, labelled `LABEL (programs ignored)`.
 
     A run is `SPEC` or `LABEL=SPEC` (the same policy twice, with other parameters);
     `params` maps a run's label to its parameters (default: the config's `policy.params`
@@ -363,6 +372,9 @@ def policy_specs(
         # Fail here, before any work, on bad parameters; name the run they belong to.
         load_policy(spec, run_params, source=f"params of {label}")
         specs.append(PolicySpec(label, spec, run_params, config.guards))
+        if ignore_programs:
+            specs.append(PolicySpec(ignored_label(label), spec, run_params, config.guards,
+                                    programs=False))
     unknown = sorted(set(params) - set(labels))
     if unknown:
         raise ConfigError(f"parameters for {', '.join(unknown)}, which no run is labelled "
@@ -380,6 +392,14 @@ def policy_specs(
                                         unguarded(config.guards), baseline=True,
                                         guards_label=UNGUARDED))
     return specs
+
+
+IGNORED_SUFFIX = " (programs ignored)"
+
+
+def ignored_label(label: str) -> str:
+    """The label of a run that decides without the power contract's programs."""
+    return label + IGNORED_SUFFIX
 
 
 MapRuns = Callable[[BacktestInputs, list[PolicySpec], "Progress | None"], list[PolicyRun]]
@@ -410,6 +430,7 @@ def run_backtest(
     baselines: bool | None = None,
     progress: Progress | None = None,
     map_runs: MapRuns | None = None,
+    ignore_programs: bool = False,
 ) -> BacktestResult:
     """Backtest the configured (or named) policies, the baselines and the oracle.
 
@@ -417,7 +438,7 @@ def run_backtest(
     runtime passes a Ray fan-out).
     """
     with_baselines = config.backtest.baselines if baselines is None else baselines
-    specs = policy_specs(config, policies, with_baselines, params)
+    specs = policy_specs(config, policies, with_baselines, params, ignore_programs)
     needs_history = any(resolve_policy_class(s.spec).uses_history for s in specs)
     inputs = prepare_backtest(config, start=start, end=end, needs_history=needs_history)
     runs = (map_runs or run_sequentially)(inputs, specs, progress)
