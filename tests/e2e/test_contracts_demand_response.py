@@ -205,6 +205,12 @@ def test_dry_run_sheds_to_the_committed_draw(tmp_path: Path) -> None:
     assert all(c["current"] == "mine" and c["target"] == "idle" for c in changes), changes[:3]
     assert all(dr["program"] in c["text"] for c in changes), changes[:3]
     assert before["modes"]["ai"] == shed["plan"]["modes"]["ai"] > 0
+    # A journal replay decides every cycle again, the event's cap included, to the same plan.
+    cycles = [r for r in records if r.get("decision_inputs")]
+    replay = hashpivot("backtest", "-c", str(EXAMPLES / "contracts" / "site.yaml"),
+                       "--journal", str(tmp_path / "j"), "--no-ray", cwd=tmp_path)
+    assert replay.returncode == 0, replay.stderr[-3000:]
+    assert f"{len(cycles)} (100%)" in replay.stdout, replay.stdout
 
 
 def test_bad_event_calendar_names_file_and_field(tmp_path: Path) -> None:
