@@ -115,7 +115,7 @@ class CoincidentPeak(StrictModel):
         return value
 
 
-class EventCalendar(TableSource):
+class EventCalendarSource(TableSource):
     """A recorded calendar of demand-response events: one row per event, read like a
     recorded series (a path or `bundled:…`; stamps without a zone are read in
     `timezone`). Events that overlap or repeat are merged into one (docs/contracts.md)."""
@@ -166,7 +166,7 @@ class DemandResponse(StrictModel):
     shortfall_usd_mwh: float = Field(
         default=0.0, ge=0,
         description="Penalty per MWh drawn above max_draw_kw during an event, USD/MWh.")
-    events: EventCalendar = Field(description="The recorded event calendar.")
+    events: EventCalendarSource = Field(description="The recorded event calendar.")
 
 
 class PowerContract(StrictModel):
