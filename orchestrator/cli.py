@@ -230,8 +230,8 @@ def backtest(
     ignore_programs: Annotated[
         bool,
         typer.Option(help="Also run each policy with the power contract's programs (demand "
-                     "charge, coincident peak, demand response) unseen by its decisions but "
-                     "billed, labelled '(programs ignored)'."),
+                     "charge, coincident peak, demand response, curtailment credit) unseen "
+                     "by its decisions but billed, labelled '(programs ignored)'."),
     ] = False,
 ) -> None:
     """Backtest policies on recorded market data and write a report (or replay a journal)."""
@@ -263,14 +263,11 @@ def backtest(
         return
     report_dir = report or Path("reports") / config.stem
     run_params = _run_params(cfg, policy, params)
-    if ignore_programs and not any(
-            s.contract is not None and (s.contract.demand_charge_usd_per_kw_month > 0
-                                        or s.contract.coincident_peak is not None
-                                        or s.contract.demand_response is not None)
-            for s in cfg.sites):
+    if ignore_programs and not any(s.contract is not None and s.contract.has_programs
+                                   for s in cfg.sites):
         raise typer.BadParameter(f"no site in {config} has a power-contract program "
-                                 "(demand charge, coincident peak or demand response)",
-                                 param_hint="--ignore-programs")
+                                 "(demand charge, coincident peak, demand response or "
+                                 "curtailment credit)", param_hint="--ignore-programs")
     # Bad names, labels or parameters fail here, before Ray starts.
     policy_specs(cfg, policy, baselines, run_params, ignore_programs)
     map_runs = None
@@ -349,6 +346,9 @@ def backtest(
     contract = _contract_table(policies)
     if contract is not None:
         console.print(contract)
+        programs = _programs_table(policies)
+        if programs is not None:
+            console.print(programs)
         avoided = contract_avoided(policies, best)
         if avoided is not None:
             console.print(avoided_text(best, avoided), highlight=False)
@@ -361,24 +361,38 @@ def backtest(
 
 def _contract_table(policies: dict[str, Any]) -> Table | None:
     """A site's power-contract lines per policy (None: no site has a contract)."""
-    lines: tuple[tuple[str, str], ...] = (
-        ("energy", "energy_cost_usd"), ("unused contracted", "contract_unused_energy_usd"),
-        ("resale", "resale_revenue_usd"), ("demand charges", "demand_charge_usd"),
-        ("coincident peak", "coincident_peak_charge_usd"))
+    lines = (("energy", "energy_cost_usd"), ("unused contracted", "contract_unused_energy_usd"),
+             ("resale", "resale_revenue_usd"), ("demand charges", "demand_charge_usd"),
+             ("coincident peak", "coincident_peak_charge_usd"))
     rows = [(name, p) for name, p in policies.items() if "coincident_peak_charge_usd" in p]
     if not rows:
         return None
-    if any("dr_availability_payment_usd" in p for _, p in rows):
-        lines += (("DR availability", "dr_availability_payment_usd"),
-                  ("DR energy", "dr_energy_payment_usd"),
-                  ("DR shortfall", "dr_shortfall_penalty_usd"))
     table = Table(title="power contract, USD (net includes every line; the oracle leaves "
                   "the charges out)", title_justify="left")
     table.add_column("policy")
     for label, _ in lines:
         table.add_column(label, justify="right")
     for name, p in rows:
-        table.add_row(name, *(_usd(p.get(key, 0.0)) for _, key in lines))
+        table.add_row(name, *(_usd(p[key]) for _, key in lines))
+    return table
+
+
+def _programs_table(policies: dict[str, Any]) -> Table | None:
+    """Demand-response and curtailment-credit lines per policy (None: no site has either
+    program)."""
+    lines = (("DR availability", "dr_availability_payment_usd"),
+             ("DR energy", "dr_energy_payment_usd"), ("DR shortfall", "dr_shortfall_penalty_usd"),
+             ("curtailment credits", "curtailment_credit_usd"))
+    rows = [(name, p) for name, p in policies.items() if "dr_availability_payment_usd" in p]
+    if not rows:
+        return None
+    table = Table(title="grid programs, USD (payments and credits lower the power bill, "
+                  "penalties raise it)", title_justify="left")
+    table.add_column("policy")
+    for label, _ in lines:
+        table.add_column(label, justify="right")
+    for name, p in rows:
+        table.add_row(name, *(_usd(p[key]) for _, key in lines))
     return table
 
 

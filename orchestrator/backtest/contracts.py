@@ -153,30 +153,33 @@ def contract_accounts(config: HashpivotConfig) -> ContractAccounts | None:
 
 
 @dataclass
-class DemandResponseLines:
-    """A run's demand-response lines per step (USD): availability and energy payments
-    (credits) and shortfall penalties, and each site's average draw (kW) they come from."""
+class ProgramLines:
+    """A run's demand-response and curtailment-credit lines per step (USD): availability
+    and energy payments and curtailment credits (credits), shortfall penalties, and each
+    site's average draw (kW) they come from."""
 
     site_names: tuple[str, ...]
     availability: F64
     energy: F64
     shortfall: F64
+    curtailment: F64
     site_kw: F64  # (steps, sites)
 
     @staticmethod
-    def zeros(steps: int, sites: tuple[str, ...]) -> DemandResponseLines:
-        return DemandResponseLines(sites, np.zeros(steps), np.zeros(steps), np.zeros(steps),
-                                   np.zeros((steps, len(sites))))
+    def zeros(steps: int, sites: tuple[str, ...]) -> ProgramLines:
+        return ProgramLines(sites, np.zeros(steps), np.zeros(steps), np.zeros(steps),
+                            np.zeros(steps), np.zeros((steps, len(sites))))
 
     def cost(self) -> F64:
         """Per step: what the programs add to the power bill (penalties less payments)."""
-        cost: F64 = self.shortfall - self.availability - self.energy
+        cost: F64 = self.shortfall - self.availability - self.energy - self.curtailment
         return cost
 
     def totals(self) -> dict[str, float]:
         return {"dr_availability_payment_usd": float(self.availability.sum()),
                 "dr_energy_payment_usd": float(self.energy.sum()),
-                "dr_shortfall_penalty_usd": float(self.shortfall.sum())}
+                "dr_shortfall_penalty_usd": float(self.shortfall.sum()),
+                "curtailment_credit_usd": float(self.curtailment.sum())}
 
 
 @dataclass
@@ -207,7 +210,7 @@ class ContractAccounts:
                site_energy_wh: F64, spot: F64) -> None:
         """Keep the step's energy per site and book its resale of unused contracted
         energy; after the run's last step, book the demand and coincident-peak charges."""
-        self._demand_response(ledger, k, now_s, dt_s, site_energy_wh)
+        self._programs(ledger, k, now_s, dt_s, site_energy_wh)
         self._energy.append(site_energy_wh.copy())
         self._spot.append(np.array(spot, dtype=np.float64, copy=True))
         self._times.append(now_s)
@@ -225,27 +228,36 @@ class ContractAccounts:
         if k == ledger.times_s.shape[0] - 1:
             self._close(ledger)
 
-    def _demand_response(self, ledger: Ledger, k: int, now_s: float, dt_s: float,
-                         site_energy_wh: F64) -> None:
-        """Book step `k`'s availability payment, and for the part of the step inside an
-        event window its energy payment (reduction below the baseline) and shortfall
-        penalty (draw above max_draw_kw), from the step's average draw."""
+    def _programs(self, ledger: Ledger, k: int, now_s: float, dt_s: float,
+                  site_energy_wh: F64) -> None:
+        """Book step `k`'s demand-response availability payment, and for the part of the
+        step inside an event window its energy payment (reduction below the baseline) and
+        shortfall penalty (draw above max_draw_kw), and a curtailment credit when the
+        step's local hour is listed; all from the step's average draw."""
         sites = self.book.sites
-        programs = [None if s.contract is None else s.contract.demand_response for s in sites]
-        if all(dr is None for dr in programs):
+        contracts = [s.contract for s in sites]
+        if all(c is None or (c.demand_response is None and c.curtailment_credit is None)
+               for c in contracts):
             return
-        lines = ledger.demand_response
+        lines = ledger.programs
         if lines is None:
-            lines = DemandResponseLines.zeros(ledger.times_s.shape[0],
-                                              tuple(s.name for s in sites))
-            ledger.demand_response = lines
+            lines = ProgramLines.zeros(ledger.times_s.shape[0], tuple(s.name for s in sites))
+            ledger.programs = lines
         dt_h = dt_s / 3600.0
         kw_now = site_energy_wh / dt_h / 1000.0
         lines.site_kw[k] = kw_now
-        for j, (site, dr) in enumerate(zip(sites, programs, strict=True)):
-            if dr is None:
+        for j, (site, contract) in enumerate(zip(sites, contracts, strict=True)):
+            if contract is None:
                 continue
             local = datetime.fromtimestamp(now_s, site.zone)
+            credit = contract.curtailment_credit
+            if credit is not None and self.book.credit_hour(j, local):
+                lines.curtailment[k] += (credit.usd_mwh * max(credit.baseline_kw
+                                                              - float(kw_now[j]), 0.0)
+                                         * dt_h / 1000.0)
+            dr = contract.demand_response
+            if dr is None:
+                continue
             lines.availability[k] += (dr.committed_kw * dr.availability_usd_per_kw_month
                                       * dt_h / hours_in_month(local))
             calendar = self.book.events.get(site.name)
@@ -265,7 +277,7 @@ class ContractAccounts:
                     lines.energy[k] += (dr.energy_usd_mwh * max(base - kw, 0.0)
                                         * inside_h / 1000.0)
 
-    def _baseline_kw(self, lines: DemandResponseLines, j: int, k: int, now_s: float,
+    def _baseline_kw(self, lines: ProgramLines, j: int, k: int, now_s: float,
                      called_s: float, span_s: float, dt_s: float) -> float | None:
         """Site `j`'s average draw over [called_s − span_s, called_s), each step of the run
         so far (the one starting at `now_s` the last) weighted by its time inside (None:

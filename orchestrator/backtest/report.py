@@ -17,7 +17,7 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 
-from orchestrator.backtest.contracts import DemandResponseLines
+from orchestrator.backtest.contracts import ProgramLines
 from orchestrator.backtest.runner import BacktestResult, ignored_label
 
 MODE_COLORS = {"idle": "#9e9e9e", "mine": "#f7931a", "ai": "#3f51b5"}
@@ -145,8 +145,8 @@ def write_ledger_csv(result: BacktestResult, path: Path) -> None:
         columns += CONTRACT_COLUMNS
     # Demand-response lines and each site's average draw (kW) they come from follow, only
     # when a site has a program.
-    dr_sites = next((run.ledger.demand_response.site_names for run in result.runs
-                     if run.ledger.demand_response is not None), None)
+    dr_sites = next((run.ledger.programs.site_names for run in result.runs
+                     if run.ledger.programs is not None), None)
     if dr_sites is not None:
         columns += (*DR_COLUMNS, *(f"site_kw:{name}" for name in dr_sites))
     with path.open("w", newline="", encoding="utf-8") as out:
@@ -166,7 +166,7 @@ def write_ledger_csv(result: BacktestResult, path: Path) -> None:
                     int(ledger.sla_misses[k]), int(ledger.jobs_served[k]),
                     *(int(x) for x in ledger.modes[k]),
                     *((f"{line[k]:.4f}" for line in lines) if contracts else ()),
-                    *(_dr_cells(ledger.demand_response, k, len(dr_sites))
+                    *(_dr_cells(ledger.programs, k, len(dr_sites))
                       if dr_sites is not None else ()),
                 ])
 
@@ -174,14 +174,15 @@ def write_ledger_csv(result: BacktestResult, path: Path) -> None:
 CONTRACT_COLUMNS = ("contract_unused_energy_usd", "resale_revenue_usd", "demand_charge_usd",
                     "coincident_peak_charge_usd")
 DR_COLUMNS = ("dr_availability_payment_usd", "dr_energy_payment_usd",
-              "dr_shortfall_penalty_usd")
+              "dr_shortfall_penalty_usd", "curtailment_credit_usd")
 
 
-def _dr_cells(lines: DemandResponseLines | None, k: int, sites: int) -> list[str]:
+def _dr_cells(lines: ProgramLines | None, k: int, sites: int) -> list[str]:
     if lines is None:
         return [""] * (len(DR_COLUMNS) + sites)
     return [f"{lines.availability[k]:.4f}", f"{lines.energy[k]:.4f}",
-            f"{lines.shortfall[k]:.4f}", *(f"{kw:.4f}" for kw in lines.site_kw[k].tolist())]
+            f"{lines.shortfall[k]:.4f}", f"{lines.curtailment[k]:.4f}",
+            *(f"{kw:.4f}" for kw in lines.site_kw[k].tolist())]
 
 
 #: What a power contract's programs are worth, as (summary key, label, sign): a charge
@@ -191,6 +192,7 @@ PROGRAM_LINES = (("demand_charge_usd", "demand charges avoided", -1),
                  ("dr_shortfall_penalty_usd", "demand-response penalties avoided", -1),
                  ("dr_availability_payment_usd", "availability payments earned", 1),
                  ("dr_energy_payment_usd", "demand-response energy payments earned", 1),
+                 ("curtailment_credit_usd", "curtailment credits earned", 1),
                  ("resale_revenue_usd", "resale earned", 1))
 
 
@@ -267,7 +269,7 @@ def _contract_section(policies: dict[str, Any], best: str) -> str:
                       for name, gained in programs_gained(policies).items())
     dr = any("dr_availability_payment_usd" in p for p in policies.values())
     dr_head = ("<th>DR availability USD</th><th>DR energy USD</th><th>DR shortfall USD</th>"
-               if dr else "")
+               "<th>curtailment credits USD</th>" if dr else "")
     return (f"<h2>Power contract</h2>{versus}<p>Energy at the contract price (the power column "
             "above), contracted energy paid but not used, its resale at spot, demand "
             "charges on the realised monthly peak and coincident-peak charges on the "

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from orchestrator.backtest.contracts import ContractAccounts, DemandResponseLines
+from orchestrator.backtest.contracts import ContractAccounts, ProgramLines
 from orchestrator.backtest.jobbook import JobBook, QueuedJobs
 from orchestrator.backtest.jobs import JobStream
 from orchestrator.engine.kernels import (
@@ -79,8 +79,8 @@ class Ledger:
     coincident_peak_charge: F64
     #: Whether a site has a contract (the totals then list its lines).
     contracts: bool = False
-    #: Demand-response payments and penalties (None: no site has a program).
-    demand_response: DemandResponseLines | None = None
+    #: Demand-response and curtailment-credit lines (None: no site has either program).
+    programs: ProgramLines | None = None
 
     @staticmethod
     def zeros(times_s: F64, n_nodes: int) -> Ledger:
@@ -133,7 +133,7 @@ class Ledger:
         contracted energy, less its resale)."""
         cost = (self.contract_unused_cost - self.resale_revenue + self.demand_charge
                 + self.coincident_peak_charge)
-        return cost if self.demand_response is None else cost + self.demand_response.cost()
+        return cost if self.programs is None else cost + self.programs.cost()
 
     @property
     def net(self) -> F64:
@@ -148,7 +148,7 @@ class Ledger:
             "resale_revenue_usd": float(self.resale_revenue.sum()),
             "demand_charge_usd": float(self.demand_charge.sum()),
             "coincident_peak_charge_usd": float(self.coincident_peak_charge.sum()),
-            **({} if self.demand_response is None else self.demand_response.totals()),
+            **({} if self.programs is None else self.programs.totals()),
         }
         return {
             **contract,

@@ -34,6 +34,7 @@ import numpy.typing as npt
 from orchestrator import economics as econ
 from orchestrator.models.contract import (
     WEEKDAYS,
+    CurtailmentCredit,
     DemandResponse,
     FixedPrice,
     PowerContract,
@@ -115,6 +116,15 @@ class EventCalendar:
         return float(np.clip(hi - lo, 0.0, None).sum()) / 3600.0
 
 
+def credit_hours(credit: CurtailmentCredit) -> npt.NDArray[np.bool_]:
+    """The credit's hours as a (7, 24) table, Monday first: True where it is paid."""
+    table = np.zeros((7, 24), dtype=bool)
+    for hours in credit.hours:
+        for day in hours.days:
+            table[WEEKDAYS.index(day), hours.start_hour:hours.end_hour] = True
+    return table
+
+
 def tou_schedule(price: TimeOfUsePrice) -> F64:
     """The weekly schedule as a (7, 24) table of USD/MWh, Monday first."""
     table = np.full((7, 24), float(price.default_usd_mwh))
@@ -146,6 +156,7 @@ class ContractBook:
     _peak_kw: F64 = field(init=False, repr=False)
     _peak_month: list[tuple[int, int]] = field(init=False, repr=False)
     _tou: dict[int, F64] = field(init=False, repr=False)
+    _credit: dict[int, npt.NDArray[np.bool_]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._peak_kw = np.zeros(len(self.sites))
@@ -155,6 +166,16 @@ class ContractBook:
             for j, s in enumerate(self.sites)
             if s.contract is not None and isinstance(s.contract.price, TimeOfUsePrice)
         }
+        self._credit = {
+            j: credit_hours(s.contract.curtailment_credit)
+            for j, s in enumerate(self.sites)
+            if s.contract is not None and s.contract.curtailment_credit is not None
+        }
+
+    def credit_hour(self, j: int, local: datetime) -> bool:
+        """Whether site `j`'s curtailment credit is paid in the local hour `local`."""
+        table = self._credit.get(j)
+        return table is not None and bool(table[local.weekday(), local.hour])
 
     @staticmethod
     def for_sites(sites: Sequence[Site], alerts: Mapping[str, AlertSeries],
@@ -278,6 +299,11 @@ class ContractBook:
         if not self.programs:  # priced as if the site had no programs (still billed)
             note = "power cost includes " + "; ".join(parts) if parts else ""
             return total, note
+        credit = contract.curtailment_credit
+        if credit is not None and credit.usd_mwh > 0 and self.credit_hour(j, local):
+            total += credit.usd_mwh
+            parts.append(f"curtailment credit {credit.usd_mwh:g} USD/MWh forgone by drawing "
+                         f"({WEEKDAYS[local.weekday()]} {local.hour:02d}:00 local)")
         cp = contract.coincident_peak
         if cp is not None and local.month in cp.months:
             series = self.alerts.get(self.sites[j].name)

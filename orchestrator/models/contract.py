@@ -73,6 +73,37 @@ class TouPeriod(StrictModel):
         return self
 
 
+class CreditHours(StrictModel):
+    """Local hours [start_hour, end_hour) on the listed weekdays."""
+
+    days: list[Weekday] = Field(
+        default_factory=_every_day, min_length=1,
+        description="Weekdays the hours apply on (local time).",
+    )
+    start_hour: int = Field(ge=0, le=23, description="First local hour (0-23).")
+    end_hour: int = Field(ge=1, le=24, description="Local hour they end (1-24, exclusive).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CreditHours:
+        if self.end_hour <= self.start_hour:
+            raise ValueError(
+                f"end_hour ({self.end_hour}) must be after start_hour ({self.start_hour})"
+            )
+        return self
+
+
+class CurtailmentCredit(StrictModel):
+    """An interruptible/curtailment credit: in the listed local hours, each MWh the site
+    draws below `baseline_kw` earns `usd_mwh`."""
+
+    usd_mwh: float = Field(ge=0, description="Credit per MWh curtailed, USD/MWh.")
+    baseline_kw: float = Field(
+        gt=0, description="The draw curtailment is measured from, kW (credit: baseline − "
+        "draw, never below 0).")
+    hours: list[CreditHours] = Field(
+        min_length=1, description="Local hours the credit is paid in.")
+
+
 class CoincidentPeak(StrictModel):
     """A coincident-peak transmission charge (e.g. ERCOT 4CP): a charge per kW of the
     site's average draw in the system's peak intervals of the season."""
@@ -193,12 +224,23 @@ class PowerContract(StrictModel):
     demand_response: DemandResponse | None = Field(
         default=None, description="A demand-response commitment and its event calendar."
     )
+    curtailment_credit: CurtailmentCredit | None = Field(
+        default=None, description="An interruptible/curtailment credit in listed hours."
+    )
 
     @property
     def is_plain_spot(self) -> bool:
         """True when the contract changes nothing: spot price and no charges."""
         return (self.price == "spot" and self.demand_charge_usd_per_kw_month == 0.0
-                and self.coincident_peak is None and self.demand_response is None)
+                and self.coincident_peak is None and self.demand_response is None
+                and self.curtailment_credit is None)
+
+    @property
+    def has_programs(self) -> bool:
+        """True when a program beyond the energy price applies: a demand charge, a
+        coincident peak, demand response or a curtailment credit."""
+        return (self.demand_charge_usd_per_kw_month > 0 or self.coincident_peak is not None
+                or self.demand_response is not None or self.curtailment_credit is not None)
 
 
 TimeOfUsePrice.model_rebuild()

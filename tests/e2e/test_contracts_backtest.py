@@ -71,7 +71,7 @@ def test_ledger_lines_add_up(run: Run) -> None:
                - p["demand_charge_usd"] - p["coincident_peak_charge_usd"]
                # The example's demand-response program (tests/e2e/test_contracts_demand_response.py)
                + p["dr_availability_payment_usd"] + p["dr_energy_payment_usd"]
-               - p["dr_shortfall_penalty_usd"])
+               - p["dr_shortfall_penalty_usd"] + p["curtailment_credit_usd"])
         assert p["net_usd"] == pytest.approx(net, rel=1e-9), name
         mine = [r for r in rows if r["policy"] == name]
         for key in ("resale_revenue_usd", "demand_charge_usd", "coincident_peak_charge_usd"):

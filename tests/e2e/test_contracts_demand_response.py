@@ -148,7 +148,7 @@ def test_program_lines_recomputed_from_the_ledger(run: Run, policy: str) -> None
            - p["contract_unused_energy_usd"] + p["resale_revenue_usd"]
            - p["demand_charge_usd"] - p["coincident_peak_charge_usd"]
            + p["dr_availability_payment_usd"] + p["dr_energy_payment_usd"]
-           - p["dr_shortfall_penalty_usd"])
+           - p["dr_shortfall_penalty_usd"] + p["curtailment_credit_usd"])
     assert p["net_usd"] == pytest.approx(net, rel=1e-9)
 
 
@@ -242,3 +242,45 @@ def test_ignore_programs_needs_a_program(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
     assert "--ignore-programs" in done.stderr and "contracts.yaml" in done.stderr
+
+
+def test_curtailment_credit_through_backtest(tmp_path: Path) -> None:
+    """A spot-priced hall of miners with a curtailment credit on weekday afternoons: each
+    step's credit is usd_mwh × (baseline − draw) in listed local hours, recomputed from
+    ledger.csv; the policy that sees the credit curtails there and earns more of it than
+    the same policy blind to it."""
+    from tests.e2e.test_one_decision_path import site_file
+
+    site, _ = _program()
+    credit = {"usd_mwh": 300.0, "baseline_kw": 30.0,
+              "hours": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start_hour": 14,
+                         "end_hour": 19}]}
+    hall = {**site, "contract": {"curtailment_credit": credit}}
+    path = site_file(tmp_path, "contracts", sites=[hall],
+                     fleet=[{"profile": "s21", "count": 10, "site": site["name"],
+                             "mode": "mine"}])
+    done = hashpivot("backtest", "-c", str(path), "--from", "2024-03-04", "--to",
+                     "2024-03-06", "--no-ray", "-p", POLICY, "--no-baselines",
+                     "--ignore-programs", "--report", str(tmp_path / "r"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    zone = ZoneInfo(site["timezone"])
+    with (tmp_path / "r" / "ledger.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    earned = {}
+    for policy in (POLICY, IGNORED):
+        mine = [r for r in rows if r["policy"] == policy]
+        total = 0.0
+        for r in mine:
+            local = datetime.fromtimestamp(_s(r["time"]), zone)
+            listed = local.weekday() < 5 and 14 <= local.hour < 19
+            expected = (credit["usd_mwh"] * max(credit["baseline_kw"] - _kw(r, site), 0.0)
+                        / 1000.0 if listed else 0.0)
+            assert float(r["curtailment_credit_usd"]) == pytest.approx(expected, abs=1e-3), r
+            total += expected
+        assert summary["policies"][policy]["curtailment_credit_usd"] == pytest.approx(
+            total, abs=1e-3 * len(mine))
+        earned[policy] = total
+    assert earned[POLICY] > earned[IGNORED]
+    gained = earned[POLICY] - earned[IGNORED]
+    assert f"curtailment credits earned {gained:,.0f} USD" in " ".join(done.stdout.split())

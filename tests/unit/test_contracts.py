@@ -427,7 +427,7 @@ def test_demand_response_lines_by_hand(tmp_path: Path) -> None:
     for k in range(3):
         accounts.record(ledger, k, float(times[k]), 3600.0, np.array([kw[k] * 1000.0]),
                         np.array([30.0]))
-    lines = ledger.demand_response
+    lines = ledger.programs
     assert lines is not None
     month_h = 31 * 24
     np.testing.assert_allclose(lines.availability, [committed * avail / month_h] * 3)
@@ -440,3 +440,32 @@ def test_demand_response_lines_by_hand(tmp_path: Path) -> None:
     ledger.contracts = True  # as the simulated site marks a ledger it books contracts in
     totals = ledger.totals()
     assert totals["dr_energy_payment_usd"] == pytest.approx(lines.energy.sum())
+
+
+def test_curtailment_credit_prices_listed_hours_and_books_the_credit(tmp_path: Path) -> None:
+    """In a listed local hour the score table adds the credit to each MWh (drawing forgoes
+    it); the ledger credits usd_mwh × (baseline − draw) for steps in listed hours."""
+    tz = "America/Chicago"
+    credit = {"usd_mwh": 80.0, "baseline_kw": 15.0,
+              "hours": [{"days": ["mon"], "start_hour": 14, "end_hour": 16}]}
+    config = _config(tmp_path, {"curtailment_credit": credit}, tz=tz)
+    monday_14 = _t(2024, 3, 4, 14, tz=tz)  # a Monday
+    price, note = _price(config, monday_14, 30.0)
+    assert price == pytest.approx(30.0 + 80.0)
+    assert "curtailment credit 80 USD/MWh" in note
+    assert _price(config, _t(2024, 3, 4, 16, tz=tz), 30.0)[0] == pytest.approx(30.0)
+    assert _price(config, _t(2024, 3, 5, 14, tz=tz), 30.0)[0] == pytest.approx(30.0)
+    book = ContractBook.for_sites(config.sites, {}, {}, programs=False)
+    assert book is not None
+    assert book.score_prices(monday_14, np.array([30.0]), _fleet(config))[0][0] == 30.0
+    accounts = ContractAccounts(ContractBook.for_sites(config.sites, {}) or book)
+    times = _t(2024, 3, 4, 13, tz=tz) + 3600.0 * np.arange(4)  # 13:00 … 16:00 local
+    ledger = Ledger.zeros(times, 1)
+    kw = [14.0, 4.0, 20.0, 2.0]
+    for k in range(4):
+        accounts.record(ledger, k, float(times[k]), 3600.0, np.array([kw[k] * 1000.0]),
+                        np.array([30.0]))
+    lines = ledger.programs
+    assert lines is not None
+    # 14:00 and 15:00 are listed: 80 × (15 − 4) and nothing above the baseline.
+    np.testing.assert_allclose(lines.curtailment, [0.0, 80.0 * 11.0 / 1000.0, 0.0, 0.0])
