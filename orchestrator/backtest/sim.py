@@ -113,9 +113,7 @@ class Ledger:
         changed = plan.changed
         if changed.size:
             self.node_switches[changed] += 1
-        # One counting pass over the reason codes (all non-negative).
-        held = np.bincount(plan.reason)[_FIRST_GUARD : _FIRST_GUARD + _GUARD_CODES]
-        self.guard_holds[: held.shape[0]] += held
+        _count_guard_codes(plan.reason, _FIRST_GUARD, self.guard_holds)
 
     def holds(self) -> dict[str, int]:
         """Node-steps per guard that held or changed a node (guards that never acted are
@@ -229,6 +227,11 @@ class SimulatedSite:
         n_models = len(self.fleet.gpu_models)
         self._offered_by_model = _frozen(np.full(n_models, np.nan if offered is None else offered))
         self._no_pending = _frozen(np.zeros(n_models))
+
+    @property
+    def servable(self) -> B:
+        """Nodes that take AI jobs whenever they are in AI mode (fixed for a run)."""
+        return self._can_serve
 
     def _accepting_jobs(self) -> B:
         """Nodes that take AI jobs now: in AI mode and able to serve. Modes change only
@@ -399,6 +402,17 @@ class SimulatedSite:
 def _frozen(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
     array.flags.writeable = False
     return array
+
+
+@compiled
+def _count_guard_codes(reason: npt.NDArray[np.int16], first: int, counts: npt.NDArray[np.int64]
+                       ) -> None:
+    """Add each node whose reason is a guard's code (first ≤ code < first + len(counts))
+    to that guard's count: one pass, no temporary (a bincount widens every code first)."""
+    for i in range(reason.shape[0]):
+        code = reason[i] - first
+        if code >= 0 and code < counts.shape[0]:
+            counts[code] += 1
 
 
 @compiled

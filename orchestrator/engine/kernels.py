@@ -10,6 +10,7 @@ steps, not a second path: `NUMBA_DISABLE_JIT=1` runs them as plain Python for de
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -390,18 +391,24 @@ def site_power(
 
 
 @compiled
-def _comes_first(priority: F64, a: int, b: int) -> bool:
-    """Ascending priority, NaN last, ties in candidate order: a stable sort's order."""
-    pa, pb = priority[a], priority[b]
+def _before(pa: float, a: int, pb: float, b: int) -> bool:
+    """Whether (priority pa, index a) comes before (pb, b): ascending priority, NaN last,
+    ties in index order (a stable sort's order)."""
     if pa < pb:
         return True
     if pa > pb:
         return False
     # Equal, or NaN on either side (NaN compares false both ways).
-    a_nan, b_nan = bool(np.isnan(pa)), bool(np.isnan(pb))
+    a_nan, b_nan = math.isnan(pa), math.isnan(pb)
     if a_nan != b_nan:
         return b_nan
     return a < b
+
+
+@compiled
+def _comes_first(priority: F64, a: int, b: int) -> bool:
+    """Ascending priority, NaN last, ties in candidate order: a stable sort's order."""
+    return _before(priority[a], a, priority[b], b)
 
 
 @compiled
@@ -473,22 +480,38 @@ def _utility(value: F64, switch_per_h: F64, m: int, i: int) -> float:
 
 @compiled
 def cap_options(
-    plan: int, current: int, i: int, watts: F64, young: bool, options: npt.NDArray[np.int8]
-) -> int:
-    """Modes the cap may leave node i in, into row i of `options`, the plan first: the
-    plan, its current mode and idle, each only if it draws no more than the plan (the cap
-    never adds load). A node inside its min dwell keeps its mode unless the plan already
-    leaves it (idle then comes only from the last-resort pass). Returns how many."""
-    options[i, 0] = plan
-    k = 1
-    if current != plan and watts[current, i] <= watts[plan, i]:
-        options[i, k] = current
+    plan: int, current: int, w_plan: float, w_current: float, w_idle: float, young: bool
+) -> tuple[int, int, int]:
+    """Modes the cap may leave a node in, the plan first: the plan, its current mode and
+    idle, each only if it draws no more than the plan (the cap never adds load). A node
+    inside its min dwell keeps its mode unless the plan already leaves it (idle then comes
+    only from the last-resort pass). Returns (how many, second option, third option), -1
+    for an option that is not there. Scalars only: compiled calls taking arrays are not
+    inlined, and this runs once per node of an over-cap site."""
+    k, second, third = 1, -1, -1
+    if current != plan and w_current <= w_plan:
+        second = current
         k += 1
     keeps_mode = young and plan == current
     # Idle is the lowest mode: new as an option only when neither plan nor mode is idle.
-    if min(plan, current) != IDLE and watts[IDLE, i] <= watts[plan, i] and not keeps_mode:
-        options[i, k] = IDLE
+    if min(plan, current) != IDLE and w_idle <= w_plan and not keeps_mode:
+        if k == 1:
+            second = IDLE
+        else:
+            third = IDLE
         k += 1
+    return k, second, third
+
+
+@compiled
+def _set_options(
+    i: int, plan: int, current: int, watts: F64, young: bool, options: npt.NDArray[np.int8]
+) -> int:
+    """Row i of `options` from `cap_options`; returns how many (rare paths only)."""
+    k, second, third = cap_options(
+        plan, current, watts[plan, i], watts[current, i], watts[IDLE, i], young
+    )
+    options[i, 0], options[i, 1], options[i, 2] = plan, second, third
     return k
 
 
@@ -599,6 +622,29 @@ def _below_plan(
 
 
 @compiled
+def _partner(
+    i: int, dw: float, du: float, need: F64, first: npt.NDArray[np.intp],
+    second: npt.NDArray[np.intp], up_node: npt.NDArray[np.intp], up_du: F64, best: float,
+) -> tuple[float, int]:
+    """The admission that pairs best with node i's shedding move (dw < 0 W, du USD/h):
+    the one of most gain among those needing at most -dw W, on another node (`first`,
+    `second` by watts needed, see `_best_swap`). Returns (gain of the pair, admission), or
+    (best, -1) when no pair beats `best`."""
+    count = np.searchsorted(need, -dw, side="right")
+    if count == 0:
+        return best, -1
+    c = first[count - 1]
+    if up_node[c] == i:
+        c = second[count - 1]
+        if c < 0:
+            return best, -1
+    gain = up_du[c] + du
+    if gain > best + _SWAP_EPS * max(abs(up_du[c]), 1.0):
+        return gain, c
+    return best, -1
+
+
+@compiled
 def _best_swap(
     nodes: npt.NDArray[np.intp],
     shed: npt.NDArray[np.intp],
@@ -609,6 +655,8 @@ def _best_swap(
     value: F64,
     switch_per_h: F64,
     headroom: float,
+    down_save: F64,
+    down_loss: F64,
 ) -> tuple[float, int, int, int, int]:
     """The admission or the pair (one load shed, another admitted) that raises the site's
     USD/h most within `headroom` W: (gain, node, mode, node, mode), -1 unused.
@@ -616,6 +664,8 @@ def _best_swap(
     Admissions come from `shed`, the nodes below their plan. Those that do not fit alone are
     sorted by the watts they need freed, with a running best (and best on another node)
     of what they gain; each shedding move then finds its best partner by binary search.
+    A node with two options at its plan sheds by the one step `allocate_cap` priced:
+    `down_save[i]` W for `down_loss[i]` USD/h.
     """
     best, bi, bm, bj, bmode = 0.0, -1, -1, -1, -1
     cap = shed.shape[0] * 2
@@ -668,26 +718,27 @@ def _best_swap(
         first[k], second[k] = f, s2
     for i in nodes:
         cur = target[i]
-        u_cur = _utility(value, switch_per_h, cur, i)
+        if n_options[i] == 2 and cur == options[i, 0]:
+            # Most nodes: a load at its plan with one lower option, its step priced
+            # already. Only a move that loses less than the best admission gains can pay
+            # for one, so most are passed over on one comparison.
+            if down_save[i] <= 0 or most - down_loss[i] <= best:
+                continue
+            gain, c = _partner(i, -down_save[i], -down_loss[i], need, first, second,
+                               up_node, up_du, best)
+            if c >= 0:
+                best, bi, bm, bj, bmode = gain, up_node[c], up_mode[c], i, options[i, 1]
+            continue
         for j in range(n_options[i]):
             m = options[i, j]
             dw = watts[m, i] - watts[cur, i]
             if dw >= 0:
                 continue
-            du = _utility(value, switch_per_h, m, i) - u_cur
-            # Only a move that loses less than the best admission gains can pay for one.
+            du = _utility(value, switch_per_h, m, i) - _utility(value, switch_per_h, cur, i)
             if du + most <= best:
                 continue
-            count = np.searchsorted(need, -dw, side="right")
-            if count == 0:
-                continue
-            c = first[count - 1]
-            if up_node[c] == i:
-                c = second[count - 1]
-                if c < 0:
-                    continue
-            gain = up_du[c] + du
-            if gain > best + _SWAP_EPS * max(abs(up_du[c]), 1.0):
+            gain, c = _partner(i, dw, du, need, first, second, up_node, up_du, best)
+            if c >= 0:
                 best, bi, bm, bj, bmode = gain, up_node[c], up_mode[c], i, m
     return best, bi, bm, bj, bmode
 
@@ -703,13 +754,16 @@ def _name_what_gave_way(
     watts: F64,
     value: F64,
     switch_per_h: F64,
+    down_save: F64,
+    down_loss: F64,
     reason: npt.NDArray[np.int16],
     gave_way_to: npt.NDArray[np.intp],
     usd_per_kwh: F64,
 ) -> None:
     """For one site: each load shed gets its reason, what it gave up per kW·h, and the
     kept load it gave way to: the one of least USD per kW·h, a newly planned change where
-    one was kept (that load's USD/kW·h is written too)."""
+    one was kept (that load's USD/kW·h is written too). A kept load with two options is
+    valued by the step `allocate_cap` priced (`down_save`, `down_loss`, as `_best_swap`)."""
     planned, planned_density = -1, np.inf
     other, other_density = -1, np.inf
     shed = np.empty(nodes.shape[0], dtype=np.intp)
@@ -726,16 +780,21 @@ def _name_what_gave_way(
                 ) / (watts[p, i] - watts[t, i])
             continue
         # A kept load, valued against the next lower option it could have been shed to.
-        lower = -1
-        for j in range(1, n_options[i]):
-            m = options[i, j]
-            if watts[m, i] < watts[t, i] and (lower < 0 or watts[m, i] > watts[lower, i]):
-                lower = m
-        if lower < 0:
-            continue
-        density = (
-            _utility(value, switch_per_h, t, i) - _utility(value, switch_per_h, lower, i)
-        ) / (watts[t, i] - watts[lower, i])
+        if n_options[i] == 2:
+            if down_save[i] <= 0:
+                continue
+            density = down_loss[i] / down_save[i]
+        else:
+            lower = -1
+            for j in range(1, n_options[i]):
+                m = options[i, j]
+                if watts[m, i] < watts[t, i] and (lower < 0 or watts[m, i] > watts[lower, i]):
+                    lower = m
+            if lower < 0:
+                continue
+            density = (
+                _utility(value, switch_per_h, t, i) - _utility(value, switch_per_h, lower, i)
+            ) / (watts[t, i] - watts[lower, i])
         if t != current[i]:
             if density < planned_density:
                 planned, planned_density = i, density
@@ -796,66 +855,106 @@ def allocate_cap(
     options = np.empty((n, 3), dtype=np.int8)
     n_options = np.zeros(n, dtype=np.intp)
     per_site = np.zeros(n_sites + 1, dtype=np.intp)
+    # Candidates (nodes of over-cap sites that may be shed), in fleet order.
+    candidates = np.empty(n, dtype=np.intp)
+    n_candidates = 0
     # Shedding steps: first steps at [0, n), second steps at [n, 2n), so a tie sheds a
     # node's first step before its second.
     step_node = np.empty(2 * n, dtype=np.intp)
     step_to = np.empty(2 * n, dtype=np.int8)
     step_save = np.empty(2 * n)
     step_cost = np.empty(2 * n)
+    # A node with two options: the watts and USD/h its one step down from the plan
+    # saves and loses (read again by the swaps and the naming).
+    down_save = np.empty(n)
+    down_loss = np.empty(n)
+    # Each over-cap site's cheapest steps covering its excess, streamed into one heap per
+    # site at `heap[2 * per_site[s]]` (two steps per candidate node at most); with one
+    # site (the common case) its heap starts at 0 and steps go in as they are built.
+    heap = np.empty(2 * n, dtype=np.intp)
+    size = np.zeros(n_sites, dtype=np.intp)
+    covered = np.zeros(n_sites)
+    stream = n_sites == 1
+    shed = np.empty(0, dtype=np.intp)
+    members = candidates[:0]
     for last_resort in (False, True):
         k1, k2 = 0, n
-        for i in range(n):
+        size[:] = 0
+        covered[:] = 0.0
+        # One pass over the nodes (the candidates on the second): options, steps, and
+        # with one site the covering set. The per-node work is written out here, not
+        # called: this is the allocation's only pass over the whole fleet.
+        for q in range(n if not last_resort else members.shape[0]):
+            i = q if not last_resort else members[q]
             s = site[i]
             if excess[s] <= 0 or fixed[i]:
                 continue
-            t = target[i]
+            t, cur = target[i], current[i]
+            w_t = watts[t, i]
             if not last_resort:
-                n_options[i] = cap_options(t, current[i], i, watts, young[i], options)
+                k, second, third = cap_options(
+                    t, cur, w_t, watts[cur, i], watts[IDLE, i], young[i])
+                options[i, 0], options[i, 1], options[i, 2] = t, second, third
+                n_options[i] = k
                 per_site[s + 1] += 1
-            elif young[i] and t == current[i] and t != IDLE:
-                n_options[i] = cap_options(t, current[i], i, watts, False, options)
+                candidates[n_candidates] = i
+                n_candidates += 1
+            elif young[i] and t == cur and t != IDLE:
+                n_options[i] = _set_options(i, t, cur, watts, False, options)
+                k, second = n_options[i], options[i, 1]
             else:
                 continue
-            k = n_options[i]
+            first = k1
             if k == 2:
                 # The common case, one lower option: one step, no hull to walk.
-                m = options[i, 1]
-                saving = watts[t, i] - watts[m, i]
+                saving = w_t - watts[second, i]
+                loss = (value[t, i] - switch_per_h[t, i]
+                        - (value[second, i] - switch_per_h[second, i]))
+                down_save[i], down_loss[i] = saving, loss
                 if saving > 0:
-                    step_node[k1], step_to[k1], step_save[k1] = i, m, saving
-                    step_cost[k1] = (
-                        _utility(value, switch_per_h, t, i) - _utility(value, switch_per_h, m, i)
-                    ) / saving
+                    step_node[k1], step_to[k1], step_save[k1] = i, second, saving
+                    step_cost[k1] = loss / saving
                     k1 += 1
             elif k == 3:
                 a, cost_a, b, cost_b = _shed_steps(t, i, options, k, watts, value, switch_per_h)
                 if a < 0:
                     continue
                 step_node[k1], step_to[k1] = i, a
-                step_save[k1], step_cost[k1] = watts[t, i] - watts[a, i], cost_a
+                step_save[k1], step_cost[k1] = w_t - watts[a, i], cost_a
                 k1 += 1
                 if b >= 0:
                     step_node[k2], step_to[k2] = i, b
                     step_save[k2], step_cost[k2] = watts[a, i] - watts[b, i], cost_b
                     k2 += 1
+            if stream and k1 > first:
+                # Most steps come after the set's last once it covers: turned away here.
+                top = heap[0]
+                if not (size[0] > 0 and covered[0] >= excess[0]
+                        and not _before(step_cost[first], first, step_cost[top], top)):
+                    size[0], covered[0] = _offer_step(
+                        first, heap, 0, size[0], covered[0], excess[0], step_cost, step_save)
         if not last_resort:
             for t in range(n_sites):
                 per_site[t + 1] += per_site[t]
-        # Each over-cap site's cheapest steps covering its excess, streamed into one heap
-        # per site at `heap[2 * per_site[s]]` (two steps per candidate node at most).
-        n_steps = k1 + k2 - n
-        heap = np.empty(2 * per_site[n_sites], dtype=np.intp)
-        size = np.zeros(n_sites, dtype=np.intp)
-        covered = np.zeros(n_sites)
-        for q in range(n_steps):
+            # Candidates by site, fleet order within each (one site: already so).
+            if stream:
+                members = candidates[:n_candidates]
+            else:
+                members = np.empty(n_candidates, dtype=np.intp)
+                filled = per_site[:n_sites].copy()
+                for i in candidates[:n_candidates]:
+                    members[filled[site[i]]] = i
+                    filled[site[i]] += 1
+        # With one site the first steps are in; second steps come after every first.
+        for q in range(k1 if stream else 0, k1 + k2 - n):
             j = q if q < k1 else q - k1 + n
             t = site[step_node[j]]
             base = 2 * per_site[t]
-            # Most steps come after the set's last once it covers: turned away here.
+            top = heap[base]
             if (
                 size[t] > 0
                 and covered[t] >= excess[t]
-                and not _comes_first(step_cost, j, heap[base])
+                and not _before(step_cost[j], j, step_cost[top], top)
             ):
                 continue
             size[t], covered[t] = _offer_step(
@@ -868,26 +967,31 @@ def allocate_cap(
             taken[k : k + size[t]] = heap[base : base + size[t]]
             k += size[t]
         # In step order: a node's second step comes after its first.
-        for j in np.sort(taken):
+        taken = np.sort(taken)
+        for j in taken:
             i = step_node[j]
             power[site[i]] -= watts[target[i], i] - watts[step_to[j], i]
             target[i] = step_to[j]
-        if not last_resort:
-            members = np.empty(per_site[n_sites], dtype=np.intp)
-            filled = per_site[:n_sites].copy()
-            for i in range(n):
-                if n_options[i] > 0:
-                    members[filled[site[i]]] = i
-                    filled[site[i]] += 1
+        # The nodes below their plan now: shed before (still below) and just shed, in
+        # fleet order; only they can be admitted.
+        below = np.empty(shed.shape[0] + taken.shape[0], dtype=np.intp)
+        below[: shed.shape[0]] = shed
+        for q in range(taken.shape[0]):
+            below[shed.shape[0] + q] = step_node[taken[q]]
+        below = np.unique(below)
+        kept_shed = np.empty(0, dtype=np.intp)
         for s in range(n_sites):
             if excess[s] <= 0:
+                kept_shed = np.concatenate((kept_shed, below[site[below] == s]))
                 continue
             nodes = members[per_site[s] : per_site[s + 1]]
+            site_below = below[site[below] == s]
             if last_resort:
                 # Only the nodes inside their dwell are new to this pass.
                 nodes = nodes[young[nodes]]
-            shed = _admit_what_fits(
-                nodes=nodes, options=options, n_options=n_options, target=target,
+                site_below = site_below[young[site_below]]
+            site_shed = _admit_what_fits(
+                nodes=site_below, options=options, n_options=n_options, target=target,
                 watts=watts, value=value, switch_per_h=switch_per_h, cap_w=cap_w[s],
                 power=power[s : s + 1],
             )
@@ -895,9 +999,9 @@ def allocate_cap(
             # keeps a decision's time in check (each round is a pass over the site).
             for _ in range(MAX_SWAP_ROUNDS):
                 _gain, i, mi, j, mj = _best_swap(
-                    nodes=nodes, shed=shed, options=options, n_options=n_options,
+                    nodes=nodes, shed=site_shed, options=options, n_options=n_options,
                     target=target, watts=watts, value=value, switch_per_h=switch_per_h,
-                    headroom=cap_w[s] - power[s],
+                    headroom=cap_w[s] - power[s], down_save=down_save, down_loss=down_loss,
                 )
                 if i < 0:
                     break
@@ -906,8 +1010,14 @@ def allocate_cap(
                 if j >= 0:
                     power[s] += watts[mj, j] - watts[target[j], j]
                     target[j] = mj
-                shed = _below_plan(shed, j, options, target)
+                site_shed = _below_plan(site_shed, j, options, target)
+            if last_resort:
+                # The older nodes of the site still below their plan stay so.
+                older = below[site[below] == s]
+                site_shed = np.concatenate((site_shed, older[~young[older]]))
+            kept_shed = np.concatenate((kept_shed, site_shed))
             excess[s] = power[s] - cap_w[s]
+        shed = np.sort(kept_shed)
         if not np.any(excess > 1e-6):
             break
     # Exact sums again: the running updates above add and subtract in another order.
@@ -919,8 +1029,8 @@ def allocate_cap(
         _name_what_gave_way(
             nodes=members[per_site[s] : per_site[s + 1]], plan=plan, current=current,
             target=target, options=options, n_options=n_options, watts=watts, value=value,
-            switch_per_h=switch_per_h, reason=reason, gave_way_to=gave_way_to,
-            usd_per_kwh=usd_per_kwh,
+            switch_per_h=switch_per_h, down_save=down_save, down_loss=down_loss,
+            reason=reason, gave_way_to=gave_way_to, usd_per_kwh=usd_per_kwh,
         )
 
 

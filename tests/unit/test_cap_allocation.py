@@ -430,9 +430,13 @@ def test_the_best_swap_is_the_best_pair_a_search_finds() -> None:
         nodes = np.arange(n, dtype=np.intp)
         shed = np.array([i for i in range(n) if target[i] != options[i, 0]], dtype=np.intp)
         headroom = float(rng.choice([0.0, 50.0, 250.0, 600.0]))
+        # What allocate_cap prices for a node with two options: its one step down.
+        down_save = w[options[:, 0], np.arange(n)] - w[options[:, 1], np.arange(n)]
+        down_loss = u[options[:, 0], np.arange(n)] - u[options[:, 1], np.arange(n)]
         gain, i, mi, j, mj = kernels._best_swap(
             nodes=nodes, shed=shed, options=options, n_options=n_options, target=target,
             watts=w, value=u, switch_per_h=np.zeros_like(u), headroom=headroom,
+            down_save=down_save, down_loss=down_loss,
         )
         expect = _best_move_by_search(list(range(n)), options, n_options, target, w, u,
                                       headroom)
