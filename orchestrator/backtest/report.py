@@ -226,8 +226,10 @@ AVOIDED_AGAINST = "always-mine"
 
 def contract_avoided(policies: dict[str, Any], best: str) -> dict[str, float] | None:
     """What `best` saved on the power contract against always-mine, USD: the demand
-    and coincident-peak charges it avoided and the resale it earned beyond always-mine's
-    (None without a contract, an always-mine run, or when `best` is always-mine)."""
+    and coincident-peak charges it avoided and the resale it earned beyond always-mine's,
+    and with grid programs the demand-response penalties avoided and energy payments and
+    curtailment credits earned (None without a contract, an always-mine run, or when
+    `best` is always-mine)."""
     base, run = policies.get(AVOIDED_AGAINST), policies.get(best)
     if base is None or run is None or best == AVOIDED_AGAINST or (
             "coincident_peak_charge_usd" not in run):
@@ -237,6 +239,9 @@ def contract_avoided(policies: dict[str, Any], best: str) -> dict[str, float] | 
         "coincident_peak_charge_usd": (base["coincident_peak_charge_usd"]
                                        - run["coincident_peak_charge_usd"]),
         "resale_revenue_usd": run["resale_revenue_usd"] - base["resale_revenue_usd"],
+        # Grid programs, where a site has one: penalties avoided, payments earned.
+        **{key: sign * (run[key] - base[key]) + 0.0 for key, _, sign in PROGRAM_LINES
+           if key in _VERSUS_PROGRAMS and key in run and key in base},
     }
 
 
@@ -244,7 +249,14 @@ def avoided_text(best: str, avoided: dict[str, float]) -> str:
     return (f"{best} against {AVOIDED_AGAINST}: coincident-peak charges avoided "
             f"{avoided['coincident_peak_charge_usd']:,.0f} USD, demand charges avoided "
             f"{avoided['demand_charge_usd']:,.0f} USD, resale earned "
-            f"{avoided['resale_revenue_usd']:,.0f} USD more")
+            f"{avoided['resale_revenue_usd']:,.0f} USD more"
+            + "".join(f", {label} {avoided[key]:,.0f} USD" for key, label, _ in PROGRAM_LINES
+                      if key in _VERSUS_PROGRAMS and key in avoided))
+
+
+#: The program lines the comparison against always-mine adds (availability is paid the
+#: same whatever the policy does).
+_VERSUS_PROGRAMS = ("dr_shortfall_penalty_usd", "dr_energy_payment_usd", "curtailment_credit_usd")
 
 
 def _contract_section(policies: dict[str, Any], best: str) -> str:

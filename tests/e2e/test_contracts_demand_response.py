@@ -284,3 +284,24 @@ def test_curtailment_credit_through_backtest(tmp_path: Path) -> None:
     assert earned[POLICY] > earned[IGNORED]
     gained = earned[POLICY] - earned[IGNORED]
     assert f"curtailment credits earned {gained:,.0f} USD" in " ".join(done.stdout.split())
+
+
+def test_report_compares_the_best_against_always_mine(run: Run) -> None:
+    """Always-mine runs under the same guards, so the event caps it too; the line says what
+    the best built-in did better on each program line, from the two runs' totals."""
+    policies = run.summary["policies"]
+    built_ins = {n: p for n, p in policies.items() if not p["baseline"]}
+    best = max(built_ins, key=lambda n: built_ins[n]["net_usd"])
+    base, top = policies["always-mine"], policies[best]
+    parts = [f"{best} against always-mine: coincident-peak charges avoided "
+             f"{base['coincident_peak_charge_usd'] - top['coincident_peak_charge_usd']:,.0f} USD",
+             "demand-response penalties avoided "
+             f"{base['dr_shortfall_penalty_usd'] - top['dr_shortfall_penalty_usd'] + 0.0:,.0f} USD",
+             "demand-response energy payments earned "
+             f"{top['dr_energy_payment_usd'] - base['dr_energy_payment_usd'] + 0.0:,.0f} USD",
+             "curtailment credits earned "
+             f"{top['curtailment_credit_usd'] - base['curtailment_credit_usd'] + 0.0:,.0f} USD"]
+    text = " ".join(run.stdout.split())
+    for part in parts:
+        assert part in text, (part, run.stdout)
+        assert part in run.html, part
