@@ -3,31 +3,41 @@ on the best one, with the gap between them.
 
 Per node, choosing a mode for every step with switching costs is a small dynamic
 program over (step × 3 modes). Nodes couple only through the site power cap and the AI
-demand they share. Both couplings are relaxed with Lagrange multipliers (λ per step on
-GPU demand, μ per step and site on the power cap): for any λ, μ ≥ 0 the sum of the
-per-node optima plus Σ λ·demand + Σ μ·cap is an upper bound on the coupled optimum (weak
-duality). Each iteration also builds a feasible schedule from the relaxed one
+demand they share. Both couplings are relaxed with Lagrange multipliers (λ on GPU
+demand, μ per step and site on the power cap): for any λ, μ ≥ 0 the sum of the per-node
+optima plus the multipliers times the limits is an upper bound on the coupled optimum
+(weak duality). Each iteration also builds a feasible schedule from the relaxed one
 (`_feasible_schedule`: the cap filled by value per watt, GPUs filled up to demand,
-switching paid), whose value is reachable. Multipliers move by Polyak steps toward the
-best feasible value; iterations stop when the gap (bound − feasible) ÷ feasible is at
-most the tolerance, or at the iteration limit.
+switching paid). Multipliers move by Polyak steps toward the best feasible value;
+iterations stop when the gap (bound − feasible) ÷ feasible is at most the tolerance, or
+at the iteration limit.
+
+AI demand enters twice. The schedule fills, per step, the GPUs the simulated site's job
+queue keeps busy when every GPU is offered to AI (`served_demand_gpus`). The bound, when
+given the jobs' arrivals, holds only what the queue cannot escape: the GPU-hours served
+by the end of any step are at most those submitted by then, each job running from its
+arrival (`demand_gpus_per_step`, summed). A queue that delays work can run it in a later
+step, so a per-step limit would not bound it; the running total does.
 
 Identical nodes (same profile, site and starting mode) share one dynamic program, so
 the cost is O(steps × classes), independent of the fleet size. The oracle ignores min
-dwell and switch budgets (both the bound and the schedule may switch every step), and
-assumes AI jobs are served on arrival.
+dwell and switch budgets (both the bound and the schedule may switch every step).
+A backtest runs the schedule through the simulated site (`schedule.ScheduleFollower`,
+`runner.run_oracle`); that ledger's net is the feasible value it reports.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
 
 from orchestrator.backtest.jobs import JobStream
+from orchestrator.backtest.sim import SimulatedSite
 from orchestrator.framework.jit import compiled
+from orchestrator.models.config import ScoringConfig
 from orchestrator.models.fleet import NO_GPU_MODEL, FleetTable
 from orchestrator.models.modes import Mode
 
@@ -48,6 +58,29 @@ class OracleResult:
     #: Gap the iterations stopped at or below, and the iteration limit.
     tolerance: float = 0.005
     max_iterations: int = 0
+    #: The node class (profile, site, starting mode) of every node, and the schedule as
+    #: nodes of each class per mode at each step (steps × classes × 3).
+    class_of_node: npt.NDArray[np.int64] = field(
+        default_factory=lambda: np.zeros(0, dtype=np.int64))
+    class_modes: npt.NDArray[np.int64] = field(
+        default_factory=lambda: np.zeros((0, 0, 3), dtype=np.int64))
+    #: The oracle's own estimate of the schedule's net USD, before the simulated site ran
+    #: it (`feasible_usd` is the site's ledger once `on_site` has replaced it).
+    estimate_usd: float = float("nan")
+    #: Whether `feasible_usd` is the simulated site's ledger for this schedule.
+    on_site_ledger: bool = False
+    #: Which AI demand the bound holds: "arrivals, cumulative" or "per step".
+    bound_demand: str = "per step"
+    #: Other schedules from the same relaxed plan (steps × classes × 3 each), filling
+    #: other demand series: candidates the simulated site may run better.
+    alternatives: tuple[npt.NDArray[np.int64], ...] = ()
+
+    def on_site(self, net_per_step: F64, modes: npt.NDArray[np.int64]) -> OracleResult:
+        """The same schedule and bound, valued by the simulated site that ran it: its
+        ledger's net per step and nodes per mode."""
+        return replace(self, feasible_usd=float(np.sum(net_per_step)),
+                       net_per_step=np.asarray(net_per_step, dtype=np.float64),
+                       modes=np.asarray(modes, dtype=np.int64), on_site_ledger=True)
 
     @property
     def net_usd(self) -> float:
@@ -67,9 +100,15 @@ class OracleResult:
 
     @property
     def kind(self) -> str:
-        state = "within tolerance" if self.converged else "iteration limit reached"
+        if self.converged:
+            state = "within tolerance"
+        elif self.iterations >= self.max_iterations:
+            state = "iteration limit reached"
+        else:  # the oracle's own estimate met the tolerance; the site's ledger did not
+            state = "estimate within tolerance"
+        ran = " as the simulated site ran it" if self.on_site_ledger else ""
         return (
-            f"feasible schedule, bound {self.bound_usd:,.0f} USD, gap {self.gap:.2%} "
+            f"feasible schedule{ran}, bound {self.bound_usd:,.0f} USD, gap {self.gap:.2%} "
             f"({state}: tolerance {self.tolerance:.2%}, {self.iterations} of "
             f"{self.max_iterations} iterations)"
         )
@@ -97,21 +136,77 @@ def demand_gpus_per_step(jobs: JobStream, times_s: F64, dt_s: float) -> F64:
     return out
 
 
+def queued_arrivals_gpus(jobs: JobStream, times_s: F64, dt_s: float, node_gpus: F64) -> F64:
+    """Mean GPUs busy in each step if every job ran from the first decision after it was
+    submitted (when the simulated site's queue first holds it) and jobs no node could
+    hold were left out: no queue serves any job earlier or longer, so the GPU-hours it has
+    served by the end of a step never exceed this running total."""
+    k = times_s.shape[0]
+    if len(jobs) == 0 or k == 0:
+        return np.zeros(k)
+    t0 = float(times_s[0])
+    # The site queues a job at the first step start strictly after its submission.
+    first = np.maximum(np.floor((jobs.submit_s - t0) / dt_s) + 1.0, 0.0)
+    largest = float(np.max(node_gpus)) if node_gpus.size else 0.0
+    fits = jobs.gpus <= largest
+    shifted = replace(jobs, submit_s=(t0 + first * dt_s)[fits], gpus=jobs.gpus[fits],
+                      duration_s=jobs.duration_s[fits], interruptible=jobs.interruptible[fits])
+    return demand_gpus_per_step(shifted, times_s, dt_s)
+
+
+def served_demand_gpus(
+    fleet: FleetTable, jobs: JobStream, times_s: F64, dt_s: float, *, max_wait_h: float,
+    whole_nodes: bool = False,
+) -> F64:
+    """Mean GPUs the simulated site's job queue keeps busy in each step when every node
+    that can take the jobs is in AI, ready, at every step: whole jobs, first fit, FIFO,
+    SLA drops included (the same `JobBook` a backtest runs). A schedule that offers fewer
+    GPUs than this at a step leaves work waiting, so this is what its AI nodes can fill.
+    With `whole_nodes`, every GPU of a node with any work counts: what the jobs occupy
+    once packed onto nodes."""
+    k = times_s.shape[0]
+    out = np.zeros(k)
+    if len(jobs) == 0 or k == 0:
+        return out
+    site = SimulatedSite(fleet, jobs, ScoringConfig(), max_wait_h=max_wait_h)
+    accepting = site.servable
+    gpus = np.ascontiguousarray(fleet.gpus, dtype=np.float64)
+    ready = np.zeros(fleet.n)
+    dt_h = dt_s / 3600.0
+    for i in range(k):
+        now = float(times_s[i])
+        site.book.arrive(now)
+        _, busy_gpu_h = site.book.serve(accepting, gpus, ready, now, now + dt_s)
+        if whole_nodes:
+            out[i] = float(np.sum(gpus[busy_gpu_h > 0]))
+        else:
+            out[i] = float(np.sum(busy_gpu_h)) / dt_h
+    return out
+
+
 def hindsight_oracle(
     fleet: FleetTable,
     *,
     realized_unit_price: F64,  # (steps, algorithms) USD per unit per day
     realized_gpu_price: F64,  # (steps, gpu models) USD per GPU-hour (NaN: none)
     realized_power: F64,  # (steps, sites) USD/MWh
-    demand_gpus: F64,  # (steps,)
+    demand_gpus: F64,  # (steps,) GPUs the schedule may fill at each step
     dt_s: float,
     offered_usd_per_gpu_hour: float | None = None,
     max_iterations: int = 200,
     tolerance: float = 0.005,
     progress: Callable[[int], None] | None = None,
+    arrived_gpus: F64 | None = None,  # (steps,) GPUs of work arriving, as if run at once
+    other_demands: Sequence[F64] = (),  # (steps,) each: another schedule from the same plan
 ) -> OracleResult:
     """A feasible hindsight schedule and an upper bound on the best one: iterates until
-    their gap is at most `tolerance` (a share of the feasible value) or `max_iterations`."""
+    their gap is at most `tolerance` (a share of the feasible value) or `max_iterations`.
+
+    Without `arrived_gpus` the bound holds the schedule's own per-step demand; with it,
+    the bound holds the running total of arrived work instead (GPU-hours served by the
+    end of a step ≤ GPU-hours arrived by then), which no queue can exceed. Each of
+    `other_demands` gives one more schedule (`OracleResult.alternatives`), built from the
+    same relaxed plan as the best one but filling that demand."""
     if max_iterations < 1:
         raise ValueError(f"max_iterations: expected at least 1, got {max_iterations}")
     if not tolerance >= 0:
@@ -120,7 +215,8 @@ def hindsight_oracle(
     dt_h = dt_s / 3600.0
     # Node classes: identical profile, site and starting mode.
     key = np.stack([fleet.profile, fleet.site, fleet.mode.astype(np.int32)], axis=1)
-    classes, first_node, counts = np.unique(key, axis=0, return_index=True, return_counts=True)
+    classes, first_node, class_of_node, counts = np.unique(
+        key, axis=0, return_index=True, return_inverse=True, return_counts=True)
     c = classes.shape[0]
     rows = first_node
     count = counts.astype(np.float64)
@@ -187,18 +283,35 @@ def hindsight_oracle(
         v_mine=np.ascontiguousarray(v_mine), margin=np.ascontiguousarray(ai_margin_per_gpu),
         watts=np.ascontiguousarray(watts_mode), caps=caps, demand=demand_gpus,
     )
+    cumulative = arrived_gpus is not None
+    if arrived_gpus is not None:
+        # λ_t prices "served by the end of step t ≤ arrived by then"; a GPU filled at step s
+        # pays every λ_t with t ≥ s, so its price π_s is nonincreasing. Start from the
+        # per-step prices, raised to the latest step's where a later one is higher.
+        arrived_by = np.cumsum(arrived_gpus)
+        pi0 = np.maximum.accumulate(lam[::-1])[::-1]
+        lam = pi0 - np.append(pi0[1:], 0.0)
     best_bound, best_feasible = np.inf, -np.inf
     best_modes = np.zeros((steps, 3), dtype=np.int64)
+    best_class_modes = np.zeros((steps, c, 3), dtype=np.int64)
+    best_plan = np.zeros((steps, c), dtype=np.int64)
     best_per_step = np.zeros(steps)
     agility, stalled = 1.0, 0
     it = 0
     for it in range(1, max_iterations + 1):
-        margin = ai_margin_per_gpu - lam[:, None]
+        # The price a GPU filled at each step pays for the demand it uses.
+        price_ai = np.cumsum(lam[::-1])[::-1] if cumulative else lam
+        margin = ai_margin_per_gpu - price_ai[:, None]
         v_ai = np.where(is_gpu[None, :], v_idle + gpus * np.maximum(margin, 0.0), -np.inf)
         values = np.stack([v_idle, v_mine, v_ai], axis=2) * dt_h  # (T, C, 3)
+        # Downtime gives up output, not the cap's price: the plan holds the mode's full
+        # draw against the cap for the whole step.
+        lost = _downtime_rates(values, dt_h)
         values -= mu[:, site][:, :, None] * watts_mode.T[None, :, :] * dt_h
-        modes, dp_total = _dynamic_program(values, stop, start, wear, fleet.mode[rows], dt_h)
-        dual = float(np.sum(count * dp_total)) + float(np.sum(lam * demand_gpus)) * dt_h
+        modes, dp_total = _dynamic_program(values, stop, start, wear, fleet.mode[rows], dt_h,
+                                           lost)
+        limit = arrived_by if arrived_gpus is not None else demand_gpus
+        dual = float(np.sum(count * dp_total)) + float(np.sum(lam * limit)) * dt_h
         dual += float(np.sum(mu[:, capped] * caps_w[capped][None, :])) * dt_h
         if dual < best_bound - 1e-9 * abs(best_bound if np.isfinite(best_bound) else 0.0):
             best_bound, stalled = dual, 0
@@ -206,6 +319,7 @@ def hindsight_oracle(
             stalled += 1
         per_step = np.empty(steps)
         counts_per_mode = np.zeros((steps, 3), dtype=np.int64)
+        class_modes = np.zeros((steps, c, 3), dtype=np.int64)
         feasible = _feasible_schedule(
             desired=modes, count=counts.astype(np.int64), site=site.astype(np.int64),
             is_gpu=is_gpu, gpus=gpus.astype(np.float64), v_idle=np.ascontiguousarray(v_idle),
@@ -213,24 +327,28 @@ def hindsight_oracle(
             watts=np.ascontiguousarray(watts_mode), caps=caps, demand=demand_gpus,
             stop_h=np.ascontiguousarray(stop), start_h=np.ascontiguousarray(start),
             wear=wear.astype(np.float64), initial=initial, dt_h=float(dt_h),
-            per_step=per_step, counts_per_mode=counts_per_mode,
+            per_step=per_step, counts_per_mode=counts_per_mode, class_modes=class_modes,
         )
         if feasible > best_feasible:
             best_feasible = feasible
             best_modes, best_per_step = counts_per_mode, per_step
+            best_class_modes, best_plan = class_modes, modes
         if progress is not None:
             progress(it)
         if best_bound - best_feasible <= tolerance * abs(best_feasible):
             break
         # Subgradient of the dual: slack of each relaxed constraint (negative: violated).
-        in_ai = (modes == Mode.AI) & (ai_margin_per_gpu - lam[:, None] > 0)
+        in_ai = (modes == Mode.AI) & (margin > 0)
         used_gpus = np.sum(np.where(in_ai, count * gpus, 0.0), axis=1)
         w_sel = np.take_along_axis(watts_mode.T[None, :, :].repeat(steps, 0),
                                    modes[:, :, None], axis=2)[:, :, 0]
         drawn = np.zeros((steps, len(sites)))
         for s_idx in range(len(sites)):
             drawn[:, s_idx] = np.sum(np.where(site == s_idx, count * w_sel, 0.0), axis=1)
-        g_lam = (demand_gpus - used_gpus) / g_ref
+        if arrived_gpus is not None:
+            g_lam = (arrived_by - np.cumsum(used_gpus)) / g_ref
+        else:
+            g_lam = (demand_gpus - used_gpus) / g_ref
         g_mu = np.where(capped[None, :], (np.where(capped, caps_w, 0.0) - drawn) / w_ref, 0.0)
         # Only directions that can move: a multiplier at 0 with slack stays at 0.
         g_lam = np.where((lam <= 0) & (g_lam > 0), 0.0, g_lam)
@@ -244,11 +362,39 @@ def hindsight_oracle(
         theta = agility * max(dual - target, 1e-9 * max(abs(dual), 1.0)) / norm
         lam = np.maximum(0.0, lam - theta * g_lam / g_ref)
         mu = np.maximum(0.0, mu - theta * g_mu / w_ref)
+    alternatives = []
+    for other in other_demands:
+        alt = np.zeros((steps, c, 3), dtype=np.int64)
+        _feasible_schedule(
+            desired=best_plan, count=counts.astype(np.int64), site=site.astype(np.int64),
+            is_gpu=is_gpu, gpus=gpus.astype(np.float64), v_idle=np.ascontiguousarray(v_idle),
+            v_mine=np.ascontiguousarray(v_mine), margin=np.ascontiguousarray(ai_margin_per_gpu),
+            watts=np.ascontiguousarray(watts_mode), caps=caps,
+            demand=np.ascontiguousarray(other, dtype=np.float64),
+            stop_h=np.ascontiguousarray(stop), start_h=np.ascontiguousarray(start),
+            wear=wear.astype(np.float64), initial=initial, dt_h=float(dt_h),
+            per_step=np.empty(steps), counts_per_mode=np.zeros((steps, 3), dtype=np.int64),
+            class_modes=alt,
+        )
+        alternatives.append(alt)
+    # The schedule's estimate is within the relaxation only when it fills the demand the
+    # bound holds; against the running total of arrivals the dual alone is the bound.
+    bound = best_bound if cumulative else max(best_bound, best_feasible)
     return OracleResult(
-        feasible_usd=float(best_feasible), bound_usd=float(max(best_bound, best_feasible)),
+        feasible_usd=float(best_feasible), bound_usd=float(bound),
         iterations=it, modes=best_modes, net_per_step=best_per_step, tolerance=tolerance,
-        max_iterations=max_iterations,
+        max_iterations=max_iterations, class_of_node=class_of_node.astype(np.int64).ravel(),
+        class_modes=best_class_modes, estimate_usd=float(best_feasible),
+        bound_demand="arrivals, cumulative" if cumulative else "per step",
+        alternatives=tuple(alternatives),
     )
+
+
+def _downtime_rates(values: F64, dt_h: float) -> F64:
+    """USD/h a node gives up while it switches into each mode, (T, C, 3): the mode's value
+    above idle (on the simulated site a switching node draws idle power and earns
+    nothing until its new workload runs), never below zero."""
+    return np.maximum((values - values[:, :, :1]) / dt_h, 0.0)
 
 
 def _path_switch_costs(
@@ -259,12 +405,14 @@ def _path_switch_costs(
     start_h: F64,
     wear: F64,
     dt_h: float,
+    lost: F64 | None = None,  # (T, C, 3) USD/h; default `_downtime_rates(values)`
 ) -> F64:
     """Switching cost paid at each step along a mode path, (T, C), as the DP charges it."""
+    lost = _downtime_rates(values, dt_h) if lost is None else lost
     prev = np.vstack([initial.astype(np.int64)[None, :], modes[:-1]])
     c = np.arange(modes.shape[1])
     downtime = np.minimum(stop_h[prev, c] + start_h[modes, c], dt_h)
-    rate = np.maximum(np.take_along_axis(values, modes[:, :, None], axis=2)[:, :, 0] / dt_h, 0.0)
+    rate = np.take_along_axis(lost, modes[:, :, None], axis=2)[:, :, 0]
     return np.where(prev != modes, downtime * rate + wear[None, :], 0.0)
 
 
@@ -275,13 +423,16 @@ def _dynamic_program(
     wear: F64,  # (C,)
     initial: npt.NDArray[np.int8],  # (C,)
     dt_h: float,
+    lost: F64 | None = None,  # (T, C, 3) USD/h; default `_downtime_rates(values)`
 ) -> tuple[npt.NDArray[np.int64], F64]:
     """Best mode path per class with switching costs; returns modes (T, C) and totals."""
     steps, c, _ = values.shape
     modes = np.zeros((steps, c), dtype=np.int64)
     total = np.empty(c)
+    lost = _downtime_rates(values, dt_h) if lost is None else lost
     _best_paths(
         np.ascontiguousarray(values, dtype=np.float64),
+        np.ascontiguousarray(lost, dtype=np.float64),
         np.ascontiguousarray(stop_h, dtype=np.float64),
         np.ascontiguousarray(start_h, dtype=np.float64),
         np.ascontiguousarray(wear, dtype=np.float64),
@@ -296,6 +447,7 @@ def _dynamic_program(
 @compiled
 def _best_paths(
     values: F64,
+    lost: F64,
     stop_h: F64,
     start_h: F64,
     wear: F64,
@@ -305,8 +457,8 @@ def _best_paths(
     total: F64,
 ) -> None:
     """Viterbi over (step × mode) for each class: switching a→b at a step costs the
-    downtime (capped at the step) × the hourly value of b (if positive) + wear. Ties go to
-    the lower mode."""
+    downtime (capped at the step) × what b earns per hour above idle (`lost`) + wear.
+    Ties go to the lower mode."""
     steps, classes = values.shape[0], values.shape[1]
     choice = np.zeros((steps, 3), dtype=np.int8)
     value = np.empty(3)
@@ -316,7 +468,7 @@ def _best_paths(
             value[m] = 0.0 if m == initial[c] else -np.inf
         for t in range(steps):
             for b in range(3):
-                rate = max(values[t, c, b] / dt_h, 0.0)
+                rate = lost[t, c, b]
                 best, arg = -np.inf, 0
                 for a in range(3):
                     cost = 0.0
@@ -358,6 +510,7 @@ def _feasible_schedule(
     dt_h: float,
     per_step: F64,
     counts_per_mode: npt.NDArray[np.int64],
+    class_modes: npt.NDArray[np.int64],  # (T, C, 3) out: nodes of each class per mode
 ) -> float:
     """A schedule that keeps every cap and fills no more GPUs than demand, built step by
     step from the relaxed optimum, and its net USD (`per_step` gets each step's share).
@@ -371,6 +524,7 @@ def _feasible_schedule(
     """
     steps, classes = desired.shape
     n_sites = caps.shape[0]
+    max_horizon = int(np.ceil(24.0 / dt_h))  # how far ahead a spare AI node looks for work
     prev = np.zeros((classes, 3), dtype=np.int64)
     for c in range(classes):
         prev[c, initial[c]] = count[c]
@@ -431,7 +585,7 @@ def _feasible_schedule(
                                 continue
                             if prev[c, b] <= now[c, b]:
                                 gain -= min(stop_h[a, c] + start_h[b, c], dt_h) * max(
-                                    worth[c, b], 0.0) + wear[c]
+                                    worth[c, b] - worth[c, 0], 0.0) + wear[c]
                             per_w = gain / max(extra, 1e-9)
                             if gain > 0 and per_w > pick_gain:
                                 pick_c, pick_a, pick_b, pick_gain = c, a, b, per_w
@@ -470,6 +624,25 @@ def _feasible_schedule(
             if spare <= 0:
                 continue
             fallback = 1 if v_mine[t, c] > v_idle[t, c] else 0
+            if fallback == 0 and caps[site[c]] == np.inf:
+                # An AI node without work draws idle power on the simulated site: left
+                # offered, it costs nothing and takes work the queue hands it.
+                continue
+            # A node already in AI stays there while the demand coming back within the
+            # time its fallback needs to pay for the round trip would call it back.
+            gain = (v_mine[t, c] - v_idle[t, c]) * dt_h if fallback == 1 else 0.0
+            trip = 2.0 * wear[c] + min(stop_h[2, c] + start_h[fallback, c], dt_h) * (
+                gain / dt_h) + min(stop_h[fallback, c] + start_h[2, c], dt_h) * gpus[c] * max(
+                margin[t, c], 0.0)
+            horizon = max_horizon if gain <= 0 else min(int(np.ceil(trip / gain)), max_horizon)
+            horizon = min(horizon, steps - t - 1)
+            soon = 0.0
+            for u in range(t + 1, t + 1 + horizon):
+                soon = max(soon, demand[u] - demand[t])
+            was_ai = min(spare, max(prev[c, 2] - filled_nodes[c], 0))
+            spare -= min(was_ai, int(np.ceil(soon / gpus[c] - 1e-9)))
+            if spare <= 0:
+                continue
             extra = watts[fallback, c] - watts[2, c]
             if extra > 0 and caps[site[c]] < np.inf:
                 room = caps[site[c]] - drawn[site[c]]
@@ -493,7 +666,7 @@ def _feasible_schedule(
                     if a == b or out[a] == 0 or into[b] == 0:
                         continue
                     k = min(out[a], into[b])
-                    rate = max(worth[c, b], 0.0)
+                    rate = max(worth[c, b] - worth[c, 0], 0.0)
                     cost = min(stop_h[a, c] + start_h[b, c], dt_h) * rate + wear[c]
                     value -= k * cost
                     out[a] -= k
@@ -501,6 +674,7 @@ def _feasible_schedule(
             for m in range(3):
                 prev[c, m] = now[c, m]
                 counts_per_mode[t, m] += now[c, m]
+                class_modes[t, c, m] = now[c, m]
         per_step[t] = value
         total += value
     return total

@@ -362,7 +362,8 @@ def write_report(result: BacktestResult, out_dir: Path) -> Path:
     oracle_line = (
         "No oracle was run."
         if not isinstance(oracle, dict)
-        else f"Hindsight optimum: a feasible schedule worth {oracle['feasible_usd']:,.0f} USD; "
+        else f"Hindsight optimum: a feasible schedule worth {oracle['feasible_usd']:,.0f} USD"
+        f"{' as the simulated site ran it' if oracle.get('on_site_ledger') else ''}; "
         f"no schedule can beat {oracle['bound_usd']:,.0f} USD (gap {oracle['gap']:.2%}, "
         f"{oracle['iterations']} of {oracle['max_iterations']} iterations, tolerance "
         f"{oracle['tolerance']:.2%})."

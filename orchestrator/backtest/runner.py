@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -13,8 +13,15 @@ from orchestrator.backtest.analysis import RunAnalysis, analyse
 from orchestrator.backtest.baselines import BASELINES, CONFIGURED_GUARDS, UNGUARDED, unguarded
 from orchestrator.backtest.contracts import contract_accounts, contract_book
 from orchestrator.backtest.jobs import JobStream, scale_trace
-from orchestrator.backtest.oracle import OracleResult, demand_gpus_per_step, hindsight_oracle
+from orchestrator.backtest.oracle import (
+    OracleResult,
+    demand_gpus_per_step,
+    hindsight_oracle,
+    queued_arrivals_gpus,
+    served_demand_gpus,
+)
 from orchestrator.backtest.recorded import HistoryRows, PriceTable, RecordedMarketSource
+from orchestrator.backtest.schedule import ScheduleFollower
 from orchestrator.backtest.sim import Ledger, SimulatedSite
 from orchestrator.engine.step import DecisionStep
 from orchestrator.errors import ConfigError, PolicyError
@@ -95,6 +102,9 @@ class BacktestResult:
                 "net_usd": self.oracle.net_usd,
                 "feasible_usd": self.oracle.feasible_usd,
                 "bound_usd": self.oracle.bound_usd,
+                "estimate_usd": self.oracle.estimate_usd,
+                "on_site_ledger": self.oracle.on_site_ledger,
+                "bound_demand": self.oracle.bound_demand,
                 "gap": self.oracle.gap,
                 "tolerance": self.oracle.tolerance,
                 "max_iterations": self.oracle.max_iterations,
@@ -317,21 +327,62 @@ def run_policy(
 def run_oracle(
     inputs: BacktestInputs, progress: Callable[[int], None] | None = None
 ) -> tuple[OracleResult, F64]:
-    """The hindsight oracle, iterating to the configured gap or iteration limit."""
-    demand = demand_gpus_per_step(inputs.jobs, inputs.times, inputs.config.backtest.step_s)
+    """The hindsight oracle, iterating to the configured gap or iteration limit, its
+    schedule then run through the simulated site: the feasible value is that ledger's net.
+    Returns the result and the on-arrival demand per step."""
+    result, demand, _ = run_oracle_on_site(inputs, progress)
+    return result, demand
+
+
+def run_oracle_on_site(
+    inputs: BacktestInputs, progress: Callable[[int], None] | None = None
+) -> tuple[OracleResult, F64, ScheduleFollower]:
+    """`run_oracle`, also returning the policy that followed the reported schedule (its
+    `issued` targets are that schedule node by node).
+
+    The oracle's schedule fills, per step, the GPUs the job queue keeps busy when every
+    GPU is offered; two more schedules from the same plan fill every GPU of the nodes
+    that work occupies, and the larger of the busy GPUs and the on-arrival demand (more
+    AI nodes absorb whole-job packing and nodes still starting). The simulated site runs
+    all three; the best ledger is the feasible value.
+    """
+    config, step_s = inputs.config, inputs.config.backtest.step_s
+    arrived = demand_gpus_per_step(inputs.jobs, inputs.times, step_s)
+    max_wait = config.demand.max_wait_h if config.demand else 24.0
+    served = served_demand_gpus(inputs.fleet, inputs.jobs, inputs.times, step_s,
+                                max_wait_h=max_wait)
+    occupied = served_demand_gpus(inputs.fleet, inputs.jobs, inputs.times, step_s,
+                                  max_wait_h=max_wait, whole_nodes=True)
+    servable = SimulatedSite(inputs.fleet, inputs.jobs, config.scoring).servable
+    queued = queued_arrivals_gpus(inputs.jobs, inputs.times, step_s,
+                                  inputs.fleet.gpus[servable])
+    others = [d for d in (occupied, np.maximum(served, arrived))
+              if not np.array_equal(d, served)]
     oracle = hindsight_oracle(
         inputs.fleet,
         realized_unit_price=inputs.realized.usd_per_unit_day,
         realized_gpu_price=inputs.realized.gpu_usd_per_gpu_hour,
         realized_power=inputs.realized.power_usd_mwh,
-        demand_gpus=demand,
-        dt_s=inputs.config.backtest.step_s,
+        demand_gpus=served,
+        arrived_gpus=queued,
+        other_demands=others,
+        dt_s=step_s,
         offered_usd_per_gpu_hour=inputs.jobs.offered_usd_per_gpu_hour,
-        max_iterations=inputs.config.backtest.oracle_max_iterations,
-        tolerance=inputs.config.backtest.oracle_gap,
+        max_iterations=config.backtest.oracle_max_iterations,
+        tolerance=config.backtest.oracle_gap,
         progress=progress,
     )
-    return oracle, demand
+    best: tuple[OracleResult, ScheduleFollower] | None = None
+    for schedule in (oracle.class_modes, *oracle.alternatives):
+        follower = ScheduleFollower(inputs.start_s, step_s, oracle.class_of_node, schedule)
+        ledger = simulate(config, follower, unguarded(config.guards), fleet=inputs.fleet,
+                          times=inputs.times, known=inputs.known, realized=inputs.realized,
+                          jobs=inputs.jobs, history=None)
+        if best is None or float(ledger.net.sum()) > best[0].feasible_usd:
+            reached = replace(oracle.on_site(ledger.net, ledger.modes), class_modes=schedule)
+            best = (reached, follower)
+    assert best is not None
+    return best[0], arrived, best[1]
 
 
 def policy_specs(
