@@ -82,6 +82,8 @@ def load_events(config: HashpivotConfig) -> dict[str, EventCalendar]:
 
 
 def _read_events(name: str, dr: DemandResponse, root: Path) -> EventCalendar:
+    """One site's calendar, its rows checked, as merged event windows (`name`: the site's
+    field, which errors name)."""
     src = dr.events
     zone = zone_of(src.timezone, f"{name}.timezone")
     columns = [src.start_column, src.end_column, *([src.called_column] if src.called_column
@@ -127,7 +129,7 @@ def _read_events(name: str, dr: DemandResponse, root: Path) -> EventCalendar:
             called_s = np.where(np.isnan(given), called_s, given)
         for j in range(idx.shape[0]):
             if end_s[j] <= start_s[j]:
-                raise fail(int(idx[j]), src.end_column, "the event ends before it starts")
+                raise fail(int(idx[j]), src.end_column, "the event ends before (or when) it starts")
             if called_s[j] >= end_s[j]:
                 raise fail(int(idx[j]), src.called_column or src.start_column,
                            "the event is called after it ends")
