@@ -226,7 +226,7 @@ def test_bad_event_calendar_names_file_and_field(tmp_path: Path) -> None:
                      str(tmp_path / "r"), cwd=tmp_path)
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
-    for part in ("events.csv", "line 2", "'end'", "ends before it starts",
+    for part in ("events.csv", "line 2", "'end'", "ends before (or when) it starts",
                  "contract.demand_response.events"):
         assert part in done.stderr, (part, done.stderr)
 
