@@ -64,8 +64,11 @@ class HardwareProfile(StrictModel):
             raise ValueError("a gpu profile needs gpus > 0 and a gpu_model")
         if self.kind == HardwareKind.ASIC and self.gpus:
             raise ValueError("an asic profile has no gpus")
-        if self.watts_idle > max(self.watts_mine, self.watts_ai, self.watts_idle):
-            raise ValueError("watts_idle cannot exceed the working power")
+        # Idle is every node's lowest draw: the power cap sheds towards it.
+        if self.watts_idle > self.watts_mine:
+            raise ValueError("watts_idle cannot exceed watts_mine")
+        if self.kind == HardwareKind.GPU and self.watts_idle > self.watts_ai:
+            raise ValueError("watts_idle cannot exceed watts_ai on a gpu profile")
         return self
 
     @property

@@ -507,6 +507,45 @@ def test_a_node_whose_mode_draws_what_its_plan_draws_can_still_be_idled() -> Non
     assert power == 500
 
 
+def test_of_two_lower_options_drawing_alike_the_better_one_is_where_a_load_goes() -> None:
+    # A GPU node planned from AI into mining (1,000 W, $5/h); in AI it draws what idle
+    # draws (100 W, no jobs) but loses $1/h. The cap leaves room for 100 W only: the node
+    # is shed to the better of the two, idle.
+    watts = [[100], [1000], [100]]
+    value = [[0.0], [5.0], [-1.0]]
+    target, reason, power, _, _ = _alloc(watts, value, [MINE], [AI], 500)
+    assert target == [IDLE]
+    assert reason == [Reason.GUARD_POWER_CAP_CURTAILED]
+    assert power == 100
+
+
+def test_a_shed_load_that_fits_exactly_in_what_shedding_freed_comes_back() -> None:
+    # Three miners: A 400 W earning $1e-10/h (cheapest per watt), B 600 W at $6/h, C
+    # 1,000 W at $100/h; cap 1,400 W, so 600 W must go. A alone is short, so A and B are
+    # shed (1,000 W); A then fits back exactly (power == cap) and comes back, however
+    # little it earns: the cap is a limit to reach, not one to stay under.
+    watts = [[0, 0, 0], [400, 600, 1000], [0, 0, 0]]
+    value = [[0.0, 0.0, 0.0], [1e-10, 6.0, 100.0], [-np.inf, -np.inf, -np.inf]]
+    target, reason, power, _, _ = _alloc(watts, value, [MINE] * 3, [MINE] * 3, 1400)
+    assert target == [MINE, IDLE, MINE]
+    assert reason[1] == Reason.GUARD_POWER_CAP_CURTAILED
+    assert reason[0] == reason[2] == Reason.HIGHER_VALUE
+    assert power == 1400
+
+
+def test_a_change_that_frees_no_power_is_left_to_the_policy() -> None:
+    # A: planned from idle into mining at the same 100 W, worth less than idling (the
+    # policy's call: hysteresis, a forecast). Reverting it frees nothing, so the cap leaves
+    # it; B and C must still lose 400 W, and C, cheapest per watt, goes.
+    watts = [[100, 0, 0], [100, 1000, 500], [100, 0, 0]]
+    value = [[0.5, 0.0, 0.0], [0.2, 10.0, 0.5], [-np.inf, -np.inf, -np.inf]]
+    target, reason, power, _, _ = _alloc(watts, value, [MINE] * 3, [IDLE, MINE, MINE], 1200)
+    assert target == [MINE, MINE, IDLE]
+    assert reason[0] == Reason.HIGHER_VALUE
+    assert reason[2] == Reason.GUARD_POWER_CAP_CURTAILED
+    assert power == 1100
+
+
 def test_the_steps_kept_are_the_shortest_run_that_covers_in_any_arrival_order() -> None:
     """`_offer_step` (the shedding steps a site keeps) against sorting every step by cost
     per watt, ties by step, and taking the shortest run that covers the excess: seeded

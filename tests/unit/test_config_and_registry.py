@@ -94,6 +94,19 @@ def test_gpu_profile_needs_gpus() -> None:
         HardwareProfile(name="x", kind="gpu", mine_hashrate=1, watts_mine=1, watts_idle=1)  # type: ignore[arg-type]
 
 
+def test_a_profile_idling_above_its_working_draw_is_refused() -> None:
+    # Idle is every node's lowest draw (the power cap sheds towards it).
+    with pytest.raises(ValidationError, match="watts_idle cannot exceed watts_mine"):
+        HardwareProfile(name="x", kind="asic", mine_hashrate=100, watts_mine=3000,  # type: ignore[arg-type]
+                        watts_idle=3500)
+    with pytest.raises(ValidationError, match="watts_idle cannot exceed watts_ai"):
+        HardwareProfile(name="g", kind="gpu", gpus=8, gpu_model="H100", mine_hashrate=1,  # type: ignore[arg-type]
+                        watts_mine=6000, watts_ai=1000, watts_idle=2000)
+    ok = HardwareProfile(name="a", kind="asic", mine_hashrate=100, watts_mine=3000,  # type: ignore[arg-type]
+                         watts_idle=3000)
+    assert ok.watts_idle == ok.watts_mine
+
+
 def test_policy_by_name_module_path_and_file(tmp_path: Path) -> None:
     assert resolve_policy_class("hysteresis") is Hysteresis
     assert resolve_policy_class("policies.hysteresis:Hysteresis") is Hysteresis
