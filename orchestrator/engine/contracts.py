@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -37,8 +38,11 @@ from orchestrator.models.contract import (
     CurtailmentCredit,
     DemandResponse,
     FixedPrice,
+    GridEvent,
+    GridMessage,
     PowerContract,
     TimeOfUsePrice,
+    stamp,
 )
 from orchestrator.models.fleet import FleetTable
 from orchestrator.models.site import Site
@@ -67,35 +71,53 @@ class AlertSeries:
 @dataclass(frozen=True, slots=True)
 class EventCalendar:
     """Demand-response events, merged and ordered: each was called at `called_s` and
-    holds the site at its committed draw over [`due_s`, `end_s`)."""
+    holds the site at its committed draw over [`due_s`, `end_s`). `limit_kw`: the draw
+    an event allows, kW (NaN: the program's `max_draw_kw`); `labels`: what names each
+    event in explanations and acknowledgements."""
 
     called_s: F64
     due_s: F64
     end_s: F64
+    limit_kw: F64 | None = None
+    labels: tuple[str, ...] = ()
 
     @staticmethod
-    def of(start_s: F64, end_s: F64, called_s: F64, response_s: float) -> EventCalendar:
+    def of(start_s: F64, end_s: F64, called_s: F64, response_s: float,
+           limit_kw: F64 | None = None, labels: Sequence[str] = ()) -> EventCalendar:
         """The windows of recorded events: each is due at the later of its start and its
         call plus the response time, until its end. Events whose windows overlap or
         touch become one (called at the earlier call, due at the earlier time, ending at
-        the later end): a repeated or extended call is one event."""
+        the later end, allowing the lower of their limits): a repeated or extended call
+        is one event."""
         due = np.maximum(np.asarray(start_s, dtype=np.float64),
                          np.asarray(called_s, dtype=np.float64) + response_s)
         end = np.asarray(end_s, dtype=np.float64)
         called = np.asarray(called_s, dtype=np.float64)
+        limit = (np.full(due.shape, np.nan) if limit_kw is None
+                 else np.asarray(limit_kw, dtype=np.float64))
+        names = list(labels) if labels else [""] * int(due.shape[0])
         order = np.argsort(due, kind="stable")
         out_c: list[float] = []
         out_d: list[float] = []
         out_e: list[float] = []
+        out_l: list[float] = []
+        out_n: list[str] = []
         for i in order.tolist():
+            if end[i] <= due[i]:
+                continue  # ended (or cancelled) before it was due: no window
             if out_e and due[i] <= out_e[-1]:
                 out_c[-1] = min(out_c[-1], float(called[i]))
                 out_e[-1] = max(out_e[-1], float(end[i]))
+                out_l[-1] = float(np.fmin(out_l[-1], limit[i]))
+                out_n[-1] = "+".join(x for x in (out_n[-1], names[i]) if x)
                 continue
             out_c.append(float(called[i]))
             out_d.append(float(due[i]))
             out_e.append(float(end[i]))
-        return EventCalendar(np.array(out_c), np.array(out_d), np.array(out_e))
+            out_l.append(float(limit[i]))
+            out_n.append(names[i])
+        return EventCalendar(np.array(out_c), np.array(out_d), np.array(out_e),
+                             np.array(out_l), tuple(out_n))
 
     def __len__(self) -> int:
         return int(self.due_s.shape[0])
@@ -109,11 +131,157 @@ class EventCalendar:
                              & ((self.due_s < ahead) | (self.due_s <= now_s)))
         return int(hit[0]) if hit.size else -1
 
+    def limit(self, e: int, default_kw: float) -> float:
+        """The draw event `e` allows, kW."""
+        if self.limit_kw is None or e >= self.limit_kw.shape[0]:
+            return default_kw
+        value = float(self.limit_kw[e])
+        return default_kw if np.isnan(value) else value
+
+    def label(self, e: int) -> str:
+        return self.labels[e] if e < len(self.labels) else ""
+
     def overlap_h(self, t0_s: float, t1_s: float) -> float:
         """Hours of [t0_s, t1_s) inside an event window."""
         lo = np.maximum(self.due_s, t0_s)
         hi = np.minimum(self.end_s, t1_s)
         return float(np.clip(hi - lo, 0.0, None).sum()) / 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class LiveEvent:
+    """A demand-response event as the live sources last described it."""
+
+    id: str
+    start_s: float
+    end_s: float
+    called_s: float
+    max_draw_kw: float | None
+    #: Which version this is: its `sent_at` (else when it arrived), then its arrival.
+    sent_s: float
+    received_s: float
+    #: When a cancellation took effect (None: not cancelled).
+    cancelled_s: float | None = None
+    #: What the message said (start, end, called_at, max_draw_kw, status): a message
+    #: saying the same again is a duplicate.
+    content: tuple[float, float, float | None, float | None, str] = (0.0, 0.0, None, None, "")
+
+    @property
+    def until_s(self) -> float:
+        """When the event ends: its end, or its cancellation if earlier."""
+        return self.end_s if self.cancelled_s is None else min(self.end_s, self.cancelled_s)
+
+
+@dataclass
+class LiveBook:
+    """A site's events and alerts from live sources, keyed by event id and alert time.
+
+    - a message repeating what is known (same id and content) is a duplicate: ignored;
+    - a later version of an event (a later `sent_at`; with equal or no `sent_at`, the
+      later arrival) replaces it: its end may move, its limit change, it may be
+      cancelled (it ends when the cancellation was sent, else received);
+    - an older version than the one known is stale: ignored;
+    - an event without `called_at` counts as called when it first arrived, so a late
+      event (called after its start) applies from when it is known.
+    """
+
+    events: dict[str, LiveEvent] = field(default_factory=dict)
+    #: alert time (s) → (probability, sent_s, received_s)
+    alerts: dict[float, tuple[float, float, float]] = field(default_factory=dict)
+    #: Bumped on every change (callers cache what they derive from the book).
+    version: int = 0
+
+    def apply(self, message: GridMessage, received_s: float) -> list[tuple[str, str]]:
+        """Fold one message in; per event and alert, (what, outcome): outcome is one of
+        `new`, `updated`, `cancelled`, `duplicate`, `stale`."""
+        out: list[tuple[str, str]] = []
+        default_sent = stamp(message.sent_at)
+        for event in message.events:
+            out.append((event.id, self._event(event, default_sent, received_s)))
+        for alert in message.alerts:
+            t = alert.time.timestamp()
+            key = (default_sent if default_sent is not None else received_s, received_s)
+            known = self.alerts.get(t)
+            if known is not None and known[0] == alert.probability:
+                outcome = "duplicate"
+            elif known is not None and key < known[1:]:
+                outcome = "stale"
+            else:
+                outcome = "updated" if known is not None else "new"
+                self.alerts[t] = (float(alert.probability), *key)
+                self.version += 1
+            out.append((f"alert {_utc(t)}", outcome))
+        return out
+
+    def _event(self, event: GridEvent, default_sent: float | None, received_s: float) -> str:
+        sent = stamp(event.sent_at)
+        sent = sent if sent is not None else default_sent
+        key = (sent if sent is not None else received_s, received_s)
+        content = (event.start.timestamp(), event.end.timestamp(), stamp(event.called_at),
+                   event.max_draw_kw, event.status)
+        known = self.events.get(event.id)
+        if known is not None and known.content == content:
+            return "duplicate"
+        if known is not None and key < (known.sent_s, known.received_s):
+            return "stale"
+        called = content[2]
+        if called is None:
+            called = known.called_s if known is not None else received_s
+        cancelled = key[0] if event.status == "cancelled" else None
+        self.events[event.id] = LiveEvent(
+            event.id, content[0], content[1], called, event.max_draw_kw, key[0], key[1],
+            cancelled, content)
+        self.version += 1
+        if cancelled is not None:
+            return "cancelled"
+        return "updated" if known is not None else "new"
+
+    def calendar(self, response_s: float) -> EventCalendar:
+        """The events' windows, as a recorded calendar's (cancelled ones end then)."""
+        events = list(self.events.values())
+        return EventCalendar.of(
+            np.array([e.start_s for e in events]), np.array([e.until_s for e in events]),
+            np.array([e.called_s for e in events]), response_s,
+            np.array([np.nan if e.max_draw_kw is None else e.max_draw_kw for e in events]),
+            [e.id for e in events])
+
+    def alert_at(self, t_s: float, interval_h: float) -> float | None:
+        """The live alert probability for the interval holding `t_s` (None: no live
+        alert covers it, the recorded series applies)."""
+        best: float | None = None
+        for t in self.alerts:
+            if t <= t_s < t + interval_h * 3600.0 and (best is None or t > best):
+                best = t
+        return None if best is None else self.alerts[best][0]
+
+    def snapshot(self) -> dict[str, Any]:
+        """The book as JSON-ready data (journaled with each cycle)."""
+        return {
+            "events": [
+                {"id": e.id, "start_s": e.start_s, "end_s": e.end_s, "called_s": e.called_s,
+                 "max_draw_kw": e.max_draw_kw, "sent_s": e.sent_s, "received_s": e.received_s,
+                 "cancelled_s": e.cancelled_s, "content": list(e.content)}
+                for e in self.events.values()],
+            "alerts": [[t, *v] for t, v in self.alerts.items()],
+        }
+
+    @staticmethod
+    def from_snapshot(data: Mapping[str, Any]) -> LiveBook:
+        """The book a `snapshot` describes."""
+        book = LiveBook()
+        for e in data.get("events", []):
+            c = e["content"]
+            book.events[str(e["id"])] = LiveEvent(
+                str(e["id"]), float(e["start_s"]), float(e["end_s"]), float(e["called_s"]),
+                None if e["max_draw_kw"] is None else float(e["max_draw_kw"]),
+                float(e["sent_s"]), float(e["received_s"]),
+                None if e["cancelled_s"] is None else float(e["cancelled_s"]),
+                (float(c[0]), float(c[1]), None if c[2] is None else float(c[2]),
+                 None if c[3] is None else float(c[3]), str(c[4])))
+        for row in data.get("alerts", []):
+            book.alerts[float(row[0])] = (float(row[1]), float(row[2]), float(row[3]))
+        book.version = 1
+        return book
 
 
 def credit_hours(credit: CurtailmentCredit) -> npt.NDArray[np.bool_]:
@@ -153,6 +321,12 @@ class ContractBook:
     #: charge, coincident peak, demand-response events), which are still billed: the
     #: backtest's "programs ignored" comparison.
     programs: bool = True
+    #: Each site's events and alerts from live sources, by site name (the runtime
+    #: installs a copy before each decision; a journal replay, the one journaled).
+    live: dict[str, LiveBook] = field(default_factory=dict)
+    #: Per site, the labels of the events the last `event_caps` found in force.
+    in_force: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    _live_cache: dict[str, tuple[int, EventCalendar]] = field(default_factory=dict, repr=False)
     _peak_kw: F64 = field(init=False, repr=False)
     _peak_month: list[tuple[int, int]] = field(init=False, repr=False)
     _tou: dict[int, F64] = field(init=False, repr=False)
@@ -185,32 +359,55 @@ class ContractBook:
         score pass then runs exactly as without contracts)."""
         if all(s.contract is None or s.contract.is_plain_spot for s in sites):
             return None
-        return ContractBook(sites, alerts, events or {}, programs)
+        return ContractBook(sites, alerts, events or {}, programs, {
+            s.name: LiveBook() for s in sites if s.contract is not None and s.contract.live})
+
+    def live_calendar(self, site: Site) -> EventCalendar | None:
+        """Site's live events as a calendar (None: no live events)."""
+        book = self.live.get(site.name)
+        dr = _demand_response(site)
+        if book is None or not book.events or dr is None:
+            return None
+        cached = self._live_cache.get(site.name)
+        if cached is None or cached[0] != book.version:
+            cached = (book.version, book.calendar(dr.response_min * 60.0))
+            self._live_cache[site.name] = cached
+        return cached[1]
 
     def event_caps(self, now_s: float, interval_s: float,
                    cap_w: F64) -> tuple[F64 | None, tuple[str, ...]]:
         """Per site, the power cap (W) of a decision at `now_s` with the demand-response
-        events in force (None: no event is), and a note naming the program where one
-        caps the site ('' elsewhere)."""
-        if not self.programs or not self.events:
+        events in force, recorded or live (None: no event is), and a note naming the
+        program where one caps the site ('' elsewhere)."""
+        self.in_force = {}
+        if not self.programs or not (self.events or self.live):
             return None, ()
         out: F64 | None = None
         notes = [""] * len(self.sites)
         for j, site in enumerate(self.sites):
             dr = _demand_response(site)
-            calendar = self.events.get(site.name)
-            if dr is None or calendar is None:
+            if dr is None:
                 continue
-            e = calendar.in_force(now_s, interval_s)
-            if e < 0:
+            found = []
+            for calendar in (self.events.get(site.name), self.live_calendar(site)):
+                if calendar is None:
+                    continue
+                e = calendar.in_force(now_s, interval_s)
+                if e >= 0:
+                    found.append((calendar.limit(e, dr.max_draw_kw), calendar, e))
+            if not found:
                 continue
+            limit_kw, calendar, e = min(found, key=lambda x: x[0])
             if out is None:
                 out = np.array(np.broadcast_to(cap_w, (len(self.sites),)), dtype=np.float64)
-            limit = dr.max_draw_kw * 1000.0
-            out[j] = min(float(out[j]), limit)
-            notes[j] = (f"{dr.program} event called {_utc(calendar.called_s[e])}, due "
+            out[j] = min(float(out[j]), limit_kw * 1000.0)
+            self.in_force[site.name] = tuple(
+                c.label(k) or f"calendar {_utc(c.due_s[k])}" for _, c, k in found)
+            label = calendar.label(e)
+            notes[j] = (f"{dr.program} event {label + ' ' if label else ''}called "
+                        f"{_utc(calendar.called_s[e])}, due "
                         f"{_utc(calendar.due_s[e])} until {_utc(calendar.end_s[e])}: site "
-                        f"capped at {dr.max_draw_kw:,.0f} kW")
+                        f"capped at {limit_kw:,.0f} kW")
         return out, tuple(notes)
 
     def peaks_kw(self, now_s: float) -> list[float]:
@@ -307,9 +504,13 @@ class ContractBook:
         cp = contract.coincident_peak
         if cp is not None and local.month in cp.months:
             series = self.alerts.get(self.sites[j].name)
-            p = series.at(now_s) if series is not None else 0.0
+            book = self.live.get(self.sites[j].name)
+            live_p = None if book is None else book.alert_at(now_s, cp.alert_interval_h)
+            p = live_p if live_p is not None else (
+                series.at(now_s) if series is not None else 0.0)
             if p > 0:
-                interval_h = series.interval_h if series is not None else 1.0
+                interval_h = (series.interval_h if series is not None and live_p is None
+                              else cp.alert_interval_h)
                 add = float(econ.coincident_peak_expected_usd_mwh(
                     p, cp.usd_per_kw, cp.peak_intervals, interval_h))
                 total += add

@@ -8,11 +8,13 @@ formulas the score table and the backtest ledger apply.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal, get_args
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from orchestrator.models.base import StrictModel
+from orchestrator.models.feeds_config import HeaderSecret, HttpSettings
 from orchestrator.models.sources import SeriesSource, TableSource
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -200,6 +202,102 @@ class DemandResponse(StrictModel):
     events: EventCalendarSource = Field(description="The recorded event calendar.")
 
 
+class GridWebhook(StrictModel):
+    """The controller accepts grid messages POSTed to `/grid/events` on its HTTP port
+    (the metrics port), with `Authorization: Bearer TOKEN`."""
+
+    token: HeaderSecret = Field(
+        description="Where the bearer token is read from at each request (an environment "
+        "variable or a file, e.g. a mounted Kubernetes Secret).")
+
+
+class LiveSignals(StrictModel):
+    """Live demand-response events and peak alerts for a site (docs/contracts.md, "Live
+    signals"): a polled URL, a watched file and/or an authenticated webhook, each sending
+    the JSON body `GridMessage` describes. What arrives is journaled and joins the
+    recorded calendar and alert series."""
+
+    url: str | None = Field(
+        default=None, min_length=1, description="URL polled for a GridMessage (GET, JSON).")
+    poll_s: float = Field(default=60.0, gt=0, description="Seconds between polls of url.")
+    headers: dict[str, HeaderSecret] = Field(
+        default_factory=dict, description="Request headers of the poll (API keys), read "
+        "from an environment variable or file at each request.")
+    http: HttpSettings = Field(
+        default_factory=lambda: HttpSettings(timeout_s=5.0, retries=0,
+                                             max_response_bytes=1_000_000),
+        description="Timeout, size limit and URL policy of the poll (a slow or silent "
+        "source is given up on after timeout_s; the last known events stay).")
+    file: str | None = Field(
+        default=None, min_length=1,
+        description="A file holding a GridMessage, re-read when it changes (relative "
+        "to the config file's folder).")
+    webhook: GridWebhook | None = Field(
+        default=None, description="Accept GridMessages POSTed to the controller's port.")
+    max_bytes: int = Field(
+        default=1_000_000, ge=1024,
+        description="Largest message read from the file or the webhook, bytes.")
+    ack_url: str | None = Field(
+        default=None, min_length=1,
+        description="URL the controller POSTs a JSON acknowledgement to when an event "
+        "starts or ends (best effort, same http settings).")
+
+    @model_validator(mode="after")
+    def _some(self) -> LiveSignals:
+        if self.url is None and self.file is None and self.webhook is None:
+            raise ValueError("give at least one of url, file or webhook")
+        return self
+
+
+class GridEvent(StrictModel):
+    """One demand-response event of a GridMessage, keyed by `id`."""
+
+    id: str = Field(min_length=1, max_length=200, description="The event's identifier.")
+    start: AwareDatetime = Field(description="When the event begins (ISO 8601 with zone).")
+    end: AwareDatetime = Field(description="When it ends (ISO 8601 with zone).")
+    called_at: AwareDatetime | None = Field(
+        default=None, description="When the grid operator called it (default: when the "
+        "controller first receives it).")
+    max_draw_kw: float | None = Field(
+        default=None, ge=0, description="The site's draw during this event, kW, at most "
+        "(default: the program's max_draw_kw).")
+    status: Literal["active", "cancelled"] = Field(
+        default="active", description="'cancelled' ends the event (see docs).")
+    sent_at: AwareDatetime | None = Field(
+        default=None, description="When this version was sent (default: the message's).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GridEvent:
+        if self.end <= self.start:
+            raise ValueError(f"event {self.id!r}: end ({self.end}) must be after start "
+                             f"({self.start})")
+        return self
+
+
+class GridAlert(StrictModel):
+    """A peak alert: the probability (0-1) that the interval starting at `time` is a
+    coincident-peak interval."""
+
+    time: AwareDatetime
+    probability: float = Field(ge=0, le=1)
+
+
+class GridMessage(StrictModel):
+    """The JSON body every live source sends (docs/contracts.md)."""
+
+    site: str | None = Field(
+        default=None, description="The site it is for (needed when several sites take "
+        "webhook messages).")
+    sent_at: AwareDatetime | None = Field(default=None, description="When it was sent.")
+    events: list[GridEvent] = Field(default_factory=list, max_length=1000)
+    alerts: list[GridAlert] = Field(default_factory=list, max_length=10_000)
+
+
+def stamp(value: datetime | None) -> float | None:
+    """Seconds since the epoch of an aware time (None stays None)."""
+    return None if value is None else value.timestamp()
+
+
 class PowerContract(StrictModel):
     """How a site pays for power (see docs/contracts.md)."""
 
@@ -227,6 +325,16 @@ class PowerContract(StrictModel):
     curtailment_credit: CurtailmentCredit | None = Field(
         default=None, description="An interruptible/curtailment credit in listed hours."
     )
+    live: LiveSignals | None = Field(
+        default=None, description="Live demand-response events and peak alerts (a polled "
+        "URL, a watched file, a webhook), joining the recorded calendar and alerts.")
+
+    @model_validator(mode="after")
+    def _live_feeds_a_program(self) -> PowerContract:
+        if self.live is not None and self.demand_response is None and self.coincident_peak is None:
+            raise ValueError("live: live signals need a demand_response or a coincident_peak "
+                             "program to apply to")
+        return self
 
     @property
     def is_plain_spot(self) -> bool:

@@ -1,0 +1,198 @@
+"""Live demand-response events and peak alerts: how messages fold into a site's book
+(duplicates, later versions, stale versions, cancellations, late events) and how the
+book caps the site in the decision."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from orchestrator.engine.contracts import ContractBook, LiveBook
+from orchestrator.models.contract import GridMessage, PowerContract
+from orchestrator.models.site import Site
+
+T0 = datetime(2024, 8, 20, 17, 0, tzinfo=UTC).timestamp()
+H = 3600.0
+RESPONSE_MIN = 10.0
+PROGRAM_KW = 400.0
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat()
+
+
+def _msg(*events: dict, sent: float | None = None, alerts: list | None = None) -> GridMessage:
+    body: dict = {"events": list(events), "alerts": alerts or []}
+    if sent is not None:
+        body["sent_at"] = _iso(sent)
+    return GridMessage.model_validate(body)
+
+
+def _event(eid: str, start: float, end: float, **extra: object) -> dict:
+    out: dict = {"id": eid, "start": _iso(start), "end": _iso(end)}
+    for key, value in extra.items():
+        out[key] = _iso(value) if key in {"called_at", "sent_at"} else value
+    return out
+
+
+def _site(cap_kw: float = 3200.0) -> Site:
+    contract = PowerContract.model_validate({
+        "demand_response": {"max_draw_kw": PROGRAM_KW, "committed_kw": 2800,
+                            "response_min": RESPONSE_MIN,
+                            "events": {"path": "unused.csv"}},
+        "coincident_peak": {"months": [8], "usd_per_kw": 60.0, "alerts": 0.0},
+        "live": {"file": "signals.json"},
+    })
+    return Site(name="west", power_cap_kw=cap_kw, contract=contract)
+
+
+def _book_caps(book: LiveBook, now_s: float, interval_s: float = H) -> float | None:
+    site = _site()
+    contracts = ContractBook([site], {}, {}, True, {site.name: book})
+    cap, _ = contracts.event_caps(now_s, interval_s, np.array([site.power_cap_kw * 1000.0]))
+    return None if cap is None else float(cap[0]) / 1000.0
+
+
+def test_new_then_duplicate_is_ignored() -> None:
+    book = LiveBook()
+    m = _msg(_event("e1", T0 + H, T0 + 3 * H, called_at=T0))
+    assert book.apply(m, T0) == [("e1", "new")]
+    version = book.version
+    assert book.apply(m, T0 + 60) == [("e1", "duplicate")]
+    assert book.version == version
+    assert book.events["e1"].received_s == T0  # the first arrival stays
+
+
+def test_later_version_moves_the_end_and_stale_one_is_ignored() -> None:
+    book = LiveBook()
+    book.apply(_msg(_event("e1", T0 + H, T0 + 3 * H, called_at=T0), sent=T0), T0)
+    later = _msg(_event("e1", T0 + H, T0 + 5 * H, called_at=T0), sent=T0 + 600)
+    assert book.apply(later, T0 + 700) == [("e1", "updated")]
+    assert book.events["e1"].until_s == T0 + 5 * H
+    # An older version arriving afterwards (sent before the one known) changes nothing.
+    older = _msg(_event("e1", T0 + H, T0 + 2 * H, called_at=T0), sent=T0 + 300)
+    assert book.apply(older, T0 + 800) == [("e1", "stale")]
+    assert book.events["e1"].until_s == T0 + 5 * H
+
+
+def test_contradictory_versions_without_sent_at_latest_arrival_wins() -> None:
+    book = LiveBook()
+    book.apply(_msg(_event("e1", T0 + H, T0 + 3 * H, max_draw_kw=300.0)), T0)
+    book.apply(_msg(_event("e1", T0 + H, T0 + 3 * H, max_draw_kw=250.0)), T0 + 60)
+    assert book.events["e1"].max_draw_kw == 250.0
+
+
+def test_cancelled_event_ends_when_cancelled() -> None:
+    book = LiveBook()
+    book.apply(_msg(_event("e1", T0, T0 + 4 * H, called_at=T0 - H)), T0 - H)
+    cancel_at = T0 + H
+    out = book.apply(_msg(_event("e1", T0, T0 + 4 * H, called_at=T0 - H, status="cancelled"),
+                          sent=cancel_at), cancel_at + 30)
+    assert out == [("e1", "cancelled")]
+    assert book.events["e1"].until_s == cancel_at
+    assert _book_caps(book, T0 + 0.5 * H) == PROGRAM_KW
+    assert _book_caps(book, cancel_at + 60) is None
+
+
+def test_event_cancelled_before_it_is_due_never_caps() -> None:
+    book = LiveBook()
+    book.apply(_msg(_event("e1", T0 + 2 * H, T0 + 4 * H, called_at=T0)), T0)
+    book.apply(_msg(_event("e1", T0 + 2 * H, T0 + 4 * H, status="cancelled"), sent=T0 + 60),
+               T0 + 60)
+    for t in (T0 + 60, T0 + 2 * H, T0 + 3 * H):
+        assert _book_caps(book, t) is None, t
+
+
+def test_late_event_applies_from_when_it_is_known() -> None:
+    """Started an hour before anyone heard of it, without a called time: called when it
+    arrived, due a response time later, so the first decision after it arrives caps."""
+    book = LiveBook()
+    arrival = T0 + H
+    book.apply(_msg(_event("late", T0, T0 + 4 * H)), arrival)
+    e = book.events["late"]
+    assert e.called_s == arrival
+    calendar = book.calendar(RESPONSE_MIN * 60.0)
+    assert calendar.due_s[0] == arrival + RESPONSE_MIN * 60.0
+    assert _book_caps(book, arrival - 1) is None  # a decision before it arrived
+    assert _book_caps(book, arrival) == PROGRAM_KW
+
+
+def test_event_limit_replaces_the_programs_and_cap_stays_the_lowest() -> None:
+    book = LiveBook()
+    book.apply(_msg(_event("e1", T0, T0 + 2 * H, called_at=T0 - H, max_draw_kw=150.0)), T0 - H)
+    assert _book_caps(book, T0) == 150.0
+    book.apply(_msg(_event("e2", T0 + 3 * H, T0 + 4 * H, called_at=T0 - H,
+                           max_draw_kw=900.0)), T0 - H)
+    assert _book_caps(book, T0 + 3 * H) == 900.0
+
+
+def test_cap_note_names_program_and_event() -> None:
+    site = _site()
+    book = LiveBook()
+    book.apply(_msg(_event("grid-42", T0, T0 + 2 * H, called_at=T0 - H)), T0 - H)
+    contracts = ContractBook([site], {}, {}, True, {site.name: book})
+    _, notes = contracts.event_caps(T0, H, np.array([3.2e6]))
+    assert "grid-42" in notes[0] and "demand response" in notes[0]
+    assert contracts.in_force == {"west": ("grid-42",)}
+
+
+def test_live_alert_overrides_recorded_for_its_interval() -> None:
+    book = LiveBook()
+    alerts = [{"time": _iso(T0), "probability": 0.75}]
+    assert book.apply(_msg(alerts=alerts), T0 - H) == [(f"alert {_utc(T0)}", "new")]
+    assert book.apply(_msg(alerts=alerts), T0 - H + 5) == [(f"alert {_utc(T0)}", "duplicate")]
+    assert book.alert_at(T0 + 0.5 * H, 1.0) == 0.75
+    assert book.alert_at(T0 + H, 1.0) is None
+    assert book.alert_at(T0 - 1, 1.0) is None
+    site = _site()
+    contracts = ContractBook([site], {}, {}, True, {site.name: book})
+    from orchestrator.economics import coincident_peak_expected_usd_mwh
+    price = contracts._site_price(0, site.contract, datetime.fromtimestamp(T0, site.zone),
+                                  50.0, 1000.0, T0)[0]
+    expected = 50.0 + float(coincident_peak_expected_usd_mwh(0.75, 60.0, 4, 1.0))
+    assert price == pytest.approx(expected)
+
+
+def _utc(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def test_snapshot_round_trip_keeps_every_decision() -> None:
+    book = LiveBook()
+    book.apply(_msg(_event("e1", T0, T0 + 2 * H, called_at=T0 - H, max_draw_kw=200.0),
+                    alerts=[{"time": _iso(T0), "probability": 1.0}]), T0 - H)
+    book.apply(_msg(_event("e2", T0 + 3 * H, T0 + 5 * H)), T0 + H)
+    back = LiveBook.from_snapshot(book.snapshot())
+    assert back.events == book.events and back.alerts == book.alerts
+    for t in np.arange(T0 - 2 * H, T0 + 6 * H, 900.0):
+        assert _book_caps(back, float(t)) == _book_caps(book, float(t))
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"events": [{"id": "x", "start": "2024-08-20T10:00:00Z"}]}, "end"),
+    ({"events": [{"id": "x", "start": "2024-08-20T10:00:00", "end": "2024-08-20T11:00:00Z"}]},
+     "start"),
+    ({"events": [{"id": "x", "start": "2024-08-20T12:00:00Z", "end": "2024-08-20T11:00:00Z"}]},
+     "must be after start"),
+    ({"events": [{"id": "x", "start": "2024-08-20T10:00:00Z", "end": "2024-08-20T11:00:00Z",
+                  "max_draw_kw": "lots"}]}, "max_draw_kw"),
+    ({"alerts": [{"time": "2024-08-20T10:00:00Z", "probability": 1.5}]}, "probability"),
+    ({"events": "nope"}, "events"),
+    ({"surprise": 1}, "surprise"),
+])
+def test_bad_messages_are_refused_naming_the_field(body: dict, field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        GridMessage.model_validate(body)
+    assert field in str(info.value)
+
+
+def test_live_needs_a_program() -> None:
+    with pytest.raises(ValidationError, match="live signals need"):
+        PowerContract.model_validate({"live": {"file": "x.json"}})
+    with pytest.raises(ValidationError, match="at least one of url, file or webhook"):
+        PowerContract.model_validate({
+            "coincident_peak": {"months": [8], "usd_per_kw": 1.0, "alerts": 0.0},
+            "live": {}})
