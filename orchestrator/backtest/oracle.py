@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import numpy.typing as npt
 
+from orchestrator.backtest.jobbook import MIN_REMAINING_S
 from orchestrator.backtest.jobs import JobStream
 from orchestrator.backtest.sim import SimulatedSite
 from orchestrator.framework.jit import compiled
@@ -69,7 +70,8 @@ class OracleResult:
     estimate_usd: float = float("nan")
     #: Whether `feasible_usd` is the simulated site's ledger for this schedule.
     on_site_ledger: bool = False
-    #: Which AI demand the bound holds: "arrivals, cumulative" or "per step".
+    #: Which AI demand the bound holds: "per step", "arrivals, cumulative" or
+    #: "arrivals, cumulative; job windows".
     bound_demand: str = "per step"
     #: Other schedules from the same relaxed plan (steps × classes × 3 each), filling
     #: other demand series: candidates the simulated site may run better.
@@ -154,6 +156,30 @@ def queued_arrivals_gpus(jobs: JobStream, times_s: F64, dt_s: float, node_gpus: 
     return demand_gpus_per_step(shifted, times_s, dt_s)
 
 
+def window_demand_gpus(
+    jobs: JobStream, times_s: F64, dt_s: float, node_gpus: F64, *, max_wait_s: float,
+    start_delay_s: float,
+) -> F64:
+    """Mean GPUs of the jobs that may be running in each step on the simulated site,
+    whatever the schedule: a job waits in the queue from the first decision after its
+    submission, starts no later than `max_wait_s` after it (then it is dropped) plus the
+    time its node takes to get ready (`start_delay_s`), and runs at most its duration
+    (an evicted job keeps no more than that, and at least `MIN_REMAINING_S`). Jobs no node
+    can hold are left out."""
+    k = times_s.shape[0]
+    if len(jobs) == 0 or k == 0:
+        return np.zeros(k)
+    t0 = float(times_s[0])
+    first = t0 + np.maximum(np.floor((jobs.submit_s - t0) / dt_s) + 1.0, 0.0) * dt_s
+    last = (jobs.submit_s + max_wait_s + start_delay_s
+            + np.maximum(jobs.duration_s, MIN_REMAINING_S))
+    largest = float(np.max(node_gpus)) if node_gpus.size else 0.0
+    keep = (jobs.gpus <= largest) & (last > first)
+    window = replace(jobs, submit_s=first[keep], gpus=jobs.gpus[keep],
+                     duration_s=(last - first)[keep], interruptible=jobs.interruptible[keep])
+    return demand_gpus_per_step(window, times_s, dt_s)
+
+
 def served_demand_gpus(
     fleet: FleetTable, jobs: JobStream, times_s: F64, dt_s: float, *, max_wait_h: float,
     whole_nodes: bool = False,
@@ -198,6 +224,7 @@ def hindsight_oracle(
     progress: Callable[[int], None] | None = None,
     arrived_gpus: F64 | None = None,  # (steps,) GPUs of work arriving, as if run at once
     other_demands: Sequence[F64] = (),  # (steps,) each: another schedule from the same plan
+    window_gpus: F64 | None = None,  # (steps,) GPUs of the jobs that may run at each step
 ) -> OracleResult:
     """A feasible hindsight schedule and an upper bound on the best one: iterates until
     their gap is at most `tolerance` (a share of the feasible value) or `max_iterations`.
@@ -206,7 +233,9 @@ def hindsight_oracle(
     the bound holds the running total of arrived work instead (GPU-hours served by the
     end of a step ≤ GPU-hours arrived by then), which no queue can exceed. Each of
     `other_demands` gives one more schedule (`OracleResult.alternatives`), built from the
-    same relaxed plan as the best one but filling that demand."""
+    same relaxed plan as the best one but filling that demand. With `window_gpus` (and
+    `arrived_gpus`) the bound also holds each step's fill to the GPUs of the jobs that
+    may be running then (`window_demand_gpus`)."""
     if max_iterations < 1:
         raise ValueError(f"max_iterations: expected at least 1, got {max_iterations}")
     if not tolerance >= 0:
@@ -291,6 +320,10 @@ def hindsight_oracle(
         arrived_by = np.cumsum(arrived_gpus)
         pi0 = np.maximum.accumulate(lam[::-1])[::-1]
         lam = pi0 - np.append(pi0[1:], 0.0)
+    if window_gpus is not None and arrived_gpus is None:
+        raise ValueError("window_gpus: the per-step window limit needs arrived_gpus")
+    # λ_w_t prices "GPUs filled at step t ≤ GPUs of the jobs that may run then".
+    lam_w = np.zeros(steps)
     best_bound, best_feasible = np.inf, -np.inf
     best_modes = np.zeros((steps, 3), dtype=np.int64)
     best_class_modes = np.zeros((steps, c, 3), dtype=np.int64)
@@ -301,6 +334,8 @@ def hindsight_oracle(
     for it in range(1, max_iterations + 1):
         # The price a GPU filled at each step pays for the demand it uses.
         price_ai = np.cumsum(lam[::-1])[::-1] if cumulative else lam
+        if window_gpus is not None:
+            price_ai = price_ai + lam_w
         margin = ai_margin_per_gpu - price_ai[:, None]
         v_ai = np.where(is_gpu[None, :], v_idle + gpus * np.maximum(margin, 0.0), -np.inf)
         values = np.stack([v_idle, v_mine, v_ai], axis=2) * dt_h  # (T, C, 3)
@@ -312,6 +347,8 @@ def hindsight_oracle(
                                            lost)
         limit = arrived_by if arrived_gpus is not None else demand_gpus
         dual = float(np.sum(count * dp_total)) + float(np.sum(lam * limit)) * dt_h
+        if window_gpus is not None:
+            dual += float(np.sum(lam_w * window_gpus)) * dt_h
         dual += float(np.sum(mu[:, capped] * caps_w[capped][None, :])) * dt_h
         if dual < best_bound - 1e-9 * abs(best_bound if np.isfinite(best_bound) else 0.0):
             best_bound, stalled = dual, 0
@@ -352,8 +389,12 @@ def hindsight_oracle(
         g_mu = np.where(capped[None, :], (np.where(capped, caps_w, 0.0) - drawn) / w_ref, 0.0)
         # Only directions that can move: a multiplier at 0 with slack stays at 0.
         g_lam = np.where((lam <= 0) & (g_lam > 0), 0.0, g_lam)
+        g_w = np.zeros(steps)
+        if window_gpus is not None:
+            g_w = (window_gpus - used_gpus) / g_ref
+            g_w = np.where((lam_w <= 0) & (g_w > 0), 0.0, g_w)
         g_mu = np.where((mu <= 0) & (g_mu > 0), 0.0, g_mu)
-        norm = float(np.sum(g_lam**2) + np.sum(g_mu**2)) * dt_h
+        norm = float(np.sum(g_lam**2) + np.sum(g_w**2) + np.sum(g_mu**2)) * dt_h
         if norm <= 0:
             break  # the relaxed optimum meets every constraint: nothing left to price
         if stalled >= 5:
@@ -361,6 +402,7 @@ def hindsight_oracle(
         target = best_feasible if np.isfinite(best_feasible) else 0.0
         theta = agility * max(dual - target, 1e-9 * max(abs(dual), 1.0)) / norm
         lam = np.maximum(0.0, lam - theta * g_lam / g_ref)
+        lam_w = np.maximum(0.0, lam_w - theta * g_w / g_ref)
         mu = np.maximum(0.0, mu - theta * g_mu / w_ref)
     alternatives = []
     for other in other_demands:
@@ -385,7 +427,8 @@ def hindsight_oracle(
         iterations=it, modes=best_modes, net_per_step=best_per_step, tolerance=tolerance,
         max_iterations=max_iterations, class_of_node=class_of_node.astype(np.int64).ravel(),
         class_modes=best_class_modes, estimate_usd=float(best_feasible),
-        bound_demand="arrivals, cumulative" if cumulative else "per step",
+        bound_demand=("per step" if not cumulative else "arrivals, cumulative"
+                      + ("; job windows" if window_gpus is not None else "")),
         alternatives=tuple(alternatives),
     )
 

@@ -19,6 +19,7 @@ from orchestrator.backtest.oracle import (
     hindsight_oracle,
     queued_arrivals_gpus,
     served_demand_gpus,
+    window_demand_gpus,
 )
 from orchestrator.backtest.recorded import HistoryRows, PriceTable, RecordedMarketSource
 from orchestrator.backtest.schedule import ScheduleFollower
@@ -341,10 +342,11 @@ def run_oracle_on_site(
     `issued` targets are that schedule node by node).
 
     The oracle's schedule fills, per step, the GPUs the job queue keeps busy when every
-    GPU is offered; two more schedules from the same plan fill every GPU of the nodes
-    that work occupies, and the larger of the busy GPUs and the on-arrival demand (more
-    AI nodes absorb whole-job packing and nodes still starting). The simulated site runs
-    all three; the best ledger is the feasible value.
+    GPU is offered; more schedules from the same plan fill every GPU of the nodes that
+    work occupies, the larger of the busy GPUs and the on-arrival demand, and every GPU
+    (more AI nodes absorb whole-job packing and nodes still starting). The simulated
+    site runs each; the best ledger is the feasible value. The bound holds the running
+    total of queued arrivals and, each step, the GPUs of the jobs that may run then.
     """
     config, step_s = inputs.config, inputs.config.backtest.step_s
     arrived = demand_gpus_per_step(inputs.jobs, inputs.times, step_s)
@@ -356,7 +358,15 @@ def run_oracle_on_site(
     servable = SimulatedSite(inputs.fleet, inputs.jobs, config.scoring).servable
     queued = queued_arrivals_gpus(inputs.jobs, inputs.times, step_s,
                                   inputs.fleet.gpus[servable])
-    others = [d for d in (occupied, np.maximum(served, arrived))
+    statics = inputs.fleet.statics
+    # The longest a node placed with a job may take to start it: stop its mode, start AI.
+    delay = float(np.max(statics.stop_s.max(axis=0) + statics.start_s[2])) if servable.any() \
+        else 0.0
+    window = window_demand_gpus(inputs.jobs, inputs.times, step_s,
+                                inputs.fleet.gpus[servable], max_wait_s=max_wait * 3600.0,
+                                start_delay_s=delay)
+    every_gpu = np.full(inputs.times.shape[0], float(inputs.fleet.gpus[servable].sum()))
+    others = [d for d in (occupied, np.maximum(served, arrived), every_gpu)
               if not np.array_equal(d, served)]
     oracle = hindsight_oracle(
         inputs.fleet,
@@ -365,6 +375,7 @@ def run_oracle_on_site(
         realized_power=inputs.realized.power_usd_mwh,
         demand_gpus=served,
         arrived_gpus=queued,
+        window_gpus=window,
         other_demands=others,
         dt_s=step_s,
         offered_usd_per_gpu_hour=inputs.jobs.offered_usd_per_gpu_hour,

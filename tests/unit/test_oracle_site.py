@@ -6,7 +6,8 @@ and its bound holds over what the site's job queue can serve.
   test's own.
 - No built-in policy or baseline beats the bound on the bundled example sites.
 - Whatever GPUs a schedule offers, the GPU-hours the queue serves by the end of a step
-  never exceed the running total of `queued_arrivals_gpus`, the bound's AI limit.
+  never exceed the running total of `queued_arrivals_gpus`, and those of each step never
+  exceed `window_demand_gpus`: the bound's two AI limits.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 
 from orchestrator.backtest.jobbook import JobBook
 from orchestrator.backtest.jobs import JobStream
-from orchestrator.backtest.oracle import queued_arrivals_gpus
+from orchestrator.backtest.oracle import queued_arrivals_gpus, window_demand_gpus
 from orchestrator.backtest.runner import prepare_backtest, run_oracle_on_site, simulate
 from orchestrator.framework import DecisionContext, Policy, PolicyDecision, Reason
 from orchestrator.models.config import load_config
@@ -56,7 +57,7 @@ def test_reported_feasible_value_is_the_sites_ledger_for_the_schedule(tmp_path: 
     assert proc.returncode == 0, proc.stderr
     oracle = json.loads((out / "summary.json").read_text())["oracle"]
     assert oracle["on_site_ledger"] is True
-    assert oracle["bound_demand"] == "arrivals, cumulative"
+    assert oracle["bound_demand"] == "arrivals, cumulative; job windows"
 
     config = load_config(site)
     inputs = prepare_backtest(config)
@@ -122,7 +123,7 @@ def _jobs_and_offers(draw: st.DrawFn) -> tuple[JobStream, np.ndarray, np.ndarray
 
 @settings(max_examples=200, deadline=None)
 @given(_jobs_and_offers(), st.floats(0.5, 24))
-def test_no_offering_serves_more_than_the_queued_arrivals(
+def test_no_offering_serves_more_than_the_bounds_ai_limits(
     case: tuple[JobStream, np.ndarray, np.ndarray, float], max_wait_h: float
 ) -> None:
     jobs, offers, ready, step_s = case
@@ -141,3 +142,7 @@ def test_no_offering_serves_more_than_the_queued_arrivals(
         served[k] = gpu_h.sum()
     limit = queued_arrivals_gpus(shifted, times, step_s, node_gpus) * step_s / 3600.0
     assert np.all(np.cumsum(served) <= np.cumsum(limit) + 1e-9)
+    # Nodes here are ready at most 2 h after the first step: the longest start delay.
+    window = window_demand_gpus(shifted, times, step_s, node_gpus,
+                                max_wait_s=max_wait_h * 3600.0, start_delay_s=2 * step_s)
+    assert np.all(served <= window * step_s / 3600.0 + 1e-9)
