@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from orchestrator.backtest.contracts import contract_book
+from orchestrator.engine.contracts import LiveBook
 from orchestrator.engine.plan import Plan
 from orchestrator.engine.prices import snapshot_to_prices
 from orchestrator.engine.step import DecisionStep, StepMemory
@@ -93,6 +94,10 @@ def redecide(record: CycleRecord, config: HashpivotConfig, policy: Policy) -> Pl
         frozen = inputs.frozen
         if step.contracts is not None and inputs.contract_peak_kw is not None:
             step.contracts.restore_peaks(record.now_s, inputs.contract_peak_kw)
+        if step.contracts is not None and record.grid_signals is not None:
+            # The live grid events and alerts the cycle saw.
+            step.contracts.live = {site: LiveBook.from_snapshot(book)
+                                   for site, book in record.grid_signals.items()}
     else:  # journals written before the decision step journaled its inputs
         pending = DemandSummary.from_jobs(record.demand.pending, fleet.gpu_models)
         step.policy_state = state

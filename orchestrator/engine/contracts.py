@@ -326,7 +326,8 @@ class ContractBook:
     live: dict[str, LiveBook] = field(default_factory=dict)
     #: Per site, the labels of the events the last `event_caps` found in force.
     in_force: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    _live_cache: dict[str, tuple[int, EventCalendar]] = field(default_factory=dict, repr=False)
+    _live_cache: dict[str, tuple[LiveBook, int, EventCalendar]] = field(
+        default_factory=dict, repr=False)
     _peak_kw: F64 = field(init=False, repr=False)
     _peak_month: list[tuple[int, int]] = field(init=False, repr=False)
     _tou: dict[int, F64] = field(init=False, repr=False)
@@ -369,10 +370,10 @@ class ContractBook:
         if book is None or not book.events or dr is None:
             return None
         cached = self._live_cache.get(site.name)
-        if cached is None or cached[0] != book.version:
-            cached = (book.version, book.calendar(dr.response_min * 60.0))
+        if cached is None or cached[0] is not book or cached[1] != book.version:
+            cached = (book, book.version, book.calendar(dr.response_min * 60.0))
             self._live_cache[site.name] = cached
-        return cached[1]
+        return cached[2]
 
     def event_caps(self, now_s: float, interval_s: float,
                    cap_w: F64) -> tuple[F64 | None, tuple[str, ...]]:

@@ -58,6 +58,11 @@ class CycleRecord(BaseModel):
     policy_state_in: dict[str, StateArray | list[float]] | None = Field(
         default=None, description="Policy state handed to the decision (replayable fleets)."
     )
+    grid_signals: dict[str, Any] | None = Field(
+        default=None,
+        description="Per site, the live grid events and alerts the decision saw "
+        "(`LiveBook.snapshot`); None: no site has live signals.",
+    )
     decision_inputs: DecisionInputs | None = Field(
         default=None,
         description="What the decision step read besides market, fleet and jobs (replayable "

@@ -92,6 +92,7 @@ class Controller:
         self.cycle = DecisionCycle(config, options.mode.value, self.policy, self.wiring.deps)
         if options.mode == ControllerMode.LIVE:
             self._node_events()
+        self._grid_webhook()
         self.cycles_run = 0
         self._resume()
 
@@ -106,6 +107,43 @@ class Controller:
             elector = getattr(adapters, "elector", None)
             instance = str(getattr(elector, "identity", "") or "hashpivot")
             self.wiring.extras["events"] = NodeEvents(create, instance)
+
+    def _grid_webhook(self) -> None:
+        """Serve the grid webhook on the controller's HTTP port, and acknowledge grid
+        events as Kubernetes Events where the controller writes them."""
+        grid = self.cycle.grid
+        if grid is None:
+            return
+        events = self.wiring.extras.get("events")
+        if events is not None:
+            grid.event_sink = self._grid_event_sink(events)
+        if not grid.webhook_sites:
+            return
+        if self.server is None:
+            log.warning("grid webhook configured but the controller serves no HTTP port "
+                        "(metrics_port): webhook messages cannot arrive")
+            return
+        from orchestrator.runtime.grid import WEBHOOK_PATH
+
+        self.server.routes[WEBHOOK_PATH] = (grid.webhook, grid.max_bytes)
+        log.info("grid webhook listening on port %d, POST %s", self.server.port, WEBHOOK_PATH)
+
+    def _grid_event_sink(self, events: Any) -> Callable[[str, str], None]:
+        """A grid acknowledgement as a Kubernetes Event about the controller's namespace
+        (cluster-scoped, so the Event goes where the node Events go)."""
+        from orchestrator.adapters.k8s.events import EVENTS_NAMESPACE
+
+        namespace = self.config.kubernetes.namespace
+
+        def sink(reason: str, note: str) -> None:
+            decision = note.rsplit("(decision ", 1)[-1].rstrip(")")
+            body = events.body(namespace, reason, "Normal", note, decision)
+            body["action"] = "Acknowledge"
+            body["metadata"]["generateName"] = "hashpivot-grid-"
+            body["regarding"] = {"apiVersion": "v1", "kind": "Namespace", "name": namespace}
+            events.create(EVENTS_NAMESPACE, body)
+
+        return sink
 
     def _resume(self) -> None:
         """Continue after the last journaled decision (a restart, or a second run)."""
@@ -234,6 +272,8 @@ class Controller:
     def close(self) -> None:
         if self.server is not None:
             self.server.stop()
+        if self.cycle.grid is not None:
+            self.cycle.grid.close()
         self.wiring.close()
 
 

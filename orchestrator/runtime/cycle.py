@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +49,9 @@ from orchestrator.runtime.journal import (
     last_record,
 )
 from orchestrator.runtime.metrics import ControllerMetrics
+
+if TYPE_CHECKING:
+    from orchestrator.runtime.grid import GridSignals
 
 log = logging.getLogger("hashpivot.cycle")
 
@@ -110,6 +113,13 @@ class DecisionCycle:
                                  interval_s=interval,
                                  demand_model=demand.gpu_model if demand is not None else None,
                                  contracts=contracts)
+        self.grid: GridSignals | None = None
+        if contracts is not None and contracts.live:
+            # Live events and alerts: polled here, received by the webhook, journaled.
+            from orchestrator.runtime.grid import GridSignals
+
+            self.grid = GridSignals(self.config, contracts, self.deps.journal.folder,
+                                    self.deps.metrics, self.deps.clock.now_s)
         if self.deps.memory is not None:
             self._restore(self.deps.memory)
 
@@ -171,6 +181,8 @@ class DecisionCycle:
 
         frozen = "config guards.frozen" if self.config.guards.frozen else (
             deps.freeze() if deps.freeze is not None else None)
+        if self.grid is not None:
+            self.grid.poll(now)  # never raises for what a source sent
         started = time.perf_counter()
         pending = self._pending(demand, fleet, now)
         state_in = self.step.policy_state
@@ -206,6 +218,7 @@ class DecisionCycle:
             changes=changes,
             decision_latency_s=latency,
             fleet_columns=fleet_columns(fleet) if replayable else None,
+            grid_signals=self.grid.snapshot() if self.grid is not None else None,
             expected_gpus=self.step.expected_gpus,
             policy_state_in=(
                 {k: StateArray.of(v) for k, v in state_in.items()} if replayable else None
@@ -226,6 +239,8 @@ class DecisionCycle:
             ) if replayable else None,
         )
         deps.journal.record(record)  # JournalError propagates: no record, no action
+        if self.grid is not None:
+            self.grid.acknowledge(plan.decision_id, now)
         result = deps.actuator.apply(plan, fleet)
         # Only switches the actuator began count against the budgets (not shadow's, not
         # a rate-limited one, not a node merely adopted).

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -151,6 +152,14 @@ class ControllerMetrics:
         self.asic_miners = Gauge("hashpivot_asic_miners", "ASIC miners by state: mining, "
                                  "curtailed, unreadable (counted at their last known draw), "
                                  "unknown_model (never commanded).", ["state"], registry=r)
+        self.grid_signals = Counter("hashpivot_grid_signals_total", "Live grid messages "
+                                    "(events and alerts) by site, source and outcome: new, "
+                                    "updated, cancelled, duplicate, stale, unauthorized, "
+                                    "error_REASON.", ["site", "source", "outcome"],
+                                    registry=r)
+        self.grid_acks = Counter("hashpivot_grid_event_acks_total", "Demand-response events "
+                                 "acknowledged as started or ended.", ["site", "state"],
+                                 registry=r)
         self._rejections_seen: dict[tuple[str, str], int] = {}
         self._held_labels: set[str] = set()
         #: Rejections seen since the controller last logged them (it clears this).
@@ -258,12 +267,19 @@ class Health:
         return None
 
 
+#: A POST route: (Authorization header, body) → (status, JSON answer).
+PostRoute = Callable[[str | None, bytes], tuple[int, dict[str, Any]]]
+
+
 class MetricsServer:
-    """GET-only HTTP server for /metrics, /healthz and /readyz on a background thread."""
+    """HTTP server for /metrics, /healthz and /readyz on a background thread, and the
+    POST routes the controller adds (`routes`, e.g. the grid webhook)."""
 
     def __init__(self, metrics: ControllerMetrics, health: Health, port: int,
                  host: str = "0.0.0.0"):
         owner = self
+        #: path → (handler, largest body accepted, bytes)
+        self.routes: dict[str, tuple[PostRoute, int]] = {}
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -278,6 +294,28 @@ class MetricsServer:
                     owner._send(self, 200 if why is None else 503, body)
                 else:
                     owner._send(self, 404, b"not found\n")
+
+            def do_POST(self) -> None:
+                route = owner.routes.get(self.path.split("?")[0])
+                if route is None:  # only the added routes take a POST
+                    owner._send(self, 405, b"method not allowed\n")
+                    return
+                handler, limit = route
+                auth = self.headers.get("Authorization")
+                length = self.headers.get("Content-Length", "")
+                if not length.isdigit():
+                    owner._send(self, 411, b"Content-Length required\n")
+                    return
+                if int(length) > limit:
+                    self.close_connection = True  # the body is left unread
+                    owner._send(self, 413, f"body over {limit} bytes\n".encode())
+                    return
+                try:
+                    status, answer = handler(auth, self.rfile.read(int(length)))
+                except Exception as exc:  # a sender must never reach a traceback
+                    status, answer = 500, {"error": type(exc).__name__}
+                owner._send(self, status, json.dumps(answer).encode() + b"\n",
+                            "application/json")
 
             def log_message(self, format: str, *args: Any) -> None:
                 return  # scrapes every few seconds would flood the log
