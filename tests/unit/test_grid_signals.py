@@ -1,0 +1,253 @@
+"""The controller's live grid signals (runtime.grid): what a watched file, the webhook
+and a failing source do to the site's known events, the signal journal a restart folds
+in again, and the acknowledgements of an event's start and end."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from orchestrator.backtest.contracts import contract_book
+from orchestrator.engine.contracts import ContractBook
+from orchestrator.models.config import HashpivotConfig, load_config
+from orchestrator.runtime.grid import SIGNALS_FILE, GridSignals
+from orchestrator.runtime.metrics import ControllerMetrics
+from tests.e2e.test_one_decision_path import EXAMPLES
+
+T0 = datetime(2024, 8, 5, 12, tzinfo=UTC).timestamp()
+H = 3600.0
+TOKEN = "tok-123"
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat()
+
+
+def _config(tmp_path: Path, live: dict[str, Any], sites: int = 1) -> HashpivotConfig:
+    import yaml
+
+    config = yaml.safe_load((EXAMPLES / "contracts" / "site.yaml").read_text())
+    site = config["sites"][0]
+    site["contract"]["live"] = live
+    config["sites"] = [site] + [{**site, "name": f"other-{i}"} for i in range(1, sites)]
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return load_config(path)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = T0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _grid(tmp_path: Path, config: HashpivotConfig, clock: Clock | None = None,
+          ) -> tuple[GridSignals, ContractBook, ControllerMetrics]:
+    book = contract_book(config)
+    assert book is not None
+    metrics = ControllerMetrics(sites=[s.name for s in config.sites])
+    (tmp_path / "j").mkdir(exist_ok=True)
+    return GridSignals(config, book, tmp_path / "j", metrics, clock or Clock()), book, metrics
+
+
+def _cap_kw(book: ContractBook, now: float) -> float | None:
+    cap, _ = book.event_caps(now, H, np.array([3.2e6] * len(book.sites)))
+    return None if cap is None else float(cap[0]) / 1000.0
+
+
+def _count(metrics: ControllerMetrics, outcome: str, source: str = "file") -> float:
+    value = metrics.registry.get_sample_value(
+        "hashpivot_grid_signals_total",
+        {"site": "west-texas", "source": source, "outcome": outcome})
+    return value or 0.0
+
+
+def _event(eid: str, start: float, end: float, **extra: Any) -> dict[str, Any]:
+    return {"id": eid, "start": _iso(start), "end": _iso(end), **extra}
+
+
+def test_file_changes_fold_in_and_bad_bodies_keep_the_last_events(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    signals = tmp_path / "signals.json"
+    grid, book, metrics = _grid(tmp_path, _config(tmp_path, {"file": str(signals)}))
+    grid.poll(T0)  # no file yet: nothing, no error
+    assert _cap_kw(book, T0) is None
+    signals.write_text(json.dumps({"events": [_event("a", T0, T0 + 4 * H,
+                                                     called_at=_iso(T0 - H))]}))
+    grid.poll(T0)
+    assert _cap_kw(book, T0) == 400.0
+    assert _count(metrics, "new") == 1
+    caplog.set_level(logging.WARNING, "hashpivot.grid")
+    for body, reason in ((b"{oops", "bad_json"), (b"[1, 2]", "schema"),
+                         (json.dumps({"events": [{"id": "b", "start": 5}]}).encode(), "schema"),
+                         (b" " * 2_000_000, "too_large"),
+                         (json.dumps({"site": "elsewhere"}).encode(), "wrong_site")):
+        signals.write_bytes(body)
+        grid.poll(T0 + H)
+        assert _count(metrics, f"error_{reason}") >= 1, reason
+        assert _cap_kw(book, T0 + H) == 400.0, reason  # the last known event stays
+    assert "last known events kept" in caplog.text
+    # The same content again (a touched file) is not a new message.
+    signals.write_text(json.dumps({"events": [_event("a", T0, T0 + 2 * H,
+                                                     called_at=_iso(T0 - H))]}))
+    grid.poll(T0 + H)
+    signals.write_text(signals.read_text())
+    grid.poll(T0 + H)
+    received = [x for x in _lines(tmp_path) if x["kind"] == "signal"]
+    assert len(received) == 2  # only what parsed is journaled, once per change
+    assert _count(metrics, "updated") == 1
+    assert _cap_kw(book, T0 + 2 * H) is None  # the end moved earlier
+
+
+def _lines(tmp_path: Path) -> list[dict[str, Any]]:
+    path = tmp_path / "j" / SIGNALS_FILE
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_contradictory_messages_latest_sent_at_wins_in_any_arrival_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GT", TOKEN)
+    grid, book, _ = _grid(tmp_path, _config(tmp_path, {"webhook": {"token": {"env": "GT"}}}))
+    auth = f"Bearer {TOKEN}"
+    short = {"sent_at": _iso(T0 + 60), "events": [_event("c", T0, T0 + H,
+                                                          called_at=_iso(T0 - H))]}
+    long = {"sent_at": _iso(T0), "events": [_event("c", T0, T0 + 5 * H,
+                                                   called_at=_iso(T0 - H))]}
+    assert grid.webhook(auth, json.dumps(short).encode())[0] == 200
+    status, answer = grid.webhook(auth, json.dumps(long).encode())
+    assert status == 200 and answer["results"][0]["outcome"] == "stale"
+    assert answer["results"][0]["end_s"] == T0 + H  # the state the controller holds
+    grid.poll(T0)
+    assert _cap_kw(book, T0) == 400.0
+    assert _cap_kw(book, T0 + H) is None
+
+
+def test_unauthenticated_webhook_records_nothing(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")  # a mounted Secret ends in a newline
+    grid, _, metrics = _grid(tmp_path, _config(
+        tmp_path, {"webhook": {"token": {"file": str(token_file)}}}))
+    body = json.dumps({"events": [_event("w", T0, T0 + H)]}).encode()
+    for header in (None, "", "Bearer", "Bearer wrong", f"Basic {TOKEN}", f"bearer {TOKEN}"):
+        assert grid.webhook(header, body)[0] == 401, header
+    assert _lines(tmp_path) == []
+    assert _count(metrics, "unauthorized", "webhook") == 0  # counted under site "-"
+    assert metrics.registry.get_sample_value("hashpivot_grid_signals_total", {
+        "site": "-", "source": "webhook", "outcome": "unauthorized"}) == 6
+    status, answer = grid.webhook(f"Bearer {TOKEN}", body)
+    assert status == 200 and answer["results"][0]["outcome"] == "new"
+    # A rotated Secret is read at the next request.
+    token_file.write_text("rotated")
+    assert grid.webhook(f"Bearer {TOKEN}", body)[0] == 401
+    assert grid.webhook("Bearer rotated", body)[0] == 200
+
+
+def test_webhook_needs_a_site_when_several_take_messages(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GT", TOKEN)
+    grid, _, _ = _grid(tmp_path, _config(tmp_path, {"webhook": {"token": {"env": "GT"}}},
+                                         sites=2))
+    body = {"events": [_event("w", T0, T0 + H)]}
+    status, answer = grid.webhook(f"Bearer {TOKEN}", json.dumps(body).encode())
+    assert status == 400 and "site: needed" in answer["error"]
+    status, answer = grid.webhook(f"Bearer {TOKEN}", json.dumps(
+        {**body, "site": "other-1"}).encode())
+    assert status == 200 and answer["site"] == "other-1"
+
+
+def test_unreadable_token_is_a_config_error_naming_the_field(tmp_path: Path) -> None:
+    from orchestrator.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        _grid(tmp_path, _config(tmp_path, {"webhook": {"token": {"env": "UNSET_GT_VAR"}}}))
+    assert "contract.live.webhook.token" in str(info.value)
+    assert "UNSET_GT_VAR" in str(info.value)
+
+
+def test_restart_folds_the_journaled_messages_in_again(tmp_path: Path) -> None:
+    signals = tmp_path / "signals.json"
+    config = _config(tmp_path, {"file": str(signals)})
+    grid, book, _ = _grid(tmp_path, config)
+    signals.write_text(json.dumps({"events": [_event("r", T0, T0 + 3 * H)]}))
+    grid.poll(T0 + 600)  # late: called when it arrived
+    signals.write_text(json.dumps({"events": [_event("r", T0, T0 + 5 * H)]}))
+    grid.poll(T0 + H)
+    book.event_caps(T0 + H, H, np.array([3.2e6]))
+    grid.acknowledge("d1", T0 + H)
+    signals.unlink()
+    again, book2, _ = _grid(tmp_path, config)
+    assert again.books["west-texas"].events == grid.books["west-texas"].events
+    for t in np.arange(T0 - H, T0 + 6 * H, 900.0):
+        assert _cap_kw(book2, float(t)) == _cap_kw(book, float(t))
+    assert again.in_force == {"west-texas": ("r",)}  # acknowledged already: not again
+
+
+def test_acknowledgements_of_start_and_end(tmp_path: Path,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    signals = tmp_path / "signals.json"
+    grid, book, metrics = _grid(tmp_path, _config(tmp_path, {"file": str(signals)}))
+    written: list[tuple[str, str]] = []
+    grid.event_sink = lambda reason, note: written.append((reason, note))
+    signals.write_text(json.dumps({"events": [_event("k", T0 + H, T0 + 3 * H,
+                                                     called_at=_iso(T0))]}))
+    caplog.set_level(logging.INFO, "hashpivot.grid")
+    states = []
+    for i, t in enumerate(np.arange(T0, T0 + 5 * H, H)):
+        grid.poll(float(t))
+        book.event_caps(float(t), H, np.array([3.2e6]))
+        grid.acknowledge(f"d{i}", float(t))
+        states.append(book.in_force.get("west-texas", ()))
+    # In force at each decision already past the call whose interval [t, t + H) reaches
+    # into the window [start, end) (due at the start: the response time has passed).
+    start, end, called = T0 + H, T0 + 3 * H, T0
+    expected = [("k",) if called <= t and t < end and start < t + H else ()
+                for t in np.arange(T0, T0 + 5 * H, H)]
+    assert states == expected and ("k",) in states
+    assert [r for r, _ in written] == ["GridEventStarted", "GridEventEnded"]
+    assert "grid event k started at site west-texas (decision d1)" in caplog.text
+    assert "grid event k ended at site west-texas (decision d3)" in caplog.text
+    for state in ("started", "ended"):
+        assert metrics.registry.get_sample_value(
+            "hashpivot_grid_event_acks_total", {"site": "west-texas", "state": state}) == 1
+
+
+def test_a_failing_event_sink_or_ack_url_does_not_stop_the_cycle(tmp_path: Path) -> None:
+    signals = tmp_path / "signals.json"
+    grid, book, metrics = _grid(tmp_path, _config(tmp_path, {
+        "file": str(signals), "ack_url": "http://127.0.0.1:9/ack",
+        "http": {"timeout_s": 0.2, "retries": 0, "allow_loopback_http": True}}))
+
+    def broken(reason: str, note: str) -> None:
+        raise RuntimeError("apiserver down")
+
+    grid.event_sink = broken
+    signals.write_text(json.dumps({"events": [_event("z", T0, T0 + H,
+                                                     called_at=_iso(T0))]}))
+    grid.poll(T0)
+    book.event_caps(T0, H, np.array([3.2e6]))
+    grid.acknowledge("d0", T0)
+    assert grid.in_force == {"west-texas": ("z",)}
+    assert metrics.registry.get_sample_value("hashpivot_grid_signals_total", {
+        "site": "west-texas", "source": "ack", "outcome": "error_transport"}) == 1
+
+
+def test_unwritable_signal_journal_uses_nothing(tmp_path: Path) -> None:
+    signals = tmp_path / "signals.json"
+    grid, book, _ = _grid(tmp_path, _config(tmp_path, {"file": str(signals)}))
+    grid.path = tmp_path / "missing-dir" / SIGNALS_FILE
+    signals.write_text(json.dumps({"events": [_event("u", T0, T0 + H,
+                                                     called_at=_iso(T0))]}))
+    grid.poll(T0)
+    assert _cap_kw(book, T0) is None
+    grid.path = tmp_path / "j" / SIGNALS_FILE  # writable again: the file is read again
+    grid.poll(T0)
+    assert _cap_kw(book, T0) == 400.0
