@@ -251,3 +251,76 @@ def test_unwritable_signal_journal_uses_nothing(tmp_path: Path) -> None:
     grid.path = tmp_path / "j" / SIGNALS_FILE  # writable again: the file is read again
     grid.poll(T0)
     assert _cap_kw(book, T0) == 400.0
+
+
+def test_plain_http_poll_is_refused_at_start_naming_the_field(tmp_path: Path) -> None:
+    from orchestrator.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        _grid(tmp_path, _config(tmp_path, {"url": "http://grid.example/events"}))
+    assert "contract.live.url" in str(info.value)
+
+
+def test_webhook_answers_503_when_the_signal_journal_cannot_be_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GT", TOKEN)
+    grid, book, _ = _grid(tmp_path, _config(tmp_path, {"webhook": {"token": {"env": "GT"}}}))
+    grid.path = tmp_path / "missing-dir" / SIGNALS_FILE
+    body = json.dumps({"events": [_event("n", T0, T0 + H, called_at=_iso(T0))]}).encode()
+    assert grid.webhook(f"Bearer {TOKEN}", body)[0] == 503
+    grid.poll(T0)
+    assert _cap_kw(book, T0) is None
+
+
+def test_a_source_that_stays_broken_is_logged_once_per_error(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    signals = tmp_path / "signals.json"
+    grid, _, metrics = _grid(tmp_path, _config(tmp_path, {"file": str(signals)}))
+    caplog.set_level(logging.WARNING, "hashpivot.grid")
+    for body in (b"{a", b"{b", b"[]"):
+        signals.write_bytes(body)
+        grid.poll(T0)
+    warnings = [r.getMessage() for r in caplog.records if "not used" in r.getMessage()]
+    # The two bodies that are not JSON fail alike: one line for both.
+    assert len(warnings) == 2
+    assert "bad_json" in warnings[0] and "expected a JSON object" in warnings[1]
+    assert str(signals) in warnings[0] and warnings[0].count(str(signals)) == 1
+    signals.write_bytes(b"[]")
+    for src in grid.sites["west-texas"].sources:
+        src.forget()  # type: ignore[union-attr]
+    grid.poll(T0)  # the same error again: counted, not logged again
+    assert len([r for r in caplog.records if "not used" in r.getMessage()]) == 2
+    assert _count(metrics, "error_schema") == 2 and _count(metrics, "error_bad_json") == 2
+
+
+def test_webhook_route_needs_a_content_length(tmp_path: Path) -> None:
+    import http.client
+
+    from orchestrator.runtime.metrics import Health, MetricsServer
+
+    seen: list[bytes] = []
+
+    def handler(auth: str | None, body: bytes) -> tuple[int, dict[str, Any]]:
+        seen.append(body)
+        return 200, {"ok": True}
+
+    server = MetricsServer(ControllerMetrics(), Health(60.0), 0, host="127.0.0.1").start()
+    server.routes["/grid/events"] = (handler, 100)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port)
+        conn.putrequest("POST", "/grid/events")
+        conn.endheaders()
+        assert conn.getresponse().status == 411
+        conn.close()
+        conn = http.client.HTTPConnection("127.0.0.1", server.port)
+        conn.request("POST", "/grid/events", body=b"x" * 101)
+        assert conn.getresponse().status == 413
+        conn.close()
+        conn = http.client.HTTPConnection("127.0.0.1", server.port)
+        conn.request("POST", "/grid/events", body=b"{}")
+        response = conn.getresponse()
+        assert response.status == 200 and json.loads(response.read()) == {"ok": True}
+        conn.close()
+    finally:
+        server.stop()
+    assert seen == [b"{}"]

@@ -40,7 +40,7 @@ def parse_message(body: bytes, *, source: str, max_bytes: int) -> GridMessage:
     try:
         data = parse_json(body, source=source)
     except FeedRejectError as exc:
-        raise GridSignalError("bad_json", f"{source}: {exc}") from None
+        raise GridSignalError("bad_json", str(exc)) from None  # names the source
     if not isinstance(data, dict):
         raise GridSignalError("schema", f"{source}: expected a JSON object, got "
                                         f"{type(data).__name__}")
