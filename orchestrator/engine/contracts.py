@@ -254,6 +254,10 @@ class LiveBook:
                 best = t
         return None if best is None else self.alerts[best][0]
 
+    def copy(self) -> LiveBook:
+        """An independent copy (events are immutable: the maps are copied, not them)."""
+        return LiveBook(dict(self.events), dict(self.alerts), self.version)
+
     def snapshot(self) -> dict[str, Any]:
         """The book as JSON-ready data (journaled with each cycle)."""
         return {

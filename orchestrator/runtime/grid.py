@@ -17,7 +17,6 @@ metric, and the last known events stay.
 
 from __future__ import annotations
 
-import copy
 import hmac
 import json
 import logging
@@ -214,8 +213,14 @@ class GridSignals:
                                                 f"{message.site!r}, the source is {site!r}'s")
 
     def _install(self) -> None:
+        """Hand the decision a copy of each book that changed since the last install."""
         with self._lock:
-            self.contracts.live = {k: copy.deepcopy(b) for k, b in self.books.items()}
+            live = dict(self.contracts.live)
+            for name, book in self.books.items():
+                seen = live.get(name)
+                if seen is None or seen.version != book.version:
+                    live[name] = book.copy()
+            self.contracts.live = live
 
     def snapshot(self) -> dict[str, Any]:
         """The books the last decision saw (journaled with its cycle)."""
