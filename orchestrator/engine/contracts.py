@@ -330,6 +330,9 @@ class ContractBook:
     live: dict[str, LiveBook] = field(default_factory=dict)
     #: Per site, the labels of the events the last `event_caps` found in force.
     in_force: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Per site, whether the last `event_caps` lets the cap shed protected AI leases (an
+    #: event in force under `over_leases`); None: at no site.
+    lease_shed: npt.NDArray[np.bool_] | None = None
     _live_cache: dict[str, tuple[LiveBook, int, EventCalendar]] = field(
         default_factory=dict, repr=False)
     _peak_kw: F64 = field(init=False, repr=False)
@@ -385,6 +388,7 @@ class ContractBook:
         events in force, recorded or live (None: no event is), and a note naming the
         program where one caps the site ('' elsewhere)."""
         self.in_force = {}
+        self.lease_shed = None
         if not self.programs or not (self.events or self.live):
             return None, ()
         out: F64 | None = None
@@ -406,13 +410,18 @@ class ContractBook:
             if out is None:
                 out = np.array(np.broadcast_to(cap_w, (len(self.sites),)), dtype=np.float64)
             out[j] = min(float(out[j]), limit_kw * 1000.0)
+            if dr.over_leases:
+                if self.lease_shed is None:
+                    self.lease_shed = np.zeros(len(self.sites), dtype=np.bool_)
+                self.lease_shed[j] = True
             self.in_force[site.name] = tuple(
                 c.label(k) or f"calendar {_utc(c.due_s[k])}" for _, c, k in found)
             label = calendar.label(e)
             notes[j] = (f"{dr.program} event {label + ' ' if label else ''}called "
                         f"{_utc(calendar.called_s[e])}, due "
                         f"{_utc(calendar.due_s[e])} until {_utc(calendar.end_s[e])}: site "
-                        f"capped at {limit_kw:,.0f} kW")
+                        f"capped at {limit_kw:,.0f} kW"
+                        + (", before AI leases" if dr.over_leases else ""))
         return out, tuple(notes)
 
     def peaks_kw(self, now_s: float) -> list[float]:

@@ -133,9 +133,12 @@ def apply_guards(
     config: GuardConfig,
     switch_load: F64 | None = None,
     policy_reasons: Collection[int] = (),
+    lease_shed_site: npt.NDArray[np.bool_] | None = None,
 ) -> GuardedPlan:
     """The plan the engine will act on. See the module docstring for the order.
-    `policy_reasons`: codes the policy declared beside the built-in `Reason`s."""
+    `policy_reasons`: codes the policy declared beside the built-in `Reason`s.
+    `lease_shed_site`: per site, whether the power cap allocation may shed protected AI
+    leases (a demand-response event whose commitment comes first); default: nowhere."""
     fleet = ctx.fleet
     n = fleet.n
     proposed, proposed_reason = policy_output(ctx, decision)
@@ -200,6 +203,8 @@ def apply_guards(
         changed=changed,
         gave_way_to=gave_way_to,
         usd_per_kwh=usd_per_kwh,
+        lease_shed_site=(np.zeros(len(fleet.sites), dtype=np.bool_) if lease_shed_site is None
+                         else np.asarray(lease_shed_site, dtype=np.bool_)),
     )
     if count < 0:
         # Every change carries a reason the journal and metrics can name: no made-up codes.

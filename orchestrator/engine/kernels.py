@@ -1069,6 +1069,7 @@ def guard_plan(
     changed: npt.NDArray[np.intp],
     gave_way_to: npt.NDArray[np.intp],
     usd_per_kwh: F64,
+    lease_shed_site: npt.NDArray[np.bool_],
 ) -> int:
     """Every guard in its fixed order, in one call (the steps are named in
     `engine.guards`):
@@ -1085,7 +1086,9 @@ def guard_plan(
     mode, in fleet order, and `gave_way_to`/`usd_per_kwh` what each load the cap shed gave
     way to (see `allocate_cap`; -1 and NaN elsewhere). `hold_all_reason` ≥ 0 holds every
     change (frozen, stale data); without `enforce_cap` (frozen: nothing moves) no site is
-    curtailed.
+    curtailed. At a site where `lease_shed_site` is True (a demand-response commitment
+    that comes before leases, during an event) the cap allocation may shed protected AI
+    leases too; the policy still may not move them.
     Returns how many nodes change, or -1 - (index of the first unknown reason): then
     nothing else is done.
     """
@@ -1121,6 +1124,16 @@ def guard_plan(
         fixed=fixed,
         young=young,
     )
+    shed_any = False
+    for j in range(lease_shed_site.shape[0]):
+        shed_any = shed_any or lease_shed_site[j]
+    if shed_any:
+        for i in range(n):
+            # Fixed only by its lease (not opted out, reachable, steady): the cap may take it.
+            if (fixed[i] and lease_shed_site[site[i]] and current[i] == AI
+                    and lease_until[i] > now_s and not ai_interruptible[i] and not opt_out[i]
+                    and reachable[i] and steady_state[state[i]]):
+                fixed[i] = False
     # `recent` nodes switched within the last hour and count against the budget.
     budget = max(fleet_switches_per_hour - recent, 0)
     if changing > budget:

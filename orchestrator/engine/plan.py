@@ -247,9 +247,11 @@ def decide(
     guards: GuardConfig,
     *,
     switch_load: F64 | None = None,
+    lease_shed_site: npt.NDArray[np.bool_] | None = None,
 ) -> Plan:
     """Run the policy, then every guard, and return the plan. A policy that fails or
-    returns no decision raises `PolicyError` (the caller holds every node)."""
+    returns no decision raises `PolicyError` (the caller holds every node).
+    `lease_shed_site`: see `apply_guards`."""
     name = policy.name or type(policy).__name__
     try:
         decision: PolicyDecision = policy.decide(ctx)
@@ -262,7 +264,8 @@ def decide(
     declared = getattr(type(policy), "reasons", None) or {}
     try:
         guarded = apply_guards(ctx, decision, guards, switch_load,
-                               policy_reasons=tuple(declared))
+                               policy_reasons=tuple(declared),
+                               lease_shed_site=lease_shed_site)
     except PolicyError as exc:  # say whose output it was
         raise PolicyError(f"{name}: {exc}") from None
     # The plan lists its changed nodes once; its targets cannot change under that list.

@@ -191,7 +191,7 @@ class DecisionStep:
         skipped = 0
         if last_now is not None and self.interval_s > 0:
             skipped = max(round((now_s - last_now) / self.interval_s) - 1, 0)
-        power = cap = None
+        power = cap = shed = None
         if self.contracts is not None:
             self.contract_peaks_in = self.contracts.peaks_kw(now_s)
             power, self.contract_notes = self.contracts.score_prices(
@@ -200,6 +200,7 @@ class DecisionStep:
             cap, event_notes = self.contracts.event_caps(
                 now_s, self.interval_s, fleet.statics.site_cap_w)
             self.contract_notes = join_notes(self.contract_notes, event_notes)
+            shed = self.contracts.lease_shed  # a commitment that comes before leases
         ctx = build_context(
             now_s=now_s, prices=prices, demand=summary,
             fleet=fleet.with_columns(since=self._last_s), guards=guards,
@@ -208,7 +209,8 @@ class DecisionStep:
             power_usd_mwh=power, site_cap_w=cap,
         )
         try:
-            plan = decide(ctx, self.policy, guards, switch_load=self._load)
+            plan = decide(ctx, self.policy, guards, switch_load=self._load,
+                          lease_shed_site=shed)
         except BaseException:
             self.expected_gpus = expected_before  # a failed decision leaves no trace
             raise

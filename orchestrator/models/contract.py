@@ -200,6 +200,12 @@ class DemandResponse(StrictModel):
         default=0.0, ge=0,
         description="Penalty per MWh drawn above max_draw_kw during an event, USD/MWh.")
     events: EventCalendarSource = Field(description="The recorded event calendar.")
+    over_leases: bool = Field(
+        default=False,
+        description="The commitment comes before AI leases: during an event, when shedding "
+        "miners and unleased loads does not bring the site to the event's limit, the power "
+        "cap allocation may shed protected AI leases too (least value per watt first). "
+        "Default: leases are never shed and the shortfall is booked.")
 
 
 class GridWebhook(StrictModel):

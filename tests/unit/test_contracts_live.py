@@ -38,10 +38,10 @@ def _event(eid: str, start: float, end: float, **extra: object) -> dict:
     return out
 
 
-def _site(cap_kw: float = 3200.0) -> Site:
+def _site(cap_kw: float = 3200.0, over_leases: bool = False) -> Site:
     contract = PowerContract.model_validate({
         "demand_response": {"max_draw_kw": PROGRAM_KW, "committed_kw": 2800,
-                            "response_min": RESPONSE_MIN,
+                            "response_min": RESPONSE_MIN, "over_leases": over_leases,
                             "events": {"path": "unused.csv"}},
         "coincident_peak": {"months": [8], "usd_per_kw": 60.0, "alerts": 0.0},
         "live": {"file": "signals.json"},
@@ -196,3 +196,18 @@ def test_live_needs_a_program() -> None:
         PowerContract.model_validate({
             "coincident_peak": {"months": [8], "usd_per_kw": 1.0, "alerts": 0.0},
             "live": {}})
+
+
+def test_over_leases_flags_the_site_only_while_an_event_is_in_force() -> None:
+    site = _site(over_leases=True)
+    book = LiveBook()
+    book.apply(_msg(_event("e1", T0, T0 + H, called_at=T0 - H)), T0 - H)
+    contracts = ContractBook([site], {}, {}, True, {site.name: book})
+    _, notes = contracts.event_caps(T0, H, np.array([3.2e6]))
+    assert contracts.lease_shed is not None and contracts.lease_shed.tolist() == [True]
+    assert notes[0].endswith("before AI leases")
+    contracts.event_caps(T0 + H, H, np.array([3.2e6]))  # the event has ended
+    assert contracts.lease_shed is None
+    contracts = ContractBook([_site()], {}, {}, True, {site.name: book})
+    _, notes = contracts.event_caps(T0, H, np.array([3.2e6]))
+    assert contracts.lease_shed is None and "before AI leases" not in notes[0]
