@@ -64,6 +64,8 @@ class Scenario:
     gap: float
     oracle: str
     rows: list[Row] = field(default_factory=list)
+    #: AI revenue of the oracle's schedule as the simulated site ran it (None: not given).
+    oracle_ai_revenue_usd: float | None = None
     best: str = ""
     best_capture: float | None = None
     #: The best built-in's net over the oracle's bound: a floor on its share of the optimum.
@@ -161,6 +163,7 @@ def read_scenario(config: Path, out: Path, name: str | None = None) -> Scenario:
         period=f"{period['start'][:10]} → {period['end'][:10]}",
         nodes=int(summary["fleet"]["nodes"]), feasible_usd=feasible,
         bound_usd=float(oracle["bound_usd"]), gap=float(oracle["gap"]), oracle=oracle["kind"],
+        oracle_ai_revenue_usd=oracle.get("ai_revenue_usd"),
     )
     for label, p in summary["policies"].items():
         capture = net[label] / feasible if feasible > 0 else None
@@ -229,7 +232,9 @@ def markdown(scenarios: list[Scenario]) -> str:
         # offering every GPU to AI all the time, earns the same, no mode choice moves it.
         ai_note = "" if max(ai, default=0.0) <= 0 else (
             f"; AI revenue: built-ins {min(ai):,.0f}–{max(ai):,.0f} USD"
-            + (f", always-ai-else-idle {served[0]:,.0f} USD" if served else ""))
+            + (f", always-ai-else-idle {served[0]:,.0f} USD" if served else "")
+            + (f", the oracle's schedule {sc.oracle_ai_revenue_usd:,.0f} USD"
+               if sc.oracle_ai_revenue_usd is not None else ""))
         known = "" if twin is None else (
             f"; with the hour's price known (what-if): {twin.best} "
             f"{_pct(twin.best_capture)}, "

@@ -70,6 +70,8 @@ class OracleResult:
     estimate_usd: float = float("nan")
     #: Whether `feasible_usd` is the simulated site's ledger for this schedule.
     on_site_ledger: bool = False
+    #: The AI revenue in that ledger (NaN before the site ran the schedule).
+    ai_revenue_usd: float = float("nan")
     #: Which AI demand the bound holds: "per step", "arrivals, cumulative" or
     #: "arrivals, cumulative; job windows".
     bound_demand: str = "per step"
@@ -77,12 +79,14 @@ class OracleResult:
     #: other demand series: candidates the simulated site may run better.
     alternatives: tuple[npt.NDArray[np.int64], ...] = ()
 
-    def on_site(self, net_per_step: F64, modes: npt.NDArray[np.int64]) -> OracleResult:
+    def on_site(self, net_per_step: F64, modes: npt.NDArray[np.int64],
+                ai_revenue_usd: float = float("nan")) -> OracleResult:
         """The same schedule and bound, valued by the simulated site that ran it: its
-        ledger's net per step and nodes per mode."""
+        ledger's net per step, nodes per mode and AI revenue."""
         return replace(self, feasible_usd=float(np.sum(net_per_step)),
                        net_per_step=np.asarray(net_per_step, dtype=np.float64),
-                       modes=np.asarray(modes, dtype=np.int64), on_site_ledger=True)
+                       modes=np.asarray(modes, dtype=np.int64), on_site_ledger=True,
+                       ai_revenue_usd=float(ai_revenue_usd))
 
     @property
     def net_usd(self) -> float:

@@ -106,6 +106,7 @@ class BacktestResult:
                 "estimate_usd": self.oracle.estimate_usd,
                 "on_site_ledger": self.oracle.on_site_ledger,
                 "bound_demand": self.oracle.bound_demand,
+                "ai_revenue_usd": self.oracle.ai_revenue_usd,
                 "gap": self.oracle.gap,
                 "tolerance": self.oracle.tolerance,
                 "max_iterations": self.oracle.max_iterations,
@@ -390,7 +391,9 @@ def run_oracle_on_site(
                           times=inputs.times, known=inputs.known, realized=inputs.realized,
                           jobs=inputs.jobs, history=None)
         if best is None or float(ledger.net.sum()) > best[0].feasible_usd:
-            reached = replace(oracle.on_site(ledger.net, ledger.modes), class_modes=schedule)
+            reached = replace(oracle.on_site(ledger.net, ledger.modes,
+                                             float(ledger.ai_revenue.sum())),
+                              class_modes=schedule)
             best = (reached, follower)
     assert best is not None
     return best[0], arrived, best[1]

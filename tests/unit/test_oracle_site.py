@@ -74,6 +74,7 @@ def test_reported_feasible_value_is_the_sites_ledger_for_the_schedule(tmp_path: 
     net = float(ledger.net.sum())
     assert oracle["feasible_usd"] == pytest.approx(net, rel=1e-12, abs=1e-9)
     assert oracle["net_usd"] == oracle["feasible_usd"]
+    assert oracle["ai_revenue_usd"] == pytest.approx(float(ledger.ai_revenue.sum()), rel=1e-12)
     # The schedule uses AI and the cap binds: the check is not about an empty schedule.
     assert ledger.ai_revenue.sum() > 0 and np.any(schedule == 2)
     assert oracle["feasible_usd"] <= oracle["bound_usd"]
