@@ -306,3 +306,72 @@ def test_polled_url_garbage_and_timeouts_keep_the_last_events(
     assert len(due) > 10
     for c in due:  # the event stays in force through every failure
         assert c["plan"]["site_cap_kw"][0] == pytest.approx(limit), c["now_s"]
+
+
+def _wait_known(proc: subprocess.Popen[str], tmp_path: Path, check: Any) -> float:
+    """The time of the first cycle for which `check(cycle)` holds (the run still going)."""
+    while True:
+        hit = [c for c in _cycles(tmp_path) if check(c)]
+        if hit:
+            return float(hit[0]["now_s"])
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.05)
+
+
+def _book(cycle: dict[str, Any], eid: str) -> dict[str, Any] | None:
+    for b in (cycle.get("grid_signals") or {}).values():
+        for e in b["events"]:
+            if e["id"] == eid:
+                return dict(e)
+    return None
+
+
+def test_contradictory_versions_and_a_live_alert_through_a_file(tmp_path: Path) -> None:
+    """One event, three versions: the end moved earlier (sent later), then an older
+    version moving it later again (stale: ignored); then a peak alert for one hour stops
+    the miners in that hour only."""
+    signals = tmp_path / "signals.json"
+    config = _config(tmp_path, {"file": "signals.json"})
+    start_s = datetime.fromisoformat(START).timestamp()
+    sent = start_s - 86_400.0
+
+    def write(end: float, sent_at: float, alerts: list[dict[str, Any]] | None = None) -> None:
+        signals.write_text(json.dumps({"sent_at": _iso(sent_at), "alerts": alerts or [],
+                                       "events": [_event("c-1", start_s + 2 * STEP_S, end,
+                                                         called_at=_iso(start_s))]}))
+
+    write(start_s + 20 * STEP_S, sent)
+    proc = _start(config, tmp_path)
+    try:
+        _wait_known(proc, tmp_path, lambda c: _book(c, "c-1") is not None)
+        moved = start_s + 8 * STEP_S
+        write(moved, sent + 60)
+        _wait_known(proc, tmp_path, lambda c: (_book(c, "c-1") or {}).get("end_s") == moved)
+        write(start_s + 30 * STEP_S, sent + 30)  # older than the version known: stale
+        n = len(_cycles(tmp_path))
+        last = _wait_cycles(proc, tmp_path, n + 2)[-1]["now_s"]
+        alert_at = last + 3 * STEP_S  # ahead of the run, inside the season
+        write(start_s + 30 * STEP_S, sent + 30,
+              alerts=[{"time": _iso(alert_at), "probability": 1.0}])
+        _, err = proc.communicate()
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    assert "Traceback" not in err
+    assert "c-1 stale" in err and "c-1 updated" in err
+    cycles = _cycles(tmp_path)
+    limit = _program()["max_draw_kw"]
+    cap = _example()["sites"][0]["power_cap_kw"]
+    for c in cycles:
+        t = c["now_s"]
+        in_force = start_s + 2 * STEP_S < t + STEP_S and t < _book(c, "c-1")["end_s"]
+        assert c["plan"]["site_cap_kw"][0] == pytest.approx(limit if in_force else cap), t
+    assert all(_book(c, "c-1")["end_s"] <= start_s + 20 * STEP_S for c in cycles)
+    final = _book(cycles[-1], "c-1")
+    assert final["end_s"] == moved  # the stale version never applied
+    # The alerted hour: the miners stop then, and mine the hours around it.
+    by_t = {c["now_s"]: c for c in cycles}
+    assert by_t[alert_at]["plan"]["modes"].get("mine", 0) == 0
+    assert by_t[alert_at - STEP_S]["plan"]["modes"].get("mine", 0) > 0
+    assert any("coincident-peak alert p=1.00" in ch["text"]
+               for ch in by_t[alert_at]["changes"])
