@@ -324,3 +324,41 @@ def test_webhook_route_needs_a_content_length(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert seen == [b"{}"]
+
+
+def test_ack_url_gets_each_start_and_end(tmp_path: Path) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    posted: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            posted.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        signals = tmp_path / "signals.json"
+        grid, book, _ = _grid(tmp_path, _config(tmp_path, {
+            "file": str(signals), "ack_url": f"http://127.0.0.1:{server.server_address[1]}/a",
+            "http": {"timeout_s": 5, "retries": 0, "allow_loopback_http": True}}))
+        signals.write_text(json.dumps({"events": [_event("p", T0, T0 + H,
+                                                         called_at=_iso(T0))]}))
+        for i, t in enumerate((T0, T0 + H)):
+            grid.poll(t)
+            book.event_caps(t, H, np.array([3.2e6]))
+            grid.acknowledge(f"d{i}", t)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert posted == [
+        {"site": "west-texas", "event": "p", "state": "started", "decision_id": "d0",
+         "at_s": T0},
+        {"site": "west-texas", "event": "p", "state": "ended", "decision_id": "d1",
+         "at_s": T0 + H}]
