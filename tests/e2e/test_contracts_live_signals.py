@@ -375,3 +375,22 @@ def test_contradictory_versions_and_a_live_alert_through_a_file(tmp_path: Path) 
     assert by_t[alert_at - STEP_S]["plan"]["modes"].get("mine", 0) > 0
     assert any("coincident-peak alert p=1.00" in ch["text"]
                for ch in by_t[alert_at]["changes"])
+
+
+def test_unreadable_webhook_token_is_one_line_naming_the_field(tmp_path: Path) -> None:
+    config = _config(tmp_path, {"webhook": {"token": {"file": str(tmp_path / "missing")}}})
+    done = hashpivot("run", "-c", str(config), "--mode", "dry-run", "--no-ray", "--from",
+                     START, "--to", END, "--journal", str(tmp_path / "j"), cwd=tmp_path)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    for part in ("sites.west-texas.contract.live.webhook.token", str(tmp_path / "missing")):
+        assert part in done.stderr, done.stderr
+
+
+def test_bad_live_block_names_field_and_file(tmp_path: Path) -> None:
+    config = _config(tmp_path, {"url": "https://grid.example/e", "poll_s": -1})
+    done = hashpivot("run", "-c", str(config), "--mode", "dry-run", "--no-ray", "--from",
+                     START, "--to", END, "--journal", str(tmp_path / "j"), cwd=tmp_path)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert "poll_s" in done.stderr and "site.yaml" in done.stderr, done.stderr
