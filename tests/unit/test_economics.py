@@ -170,3 +170,48 @@ def test_switching_cost_amortized_over_stay() -> None:
     assert econ.amortized_usd_per_hour(float(one_off), 11.0) == pytest.approx(1.0)
     # A mode that loses money is not "lost output" while the node is down.
     assert float(econ.switching_cost_usd(downtime_h=1.0, lost_value_usd_per_h=-5.0)) == 0.0
+
+
+def test_a_live_snapshot_prices_each_algorithm_and_gpu_model_of_the_fleet() -> None:
+    """`snapshot_to_prices`: sha256 at the hashprice, another algorithm at its BTC rate ×
+    the BTC price (names before and after "sha256" alike), a GPU model without a price
+    as NaN; each with the time it was observed."""
+    from datetime import UTC, datetime, timedelta
+
+    from orchestrator.engine.prices import snapshot_to_prices
+    from orchestrator.models import FleetTable, Site
+    from orchestrator.models.hardware import HardwareProfile, builtin_catalog
+    from orchestrator.models.market import MarketSnapshot, Observed
+
+    h100 = builtin_catalog()["h100-sxm-8x"]
+    zhash = HardwareProfile(**{**h100.model_dump(), "name": "z-node", "mine_algorithm": "zhash",
+                               "gpu_model": "UNPRICED_GPU"})
+    fleet = FleetTable.build([builtin_catalog()["s21"], h100, zhash], [Site()], [0, 1, 2])
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+    def obs(value: float, minutes: int) -> Observed:
+        return Observed(value=value, source="test", observed_at=t0 + timedelta(minutes=minutes))
+
+    snap = MarketSnapshot(
+        btc_usd=obs(90_000.0, 0), difficulty=obs(1.1e14, -5), fees_btc_per_block=obs(0.1, -10),
+        subsidy_btc=obs(3.125, -20), power_usd_mwh={"default": obs(40.0, -1)},
+        gpu_usd_per_gpu_hour={h100.gpu_model: obs(2.25, -3)},
+        hashpower_btc_per_unit_day={"gpu-hashpower": obs(1e-5, -7), "zhash": obs(3e-5, 4)},
+    )
+    prices = snapshot_to_prices(snap, fleet)
+    unit = dict(zip(fleet.algorithms, prices.usd_per_unit_day.tolist(), strict=True))
+    assert unit["sha256"] == pytest.approx(hashprice_by_hand(1.1e14, 90_000.0, 3.125, 0.1))
+    assert unit["gpu-hashpower"] == pytest.approx(1e-5 * 90_000.0)
+    assert unit["zhash"] == pytest.approx(3e-5 * 90_000.0)
+    unit_at = dict(zip(fleet.algorithms, prices.observed_source.usd_per_unit_day.tolist(),
+                       strict=True))
+    # A rate in BTC is as old as the older of itself and the BTC price.
+    assert unit_at["gpu-hashpower"] == (t0 - timedelta(minutes=7)).timestamp()
+    assert unit_at["zhash"] == t0.timestamp()
+    assert unit_at["sha256"] == (t0 - timedelta(minutes=20)).timestamp()
+    gpu = dict(zip(fleet.gpu_models, prices.gpu_usd_per_gpu_hour.tolist(), strict=True))
+    assert gpu[h100.gpu_model] == 2.25 and np.isnan(gpu["UNPRICED_GPU"])
+    gpu_at = dict(zip(fleet.gpu_models, prices.observed_source.gpu_usd_per_gpu_hour.tolist(),
+                      strict=True))
+    assert gpu_at[h100.gpu_model] == (t0 - timedelta(minutes=3)).timestamp()
+    assert np.isnan(gpu_at["UNPRICED_GPU"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 
@@ -197,3 +199,65 @@ def test_a_plan_cannot_be_changed_under_its_list_of_changes() -> None:
     np.testing.assert_array_equal(plan.changed, np.flatnonzero(plan.target != plan.current))
     with pytest.raises(ValueError, match="read-only"):
         plan.target[plan.changed[0]] = plan.current[plan.changed[0]]
+
+
+def _idle_miners(n: int) -> FleetTable:
+    """n S21 miners, idle and long settled, at one site: mining pays at the test prices."""
+    return FleetTable.build(profiles("s21"), [Site()], [0] * n, modes=[0] * n, since_s=NOW - 1e6)
+
+
+def test_the_fleet_switch_budget_is_a_share_of_the_fleet_and_never_below_one() -> None:
+    # Four idle miners all worth starting. A 10% share of 4 nodes rounds down to none; the
+    # budget is still one node an hour. A 50% share lets two go.
+    for share, expect in ((0.1, 1), (0.5, 2)):
+        guards = GuardConfig(min_dwell_s=0.0, max_fleet_switch_share_per_hour=share)
+        fleet = _idle_miners(4)
+        ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW),
+                            demand=DemandSummary.empty(0), fleet=fleet, guards=guards)
+        assert ctx.fleet_switches_per_hour == expect
+        plan = decide(ctx, Greedy(), guards)
+        assert plan.changed.size == expect
+        held = plan.reason == Reason.GUARD_FLEET_SWITCH_BUDGET
+        assert int(held.sum()) == 4 - expect
+
+
+class _UnknownReasons:
+    """Holds every node with reason codes nobody declared: 900, 901, … per node."""
+
+    name = "unknown-reasons"
+    reasons: ClassVar[dict[int, str]] = {}
+    uses_history = False
+
+    def decide(self, ctx):  # type: ignore[no-untyped-def]
+        from orchestrator.framework import PolicyDecision
+        n = ctx.fleet.n
+        return PolicyDecision(ctx.fleet.mode.copy(), np.arange(900, 900 + n, dtype=np.int16))
+
+
+def test_unknown_reason_codes_are_refused_naming_the_first_five() -> None:
+    from orchestrator.errors import PolicyError
+
+    fleet = _idle_miners(7)
+    ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW),
+                        demand=DemandSummary.empty(0), fleet=fleet, guards=GUARDS)
+    with pytest.raises(PolicyError) as refused:
+        decide(ctx, _UnknownReasons(), GUARDS)  # type: ignore[arg-type]
+    named = sorted(str(900 + i) for i in range(7))[:5]
+    assert f"unknown reason codes {named}" in str(refused.value)
+
+
+def test_a_plan_carries_its_policy_s_name_and_the_context_what_it_was_given() -> None:
+    fleet = _idle_miners(3)
+    load = np.array([0.0, 1.5, 3.0])
+    ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW),
+                        demand=DemandSummary.empty(0), fleet=fleet, guards=GUARDS,
+                        switch_load=load)
+    # A context built without a cadence says so: no interval, nothing skipped.
+    assert ctx.interval_s == 0.0 and ctx.skipped_cycles == 0
+    assert np.array_equal(ctx.switch_load, load)
+    # The guards read the dwell from the context: a policy cannot write it.
+    assert not ctx.dwell_s.flags.writeable
+    assert ctx.dwell_s.tolist() == [1e6] * 3
+    plan = decide(ctx, Hysteresis(), GUARDS, switch_load=load)
+    assert plan.policy == Hysteresis.name != type(Hysteresis()).__name__
+    assert plan.decision_id == f"{Hysteresis.name}-{int(NOW)}"
