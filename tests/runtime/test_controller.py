@@ -31,7 +31,8 @@ def test_dry_run_in_process_journal_metrics_and_modes(tmp_path: Path) -> None:
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
         assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
-        assert httpx.post(f"http://127.0.0.1:{port}/metrics").status_code == 501  # read-only
+        # Read-only: only routes a grid webhook adds take a POST.
+        assert httpx.post(f"http://127.0.0.1:{port}/metrics").status_code == 405
     finally:
         controller.close()
     records = list(read_journal(tmp_path / "j"))
