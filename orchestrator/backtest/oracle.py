@@ -15,9 +15,12 @@ at the iteration limit.
 AI demand enters twice. The schedule fills, per step, the GPUs the simulated site's job
 queue keeps busy when every GPU is offered to AI (`served_demand_gpus`). The bound, when
 given the jobs' arrivals, holds only what the queue cannot escape: the GPU-hours served
-by the end of any step are at most those submitted by then, each job running from its
-arrival (`demand_gpus_per_step`, summed). A queue that delays work can run it in a later
-step, so a per-step limit would not bound it; the running total does.
+by the end of any step are at most those queued by then, each job running from the first
+decision after its submission (`queued_arrivals_gpus`, summed), and each step's fill is
+at most the GPUs of the jobs that may be running then (`window_demand_gpus`). A queue
+that delays work can run it in a later step, so the on-arrival demand of each step would
+not bound it; the running total does. Downtime while switching is charged at the new
+mode's value above idle, as the simulated site loses it (the node draws idle power).
 
 Identical nodes (same profile, site and starting mode) share one dynamic program, so
 the cost is O(steps × classes), independent of the fleet size. The oracle ignores min
