@@ -568,9 +568,10 @@ def _feasible_schedule(
     Each step starts from the modes the relaxed optimum wants; a site over its cap sheds
     nodes to idle, least value per watt first; GPUs fill up to demand, best margin first;
     AI nodes left without work fall back to the better of mining and idle where the cap
-    allows. Switching is paid as the dynamic program charges it (downtime × the hourly
-    value of the new mode + wear), pairing nodes that leave a mode with nodes that enter
-    one within each class.
+    allows, unless idle is the fallback on an uncapped site or demand returns before the
+    fallback pays for the round trip (then they stay in AI). Switching is paid as the
+    dynamic program charges it (downtime × the new mode's hourly value above idle +
+    wear), pairing nodes that leave a mode with nodes that enter one within each class.
     """
     steps, classes = desired.shape
     n_sites = caps.shape[0]
