@@ -359,41 +359,41 @@ def backtest(
     console.print(f"best policy: [bold]{best}[/bold]; report: {html_path}")
 
 
-def _contract_table(policies: dict[str, Any]) -> Table | None:
-    """A site's power-contract lines per policy (None: no site has a contract)."""
-    lines = (("energy", "energy_cost_usd"), ("unused contracted", "contract_unused_energy_usd"),
-             ("resale", "resale_revenue_usd"), ("demand charges", "demand_charge_usd"),
-             ("coincident peak", "coincident_peak_charge_usd"))
-    rows = [(name, p) for name, p in policies.items() if "coincident_peak_charge_usd" in p]
+def _lines_table(policies: dict[str, Any], title: str,
+                 lines: tuple[tuple[str, str], ...]) -> Table | None:
+    """One column per ledger line (label, summary key), one row per policy that has the
+    lines (None: no policy does)."""
+    rows = [(name, p) for name, p in policies.items() if all(key in p for _, key in lines)]
     if not rows:
         return None
-    table = Table(title="power contract, USD (net includes every line; the oracle leaves "
-                  "the charges out)", title_justify="left")
+    table = Table(title=title, title_justify="left")
     table.add_column("policy")
     for label, _ in lines:
         table.add_column(label, justify="right")
     for name, p in rows:
         table.add_row(name, *(_usd(p[key]) for _, key in lines))
     return table
+
+
+def _contract_table(policies: dict[str, Any]) -> Table | None:
+    """A site's power-contract lines per policy (None: no site has a contract)."""
+    return _lines_table(
+        policies, "power contract, USD (net includes every line; the oracle plans without "
+        "the contract)",
+        (("energy", "energy_cost_usd"), ("unused contracted", "contract_unused_energy_usd"),
+         ("resale", "resale_revenue_usd"), ("demand charges", "demand_charge_usd"),
+         ("coincident peak", "coincident_peak_charge_usd")))
 
 
 def _programs_table(policies: dict[str, Any]) -> Table | None:
     """Demand-response and curtailment-credit lines per policy (None: no site has either
     program)."""
-    lines = (("DR availability", "dr_availability_payment_usd"),
-             ("DR energy", "dr_energy_payment_usd"), ("DR shortfall", "dr_shortfall_penalty_usd"),
-             ("curtailment credits", "curtailment_credit_usd"))
-    rows = [(name, p) for name, p in policies.items() if "dr_availability_payment_usd" in p]
-    if not rows:
-        return None
-    table = Table(title="grid programs, USD (payments and credits lower the power bill, "
-                  "penalties raise it)", title_justify="left")
-    table.add_column("policy")
-    for label, _ in lines:
-        table.add_column(label, justify="right")
-    for name, p in rows:
-        table.add_row(name, *(_usd(p[key]) for _, key in lines))
-    return table
+    return _lines_table(
+        policies, "grid programs, USD (payments and credits lower the power bill, "
+        "penalties raise it)",
+        (("DR availability", "dr_availability_payment_usd"),
+         ("DR energy", "dr_energy_payment_usd"), ("DR shortfall", "dr_shortfall_penalty_usd"),
+         ("curtailment credits", "curtailment_credit_usd")))
 
 
 def _with_oracle_options(cfg: Any, gap: float | None, iterations: int | None) -> Any:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from kubernetes import client
@@ -18,8 +20,18 @@ from orchestrator.adapters.k8s import (
 from orchestrator.adapters.k8s.objects import MINING_TAINT_KEY, MODE_LABEL, STATE_ANNOTATION
 from orchestrator.models.config import KubernetesConfig
 from orchestrator.ports import ActuationResult
+from tests.contract.feedserver import FeedServer, serve_market
 
-from .cluster import GPU_PRODUCT_LABEL, GPU_RESOURCE, H100, NODE_PREFIX_LABEL, wait_until
+from .cluster import (
+    GPU_PRODUCT_LABEL,
+    GPU_RESOURCE,
+    H100,
+    NODE_PREFIX_LABEL,
+    KwokCluster,
+    add_gpu_nodes,
+    delete_nodes,
+    wait_until,
+)
 
 # Deadlines bound a hung test; they are not performance assertions.
 TIMEOUT = 180.0
@@ -142,3 +154,28 @@ def drive(
 
 def wait_for(probe: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
     return wait_until(probe, timeout=timeout, what=what)
+
+
+@contextmanager
+def market_feeds() -> Iterator[FeedServer]:
+    """A local server replaying the recorded market API responses (the tests' feeds)."""
+    server = FeedServer()
+    server.start()
+    serve_market(server)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def gpu_node_prefix(cluster: KwokCluster, tag: str, count: int) -> Iterator[str]:
+    """`count` KWOK GPU nodes named after a fresh prefix starting with `tag`; removed after."""
+    name = f"{tag}{uuid.uuid4().hex[:6]}"
+    admin = cluster.api_client()
+    try:
+        add_gpu_nodes(admin, name, count)
+        yield name
+    finally:
+        delete_nodes(admin, name)
+        admin.close()  # type: ignore[no-untyped-call]

@@ -10,7 +10,6 @@ controller's clock is pinned to the moment those responses describe.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,10 +20,18 @@ from orchestrator.models.config import ControllerMode, HashpivotConfig
 from orchestrator.models.hardware import builtin_catalog
 from orchestrator.runtime.controller import Controller, RunOptions
 from orchestrator.runtime.journal import read_journal
-from tests.contract.feedserver import NOW, FeedServer, live_config, serve_market
+from tests.contract.feedserver import NOW, FeedServer, live_config
 
-from .cluster import KwokCluster, add_gpu_nodes, delete_nodes
-from .k8s_helpers import gpu_pod, hp_config, node_facts, pods_by_node, wait_for
+from .cluster import KwokCluster
+from .k8s_helpers import (
+    gpu_node_prefix,
+    gpu_pod,
+    hp_config,
+    market_feeds,
+    node_facts,
+    pods_by_node,
+    wait_for,
+)
 from .test_runtime_k8s import PinnedClock
 
 pytestmark = pytest.mark.tier2
@@ -36,25 +43,14 @@ PROGRAM = "tier-2 demand response"
 
 @pytest.fixture
 def feeds() -> Iterator[FeedServer]:
-    server = FeedServer()
-    server.start()
-    serve_market(server)
-    try:
+    with market_feeds() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def prefix(kwok_cluster: KwokCluster) -> Iterator[str]:
-    name = f"dr{uuid.uuid4().hex[:6]}"
-    admin = kwok_cluster.api_client()
-    try:
-        add_gpu_nodes(admin, name, N_NODES)
+    with gpu_node_prefix(kwok_cluster, "dr", N_NODES) as name:
         yield name
-    finally:
-        delete_nodes(admin, name)
-        admin.close()  # type: ignore[no-untyped-call]
 
 
 def _config(namespace: str, prefix: str, feeds: FeedServer,

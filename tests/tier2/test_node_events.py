@@ -3,7 +3,6 @@ server, and the NOTES' `kubectl get events` field selector finds them."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,10 +13,10 @@ from orchestrator.adapters.k8s.events import REPORTING_CONTROLLER
 from orchestrator.models.config import ControllerMode
 from orchestrator.runtime.controller import Controller, RunOptions
 from orchestrator.runtime.journal import read_journal
-from tests.contract.feedserver import FeedServer, serve_market
+from tests.contract.feedserver import FeedServer
 
-from .cluster import KwokCluster, add_gpu_nodes, delete_nodes
-from .k8s_helpers import gpu_pod
+from .cluster import KwokCluster
+from .k8s_helpers import gpu_node_prefix, gpu_pod, market_feeds
 from .test_runtime_k8s import PinnedClock, site_config
 
 pytestmark = pytest.mark.tier2
@@ -25,25 +24,14 @@ pytestmark = pytest.mark.tier2
 
 @pytest.fixture
 def feeds() -> Iterator[FeedServer]:
-    server = FeedServer()
-    server.start()
-    serve_market(server)
-    try:
+    with market_feeds() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def prefix(kwok_cluster: KwokCluster) -> Iterator[str]:
-    name = f"ev{uuid.uuid4().hex[:6]}"
-    admin = kwok_cluster.api_client()
-    try:
-        add_gpu_nodes(admin, name, 6)
+    with gpu_node_prefix(kwok_cluster, "ev", 6) as name:
         yield name
-    finally:
-        delete_nodes(admin, name)
-        admin.close()  # type: ignore[no-untyped-call]
 
 
 def test_live_switches_leave_an_event_on_each_node(

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,9 +16,10 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.contract.feedserver import FeedServer, serve_market
+from tests.contract.feedserver import FeedServer
 
-from .cluster import KwokCluster, add_gpu_nodes, delete_nodes
+from .cluster import KwokCluster
+from .k8s_helpers import gpu_node_prefix, market_feeds
 from .test_runtime_k8s import site_config
 
 pytestmark = pytest.mark.tier2
@@ -28,25 +28,14 @@ pytestmark = pytest.mark.tier2
 
 @pytest.fixture
 def feeds() -> Iterator[FeedServer]:
-    server = FeedServer()
-    server.start()
-    serve_market(server)
-    try:
+    with market_feeds() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def prefix(kwok_cluster: KwokCluster) -> Iterator[str]:
-    name = f"st{uuid.uuid4().hex[:6]}"
-    admin = kwok_cluster.api_client()
-    try:
-        add_gpu_nodes(admin, name, 2)
+    with gpu_node_prefix(kwok_cluster, "st", 2) as name:
         yield name
-    finally:
-        delete_nodes(admin, name)
-        admin.close()  # type: ignore[no-untyped-call]
 
 
 def holder(coord: client.CoordinationV1Api, namespace: str, name: str) -> str | None:
