@@ -38,6 +38,8 @@ class Bug:
 GUARD_TESTS = ("tests/unit/test_guards_property.py",)
 RECORD = "deps.journal.record(record)  # JournalError propagates: no record, no action"
 APPLY = "result = deps.actuator.apply(plan, fleet)"
+GRID_ACK = ("        if self.grid is not None:\n"
+            "            self.grid.acknowledge(plan.decision_id, now)\n")
 BUGS = (
     Bug(
         "power cap not enforced while stale data holds the fleet",
@@ -49,8 +51,10 @@ BUGS = (
     Bug(
         "protected lease treated as ending 30 minutes early in the guard",
         "orchestrator/engine/kernels.py",
-        (("lease_until[i] > now_s and not ai_interruptible[i]",
-          "lease_until[i] - 1800.0 > now_s and not ai_interruptible[i]"),),
+        (("protected = cur == AI and lease_until[i] > now_s and not ai_interruptible[i]",
+          "protected = cur == AI and lease_until[i] - 1800.0 > now_s and not ai_interruptible[i]"),
+         ("lease_until[i] > now_s and not ai_interruptible[i]",
+          "lease_until[i] - 1800.0 > now_s and not ai_interruptible[i]")),
         GUARD_TESTS,
     ),
     Bug(
@@ -82,7 +86,11 @@ BUGS = (
     Bug(
         "acting before the plan is journaled",
         "orchestrator/runtime/cycle.py",
-        ((f"        {RECORD}\n        {APPLY}\n", f"        {APPLY}\n        {RECORD}\n"),),
+        # The actuator acts first, then the plan is journaled (the grid acknowledgement, where
+        # there is one, stays between them).
+        ((f"        {RECORD}\n{GRID_ACK}        {APPLY}\n",
+          f"        {APPLY}\n{GRID_ACK}        {RECORD}\n"),
+         (f"        {RECORD}\n        {APPLY}\n", f"        {APPLY}\n        {RECORD}\n")),
         ("tests/unit/test_journal_before_act.py",),
     ),
 )
