@@ -546,6 +546,20 @@ def test_a_change_that_frees_no_power_is_left_to_the_policy() -> None:
     assert power == 1100
 
 
+def test_a_reverted_change_worth_less_than_staying_is_not_taken_back() -> None:
+    # A: planned from idle (100 W, $0.50/h) into mining (1,000 W, $0.20/h), worth less
+    # than staying; C mines 2,000 W for $1/h, B 3,000 W for $30/h. Cap 5,000 W: A's
+    # revert (it gains value) and C's curtailment free 2,900 W. A would fit back in the
+    # 1,900 W left, but taking it back loses $0.30/h: it stays reverted.
+    watts = [[100, 0, 0], [1000, 2000, 3000], [100, 0, 0]]
+    value = [[0.5, 0.0, 0.0], [0.2, 1.0, 30.0], [-np.inf, -np.inf, -np.inf]]
+    target, reason, power, _, _ = _alloc(watts, value, [MINE] * 3, [IDLE, MINE, MINE], 5000)
+    assert target == [IDLE, IDLE, MINE]
+    assert reason[0] == Reason.GUARD_POWER_CAP_REVERTED
+    assert reason[1] == Reason.GUARD_POWER_CAP_CURTAILED
+    assert power == 3100
+
+
 def test_the_steps_kept_are_the_shortest_run_that_covers_in_any_arrival_order() -> None:
     """`_offer_step` (the shedding steps a site keeps) against sorting every step by cost
     per watt, ties by step, and taking the shortest run that covers the excess: seeded
