@@ -20,7 +20,6 @@ from orchestrator.adapters.k8s import (
 from orchestrator.adapters.k8s.objects import MINING_TAINT_KEY, MODE_LABEL, STATE_ANNOTATION
 from orchestrator.models.config import KubernetesConfig
 from orchestrator.ports import ActuationResult
-from tests.contract.feedserver import FeedServer, serve_market
 
 from .cluster import (
     GPU_PRODUCT_LABEL,
@@ -154,18 +153,6 @@ def drive(
 
 def wait_for(probe: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
     return wait_until(probe, timeout=timeout, what=what)
-
-
-@contextmanager
-def market_feeds() -> Iterator[FeedServer]:
-    """A local server replaying the recorded market API responses (the tests' feeds)."""
-    server = FeedServer()
-    server.start()
-    serve_market(server)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @contextmanager

@@ -27,7 +27,6 @@ from .k8s_helpers import (
     gpu_node_prefix,
     gpu_pod,
     hp_config,
-    market_feeds,
     node_facts,
     pods_by_node,
     wait_for,
@@ -39,12 +38,6 @@ pytestmark = pytest.mark.tier2
 N_NODES = 6
 TENANTS = 2
 PROGRAM = "tier-2 demand response"
-
-
-@pytest.fixture
-def feeds() -> Iterator[FeedServer]:
-    with market_feeds() as server:
-        yield server
 
 
 @pytest.fixture

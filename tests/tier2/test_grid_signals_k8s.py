@@ -24,7 +24,7 @@ from tests.contract.feedserver import NOW, FeedServer
 
 from .cluster import KwokCluster
 from .k8s_helpers import wait_for
-from .test_demand_response_k8s import N_NODES, _config, _run, feeds, prefix  # noqa: F401
+from .test_demand_response_k8s import N_NODES, _config, _run, prefix  # noqa: F401
 
 pytestmark = pytest.mark.tier2
 
@@ -35,7 +35,7 @@ def _iso(t: float) -> str:
 
 def test_live_grid_event_caps_the_site_and_is_acknowledged_with_an_event(
     kwok_cluster: KwokCluster, k8s_namespace: str, prefix: str,  # noqa: F811
-    feeds: FeedServer, tmp_path: Path,  # noqa: F811
+    feeds: FeedServer, tmp_path: Path,
 ) -> None:
     h100 = builtin_catalog()["h100-sxm-8x"]
     max_kw = N_NODES * h100.watts_idle / 1000.0

@@ -16,16 +16,10 @@ from orchestrator.runtime.journal import read_journal
 from tests.contract.feedserver import FeedServer
 
 from .cluster import KwokCluster
-from .k8s_helpers import gpu_node_prefix, gpu_pod, market_feeds
+from .k8s_helpers import gpu_node_prefix, gpu_pod
 from .test_runtime_k8s import PinnedClock, site_config
 
 pytestmark = pytest.mark.tier2
-
-
-@pytest.fixture
-def feeds() -> Iterator[FeedServer]:
-    with market_feeds() as server:
-        yield server
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from .k8s_helpers import (
     gpu_node_prefix,
     gpu_pod,
     hp_config,
-    market_feeds,
     node_facts,
     pods_by_node,
     wait_for,
@@ -44,12 +43,6 @@ class PinnedClock:
 
     def now_s(self) -> float:
         return NOW + (time.monotonic() - self.started)
-
-
-@pytest.fixture
-def feeds() -> Iterator[FeedServer]:
-    with market_feeds() as server:
-        yield server
 
 
 @pytest.fixture

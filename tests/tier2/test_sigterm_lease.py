@@ -19,17 +19,11 @@ from kubernetes import client
 from tests.contract.feedserver import FeedServer
 
 from .cluster import KwokCluster
-from .k8s_helpers import gpu_node_prefix, market_feeds
+from .k8s_helpers import gpu_node_prefix
 from .test_runtime_k8s import site_config
 
 pytestmark = pytest.mark.tier2
 
-
-
-@pytest.fixture
-def feeds() -> Iterator[FeedServer]:
-    with market_feeds() as server:
-        yield server
 
 
 @pytest.fixture
