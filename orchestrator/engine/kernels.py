@@ -979,13 +979,14 @@ def allocate_cap(
         for q in range(taken.shape[0]):
             below[shed.shape[0] + q] = step_node[taken[q]]
         below = np.unique(below)
+        # What stays below its plan, for the last-resort pass.
         kept_shed = np.empty(0, dtype=np.intp)
         for s in range(n_sites):
+            site_below = below[site[below] == s]
             if excess[s] <= 0:
-                kept_shed = np.concatenate((kept_shed, below[site[below] == s]))
+                kept_shed = np.concatenate((kept_shed, site_below))
                 continue
             nodes = members[per_site[s] : per_site[s + 1]]
-            site_below = below[site[below] == s]
             if last_resort:
                 # Only the nodes inside their dwell are new to this pass.
                 nodes = nodes[young[nodes]]
@@ -1011,10 +1012,6 @@ def allocate_cap(
                     power[s] += watts[mj, j] - watts[target[j], j]
                     target[j] = mj
                 site_shed = _below_plan(site_shed, j, options, target)
-            if last_resort:
-                # The older nodes of the site still below their plan stay so.
-                older = below[site[below] == s]
-                site_shed = np.concatenate((site_shed, older[~young[older]]))
             kept_shed = np.concatenate((kept_shed, site_shed))
             excess[s] = power[s] - cap_w[s]
         shed = np.sort(kept_shed)
