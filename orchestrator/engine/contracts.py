@@ -25,7 +25,7 @@ Pure: the alert series and event calendars arrive as arrays.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -182,7 +182,10 @@ class LiveBook:
       cancelled (it ends when the cancellation was sent, else received);
     - an older version than the one known is stale: ignored;
     - an event without `called_at` counts as called when it first arrived, so a late
-      event (called after its start) applies from when it is known.
+      event (called after its start) applies from when it is known;
+    - a polled source (a file, a URL) publishes the site's current events: an event it
+      listed that is missing from its next message is withdrawn, i.e. cancelled when
+      that message arrived (`apply(..., lists=SOURCE)`). Webhook messages are deltas.
     """
 
     events: dict[str, LiveEvent] = field(default_factory=dict)
@@ -190,14 +193,21 @@ class LiveBook:
     alerts: dict[float, tuple[float, float, float]] = field(default_factory=dict)
     #: Bumped on every change (callers cache what they derive from the book).
     version: int = 0
+    #: Per polled source, the ids of the events its last message listed.
+    listed: dict[str, frozenset[str]] = field(default_factory=dict)
 
-    def apply(self, message: GridMessage, received_s: float) -> list[tuple[str, str]]:
+    def apply(self, message: GridMessage, received_s: float,
+              lists: str | None = None) -> list[tuple[str, str]]:
         """Fold one message in; per event and alert, (what, outcome): outcome is one of
-        `new`, `updated`, `cancelled`, `duplicate`, `stale`."""
+        `new`, `updated`, `cancelled`, `duplicate`, `stale`, `withdrawn`. `lists`: the
+        polled source the message came from, whose message lists every event it still
+        stands by (None: a delta, as a webhook's)."""
         out: list[tuple[str, str]] = []
         default_sent = stamp(message.sent_at)
         for event in message.events:
             out.append((event.id, self._event(event, default_sent, received_s)))
+        if lists is not None:
+            out += self._withdraw(lists, message, default_sent, received_s)
         for alert in message.alerts:
             t = alert.time.timestamp()
             key = (default_sent if default_sent is not None else received_s, received_s)
@@ -236,6 +246,31 @@ class LiveBook:
             return "cancelled"
         return "updated" if known is not None else "new"
 
+    def _withdraw(self, source: str, message: GridMessage, default_sent: float | None,
+                  received_s: float) -> list[tuple[str, str]]:
+        """End, as of `received_s`, each event `source` listed before and lists no more
+        (one that has already ended stays as it is)."""
+        ids = frozenset(e.id for e in message.events)
+        dropped = sorted(self.listed.get(source, frozenset()) - ids)
+        self.listed[source] = ids
+        key = (default_sent if default_sent is not None else received_s, received_s)
+        out: list[tuple[str, str]] = []
+        for eid in dropped:
+            known = self.events.get(eid)
+            if known is None or known.until_s <= received_s:
+                continue
+            if key < (known.sent_s, known.received_s):
+                # A newer version came from elsewhere: this silence is older news.
+                out.append((eid, "stale"))
+                continue
+            c = known.content
+            self.events[eid] = replace(known, sent_s=key[0], received_s=key[1],
+                                       cancelled_s=received_s,
+                                       content=(c[0], c[1], c[2], c[3], "withdrawn"))
+            self.version += 1
+            out.append((eid, "withdrawn"))
+        return out
+
     def calendar(self, response_s: float) -> EventCalendar:
         """The events' windows, as a recorded calendar's (cancelled ones end then)."""
         events = list(self.events.values())
@@ -256,7 +291,8 @@ class LiveBook:
 
     def copy(self) -> LiveBook:
         """An independent copy (events are immutable: the maps are copied, not them)."""
-        return LiveBook(dict(self.events), dict(self.alerts), self.version)
+        return LiveBook(dict(self.events), dict(self.alerts), self.version,
+                        dict(self.listed))
 
     def snapshot(self) -> dict[str, Any]:
         """The book as JSON-ready data (journaled with each cycle)."""

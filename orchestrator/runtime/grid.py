@@ -7,6 +7,8 @@ received is written to `grid_signals.jsonl` in the journal folder before it is u
 restart folds the same messages in again, in order) and folded into the site's
 `LiveBook`; each cycle's decision sees a copy of the books taken at its start, which its
 journal record carries (`hashpivot backtest --journal` decides with the same events).
+A file or URL publishes the site's current events, so one it stops listing ends when the
+message without it arrives; a webhook message changes only the events it names.
 
 After each decision the events in force are compared with the previous cycle's: an
 event that started or ended is acknowledged with a log line, a journal line, a metric,
@@ -140,7 +142,8 @@ class GridSignals:
                 kind = row.get("kind")
                 if kind == "signal" and row.get("site") in self.books:
                     message = GridMessage.model_validate(row["message"])
-                    self.books[row["site"]].apply(message, float(row["received_s"]))
+                    lists = str(row["source"]) if row.get("lists") else None
+                    self.books[row["site"]].apply(message, float(row["received_s"]), lists)
                 elif kind == "ack" and row.get("site") in self.books:
                     self.in_force[row["site"]] = tuple(row.get("in_force", ()))
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -152,12 +155,14 @@ class GridSignals:
 
     # --- receiving -----------------------------------------------------------------------
     def _receive(self, site: str, source: str, message: GridMessage,
-                 received_s: float) -> list[tuple[str, str]]:
-        """Journal, then fold in (the caller holds the lock). OSError: not journaled,
-        not used."""
+                 received_s: float, lists: bool = False) -> list[tuple[str, str]]:
+        """Journal, then fold in (the caller holds the lock). `lists`: the message comes
+        from a polled source and lists every event it stands by (one it listed before
+        and no longer does is withdrawn). OSError: not journaled, not used."""
         self._write({"kind": "signal", "site": site, "source": source,
-                     "received_s": received_s, "message": message.model_dump(mode="json")})
-        outcomes = self.books[site].apply(message, received_s)
+                     "received_s": received_s, "message": message.model_dump(mode="json"),
+                     **({"lists": True} if lists else {})})
+        outcomes = self.books[site].apply(message, received_s, source if lists else None)
         for what, outcome in outcomes:
             self._count(site, source, outcome)
             if outcome != "duplicate":
@@ -198,7 +203,7 @@ class GridSignals:
                 entry.failing.pop(kind, None)
                 with self._lock:
                     try:
-                        self._receive(entry.name, kind, message, now_s)
+                        self._receive(entry.name, kind, message, now_s, lists=True)
                     except OSError as exc:
                         log.error("grid signal for %s from %s not journaled, not used: %s",
                                   entry.name, src.name, exc.strerror)

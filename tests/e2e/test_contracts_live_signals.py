@@ -162,6 +162,52 @@ def test_file_gains_an_event_mid_run_and_the_next_cycle_caps(tmp_path: Path) -> 
     assert f"{len(cycles)} (100%)" in replay.stdout, replay.stdout
 
 
+def test_file_that_stops_listing_an_event_ends_it_at_the_next_cycle(tmp_path: Path) -> None:
+    """The file lists an event from the start; mid-event it is rewritten without it: the
+    cycle that reads it lifts the cap, acknowledges the end, and a journal replay
+    decides every cycle the same way."""
+    signals = tmp_path / "signals.json"
+    config = _config(tmp_path, {"file": "signals.json"})
+    start_s = datetime.fromisoformat(START).timestamp()
+    end = start_s + 40 * STEP_S  # past the run: only the withdrawal ends it
+    signals.write_text(json.dumps({"events": [_event("gone-1", start_s, end,
+                                                     called_at=_iso(start_s - STEP_S))]}))
+    proc = _start(config, tmp_path)
+    try:
+        _wait_cycles(proc, tmp_path, 5)
+        signals.write_text(json.dumps({"site": "west-texas", "events": []}))
+        _, err = proc.communicate()
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    assert "Traceback" not in err
+    assert "gone-1 withdrawn" in err
+    cycles = _cycles(tmp_path)
+    received = [x for x in _signal_lines(tmp_path) if x["kind"] == "signal"]
+    assert len(received) == 2 and all(x["lists"] for x in received)
+    dropped_at = received[1]["received_s"]
+    cut = next(i for i, c in enumerate(cycles) if c["now_s"] == dropped_at)
+    assert cut >= 5
+    limit = _program()["max_draw_kw"]
+    cap = _example()["sites"][0]["power_cap_kw"]
+    for c in cycles[:cut]:
+        assert c["plan"]["site_cap_kw"][0] == pytest.approx(limit), c["now_s"]
+        assert c["plan"]["site_power_kw"][0] <= limit + 1e-6
+    for c in cycles[cut:]:  # from the cycle that read the file without it
+        assert c["plan"]["site_cap_kw"][0] == pytest.approx(cap), c["now_s"]
+        assert (_book(c, "gone-1") or {}).get("cancelled_s") == dropped_at
+    assert max(c["plan"]["site_power_kw"][0] for c in cycles[cut:]) > limit  # lifted
+    acks = [(x["now_s"], ch) for x in _signal_lines(tmp_path) if x["kind"] == "ack"
+            for ch in x["changes"]]
+    assert acks == [(cycles[0]["now_s"], ["started", "gone-1"]),
+                    (dropped_at, ["ended", "gone-1"])]
+    assert "grid event gone-1 ended at site west-texas" in err
+    replay = hashpivot("backtest", "-c", str(config), "--journal", str(tmp_path / "j"),
+                       "--no-ray", cwd=tmp_path)
+    assert replay.returncode == 0, replay.stderr[-3000:]
+    assert f"{len(cycles)} (100%)" in replay.stdout, replay.stdout
+
+
 def _event_note(change: dict[str, Any], eid: str) -> bool:
     return eid in change["text"] and _program()["program"] in change["text"]
 
@@ -289,10 +335,12 @@ def test_polled_url_garbage_and_timeouts_keep_the_last_events(
         _wait_cycles(proc, tmp_path, 6)
         state["body"] = b"\x00garbage"
         _wait_cycles(proc, tmp_path, 9)
-        state["body"], state["delay"] = b"{}", 1.0
+        # Slow first: an empty list answered in time would end the event.
+        state["delay"] = 1.0
+        state["body"] = b"{}"
         _wait_cycles(proc, tmp_path, 12)
-        state["delay"] = 0.0
         state["body"] = json.dumps({"events": "wrong type"}).encode()
+        state["delay"] = 0.0
         _, err = proc.communicate()
     finally:
         proc.kill()

@@ -211,3 +211,74 @@ def test_over_leases_flags_the_site_only_while_an_event_is_in_force() -> None:
     contracts = ContractBook([_site()], {}, {}, True, {site.name: book})
     _, notes = contracts.event_caps(T0, H, np.array([3.2e6]))
     assert contracts.lease_shed is None and "before AI leases" not in notes[0]
+
+
+def test_a_polled_source_that_stops_listing_an_event_withdraws_it() -> None:
+    """A file or URL lists the site's current events: an event it listed and leaves out
+    of its next message ends when that message arrives, like a cancellation."""
+    book = LiveBook()
+    listed = _msg(_event("e1", T0, T0 + 4 * H, called_at=T0 - H),
+                  _event("e2", T0 + 6 * H, T0 + 8 * H, called_at=T0 - H))
+    assert book.apply(listed, T0 - H, lists="file") == [("e1", "new"), ("e2", "new")]
+    dropped_at = T0 + 1.5 * H
+    out = book.apply(_msg(), dropped_at, lists="file")
+    assert out == [("e1", "withdrawn"), ("e2", "withdrawn")]
+    assert book.events["e1"].until_s == dropped_at
+    assert book.events["e1"].cancelled_s == dropped_at
+    assert _book_caps(book, T0 + H) == PROGRAM_KW  # before the message: still capped
+    assert _book_caps(book, dropped_at) is None
+    for t in (T0 + 6 * H, T0 + 7 * H):  # withdrawn before it was due: never caps
+        assert _book_caps(book, t) is None, t
+    # The same empty message again ends nothing more.
+    version = book.version
+    assert book.apply(_msg(), dropped_at + H, lists="file") == []
+    assert book.version == version
+
+
+def test_listed_again_after_a_withdrawal_applies_again() -> None:
+    book = LiveBook()
+    e1 = _event("e1", T0, T0 + 4 * H, called_at=T0 - H)
+    book.apply(_msg(e1), T0 - H, lists="url")
+    book.apply(_msg(), T0 + H, lists="url")
+    assert _book_caps(book, T0 + H) is None
+    assert book.apply(_msg(e1), T0 + 2 * H, lists="url") == [("e1", "updated")]
+    assert book.events["e1"].cancelled_s is None
+    assert _book_caps(book, T0 + 2 * H) == PROGRAM_KW
+
+
+def test_webhook_deltas_and_other_sources_never_withdraw() -> None:
+    """A message without `lists` (a webhook's) leaves unnamed events alone; a source
+    withdraws only what it listed itself; an event that has ended stays as it ended."""
+    book = LiveBook()
+    book.apply(_msg(_event("hook", T0, T0 + 4 * H, called_at=T0 - H)), T0 - H)
+    book.apply(_msg(_event("f", T0, T0 + 4 * H, called_at=T0 - H)), T0 - H, lists="file")
+    book.apply(_msg(_event("short", T0 - 3 * H, T0 - 2 * H, called_at=T0 - 4 * H)),
+               T0 - 4 * H, lists="url")
+    assert book.apply(_msg(), T0 + H) == []  # a delta naming nothing
+    assert book.apply(_msg(), T0 + H, lists="url") == []  # "short" ended already
+    assert book.events["short"].until_s == T0 - 2 * H
+    assert book.apply(_msg(), T0 + H, lists="file") == [("f", "withdrawn")]
+    assert book.events["hook"].cancelled_s is None
+    assert _book_caps(book, T0 + H) == PROGRAM_KW  # "hook" still holds the site
+
+
+def test_a_withdrawal_older_than_the_version_known_is_stale() -> None:
+    """A newer version of the event (sent later, e.g. by the webhook) outranks the
+    file's silence written before it."""
+    book = LiveBook()
+    book.apply(_msg(_event("e1", T0, T0 + 4 * H, called_at=T0 - H), sent=T0 - H), T0 - H,
+               lists="file")
+    book.apply(_msg(_event("e1", T0, T0 + 5 * H, called_at=T0 - H), sent=T0 + 2 * H),
+               T0 + 2 * H)
+    assert book.apply(_msg(sent=T0 + H), T0 + 2 * H + 60, lists="file") == [("e1", "stale")]
+    assert book.events["e1"].until_s == T0 + 5 * H
+
+
+def test_withdrawn_events_survive_the_snapshot_round_trip() -> None:
+    book = LiveBook()
+    book.apply(_msg(_event("e1", T0, T0 + 4 * H, called_at=T0 - H)), T0 - H, lists="file")
+    book.apply(_msg(), T0 + H, lists="file")
+    back = LiveBook.from_snapshot(book.snapshot())
+    assert back.events == book.events
+    for t in np.arange(T0 - 2 * H, T0 + 6 * H, 900.0):
+        assert _book_caps(back, float(t)) == _book_caps(book, float(t))

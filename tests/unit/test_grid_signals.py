@@ -362,3 +362,47 @@ def test_ack_url_gets_each_start_and_end(tmp_path: Path) -> None:
          "at_s": T0},
         {"site": "west-texas", "event": "p", "state": "ended", "decision_id": "d1",
          "at_s": T0 + H}]
+
+
+def test_a_file_that_drops_an_event_ends_it_journaled_and_restored(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The file lists two events, then one: the missing one ends at that poll, is
+    acknowledged as ended, and a restarted controller folds the same end in again. A
+    file that turns to garbage or an unreadable URL ends nothing."""
+    signals = tmp_path / "signals.json"
+    config = _config(tmp_path, {"file": str(signals)})
+    grid, book, metrics = _grid(tmp_path, config)
+    both = [_event("keep", T0 + 8 * H, T0 + 10 * H, called_at=_iso(T0 - H)),
+            _event("drop", T0, T0 + 6 * H, called_at=_iso(T0 - H), max_draw_kw=300)]
+    signals.write_text(json.dumps({"events": both}))
+    caplog.set_level(logging.INFO, "hashpivot.grid")
+    grid.poll(T0)
+    book.event_caps(T0, H, np.array([3.2e6]))
+    grid.acknowledge("d0", T0)
+    assert _cap_kw(book, T0) == 300.0
+    signals.write_bytes(b"{garbage")
+    grid.poll(T0 + H)
+    assert _cap_kw(book, T0 + H) == 300.0  # nothing parsed: nothing ends
+    signals.write_text(json.dumps({"events": both[:1]}))
+    grid.poll(T0 + 2 * H)
+    book.event_caps(T0 + 2 * H, H, np.array([3.2e6]))
+    grid.acknowledge("d2", T0 + 2 * H)
+    assert _cap_kw(book, T0 + 2 * H) is None
+    assert _cap_kw(book, T0 + 8 * H) == 400.0  # "keep" still listed, still due
+    dropped = grid.books["west-texas"].events["drop"]
+    assert dropped.until_s == T0 + 2 * H
+    assert _count(metrics, "withdrawn") == 1
+    assert "drop withdrawn" in caplog.text
+    assert "grid event drop ended at site west-texas (decision d2)" in caplog.text
+    lines = _lines(tmp_path)
+    signals_in = [x for x in lines if x["kind"] == "signal"]
+    assert [x["source"] for x in signals_in] == ["file", "file"]
+    assert all(x["lists"] is True for x in signals_in)
+    acks = [(x["decision_id"], c) for x in lines if x["kind"] == "ack" for c in x["changes"]]
+    assert ("d2", ["ended", "drop"]) in acks
+    signals.unlink()
+    again, book2, _ = _grid(tmp_path, config)
+    assert again.books["west-texas"].events == grid.books["west-texas"].events
+    for t in np.arange(T0 - H, T0 + 11 * H, 900.0):
+        assert _cap_kw(book2, float(t)) == _cap_kw(book, float(t))
+    assert again.in_force == {"west-texas": ()}  # the end is not acknowledged again
