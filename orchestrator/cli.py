@@ -225,7 +225,8 @@ def backtest(
     ] = None,
     journal: Annotated[
         Path | None,
-        typer.Option(help="Replay a controller's journal: decide every cycle again."),
+        typer.Option(help="Replay a controller's journal: decide every cycle again (with "
+                     "--report, a dry-run's journal also gets the replayed plans' ledger)."),
     ] = None,
     ignore_programs: Annotated[
         bool,
@@ -255,7 +256,7 @@ def backtest(
             update={"unguarded_baselines": True})})
     when_from, when_to = _parse_when(start, "--from"), _parse_when(end, "--to")
     if journal is not None:
-        _replay(cfg, journal, policy or [cfg.policy.name])
+        _replay(cfg, journal, policy or [cfg.policy.name], report)
         return
     if sweep is not None:
         _sweep(cfg, sweep, ray_address, report or Path("reports") / f"{config.stem}-sweep",
@@ -428,7 +429,7 @@ def _has_module(name: str) -> bool:
         return False
 
 
-def _replay(cfg: Any, folder: Path, policies: list[str]) -> None:
+def _replay(cfg: Any, folder: Path, policies: list[str], out_dir: Path | None = None) -> None:
     from orchestrator.backtest.replay import replay_journal
     from orchestrator.framework.registry import load_policy
     from orchestrator.runtime.journal import read_journal
@@ -450,6 +451,24 @@ def _replay(cfg: Any, folder: Path, policies: list[str]) -> None:
                       f"{len(report.differing):,}", f"{report.journaled_usd_h / n:,.2f}",
                       f"{report.replayed_usd_h / n:,.2f}")
     console.print(table)
+    if out_dir is not None:
+        _replay_ledgers(cfg, records, policies, out_dir)
+
+
+def _replay_ledgers(cfg: Any, records: list[Any], policies: list[str], out_dir: Path) -> None:
+    """The replayed plans run through the dry-run's simulated site: OUT/ledger.csv."""
+    from orchestrator.backtest.ledger_csv import write_ledgers_csv
+    from orchestrator.backtest.replay_ledger import replay_ledger
+    from orchestrator.framework.registry import load_policy
+
+    runs = []
+    for spec in policies:
+        params = cfg.policy.params if spec == cfg.policy.name else None
+        policy = load_policy(spec, params)
+        runs.append((policy.name or spec, False, replay_ledger(records, cfg, policy)))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_ledgers_csv(runs, out_dir / "ledger.csv")
+    console.print(f"replayed ledger: {out_dir / 'ledger.csv'}")
 
 
 def _progress_into(bar: Progress) -> Any:

@@ -8,8 +8,10 @@ restarts and replays a plan does not switch a node twice.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -121,6 +123,12 @@ class SimulatedCluster:
         result.completed = changed
         result.writes = len(changed)
         return result
+
+    def hear_grid(self, books: Mapping[str, Mapping[str, Any]] | None) -> None:
+        """The live grid events the next plan was decided with (its cycle's journaled
+        `grid_signals`): its step bills them like the recorded calendar's."""
+        if self.site.contracts is not None:
+            self.site.contracts.hear(books)
 
     def totals(self) -> dict[str, float]:
         return self.ledger.totals()

@@ -7,10 +7,11 @@ energy payments and shortfall penalties). Formulas: docs/contracts.md.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +19,13 @@ import numpy.typing as npt
 from orchestrator import economics as econ
 from orchestrator.backtest.recorded import read_series
 from orchestrator.backtest.tables import evaluate, ident, open_table, to_utc, zone_of
-from orchestrator.engine.contracts import AlertSeries, ContractBook, EventCalendar, hours_in_month
+from orchestrator.engine.contracts import (
+    AlertSeries,
+    ContractBook,
+    EventCalendar,
+    LiveBook,
+    hours_in_month,
+)
 from orchestrator.errors import DataError
 from orchestrator.models.config import HashpivotConfig, base_dir
 from orchestrator.models.contract import DemandResponse, FixedPrice
@@ -262,7 +269,7 @@ class ContractAccounts:
                 continue
             lines.availability[k] += (dr.committed_kw * dr.availability_usd_per_kw_month
                                       * dt_h / hours_in_month(local))
-            calendar = self.book.events.get(site.name)
+            calendar = self._calendar(site)
             if calendar is None:
                 continue
             kw = float(kw_now[j])
@@ -271,13 +278,38 @@ class ContractAccounts:
                                - max(float(calendar.due_s[e]), now_s), 0.0) / 3600.0
                 if inside_h <= 0:
                     continue
-                lines.shortfall[k] += (dr.shortfall_usd_mwh * max(kw - dr.max_draw_kw, 0.0)
+                limit_kw = calendar.limit(e, dr.max_draw_kw)
+                lines.shortfall[k] += (dr.shortfall_usd_mwh * max(kw - limit_kw, 0.0)
                                        * inside_h / 1000.0)
                 base = self._baseline_kw(lines, j, k, now_s, float(calendar.called_s[e]),
                                          dr.baseline_h * 3600.0, dt_s)
                 if base is not None:
                     lines.energy[k] += (dr.energy_usd_mwh * max(base - kw, 0.0)
                                         * inside_h / 1000.0)
+
+    def hear(self, books: Mapping[str, Mapping[str, Any]] | None) -> None:
+        """The live events and alerts the decision being stepped saw (a cycle's journaled
+        `grid_signals`): the step's lines bill them like the recorded calendar's."""
+        self.book.live = {site: LiveBook.from_snapshot(book)
+                          for site, book in (books or {}).items()}
+
+    def _calendar(self, site: Site) -> EventCalendar | None:
+        """Site's recorded and live events as one calendar (windows that overlap merged,
+        as the decision's cap merges them), or None."""
+        recorded = self.book.events.get(site.name)
+        live = self.book.live_calendar(site)
+        if live is None or len(live) == 0:
+            return recorded
+        if recorded is None or len(recorded) == 0:
+            return live
+        parts = (recorded, live)
+        # Each window's due time already includes the response time: pass it as the start.
+        return EventCalendar.of(
+            np.concatenate([c.due_s for c in parts]), np.concatenate([c.end_s for c in parts]),
+            np.concatenate([c.called_s for c in parts]), 0.0,
+            np.concatenate([c.limit_kw if c.limit_kw is not None
+                            else np.full(len(c), np.nan) for c in parts]),
+            [c.label(e) for c in parts for e in range(len(c))])
 
     def _baseline_kw(self, lines: ProgramLines, j: int, k: int, now_s: float,
                      called_s: float, span_s: float, dt_s: float) -> float | None:

@@ -17,7 +17,7 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 
-from orchestrator.backtest.contracts import ProgramLines
+from orchestrator.backtest.ledger_csv import DR_COLUMNS, write_ledgers_csv
 from orchestrator.backtest.runner import BacktestResult, ignored_label
 
 MODE_COLORS = {"idle": "#9e9e9e", "mine": "#f7931a", "ai": "#3f51b5"}
@@ -133,56 +133,7 @@ def plot_switches_per_node(result: BacktestResult, path: Path) -> None:
 
 def write_ledger_csv(result: BacktestResult, path: Path) -> None:
     """Every run's ledger, one row per run and step (UTC times), for spreadsheets."""
-    import csv
-
-    columns: tuple[str, ...] = (
-        "time", "policy", "baseline", "mine_revenue_usd", "ai_revenue_usd", "power_cost_usd",
-        "switching_cost_usd", "net_usd", "switches", "evictions", "sla_misses", "jobs_served",
-        "nodes_idle", "nodes_mine", "nodes_ai")
-    # A power contract's lines follow, only when a site has one.
-    contracts = any(run.ledger.contracts for run in result.runs)
-    if contracts:
-        columns += CONTRACT_COLUMNS
-    # Demand-response lines and each site's average draw (kW) they come from follow, only
-    # when a site has a program.
-    dr_sites = next((run.ledger.programs.site_names for run in result.runs
-                     if run.ledger.programs is not None), None)
-    if dr_sites is not None:
-        columns += (*DR_COLUMNS, *(f"site_kw:{name}" for name in dr_sites))
-    with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(columns)
-        for run in result.runs:
-            ledger = run.ledger
-            lines = (ledger.contract_unused_cost, ledger.resale_revenue, ledger.demand_charge,
-                     ledger.coincident_peak_charge)
-            times = np.datetime_as_string(ledger.times_s.astype("datetime64[s]"), unit="s")
-            for k in range(ledger.times_s.shape[0]):
-                writer.writerow([
-                    f"{times[k]}Z", run.name, run.baseline,
-                    f"{ledger.mine_revenue[k]:.4f}", f"{ledger.ai_revenue[k]:.4f}",
-                    f"{ledger.power_cost[k]:.4f}", f"{ledger.switching_cost[k]:.4f}",
-                    f"{ledger.net[k]:.4f}", int(ledger.switches[k]), int(ledger.evictions[k]),
-                    int(ledger.sla_misses[k]), int(ledger.jobs_served[k]),
-                    *(int(x) for x in ledger.modes[k]),
-                    *((f"{line[k]:.4f}" for line in lines) if contracts else ()),
-                    *(_dr_cells(ledger.programs, k, len(dr_sites))
-                      if dr_sites is not None else ()),
-                ])
-
-
-CONTRACT_COLUMNS = ("contract_unused_energy_usd", "resale_revenue_usd", "demand_charge_usd",
-                    "coincident_peak_charge_usd")
-DR_COLUMNS = ("dr_availability_payment_usd", "dr_energy_payment_usd",
-              "dr_shortfall_penalty_usd", "curtailment_credit_usd")
-
-
-def _dr_cells(lines: ProgramLines | None, k: int, sites: int) -> list[str]:
-    if lines is None:
-        return [""] * (len(DR_COLUMNS) + sites)
-    return [f"{lines.availability[k]:.4f}", f"{lines.energy[k]:.4f}",
-            f"{lines.shortfall[k]:.4f}", f"{lines.curtailment[k]:.4f}",
-            *(f"{kw:.4f}" for kw in lines.site_kw[k].tolist())]
+    write_ledgers_csv([(run.name, run.baseline, run.ledger) for run in result.runs], path)
 
 
 #: What a power contract's programs are worth, as (summary key, label, sign): a charge

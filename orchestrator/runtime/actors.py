@@ -13,6 +13,7 @@ from typing import Any
 import ray
 
 from orchestrator.backtest.cluster import SimulatedCluster
+from orchestrator.backtest.sim import Ledger
 from orchestrator.engine.plan import Plan
 from orchestrator.errors import HashpivotError
 from orchestrator.framework.registry import load_policy
@@ -46,6 +47,14 @@ class ClusterProxy:
         result: ActuationResult = ray.get(self.handle.apply.remote(plan))
         return result
 
+    def hear_grid(self, books: dict[str, Any] | None) -> None:
+        ray.get(self.handle.hear_grid.remote(books))
+
+    @property
+    def ledger(self) -> Ledger:
+        result: Ledger = ray.get(self.handle.ledger.remote())
+        return result
+
     def totals(self) -> dict[str, float]:
         result: dict[str, float] = ray.get(self.handle.totals.remote())
         return result
@@ -74,6 +83,12 @@ class SimulatedClusterActor:
 
     def apply(self, plan: Plan) -> ActuationResult:
         return self.cluster.apply(plan)
+
+    def hear_grid(self, books: dict[str, Any] | None) -> None:
+        self.cluster.hear_grid(books)
+
+    def ledger(self) -> Ledger:
+        return self.cluster.ledger
 
     def totals(self) -> dict[str, float]:
         return self.cluster.totals()

@@ -32,6 +32,8 @@ log = logging.getLogger("hashpivot.controller")
 ACTOR_NAME = "hashpivot-controller"
 RECONCILE_EVERY_S = 5.0
 RAY_NAMESPACE = "hashpivot"
+#: A dry-run's simulated ledger, written in its journal folder when the run ends.
+LEDGER_FILE = "ledger.csv"
 #: Least wait before a cycle whose journal write failed is tried again, s.
 JOURNAL_RETRY_S = 1.0
 
@@ -202,7 +204,25 @@ class Controller:
             if not self.wiring.advance():
                 break
             self._wait(pause)
+        self._write_ledger()
         return self.status()
+
+    def _write_ledger(self) -> None:
+        """A dry-run leaves its simulated site's ledger beside the journal, in the
+        backtest's columns (`ledger.csv`), so it compares with a backtest or a replay."""
+        if self.options.mode != ControllerMode.DRY_RUN:
+            return
+        ledger = getattr(self.wiring.extras.get("cluster"), "ledger", None)
+        if ledger is None:
+            return
+        from orchestrator.backtest.ledger_csv import write_ledgers_csv
+
+        path = self.journal.folder / LEDGER_FILE
+        try:
+            write_ledgers_csv([(self.policy.name or self.config.policy.name, False, ledger)],
+                              path)
+        except OSError as exc:
+            log.error("dry-run ledger not written to %s: %s", path, exc.strerror)
 
     def _report(self, outcome: CycleOutcome) -> None:
         """One INFO line per cycle, warnings for what an operator should look at, and the

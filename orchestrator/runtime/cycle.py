@@ -241,6 +241,9 @@ class DecisionCycle:
         deps.journal.record(record)  # JournalError propagates: no record, no action
         if self.grid is not None:
             self.grid.acknowledge(plan.decision_id, now)
+            bill: Any = getattr(deps.actuator, "hear_grid", None)
+            if callable(bill):  # a dry-run's simulated site bills the live events it saw
+                bill(record.grid_signals)
         result = deps.actuator.apply(plan, fleet)
         # Only switches the actuator began count against the budgets (not shadow's, not
         # a rate-limited one, not a node merely adopted).
