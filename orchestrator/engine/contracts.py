@@ -125,7 +125,7 @@ class EventCalendar:
     def in_force(self, now_s: float, interval_s: float) -> int:
         """The event a decision at `now_s` must keep the site under: one already called
         whose window reaches into [now_s, now_s + interval_s) (the next decision comes
-        only then). -1: none."""
+        only then; callers add the program's lead time). -1: none."""
         ahead = now_s + max(interval_s, 0.0)
         hit = np.flatnonzero((self.called_s <= now_s) & (self.end_s > now_s)
                              & ((self.due_s < ahead) | (self.due_s <= now_s)))
@@ -434,10 +434,13 @@ class ContractBook:
             if dr is None:
                 continue
             found = []
+            # Shed `lead_min` earlier than the next decision would be too late: the
+            # time the site's actuation (a ramp) needs to reach the level by the due time.
+            ahead_s = max(interval_s, 0.0) + dr.lead_min * 60.0
             for calendar in (self.events.get(site.name), self.live_calendar(site)):
                 if calendar is None:
                     continue
-                e = calendar.in_force(now_s, interval_s)
+                e = calendar.in_force(now_s, ahead_s)
                 if e >= 0:
                     found.append((calendar.limit(e, dr.max_draw_kw), calendar, e))
             if not found:

@@ -184,6 +184,12 @@ class DemandResponse(StrictModel):
     response_min: float = Field(
         default=10.0, ge=0,
         description="Minutes the site has after a call to be at max_draw_kw.")
+    lead_min: float = Field(
+        default=0.0, ge=0,
+        description="Minutes before an event is due that decisions start holding the site "
+        "at its level (never before the call): the time actuation needs to get there, "
+        "e.g. the ASIC ramp's windows for the miners to shed. Default 0: the last "
+        "decision before the due time sheds.")
     availability_usd_per_kw_month: float = Field(
         default=0.0, ge=0,
         description="Payment for being available, USD per committed kW per month "

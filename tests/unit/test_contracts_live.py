@@ -282,3 +282,23 @@ def test_withdrawn_events_survive_the_snapshot_round_trip() -> None:
     assert back.events == book.events
     for t in np.arange(T0 - 2 * H, T0 + 6 * H, 900.0):
         assert _book_caps(back, float(t)) == _book_caps(book, float(t))
+
+
+@pytest.mark.parametrize("lead_min", [0.0, 25.0, 150.0])
+def test_lead_time_sheds_earlier_but_never_before_the_call(lead_min: float) -> None:
+    """A decision holds the site at the event's level once the due time is within the
+    interval plus `lead_min`, and never before the event is called."""
+    contract = _site().contract
+    assert contract is not None and contract.demand_response is not None
+    dr = contract.demand_response.model_copy(update={"lead_min": lead_min})
+    site = _site().model_copy(update={"contract": contract.model_copy(
+        update={"demand_response": dr})})
+    called, due = T0, T0 + 2 * H  # start at T0 + 2 h: due then (the response is shorter)
+    book = LiveBook()
+    book.apply(_msg(_event("e1", due, due + H, called_at=called)), called)
+    contracts = ContractBook([site], {}, {}, True, {site.name: book})
+    interval = 600.0
+    for now in np.arange(T0 - H, due + 2 * H, 60.0):
+        cap, _ = contracts.event_caps(float(now), interval, np.array([3.2e6]))
+        expected = called <= now < due + H and due < now + interval + lead_min * 60.0
+        assert (cap is not None) == expected, (now - T0) / 60.0
