@@ -379,8 +379,8 @@ def _lines_table(policies: dict[str, Any], title: str,
 def _contract_table(policies: dict[str, Any]) -> Table | None:
     """A site's power-contract lines per policy (None: no site has a contract)."""
     return _lines_table(
-        policies, "power contract, USD (net includes every line; the oracle plans without "
-        "the contract)",
+        policies, "power contract, USD (net includes every line; so do the oracle's schedule "
+        "and bound)",
         (("energy", "energy_cost_usd"), ("unused contracted", "contract_unused_energy_usd"),
          ("resale", "resale_revenue_usd"), ("demand charges", "demand_charge_usd"),
          ("coincident peak", "coincident_peak_charge_usd")))

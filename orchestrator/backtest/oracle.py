@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
@@ -40,8 +41,10 @@ import numpy.typing as npt
 from orchestrator.backtest.jobbook import MIN_REMAINING_S
 from orchestrator.backtest.jobs import JobStream
 from orchestrator.backtest.sim import SimulatedSite
+from orchestrator.engine.contracts import ContractBook, hours_in_month
 from orchestrator.framework.jit import compiled
 from orchestrator.models.config import ScoringConfig
+from orchestrator.models.contract import FixedPrice
 from orchestrator.models.fleet import NO_GPU_MODEL, FleetTable
 from orchestrator.models.modes import Mode
 
@@ -217,6 +220,146 @@ def served_demand_gpus(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class ContractPrices:
+    """What the oracle prices each step's energy at under the sites' power contracts
+    (`contract_prices`), all per step and site, USD/MWh before the site's tariff adder.
+
+    The bound's prices and constants make, for every schedule the site can run, a linear
+    function of its energy that is at least the ledger's net contract lines:
+    `bound_usd_mwh` × energy − `exact_usd` − `upper_usd` ≤ what the ledger bills
+    (energy, unused contracted energy less its resale, demand and coincident-peak charges,
+    less payments and credits), and the shortfall penalty of each called event is at least
+    ν × (energy − `event_w` × hours) for any 0 ≤ ν ≤ `event_price_max`."""
+
+    #: Price of a MWh in the bound: the contract's marginal energy price (spot below a
+    #: resold block), the demand charge's lower bound, the coincident-peak charge and the
+    #: slope of the curtailment credit's upper bound.
+    bound_usd_mwh: F64
+    #: Price of a MWh the feasible schedule plans with (the same lines).
+    plan_usd_mwh: F64
+    #: USD per step the ledger books whatever the schedule: availability payments, less
+    #: the fixed block's cost above its resale at spot (exact).
+    exact_usd: F64
+    #: USD per step the bound adds for credits that depend on the schedule: each at
+    #: its largest possible value (demand-response energy payments, the intercept of the
+    #: curtailment credit's upper bound).
+    upper_usd: F64
+    #: The site's cap while a called event is in force (W; inf: none), as the guards
+    #: apply it to every decision.
+    event_cap_w: F64
+    #: Draw above which an event's shortfall penalty applies (W), and the most its
+    #: multiplier may cost a MWh (USD/MWh: 0 where no event window reaches the step).
+    event_w: F64
+    event_price_max: F64
+
+
+def contract_prices(
+    book: ContractBook, fleet: FleetTable, times_s: F64, spot_usd_mwh: F64, dt_s: float,
+) -> ContractPrices:
+    """Each step's contract prices and constants for the oracle (see `ContractPrices`).
+
+    Per site, `hi` is the most the site can draw (its cap, at most every node's largest
+    mode) and `lo` the least (every node idle); the bound holds for every schedule whose
+    draw stays in [lo, hi], which the power cap guard keeps it in.
+
+    - Fixed price with resale of a block B: the ledger bills B × (fixed − spot) + E ×
+      (spot + adder) for E ≤ B, and E × (fixed + adder) above it; B × (fixed − spot) is
+      exact and E is priced at spot where `hi` ≤ B, else at the lower of spot and fixed
+      (a line below both pieces).
+    - Demand charge (≥ 0): bounded below by the rate × the month's average draw (the
+      highest hourly average is at least the average), a price of rate ÷ hours of the
+      month per kWh.
+    - Coincident peak: exactly linear in each step's draw (usd_per_kw × p ÷ intervals).
+    - Curtailment credit: credit × max(baseline − kW, 0) is convex in kW, so the chord
+      over [lo, hi] lies above it: an intercept (in `upper_usd`) less a slope per MWh.
+    - Demand response: availability payments exact; energy payments at most the rate ×
+      (hi − lo) × the event's hours; shortfall penalties through `event_price_max`.
+    """
+    steps, n_sites = times_s.shape[0], len(fleet.sites)
+    dt_h = dt_s / 3600.0
+    bound = np.array(spot_usd_mwh, dtype=np.float64, copy=True).reshape(steps, n_sites)
+    plan = bound.copy()
+    exact = np.zeros(steps)
+    upper = np.zeros(steps)
+    cap_w = np.asarray(fleet.site_power_cap_w(), dtype=np.float64)
+    event_cap = np.repeat(cap_w[None, :], steps, axis=0)
+    event_w = np.zeros((steps, n_sites))
+    event_max = np.zeros((steps, n_sites))
+    site = fleet.site.astype(np.intp)
+    top_w = np.maximum(np.maximum(fleet.watts_idle, fleet.watts_mine),
+                       np.where(fleet.gpus > 0, fleet.watts_ai, 0.0))
+    lo_kw = np.bincount(site, weights=fleet.watts_idle, minlength=n_sites) / 1000.0
+    hi_kw = np.minimum(np.bincount(site, weights=top_w, minlength=n_sites) / 1000.0,
+                       cap_w / 1000.0)
+    index = {s.name: j for j, s in enumerate(book.sites)}
+    for j, s in enumerate(fleet.sites):
+        contract = s.contract
+        b = index.get(s.name)
+        if contract is None or contract.is_plain_spot or b is None:
+            continue
+        spot = bound[:, j].copy()
+        local = [datetime.fromtimestamp(float(t), s.zone) for t in times_s]
+        month_h = np.array([hours_in_month(t) for t in local])
+        price = contract.price
+        if isinstance(price, FixedPrice) and s.contracted_kw > 0:
+            block_kw = s.contracted_kw
+            exact += block_kw * dt_h / 1000.0 * (spot - price.usd_mwh)
+            bound[:, j] = spot if hi_kw[j] <= block_kw else np.minimum(spot, price.usd_mwh)
+        elif price != "spot":
+            energy = np.array([book.energy_usd_mwh(b, t, float(x))
+                               for t, x in zip(local, spot, strict=True)])
+            bound[:, j] = plan[:, j] = energy
+        rate = contract.demand_charge_usd_per_kw_month
+        if rate > 0:
+            share = rate * 1000.0 / month_h  # USD/kW-month over the month's hours, per MWh
+            bound[:, j] += share
+            plan[:, j] += share
+        cp = contract.coincident_peak
+        if cp is not None:
+            alerts = book.alerts.get(s.name)
+            p = np.array([alerts.at(float(t)) if alerts is not None else 0.0
+                          for t in times_s])
+            p = np.where([t.month in cp.months for t in local], p, 0.0)
+            per_mwh = cp.usd_per_kw * 1000.0 * p / cp.peak_intervals / dt_h
+            bound[:, j] += per_mwh
+            plan[:, j] += per_mwh
+        credit = contract.curtailment_credit
+        if credit is not None and credit.usd_mwh > 0:
+            paid = np.array([book.credit_hour(b, t) for t in local])
+            base, lo, hi = credit.baseline_kw, float(lo_kw[j]), float(hi_kw[j])
+            if base > lo:
+                slope = 1.0 if base >= hi or hi <= lo else (base - lo) / (hi - lo)
+                intercept = base if base >= hi or hi <= lo else slope * hi
+                bound[:, j] += np.where(paid, credit.usd_mwh * slope, 0.0)
+                plan[:, j] += np.where(paid, credit.usd_mwh * slope, 0.0)
+                upper += np.where(paid, credit.usd_mwh * intercept * dt_h / 1000.0, 0.0)
+        dr = contract.demand_response
+        if dr is None:
+            continue
+        exact += dr.committed_kw * dr.availability_usd_per_kw_month * dt_h / month_h
+        calendar = book.events.get(s.name)
+        if calendar is None or len(calendar) == 0:
+            continue
+        inside_h = np.zeros(steps)
+        for e in range(len(calendar)):
+            inside_h += np.clip(np.minimum(calendar.end_s[e], times_s + dt_s)
+                                - np.maximum(calendar.due_s[e], times_s), 0.0, None) / 3600.0
+        upper += dr.energy_usd_mwh * max(float(hi_kw[j] - lo_kw[j]), 0.0) * inside_h / 1000.0
+        event_w[:, j] = dr.max_draw_kw * 1000.0
+        event_max[:, j] = dr.shortfall_usd_mwh * inside_h / dt_h
+    if np.any(event_max > 0):
+        # The caps the guards apply: the decision step's own rule for when an event holds.
+        of_book = np.array([index.get(s.name, -1) for s in fleet.sites])
+        book_cap_w = np.full(len(book.sites), np.inf)
+        book_cap_w[of_book[of_book >= 0]] = cap_w[of_book >= 0]
+        for k, t in enumerate(times_s):
+            caps_k, _ = book.event_caps(float(t), dt_s, book_cap_w)
+            if caps_k is not None:
+                event_cap[k, of_book >= 0] = caps_k[of_book[of_book >= 0]]
+    return ContractPrices(bound, plan, exact, upper, event_cap, event_w, event_max)
+
+
 def hindsight_oracle(
     fleet: FleetTable,
     *,
@@ -232,6 +375,8 @@ def hindsight_oracle(
     arrived_gpus: F64 | None = None,  # (steps,) GPUs of work arriving, as if run at once
     other_demands: Sequence[F64] = (),  # (steps,) each: another schedule from the same plan
     window_gpus: F64 | None = None,  # (steps,) GPUs of the jobs that may run at each step
+    contracts: ContractBook | None = None,  # the sites' power contracts, priced per step
+    times_s: F64 | None = None,  # (steps,) each step's start; needed with `contracts`
 ) -> OracleResult:
     """A feasible hindsight schedule and an upper bound on the best one: iterates until
     their gap is at most `tolerance` (a share of the feasible value) or `max_iterations`.
@@ -242,7 +387,11 @@ def hindsight_oracle(
     `other_demands` gives one more schedule (`OracleResult.alternatives`), built from the
     same relaxed plan as the best one but filling that demand. With `window_gpus` (and
     `arrived_gpus`) the bound also holds each step's fill to the GPUs of the jobs that
-    may be running then (`window_demand_gpus`)."""
+    may be running then (`window_demand_gpus`).
+
+    With `contracts`, each step's energy is priced as the sites' contracts bill it and the
+    bound adds the contract's lines (`contract_prices`); the schedule plans at the same
+    prices and keeps every called demand-response event's cap."""
     if max_iterations < 1:
         raise ValueError(f"max_iterations: expected at least 1, got {max_iterations}")
     if not tolerance >= 0:
@@ -265,6 +414,15 @@ def hindsight_oracle(
     gpus = fleet.gpus[rows]
     w_idle, w_mine, w_ai = fleet.watts_idle[rows], fleet.watts_mine[rows], fleet.watts_ai[rows]
     price = realized_power[:, site] + adder  # (T, C)
+    terms: ContractPrices | None = None
+    plan_price = price
+    if contracts is not None:
+        if times_s is None:
+            raise ValueError("times_s: pricing a power contract needs each step's start")
+        terms = contract_prices(contracts, fleet, np.asarray(times_s, dtype=np.float64),
+                                realized_power, dt_s)
+        price = terms.bound_usd_mwh[:, site] + adder
+        plan_price = terms.plan_usd_mwh[:, site] + adder
     unit = realized_unit_price[:, fleet.algorithm[rows]]
     if offered_usd_per_gpu_hour is not None:
         gpu_price = np.where(is_gpu, offered_usd_per_gpu_hour, 0.0)[None, :].repeat(steps, 0)
@@ -274,12 +432,19 @@ def hindsight_oracle(
     else:
         gpu_price = np.zeros((steps, c))
 
-    # Values per hour before multipliers, (T, C).
-    v_idle = -w_idle * price / 1e6
-    v_mine = fleet.hashrate[rows] * unit / 24.0 * (1.0 - pool_fee) - w_mine * price / 1e6
-    ai_margin_per_gpu = (
-        gpu_price * (1.0 - platform_fee) - (w_ai - w_idle) / np.maximum(gpus, 1) * price / 1e6
-    )
+    mine_usd_h = fleet.hashrate[rows] * unit / 24.0 * (1.0 - pool_fee)
+    ai_usd_gpu_h = gpu_price * (1.0 - platform_fee)
+
+    def mode_values(p: F64) -> tuple[F64, F64, F64]:
+        """Values per hour at energy prices `p` (T, C): idle, mining, and the margin of a
+        filled GPU-hour in AI beyond idle."""
+        return (-w_idle * p / 1e6, mine_usd_h - w_mine * p / 1e6,
+                ai_usd_gpu_h - (w_ai - w_idle) / np.maximum(gpus, 1) * p / 1e6)
+
+    # Values per hour before multipliers, (T, C): the bound's, and the schedule's.
+    v_idle, v_mine, ai_margin_per_gpu = mode_values(price)
+    pv_idle, pv_mine, p_margin = (
+        (v_idle, v_mine, ai_margin_per_gpu) if terms is None else mode_values(plan_price))
     stop = (
         np.stack(
             [
@@ -306,6 +471,10 @@ def hindsight_oracle(
     watts_mode = np.stack([w_idle, w_mine, np.where(is_gpu, w_ai, 0.0)])  # (3, C)
 
     caps = np.where(capped, caps_w, np.inf)
+    # The schedule's cap at each step: the site's, lowered while a called event is in force.
+    plan_caps = (np.repeat(caps[None, :], steps, axis=0) if terms is None
+                 else np.ascontiguousarray(terms.event_cap_w))
+    site_caps = np.repeat(caps[None, :], steps, axis=0)
     # Constraints measured in typical nodes (watts) and typical nodes' GPUs, so one Polyak
     # step moves both kinds of multiplier alike.
     w_ref = max(float(np.average(w_mine, weights=count)), 1.0)
@@ -317,8 +486,26 @@ def hindsight_oracle(
         count=counts.astype(np.float64), site=site.astype(np.int64), is_gpu=is_gpu,
         gpus=gpus.astype(np.float64), v_idle=np.ascontiguousarray(v_idle),
         v_mine=np.ascontiguousarray(v_mine), margin=np.ascontiguousarray(ai_margin_per_gpu),
-        watts=np.ascontiguousarray(watts_mode), caps=caps, demand=demand_gpus,
+        watts=np.ascontiguousarray(watts_mode), caps=site_caps, demand=demand_gpus,
     )
+    # ν prices each event's shortfall penalty on the site's energy (USD/MWh), at most the
+    # penalty itself: penalty ≥ ν × (draw − max_draw) for any such ν, so the bound needs no
+    # assumption that the event's cap holds. It starts at the value per watt of the last
+    # load the event's cap admits, above the site cap's.
+    nu_max = np.zeros((steps, len(sites))) if terms is None else terms.event_price_max
+    events_on = bool(np.any(nu_max > 0))
+    nu = np.zeros((steps, len(sites)))
+    if terms is not None and events_on:
+        _, mu_event = _step_prices(
+            count=counts.astype(np.float64), site=site.astype(np.int64), is_gpu=is_gpu,
+            gpus=gpus.astype(np.float64), v_idle=np.ascontiguousarray(v_idle),
+            v_mine=np.ascontiguousarray(v_mine),
+            margin=np.ascontiguousarray(ai_margin_per_gpu),
+            watts=np.ascontiguousarray(watts_mode), caps=plan_caps, demand=demand_gpus,
+        )
+        nu = np.clip((mu_event - mu) * 1e6, 0.0, nu_max)
+    fixed_usd = 0.0 if terms is None else float(np.sum(terms.exact_usd))
+    upper_usd = 0.0 if terms is None else float(np.sum(terms.upper_usd))
     cumulative = arrived_gpus is not None
     if arrived_gpus is not None:
         # λ_t prices "served by the end of step t ≤ arrived by then"; a GPU filled at step s
@@ -343,9 +530,12 @@ def hindsight_oracle(
         price_ai = np.cumsum(lam[::-1])[::-1] if cumulative else lam
         if window_gpus is not None:
             price_ai = price_ai + lam_w
-        margin = ai_margin_per_gpu - price_ai[:, None]
-        v_ai = np.where(is_gpu[None, :], v_idle + gpus * np.maximum(margin, 0.0), -np.inf)
-        values = np.stack([v_idle, v_mine, v_ai], axis=2) * dt_h  # (T, C, 3)
+        b_idle, b_mine, b_margin = v_idle, v_mine, ai_margin_per_gpu
+        if events_on:
+            b_idle, b_mine, b_margin = mode_values(price + nu[:, site])
+        margin = b_margin - price_ai[:, None]
+        v_ai = np.where(is_gpu[None, :], b_idle + gpus * np.maximum(margin, 0.0), -np.inf)
+        values = np.stack([b_idle, b_mine, v_ai], axis=2) * dt_h  # (T, C, 3)
         # Downtime gives up output, not the cap's price: the plan holds the mode's full
         # draw against the cap for the whole step.
         lost = _downtime_rates(values, dt_h)
@@ -357,6 +547,8 @@ def hindsight_oracle(
         if window_gpus is not None:
             dual += float(np.sum(lam_w * window_gpus)) * dt_h
         dual += float(np.sum(mu[:, capped] * caps_w[capped][None, :])) * dt_h
+        if terms is not None:
+            dual += float(np.sum(nu * terms.event_w)) / 1e6 * dt_h + fixed_usd + upper_usd
         if dual < best_bound - 1e-9 * abs(best_bound if np.isfinite(best_bound) else 0.0):
             best_bound, stalled = dual, 0
         else:
@@ -366,13 +558,16 @@ def hindsight_oracle(
         class_modes = np.zeros((steps, c, 3), dtype=np.int64)
         feasible = _feasible_schedule(
             desired=modes, count=counts.astype(np.int64), site=site.astype(np.int64),
-            is_gpu=is_gpu, gpus=gpus.astype(np.float64), v_idle=np.ascontiguousarray(v_idle),
-            v_mine=np.ascontiguousarray(v_mine), margin=np.ascontiguousarray(ai_margin_per_gpu),
-            watts=np.ascontiguousarray(watts_mode), caps=caps, demand=demand_gpus,
+            is_gpu=is_gpu, gpus=gpus.astype(np.float64), v_idle=np.ascontiguousarray(pv_idle),
+            v_mine=np.ascontiguousarray(pv_mine), margin=np.ascontiguousarray(p_margin),
+            watts=np.ascontiguousarray(watts_mode), caps=plan_caps, demand=demand_gpus,
             stop_h=np.ascontiguousarray(stop), start_h=np.ascontiguousarray(start),
             wear=wear.astype(np.float64), initial=initial, dt_h=float(dt_h),
             per_step=per_step, counts_per_mode=counts_per_mode, class_modes=class_modes,
         )
+        if terms is not None:  # the lines booked whatever the schedule
+            per_step += terms.exact_usd
+            feasible += fixed_usd
         if feasible > best_feasible:
             best_feasible = feasible
             best_modes, best_per_step = counts_per_mode, per_step
@@ -401,7 +596,19 @@ def hindsight_oracle(
             g_w = (window_gpus - used_gpus) / g_ref
             g_w = np.where((lam_w <= 0) & (g_w > 0), 0.0, g_w)
         g_mu = np.where((mu <= 0) & (g_mu > 0), 0.0, g_mu)
-        norm = float(np.sum(g_lam**2) + np.sum(g_w**2) + np.sum(g_mu**2)) * dt_h
+        g_nu = np.zeros((steps, len(sites)))
+        if events_on and terms is not None:
+            # The draw the relaxed plan's energy comes from: AI nodes without a filled
+            # GPU draw idle power.
+            w_act = np.where((modes == Mode.AI) & (margin <= 0), w_idle[None, :], w_sel)
+            for s_idx in range(len(sites)):
+                g_nu[:, s_idx] = (terms.event_w[:, s_idx] - np.sum(
+                    np.where(site == s_idx, count * w_act, 0.0), axis=1)) / w_ref
+            g_nu = np.where(nu_max > 0, g_nu, 0.0)
+            g_nu = np.where(((nu <= 0) & (g_nu > 0)) | ((nu >= nu_max) & (g_nu < 0)), 0.0,
+                            g_nu)
+        norm = float(np.sum(g_lam**2) + np.sum(g_w**2) + np.sum(g_mu**2)
+                     + np.sum(g_nu**2)) * dt_h
         if norm <= 0:
             break  # the relaxed optimum meets every constraint: nothing left to price
         if stalled >= 5:
@@ -411,14 +618,15 @@ def hindsight_oracle(
         lam = np.maximum(0.0, lam - theta * g_lam / g_ref)
         lam_w = np.maximum(0.0, lam_w - theta * g_w / g_ref)
         mu = np.maximum(0.0, mu - theta * g_mu / w_ref)
+        nu = np.clip(nu - theta * g_nu / w_ref * 1e6, 0.0, nu_max)
     alternatives = []
     for other in other_demands:
         alt = np.zeros((steps, c, 3), dtype=np.int64)
         _feasible_schedule(
             desired=best_plan, count=counts.astype(np.int64), site=site.astype(np.int64),
-            is_gpu=is_gpu, gpus=gpus.astype(np.float64), v_idle=np.ascontiguousarray(v_idle),
-            v_mine=np.ascontiguousarray(v_mine), margin=np.ascontiguousarray(ai_margin_per_gpu),
-            watts=np.ascontiguousarray(watts_mode), caps=caps,
+            is_gpu=is_gpu, gpus=gpus.astype(np.float64), v_idle=np.ascontiguousarray(pv_idle),
+            v_mine=np.ascontiguousarray(pv_mine), margin=np.ascontiguousarray(p_margin),
+            watts=np.ascontiguousarray(watts_mode), caps=plan_caps,
             demand=np.ascontiguousarray(other, dtype=np.float64),
             stop_h=np.ascontiguousarray(stop), start_h=np.ascontiguousarray(start),
             wear=wear.astype(np.float64), initial=initial, dt_h=float(dt_h),
@@ -551,7 +759,7 @@ def _feasible_schedule(
     v_mine: F64,  # (T, C) USD/h
     margin: F64,  # (T, C) USD per filled GPU-hour in AI beyond idle
     watts: F64,  # (3, C) full-load W per mode
-    caps: F64,  # (S,) W, inf when uncapped
+    caps: F64,  # (T, S) W, inf when uncapped
     demand: F64,  # (T,) GPUs
     stop_h: F64,
     start_h: F64,
@@ -574,7 +782,7 @@ def _feasible_schedule(
     wear), pairing nodes that leave a mode with nodes that enter one within each class.
     """
     steps, classes = desired.shape
-    n_sites = caps.shape[0]
+    n_sites = caps.shape[1]
     max_horizon = int(np.ceil(24.0 / dt_h))  # how far ahead a spare AI node looks for work
     prev = np.zeros((classes, 3), dtype=np.int64)
     for c in range(classes):
@@ -599,7 +807,7 @@ def _feasible_schedule(
             for m in range(3):
                 drawn[site[c]] += now[c, m] * watts[m, c]
         for s in range(n_sites):
-            while drawn[s] > caps[s] + 1e-9:
+            while drawn[s] > caps[t, s] + 1e-9:
                 pick_c, pick_m, pick_cost = -1, -1, np.inf
                 for c in range(classes):
                     if site[c] != s:
@@ -613,7 +821,7 @@ def _feasible_schedule(
                 if pick_c < 0:
                     break  # nothing left to shed: an infeasible cap (idle draw above it)
                 saving = watts[pick_m, pick_c] - watts[0, pick_c]
-                k = min(now[pick_c, pick_m], int(np.ceil((drawn[s] - caps[s]) / saving)))
+                k = min(now[pick_c, pick_m], int(np.ceil((drawn[s] - caps[t, s]) / saving)))
                 k = max(k, 1)
                 now[pick_c, pick_m] -= k
                 now[pick_c, 0] += k
@@ -632,7 +840,7 @@ def _feasible_schedule(
                         for b in range(3):
                             extra = watts[b, c] - watts[a, c]
                             gain = (worth[c, b] - worth[c, a]) * dt_h
-                            if b == a or gain <= 0 or drawn[s] + extra > caps[s] + 1e-9:
+                            if b == a or gain <= 0 or drawn[s] + extra > caps[t, s] + 1e-9:
                                 continue
                             if prev[c, b] <= now[c, b]:
                                 gain -= min(stop_h[a, c] + start_h[b, c], dt_h) * max(
@@ -645,7 +853,7 @@ def _feasible_schedule(
                 extra = watts[pick_b, pick_c] - watts[pick_a, pick_c]
                 k = now[pick_c, pick_a]
                 if extra > 0:
-                    k = min(k, int((caps[s] - drawn[s] + 1e-9) // extra))
+                    k = min(k, int((caps[t, s] - drawn[s] + 1e-9) // extra))
                 if pick_b == 2 or pick_a == 2:
                     k = min(k, 1)  # AI value depends on demand: one node at a time
                 k = max(k, 1)
@@ -675,7 +883,7 @@ def _feasible_schedule(
             if spare <= 0:
                 continue
             fallback = 1 if v_mine[t, c] > v_idle[t, c] else 0
-            if fallback == 0 and caps[site[c]] == np.inf:
+            if fallback == 0 and caps[t, site[c]] == np.inf:
                 # An AI node without work draws idle power on the simulated site: left
                 # offered, it costs nothing and takes work the queue hands it.
                 continue
@@ -695,8 +903,8 @@ def _feasible_schedule(
             if spare <= 0:
                 continue
             extra = watts[fallback, c] - watts[2, c]
-            if extra > 0 and caps[site[c]] < np.inf:
-                room = caps[site[c]] - drawn[site[c]]
+            if extra > 0 and caps[t, site[c]] < np.inf:
+                room = caps[t, site[c]] - drawn[site[c]]
                 spare = min(spare, int(max(room, 0.0) // extra))
             now[c, 2] -= spare
             now[c, fallback] += spare
@@ -741,7 +949,7 @@ def _step_prices(
     v_mine: F64,
     margin: F64,
     watts: F64,
-    caps: F64,
+    caps: F64,  # (T, S) W, inf when uncapped
     demand: F64,
 ) -> tuple[F64, F64]:
     """Starting multipliers, each step on its own: λ is the margin of the last GPU-hour
@@ -749,7 +957,7 @@ def _step_prices(
     load a site's cap admits (0 when the cap does not bind). Later iterations correct
     them for switching."""
     steps, classes = v_idle.shape
-    n_sites = caps.shape[0]
+    n_sites = caps.shape[1]
     lam = np.zeros(steps)
     mu = np.zeros((steps, n_sites))
     order = np.empty(classes, dtype=np.intp)
@@ -768,9 +976,9 @@ def _step_prices(
                 lam[t] = margin[t, g]
                 break
         for s in range(n_sites):
-            if not np.isfinite(caps[s]):
+            if not np.isfinite(caps[t, s]):
                 continue
-            room = caps[s]
+            room = caps[t, s]
             for c in range(classes):
                 if site[c] == s:
                     room -= count[c] * watts[0, c]

@@ -378,6 +378,8 @@ def run_oracle_on_site(
         arrived_gpus=queued,
         window_gpus=window,
         other_demands=others,
+        contracts=contract_book(config),
+        times_s=inputs.times,
         dt_s=step_s,
         offered_usd_per_gpu_hour=inputs.jobs.offered_usd_per_gpu_hour,
         max_iterations=config.backtest.oracle_max_iterations,
