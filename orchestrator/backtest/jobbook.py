@@ -53,6 +53,8 @@ class JobBook:
         self.counts = np.zeros(3, dtype=np.intp)
         self.max_wait_s = max_wait_s
         self.n_nodes = n_nodes
+        #: Nodes in the order the cluster fills them (fleet order unless told otherwise).
+        self.fleet_order = np.arange(n_nodes, dtype=np.intp)
 
     def arrive(self, now_s: float) -> int:
         """Queue jobs submitted before `now_s`; drop those that waited too long. Returns
@@ -92,14 +94,17 @@ class JobBook:
         )
 
     def serve(
-        self, accepting: B, node_gpus: F64, ready_at: F64, now_s: float, end_s: float
+        self, accepting: B, node_gpus: F64, ready_at: F64, now_s: float, end_s: float,
+        fill_order: I64 | None = None,
     ) -> tuple[int, F64]:
-        """First-fit queued jobs (FIFO) onto accepting nodes with free GPUs (a job starts
-        once its node is ready), then run every job over [now_s, end_s) and retire the
-        finished. Returns how many started and the busy GPU-hours per node."""
+        """First-fit queued jobs (FIFO) onto accepting nodes with free GPUs, trying nodes
+        in `fill_order` (default: fleet order); a job starts once its node is ready. Then
+        run every job over [now_s, end_s) and retire the finished. Returns how many
+        started and the busy GPU-hours per node."""
         gpu_h = np.zeros(self.n_nodes)
         started = _serve(
             accepting,
+            self.fleet_order if fill_order is None else fill_order,
             node_gpus,
             ready_at,
             now_s,
@@ -199,6 +204,7 @@ def _evict(
 @compiled
 def _place(
     accepting: B,
+    fill_order: I64,
     node_gpus: F64,
     ready_at: F64,
     now_s: float,
@@ -218,7 +224,8 @@ def _place(
     free = np.empty(n)
     candidates = np.empty(n, dtype=np.intp)
     c = 0
-    for i in range(n):
+    for o in range(n):
+        i = fill_order[o]
         room = node_gpus[i] - busy[i]
         if accepting[i] and room > 0:
             candidates[c] = i
@@ -259,6 +266,7 @@ def _place(
 @compiled
 def _serve(
     accepting: B,
+    fill_order: I64,
     node_gpus: F64,
     ready_at: F64,
     now_s: float,
@@ -273,7 +281,8 @@ def _serve(
     gpu_h: F64,
 ) -> int:
     started = _place(
-        accepting, node_gpus, ready_at, now_s, gpus, node, start_s, queue, running, counts
+        accepting, fill_order, node_gpus, ready_at, now_s, gpus, node, start_s, queue, running,
+        counts,
     )
     _run(now_s, end_s, gpus, remaining_s, node, start_s, running, counts, gpu_h)
     return started

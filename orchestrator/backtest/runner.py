@@ -126,10 +126,15 @@ class _History:
     the rows published at or before it, each site's price once published)."""
 
     def __init__(self, market: RecordedMarketSource | None, end_s: float,
-                 rows: HistoryRows | None = None):
+                 rows: HistoryRows | None = None, start_s: float = 0.0):
         if rows is None:
             assert market is not None
-            rows = market.history_rows(end_s, end_s - market.span()[0] + HISTORY_WINDOW_S)
+            # From the first recorded value, or the run's start when every series is a
+            # constant (they have no first value).
+            first_s = market.span()[0]
+            if not np.isfinite(first_s):
+                first_s = start_s
+            rows = market.history_rows(end_s, end_s - first_s + HISTORY_WINDOW_S)
         self.rows = rows
 
     @property
@@ -298,7 +303,7 @@ def prepare_backtest(
         known=market.price_table(times),
         realized=market.price_table(times, realized=True),
         jobs=jobs,
-        history=_History(market, end_s) if needs_history else None,
+        history=_History(market, end_s, start_s=start_s) if needs_history else None,
         start_s=start_s,
         end_s=end_s,
     )

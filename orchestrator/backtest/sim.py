@@ -194,12 +194,15 @@ class SimulatedSite:
         self._offered_gpu_price = (
             None if offered is None else np.where(fleet.statics.is_gpu, offered, 0.0)
         )
+        self._fill_order = self.book.fleet_order
         st = fleet.statics
         self.pool_fee, self.platform_fee, self.adder = (
             st.pool_fee,
             st.platform_fee,
             st.adder_usd_mwh,
         )
+        if self._offered_gpu_price is not None:
+            self._fill_order = self._best_paid_first(self._offered_gpu_price)
         self.stop_s, self.start_s, self.wear = st.stop_s, st.start_s, st.wear_usd
         self.is_gpu = st.is_gpu
         self.model_ok = self._model_filter()
@@ -350,7 +353,7 @@ class SimulatedSite:
         ledger.count(plan)
 
         ledger.jobs_served[k], busy_gpu_h = self.book.serve(
-            self._accepting, fleet.gpus, self.ready_at, now_s, end_s
+            self._accepting, fleet.gpus, self.ready_at, now_s, end_s, self._fill_order
         )
         contracts = self.contracts
         power_price = realized.power_usd_mwh
@@ -396,7 +399,17 @@ class SimulatedSite:
             else:
                 self._gpu_price_now = np.zeros(self.n)
             self._gpu_price_key = key
+            self._fill_order = self._best_paid_first(self._gpu_price_now)
         return self._gpu_price_now
+
+    def _best_paid_first(self, gpu_price: F64) -> npt.NDArray[np.intp]:
+        """The order the simulated cluster fills GPUs in: what a GPU-hour nets the site
+        (rental price less the platform's fee), best first, fleet order among equals. A
+        job that takes any GPU model lands where it earns the most, as on a Kueue
+        ClusterQueue whose flavors are listed best-paid first; the order the fleet is
+        written in the config changes nothing."""
+        net = gpu_price * (1.0 - self.platform_fee)
+        return np.argsort(-net, kind="stable").astype(np.intp)
 
 
 def _frozen(array: npt.NDArray[Any]) -> npt.NDArray[Any]:

@@ -207,6 +207,8 @@ def score_table(
             expected_by_model,
             expected_any,
             headroom,
+            gpu_usd_by_model,
+            platform_fee,
             fill,
         )
     ai_and_switch_terms(
@@ -1184,6 +1186,8 @@ def allocate_fill(
     expected_by_model: F64,
     expected_any: float,
     headroom: float,
+    gpu_usd_by_model: F64,
+    platform_fee: F64,
     fill: F64,
 ) -> None:
     """Share of each GPU node's GPUs that demand would fill in AI mode, into `fill`.
@@ -1191,8 +1195,10 @@ def allocate_fill(
     Running pods stay where they are. Pending GPUs of a model go first to free GPUs on
     nodes of that model already in AI, then to other nodes in order of least mining value
     (revenue − power cost in the mine row) given up. Jobs that accept any model take what
-    is left, in the same order. Only GPU rows (`rows`) are visited. `expected_by_model` is
-    empty when the source does not track expected demand per model.
+    is left on the GPUs that net the most per hour (price less the platform's fee), the
+    order the cluster fills GPUs in, and among equals in the same order. Only GPU rows
+    (`rows`) are visited. `expected_by_model` is empty when the source does not track
+    expected demand per model.
     """
     sel = np.empty(rows.shape[0], dtype=np.intp)
     m = 0
@@ -1246,7 +1252,6 @@ def allocate_fill(
     order = by_value[np.argsort(key, kind="mergesort")]
 
     before_model = np.zeros(max(n_models, n_keys // 2))
-    before_any = 0.0
     for j in order:
         r = sel[j]
         model = gpu_model[r]
@@ -1254,9 +1259,17 @@ def allocate_fill(
         take = min(max(pending[model] - before_model[model], 0.0), cap)
         before_model[model] += cap
         fill_gpus[j] += take
-        if pending_any > 0:
-            # Any-model demand takes the remaining capacity in the same order, pooled.
-            left = cap - take
+    if pending_any > 0:
+        # Any-model demand takes the remaining capacity, pooled, best-paid GPUs first.
+        dearest_first = np.empty(c)
+        for k in range(c):
+            r = sel[order[k]]
+            model = gpu_model[r]
+            price = gpu_usd_by_model[model] if model < gpu_usd_by_model.shape[0] else np.nan
+            dearest_first[k] = -price * (1.0 - platform_fee[r]) if np.isfinite(price) else np.inf
+        before_any = 0.0
+        for j in order[np.argsort(dearest_first, kind="mergesort")]:
+            left = gpus_all[sel[j]] - fill_gpus[j]
             fill_gpus[j] += min(max(pending_any - before_any, 0.0), left)
             before_any += left
     for j in range(m):
