@@ -186,7 +186,7 @@ class DecisionCycle:
         started = time.perf_counter()
         pending = self._pending(demand, fleet, now)
         state_in = self.step.policy_state
-        history = deps.market.history(now) if self.policy.uses_history else None
+        history = deps.market.history(now) if self.step.needs_history else None
         try:
             plan = self.step.decide(now_s=now, prices=prices, demand=pending, fleet=fleet,
                                     history=history, frozen=bool(frozen))
@@ -236,14 +236,17 @@ class DecisionCycle:
                 skipped_cycles=self.step.skipped_cycles,
                 frozen=bool(frozen),
                 contract_peak_kw=self.step.contract_peaks_in,
+                power_nowcast_usd_mwh=self.step.nowcast_usd_mwh,
             ) if replayable else None,
         )
+        bill: Any = getattr(deps.actuator, "hear_grid", None)
+        if self.grid is not None and callable(bill):
+            # A dry-run's simulated site bills the plan's step with the live events the
+            # decision saw (kept for the step only: nothing acts before the journal).
+            bill(record.grid_signals)
         deps.journal.record(record)  # JournalError propagates: no record, no action
         if self.grid is not None:
             self.grid.acknowledge(plan.decision_id, now)
-            bill: Any = getattr(deps.actuator, "hear_grid", None)
-            if callable(bill):  # a dry-run's simulated site bills the live events it saw
-                bill(record.grid_signals)
         result = deps.actuator.apply(plan, fleet)
         # Only switches the actuator began count against the budgets (not shadow's, not
         # a rate-limited one, not a node merely adopted).
