@@ -172,7 +172,7 @@ def test_file_that_stops_listing_an_event_ends_it_at_the_next_cycle(tmp_path: Pa
     end = start_s + 40 * STEP_S  # past the run: only the withdrawal ends it
     signals.write_text(json.dumps({"events": [_event("gone-1", start_s, end,
                                                      called_at=_iso(start_s - STEP_S))]}))
-    proc = _start(config, tmp_path)
+    proc = _start(config, tmp_path, pace=0.1)
     try:
         _wait_cycles(proc, tmp_path, 5)
         signals.write_text(json.dumps({"site": "west-texas", "events": []}))

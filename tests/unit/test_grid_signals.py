@@ -383,6 +383,9 @@ def test_a_file_that_drops_an_event_ends_it_journaled_and_restored(
     signals.write_bytes(b"{garbage")
     grid.poll(T0 + H)
     assert _cap_kw(book, T0 + H) == 300.0  # nothing parsed: nothing ends
+    signals.unlink()
+    grid.poll(T0 + H)
+    assert _cap_kw(book, T0 + H) == 300.0  # a deleted file is no message either
     signals.write_text(json.dumps({"events": both[:1]}))
     grid.poll(T0 + 2 * H)
     book.event_caps(T0 + 2 * H, H, np.array([3.2e6]))
