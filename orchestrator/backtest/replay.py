@@ -102,9 +102,11 @@ def redecide(record: CycleRecord, config: HashpivotConfig, policy: Policy) -> Pl
         pending = DemandSummary.from_jobs(record.demand.pending, fleet.gpu_models)
         step.policy_state = state
         frozen = bool(record.plan.get("frozen"))
+    nowcast = inputs.power_nowcast_usd_mwh if inputs is not None else None
     return step.decide(now_s=record.now_s, prices=snapshot_to_prices(record.market, fleet),
                        demand=pending, fleet=fleet, frozen=frozen,
-                       demand_level=record.expected_gpus)
+                       demand_level=record.expected_gpus,
+                       nowcast_usd_mwh=None if nowcast is None else np.array(nowcast))
 
 
 @dataclass

@@ -34,7 +34,8 @@ def replay_ledger(records: Sequence[CycleRecord], config: HashpivotConfig,
     step_s = config.backtest.step_s
     start = datetime.fromtimestamp(cycles[0].now_s, UTC)
     end = datetime.fromtimestamp(cycles[-1].now_s + step_s, UTC)
-    inputs = prepare_backtest(config, start=start, end=end, needs_history=policy.uses_history)
+    inputs = prepare_backtest(config, start=start, end=end,
+                              needs_history=policy.uses_history or config.scoring.nowcasts_power)
     cluster = SimulatedCluster(inputs)
     for record in cycles:
         plan = redecide(record, config, policy)

@@ -198,7 +198,7 @@ def simulate(
                         contracts=contract_accounts(config))
     ledger = Ledger.zeros(times, fleet.n)
     step = decision_step(config, policy, guards, programs=programs)
-    wants_history = history is not None and policy.uses_history
+    wants_history = history is not None and step.needs_history
     for k in range(times.shape[0]):
         now = float(times[k])
         ledger.sla_misses[k] = sim.arrive(now)
@@ -511,7 +511,8 @@ def run_backtest(
     """
     with_baselines = config.backtest.baselines if baselines is None else baselines
     specs = policy_specs(config, policies, with_baselines, params, ignore_programs)
-    needs_history = any(resolve_policy_class(s.spec).uses_history for s in specs)
+    needs_history = config.scoring.nowcasts_power or any(
+        resolve_policy_class(s.spec).uses_history for s in specs)
     inputs = prepare_backtest(config, start=start, end=end, needs_history=needs_history)
     runs = (map_runs or run_sequentially)(inputs, specs, progress)
     oracle = None

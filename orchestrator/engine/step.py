@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from orchestrator.engine.contracts import ContractBook, join_notes
+from orchestrator.engine.nowcast import typical_change
 from orchestrator.engine.plan import Plan, build_context, decide
 from orchestrator.framework.context import SWITCH_LOAD_HALF_LIFE_S, MarketHistory
 from orchestrator.framework.policy import Policy
@@ -93,6 +94,9 @@ class DecisionStep:
     contract_notes: tuple[str, ...] = ()
     #: Per site, the month-to-date peak (kW) the last decision started from (journaled).
     contract_peaks_in: list[float] | None = None
+    #: Per site, the power price the last decision used before it was published
+    #: (journaled; None: the published price).
+    nowcast_usd_mwh: list[float] | None = None
     # Switch history aligned with `_names` (the fleet rows last decided on).
     _names: npt.NDArray[np.object_] | None = field(default=None, repr=False)
     _last_s: F64 = field(default_factory=lambda: np.zeros(0), repr=False)
@@ -170,6 +174,13 @@ class DecisionStep:
         self._names, self._last_s, self._load = names, last_s, load
 
     # --- the step -----------------------------------------------------------------------
+    @property
+    def needs_history(self) -> bool:
+        """Whether `decide` wants the market history: the policy reads it, or the score
+        table prices power at a nowcast."""
+        return self.policy.uses_history or (
+            self.scoring is not None and self.scoring.nowcasts_power)
+
     def decide(
         self,
         *,
@@ -180,6 +191,7 @@ class DecisionStep:
         history: MarketHistory | None = None,
         frozen: bool = False,
         demand_level: float | None = None,
+        nowcast_usd_mwh: F64 | None = None,
     ) -> Plan:
         """Decide one cycle. `demand` is what waits now (pending GPUs); the step adds the
         smoothed level. Raises `PolicyError` when the policy fails or returns what the
@@ -192,10 +204,19 @@ class DecisionStep:
         if last_now is not None and self.interval_s > 0:
             skipped = max(round((now_s - last_now) / self.interval_s) - 1, 0)
         power = cap = shed = None
+        spot = prices.power_usd_mwh
+        if nowcast_usd_mwh is None and history is not None and self.scoring is not None \
+                and self.scoring.nowcasts_power:
+            # The interval being decided is priced before the market publishes it.
+            nowcast_usd_mwh = typical_change(
+                history.for_sites(tuple(site.name for site in fleet.sites)), now_s, spot)
+        self.nowcast_usd_mwh = None
+        if nowcast_usd_mwh is not None:
+            spot = power = nowcast_usd_mwh
+            self.nowcast_usd_mwh = [float(x) for x in nowcast_usd_mwh]
         if self.contracts is not None:
             self.contract_peaks_in = self.contracts.peaks_kw(now_s)
-            power, self.contract_notes = self.contracts.score_prices(
-                now_s, prices.power_usd_mwh, fleet)
+            power, self.contract_notes = self.contracts.score_prices(now_s, spot, fleet)
             # A called demand-response event lowers the site's cap for the guards.
             cap, event_notes = self.contracts.event_caps(
                 now_s, self.interval_s, fleet.statics.site_cap_w)

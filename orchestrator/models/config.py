@@ -58,6 +58,16 @@ class ScoringConfig(StrictModel):
         description="AI capacity kept above the smoothed demand level, as a share of it: "
         "bursts find GPUs ready instead of waiting for nodes to switch back.",
     )
+    power_nowcast: Literal["last-published", "typical-change"] = Field(
+        default="last-published",
+        description="Power price the score table uses while the interval being decided "
+        "is not yet published: the newest published price, or that plus the median "
+        "change between the same two times of day over the past 7 days.",
+    )
+
+    @property
+    def nowcasts_power(self) -> bool:
+        return self.power_nowcast == "typical-change"
 
 
 class GuardConfig(StrictModel):

@@ -108,6 +108,9 @@ class DecisionInputs(BaseModel):
     #: Per site, the month-to-date peak (kW) a power contract's demand charge started
     #: from (None: no site has a contract).
     contract_peak_kw: list[float] | None = None
+    #: Per site, the power price the score table used for the interval before it was
+    #: published (`scoring.power_nowcast`; None: the published price).
+    power_nowcast_usd_mwh: list[float] | None = None
 
 
 class FleetColumns(BaseModel):

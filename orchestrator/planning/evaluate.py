@@ -282,7 +282,7 @@ def run_cell(plan: Plan, cell: Cell, progress: Callable[[int], None] | None = No
     """Run the converted site over one scenario with the plan's policy."""
     cfg, facts = sized_config(plan, cell.size_mw, cell.scenario)
     name = cfg.policy.name
-    needs_history = resolve_policy_class(name).uses_history
+    needs_history = resolve_policy_class(name).uses_history or cfg.scoring.nowcasts_power
     inputs = _stress(prepare_backtest(cfg, needs_history=needs_history), cell.scenario)
     spec = PolicySpec(
         f"{cell.size_mw:g} MW / {cell.scenario.name}", name, cfg.policy.params, cfg.guards

@@ -69,7 +69,8 @@ class SimulatedClusterActor:
 
         policy = load_policy(config.policy.name, config.policy.params)
         inputs = prepare_backtest(config, start=start, end=end,
-                                  needs_history=policy.uses_history)
+                                  needs_history=policy.uses_history
+                                  or config.scoring.nowcasts_power)
         self.cluster = SimulatedCluster(inputs)
 
     def fleet(self, now_s: float) -> FleetTable:

@@ -71,7 +71,8 @@ def dry_run(
 ) -> Wiring:
     """Recorded market, replay clock and the simulated site (`cluster`: ports of one that
     lives elsewhere, e.g. in its own Ray actor)."""
-    inputs = prepare_backtest(config, start=start, end=end, needs_history=policy.uses_history)
+    inputs = prepare_backtest(config, start=start, end=end,
+                              needs_history=policy.uses_history or config.scoring.nowcasts_power)
     from orchestrator.backtest.recorded import RecordedMarketSource
     from orchestrator.models.config import base_dir
 
