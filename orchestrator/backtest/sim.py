@@ -108,13 +108,6 @@ class Ledger:
             coincident_peak_charge=np.zeros(k),
         )
 
-    def count(self, plan: Plan) -> None:
-        """Tally a plan's switches per node and its guard interventions."""
-        changed = plan.changed
-        if changed.size:
-            self.node_switches[changed] += 1
-        _count_guard_codes(plan.reason, _FIRST_GUARD, self.guard_holds)
-
     def holds(self) -> dict[str, int]:
         """Node-steps per guard that held or changed a node (guards that never acted are
         left out)."""
@@ -341,16 +334,17 @@ class SimulatedSite:
                 switching,
                 leaving,
                 SWITCH_LOAD_HALF_LIFE_S,
+                self._can_serve,
+                self._accepting,
+                ledger.node_switches,
             )
             mode.flags.writeable = since.flags.writeable = False
             self.fleet = fleet = fleet.with_columns(mode=mode, since=since)
-            self._accepting = self._accepting_jobs()
             if leaving_ai:
                 ledger.evictions[k] = self.book.evict(
                     leaving, now_s, gpu_price, self.scoring.eviction_penalty_gpu_hours, switching
                 )
         ledger.switches[k] = changed.size
-        ledger.count(plan)
 
         ledger.jobs_served[k], busy_gpu_h = self.book.serve(
             self._accepting, fleet.gpus, self.ready_at, now_s, end_s, self._fill_order
@@ -377,6 +371,8 @@ class SimulatedSite:
             ledger.node_switching,
             ledger.modes[k],
             self._site_energy,
+            plan.reason,
+            ledger.guard_holds,
         )
         if contracts is not None:
             contracts.record(ledger, k, now_s, dt_s, self._site_energy, realized.power_usd_mwh)
@@ -418,17 +414,6 @@ def _frozen(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
 
 
 @compiled
-def _count_guard_codes(reason: npt.NDArray[np.int16], first: int, counts: npt.NDArray[np.int64]
-                       ) -> None:
-    """Add each node whose reason is a guard's code (first ≤ code < first + len(counts))
-    to that guard's count: one pass, no temporary (a bincount widens every code first)."""
-    for i in range(reason.shape[0]):
-        code = reason[i] - first
-        if code >= 0 and code < counts.shape[0]:
-            counts[code] += 1
-
-
-@compiled
 def _switch(
     changed: I64,
     target: npt.NDArray[np.int8],
@@ -445,11 +430,16 @@ def _switch(
     switching: F64,
     leaving_ai: B,
     switch_load_half_life_s: float,
+    can_serve: B,
+    accepting: B,
+    node_switches: npt.NDArray[np.int64],
 ) -> tuple[float, int]:
     """Start every planned switch: the node is down while the old workload stops and the
     new one starts, pays its wear, and counts against its switch budget. Updates `mode`,
-    `since`, `ready_at`, `switch_load`, `switching` (USD) and marks nodes leaving AI.
-    Returns the output lost while down (USD, this step) and how many nodes leave AI."""
+    `since`, `ready_at`, `switch_load`, `switching` (USD), whether the node takes AI jobs
+    (`accepting`: in AI mode and `can_serve`) and its switch count, and marks nodes
+    leaving AI. Returns the output lost while down (USD, this step) and how many nodes
+    leave AI."""
     lost = 0.0
     leaving = 0
     for i in changed:
@@ -465,6 +455,8 @@ def _switch(
             leaving += 1
         mode[i] = new
         since[i] = now_s
+        accepting[i] = new == AI and can_serve[i]
+        node_switches[i] += 1
     return lost, leaving
 
 
@@ -500,6 +492,8 @@ def _accrue(
     node_switching: F64,
     nodes_per_mode: npt.NDArray[np.int64],
     site_energy_wh: F64,
+    reason: npt.NDArray[np.int16],
+    guard_holds: npt.NDArray[np.int64],
 ) -> tuple[float, float, float, float]:
     """Accrue one step per node into the per-node totals and count nodes per mode; return
     the step's mining revenue, AI revenue (after the platform fee), power cost and
@@ -509,7 +503,9 @@ def _accrue(
     pool fee, platform fee, tariff adder. A node earns only once its workload has started
     (`ready_at`); it draws idle power all step, plus the mining increment while mining,
     plus the AI increment per busy GPU-hour in AI mode. `site_energy_wh` receives each
-    site's energy over the step (Wh), which power contracts charge on.
+    site's energy over the step (Wh), which power contracts charge on. Each node whose
+    plan `reason` is a guard's code adds one to that guard's `guard_holds` count
+    (indexed by code − GUARD_STALE_DATA).
     """
     site, algorithm = lookups[0], lookups[1]
     hashrate, watts_mine, watts_idle, watts_ai = facts[0], facts[1], facts[2], facts[3]
@@ -548,4 +544,8 @@ def _accrue(
         ai_sum += ai_rev
         power_sum += power_cost
         switching_sum += switching[i]
+        # The plan's guard interventions, counted in the same pass (no second call).
+        code = reason[i] - _FIRST_GUARD
+        if code >= 0 and code < guard_holds.shape[0]:
+            guard_holds[code] += 1
     return mine_sum, ai_sum, power_sum, switching_sum

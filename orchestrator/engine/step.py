@@ -46,6 +46,7 @@ _HISTORY_HORIZON_S = 7 * 86_400.0
 _NEGLIGIBLE_LOAD = 1e-3
 #: Switch counts of many nodes, or of one.
 Load = TypeVar("Load", F64, float)
+_add = np.add.reduce
 
 
 def _load_after_switch(load: Load, last_s: Load, at_s: float) -> Load:
@@ -104,6 +105,9 @@ class DecisionStep:
     # Restored history by node name, for nodes not yet seen since the restore.
     _restored: dict[str, tuple[float, float]] | None = field(default=None, repr=False)
     _model_cache: tuple[object, int | None] | None = field(default=None, repr=False)
+    # A fleet's `since` column found equal to the switch history (the simulated site
+    # keeps both), so the fleet needs no copy with the history's column.
+    _same_since: tuple[F64, F64] | None = field(default=None, repr=False)
 
     # --- inputs -------------------------------------------------------------------------
     def _demand(self, pending: DemandSummary, fleet: FleetTable, now_s: float,
@@ -111,8 +115,9 @@ class DecisionStep:
         """Pending demand plus the smoothed level of running + pending GPUs (`level`: the
         level to use, as a journal replay knows it). The level is one number: for the
         configured GPU model when the demand names one the fleet has, else any model."""
-        total = float(pending.pending_gpus.sum()) + pending.pending_gpus_any_model
-        total += float(fleet.ai_gpus_busy.sum())
+        # `np.add.reduce` is what `.sum()` calls, without its Python wrapper (per cycle).
+        total = float(_add(pending.pending_gpus)) + pending.pending_gpus_any_model
+        total += float(_add(fleet.ai_gpus_busy))
         if level is not None:
             self.expected_gpus = level
         elif self.expected_gpus is None or self.last_now_s is None:
@@ -173,6 +178,20 @@ class DecisionStep:
         last_s.flags.writeable = load.flags.writeable = False
         self._names, self._last_s, self._load = names, last_s, load
 
+    def _with_history(self, fleet: FleetTable) -> FleetTable:
+        """The fleet with `since` from the switch history, as the context shows it. A
+        source that already reports the same times (the simulated site) is used as it is:
+        equal columns are compared once per pair of unchanging arrays, not copied."""
+        since, last_s = fleet.since, self._last_s
+        same = self._same_since
+        if since is last_s or (same is not None and same[0] is since and same[1] is last_s):
+            return fleet
+        if (not since.flags.writeable and since.base is None and since.dtype == last_s.dtype
+                and np.array_equal(since, last_s)):
+            self._same_since = (since, last_s)
+            return fleet
+        return fleet.with_columns(since=last_s)
+
     # --- the step -----------------------------------------------------------------------
     @property
     def needs_history(self) -> bool:
@@ -224,7 +243,7 @@ class DecisionStep:
             shed = self.contracts.lease_shed  # a commitment that comes before leases
         ctx = build_context(
             now_s=now_s, prices=prices, demand=summary,
-            fleet=fleet.with_columns(since=self._last_s), guards=guards,
+            fleet=self._with_history(fleet), guards=guards,
             scoring=self.scoring, history=history, policy_state=self.policy_state,
             interval_s=self.interval_s, skipped_cycles=skipped, switch_load=self._load,
             power_usd_mwh=power, site_cap_w=cap,
