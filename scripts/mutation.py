@@ -91,9 +91,11 @@ FULL = (
     Target("orchestrator/engine/plan.py", ("build_context", "decide"),
            (*GUARD_TESTS, "tests/unit/test_journal_before_act.py")),
     # The cycle is driven by the in-process controller and replay tests as well as by the
-    # journal-before-act and policy fuzz tests.
+    # journal-before-act and policy fuzz tests; the journal and metrics one cycle leaves
+    # (tests/runtime/test_cycle_observable.py) run first, as they are the quickest.
     Target("orchestrator/runtime/cycle.py", None,
-           ("tests/unit/test_journal_before_act.py", "tests/unit/test_fuzz_policy.py",
+           ("tests/runtime/test_cycle_observable.py",
+            "tests/unit/test_journal_before_act.py", "tests/unit/test_fuzz_policy.py",
             "tests/runtime/test_controller.py", "tests/runtime/test_replay.py",
             "tests/runtime/test_decision_step.py")),
 )
