@@ -314,8 +314,13 @@ def run_policy(
 ) -> PolicyRun:
     """Load the policy named by `spec` and simulate it over the whole period."""
     policy = load_policy(spec.spec, spec.params)
+    config = inputs.config
+    if spec.baseline and config.scoring.nowcasts_power:
+        # A baseline stands for what a site runs without hashpivot: the published price.
+        config = config.model_copy(update={"scoring": config.scoring.model_copy(
+            update={"power_nowcast": "last-published"})})
     ledger = simulate(
-        inputs.config,
+        config,
         policy,
         spec.guards,
         fleet=inputs.fleet,

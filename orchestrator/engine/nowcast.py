@@ -46,10 +46,11 @@ def typical_change(history: MarketHistory, now_s: float, published: F64,
         latest_s = float(times[-1])
         if interval_s <= 0 or now_s < latest_s + interval_s:
             continue  # the interval being decided is published
-        target_s = latest_s + np.floor((now_s - latest_s) / interval_s) * interval_s
-        back = DAY_S * np.arange(1, days + 1)
-        change = _price_at(times, prices, target_s - back) - _price_at(times, prices,
-                                                                         latest_s - back)
+        target_s = latest_s + float(np.floor((now_s - latest_s) / interval_s)) * interval_s
+        back: F64 = DAY_S * np.arange(1, days + 1, dtype=np.float64)
+        later = _price_at(times, prices, target_s - back)
+        earlier = _price_at(times, prices, latest_s - back)
+        change = np.subtract(later, earlier)
         change = change[np.isfinite(change)]
         if change.shape[0] >= MIN_DAYS:
             out[site] = prices[-1] + float(np.median(change))
@@ -59,5 +60,7 @@ def typical_change(history: MarketHistory, now_s: float, published: F64,
 def _price_at(times: F64, prices: F64, at_s: F64) -> F64:
     """The price of the interval starting exactly at each of `at_s` (NaN: none)."""
     i = np.searchsorted(times, at_s)
-    found = (i < times.shape[0]) & (times[np.minimum(i, times.shape[0] - 1)] == at_s)
-    return np.where(found, prices[np.minimum(i, times.shape[0] - 1)], np.nan)
+    last = np.minimum(i, times.shape[0] - 1)
+    found = (i < times.shape[0]) & (times[last] == at_s)
+    out: F64 = np.where(found, prices[last], np.nan)
+    return out
