@@ -13,7 +13,7 @@ from bench.summary import print_table
 
 BENCHES = ["bench_decision", "bench_backtest", "bench_sweep", "bench_telemetry", "bench_asic",
            "bench_k8s", "bench_data", "bench_kueue", "bench_operator", "bench_startup",
-           "bench_contracts", "bench_grid"]
+           "bench_contracts", "bench_grid", "bench_oracle_contract"]
 
 
 def main() -> None:

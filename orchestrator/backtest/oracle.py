@@ -22,6 +22,14 @@ that delays work can run it in a later step, so the on-arrival demand of each st
 not bound it; the running total does. Downtime while switching is charged at the new
 mode's value above idle, as the simulated site loses it (the node draws idle power).
 
+On a site with a power contract (`contract_prices`), each step's energy is priced as the
+contract bills it, and the lines that do not follow from the energy price enter the bound
+on the schedule's side: exact where they are linear or fixed (resale of a fixed block,
+coincident-peak charges, availability payments), the demand charge at its lower bound,
+credits at their upper bounds, and each event's shortfall penalty through a multiplier ν
+no higher than the penalty rate. The schedule plans at the same prices under the caps the
+guards apply during called events.
+
 Identical nodes (same profile, site and starting mode) share one dynamic program, so
 the cost is O(steps × classes), independent of the fleet size. The oracle ignores min
 dwell and switch budgets (both the bound and the schedule may switch every step).
