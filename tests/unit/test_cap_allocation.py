@@ -589,3 +589,56 @@ def test_the_steps_kept_are_the_shortest_run_that_covers_in_any_arrival_order() 
         kept = heap[base : base + size].tolist()
         assert sorted(kept) == sorted(expect), case
         assert got == pytest.approx(covered), case
+
+
+def test_of_two_lower_options_alike_in_draw_and_value_a_load_goes_back_to_its_mode() -> None:
+    # A GPU node planned from AI into mining (1,000 W, $5/h); in AI it draws what idle
+    # draws (100 W) and earns what idling does ($0/h). The cap leaves room for 100 W only:
+    # of the two alike, the node stays in the mode it is in (no switch made for nothing).
+    watts = [[100], [1000], [100]]
+    value = [[0.0], [5.0], [0.0]]
+    target, reason, power, _, _ = _alloc(watts, value, [MINE], [AI], 500)
+    assert target == [AI]
+    assert reason == [Reason.GUARD_POWER_CAP_REVERTED]
+    assert power == 100
+
+
+def test_a_node_mining_below_its_idle_draw_is_shed_in_two_steps() -> None:
+    # A GPU node mining on a low measured draw (200 W, losing $2/h), under its idle draw
+    # (300 W, $0/h), planned into AI (1,000 W, $10/h). Per watt, idling first gives up
+    # $10/700 W, then mining $2/100 W; straight to mining, $12/800 W: two steps on the
+    # hull. The cap leaves 250 W: only mining fits, so both steps are taken.
+    watts = [[300], [200], [1000]]
+    value = [[0.0], [-2.0], [10.0]]
+    assert 10 / 700 <= 12 / 800 <= 2 / 100  # the hull the steps follow
+    target, reason, power, _, _ = _alloc(watts, value, [AI], [MINE], 250)
+    assert target == [MINE]
+    assert reason == [Reason.GUARD_POWER_CAP_REVERTED]
+    assert power == 200
+
+
+def test_a_demand_response_event_over_leases_sheds_a_leased_node_to_meet_the_cap() -> None:
+    from orchestrator.engine.guards import apply_guards
+
+    # Two H100 nodes serving leased (non-interruptible) AI for another hour; a 10 kW cap.
+    h100 = profiles("h100-sxm-8x")[0]
+    cap_w = 10_000.0
+    assert 2 * h100.watts_ai > cap_w >= h100.watts_ai + h100.watts_idle
+    fleet = FleetTable.build([h100], [Site(name="s", power_cap_kw=cap_w / 1000)], [0, 0],
+                             modes=[AI, AI], since_s=NOW - 86_400)
+    fleet = fleet.with_columns(lease_until=np.full(2, NOW + 3600.0),
+                               ai_interruptible=np.zeros(2, dtype=bool),
+                               ai_gpus_busy=np.full(2, 8.0))
+    guards = GuardConfig(min_dwell_s=0.0, max_fleet_switch_share_per_hour=1.0)
+    ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW),
+                        demand=DemandSummary(np.array([0.0]), np.array([np.nan])),
+                        fleet=fleet, guards=guards)
+    keep = PolicyDecision(target=np.array([AI, AI], dtype=np.int8),
+                          reason=np.full(2, int(Reason.UNCHANGED), np.int16))
+    # No event over leases: the leases hold, whatever the cap.
+    held = apply_guards(ctx, keep, guards)
+    assert held.target.tolist() == [AI, AI]
+    # An event whose commitment comes before AI leases: one leased node is idled.
+    shed = apply_guards(ctx, keep, guards, lease_shed_site=np.array([True]))
+    assert sorted(shed.target.tolist()) == [IDLE, AI]
+    assert float(shed.site_power_w[0]) == pytest.approx(h100.watts_ai + h100.watts_idle)
