@@ -251,7 +251,8 @@ class ContractPrices:
     exact_usd: F64
     #: USD per step the bound adds for credits that depend on the schedule: each at
     #: its largest possible value (demand-response energy payments, the intercept of the
-    #: curtailment credit's upper bound).
+    #: curtailment credit's upper bound), and the intercept of the line bounding a
+    #: resold block's cost where the site may draw beyond the block.
     upper_usd: F64
     #: The site's cap while a called event is in force (W; inf: none), as the guards
     #: apply it to every decision.
@@ -273,8 +274,8 @@ def contract_prices(
 
     - Fixed price with resale of a block B: the ledger bills B × (fixed − spot) + E ×
       (spot + adder) for E ≤ B, and E × (fixed + adder) above it; B × (fixed − spot) is
-      exact and E is priced at spot where `hi` ≤ B, else at the lower of spot and fixed
-      (a line below both pieces).
+      exact and E is priced at spot where `hi` ≤ B; else, where spot is above fixed (the
+      cost then concave), the part above the block is bounded by its chord over [lo, hi].
     - Demand charge (≥ 0): bounded below by the rate × the month's average draw (the
       highest hourly average is at least the average), a price of rate ÷ hours of the
       month per kWh.
@@ -313,7 +314,20 @@ def contract_prices(
         if isinstance(price, FixedPrice) and s.contracted_kw > 0:
             block_kw = s.contracted_kw
             exact += block_kw * dt_h / 1000.0 * (spot - price.usd_mwh)
-            bound[:, j] = spot if hi_kw[j] <= block_kw else np.minimum(spot, price.usd_mwh)
+            if hi_kw[j] > block_kw:
+                # Above the block each MWh costs fixed instead of spot: where spot is the
+                # higher, the cost is concave in the energy, and a line above the draw
+                # beyond the block, max(kW − B, 0) ≤ r × kW − q on [lo, hi] (its chord),
+                # keeps the bound's cost below it.
+                if block_kw <= lo_kw[j]:
+                    r, q = 1.0, block_kw
+                else:
+                    r = (hi_kw[j] - block_kw) / (hi_kw[j] - lo_kw[j])
+                    q = r * lo_kw[j]
+                dearer = np.maximum(spot - price.usd_mwh, 0.0)
+                spot = spot - r * dearer
+                upper -= dearer * q * dt_h / 1000.0
+            bound[:, j] = spot
         elif price != "spot":
             energy = np.array([book.energy_usd_mwh(b, t, float(x))
                                for t, x in zip(local, spot, strict=True)])

@@ -213,12 +213,14 @@ def contract_sites(draw: st.DrawFn) -> tuple[Any, ...]:
     probe = FleetTable.build(still, [Site(name="s")], prof, modes=modes)
     full_w = float(np.sum(np.maximum(probe.watts_mine, probe.watts_ai)))
     cap_w = float(draw(st.sampled_from([0.55, 0.8, 1.0]))) * full_w
-    kind = draw(st.sampled_from(["spot", "fixed", "resale-small", "resale-large", "tou"]))
+    kind = draw(st.sampled_from(["spot", "fixed", "resale-tiny", "resale-small",
+                                 "resale-large", "tou"]))
     price: Any = "spot"
     if kind == "fixed":
         price = FixedPrice(usd_mwh=FIXED_USD_MWH)
     elif kind.startswith("resale"):
-        share = 0.5 if kind == "resale-small" else 1.2
+        # A block below every node's idle draw, inside the site's range, above its cap.
+        share = {"resale-tiny": 1e-6, "resale-small": 0.5, "resale-large": 1.2}[kind]
         price = FixedPrice(usd_mwh=FIXED_USD_MWH, resale_at_spot=True,
                            contracted_kw=share * cap_w / 1000.0)
     elif kind == "tou":
