@@ -28,7 +28,7 @@ from orchestrator.engine.kernels import (
 )
 from orchestrator.engine.plan import Plan
 from orchestrator.framework.context import SWITCH_LOAD_HALF_LIFE_S
-from orchestrator.framework.jit import AI, MINE, compiled
+from orchestrator.framework.jit import AI, IDLE, MINE, compiled
 from orchestrator.framework.reasons import GUARD_REASONS, POLICY_REASON_MIN, Reason
 from orchestrator.models.config import ScoringConfig
 from orchestrator.models.demand import NO_JOBS, DemandSummary, PendingJobs
@@ -515,28 +515,37 @@ def _accrue(
     # Every node already running works the whole step: the same hours for all of them.
     steady_h = min(max(end_s - now_s, 0.0), dt_s) / 3600.0
     mine_sum = ai_sum = power_sum = switching_sum = 0.0
-    nodes_per_mode[:] = 0
+    # Counts and one site's energy add up in registers, not through memory per node.
+    n_mine = n_ai = 0
+    one_site = site_energy_wh.shape[0] == 1
+    energy_sum = 0.0
     site_energy_wh[:] = 0.0
     for i in range(mode.shape[0]):
-        nodes_per_mode[mode[i]] += 1
         if ready_at[i] <= now_s:
             productive_h = steady_h
         else:
             productive_h = min(max(end_s - ready_at[i], 0.0), dt_s) / 3600.0
         energy_wh = watts_idle[i] * dt_h
         mine_rev = 0.0
-        if mode[i] == MINE:
+        m = mode[i]
+        if m == MINE:
+            n_mine += 1
             usd_per_unit_day = usd_per_unit_day_by_algorithm[algorithm[i]]
             per_h = mining_revenue_usd_per_hour(hashrate[i], usd_per_unit_day, pool_fee[i])
             mine_rev = per_h * productive_h
             energy_wh += (watts_mine[i] - watts_idle[i]) * productive_h
-        elif mode[i] == AI and gpus[i] > 0:
-            energy_wh += (watts_ai[i] - watts_idle[i]) / gpus[i] * busy_gpu_h[i]
+        elif m == AI:
+            n_ai += 1
+            if gpus[i] > 0:
+                energy_wh += (watts_ai[i] - watts_idle[i]) / gpus[i] * busy_gpu_h[i]
         # Busy GPU-hours at a full fill; energy in Wh over the step priced like W over 1 h.
         ai_rev = ai_revenue_usd_per_hour(busy_gpu_h[i], gpu_price[i], 1.0, platform_fee[i])
         power_price = power_usd_mwh_by_site[site[i]] + adder_usd_mwh[i]
         power_cost = power_cost_usd_per_hour(energy_wh, power_price)
-        site_energy_wh[site[i]] += energy_wh
+        if one_site:
+            energy_sum += energy_wh
+        else:
+            site_energy_wh[site[i]] += energy_wh
         node_revenue[i] += mine_rev + ai_rev
         node_power[i] += power_cost
         node_switching[i] += switching[i]
@@ -548,4 +557,9 @@ def _accrue(
         code = reason[i] - _FIRST_GUARD
         if code >= 0 and code < guard_holds.shape[0]:
             guard_holds[code] += 1
+    if one_site:
+        site_energy_wh[0] = energy_sum
+    nodes_per_mode[IDLE] = mode.shape[0] - n_mine - n_ai
+    nodes_per_mode[MINE] = n_mine
+    nodes_per_mode[AI] = n_ai
     return mine_sum, ai_sum, power_sum, switching_sum

@@ -388,6 +388,14 @@ def site_power(
 ) -> None:
     """Full-load draw of the plan per site, W (summed into `out`, zeroed first)."""
     out[:] = 0.0
+    if out.shape[0] == 1:
+        # One site: the same sum in the same order, kept in a register rather than
+        # stored and loaded back per node (about twice as fast at 10k nodes).
+        total = 0.0
+        for i in range(target.shape[0]):
+            total += watts_by_mode[target[i], i]
+        out[0] = total
+        return
     for i in range(target.shape[0]):
         out[site[i]] += watts_by_mode[target[i], i]
 
