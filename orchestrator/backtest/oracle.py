@@ -274,8 +274,10 @@ def contract_prices(
 
     - Fixed price with resale of a block B: the ledger bills B × (fixed − spot) + E ×
       (spot + adder) for E ≤ B, and E × (fixed + adder) above it; B × (fixed − spot) is
-      exact and E is priced at spot where `hi` ≤ B; else, where spot is above fixed (the
-      cost then concave), the part above the block is bounded by its chord over [lo, hi].
+      exact and E is priced at spot where `hi` ≤ B; else at spot + r × (fixed − spot),
+      r = (hi − B) ÷ (hi − lo): where spot is above fixed (the cost then concave) the
+      part above the block is bounded by its chord over [lo, hi], where it is below (the
+      cost convex) by a blend of the two pieces' lines. The schedule plans at that price.
     - Demand charge (≥ 0): bounded below by the rate × the month's average draw (the
       highest hourly average is at least the average), a price of rate ÷ hours of the
       month per kWh.
@@ -315,19 +317,20 @@ def contract_prices(
             block_kw = s.contracted_kw
             exact += block_kw * dt_h / 1000.0 * (spot - price.usd_mwh)
             if hi_kw[j] > block_kw:
-                # Above the block each MWh costs fixed instead of spot: where spot is the
-                # higher, the cost is concave in the energy, and a line above the draw
-                # beyond the block, max(kW − B, 0) ≤ r × kW − q on [lo, hi] (its chord),
-                # keeps the bound's cost below it.
+                # Above the block each MWh costs fixed instead of spot: the cost is the
+                # block's line plus (fixed − spot) × max(kW − B, 0). Where spot is the
+                # higher that part is concave and its chord on [lo, hi], r × kW − q, keeps
+                # the bound's cost below it; where fixed is, any blend of the two pieces'
+                # lines does, and the bound takes the same weight r on the fixed price.
                 if block_kw <= lo_kw[j]:
                     r, q = 1.0, block_kw
                 else:
                     r = (hi_kw[j] - block_kw) / (hi_kw[j] - lo_kw[j])
                     q = r * lo_kw[j]
-                dearer = np.maximum(spot - price.usd_mwh, 0.0)
+                dearer = spot - price.usd_mwh
+                upper -= np.where(dearer > 0, dearer * q, dearer * r * block_kw) * dt_h / 1000.0
                 spot = spot - r * dearer
-                upper -= dearer * q * dt_h / 1000.0
-            bound[:, j] = spot
+            bound[:, j] = plan[:, j] = spot
         elif price != "spot":
             energy = np.array([book.energy_usd_mwh(b, t, float(x))
                                for t, x in zip(local, spot, strict=True)])
