@@ -20,6 +20,7 @@ from typing import Any
 
 import highspy
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -297,3 +298,38 @@ def test_a_contract_needs_each_steps_time(case: tuple[Any, ...]) -> None:
         assert "times_s" in str(exc)
     else:
         raise AssertionError("a contract without step times was accepted")
+
+
+@pytest.mark.parametrize("spot_usd_mwh", [-10.0, 15.0, 90.0])
+@pytest.mark.parametrize("block_share", [1e-6, 0.5, 1.2])
+@pytest.mark.parametrize("mode", [0, 1])
+def test_one_miner_one_step_with_a_resold_block(spot_usd_mwh: float, block_share: float,
+                                                mode: int) -> None:
+    """Nothing couples or relaxes here, so the bound is each mode's own linear price of its
+    energy: it must stay at or above both modes' net, worked out by the ledger's formula
+    (energy at the contract price, the unused part of the block resold at spot; no
+    switching time, so a switch costs its wear only)."""
+    p = profiles("s19-xp")[0].model_copy(update={"mine_stop_s": 0.0, "mine_start_s": 0.0})
+    block_kw = block_share * p.watts_mine / 1000.0
+    site = Site(name="s", tariff_adder_usd_mwh=ADDER, pool_fee=POOL_FEE, timezone="UTC",
+                contract=PowerContract(price=FixedPrice(
+                    usd_mwh=FIXED_USD_MWH, resale_at_spot=True, contracted_kw=block_kw)))
+    fleet = FleetTable.build([p], [site], [0], modes=[mode])
+    unit = np.array([[0.05]])  # USD per TH/s per day
+    spot = np.array([[spot_usd_mwh]])
+    oracle = hindsight_oracle(
+        fleet, realized_unit_price=unit, realized_gpu_price=np.zeros((1, 0)),
+        realized_power=spot, demand_gpus=np.zeros(1), dt_s=DT_S,
+        contracts=ContractBook([site]), times_s=np.array([T0]))
+
+    def net(watts: float, revenue: float) -> float:
+        used_mwh = watts / 1e6
+        unused_mwh = max(block_kw / 1000.0 - used_mwh, 0.0)
+        return (revenue - used_mwh * (FIXED_USD_MWH + ADDER)
+                - unused_mwh * FIXED_USD_MWH + unused_mwh * spot_usd_mwh)
+
+    mining = p.mine_hashrate * 0.05 / 24 * (1 - POOL_FEE)
+    wear = p.wear_usd_per_switch
+    best = max(net(p.watts_idle, 0.0) - (wear if mode == 1 else 0.0),
+               net(p.watts_mine, mining) - (wear if mode == 0 else 0.0))
+    assert oracle.bound_usd >= best - 1e-9
