@@ -7,7 +7,9 @@ commitment), through `hashpivot backtest`, over a week holding a called event
 - the feasible value is the ledger this test gets by replaying the schedule, node by node,
   through the backtest's simulated site with a policy of its own;
 - the schedule plans with the contract: no miner runs in the alerted hour, and the site
-  draws at most the event's max_draw_kw while the event is in force.
+  draws at most the event's max_draw_kw while the event is in force;
+- on the same site buying at a time-of-use price with a curtailment credit, no run earns
+  more than the bound either.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from orchestrator.backtest.runner import prepare_backtest, run_oracle_on_site, simulate
 from orchestrator.models.config import load_config
@@ -101,3 +104,30 @@ def test_the_oracle_bounds_every_run_and_its_schedule_plans_with_the_contract(
         assert inside.any()
         assert np.all(ledger.programs.site_kw[inside, 0] <= dr.max_draw_kw + 1e-6)
     assert float(ledger.programs.shortfall.sum()) == 0.0
+
+
+def test_the_bound_holds_with_a_time_of_use_price_and_a_curtailment_credit(
+    tmp_path: Path,
+) -> None:
+    site = yaml.safe_load(SITE.read_text())
+    contract = site["sites"][0]["contract"]
+    contract["price"] = {
+        "kind": "time_of_use", "default_usd_mwh": 35.0,
+        "periods": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start_hour": 14,
+                     "end_hour": 19, "usd_mwh": 180.0}]}
+    contract["curtailment_credit"] = {"usd_mwh": 60.0, "baseline_kw": 3000.0,
+                                      "hours": [{"start_hour": 15, "end_hour": 18}]}
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(site))
+    out = tmp_path / "report"
+    proc = hashpivot("backtest", "-c", str(path), "--no-ray", "--report", str(out),
+                     "--from", START, "--to", "2024-08-22T00:00:00Z", "-p", "greedy",
+                     "-p", "hysteresis")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    bound = summary["oracle"]["bound_usd"]
+    policies = summary["policies"]
+    assert policies["greedy"]["curtailment_credit_usd"] > 0
+    for name, row in policies.items():
+        assert row["net_usd"] <= bound, f"{name}: {row['net_usd']} above the bound {bound}"
+    assert summary["oracle"]["feasible_usd"] <= bound
