@@ -87,7 +87,8 @@ FULL = (
     *CI,
     Target("orchestrator/engine/prices.py", None, ("tests/unit/test_economics.py",)),
     Target("orchestrator/economics.py", None,
-           ("tests/unit/test_economics.py", "tests/unit/test_engine.py")),
+           ("tests/unit/test_economics_edges.py", "tests/unit/test_economics.py",
+            "tests/unit/test_engine.py")),
     Target("orchestrator/engine/plan.py", ("build_context", "decide"),
            (*GUARD_TESTS, "tests/unit/test_journal_before_act.py")),
     # The cycle is driven by the in-process controller and replay tests as well as by the
@@ -162,7 +163,9 @@ def mutant_key(module: str, operator: str, diff: str) -> str:
     operator and the mutated line as it reads after the change."""
     added = [ln[1:].strip() for ln in diff.splitlines()
              if ln.startswith("+") and not ln.startswith("+++")]
-    return f"{module} | {operator} | {' / '.join(added)}"
+    # Blank lines left out: a mutant of a file's last line comes back from cosmic-ray with
+    # one more (the final newline), which `planned_diff` does not see.
+    return f"{module} | {operator} | {' / '.join(a for a in added if a)}"
 
 
 def planned_diff(source: str, mutation: object) -> str:
