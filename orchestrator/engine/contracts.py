@@ -123,13 +123,17 @@ class EventCalendar:
         return int(self.due_s.shape[0])
 
     def in_force(self, now_s: float, interval_s: float) -> int:
-        """The event a decision at `now_s` must keep the site under: one already called
-        whose window reaches into [now_s, now_s + interval_s) (the next decision comes
-        only then; callers add the program's lead time). -1: none."""
-        ahead = now_s + max(interval_s, 0.0)
-        hit = np.flatnonzero((self.called_s <= now_s) & (self.end_s > now_s)
-                             & ((self.due_s < ahead) | (self.due_s <= now_s)))
+        """The first event `all_in_force` lists (-1: none)."""
+        hit = self.all_in_force(now_s, interval_s)
         return int(hit[0]) if hit.size else -1
+
+    def all_in_force(self, now_s: float, interval_s: float) -> npt.NDArray[np.intp]:
+        """The events a decision at `now_s` must keep the site under: those already
+        called whose window reaches into [now_s, now_s + interval_s) (the next decision
+        comes only then; callers add the program's lead time)."""
+        ahead = now_s + max(interval_s, 0.0)
+        return np.flatnonzero((self.called_s <= now_s) & (self.end_s > now_s)
+                              & ((self.due_s < ahead) | (self.due_s <= now_s)))
 
     def limit(self, e: int, default_kw: float) -> float:
         """The draw event `e` allows, kW."""
@@ -264,8 +268,9 @@ class LiveBook:
                 out.append((eid, "stale"))
                 continue
             c = known.content
-            self.events[eid] = replace(known, sent_s=key[0], received_s=key[1],
-                                       cancelled_s=received_s,
+            # The event keeps its version: listed again as it was (by this source or
+            # another), it applies again.
+            self.events[eid] = replace(known, cancelled_s=received_s,
                                        content=(c[0], c[1], c[2], c[3], "withdrawn"))
             self.version += 1
             out.append((eid, "withdrawn"))
@@ -440,8 +445,9 @@ class ContractBook:
             for calendar in (self.events.get(site.name), self.live_calendar(site)):
                 if calendar is None:
                     continue
-                e = calendar.in_force(now_s, ahead_s)
-                if e >= 0:
+                # Every event the window reaches: a stricter one due soon binds
+                # even while a looser one is in force.
+                for e in calendar.all_in_force(now_s, ahead_s).tolist():
                     found.append((calendar.limit(e, dr.max_draw_kw), calendar, e))
             if not found:
                 continue

@@ -302,3 +302,40 @@ def test_lead_time_sheds_earlier_but_never_before_the_call(lead_min: float) -> N
         cap, _ = contracts.event_caps(float(now), interval, np.array([3.2e6]))
         expected = called <= now < due + H and due < now + interval + lead_min * 60.0
         assert (cap is not None) == expected, (now - T0) / 60.0
+
+
+def test_an_event_listed_again_with_its_own_sent_at_applies_again() -> None:
+    """A withdrawal keeps the event's version: the source listing it again as it was
+    (its own `sent_at`, older than the message that dropped it) brings it back."""
+    book = LiveBook()
+    e1 = _event("e1", T0, T0 + 4 * H, called_at=T0 - 2 * H, sent_at=T0 - 2 * H)
+    book.apply(_msg(e1), T0 - 2 * H, lists="file")
+    assert book.apply(_msg(sent=T0 - H), T0 - H, lists="file") == [("e1", "withdrawn")]
+    assert book.apply(_msg(e1, sent=T0 - 0.5 * H), T0 - 0.5 * H,
+                      lists="file") == [("e1", "updated")]
+    assert _book_caps(book, T0) == PROGRAM_KW
+
+
+def test_one_source_dropping_an_event_another_still_lists_does_not_end_it() -> None:
+    book = LiveBook()
+    e1 = _event("e1", T0, T0 + 4 * H, called_at=T0 - 2 * H)
+    sent = T0 - 2 * H
+    book.apply(_msg(e1, sent=sent), T0 - 2 * H, lists="file")
+    book.apply(_msg(e1, sent=sent), T0 - 2 * H + 60, lists="url")
+    assert book.apply(_msg(sent=T0 - H), T0 - H, lists="file") == [("e1", "withdrawn")]
+    # The URL keeps listing the same message: the event is back in force.
+    assert book.apply(_msg(e1, sent=sent), T0 - H + 60, lists="url") == [("e1", "updated")]
+    assert _book_caps(book, T0) == PROGRAM_KW
+
+
+def test_a_stricter_event_due_within_the_lead_binds_while_a_looser_one_is_in_force() -> None:
+    """Two events in the window a decision covers: the lower limit caps the site."""
+    book = LiveBook()
+    loose = _event("loose", T0 - H, T0 + 55 * 60, called_at=T0 - 2 * H, max_draw_kw=2500.0)
+    strict = _event("strict", T0 + 65 * 60, T0 + 3 * H, called_at=T0 - 2 * H,
+                    max_draw_kw=300.0)
+    book.apply(_msg(loose, strict), T0 - 2 * H)
+    # Deciding at T0 for the next hour plus a 30-minute lead: both are in the window.
+    assert _book_caps(book, T0, interval_s=1.5 * H) == 300.0
+    # Without the lead the strict one is not yet due before the next decision.
+    assert _book_caps(book, T0, interval_s=H) == 2500.0
