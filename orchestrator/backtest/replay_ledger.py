@@ -5,7 +5,8 @@
 a simulated fleet), steps the dry-run's simulated site with the replayed plans over the
 journal's period, billing each step's demand-response lines with the live grid events
 its cycle saw (`grid_signals`). Replayed with the journaled policy, the plans are the
-dry-run's, so the ledger is the dry-run's, line for line.
+dry-run's, so the ledger is the dry-run's, line for line (for a dry-run that was not
+restarted: a resumed one bills only the cycles since it resumed).
 """
 
 from __future__ import annotations
