@@ -88,7 +88,9 @@ BUGS = (
         "orchestrator/runtime/cycle.py",
         # The actuator acts first, then the plan is journaled (the grid acknowledgement, where
         # there is one, stays between them).
-        ((f"        {RECORD}\n{GRID_ACK}        {APPLY}\n",
+        ((f"        {RECORD}\n{GRID_ACK}        try:\n            {APPLY}\n",
+          f"{GRID_ACK}        try:\n            {APPLY}\n            {RECORD}\n"),
+         (f"        {RECORD}\n{GRID_ACK}        {APPLY}\n",
           f"        {APPLY}\n{GRID_ACK}        {RECORD}\n"),
          (f"        {RECORD}\n        {APPLY}\n", f"        {APPLY}\n        {RECORD}\n")),
         ("tests/unit/test_journal_before_act.py",),

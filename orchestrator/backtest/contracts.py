@@ -327,6 +327,9 @@ class ContractAccounts:
 
     def _close(self, ledger: Ledger) -> None:
         times = np.array(self._times)
+        # The ledger rows the recorded steps fill: a dry-run resumed from its journal
+        # records only the steps since it resumed.
+        rows = np.array(self._steps, dtype=np.intp)
         energy = np.array(self._energy)  # (steps, sites), Wh
         dt_s = self._dt_s
         kw = energy / (dt_s / 3600.0) / 1000.0  # average kW of each step
@@ -337,7 +340,7 @@ class ContractAccounts:
             local = [datetime.fromtimestamp(float(t), site.zone) for t in times]
             rate = contract.demand_charge_usd_per_kw_month
             if rate > 0:
-                self._demand_charges(ledger, j, local, kw[:, j], rate, dt_s)
+                self._demand_charges(ledger, j, local, kw[:, j], rate, dt_s, rows)
             cp = contract.coincident_peak
             if cp is not None:
                 alerts = self.book.alerts.get(site.name)
@@ -345,11 +348,12 @@ class ContractAccounts:
                               for t in times])
                 season = np.array([t.month in cp.months for t in local])
                 p = np.where(season, p, 0.0)
-                ledger.coincident_peak_charge += cp.usd_per_kw * kw[:, j] * p / cp.peak_intervals
+                ledger.coincident_peak_charge[rows] += (
+                    cp.usd_per_kw * kw[:, j] * p / cp.peak_intervals)
 
     @staticmethod
     def _demand_charges(ledger: Ledger, j: int, local: list[datetime], kw: F64, rate: float,
-                        dt_s: float) -> None:
+                        dt_s: float, rows: npt.NDArray[np.intp]) -> None:
         """Per local month: rate × the month's highest hourly average draw, booked at the
         month's last step in the run and prorated by the share of the month the run
         covers (a run of ten days pays a third of a month's charge)."""
@@ -370,4 +374,4 @@ class ContractAccounts:
             month_h = hours_in_month(local[idx[0]])
             covered = min(idx.size * dt_s / 3600.0 / month_h, 1.0)
             charge = float(econ.demand_charge_usd(float(hourly.max()), rate)) * covered
-            ledger.demand_charge[idx[-1]] += charge
+            ledger.demand_charge[rows[idx[-1]]] += charge

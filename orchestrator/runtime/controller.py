@@ -186,8 +186,9 @@ class Controller:
                     continue
                 except Exception as exc:
                     # Whatever a server, a miner or a policy did, the loop goes on: the
-                    # cycle is skipped (nothing was journaled, so nothing was acted on),
-                    # readiness says why, and the next interval tries again.
+                    # cycle is skipped (it failed before its plan was journaled; an
+                    # actuator failing after that ends the cycle with the error in its
+                    # result), readiness says why, and the next interval tries again.
                     log.error("cycle failed, nothing decided: %s: %s", type(exc).__name__,
                               exc, exc_info=log.isEnabledFor(logging.DEBUG))
                     self.metrics.cycles.labels("failed").inc()

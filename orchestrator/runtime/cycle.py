@@ -247,7 +247,14 @@ class DecisionCycle:
         deps.journal.record(record)  # JournalError propagates: no record, no action
         if self.grid is not None:
             self.grid.acknowledge(plan.decision_id, now)
-        result = deps.actuator.apply(plan, fleet)
+        try:
+            result = deps.actuator.apply(plan, fleet)
+        except Exception as exc:
+            # An actuator reports its errors; one that raises anyway must not have the
+            # journaled decision taken again. The next pass moves what this one did not.
+            log.error("plan %s journaled, actuation failed: %s: %s", plan.decision_id,
+                      type(exc).__name__, exc)
+            result = ActuationResult(errors={"actuator": f"failed: {type(exc).__name__}"})
         # Only switches the actuator began count against the budgets (not shadow's, not
         # a rate-limited one, not a node merely adopted).
         self.step.commit(plan, started=result.started)

@@ -524,3 +524,23 @@ def test_a_restart_after_a_held_cycle_decides_as_if_the_controller_never_stopped
     got = inputs(run_cycles(again, clock, [T3])[0])
     assert got.switch_since == [T1, 0.0, 0.0, 0.0] == kept.switch_since
     assert got.switch_load == [1.0, 0.0, 0.0, 0.0] == kept.switch_load
+
+
+def test_an_actuator_that_raises_after_the_journal_ends_the_cycle_with_its_error(
+    tmp_path: Path,
+) -> None:
+    """The plan is journaled before acting: an actuator that raises (its port says it
+    reports errors instead) leaves one journaled cycle, its error in the result, and no
+    switch counted; the cycle is not decided again."""
+    actuator = Scripted(RuntimeError("simulated site lost"))
+    cycle = make_cycle(tmp_path, fleets=Fleets(names(2)), actuator=actuator,
+                       targets={"m0": "idle"})
+    outcome = cycle.run_once()
+    assert [c.node for c in outcome.record.changes] == ["m0"]
+    assert outcome.result.errors == {"actuator": "failed: RuntimeError"}
+    assert outcome.result.started == []
+    records = list(read_journal(tmp_path / "journal"))
+    assert len(records) == 1
+    assert records[0].actuation is not None
+    assert records[0].actuation["errors"] == {"actuator": "failed: RuntimeError"}
+    assert cycle.step.switch_history()[0].tolist() == [0.0, 0.0]  # nothing began
