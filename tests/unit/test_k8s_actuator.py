@@ -4,10 +4,12 @@ evictions, leases, leadership, rate limits, shadow mode and restarts."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from orchestrator.adapters.k8s.actuator import (
+    RECONCILE_DECISION,
     KubeActuator,
     NodeTarget,
     ShadowActuator,
@@ -496,3 +498,29 @@ def test_a_failed_read_is_reported_not_raised() -> None:
     assert "connection refused" in result.errors["(cluster)"] and result.writes == 0
     assert "unavailable" in act.reconcile().errors["(cluster)"]
     assert act.apply_targets(targets(Mode.MINE, ["n0"]), "d-1").writes == 1
+
+
+def test_a_switch_a_reconcile_pass_begins_is_reported_with_the_next_plan() -> None:
+    """A node held back for power headroom may begin its switch in a reconcile pass
+    between cycles: the next plan's result lists it as begun then, so the decision step
+    counts it against the budgets."""
+    kube = world(2)
+    clock = Clock()
+    act = actuator(kube, clock)
+    released = ActuationResult(started=["n1"])
+    real_run = act._run
+
+    def run_releasing(wanted: Sequence[NodeTarget], decision_id: str, *, write: bool) -> Any:
+        done = real_run(wanted, decision_id, write=write)
+        if decision_id == RECONCILE_DECISION:
+            done.result = released
+        return done
+
+    act._run = run_releasing  # type: ignore[method-assign]
+    began = clock()
+    act.reconcile()
+    clock.sleep(30.0)
+    act.reconcile()  # the same switch seen again: still the time it began
+    result = act.apply_targets(targets(Mode.MINE, ["n0"]), "d-2")
+    assert result.began_earlier == {"n1": began}
+    assert act.apply_targets(targets(Mode.MINE, ["n0"]), "d-3").began_earlier == {}

@@ -260,6 +260,10 @@ class KubeActuator:
         self._lock = threading.Lock()
         #: From the last plan applied: reconcile passes and frozen passes use it too.
         self.power_budget: PowerBudget | None = None
+        #: Switches a reconcile pass began between cycles (a node held back for power
+        #: headroom, released), node → when: the next plan's result reports them, so
+        #: they count against the switch budgets and the node's dwell.
+        self._began_between: dict[str, float] = {}
 
     # -- the port --------------------------------------------------------------------------
 
@@ -271,7 +275,11 @@ class KubeActuator:
 
     def apply_targets(self, targets: Sequence[NodeTarget], decision_id: str) -> ActuationResult:
         with self._lock:
-            return self._run(targets, decision_id, write=True).result
+            result = self._run(targets, decision_id, write=True).result
+            if self._began_between:
+                result.began_earlier.update(self._began_between)
+                self._began_between = {}
+            return result
 
     def reconcile(self) -> ActuationResult:
         """Carry on the switches under way (to their recorded targets) without a new plan,
@@ -290,7 +298,11 @@ class KubeActuator:
                 under_way = view.state not in STEADY or view.state == NodeState.IDLE
                 mode = view.target if under_way and view.target else None
                 targets.append(NodeTarget(view.name, mode or mode_of(view.state)))
-            return self._run(targets, RECONCILE_DECISION, write=True).result
+            result = self._run(targets, RECONCILE_DECISION, write=True).result
+            now = self.clock()
+            for name in result.started:
+                self._began_between.setdefault(name, now)
+            return result
 
     def preview(self, targets: Sequence[NodeTarget], decision_id: str) -> ActuatorReport:
         """What a pass would do now, writing nothing (shadow mode)."""
