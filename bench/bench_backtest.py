@@ -37,7 +37,10 @@ def scaled(config: HashpivotConfig, nodes: int, capped: bool = True) -> Hashpivo
     sites = [s.model_copy(update={"power_cap_kw": ((s.power_cap_kw or 0) * factor or None)
                                   if capped else None})
              for s in config.sites]
-    return config.model_copy(update={"fleet": fleet, "sites": sites})
+    # Power at the published price: the figures compare with code from before the nowcast
+    # (the site file turns it on; it adds the market history to every step).
+    scoring = config.scoring.model_copy(update={"power_nowcast": "last-published"})
+    return config.model_copy(update={"fleet": fleet, "sites": sites, "scoring": scoring})
 
 
 def bench(nodes: int, days: int | None, repeat: int, capped: bool = True,
