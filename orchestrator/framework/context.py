@@ -43,7 +43,9 @@ class ScoreTable:
     switch_cost_usd: F64
     #: `switch_cost_usd` amortized over `expected_stay_h`, USD/h.
     switch_cost_per_h: F64
-    #: Share of the node's GPUs that real demand would fill in AI mode, (n,).
+    #: Share of the node's GPUs that real demand would fill in AI mode, (n,): demand for
+    #: a model fills that model's nodes; demand for any model fills the GPUs that net
+    #: the most per hour first, where the simulated cluster places it.
     ai_fill: F64
     #: Conservative wall power per mode (full load), W, (3, n): what the power cap counts.
     watts: F64
