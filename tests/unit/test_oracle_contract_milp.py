@@ -39,6 +39,7 @@ from orchestrator.models.contract import (
     TouPeriod,
 )
 from tests.conftest import profiles
+from tests.unit.exact_milp import maximize
 
 DT_S = 3600.0
 POOL_FEE, PLATFORM_FEE, ADDER = 0.02, 0.1, 3.0
@@ -52,9 +53,6 @@ def _exact_optimum(fleet: FleetTable, unit: np.ndarray, gpu: np.ndarray, spot: n
     steps, n = spot.shape[0], fleet.n
     dt_h = DT_S / 3600.0
     times = T0 + DT_S * np.arange(steps)
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("mip_rel_gap", 0.0)
     inf = highspy.kHighsInf
     obj: list[float] = []
     lower: list[float] = []
@@ -174,18 +172,7 @@ def _exact_optimum(fleet: FleetTable, unit: np.ndarray, gpu: np.ndarray, spot: n
         hour = datetime.fromtimestamp(float(times[t]), UTC).hour
         if any(c.start_hour <= hour < c.end_hour for c in credit.hours):
             positive_part({kw[t]: -1.0}, credit.baseline_kw, credit.usd_mwh * dt_h / 1000)
-    h.addVars(len(obj), np.array(lower), np.array(upper))
-    h.changeColsCost(len(obj), np.arange(len(obj), dtype=np.int32), np.array(obj))
-    h.changeColsIntegrality(len(obj), np.arange(len(obj), dtype=np.int32),
-                            np.array([highspy.HighsVarType.kInteger if k else
-                                      highspy.HighsVarType.kContinuous for k in integer]))
-    for coefs, lo, hi in rows:
-        idx = np.array(list(coefs), dtype=np.int32)
-        h.addRow(lo, hi, len(idx), idx, np.array(list(coefs.values())))
-    h.changeObjectiveSense(highspy.ObjSense.kMaximize)
-    h.run()
-    assert h.getModelStatus() == highspy.HighsModelStatus.kOptimal
-    return float(h.getInfo().objective_function_value) + constant
+    return maximize(obj, lower, upper, integer, rows) + constant
 
 
 def _energy_price(price: object, t_s: float, spot: float) -> float:

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from orchestrator.backtest.oracle import hindsight_oracle
 from orchestrator.models import FleetTable, Site
 from tests.conftest import profiles
+from tests.unit.exact_milp import maximize
 
 DT_S = 3600.0
 POOL_FEE, PLATFORM_FEE, ADDER = 0.02, 0.1, 3.0
@@ -28,9 +29,6 @@ def _milp_optimum(fleet: FleetTable, unit: np.ndarray, gpu: np.ndarray, power: n
                   demand: np.ndarray, cap_w: float) -> float:
     steps, n = power.shape[0], fleet.n
     dt_h = DT_S / 3600.0
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("mip_rel_gap", 0.0)
     inf = highspy.kHighsInf
     obj: list[float] = []
     lower: list[float] = []
@@ -100,18 +98,7 @@ def _milp_optimum(fleet: FleetTable, unit: np.ndarray, gpu: np.ndarray, power: n
         rows.append((draw, -inf, cap_w))
         if fills:
             rows.append((fills, -inf, float(demand[t])))
-    h.addVars(len(obj), np.array(lower), np.array(upper))
-    h.changeColsCost(len(obj), np.arange(len(obj), dtype=np.int32), np.array(obj))
-    h.changeColsIntegrality(len(obj), np.arange(len(obj), dtype=np.int32),
-                            np.array([highspy.HighsVarType.kInteger if k else
-                                      highspy.HighsVarType.kContinuous for k in integer]))
-    for coefs, lo, hi in rows:
-        idx = np.array(list(coefs), dtype=np.int32)
-        h.addRow(lo, hi, len(idx), idx, np.array(list(coefs.values())))
-    h.changeObjectiveSense(highspy.ObjSense.kMaximize)
-    h.run()
-    assert h.getModelStatus() == highspy.HighsModelStatus.kOptimal
-    return float(h.getInfo().objective_function_value)
+    return maximize(obj, lower, upper, integer, rows)
 
 
 @st.composite
