@@ -74,10 +74,20 @@ def _pod(name: str, prefix: str, gpus: int) -> client.V1Pod:
     )
 
 
+NOT_READY_TAINTS = {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"}
+
+
+def _not_ready_taints(node: client.V1Node) -> list[client.V1Taint]:
+    taints = (node.spec and node.spec.taints) or []
+    return [t for t in taints if t.key in NOT_READY_TAINTS]
+
+
 def _wait_nodes_ready(core: client.CoreV1Api, prefix: str, count: int) -> list[client.V1Node]:
     def ready() -> list[client.V1Node] | None:
         nodes = core.list_node(label_selector=f"{NODE_PREFIX_LABEL}={prefix}").items
-        ok = [n for n in nodes if node_is_ready(n)]
+        # The node lifecycle controller lifts its not-ready taint a moment after the
+        # node reports Ready; until then nothing schedules there.
+        ok = [n for n in nodes if node_is_ready(n) and not _not_ready_taints(n)]
         return ok if len(ok) == count else None
 
     return wait_until(ready, timeout=TIMEOUT, what=f"{count} Ready nodes {prefix}-*")
