@@ -16,6 +16,7 @@ fixed examples; the deterministic example tests carry most kills).
     .venv/bin/python scripts/mutation.py --sample 30  # 30 of them per module (make test)
     .venv/bin/python scripts/mutation.py --scope full  # every safety module (long)
     .venv/bin/python scripts/mutation.py --list        # the mutants, without running them
+    .venv/bin/python scripts/mutation.py --shard 1/2   # half of them; --shard 2/2 beside it
 
 Survivors listed in scripts/mutation_equivalent.txt (with the reason each changes nothing
 a user could observe) are reported as equivalent; those in scripts/mutation_open.txt are
@@ -200,8 +201,8 @@ def copy_source(dest: Path, ref: str | None) -> None:
 
 
 def run_target(target: Target, scratch: Path, *, operators: re.Pattern[str], list_only: bool,
-               timeout_s: float, sample: int | None, only: set[str] | None
-               ) -> tuple[int, int, list[tuple[str, str]]]:
+               timeout_s: float, sample: int | None, only: set[str] | None,
+               shard: tuple[int, int] = (1, 1)) -> tuple[int, int, list[tuple[str, str]]]:
     """(killed, survived, [(key, diff)]) for one module."""
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
@@ -248,6 +249,10 @@ def run_target(target: Target, scratch: Path, *, operators: re.Pattern[str], lis
             chosen = {int(i * step) for i in range(sample)}
             outside += [w for i, w in enumerate(inside) if i not in chosen]
             inside = [w for i, w in enumerate(inside) if i in chosen]
+        # Shard k of n: every n-th mutant from the k-th, so shards run side by side.
+        index, count = shard
+        outside += [w for i, w in enumerate(inside) if i % count != index - 1]
+        inside = [w for i, w in enumerate(inside) if i % count == index - 1]
         for item in outside:
             db.set_result(item.job_id, skip)
         kept = len(inside)
@@ -285,6 +290,17 @@ def run_target(target: Target, scratch: Path, *, operators: re.Pattern[str], lis
     return killed, survived, survivors
 
 
+def _shard(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    try:
+        k, n = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected K/N, e.g. 1/2") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"{text!r}: K must be from 1 to N")
+    return k, n
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scope", choices=("ci", "full"), default="ci")
@@ -302,6 +318,9 @@ def main() -> int:
                         help="report unexplained survivors without failing (make test: "
                              "whether a slow mutant times out, and so counts as killed, "
                              "depends on the machine's load)")
+    parser.add_argument("--shard", type=_shard, default=(1, 1), metavar="K/N",
+                        help="run the K-th of N interleaved shares of the mutants (run the "
+                             "N shares side by side, one process per core)")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds one mutant's tests may take before it counts as killed")
     args = parser.parse_args()
@@ -324,7 +343,7 @@ def main() -> int:
         for target in targets:
             killed, survived, survivors = run_target(
                 target, scratch, operators=OPERATORS[args.scope], list_only=args.list,
-                timeout_s=args.timeout, sample=args.sample, only=only)
+                timeout_s=args.timeout, sample=args.sample, only=only, shard=args.shard)
             known = [k for k, _ in survivors if k in equivalent]
             still_open = [k for k, _ in survivors if k in open_list]
             for key, diff in survivors:

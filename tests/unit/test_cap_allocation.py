@@ -642,3 +642,38 @@ def test_a_demand_response_event_over_leases_sheds_a_leased_node_to_meet_the_cap
     shed = apply_guards(ctx, keep, guards, lease_shed_site=np.array([True]))
     assert sorted(shed.target.tolist()) == [IDLE, AI]
     assert float(shed.site_power_w[0]) == pytest.approx(h100.watts_ai + h100.watts_idle)
+
+
+def test_idle_drawing_more_than_the_plan_is_never_where_a_load_goes() -> None:
+    # X: planned from mining (100 W, losing $2/h) into AI (500 W, losing $1.9/h); its
+    # idle draw is 600 W, above the plan (as a measured draw can make it). Y: a miner,
+    # 1,000 W at $1/h. 300 W must go: X back to mining is the cheapest step. Idling X
+    # would be worth $2/h more, paid for by idling Y, but X would then draw more than
+    # planned: the cap never adds load, so X stays mining and Y keeps running.
+    watts = [[600, 0], [100, 1000], [500, 1000]]
+    value = [[0.0, 0.0], [-2.0, 1.0], [-1.9, 0.0]]
+    target, reason, power, _, _ = _alloc(watts, value, [AI, MINE], [MINE, MINE], 1200)
+    assert target == [MINE, MINE]
+    assert reason[0] == Reason.GUARD_POWER_CAP_REVERTED
+    assert power == 1100
+
+
+def test_a_site_brought_exactly_to_its_cap_names_a_load_it_could_have_shed() -> None:
+    # Site A (cap 2,000 W): a0 mining inside its dwell ($2/h), a1 mining ($5/h), a2
+    # planned from idle into mining ($1/h), 1,000 W each. Reverting a2 brings A exactly
+    # to its cap. Site B (cap 500 W): b0 mining inside its dwell, curtailed as the last
+    # resort. a2 gave way to a1: a0, though worth less per watt, could not be shed (its
+    # dwell), and A, fitted exactly, takes no part in B's last-resort pass.
+    w = np.array([[0.0] * 4, [1000.0] * 4, [1000.0] * 4])
+    u = np.array([[0.0] * 4, [2.0, 5.0, 1.0, 3.0], [-np.inf] * 4])
+    site = {"w": w, "u": u, "target": np.array([MINE] * 4, np.int8),
+            "current": np.array([MINE, MINE, IDLE, MINE], np.int8),
+            "site": np.array([0, 0, 0, 1], np.int32), "fixed": np.zeros(4, bool),
+            "young": np.array([True, False, False, True]),
+            "cap": np.array([2000.0, 500.0])}
+    target, reason, power, gave, per_kwh = _run_cap(site)
+    assert target.tolist() == [MINE, MINE, IDLE, IDLE]
+    assert reason[2] == Reason.GUARD_POWER_CAP_REVERTED
+    assert reason[3] == Reason.GUARD_POWER_CAP_CURTAILED
+    assert power.tolist() == [2000.0, 0.0]
+    assert gave[2] == 1 and per_kwh[1] == pytest.approx(5.0)
