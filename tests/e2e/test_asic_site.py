@@ -50,6 +50,18 @@ def set_power(server: FeedServer, usd_mwh: float) -> None:
     server.route("/power", Reply(body=json.dumps({"price": usd_mwh}).encode()))
 
 
+def live_market_config(feeds: FeedServer) -> dict[str, Any]:
+    """The `live_market` section reading chain, price and power from the feed server."""
+    return {
+        "http": {"timeout_s": 2.0, "retries": 0, "allow_loopback_http": True},
+        "chain_sources": [{"kind": "blockchain_info", "base_url": f"{feeds.base}/bci"}],
+        "price_sources": [{"kind": "coinbase", "base_url": f"{feeds.base}/coinbase"}],
+        "power_sources": {"default": {"kind": "http_json", "url": f"{feeds.base}/power",
+                                      "value_path": "price"}},
+        "poll_interval_s": 0.0,
+    }
+
+
 def site_config(tmp_path: Path, miners: list[EmulatedMiner], feeds: FeedServer,
                 mode: str) -> Path:
     config: dict[str, Any] = {
@@ -62,14 +74,7 @@ def site_config(tmp_path: Path, miners: list[EmulatedMiner], feeds: FeedServer,
             "verify_after_s": 30,
             "use_ray": False,
         },
-        "live_market": {
-            "http": {"timeout_s": 2.0, "retries": 0, "allow_loopback_http": True},
-            "chain_sources": [{"kind": "blockchain_info", "base_url": f"{feeds.base}/bci"}],
-            "price_sources": [{"kind": "coinbase", "base_url": f"{feeds.base}/coinbase"}],
-            "power_sources": {"default": {"kind": "http_json", "url": f"{feeds.base}/power",
-                                          "value_path": "price"}},
-            "poll_interval_s": 0.0,
-        },
+        "live_market": live_market_config(feeds),
         "policy": {"name": "greedy"},
         # Every miner curtails and resumes within the hour: twice the fleet per hour.
         "guards": {"min_dwell_s": 0, "max_fleet_switch_share_per_hour": 2.0,

@@ -28,7 +28,7 @@ from orchestrator.runtime.journal import read_journal
 from tests.contract.feedserver import FeedServer
 from tests.contract.fixtures.miners.emulator import EmulatedMiner, MinerLab
 from tests.contract.test_asic_pyasic import _can_bind_port_80
-from tests.e2e.test_asic_site import FAMILIES, Controller
+from tests.e2e.test_asic_site import FAMILIES, Controller, live_market_config
 
 pytestmark = pytest.mark.skipif(
     not _can_bind_port_80(),
@@ -90,14 +90,7 @@ def _config(tmp_path: Path, miners: list[EmulatedMiner], feeds: FeedServer) -> P
             "verify_after_s": 30,
             "use_ray": False,
         },
-        "live_market": {
-            "http": {"timeout_s": 2.0, "retries": 0, "allow_loopback_http": True},
-            "chain_sources": [{"kind": "blockchain_info", "base_url": f"{feeds.base}/bci"}],
-            "price_sources": [{"kind": "coinbase", "base_url": f"{feeds.base}/coinbase"}],
-            "power_sources": {"default": {"kind": "http_json", "url": f"{feeds.base}/power",
-                                          "value_path": "price"}},
-            "poll_interval_s": 0.0,
-        },
+        "live_market": live_market_config(feeds),
         "policy": {"name": "greedy"},
         "guards": {"min_dwell_s": 0, "max_fleet_switch_share_per_hour": 10.0,
                    "max_switches_per_node_per_day": 24},
