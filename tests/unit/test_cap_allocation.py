@@ -677,3 +677,48 @@ def test_a_site_brought_exactly_to_its_cap_names_a_load_it_could_have_shed() -> 
     assert reason[3] == Reason.GUARD_POWER_CAP_CURTAILED
     assert power.tolist() == [2000.0, 0.0]
     assert gave[2] == 1 and per_kwh[1] == pytest.approx(5.0)
+
+
+def test_an_event_over_leases_frees_only_steady_reachable_leased_nodes_at_its_site() -> None:
+    from orchestrator.engine.guards import apply_guards
+
+    # Five H100 nodes in leased (non-interruptible) AI for another hour, each site at a
+    # 1 kW cap no node can meet. At the event's site: L, plainly leased; O, opted out;
+    # U, unreachable; S, still starting AI. At the other site: K, leased. The event lets
+    # the cap shed L alone: what holds the others is not their lease, and K's site has
+    # no event.
+    h100 = profiles("h100-sxm-8x")[0]
+    sites = [Site(name="event", power_cap_kw=1.0), Site(name="other", power_cap_kw=1.0)]
+    fleet = FleetTable.build([h100], sites, [0] * 5, node_sites=[0, 0, 0, 0, 1],
+                             modes=[AI] * 5, since_s=NOW - 86_400)
+    state = np.full(5, int(NodeState.AI), np.int8)
+    state[3] = NodeState.STARTING_AI
+    fleet = fleet.with_columns(
+        lease_until=np.full(5, NOW + 3600.0), ai_interruptible=np.zeros(5, dtype=bool),
+        ai_gpus_busy=np.full(5, 8.0), opt_out=np.array([False, True, False, False, False]),
+        reachable=np.array([True, True, False, True, True]), state=state,
+    )
+    guards = GuardConfig(min_dwell_s=0.0, max_fleet_switch_share_per_hour=1.0)
+    ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW),
+                        demand=DemandSummary(np.array([0.0]), np.array([np.nan])),
+                        fleet=fleet, guards=guards)
+    keep = PolicyDecision(target=np.full(5, AI, dtype=np.int8),
+                          reason=np.full(5, int(Reason.UNCHANGED), np.int16))
+    shed = apply_guards(ctx, keep, guards, lease_shed_site=np.array([True, False]))
+    assert shed.target.tolist() == [IDLE, AI, AI, AI, AI]
+    assert shed.reason[0] == Reason.GUARD_POWER_CAP_CURTAILED
+    assert float(shed.site_power_w[1]) == pytest.approx(h100.watts_ai)
+
+
+def test_of_two_lower_options_drawing_alike_the_first_listed_better_one_is_kept() -> None:
+    # As above, but here its mode is the better of the two: AI draws what idle draws
+    # (100 W) and still earns $1/h from a small job. Shed, the node goes back to AI, not
+    # to idle, whichever option the cap lists first; and when even 100 W is over the
+    # cap, idle frees nothing more, so it stays in AI.
+    watts = [[100], [1000], [100]]
+    value = [[0.0], [5.0], [1.0]]
+    for cap in (500, 50):
+        target, reason, power, _, _ = _alloc(watts, value, [MINE], [AI], cap)
+        assert target == [AI]
+        assert reason == [Reason.GUARD_POWER_CAP_REVERTED]
+        assert power == 100
