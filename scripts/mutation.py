@@ -159,14 +159,26 @@ def load_equivalent() -> dict[str, str]:
     return known
 
 
+#: Mutated lines too short to name one place in a module on their own.
+BARE_STATEMENTS = frozenset({"break", "continue", "pass"})
+
+
 def mutant_key(module: str, operator: str, diff: str) -> str:
     """A survivor's identity that does not move with line numbers: the module, the
     operator and the mutated line as it reads after the change."""
-    added = [ln[1:].strip() for ln in diff.splitlines()
-             if ln.startswith("+") and not ln.startswith("+++")]
+    lines = diff.splitlines()
+    added = [ln[1:].strip() for ln in lines if ln.startswith("+") and not ln.startswith("+++")]
     # Blank lines left out: a mutant of a file's last line comes back from cosmic-ray with
     # one more (the final newline), which `planned_diff` does not see.
-    return f"{module} | {operator} | {' / '.join(a for a in added if a)}"
+    text = " / ".join(a for a in added if a)
+    if text in BARE_STATEMENTS:
+        # `break` alone would name every loop's: the line above tells them apart.
+        first = next(i for i, ln in enumerate(lines) if ln.startswith(("-", "+"))
+                     and not ln.startswith(("---", "+++")))
+        above = [ln[1:].strip() for ln in lines[:first]
+                 if ln.startswith(" ") and ln[1:].strip() and not ln[1:].strip().startswith("#")]
+        text += f" after {above[-1]}" if above else ""
+    return f"{module} | {operator} | {text}"
 
 
 def planned_diff(source: str, mutation: object) -> str:

@@ -795,10 +795,17 @@ def _name_what_gave_way(
                 continue
             density = down_loss[i] / down_save[i]
         else:
+            # Of two lower options drawing alike, the better: where the cap would shed it.
             lower = -1
             for j in range(1, n_options[i]):
                 m = options[i, j]
-                if watts[m, i] < watts[t, i] and (lower < 0 or watts[m, i] > watts[lower, i]):
+                if watts[m, i] >= watts[t, i]:
+                    continue
+                if lower < 0 or watts[m, i] > watts[lower, i] or (
+                    watts[m, i] == watts[lower, i]
+                    and _utility(value, switch_per_h, m, i)
+                    > _utility(value, switch_per_h, lower, i)
+                ):
                     lower = m
             if lower < 0:
                 continue

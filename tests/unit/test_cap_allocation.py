@@ -312,10 +312,10 @@ def _run_cap(s: dict[str, Any]) -> tuple[np.ndarray, ...]:
     return target, reason, power, gave, per_kwh
 
 
-def _lower(i: int, mode: int, opts: set[int], w: np.ndarray) -> int:
-    """The option drawing the most below `mode`'s draw (-1: none)."""
+def _lower(i: int, mode: int, opts: set[int], w: np.ndarray, u: np.ndarray) -> int:
+    """The option drawing the most below `mode`'s draw, of two alike the better (-1: none)."""
     below = [m for m in opts if w[m, i] < w[mode, i]]
-    return max(below, key=lambda m: w[m, i]) if below else -1
+    return max(below, key=lambda m: (w[m, i], u[m, i])) if below else -1
 
 
 def test_small_sites_end_fitted_locally_best_and_explained() -> None:
@@ -360,7 +360,7 @@ def test_small_sites_end_fitted_locally_best_and_explained() -> None:
             kept = [i for i in nodes if final[i] == pre[i] and not s["fixed"][i]]
             density = {}
             for i in kept:
-                low = _lower(i, int(final[i]), chosen[i], w)
+                low = _lower(i, int(final[i]), chosen[i], w, u)
                 if low >= 0:
                     density[i] = (u[final[i], i] - u[low, i]) / (w[final[i], i] - w[low, i])
             planned = [i for i in density if final[i] != cur[i]]
@@ -510,13 +510,15 @@ def test_a_node_whose_mode_draws_what_its_plan_draws_can_still_be_idled() -> Non
 def test_of_two_lower_options_drawing_alike_the_better_one_is_where_a_load_goes() -> None:
     # A GPU node planned from AI into mining (1,000 W, $5/h); in AI it draws what idle
     # draws (100 W, no jobs) but loses $1/h. The cap leaves room for 100 W only: the node
-    # is shed to the better of the two, idle.
+    # is shed to the better of the two, idle, and stays there when even 100 W is over
+    # the cap (AI would free nothing more).
     watts = [[100], [1000], [100]]
     value = [[0.0], [5.0], [-1.0]]
-    target, reason, power, _, _ = _alloc(watts, value, [MINE], [AI], 500)
-    assert target == [IDLE]
-    assert reason == [Reason.GUARD_POWER_CAP_CURTAILED]
-    assert power == 100
+    for cap in (500, 50):
+        target, reason, power, _, _ = _alloc(watts, value, [MINE], [AI], cap)
+        assert target == [IDLE]
+        assert reason == [Reason.GUARD_POWER_CAP_CURTAILED]
+        assert power == 100
 
 
 def test_a_shed_load_that_fits_exactly_in_what_shedding_freed_comes_back() -> None:
@@ -722,3 +724,58 @@ def test_of_two_lower_options_drawing_alike_the_first_listed_better_one_is_kept(
         assert target == [AI]
         assert reason == [Reason.GUARD_POWER_CAP_REVERTED]
         assert power == 100
+
+
+def test_a_kept_load_is_valued_against_the_better_of_two_lower_options_drawing_alike() -> None:
+    # K: planned from AI into mining (1,000 W, $5/h); AI and idle both draw 100 W, AI
+    # losing $1/h, idle $0. X: a miner, 1,000 W at $1/h. 500 W must go: X, at $1 per
+    # kW·h, gives way to K, whose shedding would idle it (the better of the two alike):
+    # $5 per 900 W, not the $6 that falling back to AI would lose.
+    watts = [[100, 0], [1000, 1000], [100, 0]]
+    value = [[0.0, 0.0], [5.0, 1.0], [-1.0, -np.inf]]
+    target, reason, power, gave, per_kwh = _alloc(watts, value, [MINE, MINE], [AI, MINE], 1500)
+    assert target == [MINE, IDLE]
+    assert reason[1] == Reason.GUARD_POWER_CAP_CURTAILED
+    assert power == 1000
+    assert gave == [-1, 0]
+    assert per_kwh[1] == pytest.approx(1.0)
+    assert per_kwh[0] == pytest.approx(1000 * 5.0 / 900)
+
+
+def test_a_node_with_nothing_lower_to_shed_to_does_not_stop_the_shedding() -> None:
+    # A: planned from mining into AI, both 100 W, idle 100 W too: no option frees power.
+    # B, after it in the fleet: a 1,000 W miner at $1/h. The cap (500 W) takes B.
+    watts = [[100, 0], [100, 1000], [100, 1000]]
+    value = [[0.0, 0.0], [0.5, 1.0], [1.0, -np.inf]]
+    target, reason, power, _, _ = _alloc(watts, value, [AI, MINE], [MINE, MINE], 500)
+    assert target == [AI, IDLE]
+    assert reason[1] == Reason.GUARD_POWER_CAP_CURTAILED
+    assert power == 100
+
+
+def test_a_load_shed_below_its_idle_draw_is_taken_up_to_idle_when_that_fits() -> None:
+    # A GPU node planned from mining (100 W, losing $2/h) into AI (1,000 W, $10/h); idle
+    # draws 300 W. Straight back to mining is the cheapest way down per watt ($12 per
+    # 900 W, against $10 per 700 W to idle). The cap (300 W) then has room for idle,
+    # worth $2/h more than mining: the node ends idle.
+    watts = [[300], [100], [1000]]
+    value = [[0.0], [-2.0], [10.0]]
+    target, reason, power, _, _ = _alloc(watts, value, [AI], [MINE], 300)
+    assert target == [IDLE]
+    assert reason == [Reason.GUARD_POWER_CAP_CURTAILED]
+    assert power == 300
+
+
+def test_a_load_reverted_to_a_mode_numbered_above_its_plan_can_be_taken_back() -> None:
+    # A: planned from AI (100 W, $3.50/h) into mining (600 W, $0.30/h), a plan worth
+    # less than its mode, as a policy's may be. B: in AI at 1,000 W losing $5/h, planned
+    # to stay. 2.5 W must go. Reverting A is the cheapest step per watt (it gains
+    # $3.20/h); then the swap of A back to its plan for B curtailed to idle gains $1.70/h
+    # more, and is taken: A, reverted to AI (a mode numbered above mining), is still a
+    # load below its plan that the swaps may take back.
+    watts = [[0, 50], [600, 600], [100, 1000]]
+    value = [[0.0, -0.1], [0.3, 0.6], [3.5, -5.0]]
+    target, reason, power, _, _ = _alloc(watts, value, [MINE, AI], [AI, AI], 1597.5)
+    assert target == [MINE, IDLE]
+    assert reason == [Reason.HIGHER_VALUE, Reason.GUARD_POWER_CAP_CURTAILED]
+    assert power == 650

@@ -538,6 +538,19 @@ def test_targets_of_any_real_dtype_decide_like_plain_integers(dtype: str) -> Non
     assert plan.reason.tolist() == [Reason.HIGHER_VALUE] * 3
 
 
+@pytest.mark.parametrize("code", [0.5, 1.5, 1.000001, -0.5, 2.5])
+def test_a_target_between_modes_keeps_the_current_mode(code: float) -> None:
+    """A fraction is not a mode, however close to one: the node keeps its mode and the
+    plan says why (rounding it could send a node somewhere no policy chose)."""
+    fleet = site_fleet([1, 2], [Mode.MINE, Mode.IDLE])
+    ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW),
+                        demand=DemandSummary.empty(1), fleet=fleet, guards=GUARDS)
+    reason = np.full(2, Reason.HIGHER_VALUE, dtype=np.int16)
+    plan = apply_guards(ctx, PolicyDecision(np.array([code, code]), reason), GUARDS)  # type: ignore[arg-type]
+    assert plan.target.tolist() == [Mode.MINE, Mode.IDLE]
+    assert plan.reason.tolist() == [Reason.GUARD_INVALID_TARGET] * 2
+
+
 @pytest.mark.parametrize("code", [1.5, -1.0, 30.000001, 1e6, float("nan")])
 def test_a_reason_that_is_not_a_known_code_is_refused(code: float) -> None:
     fleet = site_fleet([1, 1], [Mode.MINE] * 2)
