@@ -541,11 +541,15 @@ def test_a_change_that_frees_no_power_is_left_to_the_policy() -> None:
     # it; B and C must still lose 400 W, and C, cheapest per watt, goes.
     watts = [[100, 0, 0], [100, 1000, 500], [100, 0, 0]]
     value = [[0.5, 0.0, 0.0], [0.2, 10.0, 0.5], [-np.inf, -np.inf, -np.inf]]
-    target, reason, power, _, _ = _alloc(watts, value, [MINE] * 3, [IDLE, MINE, MINE], 1200)
+    target, reason, power, gave, per_kwh = _alloc(watts, value, [MINE] * 3,
+                                                  [IDLE, MINE, MINE], 1200)
     assert target == [MINE, MINE, IDLE]
     assert reason[0] == Reason.HIGHER_VALUE
     assert reason[2] == Reason.GUARD_POWER_CAP_CURTAILED
     assert power == 1100
+    # C gave way to B, the one kept load whose shedding would free power; A, though a
+    # newly planned change, frees none and is not named.
+    assert gave[2] == 1 and per_kwh[1] == pytest.approx(10.0)
 
 
 def test_a_reverted_change_worth_less_than_staying_is_not_taken_back() -> None:
@@ -779,3 +783,27 @@ def test_a_load_reverted_to_a_mode_numbered_above_its_plan_can_be_taken_back() -
     assert target == [MINE, IDLE]
     assert reason == [Reason.HIGHER_VALUE, Reason.GUARD_POWER_CAP_CURTAILED]
     assert power == 650
+
+
+def test_a_shed_load_that_would_gain_nothing_back_is_not_taken_back() -> None:
+    # As a shed load that fits exactly, but A earns exactly what idling earns ($0/h):
+    # taking it back would draw 400 W for nothing, so it stays idle.
+    watts = [[0, 0, 0], [400, 600, 1000], [0, 0, 0]]
+    value = [[0.0, 0.0, 0.0], [0.0, 6.0, 100.0], [-np.inf, -np.inf, -np.inf]]
+    target, _, power, _, _ = _alloc(watts, value, [MINE] * 3, [MINE] * 3, 1400)
+    assert target == [IDLE, IDLE, MINE]
+    assert power == 1000
+
+
+def test_a_shed_load_is_named_against_a_kept_change_before_a_kept_running_load() -> None:
+    # X: a miner, 1,000 W at $0.50/h, the cheapest per watt: it goes. K: a GPU node
+    # planned from AI (500 W, $1/h) into mining (1,000 W, $5/h), kept; U: a miner kept
+    # as it runs (1,000 W, $2/h), cheaper per watt than K. X is named as giving way to K,
+    # the newly planned change, valued against its next lower option (AI): $4 per 500 W.
+    watts = [[0, 100, 0], [1000, 1000, 1000], [0, 500, 0]]
+    value = [[0.0, 0.0, 0.0], [0.5, 5.0, 2.0], [-np.inf, 1.0, -np.inf]]
+    target, reason, _, gave, per_kwh = _alloc(watts, value, [MINE] * 3, [MINE, AI, MINE], 2000)
+    assert target == [IDLE, MINE, MINE]
+    assert reason[0] == Reason.GUARD_POWER_CAP_CURTAILED
+    assert gave[0] == 1
+    assert per_kwh[1] == pytest.approx(8.0)

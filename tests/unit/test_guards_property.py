@@ -248,6 +248,44 @@ def test_node_switch_budget_counts_switches_that_decay_over_a_day() -> None:
         decide(ctx, Wants(np.array([Mode.IDLE] * 3)), guards, switch_load=np.zeros(2))
 
 
+def test_a_node_exactly_one_switch_under_its_budget_may_switch_once_more() -> None:
+    """3 switches a day allowed; a node whose decayed count is exactly 2 may switch (it
+    reaches 3, not more), one at 2.01 may not."""
+    fleet = site_fleet([1] * 3, [Mode.MINE] * 3, age_s=[0.0, 0.0, 1e6])
+    # The two that just switched must not use up the fleet's hourly budget.
+    guards = GUARDS.model_copy(update={"max_switches_per_node_per_day": 3.0,
+                                       "max_fleet_switch_share_per_hour": 2.0})
+    ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW),
+                        demand=DemandSummary.empty(1), fleet=fleet, guards=guards)
+    plan = decide(ctx, Wants(np.array([Mode.IDLE] * 3)), guards,
+                  switch_load=np.array([2.0, 2.01, 0.0]))
+    assert plan.target.tolist() == [Mode.IDLE, Mode.MINE, Mode.IDLE]
+    assert plan.reason[1] == Reason.GUARD_NODE_SWITCH_BUDGET
+
+
+def test_a_switch_exactly_an_hour_old_no_longer_counts_against_the_hourly_budget() -> None:
+    """One switch per hour for two nodes (share 0.5): a node that switched exactly an hour
+    ago leaves the hour's switch free; one that switched a second later does not."""
+    guards = GUARDS.model_copy(update={"max_fleet_switch_share_per_hour": 0.5})
+    for age_s, free in ((3600.0, True), (3599.0, False)):
+        fleet = site_fleet([1, 1], [Mode.MINE] * 2, age_s=[age_s, 1e6])
+        plan = run(fleet, [Mode.MINE, Mode.IDLE], guards)
+        assert plan.target.tolist() == [Mode.MINE, Mode.IDLE if free else Mode.MINE], age_s
+        if not free:
+            assert plan.reason[1] == Reason.GUARD_FLEET_SWITCH_BUDGET
+
+
+def test_a_lease_that_ends_now_no_longer_protects_its_node() -> None:
+    """A non-interruptible AI lease protects its node until it ends: at its end the
+    policy may move the node; a second before, it may not."""
+    for lease_end, free in ((NOW, True), (NOW + 1.0, False)):
+        fleet = site_fleet([2], [Mode.AI], lease_end=[lease_end])
+        plan = run(fleet, [Mode.IDLE], GUARDS)
+        assert plan.target.tolist() == [Mode.IDLE if free else Mode.AI], lease_end
+        if not free:
+            assert plan.reason[0] == Reason.GUARD_LEASE_PROTECTED
+
+
 def test_one_cap_applies_to_every_site_and_a_wrong_count_is_refused() -> None:
     import dataclasses
 
