@@ -807,3 +807,31 @@ def test_a_shed_load_is_named_against_a_kept_change_before_a_kept_running_load()
     assert reason[0] == Reason.GUARD_POWER_CAP_CURTAILED
     assert gave[0] == 1
     assert per_kwh[1] == pytest.approx(8.0)
+
+
+def test_a_change_that_frees_no_power_is_left_to_the_policy_with_idle_below_it() -> None:
+    # A: a GPU node planned from mining into AI at the same 1,000 W, worth less than
+    # mining (the policy's call); idle, at 0 W, lies below both. Reverting A frees
+    # nothing, so the cap leaves the change to the policy; B, a 1,000 W miner at
+    # $0.01/h, is the cheapest per watt and goes.
+    watts = [[0, 0], [1000, 1000], [1000, 0]]
+    value = [[0.0, 0.0], [0.1, 0.01], [0.05, -np.inf]]
+    target, reason, power, _, _ = _alloc(watts, value, [AI, MINE], [MINE, MINE], 1500)
+    assert target == [AI, IDLE]
+    assert reason == [Reason.HIGHER_VALUE, Reason.GUARD_POWER_CAP_CURTAILED]
+    assert power == 1000
+
+
+def test_a_load_reverted_to_a_mode_drawing_its_plans_watts_shows_no_usd_per_kwh() -> None:
+    # C is planned from mining (300 W, $0.60/h) into AI at the same 300 W, losing $5/h
+    # (the policy's call). The allocation ends with A (a change from AI into mining)
+    # reverted and C back in mining, a mode drawing exactly its plan's 300 W: C gave up
+    # no watts, so no USD per kW·h is shown for it.
+    watts = [[100, 100, 100], [1000, 1000, 300], [300, 1000, 300]]
+    value = [[-0.1, -0.1, -0.1], [0.3, -0.2, 0.6], [3.5, 0.2, -5.0]]
+    target, reason, _, gave, per_kwh = _alloc(watts, value, [MINE, AI, AI], [AI, AI, MINE],
+                                              1677.5)
+    assert target == [AI, AI, MINE]
+    assert reason[0] == reason[2] == Reason.GUARD_POWER_CAP_REVERTED
+    assert gave[2] == 1
+    assert np.isnan(per_kwh[2])
