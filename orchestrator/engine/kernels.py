@@ -489,6 +489,18 @@ def _utility(value: F64, switch_per_h: F64, m: int, i: int) -> float:
 
 
 @compiled
+def _lower_option_first(
+    watts: F64, value: F64, switch_per_h: F64, m: int, a: int, i: int
+) -> bool:
+    """Whether option m of node i comes before option a among its lower options: it
+    draws more, or as much and is worth more (of two alike, where the cap would shed)."""
+    return bool(watts[m, i] > watts[a, i] or (
+        watts[m, i] == watts[a, i]
+        and _utility(value, switch_per_h, m, i) > _utility(value, switch_per_h, a, i)
+    ))
+
+
+@compiled
 def cap_options(
     plan: int, current: int, w_plan: float, w_current: float, w_idle: float, young: bool
 ) -> tuple[int, int, int]:
@@ -544,10 +556,7 @@ def _shed_steps(
             continue
         if a < 0:
             a = m
-        elif watts[m, i] > watts[a, i] or (
-            watts[m, i] == watts[a, i]
-            and _utility(value, switch_per_h, m, i) > _utility(value, switch_per_h, a, i)
-        ):
+        elif _lower_option_first(watts, value, switch_per_h, m, a, i):
             b, a = a, m
         else:
             b = m
@@ -795,16 +804,11 @@ def _name_what_gave_way(
                 continue
             density = down_loss[i] / down_save[i]
         else:
-            # Of two lower options drawing alike, the better: where the cap would shed it.
             lower = -1
             for j in range(1, n_options[i]):
                 m = options[i, j]
-                if watts[m, i] >= watts[t, i]:
-                    continue
-                if lower < 0 or watts[m, i] > watts[lower, i] or (
-                    watts[m, i] == watts[lower, i]
-                    and _utility(value, switch_per_h, m, i)
-                    > _utility(value, switch_per_h, lower, i)
+                if watts[m, i] < watts[t, i] and (
+                    lower < 0 or _lower_option_first(watts, value, switch_per_h, m, lower, i)
                 ):
                     lower = m
             if lower < 0:

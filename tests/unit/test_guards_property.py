@@ -76,10 +76,10 @@ def site_fleet(
 
 
 def run(fleet: FleetTable, target: list[int] | np.ndarray, guards: GuardConfig, *,
-        observed_s: float = NOW):
+        observed_s: float = NOW, switch_load: np.ndarray | None = None):
     ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=observed_s),
                         demand=DemandSummary.empty(1), fleet=fleet, guards=guards)
-    return decide(ctx, Wants(np.asarray(target)), guards)
+    return decide(ctx, Wants(np.asarray(target)), guards, switch_load=switch_load)
 
 
 GUARDS = GuardConfig(min_dwell_s=0.0, max_fleet_switch_share_per_hour=1.0,
@@ -255,10 +255,7 @@ def test_a_node_exactly_one_switch_under_its_budget_may_switch_once_more() -> No
     # The two that just switched must not use up the fleet's hourly budget.
     guards = GUARDS.model_copy(update={"max_switches_per_node_per_day": 3.0,
                                        "max_fleet_switch_share_per_hour": 2.0})
-    ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW),
-                        demand=DemandSummary.empty(1), fleet=fleet, guards=guards)
-    plan = decide(ctx, Wants(np.array([Mode.IDLE] * 3)), guards,
-                  switch_load=np.array([2.0, 2.01, 0.0]))
+    plan = run(fleet, [Mode.IDLE] * 3, guards, switch_load=np.array([2.0, 2.01, 0.0]))
     assert plan.target.tolist() == [Mode.IDLE, Mode.MINE, Mode.IDLE]
     assert plan.reason[1] == Reason.GUARD_NODE_SWITCH_BUDGET
 
