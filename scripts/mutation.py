@@ -59,6 +59,8 @@ ARITHMETIC = (r"ReplaceBinaryOperator_(Add_Sub|Sub_Add|Mul_Div|Div_Mul|Add_Mul|S
 OPERATORS = {
     "ci": re.compile(f"core/({LOGIC})$"),
     "full": re.compile(f"core/({LOGIC}|{ARITHMETIC})$"),
+    # What the full scope adds to CI's: to run the rest of a module CI has run in full.
+    "arithmetic": re.compile(f"core/({ARITHMETIC})$"),
 }
 
 
@@ -67,8 +69,9 @@ class Target:
     """Functions of one module and the tests that guard them."""
 
     module: str
-    #: Functions mutated (None: the whole module); "section:NAME" names every function
-    #: after the `# --- NAME` comment up to the next `# ---` comment.
+    #: Functions mutated (None: the whole module): "name", "Class.method" or "Class" (all
+    #: of it); "section:NAME" names every function after the `# --- NAME` comment up to
+    #: the next `# ---` comment.
     functions: tuple[str, ...] | None
     tests: tuple[str, ...]
 
@@ -84,8 +87,24 @@ CI = (
     Target("orchestrator/engine/kernels.py", ("seconds_since", "section:guards"),
            (*GUARD_TESTS[:2], "tests/unit/test_cap_allocation.py")),
 )
+#: Who may be evicted and when a drain waits: the pure lifecycle (every edge's gate), the
+#: pod's own rules (interruptible, lease, already leaving) and how they are read from the
+#: pod, and the actuator's eviction calls (a disruption budget's refusal, a pod gone).
+EVICTION = Target(
+    "orchestrator/adapters/k8s/lifecycle.py", None,
+    ("tests/unit/test_k8s_lifecycle.py", "tests/unit/test_k8s_actuator.py"))
+POD_RULES = Target(
+    "orchestrator/adapters/k8s/objects.py", ("PodView", "pod_view"),
+    ("tests/unit/test_k8s_objects.py", "tests/unit/test_k8s_lifecycle.py",
+     "tests/unit/test_k8s_actuator.py"))
+EVICTION_CALLS = Target(
+    "orchestrator/adapters/k8s/actuator.py", ("KubeActuator._evict",),
+    ("tests/unit/test_k8s_actuator.py",))
 FULL = (
     *CI,
+    EVICTION,
+    POD_RULES,
+    EVICTION_CALLS,
     Target("orchestrator/engine/prices.py", None, ("tests/unit/test_economics.py",)),
     Target("orchestrator/economics.py", None,
            ("tests/unit/test_economics_edges.py", "tests/unit/test_economics.py",
@@ -106,7 +125,14 @@ FULL = (
 def line_ranges(source: str, functions: tuple[str, ...] | None) -> list[tuple[int, int]]:
     """Lines (first, last) of the named functions in `source`."""
     tree = ast.parse(source)
-    defs = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    defs: dict[str, ast.AST] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            defs[node.name] = node
+        if isinstance(node, ast.ClassDef):
+            for member in node.body:
+                if isinstance(member, ast.FunctionDef | ast.AsyncFunctionDef):
+                    defs[f"{node.name}.{member.name}"] = member
     if functions is None:
         return [(1, len(source.splitlines()))]
     lines = source.splitlines()
@@ -121,10 +147,9 @@ def line_ranges(source: str, functions: tuple[str, ...] | None) -> list[tuple[in
                         and t.startswith("# ---")), len(lines))
             ranges.append((start, end))
             continue
-        found = [d for d in defs if d.name == name]
-        if not found:
-            raise SystemExit(f"no function {name!r} in the module")
-        d = found[0]
+        d = defs.get(name)
+        if not isinstance(d, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            raise SystemExit(f"no function, method or class {name!r} in the module")
         first = min([d.lineno, *(x.lineno for x in d.decorator_list)])
         ranges.append((first, d.end_lineno or d.lineno))
     return ranges
@@ -315,7 +340,9 @@ def _shard(text: str) -> tuple[int, int]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scope", choices=("ci", "full"), default="ci")
+    parser.add_argument("--scope", choices=tuple(OPERATORS), default="ci",
+                        help="ci: decisions (comparisons, boolean logic, loops); full: "
+                             "arithmetic and constants too; arithmetic: those alone")
     parser.add_argument("--list", action="store_true", help="count the mutants, run none")
     parser.add_argument("--sample", type=int,
                         help="run only this many mutants per module, spread evenly over "

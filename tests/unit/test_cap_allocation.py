@@ -835,3 +835,59 @@ def test_a_load_reverted_to_a_mode_drawing_its_plans_watts_shows_no_usd_per_kwh(
     assert reason[0] == reason[2] == Reason.GUARD_POWER_CAP_REVERTED
     assert gave[2] == 1
     assert np.isnan(per_kwh[2])
+
+
+def _best_fit_by_search(watts: Any, value: Any, target: list[int], current: list[int],
+                        cap_w: float) -> float:
+    """The most USD/h any allocation that fits can reach: every combination of the
+    options the rules leave each node (plan, current mode, idle; never above plan)."""
+    import itertools
+
+    w, u = np.array(watts, dtype=np.float64), np.array(value, dtype=np.float64)
+    choices = [sorted(_options(p, c, w[:, i], fixed=False, keeps_mode=False))
+               for i, (p, c) in enumerate(zip(target, current, strict=True))]
+    return max(sum(u[m, i] for i, m in enumerate(combo))
+               for combo in itertools.product(*choices)
+               if sum(w[m, i] for i, m in enumerate(combo)) <= cap_w + TOL)
+
+
+def test_a_mode_between_plan_and_idle_that_costs_more_per_watt_is_no_step_on_the_way() -> None:
+    # A is planned into AI (700 W, $8/h) from mining (600 W, $1.20/h); idle draws 10 W.
+    # Giving up AI for mining costs $6.80/h for 100 W ($0.068/W), going straight to idle
+    # $8.10/h for 690 W ($0.0117/W): mining lies below the line from AI to idle, so A
+    # sheds in one step or not at all. Read as two steps, mining → idle would look
+    # cheapest of all ($0.0022/W) and A would be idled before B, C and D. The 850 W cap
+    # leaves room for A's AI alone: B, C and D go to idle and the site keeps $7.90/h.
+    watts = [[10, 10, 10, 50], [600, 600, 600, 300], [700, 300, 100, 100]]
+    value = [[-0.1, 0.0, 0.0, -0.1], [1.2, 0.3, 0.1, 2.5], [8.0, 0.9, 0.9, 0.2]]
+    plan, current = [AI, MINE, AI, MINE], [MINE, MINE, MINE, IDLE]
+    target, _, power, _, _ = _alloc(watts, value, plan, current, 850)
+    assert target == [AI, IDLE, IDLE, IDLE]
+    assert power == 770
+    kept = sum(np.array(value)[m, i] for i, m in enumerate(target))
+    assert kept == pytest.approx(_best_fit_by_search(watts, value, plan, current, 850))
+
+
+def test_a_swap_on_the_best_admissions_own_node_pairs_with_the_next_best_elsewhere() -> None:
+    # A site at its cap (no headroom). Three loads below their plan could be admitted,
+    # by the watts each needs: X (100 W, +$5/h), Y (150 W, +$9/h), Z (200 W, +$1/h). Y
+    # itself runs mining (400 W, $1/h) below its AI plan and can shed to idle, freeing
+    # 400 W for $1/h: enough for any of them, but Y cannot shed and be admitted at once,
+    # so the best swap is Y to idle and X admitted (+$4/h), not Z (+$0).
+    w = np.array([[0.0, 0.0, 0.0], [100.0, 400.0, 200.0], [0.0, 550.0, 0.0]])
+    u = np.array([[0.0, 0.0, 0.0], [5.0, 1.0, 1.0], [0.0, 10.0, 0.0]])
+    options = np.array([[MINE, IDLE, -1], [AI, MINE, IDLE], [MINE, IDLE, -1]], np.int8)
+    n_options = np.array([2, 3, 2], np.intp)
+    target = np.array([IDLE, MINE, IDLE], np.int8)
+    nodes = np.arange(3, dtype=np.intp)
+    down_save = np.array([100.0, 150.0, 200.0])
+    down_loss = np.array([5.0, 9.0, 1.0])
+    gain, i, mi, j, mj = kernels._best_swap(
+        nodes=nodes, shed=nodes, options=options, n_options=n_options, target=target,
+        watts=w, value=u, switch_per_h=np.zeros_like(u), headroom=0.0,
+        down_save=down_save, down_loss=down_loss,
+    )
+    expect = _best_move_by_search([0, 1, 2], options, n_options, target, w, u, 0.0)
+    assert expect == pytest.approx(4.0)
+    assert gain == pytest.approx(expect)
+    assert (i, mi, j, mj) == (0, MINE, 1, IDLE)

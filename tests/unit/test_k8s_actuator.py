@@ -524,3 +524,53 @@ def test_a_switch_a_reconcile_pass_begins_is_reported_with_the_next_plan() -> No
     result = act.apply_targets(targets(Mode.MINE, ["n0"]), "d-2")
     assert result.began_earlier == {"n1": began}
     assert act.apply_targets(targets(Mode.MINE, ["n0"]), "d-3").began_earlier == {}
+
+
+def test_an_eviction_answered_not_found_or_conflict_is_a_pod_gone_not_a_refusal() -> None:
+    for status in (404, 409):
+        kube, act, _ = ai_world({"labels": {CFG.interruptible_label: "true"}})
+        kube.fail["evict_pod"] = [ApiError(status, "gone")]
+        # One pass taints the node and, once the server holds the taint, evicts.
+        result = act.apply_targets(targets(Mode.MINE, ["n0"]), "d-2")
+        assert not result.errors, status
+        assert "t/job0 already gone" in result.deferred["n0"], status
+        assert act.last_report.refused == {}, status
+
+
+def test_a_disruption_budget_refusal_keeps_the_servers_words() -> None:
+    kube, act, _ = ai_world({"labels": {CFG.interruptible_label: "true"}})
+    kube.pdb_blocked.add("t/job0")
+    act.apply_targets(targets(Mode.MINE, ["n0"]), "d-2")
+    assert act.last_report.refused == {
+        "t/job0": "Cannot evict pod as it would violate the pod's disruption budget."
+    }
+    # A refusal with no message is still recorded, by its status.
+    kube.pdb_blocked.clear()
+    kube.fail["evict_pod"] = [ApiError(429, "")]
+    act.apply_targets(targets(Mode.MINE, ["n0"]), "d-3")
+    assert act.last_report.refused == {"t/job0": "429"}
+
+
+def test_an_eviction_names_the_pods_uid_so_a_pod_recreated_under_its_name_stays() -> None:
+    kube, act, _ = ai_world({"labels": {CFG.interruptible_label: "true"}})
+    uid = kube.pods["t/job0"]["metadata"]["uid"]
+    asked: list[str | None] = []
+    evict = kube.evict_pod
+
+    def recording(namespace: str, name: str, uid: str | None = None) -> None:
+        asked.append(uid)
+        evict(namespace, name, uid)
+
+    kube.evict_pod = recording  # type: ignore[method-assign]
+    act.apply_targets(targets(Mode.MINE, ["n0"]), "d-2")
+    assert asked == [uid] and kube.evictions == ["t/job0"]
+
+
+def test_an_eviction_that_fails_does_not_stop_the_next_pods_eviction() -> None:
+    kube, act, _ = ai_world({"labels": {CFG.interruptible_label: "true"}},
+                            {"labels": {CFG.interruptible_label: "true"}})
+    kube.fail["evict_pod"] = [ApiError(500, "etcd timeout")]
+    result = act.apply_targets(targets(Mode.MINE, ["n0"]), "d-2")
+    assert kube.calls["evict_pod"] == 2
+    assert len(kube.evictions) == 1
+    assert "failed" in result.errors["n0"] and "etcd timeout" in result.errors["n0"]

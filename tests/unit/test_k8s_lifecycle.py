@@ -14,6 +14,7 @@ from orchestrator.adapters.k8s.objects import (
     NodeView,
     PodView,
     Provenance,
+    format_time,
     node_view,
     shape_of,
 )
@@ -245,3 +246,136 @@ def test_steps_are_legal_shaped_and_converge(
     final = node_view(obj, CFG)
     assert final.state == STEADY_STATE_OF_MODE[target]
     assert final.state in STEADY and final.in_shape(final.state)
+
+
+# -- each gate on its own edge, and the site power gate -------------------------------------
+
+
+def test_a_switch_from_starting_mine_to_ai_does_not_wait_for_the_miner_to_run() -> None:
+    # The gate on the miner pod running belongs to STARTING_MINE → MINING only; turning
+    # back toward AI (STARTING_MINE → STOPPING_MINE) has nothing to wait for.
+    s = step(view(NodeState.STARTING_MINE, Mode.MINE), Mode.AI)
+    assert s.path == (NodeState.STOPPING_MINE,) and s.waiting is not None
+    assert "told to stop" in s.waiting
+
+
+def test_a_node_just_labelled_mine_waits_for_a_miner_pod_seen_after_the_label() -> None:
+    # A miner pod listed as running while the node was still idle (its DaemonSet pod of
+    # before, not yet gone) proves nothing about the label just written: the walk stops
+    # at STARTING_MINE until the server holds that state.
+    old_miner = pod("m", miner=True)
+    s = step(view(NodeState.IDLE, Mode.IDLE), Mode.MINE, miner=[old_miner])
+    assert s.path == (NodeState.STARTING_MINE,)
+    assert s.waiting == "waiting for the miner pod to run"
+    s = step(view(NodeState.DRAINING_AI, Mode.MINE), Mode.MINE, miner=[old_miner])
+    assert s.path == (NodeState.IDLE, NodeState.STARTING_MINE)
+    assert s.waiting == "waiting for the miner pod to run"
+
+
+def test_a_miner_pod_in_any_phase_but_running_does_not_complete_the_switch() -> None:
+    for phase in ("Pending", "Succeeded", "Unknown", "Failed"):
+        s = step(view(NodeState.STARTING_MINE, Mode.MINE), Mode.MINE,
+                 miner=[pod("m", miner=True, phase=phase)])
+        assert s.path == () and s.waiting == "waiting for the miner pod to run", phase
+
+
+def test_the_drain_message_counts_each_kind_of_pod() -> None:
+    free = pod("free", interruptible=True)
+    leased = pod("leased", interruptible=True, lease_until=NOW + 3600)
+    expired = pod("expired", interruptible=True, lease_until=NOW - 1)
+    fixed = pod("fixed", interruptible=False)
+    fixed_expired = pod("fixed-expired", interruptible=False, lease_until=NOW - 1)
+    leaving = pod("leaving", interruptible=True, deleting=True)
+    ai = [free, leased, expired, fixed, fixed_expired, leaving]
+    s = step(view(NodeState.DRAINING_AI, Mode.MINE), Mode.MINE, ai=ai)
+    until = format_time(NOW + 3600)
+    assert s.waiting == (
+        f"draining 6 AI pod(s); 1 leaving; 2 to evict; 1 protected by lease until {until}; "
+        "2 not interruptible: waiting for them to finish"
+    )
+    # Nothing leaving and nothing to evict: those parts are left out.
+    s = step(view(NodeState.DRAINING_AI, Mode.MINE), Mode.MINE, ai=[fixed])
+    assert s.waiting == "draining 1 AI pod(s); 1 not interruptible: waiting for them to finish"
+    assert s.evict == ()
+
+
+def test_a_step_toward_a_recorded_target_from_a_steady_state_is_a_new_switch() -> None:
+    # The node's annotation already names the target (a pass wrote it, then the node
+    # settled elsewhere, by hand or by a restart): leaving a steady state is still a new
+    # switch, and its patch carries this decision's provenance, in either direction.
+    for start, target in ((NodeState.MINING, Mode.AI), (NodeState.AI, Mode.MINE),
+                          (NodeState.AI, Mode.IDLE), (NodeState.IDLE, Mode.AI)):
+        s = step(view(start, target), target, ai=[], miner=[])
+        assert s.new_switch, (start, target)
+        assert s.patch is not None
+        assert s.patch["metadata"]["annotations"]["hashpivot.io/decision-id"] == "d-1"
+    # Continuing a switch already under way toward its recorded target is not.
+    s = step(view(NodeState.STOPPING_MINE, Mode.AI), Mode.AI)
+    assert not s.new_switch
+
+
+def _gated(v: NodeView, target: Mode, refuse: set[tuple[NodeState, NodeState]]):
+    """plan_step with a site power gate refusing the edges in `refuse`."""
+    asked: list[tuple[NodeState, NodeState]] = []
+
+    def gate(state: NodeState, nxt: NodeState) -> str | None:
+        asked.append((state, nxt))
+        return "site power: no room" if (state, nxt) in refuse else None
+
+    s = plan_step(v, target, [], [], now_s=NOW, provenance=PROV, miner_managed=True,
+                  power_gate=gate)
+    return s, asked
+
+
+def test_a_power_gate_that_allows_every_edge_changes_nothing() -> None:
+    v = view(NodeState.STOPPING_MINE, Mode.AI)
+    s, asked = _gated(v, Mode.AI, set())
+    assert s.path == (NodeState.IDLE, NodeState.STARTING_AI, NodeState.AI) and s.reaches_goal
+    assert asked == [(NodeState.STOPPING_MINE, NodeState.IDLE),
+                     (NodeState.IDLE, NodeState.STARTING_AI),
+                     (NodeState.STARTING_AI, NodeState.AI)]
+    assert s == step(v, Mode.AI)
+    # From a settled idle node too (nothing walked yet when the gate is first asked).
+    idle = view(NodeState.IDLE, Mode.IDLE)
+    s, _ = _gated(idle, Mode.AI, set())
+    assert s.path == (NodeState.STARTING_AI, NodeState.AI) and s == step(idle, Mode.AI)
+
+
+def test_a_power_gate_refusing_the_first_edge_leaves_the_node_where_it_is() -> None:
+    s, _ = _gated(view(NodeState.MINING, Mode.MINE), Mode.AI,
+                  {(NodeState.MINING, NodeState.STOPPING_MINE)})
+    assert s.path == () and s.end == NodeState.MINING
+    assert s.waiting == "site power: no room"
+    assert not s.reaches_goal
+    # Only the new target and its provenance are written: no label, taint or state.
+    assert s.patch is not None and set(s.patch) == {"metadata"}
+    assert set(s.patch["metadata"]) == {"resourceVersion", "annotations"}
+    assert s.patch["metadata"]["annotations"]["hashpivot.io/target"] == "ai"
+
+
+def test_a_switch_refused_power_at_idle_waits_where_it_was_not_at_idle() -> None:
+    # IDLE reads as settled: a node left there would be decided again as a new switch,
+    # losing its target. So a refusal at IDLE takes the walk back to the node's state.
+    refuse = {(NodeState.IDLE, NodeState.STARTING_AI)}
+    s, _ = _gated(view(NodeState.STOPPING_MINE, Mode.AI), Mode.AI, refuse)
+    assert s.path == () and s.end == NodeState.STOPPING_MINE and s.patch is None
+    assert s.waiting == "site power: no room" and not s.reaches_goal
+    s, _ = _gated(view(NodeState.DRAINING_AI, Mode.MINE), Mode.MINE,
+                  {(NodeState.IDLE, NodeState.STARTING_MINE)})
+    assert s.path == () and s.end == NodeState.DRAINING_AI and s.patch is None
+
+
+def test_a_switch_refused_power_past_idle_stops_at_the_refused_edge() -> None:
+    refuse = {(NodeState.STARTING_AI, NodeState.AI)}
+    s, _ = _gated(view(NodeState.STOPPING_MINE, Mode.AI), Mode.AI, refuse)
+    assert s.path == (NodeState.IDLE, NodeState.STARTING_AI)
+    assert s.end == NodeState.STARTING_AI and s.waiting == "site power: no room"
+    assert s.patch is not None
+
+
+def test_the_power_gate_is_not_asked_about_an_edge_that_already_waits() -> None:
+    # The miner has not yet been seen told to stop (our own write just now): that wait
+    # stands, whatever the power gate would say.
+    s, asked = _gated(view(NodeState.STOPPING_MINE, Mode.AI, fresh=True), Mode.AI, set())
+    assert s.path == () and s.waiting == "waiting for the miner to be told to stop"
+    assert asked == []

@@ -75,6 +75,9 @@ def test_quantities() -> None:
     assert quantity("2k") == 2000.0
     assert quantity("junk") == 0.0
     assert quantity(None) == 0.0
+    # Not a count a pod or node can hold: read as none.
+    for bad in ("NaN", "inf", "-1", "-500m", float("nan"), -2, True):
+        assert quantity(bad) == 0.0, bad
 
 
 def test_pod_gpus_limits_requests_and_init_containers() -> None:
@@ -228,3 +231,48 @@ def test_node_patch_is_none_in_shape_and_removes_only_our_taint() -> None:
 def test_lease_far_future_is_finite() -> None:
     assert math.isfinite(UNREADABLE_LEASE_S)
     assert format_time(UNREADABLE_LEASE_S).startswith("9999-12-31")
+
+
+def test_only_a_pod_in_phase_pending_without_a_node_is_pending() -> None:
+    # Phases sort around "Pending" ("Failed" before, "Running", "Succeeded", "Unknown"
+    # after): each is named, so no ordering of the names decides.
+    for phase in ("Pending", "Failed", "Running", "Succeeded", "Unknown"):
+        pod = _pod()
+        pod["status"] = {"phase": phase}
+        assert pod_view(pod, CFG).is_pending == (phase == "Pending"), phase
+    placed = _pod(nodeName="n1")
+    assert not pod_view(placed, CFG).is_pending
+
+
+def test_a_pod_is_ai_work_from_one_gpu_up_and_never_without_one() -> None:
+    def with_gpus(count: str) -> dict[str, object]:
+        pod = _pod()
+        pod["spec"] = {"containers": [{"resources": {"limits": {"nvidia.com/gpu": count}}}]}
+        return pod
+
+    assert pod_view(with_gpus("1"), CFG).is_ai
+    assert pod_view(with_gpus("8"), CFG).is_ai
+    assert not pod_view(with_gpus("0"), CFG).is_ai
+    no_gpu = _pod()
+    no_gpu["spec"] = {"containers": [{"name": "web"}]}
+    assert pod_view(no_gpu, CFG).gpus == 0.0
+    assert not pod_view(no_gpu, CFG).is_ai
+
+
+def test_a_lease_protects_until_its_end_and_not_at_it() -> None:
+    pod = _pod()
+    pod["metadata"]["labels"] = {CFG.interruptible_label: "true"}  # type: ignore[index]
+    pod["metadata"]["annotations"] = {CFG.lease_annotation: "2025-01-01T00:00:00Z"}  # type: ignore[index]
+    view = pod_view(pod, CFG)
+    end = 1_735_689_600.0  # 2025-01-01T00:00:00Z
+    assert view.lease_protected(end - 0.001) and not view.evictable(end - 0.001)
+    assert not view.lease_protected(end) and view.evictable(end)
+
+
+def test_a_pod_without_a_lease_or_a_uid_reads_as_having_none() -> None:
+    pod = _pod()
+    del pod["metadata"]["uid"]  # type: ignore[attr-defined]
+    view = pod_view(pod, CFG)
+    # No lease is 0 (the epoch), and an eviction without a uid carries no precondition.
+    assert view.lease_until == 0.0
+    assert view.uid == ""

@@ -104,12 +104,21 @@ def resource_version_of(obj: Mapping[str, Any]) -> str:
 
 
 def quantity(value: object) -> float:
-    """A resource quantity as a number (GPU counts are integers; `m` and k/M/G suffixes read)."""
-    if isinstance(value, int | float):
-        return float(value)
-    if not isinstance(value, str) or not value:
+    """A resource quantity as a number (GPU counts are integers; `m` and k/M/G suffixes read).
+    Anything that is not a finite count of zero or more reads as 0: a pod or node holds no
+    GPUs it cannot state."""
+    if isinstance(value, bool):
         return 0.0
-    text = value.strip()
+    if isinstance(value, int | float):
+        number = float(value)
+    elif not isinstance(value, str) or not value:
+        return 0.0
+    else:
+        number = _parse_quantity(value.strip())
+    return number if math.isfinite(number) and number >= 0 else 0.0
+
+
+def _parse_quantity(text: str) -> float:
     scale = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "Ki": 1024.0, "Mi": 1024.0**2}
     for suffix in ("Ki", "Mi", "m", "k", "M", "G"):
         if text.endswith(suffix):
