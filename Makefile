@@ -33,7 +33,7 @@ test: setup testenv lint
 	$(BIN)/python scripts/mutation.py --sample 30 --warn-only
 
 # Every mutant of the guard and cap code; `mutation-full` adds prices, economics, the
-# decision step and the cycle (docs/testing.md).
+# decision step, the cycle and the Kubernetes eviction rules (docs/testing.md).
 mutation: setup
 	$(BIN)/python scripts/mutation.py
 

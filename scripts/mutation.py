@@ -353,6 +353,9 @@ def main() -> int:
                         help="run only the mutants a --survivors file lists")
     parser.add_argument("--ref", help="git revision of the source (default: working tree)")
     parser.add_argument("--module", help="only the targets whose module path contains this")
+    parser.add_argument("--function", action="append", dest="functions", metavar="NAME",
+                        help="only this function of the module (as a target names them: "
+                             "name, Class.method, Class; repeatable), e.g. after rewriting it")
     parser.add_argument("--warn-only", action="store_true",
                         help="report unexplained survivors without failing (make test: "
                              "whether a slow mutant times out, and so counts as killed, "
@@ -365,6 +368,10 @@ def main() -> int:
     args = parser.parse_args()
     targets = [t for t in (CI if args.scope == "ci" else FULL)
                if args.module is None or args.module in t.module]
+    if args.functions:
+        if len(targets) != 1:
+            parser.error("--function needs --module naming exactly one target")
+        targets = [Target(targets[0].module, tuple(args.functions), targets[0].tests)]
     equivalent = load_equivalent()
     open_list = load_open()
     only = None
