@@ -891,3 +891,30 @@ def test_a_swap_on_the_best_admissions_own_node_pairs_with_the_next_best_elsewhe
     assert expect == pytest.approx(4.0)
     assert gain == pytest.approx(expect)
     assert (i, mi, j, mj) == (0, MINE, 1, IDLE)
+
+
+def test_a_site_over_its_cap_by_half_a_watt_sheds_a_load() -> None:
+    # Two 500 W miners and a 0.5 W load worth $0.01/h planned on a 1,000 W cap: half a
+    # watt over is over. Idling the small load covers it for $0.01/h; idling a miner
+    # would lose $0.20/h at least.
+    watts = [[0, 0, 0], [500, 500, 0.5], [500, 500, 0.5]]
+    value = [[0.0, 0.0, 0.0], [0.5, 0.2, 0.01], [0.5, 0.2, 0.01]]
+    target, reason, power, _, _ = _alloc(watts, value, [MINE, MINE, MINE], [MINE] * 3, 1000)
+    assert target == [MINE, MINE, IDLE]
+    assert reason[2] == Reason.GUARD_POWER_CAP_CURTAILED
+    assert power == 1000
+
+
+def test_a_second_step_down_is_priced_by_what_it_loses_from_the_first_steps_mode() -> None:
+    # A is planned from mining (300 W, $4/h) into AI (1,000 W, $2/h); C runs AI at
+    # 1,500 W for $2/h; B is planned to idle (50 W). The 1,275 W cap leaves room for A
+    # in mining and nothing else: reverting A gains USD/h, and A's second step (mining
+    # to idle, $4/h for 300 W, $0.0133/W) costs more per watt than idling C ($0.0014/W).
+    watts = [[0, 50, 0], [300, 1000, 600], [1000, 1500, 1500]]
+    value = [[0.0, -0.1, -0.1], [4.0, 4.0, 0.3], [2.0, 0.9, 2.0]]
+    plan, current = [AI, IDLE, AI], [MINE, MINE, AI]
+    target, _, power, _, _ = _alloc(watts, value, plan, current, 1275)
+    assert target == [MINE, IDLE, IDLE]
+    assert power == 350
+    kept = sum(np.array(value)[m, i] for i, m in enumerate(target))
+    assert kept == pytest.approx(_best_fit_by_search(watts, value, plan, current, 1275))

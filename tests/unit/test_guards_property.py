@@ -190,6 +190,19 @@ def test_power_cap_never_curtails_a_protected_lease_about_to_end() -> None:
     assert bool(plan.site_over_cap[0]) == (ai_w > 5000.0)
 
 
+def test_a_site_left_exactly_at_its_cap_is_not_over_it_and_half_a_watt_more_is() -> None:
+    # What stays after curtailment: the leased AI node and the S21 at idle. A cap of
+    # exactly that draw is met; half a watt less is not (only protected work is left).
+    left_w = PROFILES[2].watts_ai + PROFILES[1].watts_idle
+    for cap_w, over in ((left_w, False), (left_w - 0.5, True)):
+        fleet = site_fleet([2, 1], [Mode.AI, Mode.MINE], cap_kw=cap_w / 1000.0,
+                           lease_end=[NOW + 1200.0, 0.0])
+        plan = run(fleet, [Mode.AI, Mode.MINE], GUARDS)
+        assert plan.target.tolist() == [Mode.AI, Mode.IDLE]
+        assert plan.site_power_w[0] == pytest.approx(left_w)
+        assert bool(plan.site_over_cap[0]) == over, cap_w
+
+
 # -- protected leases ------------------------------------------------------------------------
 
 
@@ -258,6 +271,17 @@ def test_a_node_exactly_one_switch_under_its_budget_may_switch_once_more() -> No
     plan = run(fleet, [Mode.IDLE] * 3, guards, switch_load=np.array([2.0, 2.01, 0.0]))
     assert plan.target.tolist() == [Mode.IDLE, Mode.MINE, Mode.IDLE]
     assert plan.reason[1] == Reason.GUARD_NODE_SWITCH_BUDGET
+
+
+def test_a_switch_load_recorded_this_instant_has_not_decayed_at_all() -> None:
+    """3 switches a day allowed and a node that switched just now (age 0) with a count of
+    2.000001: nothing has decayed yet, so one more switch would make it over 3."""
+    fleet = site_fleet([1, 1], [Mode.MINE] * 2, age_s=[0.0, 1e6])
+    guards = GUARDS.model_copy(update={"max_switches_per_node_per_day": 3.0,
+                                       "max_fleet_switch_share_per_hour": 2.0})
+    plan = run(fleet, [Mode.IDLE] * 2, guards, switch_load=np.array([2.000001, 0.0]))
+    assert plan.target.tolist() == [Mode.MINE, Mode.IDLE]
+    assert plan.reason[0] == Reason.GUARD_NODE_SWITCH_BUDGET
 
 
 def test_a_switch_exactly_an_hour_old_no_longer_counts_against_the_hourly_budget() -> None:
@@ -607,3 +631,21 @@ def test_cap_never_curtails_an_opted_out_or_unreachable_node(column: str) -> Non
     fleet = fleet.with_columns(**{column: flag})
     plan = run(fleet, [Mode.MINE] * 2, GUARDS)
     assert plan.target.tolist() == [Mode.MINE, Mode.IDLE]
+
+
+def test_the_fleet_budget_keeps_the_changes_of_most_gain_after_their_switching_cost() -> None:
+    # Three nodes mining, each planned into AI for the same raise in USD/h (+$2/h); their
+    # switches cost $0.10/h, $1.50/h and $0.40/h amortized. A budget of two keeps the two
+    # cheapest switches (gains $1.90 and $1.60/h) and holds the $1.50/h one ($0.50/h).
+    from orchestrator.engine import kernels
+
+    value = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [3.0, 3.0, 3.0]])
+    switch_per_h = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.1, 1.5, 0.4]])
+    target = np.array([Mode.AI] * 3, np.int8)
+    reason = np.full(3, int(Reason.HIGHER_VALUE), np.int16)
+    kernels.keep_most_valuable(target=target, reason=reason,
+                               current=np.array([Mode.MINE] * 3, np.int8), value=value,
+                               switch_per_h=switch_per_h, budget=2)
+    assert target.tolist() == [Mode.AI, Mode.MINE, Mode.AI]
+    assert reason.tolist() == [Reason.HIGHER_VALUE, Reason.GUARD_FLEET_SWITCH_BUDGET,
+                               Reason.HIGHER_VALUE]
