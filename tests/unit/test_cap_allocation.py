@@ -918,3 +918,17 @@ def test_a_second_step_down_is_priced_by_what_it_loses_from_the_first_steps_mode
     assert power == 350
     kept = sum(np.array(value)[m, i] for i, m in enumerate(target))
     assert kept == pytest.approx(_best_fit_by_search(watts, value, plan, current, 1275))
+
+
+def test_loads_taken_back_are_counted_at_the_watts_they_add() -> None:
+    # A plans mining at 200 W ($0.10/h, idle 50 W), B mining at 1,000 W ($4/h, idle
+    # 50 W), C AI at 700 W ($0.90/h, idle 10 W); cap 950 W. Shedding all three leaves
+    # 110 W; B does not fit back, A adds 150 W and C 690 W, which fills the cap exactly.
+    watts = [[50, 50, 10], [200, 1000, 100], [700, 1500, 700]]
+    value = [[-0.1, 0.0, 0.0], [0.1, 4.0, 4.0], [8.0, 5.0, 0.9]]
+    plan, current = [MINE, MINE, AI], [AI, MINE, AI]
+    target, _, power, _, _ = _alloc(watts, value, plan, current, 950)
+    assert target == [MINE, IDLE, AI]
+    assert power == 950
+    kept = sum(np.array(value)[m, i] for i, m in enumerate(target))
+    assert kept == pytest.approx(_best_fit_by_search(watts, value, plan, current, 950))

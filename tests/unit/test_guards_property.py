@@ -649,3 +649,33 @@ def test_the_fleet_budget_keeps_the_changes_of_most_gain_after_their_switching_c
     assert target.tolist() == [Mode.AI, Mode.MINE, Mode.AI]
     assert reason.tolist() == [Reason.HIGHER_VALUE, Reason.GUARD_FLEET_SWITCH_BUDGET,
                                Reason.HIGHER_VALUE]
+
+
+def test_a_switch_time_in_the_future_reads_as_no_time_in_mode_and_holds_no_dwell() -> None:
+    """A clock stepped back leaves a node's switch time 60 s ahead of now: its time in
+    mode is 0 (never negative), so with no minimum dwell it may switch."""
+    fleet = site_fleet([1, 1], [Mode.MINE] * 2, age_s=[-60.0, 30.0])
+    guards = GUARDS.model_copy(update={"min_dwell_s": 0.0,
+                                       "max_fleet_switch_share_per_hour": 2.0})
+    ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW),
+                        demand=DemandSummary.empty(1), fleet=fleet, guards=guards)
+    assert ctx.dwell_s.tolist() == [0.0, 30.0]
+    plan = decide(ctx, Wants(np.array([Mode.IDLE] * 2)), guards)
+    assert plan.target.tolist() == [Mode.IDLE, Mode.IDLE]
+
+
+def test_only_a_shed_load_names_what_it_gave_way_to_every_other_node_names_none() -> None:
+    """`gave_way_to` is -1 and `usd_per_kwh` NaN on every node the cap did not shed or
+    name, whether or not a cap binds."""
+    # An H100 node serving AI and an S21 mining, under an 8 kW cap: the S21 is curtailed
+    # and names the AI node; without a cap nobody names anyone.
+    for cap_kw, shed in ((8.0, True), (None, False)):
+        fleet = site_fleet([2, 1], [Mode.AI, Mode.MINE], cap_kw=cap_kw)
+        plan = run(fleet, [Mode.AI, Mode.MINE], GUARDS)
+        if shed:
+            assert plan.target.tolist() == [Mode.AI, Mode.IDLE]
+            assert plan.cap is not None and plan.cap.gave_way_to.tolist() == [-1, 0]
+            assert np.isfinite(plan.cap.usd_per_kwh).tolist() == [True, True]
+        else:
+            assert plan.cap is not None and plan.cap.gave_way_to.tolist() == [-1, -1]
+            assert np.isnan(plan.cap.usd_per_kwh).all()
