@@ -932,3 +932,20 @@ def test_loads_taken_back_are_counted_at_the_watts_they_add() -> None:
     assert power == 950
     kept = sum(np.array(value)[m, i] for i, m in enumerate(target))
     assert kept == pytest.approx(_best_fit_by_search(watts, value, plan, current, 950))
+
+
+def test_shed_loads_are_taken_back_most_usd_per_watt_first() -> None:
+    # Five nodes planned to 910 W on a 455 W cap. The allocation that keeps most USD/h
+    # (found by the test's own search of every combination) serves AI on A (reverted to
+    # its current mode, as many watts as its plan and worth $3.40/h more) and B, and
+    # idles the rest: 420 W, $6.90/h.
+    watts = [[50, 10, 0, 10, 10], [300, 600, 200, 100, 1000], [300, 100, 700, 300, 700]]
+    value = [[0.0, -0.1, 0.0, 0.0, -0.1], [0.1, 0.1, 0.1, 0.1, 0.3],
+             [3.5, 3.5, 8.0, 0.9, 0.2]]
+    plan, current = [MINE, AI, MINE, AI, IDLE], [AI, AI, IDLE, IDLE, IDLE]
+    target, _, power, _, _ = _alloc(watts, value, plan, current, 455)
+    assert target == [AI, AI, IDLE, IDLE, IDLE]
+    assert power == 420
+    kept = sum(np.array(value)[m, i] for i, m in enumerate(target))
+    assert kept == pytest.approx(_best_fit_by_search(watts, value, plan, current, 455))
+    assert kept == pytest.approx(6.9)

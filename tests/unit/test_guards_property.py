@@ -649,6 +649,15 @@ def test_the_fleet_budget_keeps_the_changes_of_most_gain_after_their_switching_c
     assert target.tolist() == [Mode.AI, Mode.MINE, Mode.AI]
     assert reason.tolist() == [Reason.HIGHER_VALUE, Reason.GUARD_FLEET_SWITCH_BUDGET,
                                Reason.HIGHER_VALUE]
+    # The gain is the raise over the node's own mode: a node mining for $2.50/h planned
+    # into AI for $3/h gains less than an idle one planned into AI for $2.50/h.
+    value = np.array([[0.0, 0.0], [2.5, 0.0], [3.0, 2.5]])
+    target = np.array([Mode.AI, Mode.AI], np.int8)
+    reason = np.full(2, int(Reason.HIGHER_VALUE), np.int16)
+    kernels.keep_most_valuable(target=target, reason=reason,
+                               current=np.array([Mode.MINE, Mode.IDLE], np.int8), value=value,
+                               switch_per_h=np.zeros((3, 2)), budget=1)
+    assert target.tolist() == [Mode.MINE, Mode.AI]
 
 
 def test_a_switch_time_in_the_future_reads_as_no_time_in_mode_and_holds_no_dwell() -> None:
