@@ -688,3 +688,13 @@ def test_only_a_shed_load_names_what_it_gave_way_to_every_other_node_names_none(
         else:
             assert plan.cap is not None and plan.cap.gave_way_to.tolist() == [-1, -1]
             assert np.isnan(plan.cap.usd_per_kwh).all()
+
+
+def test_a_fleet_of_one_node_keeps_its_switch_budget() -> None:
+    """One node, 3 switches a day allowed, 2.5 switches counted two hours ago (2.36 now,
+    with a day's half-life): one more is too many. The hour's fleet budget is free."""
+    fleet = site_fleet([1], [Mode.MINE], age_s=[7200.0])
+    guards = GUARDS.model_copy(update={"max_switches_per_node_per_day": 3.0})
+    plan = run(fleet, [Mode.IDLE], guards, switch_load=np.array([2.5]))
+    assert plan.target.tolist() == [Mode.MINE]
+    assert plan.reason[0] == Reason.GUARD_NODE_SWITCH_BUDGET
