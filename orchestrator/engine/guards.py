@@ -210,5 +210,7 @@ def apply_guards(
         # Every change carries a reason the journal and metrics can name: no made-up codes.
         known = np.isin(proposed_reason, [*_REASON_CODES.tolist(), *policy_reasons])
         bad = sorted({str(x) for x in proposed_reason[~known].tolist()})[:5]
-        raise PolicyError(f"policy returned unknown reason codes {bad}")
+        first = -1 - count
+        raise PolicyError(f"policy returned unknown reason codes {bad} (the first on node "
+                          f"{fleet.names[first]}, code {int(proposed_reason[first])})")
     return GuardedPlan(target, reason, power, over_cap, changed[:count], gave_way_to, usd_per_kwh)

@@ -949,3 +949,48 @@ def test_shed_loads_are_taken_back_most_usd_per_watt_first() -> None:
     kept = sum(np.array(value)[m, i] for i, m in enumerate(target))
     assert kept == pytest.approx(_best_fit_by_search(watts, value, plan, current, 455))
     assert kept == pytest.approx(6.9)
+
+
+def test_a_swap_takes_back_a_load_that_adds_a_single_watt() -> None:
+    # Small loads (sensors, controllers): A mines at 0.8 W for $0.60/h (idle 0.3 W,
+    # -$0.10/h), B at 1 W for $1.20/h (idle 0 W); cap 1.62 W. B is cheapest per watt and
+    # is shed first; then idling A (frees 0.5 W, loses $0.70/h) lets B back (adds 1 W,
+    # +$1.20/h): the site keeps $1.10/h, the best any allocation reaches.
+    watts = [[0.3, 0.0], [0.8, 1.0], [300.0, 600.6]]
+    value = [[-0.1, 0.0], [0.6, 1.2], [8.0, 3.5]]
+    plan, current = [MINE, MINE], [MINE, AI]
+    target, _, power, _, _ = _alloc(watts, value, plan, current, 1.62)
+    assert target == [IDLE, MINE]
+    assert power == pytest.approx(1.3)
+    kept = sum(np.array(value)[m, i] for i, m in enumerate(target))
+    assert kept == pytest.approx(_best_fit_by_search(watts, value, plan, current, 1.62))
+
+
+def test_a_load_whose_current_mode_draws_least_and_pays_most_sheds_there_in_one_step() -> None:
+    # A is planned from AI (1.5 W: a GPU node serving little, $8/h) into mining (100 W,
+    # $4/h); idle draws 10 W. B serves AI at 600.6 W for $0.90/h. On a 560.48 W cap the
+    # best any allocation keeps is A back in AI and B idle (12 W, $7.90/h): A's only
+    # step down is straight to AI, below idle, and nothing follows it.
+    watts = [[10.0, 10.5], [100.0, 100.0], [1.5, 600.6]]
+    value = [[0.0, -0.1], [4.0, 1.2], [8.0, 0.9]]
+    plan, current = [MINE, AI], [AI, AI]
+    target, _, power, _, _ = _alloc(watts, value, plan, current, 560.48)
+    assert target == [AI, IDLE]
+    assert power == pytest.approx(12.0)
+    kept = sum(np.array(value)[m, i] for i, m in enumerate(target))
+    assert kept == pytest.approx(_best_fit_by_search(watts, value, plan, current, 560.48))
+
+
+def test_loads_taken_back_are_ranked_by_the_watts_their_plan_adds() -> None:
+    # A is planned into AI (1,000 W, $5/h) from idle; B and D into AI at 300 W for
+    # $0.20/h; C into mining (1,000 W, $4/h) from AI (700 W, $3.50/h). On a 1,300 W cap
+    # A's AI alone beats C's AI with B and D ($4.90/h against $3.80/h): ranked by what
+    # each adds per watt back, A comes first.
+    watts = [[0, 10, 50, 50], [1000, 1000, 1000, 1000], [1000, 300, 700, 300]]
+    value = [[-0.1, 0.0, 0.0, -0.1], [1.2, 0.6, 4.0, 1.2], [5.0, 0.2, 3.5, 0.2]]
+    plan, current = [AI, AI, MINE, AI], [IDLE, MINE, AI, MINE]
+    target, _, power, _, _ = _alloc(watts, value, plan, current, 1300)
+    assert target == [AI, IDLE, IDLE, IDLE]
+    assert power == 1110
+    kept = sum(np.array(value)[m, i] for i, m in enumerate(target))
+    assert kept == pytest.approx(_best_fit_by_search(watts, value, plan, current, 1300))

@@ -244,6 +244,30 @@ def test_unknown_reason_codes_are_refused_naming_the_first_five() -> None:
         decide(ctx, _UnknownReasons(), GUARDS)  # type: ignore[arg-type]
     named = sorted(str(900 + i) for i in range(7))[:5]
     assert f"unknown reason codes {named}" in str(refused.value)
+    # The first node with an unknown code is named: the policy author can find it.
+    assert f"(the first on node {fleet.names[0]}, code 900)" in str(refused.value)
+
+
+class _OneUnknownReason:
+    name = "one-unknown"
+
+    def decide(self, ctx):  # type: ignore[no-untyped-def]
+        from orchestrator.framework import PolicyDecision, Reason
+        reason = np.full(ctx.fleet.n, int(Reason.UNCHANGED), dtype=np.int16)
+        reason[2] = 777
+        return PolicyDecision(ctx.fleet.mode.copy(), reason)
+
+
+def test_the_refusal_names_the_node_whose_reason_code_is_unknown() -> None:
+    from orchestrator.errors import PolicyError
+
+    fleet = _idle_miners(4)
+    ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW),
+                        demand=DemandSummary.empty(0), fleet=fleet, guards=GUARDS)
+    with pytest.raises(PolicyError) as refused:
+        decide(ctx, _OneUnknownReason(), GUARDS)  # type: ignore[arg-type]
+    assert str(refused.value).endswith(
+        f"unknown reason codes ['777'] (the first on node {fleet.names[2]}, code 777)")
 
 
 def test_a_plan_carries_its_policy_s_name_and_the_context_what_it_was_given() -> None:
