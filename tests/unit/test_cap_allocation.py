@@ -959,9 +959,12 @@ def test_a_swap_takes_back_a_load_that_adds_a_single_watt() -> None:
     watts = [[0.3, 0.0], [0.8, 1.0], [300.0, 600.6]]
     value = [[-0.1, 0.0], [0.6, 1.2], [8.0, 3.5]]
     plan, current = [MINE, MINE], [MINE, AI]
-    target, _, power, _, _ = _alloc(watts, value, plan, current, 1.62)
+    target, _, power, gave, per_kwh = _alloc(watts, value, plan, current, 1.62)
     assert target == [IDLE, MINE]
     assert power == pytest.approx(1.3)
+    # A gave way to B, whose one step down (1 W for $1.20/h) prices it.
+    assert gave[0] == 1
+    assert per_kwh[1] == pytest.approx(1200.0)
     kept = sum(np.array(value)[m, i] for i, m in enumerate(target))
     assert kept == pytest.approx(_best_fit_by_search(watts, value, plan, current, 1.62))
 
