@@ -997,3 +997,43 @@ def test_loads_taken_back_are_ranked_by_the_watts_their_plan_adds() -> None:
     assert power == 1110
     kept = sum(np.array(value)[m, i] for i, m in enumerate(target))
     assert kept == pytest.approx(_best_fit_by_search(watts, value, plan, current, 1300))
+
+
+def test_a_node_whose_every_option_draws_its_plans_watts_is_never_idled_by_the_cap() -> None:
+    # A is planned from mining into AI, and mining, AI and idle all draw 300 W; B serves
+    # AI at 100 W and idles at 300 W. Nothing here draws less than planned: on a 320 W
+    # cap the site stays over, and idling A would free nothing and lose $8.10/h.
+    watts = [[300, 300], [300, 100], [300, 100]]
+    value = [[-0.1, -0.1], [0.6, 0.6], [8.0, 0.2]]
+    target, reason, power, gave, _ = _alloc(watts, value, [AI, AI], [MINE, AI], 320)
+    assert target == [AI, AI]
+    assert power == 400
+    assert gave == [-1, -1]
+
+
+def test_a_node_with_one_option_below_its_plan_sheds_to_it_and_no_further() -> None:
+    # A is planned into mining (300 W, $0.60/h) from AI (100 W, $2/h); its idle draws
+    # 300 W, no less than the plan, so AI is its only option below. B serves AI at 100 W
+    # ($0.20/h, idle 10 W). On a 120 W cap the best any allocation keeps is A back in AI
+    # and B idle (110 W, $1.90/h).
+    watts = [[300, 10], [300, 100], [100, 100]]
+    value = [[-0.1, -0.1], [0.6, 1.2], [2.0, 0.2]]
+    plan, current = [MINE, AI], [AI, AI]
+    target, _, power, _, _ = _alloc(watts, value, plan, current, 120)
+    assert target == [AI, IDLE]
+    assert power == 110
+    kept = sum(np.array(value)[m, i] for i, m in enumerate(target))
+    assert kept == pytest.approx(_best_fit_by_search(watts, value, plan, current, 120))
+
+
+def test_a_node_inside_its_dwell_goes_when_the_site_is_still_half_a_watt_over() -> None:
+    # A (inside its dwell) mines at 500 W; B, a 0.3 W load, is the only other. On a
+    # 499.5 W cap idling B leaves the site 0.5 W over: A goes too, and the cap holds.
+    # (The pass that sheds nodes inside their dwell takes back only those.)
+    watts = [[0, 0], [500, 0.3], [500, 0.3]]
+    value = [[0.0, 0.0], [1.0, 0.01], [1.0, 0.01]]
+    target, reason, power, _, _ = _alloc(watts, value, [MINE, MINE], [MINE, MINE], 499.5,
+                                         young=[True, False])
+    assert target == [IDLE, IDLE]
+    assert reason[0] == Reason.GUARD_POWER_CAP_CURTAILED
+    assert power == 0
