@@ -671,6 +671,12 @@ def test_a_switch_time_in_the_future_reads_as_no_time_in_mode_and_holds_no_dwell
     assert ctx.dwell_s.tolist() == [0.0, 30.0]
     plan = decide(ctx, Wants(np.array([Mode.IDLE] * 2)), guards)
     assert plan.target.tolist() == [Mode.IDLE, Mode.IDLE]
+    # Its switch count does not grow for being in the future: 2 switches with 3 a day
+    # allowed still leave room for one more.
+    budget = guards.model_copy(update={"max_switches_per_node_per_day": 3.0})
+    plan = decide(ctx, Wants(np.array([Mode.IDLE] * 2)), budget,
+                  switch_load=np.array([2.0, 0.0]))
+    assert plan.target.tolist() == [Mode.IDLE, Mode.IDLE]
 
 
 def test_only_a_shed_load_names_what_it_gave_way_to_every_other_node_names_none() -> None:
