@@ -212,5 +212,5 @@ def apply_guards(
         bad = sorted({str(x) for x in proposed_reason[~known].tolist()})[:5]
         first = -1 - count
         raise PolicyError(f"policy returned unknown reason codes {bad} (the first on node "
-                          f"{fleet.names[first]}, code {int(proposed_reason[first])})")
+                          f"{fleet.names[first]}, code {proposed_reason[first].item()})")
     return GuardedPlan(target, reason, power, over_cap, changed[:count], gave_way_to, usd_per_kwh)
