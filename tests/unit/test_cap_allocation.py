@@ -851,6 +851,13 @@ def _best_fit_by_search(watts: Any, value: Any, target: list[int], current: list
                if sum(w[m, i] for i, m in enumerate(combo)) <= cap_w + TOL)
 
 
+def _keeps_the_best_fit(watts: Any, value: Any, plan: list[int], current: list[int],
+                       cap_w: float, target: list[int]) -> bool:
+    """Whether `target` keeps as much USD/h as the best allocation a search finds."""
+    kept = sum(np.array(value, dtype=np.float64)[m, i] for i, m in enumerate(target))
+    return bool(kept == pytest.approx(_best_fit_by_search(watts, value, plan, current, cap_w)))
+
+
 def test_a_mode_between_plan_and_idle_that_costs_more_per_watt_is_no_step_on_the_way() -> None:
     # A is planned into AI (700 W, $8/h) from mining (600 W, $1.20/h); idle draws 10 W.
     # Giving up AI for mining costs $6.80/h for 100 W ($0.068/W), going straight to idle
@@ -864,8 +871,7 @@ def test_a_mode_between_plan_and_idle_that_costs_more_per_watt_is_no_step_on_the
     target, _, power, _, _ = _alloc(watts, value, plan, current, 850)
     assert target == [AI, IDLE, IDLE, IDLE]
     assert power == 770
-    kept = sum(np.array(value)[m, i] for i, m in enumerate(target))
-    assert kept == pytest.approx(_best_fit_by_search(watts, value, plan, current, 850))
+    assert _keeps_the_best_fit(watts, value, plan, current, 850, target)
 
 
 def test_a_swap_on_the_best_admissions_own_node_pairs_with_the_next_best_elsewhere() -> None:
@@ -916,8 +922,7 @@ def test_a_second_step_down_is_priced_by_what_it_loses_from_the_first_steps_mode
     target, _, power, _, _ = _alloc(watts, value, plan, current, 1275)
     assert target == [MINE, IDLE, IDLE]
     assert power == 350
-    kept = sum(np.array(value)[m, i] for i, m in enumerate(target))
-    assert kept == pytest.approx(_best_fit_by_search(watts, value, plan, current, 1275))
+    assert _keeps_the_best_fit(watts, value, plan, current, 1275, target)
 
 
 def test_loads_taken_back_are_counted_at_the_watts_they_add() -> None:
@@ -930,8 +935,7 @@ def test_loads_taken_back_are_counted_at_the_watts_they_add() -> None:
     target, _, power, _, _ = _alloc(watts, value, plan, current, 950)
     assert target == [MINE, IDLE, AI]
     assert power == 950
-    kept = sum(np.array(value)[m, i] for i, m in enumerate(target))
-    assert kept == pytest.approx(_best_fit_by_search(watts, value, plan, current, 950))
+    assert _keeps_the_best_fit(watts, value, plan, current, 950, target)
 
 
 def test_shed_loads_are_taken_back_most_usd_per_watt_first() -> None:
@@ -946,9 +950,8 @@ def test_shed_loads_are_taken_back_most_usd_per_watt_first() -> None:
     target, _, power, _, _ = _alloc(watts, value, plan, current, 455)
     assert target == [AI, AI, IDLE, IDLE, IDLE]
     assert power == 420
-    kept = sum(np.array(value)[m, i] for i, m in enumerate(target))
-    assert kept == pytest.approx(_best_fit_by_search(watts, value, plan, current, 455))
-    assert kept == pytest.approx(6.9)
+    assert _keeps_the_best_fit(watts, value, plan, current, 455, target)
+    assert _best_fit_by_search(watts, value, plan, current, 455) == pytest.approx(6.9)
 
 
 def test_a_swap_takes_back_a_load_that_adds_a_single_watt() -> None:
@@ -965,8 +968,7 @@ def test_a_swap_takes_back_a_load_that_adds_a_single_watt() -> None:
     # A gave way to B, whose one step down (1 W for $1.20/h) prices it.
     assert gave[0] == 1
     assert per_kwh[1] == pytest.approx(1200.0)
-    kept = sum(np.array(value)[m, i] for i, m in enumerate(target))
-    assert kept == pytest.approx(_best_fit_by_search(watts, value, plan, current, 1.62))
+    assert _keeps_the_best_fit(watts, value, plan, current, 1.62, target)
 
 
 def test_a_load_whose_current_mode_draws_least_and_pays_most_sheds_there_in_one_step() -> None:
@@ -980,8 +982,7 @@ def test_a_load_whose_current_mode_draws_least_and_pays_most_sheds_there_in_one_
     target, _, power, _, _ = _alloc(watts, value, plan, current, 560.48)
     assert target == [AI, IDLE]
     assert power == pytest.approx(12.0)
-    kept = sum(np.array(value)[m, i] for i, m in enumerate(target))
-    assert kept == pytest.approx(_best_fit_by_search(watts, value, plan, current, 560.48))
+    assert _keeps_the_best_fit(watts, value, plan, current, 560.48, target)
 
 
 def test_loads_taken_back_are_ranked_by_the_watts_their_plan_adds() -> None:
@@ -995,8 +996,7 @@ def test_loads_taken_back_are_ranked_by_the_watts_their_plan_adds() -> None:
     target, _, power, _, _ = _alloc(watts, value, plan, current, 1300)
     assert target == [AI, IDLE, IDLE, IDLE]
     assert power == 1110
-    kept = sum(np.array(value)[m, i] for i, m in enumerate(target))
-    assert kept == pytest.approx(_best_fit_by_search(watts, value, plan, current, 1300))
+    assert _keeps_the_best_fit(watts, value, plan, current, 1300, target)
 
 
 def test_a_node_whose_every_option_draws_its_plans_watts_is_never_idled_by_the_cap() -> None:
@@ -1007,6 +1007,7 @@ def test_a_node_whose_every_option_draws_its_plans_watts_is_never_idled_by_the_c
     value = [[-0.1, -0.1], [0.6, 0.6], [8.0, 0.2]]
     target, reason, power, gave, _ = _alloc(watts, value, [AI, AI], [MINE, AI], 320)
     assert target == [AI, AI]
+    assert reason == [Reason.HIGHER_VALUE] * 2
     assert power == 400
     assert gave == [-1, -1]
 
@@ -1022,8 +1023,7 @@ def test_a_node_with_one_option_below_its_plan_sheds_to_it_and_no_further() -> N
     target, _, power, _, _ = _alloc(watts, value, plan, current, 120)
     assert target == [AI, IDLE]
     assert power == 110
-    kept = sum(np.array(value)[m, i] for i, m in enumerate(target))
-    assert kept == pytest.approx(_best_fit_by_search(watts, value, plan, current, 120))
+    assert _keeps_the_best_fit(watts, value, plan, current, 120, target)
 
 
 def test_a_node_inside_its_dwell_goes_when_the_site_is_still_half_a_watt_over() -> None:

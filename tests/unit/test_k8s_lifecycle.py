@@ -138,14 +138,21 @@ def test_ai_to_mine_drains_waits_then_labels_mine_then_mining() -> None:
     )
 
 
+def _every_kind_of_ai_pod() -> list[PodView]:
+    """Free, leased, lease expired, not interruptible (with and without an expired
+    lease) and already leaving."""
+    return [
+        pod("free", interruptible=True),
+        pod("leased", interruptible=True, lease_until=NOW + 3600),
+        pod("expired", interruptible=True, lease_until=NOW - 1),
+        pod("fixed", interruptible=False),
+        pod("fixed-expired", interruptible=False, lease_until=NOW - 1),
+        pod("leaving", interruptible=True, deleting=True),
+    ]
+
+
 def test_drain_evicts_only_interruptible_pods_outside_leases_and_never_twice() -> None:
-    free = pod("free", interruptible=True)
-    leased = pod("leased", interruptible=True, lease_until=NOW + 3600)
-    expired = pod("expired", interruptible=True, lease_until=NOW - 1)
-    fixed = pod("fixed", interruptible=False)
-    fixed_expired = pod("fixed-expired", interruptible=False, lease_until=NOW - 1)
-    leaving = pod("leaving", interruptible=True, deleting=True)
-    ai = [free, leased, expired, fixed, fixed_expired, leaving]
+    ai = _every_kind_of_ai_pod()
     s = step(view(NodeState.DRAINING_AI, Mode.MINE), Mode.MINE, ai=ai)
     assert {p.name for p in s.evict} == {"free", "expired"}
     assert s.waiting is not None and "protected by lease" in s.waiting
@@ -280,13 +287,7 @@ def test_a_miner_pod_in_any_phase_but_running_does_not_complete_the_switch() -> 
 
 
 def test_the_drain_message_counts_each_kind_of_pod() -> None:
-    free = pod("free", interruptible=True)
-    leased = pod("leased", interruptible=True, lease_until=NOW + 3600)
-    expired = pod("expired", interruptible=True, lease_until=NOW - 1)
-    fixed = pod("fixed", interruptible=False)
-    fixed_expired = pod("fixed-expired", interruptible=False, lease_until=NOW - 1)
-    leaving = pod("leaving", interruptible=True, deleting=True)
-    ai = [free, leased, expired, fixed, fixed_expired, leaving]
+    ai = _every_kind_of_ai_pod()
     s = step(view(NodeState.DRAINING_AI, Mode.MINE), Mode.MINE, ai=ai)
     until = format_time(NOW + 3600)
     assert s.waiting == (
@@ -294,7 +295,7 @@ def test_the_drain_message_counts_each_kind_of_pod() -> None:
         "2 not interruptible: waiting for them to finish"
     )
     # Nothing leaving and nothing to evict: those parts are left out.
-    s = step(view(NodeState.DRAINING_AI, Mode.MINE), Mode.MINE, ai=[fixed])
+    s = step(view(NodeState.DRAINING_AI, Mode.MINE), Mode.MINE, ai=[pod("fixed")])
     assert s.waiting == "draining 1 AI pod(s); 1 not interruptible: waiting for them to finish"
     assert s.evict == ()
 
