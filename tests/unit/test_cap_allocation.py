@@ -1037,3 +1037,40 @@ def test_a_node_inside_its_dwell_goes_when_the_site_is_still_half_a_watt_over() 
     assert target == [IDLE, IDLE]
     assert reason[0] == Reason.GUARD_POWER_CAP_CURTAILED
     assert power == 0
+
+
+# Sites reduced from seeded ones where pricing a node's steps along its hull wrongly (the
+# slope to its lower option, the cost of its second step) keeps less USD/h: on each the
+# allocation fits the cap and keeps the most any allocation can (the test's own search).
+HULL_CASES = {
+    "second step priced from the first step's mode": (
+        [[50, 50, 50, 0], [200, 1000, 100, 600], [300, 1500, 700, 100]],
+        [[-0.1, 0.0, 0.0, -0.1], [1.2, 0.3, 1.2, 0.1], [3.5, 2.0, 0.9, 0.2]],
+        [IDLE, AI, MINE, MINE], [AI, IDLE, AI, AI], 1350.0),
+    "second step priced per watt it frees": (
+        [[10, 50, 0, 10, 0], [100, 300, 200, 100, 600], [700, 100, 1000, 100, 700]],
+        [[0.0, -0.1, -0.1, 0.0, 0.0], [1.2, 0.1, 4.0, 0.1, 4.0], [2.0, 0.2, 5.0, 0.9, 0.9]],
+        [AI, MINE, MINE, IDLE, MINE], [IDLE, AI, MINE, AI, IDLE], 1267.0),
+    "second step priced by the watts between the two options": (
+        [[10, 50, 50], [600, 200, 100], [1000, 700, 1000]],
+        [[0.0, 0.0, -0.1], [0.3, 2.5, 2.5], [5.0, 8.0, 8.0]],
+        [MINE, AI, AI], [MINE, MINE, MINE], 1610.0),
+    "slope to the lower option from the plan's USD/h": (
+        [[10.5, 10.5], [11.0, 600.0], [1.5, 300.0]],
+        [[-0.1, 0.0], [4.0, 0.3], [8.0, 3.5]],
+        [MINE, MINE], [AI, IDLE], 549.9),
+    "slope to the lower option per watt it frees": (
+        [[0, 10, 100, 10], [600, 600, 300, 300], [700, 700, 700, 700]],
+        [[0.0, -0.1, 0.0, -0.1], [2.5, 4.0, 0.6, 2.5], [0.9, 8.0, 8.0, 0.9]],
+        [MINE, AI, AI, IDLE], [IDLE, AI, MINE, IDLE], 1407.0),
+}
+
+
+@pytest.mark.parametrize("case", list(HULL_CASES))
+def test_steps_along_a_nodes_hull_are_priced_so_the_best_fit_is_kept(case: str) -> None:
+    watts, value, plan, current, cap_w = HULL_CASES[case]
+    target, _, power, _, _ = _alloc(watts, value, plan, current, cap_w)
+    w = np.array(watts, dtype=np.float64)
+    assert sum(w[m, i] for i, m in enumerate(target)) <= cap_w + TOL
+    assert power <= cap_w + TOL
+    assert _keeps_the_best_fit(watts, value, plan, current, cap_w, target)
