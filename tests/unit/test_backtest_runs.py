@@ -71,3 +71,27 @@ def test_a_failing_policy_is_reported_with_time_file_and_line(tmp_path: Path) ->
     assert "Traceback" not in done.stderr and "ray::" not in done.stderr
     assert (f"at simulated time 2023-08-01T00:00:00Z: policy late-failure failed: "
             f"KeyError('boom') at {policy}:6") in done.stderr
+
+
+def test_an_unknown_reason_code_is_refused_naming_the_node_that_carries_it(
+        tmp_path: Path) -> None:
+    """A policy file that gives the fourth node a reason code nobody declared: the
+    backtest stops with one line naming the code and that node, as its author reads it."""
+    from orchestrator.models.build import build_fleet
+    from orchestrator.models.config import load_config
+
+    policy = tmp_path / "undeclared.py"
+    policy.write_text(
+        "from orchestrator.framework import Policy, PolicyDecision\n"
+        "class Undeclared(Policy):\n"
+        "    name = 'undeclared'\n"
+        "    def decide(self, ctx):\n"
+        "        keep = PolicyDecision.keep(ctx)\n"
+        "        keep.reason[3] = 777\n"
+        "        return keep\n")
+    done = _backtest("--no-baselines", "-p", str(policy))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    fourth = build_fleet(load_config(SITE)).names[3]
+    assert (f"unknown reason codes ['777'] (the first on node {fourth}, code 777)"
+            in done.stderr)

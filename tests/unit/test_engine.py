@@ -222,52 +222,44 @@ def test_the_fleet_switch_budget_is_a_share_of_the_fleet_and_never_below_one() -
 
 
 class _UnknownReasons:
-    """Holds every node with reason codes nobody declared: 900, 901, … per node."""
+    """Holds every node, with reason codes nobody declared (900, 901, … by node) from
+    node `from_node` on and UNCHANGED before it."""
 
     name = "unknown-reasons"
     reasons: ClassVar[dict[int, str]] = {}
     uses_history = False
 
+    def __init__(self, from_node: int = 0) -> None:
+        self.from_node = from_node
+
     def decide(self, ctx):  # type: ignore[no-untyped-def]
         from orchestrator.framework import PolicyDecision
         n = ctx.fleet.n
-        return PolicyDecision(ctx.fleet.mode.copy(), np.arange(900, 900 + n, dtype=np.int16))
+        reason = np.arange(900, 900 + n, dtype=np.int16)
+        reason[: self.from_node] = int(Reason.UNCHANGED)
+        return PolicyDecision(ctx.fleet.mode.copy(), reason)
 
 
 def test_unknown_reason_codes_are_refused_naming_the_first_five() -> None:
     from orchestrator.errors import PolicyError
 
     fleet = _idle_miners(7)
-    ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW),
-                        demand=DemandSummary.empty(0), fleet=fleet, guards=GUARDS)
     with pytest.raises(PolicyError) as refused:
-        decide(ctx, _UnknownReasons(), GUARDS)  # type: ignore[arg-type]
+        decide(ctx_for(fleet), _UnknownReasons(), GUARDS)  # type: ignore[arg-type]
     named = sorted(str(900 + i) for i in range(7))[:5]
     assert f"unknown reason codes {named}" in str(refused.value)
     # The first node with an unknown code is named: the policy author can find it.
     assert f"(the first on node {fleet.names[0]}, code 900)" in str(refused.value)
 
 
-class _OneUnknownReason:
-    name = "one-unknown"
-
-    def decide(self, ctx):  # type: ignore[no-untyped-def]
-        from orchestrator.framework import PolicyDecision, Reason
-        reason = np.full(ctx.fleet.n, int(Reason.UNCHANGED), dtype=np.int16)
-        reason[2] = 777
-        return PolicyDecision(ctx.fleet.mode.copy(), reason)
-
-
 def test_the_refusal_names_the_node_whose_reason_code_is_unknown() -> None:
     from orchestrator.errors import PolicyError
 
     fleet = _idle_miners(4)
-    ctx = build_context(now_s=NOW, prices=make_prices(fleet, observed_s=NOW),
-                        demand=DemandSummary.empty(0), fleet=fleet, guards=GUARDS)
     with pytest.raises(PolicyError) as refused:
-        decide(ctx, _OneUnknownReason(), GUARDS)  # type: ignore[arg-type]
+        decide(ctx_for(fleet), _UnknownReasons(from_node=2), GUARDS)  # type: ignore[arg-type]
     assert str(refused.value).endswith(
-        f"unknown reason codes ['777'] (the first on node {fleet.names[2]}, code 777)")
+        f"unknown reason codes ['902', '903'] (the first on node {fleet.names[2]}, code 902)")
 
 
 def test_a_plan_carries_its_policy_s_name_and_the_context_what_it_was_given() -> None:
