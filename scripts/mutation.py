@@ -125,7 +125,7 @@ FULL = (
 def line_ranges(source: str, functions: tuple[str, ...] | None) -> list[tuple[int, int]]:
     """Lines (first, last) of the named functions in `source`."""
     tree = ast.parse(source)
-    defs: dict[str, ast.AST] = {}
+    defs: dict[str, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef] = {}
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             defs[node.name] = node
@@ -148,7 +148,7 @@ def line_ranges(source: str, functions: tuple[str, ...] | None) -> list[tuple[in
             ranges.append((start, end))
             continue
         d = defs.get(name)
-        if not isinstance(d, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        if d is None:
             raise SystemExit(f"no function, method or class {name!r} in the module")
         first = min([d.lineno, *(x.lineno for x in d.decorator_list)])
         ranges.append((first, d.end_lineno or d.lineno))

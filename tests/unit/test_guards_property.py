@@ -15,7 +15,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from orchestrator.engine import build_context, decide
+from orchestrator.engine import build_context, decide, kernels
 from orchestrator.engine.guards import apply_guards
 from orchestrator.errors import PolicyError
 from orchestrator.framework import DecisionContext, Policy, PolicyDecision, Reason
@@ -637,8 +637,6 @@ def test_the_fleet_budget_keeps_the_changes_of_most_gain_after_their_switching_c
     # Three nodes mining, each planned into AI for the same raise in USD/h (+$2/h); their
     # switches cost $0.10/h, $1.50/h and $0.40/h amortized. A budget of two keeps the two
     # cheapest switches (gains $1.90 and $1.60/h) and holds the $1.50/h one ($0.50/h).
-    from orchestrator.engine import kernels
-
     value = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [3.0, 3.0, 3.0]])
     switch_per_h = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.1, 1.5, 0.4]])
     target = np.array([Mode.AI] * 3, np.int8)
