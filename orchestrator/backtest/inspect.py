@@ -205,9 +205,9 @@ def inspect_file(src: SeriesSource, first: int = 5) -> Inspection:
 
 
 def preview_file(spec: TableSource, rows: int = 5) -> list[str]:
-    """Columns (with the type DuckDB reads) and the first rows after `query` and `filter`,
+    """Columns (with the type each is read as) and the first rows after `query` and `filter`,
     for a file whose value column is not chosen yet."""
-    table = open_table(spec, Path.cwd(), "data inspect", [])
+    table = open_table(spec, Path.cwd(), "data inspect", [], type_every_column=True)
     try:
         shown = [c for c in table.columns if not c.startswith("__")]
         out = ["columns: " + ", ".join(f"{c} ({table.columns[c]})" for c in shown)]

@@ -101,7 +101,9 @@ def _read_trace(cfg: JobTraceConfig, table: Table) -> tuple[F64, F64, F64, npt.N
     )  # fmt: skip
     keep = np.ones(files.shape[0], dtype=bool)
     if "model" in texts:
-        keep = texts["model"]
+        keep = texts["model"].copy()
+    # A blank row (only separators) is no job, as in a recorded series.
+    keep &= ~np.logical_and.reduce([col.null for col in cols.values()])
     idx = np.flatnonzero(keep)
 
     def fail(i: int, key: str, message: str) -> DataError:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -171,22 +172,28 @@ def _value_sql(src: SeriesSource) -> tuple[str, str]:
     return ident(src.value_column), src.value_column
 
 
+#: Values a series may hold: a value outside is an error naming its row (a BTC price
+#: or difficulty at or below zero, negative fees: a wrong column or a corrupt file).
+Domain = Literal["any", "non-negative", "positive"]
+
+
 def read_series(
-    name: str, src: SeriesSource, base_dir: Path, *, positive: bool = False
+    name: str, src: SeriesSource, base_dir: Path, *, domain: Domain = "any"
 ) -> Series:
-    """Load and check one series; see the module docstring for the rules (`positive`:
-    a value at or below zero is an error naming its row, as for a currency rate)."""
+    """Load and check one series; see the module docstring for the rules."""
     zone = zone_of(src.timezone, f"{name}.timezone")
-    text_cols = [c for c in (src.time_column, src.value_column, src.observed_column) if c]
-    table = open_table(src, base_dir, f"series {name}", [] if src.time else text_cols)
+    # Read as written: hashpivot parses them itself, naming a bad cell's text.
+    text_cols = [c for c in (None if src.time else src.time_column, src.value_column,
+                             src.observed_column, src.key_column) if c]
+    table = open_table(src, base_dir, f"series {name}", text_cols)
     try:
-        return _read_series(name, src, base_dir, zone, table, positive)
+        return _read_series(name, src, base_dir, zone, table, domain)
     finally:
         table.close()
 
 
 def _read_series(
-    name: str, src: SeriesSource, base_dir: Path, zone: ZoneInfo, table: Table, positive: bool
+    name: str, src: SeriesSource, base_dir: Path, zone: ZoneInfo, table: Table, domain: Domain
 ) -> Series:
     time_sql, time_col = (
         (src.time, "time") if src.time else (ident(src.time_column), src.time_column)
@@ -254,17 +261,21 @@ def _read_series(
         i = int(idx[j])
         path, line, note = table.where(int(files[i]), int(rows[i]))
         if v.null[i]:
-            message = "missing value"
+            message = ("missing value" if src.value is None
+                       else "no value: a cell the expression reads is empty or not a number")
         else:
             raw = raws.get((int(files[i]), int(rows[i])), "?")
             unreadable = v.bad[i]
             message = f"not a number: {raw!r}" if unreadable else f"not a finite number: {raw!r}"
         issues.append(RowIssue(float(times[j]), message + note, path, line, value_col))
     good = ~bad
-    if positive and np.any(values[good] <= 0):
-        i = int(idx[good][np.flatnonzero(values[good] <= 0)[0]])
+    outside = (values[good] <= 0 if domain == "positive"
+               else values[good] < 0 if domain == "non-negative" else None)
+    if outside is not None and np.any(outside):
+        i = int(idx[good][np.flatnonzero(outside)[0]])
         raw = raw_text(table, value_sql, int(files[i]), int(rows[i]))
-        raise fail(i, value_col, f"not a positive rate: {raw!r}")
+        bound = "above 0" if domain == "positive" else "0 or more"
+        raise fail(i, value_col, f"{raw!r}: series {name} takes values {bound}")
     if src.fx is not None:
         rate = _fx(name, src.fx, base_dir, times[good])
         values = values.copy()
@@ -346,7 +357,7 @@ def _fx(name: str, fx: float | SeriesSource, base_dir: Path, times: F64) -> F64 
     """USD per unit of the source's currency at each time: fixed, or the rate in force."""
     if not isinstance(fx, SeriesSource):
         return float(fx)
-    rates = read_series(f"{name}.fx", fx, base_dir, positive=True)
+    rates = read_series(f"{name}.fx", fx, base_dir, domain="positive")
     at = rates.realized_index(times)
     if np.any(at < 0):
         first = times[int(np.flatnonzero(at < 0)[0])]
@@ -358,9 +369,10 @@ def _fx(name: str, fx: float | SeriesSource, base_dir: Path, times: F64) -> F64 
     return rates.values[at]
 
 
-def _series(name: str, spec: SeriesSource | float, base_dir: Path) -> Series:
+def _series(name: str, spec: SeriesSource | float, base_dir: Path,
+            domain: Domain = "any") -> Series:
     if isinstance(spec, SeriesSource):
-        return read_series(name, spec, base_dir)
+        return read_series(name, spec, base_dir, domain=domain)
     return Series.constant(name, spec)
 
 
@@ -450,13 +462,15 @@ class RecordedMarketSource:
         self.fleet_sites = tuple(s.name for s in fleet.sites)
         self.gpu_models = fleet.gpu_models
         self.algorithms = fleet.algorithms
-        self.btc_usd = _series("btc_usd", market.btc_usd, base_dir)
-        self.difficulty = _series("difficulty", market.difficulty, base_dir)
-        self.fees = _series("fees_btc_per_block", market.fees_btc_per_block, base_dir)
+        # The ranges live feeds are held to (`MarketSnapshot`); power may go negative.
+        self.btc_usd = _series("btc_usd", market.btc_usd, base_dir, "positive")
+        self.difficulty = _series("difficulty", market.difficulty, base_dir, "positive")
+        self.fees = _series("fees_btc_per_block", market.fees_btc_per_block, base_dir,
+                            "non-negative")
         self.subsidy = (
             None
             if market.subsidy_btc is None
-            else _series("subsidy_btc", market.subsidy_btc, base_dir)
+            else _series("subsidy_btc", market.subsidy_btc, base_dir, "non-negative")
         )
         self.power: list[Series] = []
         for site in self.fleet_sites:
@@ -473,7 +487,7 @@ class RecordedMarketSource:
             self.gpu.append(
                 None
                 if spec_g is None
-                else _series(f"gpu_usd_per_gpu_hour.{model}", spec_g, base_dir)
+                else _series(f"gpu_usd_per_gpu_hour.{model}", spec_g, base_dir, "non-negative")
             )
         self.hashpower: list[Series | None] = []
         for alg in self.algorithms:
@@ -482,7 +496,8 @@ class RecordedMarketSource:
                 self.hashpower.append(None)
             else:
                 self.hashpower.append(
-                    _series(f"hashpower_btc_per_unit_day.{alg}", spec_h, base_dir)
+                    _series(f"hashpower_btc_per_unit_day.{alg}", spec_h, base_dir,
+                            "non-negative")
                 )
 
     def all_series(self) -> list[Series]:

@@ -8,6 +8,7 @@ names the file, the line and the column. Nothing is written to disk.
 
 from __future__ import annotations
 
+import csv
 import glob
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -88,10 +89,29 @@ def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+#: Longest DuckDB message passed on (a bad row is quoted, cut to its first 120 characters).
+_MESSAGE_CHARS = 500
+
+
 def duck_message(exc: BaseException) -> str:
-    """DuckDB's first paragraph, on one line (its hints assume DuckDB's own options)."""
-    text = str(exc).strip().split("\n\n")[0]
-    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+    """DuckDB's message on one line, without its hints (they name DuckDB's own options,
+    which a site file cannot set): its first paragraph, or with a CSV error the row as
+    read (after an unterminated quote, the rest of the file: its first line is kept) and
+    the line after it, what is wrong with the row."""
+    text = str(exc).strip()
+    hints = text.find("\nPossible fix")
+    text = text if hints < 0 else text[:hints]
+    if "Original Line:" not in text:
+        text = text.split("\n\n")[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    quoted = next((k for k, line in enumerate(lines) if line.startswith("Original Line:")), -1)
+    if quoted >= 0:
+        row = lines[quoted].removeprefix("Original Line:").strip()
+        row = row if len(row) <= 120 else row[:120] + "…"
+        why = lines[-1] if len(lines) - 1 > quoted else ""
+        lines = [*lines[:quoted], why, f"(the row as read: {row})"]
+    message = " ".join(line for line in lines if line)
+    return message if len(message) <= _MESSAGE_CHARS else message[:_MESSAGE_CHARS] + "…"
 
 
 def one_select(sql: str, source: str, field: str) -> None:
@@ -118,6 +138,8 @@ class Table:
     columns: dict[str, str]  # name -> DuckDB type, of the source (or query result)
     skip_rows: int
     located: bool  # rows carry __file and __row (not after a query that drops them)
+    #: Stamps without a zone are wall time in a zone other than UTC (`timezone`).
+    local_wall_time: bool = True
     _lines: dict[int, I64] = field(default_factory=dict, compare=False, repr=False)
 
     def where(self, file_idx: int, row: int) -> tuple[str, int | None, str]:
@@ -180,20 +202,15 @@ def _format(files: Sequence[Path], fmt: str | None) -> Format:
     return _SUFFIX.get(files[0].suffix.lower(), "csv")
 
 
-def _reader(spec: TableSource, files: Sequence[Path], fmt: Format, text: Mapping[str, str]) -> str:
+def _reader(spec: TableSource, files: Sequence[Path], fmt: Format) -> str:
     paths = "[" + ", ".join(literal(str(p)) for p in files) + "]"
     extra = ", filename='__filename', union_by_name=true" if len(files) > 1 else ""
     if fmt == "csv":
-        types = ""
-        if text:
-            types = ", types={" + ", ".join(f"{literal(c)}: 'VARCHAR'" for c in text) + "}"
+        # Every cell as text: `_typed_csv_columns` then types the columns from all rows.
         return (
             f"read_csv({paths}, header=true, delim={literal(spec.separator)}, "
-            f"decimal_separator={literal(spec.decimal)}, skip={spec.skip_rows}, "
-            f"quote='\"', escape='\"', null_padding=true, "
-            # Dates stay text: the sniffer reads 11/01/2023 as 11 January when it guesses.
-            "auto_type_candidates=['BOOLEAN', 'BIGINT', 'DOUBLE', 'VARCHAR']"
-            f"{types}{extra})"
+            f"skip={spec.skip_rows}, quote='\"', escape='\"', null_padding=true, "
+            f"all_varchar=true{extra})"
         )
     if fmt == "parquet":
         return f"read_parquet({paths}{extra})"
@@ -201,24 +218,101 @@ def _reader(spec: TableSource, files: Sequence[Path], fmt: Format, text: Mapping
     return f"read_json({paths}, format='{style}'{extra})"
 
 
-def open_table(spec: TableSource, base_dir: Path, what: str, text_columns: Sequence[str]) -> Table:
+def open_table(spec: TableSource, base_dir: Path, what: str, text_columns: Sequence[str],
+               *, type_every_column: bool = False) -> Table:
     """Read a source's files into an in-memory table `rows` (after `query` and `filter`).
 
-    `text_columns` are read as text where they are plain CSV columns, so hashpivot (not
-    the CSV sniffer) decides what a time stamp or a number is and can name a bad row.
+    CSV cells are text, and hashpivot (not a guess from sampled rows) decides what a time
+    stamp or a number is and can name a bad row. Columns the source's SQL reads are
+    typed from every row (`_typed_csv_columns`; every column with `type_every_column`),
+    except `text_columns`, which hashpivot parses itself.
     """
     name, files = resolve_files(spec.path, base_dir, what)
     fmt = _format(files, spec.format)
     con = _database().cursor()
     try:
         con.execute("SET TimeZone='UTC'")  # a cursor's own session: set it, never assume
-        return _load(con, spec, name, files, fmt, text_columns)
+        return _load(con, spec, name, files, fmt, text_columns, type_every_column)
     except duckdb.Error as exc:
         con.close()
+        found = _csv_row_problem(spec, files) if fmt == "csv" else None
+        if found is not None:
+            # The reader's guess at the file's layout failed on a row it does not name.
+            path, line, problem = found
+            raise DataError(f"cannot read as csv: {problem}", source=str(path),
+                            line=line) from None
         raise DataError(f"cannot read as {fmt}: {duck_message(exc)}", source=name) from None
     except BaseException:
         con.close()
         raise
+
+
+def _csv_column_types(
+    con: duckdb.DuckDBPyConnection, text_columns: Sequence[str], decimal: str,
+    sql: str | None,
+) -> dict[str, tuple[str, str]]:
+    """Types for the text cells of table `raw`, by what the whole column holds, not a
+    sample of it: a column whose cells are mostly numbers is a number column (integer
+    where every number is written as one), and a cell in it that is no number reads as
+    empty, so only a row that needs it fails, naming its line. A column of only true/false
+    is a flag. Only columns named in `sql` (the source's own SQL, lower case; None: every
+    column) are typed; `text_columns` (the stamp and value hashpivot parses itself, naming
+    a bad cell's text) and the rest stay text: a date is never guessed.
+    Returns column -> (type, SQL casting its text)."""
+    names = [str(r[0]) for r in con.execute("DESCRIBE raw").fetchall()]
+    candidates = [c for c in names if c not in text_columns and c != "__filename"
+                  and (sql is None or c.lower() in sql)]
+    if not candidates:
+        return {}
+
+    def number(c: str) -> str:
+        text = f"trim({ident(c)})"
+        return f"replace(replace({text}, '.', ''), ',', '.')" if decimal == "," else text
+
+    counts = ", ".join(
+        f"count(NULLIF(trim({ident(c)}), '')), count(TRY_CAST({number(c)} AS DOUBLE)), "
+        # Whole numbers as written (a cast to BIGINT would round 27.96 to 28).
+        f"count(*) FILTER (WHERE regexp_full_match(trim({ident(c)}), '[+-]?[0-9]+')), "
+        f"count(*) FILTER (WHERE lower(trim({ident(c)})) IN ('true', 'false'))"
+        for c in candidates
+    )
+    got = con.execute(f"SELECT {counts} FROM raw").fetchone()
+    assert got is not None
+    types: dict[str, tuple[str, str]] = {}
+    for k, c in enumerate(candidates):
+        cells, numbers, integers, flags = (int(x) for x in got[4 * k : 4 * k + 4])
+        if cells and flags == cells:
+            types[c] = ("BOOLEAN", f"TRY_CAST(trim({ident(c)}) AS BOOLEAN)")
+        elif numbers * 2 > cells:
+            typ = "BIGINT" if integers == numbers else "DOUBLE"
+            types[c] = (typ, f"TRY_CAST({number(c)} AS {typ})")
+    return types
+
+
+def _csv_row_problem(spec: TableSource, files: Sequence[Path]) -> tuple[Path, int, str] | None:
+    """The first row of `files` with more fields than its header, or whose quote never
+    closes: (file, line, what), or None when every row splits cleanly."""
+    for path in files:
+        try:
+            with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
+                for _ in range(spec.skip_rows):
+                    handle.readline()
+                reader = csv.reader(handle, delimiter=spec.separator, strict=True)
+                start = 1
+                header = next(reader, None)
+                if header is None:
+                    continue
+                start = reader.line_num + 1
+                for row in reader:
+                    if len(row) > len(header):
+                        return (path, spec.skip_rows + start,
+                                f"{len(row)} fields, the header has {len(header)}")
+                    start = reader.line_num + 1
+        except csv.Error:
+            return path, spec.skip_rows + start, "a quote that is never closed"
+        except OSError:
+            return None
+    return None
 
 
 def _load(
@@ -228,16 +322,21 @@ def _load(
     files: list[Path],
     fmt: Format,
     text_columns: Sequence[str],
+    type_every_column: bool,
 ) -> Table:
-    text: dict[str, str] = {}
-    if fmt == "csv" and text_columns:
-        sniffed = con.execute(f"DESCRIBE SELECT * FROM {_reader(spec, files, fmt, {})}").fetchall()
-        have = {str(r[0]) for r in sniffed}
-        text = {c: "VARCHAR" for c in text_columns if c in have}
-    reader = _reader(spec, files, fmt, text)
+    reader = _reader(spec, files, fmt)
     # A materialized table keeps the files' row order, so rowid is the row number; plain
     # scans of it (and views over them) keep that order too, so nothing is sorted.
-    con.execute(f"CREATE TEMP TABLE raw AS SELECT * FROM {reader}")
+    if fmt == "csv":
+        con.execute(f"CREATE TEMP TABLE raw AS SELECT * FROM {reader}")
+        sql = " ".join(spec.expressions()).lower()
+        for column, (typ, cast) in _csv_column_types(
+            con, text_columns, spec.decimal, None if type_every_column else sql
+        ).items():
+            con.execute(f"ALTER TABLE raw ALTER {ident(column)} SET DATA TYPE {typ} "
+                        f"USING {cast}")
+    else:
+        con.execute(f"CREATE TEMP TABLE raw AS SELECT * FROM {reader}")
     if len(files) > 1:
         con.execute(
             "CREATE TEMP TABLE src AS SELECT raw.* EXCLUDE (__filename), f.i AS __file, "
@@ -269,7 +368,8 @@ def _load(
             raise ConfigError(f"{duck_message(exc)}", source=name, field="filter") from None
     locate = "" if located else ", 0 AS __file, -1 AS __row"
     con.execute(f"CREATE TEMP VIEW rows AS SELECT *{locate} FROM {source}{where}")
-    return Table(name, files, fmt, con, cols, spec.skip_rows, located)
+    return Table(name, files, fmt, con, cols, spec.skip_rows, located,
+                 local_wall_time=spec.timezone != "UTC")
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,7 +430,8 @@ def evaluate(
             inner.append(f"{_number_sql(col, typ, decimal)} AS {v}")
             inner.append(f"false AS {z}")
         else:
-            first, epoch, naive = _time_sql(col, typ, time_format, key)
+            first, epoch, naive = _time_sql(col, typ, time_format, key,
+                                            table.local_wall_time)
             prelude += first
             inner.append(f"{epoch} AS {v}")
             inner.append(f"COALESCE({naive}, false) AS {z}")
@@ -427,10 +528,11 @@ def _number_sql(col: str, typ: str, decimal: str) -> str:
 
 
 def _time_sql(
-    col: str, typ: str, time_format: str | None, key: str
+    col: str, typ: str, time_format: str | None, key: str, local_wall_time: bool = True
 ) -> tuple[list[str], str, str]:
     """SQL for a time stamp column of type `typ`: columns computed first (each cast once),
-    then (epoch seconds, is wall time) over them."""
+    then (epoch seconds, is wall time) over them. Without `local_wall_time` (the source's
+    zone is UTC) a wall time is its UTC instant: no stamp is told apart as one."""
     if typ.startswith("TIMESTAMP WITH TIME ZONE") or typ == "TIMESTAMPTZ":
         return [], f"epoch({col})", "false"
     if typ in _NAIVE_TIME:
@@ -442,16 +544,19 @@ def _time_sql(
         fmt = literal(time_format)
         absolute = "%z" in time_format or "%Z" in time_format
         return [], f"epoch(TRY_STRPTIME({s}, {fmt}))", "false" if absolute else "true"
-    # One cast does the work: with the session in UTC, a stamp with an offset becomes its
-    # UTC instant and one without becomes its wall time as if UTC (read in the source's
-    # zone later); text that is no stamp may be epoch seconds.
-    # An offset is a Z (or UTC) at the end, or a sign after the date (ISO 8601).
+    # One cast does the work: with the session in UTC, a stamp with an offset or a zone
+    # (Z, +05:30, UTC, America/Chicago, CET) becomes its UTC instant and one without
+    # becomes its wall time as if UTC (read in the source's zone later); text that is no
+    # stamp may be epoch seconds. A stamp names its zone when anything after the date
+    # and the date-time separator is a letter or a sign: the one test for every way of
+    # naming it, so no stamp is moved into the source's zone a second time.
     text, tz = ident("__s_" + key), ident("__tz_" + key)
     prelude = [f"{s} AS {text}", f"epoch(TRY_CAST({s} AS TIMESTAMPTZ)) AS {tz}"]
-    marks = [f"suffix({text}, '{z}')" for z in ("Z", "z", "UTC", "GMT")]
-    marks += [f"contains(substr({text}, 11), '{sign}')" for sign in ("+", "-")]
     epoch = f"CASE WHEN {tz} IS NULL THEN TRY_CAST({text} AS DOUBLE) ELSE {tz} END"
-    naive = f"{tz} IS NOT NULL AND NOT ({' OR '.join(marks)})"
+    if not local_wall_time:
+        return prelude, epoch, "false"
+    # After an ISO date (10 characters) and its separator.
+    naive = f"{tz} IS NOT NULL AND NOT regexp_matches(substr(ltrim({text}), 12), '[A-Za-z+-]')"
     return prelude, epoch, naive
 
 

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -93,6 +100,32 @@ class GuardConfig(StrictModel):
 SeriesOrConstant = SeriesSource | float
 
 
+#: Per market field: the units its values may come in, and the least value it takes
+#: (None: any; power prices go negative). A series in another unit is a wrong column.
+_MARKET_UNITS: dict[str, tuple[tuple[str, ...], tuple[float, bool] | None]] = {
+    "btc_usd": (("usd", "dimensionless"), (0.0, False)),
+    "difficulty": (("dimensionless",), (0.0, False)),
+    "fees_btc_per_block": (("btc", "sat", "dimensionless"), (0.0, True)),
+    "subsidy_btc": (("btc", "sat", "dimensionless"), (0.0, True)),
+    "power_usd_mwh": (("usd_per_mwh", "usd_per_kwh", "dimensionless"), None),
+    "gpu_usd_per_gpu_hour": (("usd_per_gpu_hour", "dimensionless"), (0.0, True)),
+    "hashpower_btc_per_unit_day": (("btc_per_unit_day", "btc", "sat", "dimensionless"),
+                                   (0.0, True)),
+}
+
+
+def _check_market_value(field: str, value: SeriesOrConstant) -> SeriesOrConstant:
+    units, least = _MARKET_UNITS[field]
+    if isinstance(value, SeriesSource):
+        if value.unit not in units:
+            raise ValueError(f"unit {value.unit!r} is not a unit of {field}: use one of "
+                             f"{', '.join(units)}")
+    elif least is not None and (value < least[0] or (value == least[0] and not least[1])):
+        raise ValueError(f"{value!r}: {field} takes values "
+                         f"{'0 or more' if least[1] else 'above 0'}")
+    return value
+
+
 class RecordedMarketConfig(StrictModel):
     """Recorded market series for dry-runs and backtests."""
 
@@ -107,6 +140,25 @@ class RecordedMarketConfig(StrictModel):
     )
     gpu_usd_per_gpu_hour: dict[str, SeriesOrConstant] = Field(default_factory=dict)
     hashpower_btc_per_unit_day: dict[str, SeriesOrConstant] = Field(default_factory=dict)
+
+    @field_validator("btc_usd", "difficulty", "fees_btc_per_block", "subsidy_btc")
+    @classmethod
+    def _one_value(cls, value: SeriesOrConstant | None, info: ValidationInfo) -> (
+            SeriesOrConstant | None):
+        assert info.field_name is not None
+        return None if value is None else _check_market_value(info.field_name, value)
+
+    @field_validator("power_usd_mwh", "gpu_usd_per_gpu_hour", "hashpower_btc_per_unit_day")
+    @classmethod
+    def _each_value(cls, values: dict[str, SeriesOrConstant], info: ValidationInfo) -> (
+            dict[str, SeriesOrConstant]):
+        assert info.field_name is not None
+        for key, value in values.items():
+            try:
+                _check_market_value(info.field_name, value)
+            except ValueError as err:
+                raise ValueError(f"{key}: {err}") from None
+        return values
 
 
 class FleetGroup(StrictModel):
@@ -350,7 +402,8 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"{source}: {loc}: {err['msg']}")
+        # A validator's own message reads as it is, without pydantic's "Value error, ".
+        lines.append(f"{source}: {loc}: {err['msg'].removeprefix('Value error, ')}")
     return "\n".join(lines)
 
 

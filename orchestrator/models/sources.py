@@ -66,6 +66,10 @@ class TableSource(StrictModel):
         "row order (first of two is the earlier in a file running forward).",
     )
 
+    def expressions(self) -> list[str]:
+        """The SQL this source runs over the file's columns."""
+        return [x for x in (self.query, self.filter) if x is not None]
+
     @model_validator(mode="after")
     def _separators(self) -> TableSource:
         if self.separator == self.decimal:
@@ -132,6 +136,9 @@ class SeriesSource(TableSource):
         description="Values are carried forward at most this long; a longer gap is an error "
         "inside the backtest period.",
     )
+
+    def expressions(self) -> list[str]:
+        return [*super().expressions(), *(x for x in (self.time, self.value) if x is not None)]
 
     @field_validator("fx")
     @classmethod

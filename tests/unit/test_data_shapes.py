@@ -344,3 +344,171 @@ def test_a_deletion_time_given_as_duration_is_refused(tmp_path: Path) -> None:
     first = read("cluster_job_log.csv")[0]["deleted"]
     assert f"line 2, column 'deleted': not a number: {first!r}" in proc.stderr
     assert "end_column" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("written", [
+    "2025-01-01 00:00:00 America/Chicago",
+    "2025-01-01T06:00:00Z ",  # a space before the separator
+    "2025-01-01 07:00:00 CET",
+    "2025-01-01T00:00:00-06:00",
+    "2025-01-01 06:00:00 utc",
+    "2025-01-01 00:00:00",  # no zone: the file's
+])
+def test_a_stamp_that_names_its_zone_is_that_instant(tmp_path: Path, written: str) -> None:
+    # The file's time zone applies to stamps that name none, never a second time to one
+    # that names its own (by offset, abbreviation or zone name).
+    (tmp_path / "power.csv").write_text(f"time,v\n{written},30\n2025-01-01 01:00:00,31\n")
+    config = tmp_path / "site.yaml"
+    config.write_text(yaml.safe_dump({
+        "fleet": [{"profile": "s21", "count": 1, "mode": "mine"}],
+        "market": {"btc_usd": 97000.0, "difficulty": 1.1e14, "fees_btc_per_block": 0.1,
+                   "power_usd_mwh": {"default": {
+                       "path": "power.csv", "value_column": "v", "unit": "usd_per_mwh",
+                       "timezone": "America/Chicago"}}},
+    }))  # fmt: skip
+    found = inspect(config)["power_usd_mwh.default"]
+    assert [t for t, _ in found["first"]] == ["2025-01-01T06:00Z", "2025-01-01T07:00Z"]
+
+
+@pytest.mark.parametrize(("series", "column", "value", "bound"), [
+    ("btc_usd", "close_usd", "-107489", "above 0"),
+    ("btc_usd", "close_usd", "0", "above 0"),
+    ("gpu_usd_per_gpu_hour.H100_80GB_SXM5", "usd_per_gpu_hour", "-2.5", "0 or more"),
+])
+def test_a_market_value_out_of_its_range_is_refused_naming_its_row(
+    tmp_path: Path, series: str, column: str, value: str, bound: str
+) -> None:
+    # A negative BTC or GPU price is a wrong column or a corrupt file: never booked.
+    site = Path(__file__).parents[2] / "examples" / "gpu-only" / "site.yaml"
+    data = yaml.safe_load(site.read_text())
+    spec = data["market"]
+    for key in series.split("."):
+        spec = spec[key]
+    name = spec["path"].removeprefix("bundled:recorded/")
+    bundled = Path(__file__).parents[2] / "orchestrator" / "data" / "recorded" / name
+    lines = bundled.read_text().splitlines()
+    header = lines[0].split(",")
+    row = next(i for i, line in enumerate(lines)
+               if line.startswith("2025-10-22")
+               and ("key" not in spec or f",{spec['key']}," in f",{line},"))
+    cells = lines[row].split(",")
+    cells[header.index(column)] = value
+    lines[row] = ",".join(cells)
+    (tmp_path / name).write_text("\n".join(lines) + "\n")
+    spec["path"] = name
+    config = tmp_path / "site.yaml"
+    config.write_text(yaml.safe_dump(data))
+    proc = hashpivot("backtest", "-c", str(config), "-p", "greedy", "--no-ray", "--no-baselines",
+                     "--from", "2025-10-22", "--to", "2025-10-24",
+                     "--report", str(tmp_path / "out"))  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert f"{name}, line {row + 1}, column '{column}'" in proc.stderr
+    assert f"series {series} takes values {bound}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("market.power_usd_mwh.default.unit", "sat", "unit 'sat' is not a unit of power_usd_mwh"),
+    ("market.fees_btc_per_block.unit", "usd_per_kwh",
+     "unit 'usd_per_kwh' is not a unit of fees_btc_per_block"),
+    ("market.btc_usd", -1.0, "-1.0: btc_usd takes values above 0"),
+])
+def test_a_market_series_in_a_unit_it_cannot_have_is_refused(
+    tmp_path: Path, field: str, value: object, message: str
+) -> None:
+    site = Path(__file__).parents[2] / "examples" / "gpu-only" / "site.yaml"
+    config = _variant(tmp_path, site, {field: value})
+    proc = hashpivot("config", "check", str(config))
+    assert proc.returncode == 2
+    assert str(config) in proc.stderr and message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("hours", [600, 30_000])  # a row inside / past the sniffed sample
+@pytest.mark.parametrize(("broken", "why"), [
+    ('{time},"{value}', "a quote that is never closed"),  # the rest of the file, as read
+    ("{time},{value},9", "3 fields, the header has 2"),
+])
+def test_a_row_the_csv_reader_cannot_split_is_named_in_one_short_line(
+    tmp_path: Path, hours: int, broken: str, why: str
+) -> None:
+    start = datetime(2022, 1, 1, tzinfo=UTC)
+    rows = [f"{start + timedelta(hours=h):%Y-%m-%dT%H:%M:%SZ},{20 + h % 7}.5"
+            for h in range(hours)]  # fmt: skip
+    bad = hours - 100
+    time, value = rows[bad].split(",")
+    rows[bad] = broken.format(time=time, value=value)
+    (tmp_path / "power.csv").write_text("time,v\n" + "\n".join(rows) + "\n")
+    config = tmp_path / "site.yaml"
+    config.write_text(yaml.safe_dump({
+        "fleet": [{"profile": "s21", "count": 1, "mode": "mine"}],
+        "market": {"btc_usd": 97000.0, "difficulty": 1.1e14, "fees_btc_per_block": 0.1,
+                   "power_usd_mwh": {"default": {
+                       "path": "power.csv", "value_column": "v", "unit": "usd_per_mwh"}}},
+    }))  # fmt: skip
+    proc = hashpivot("config", "check", str(config))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and len(lines[0]) < 300, proc.stderr
+    assert f"power.csv, line {bad + 2}: cannot read as csv: {why}" in lines[0]
+    # No hints naming the reader's own options, which a site file cannot set.
+    assert "strict_mode" not in lines[0] and "ignore_errors" not in lines[0]
+
+
+def test_columns_an_expression_reads_are_typed_from_every_row(tmp_path: Path) -> None:
+    # Whole numbers first, decimals and one unreadable cell only past the rows a reader
+    # would sample: the value expression still reads every number as written.
+    start = datetime(2022, 1, 1, tzinfo=UTC)
+    values = [f"{20 + h % 7}" if h < 21_000 else f"{20 + h % 7}.25" for h in range(25_000)]
+    values[23_000] = "n/a"
+    rows = [f"{start + timedelta(hours=h):%Y-%m-%dT%H:%M:%SZ},{v},x"
+            for h, v in enumerate(values)]  # fmt: skip
+    rows[24_000] = rows[24_000][:-1] + "n/a"  # an unused column: no matter
+    (tmp_path / "power.csv").write_text("time,v,note\n" + "\n".join(rows) + "\n")
+    config = tmp_path / "site.yaml"
+    config.write_text(yaml.safe_dump({
+        "fleet": [{"profile": "s21", "count": 1, "mode": "mine"}],
+        "market": {"btc_usd": 97000.0, "difficulty": 1.1e14, "fees_btc_per_block": 0.1,
+                   "power_usd_mwh": {"default": {
+                       "path": "power.csv", "value": "v * 2", "unit": "usd_per_mwh"}}},
+        "backtest": {"start": "2022-01-05T00:00:00Z", "end": "2022-01-10T00:00:00Z"},
+    }))  # fmt: skip
+    proc = hashpivot("data", "inspect", str(config), "--json", "--rows", "100000")
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout)["sources"][0]
+    numbers = [2 * float(v) for v in values if v != "n/a"]
+    assert found["rows"] == len(numbers)
+    assert [v for _, v in found["first"]][20_990:21_010] == numbers[20_990:21_010]
+    assert found["max"] == max(numbers) and found["median"] == statistics.median(numbers)
+    # A period that needs the unreadable hour names its line.
+    proc = hashpivot("backtest", "-c", str(config), "-p", "greedy", "--no-ray",
+                     "--no-baselines", "--from", "2024-08-16", "--to", "2024-08-17",
+                     "--report", str(tmp_path / "out"))  # fmt: skip
+    hour = start + timedelta(hours=23_000)
+    assert hour.date().isoformat() == "2024-08-16"
+    assert proc.returncode == 2, proc.stderr
+    assert "power.csv, line 23002" in proc.stderr
+    assert "no value: a cell the expression reads is empty or not a number" in proc.stderr
+
+
+def test_a_blank_row_in_a_job_trace_is_no_job(tmp_path: Path) -> None:
+    # Only separators, as a spreadsheet export writes an emptied row: skipped, as in a
+    # recorded series, and the backtest serves the same jobs as without it.
+    site = Path(__file__).parents[2] / "examples" / "gpu-only" / "site.yaml"
+    data = yaml.safe_load(site.read_text())
+    trace = Path(__file__).parents[2] / "orchestrator" / "data" / "recorded" / "ai_jobs_trace.csv"
+    lines = trace.read_text().splitlines()
+    blank = "," * (lines[0].count(","))
+    summaries = []
+    for name, rows in (("as-is", lines), ("blank", [*lines[:5], blank, *lines[5:], blank])):
+        (tmp_path / f"{name}.csv").write_text("\n".join(rows) + "\n")
+        data["demand"]["path"] = f"{name}.csv"
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(yaml.safe_dump(data))
+        proc = hashpivot("backtest", "-c", str(config), "-p", "greedy", "--no-ray",
+                         "--no-baselines", "--from", "2025-10-22", "--to", "2025-10-24",
+                         "--report", str(tmp_path / name))  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        summaries.append(json.loads((tmp_path / name / "summary.json").read_text()))
+    served = [s["policies"]["greedy"]["jobs_served"] for s in summaries]
+    assert served[0] > 0 and served[0] == served[1]

@@ -442,3 +442,23 @@ def test_history_of_prices_published_ahead_holds_no_later_btc(tmp_path: Path) ->
     # Each row's power is its own hour's price.
     hours = ((times - _utc(2025, 1, 1)) // 3600).astype(int) % 24
     np.testing.assert_array_equal(power_seen, 10.0 + hours)
+
+
+def test_the_reader_s_message_keeps_the_row_s_first_line_and_drops_its_hints(
+    tmp_path: Path,
+) -> None:
+    import duckdb
+
+    from orchestrator.backtest.tables import duck_message
+
+    rows = [f"2025-01-01T00:{m:02d}:00Z,{m}" for m in range(60)]
+    rows[10] = rows[10].replace(",", ',"')  # the quote runs to the end of the file
+    path = csv_file(tmp_path, "time,v\n" + "\n".join(rows) + "\n")
+    with pytest.raises(duckdb.Error) as err:
+        duckdb.sql(f"SELECT * FROM read_csv('{path}', auto_detect=false, header=true, "
+                   "delim=',', quote='\"', escape='\"', "
+                   "columns={'time': 'VARCHAR', 'v': 'VARCHAR'})").fetchall()
+    raw, message = str(err.value), duck_message(err.value)
+    assert "Possible fixes" in raw and rows[30] in raw
+    assert "Possible fixes" not in message and rows[30] not in message
+    assert "Line: 12" in message and rows[10] in message and "quote" in message
