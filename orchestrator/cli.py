@@ -111,9 +111,8 @@ def _check_env() -> None:
     if not names:
         return
     from pydantic import ValidationError
-    from pydantic_settings import EnvSettingsSource
 
-    from orchestrator.models.config import HashpivotConfig
+    from orchestrator.models.config import HashpivotConfig, environment_values
 
     for name in names:
         problem = _env_field_problem(name)
@@ -121,7 +120,7 @@ def _check_env() -> None:
             logging.getLogger("hashpivot.cli").warning(
                 "environment variable %s names no config field: %s", name, problem)
     try:
-        HashpivotConfig(**EnvSettingsSource(HashpivotConfig)())
+        HashpivotConfig(**environment_values())
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -259,6 +258,15 @@ def backtest(
         _replay(cfg, journal, policy or [cfg.policy.name], report)
         return
     if sweep is not None:
+        # The sweep file holds the periods and the runs: a flag for either would be
+        # dropped without a word, so it is refused. Sweeps fan out over Ray.
+        given = [flag for flag, value in (("--from", start), ("--to", end), ("-p", policy),
+                                          ("--params", params), ("--no-ray", not use_ray))
+                 if value]
+        if given:
+            raise typer.BadParameter(
+                f"{', '.join(given)} cannot go with --sweep: the sweep file names the "
+                "periods and policies, and a sweep runs on Ray", param_hint="--sweep")
         _sweep(cfg, sweep, ray_address, report or Path("reports") / f"{config.stem}-sweep",
                baselines)
         return
@@ -429,12 +437,23 @@ def _has_module(name: str) -> bool:
         return False
 
 
+def _journal_records(folder: Path) -> list[Any]:
+    """The journaled cycles in `folder`, a controller's `--journal` folder."""
+    from orchestrator.runtime.journal import read_journal
+
+    if not folder.exists():
+        raise HashpivotError(f"{folder}: no such journal folder (the controller's --journal; "
+                             "default runs/journal)")
+    if not folder.is_dir():
+        raise HashpivotError(f"{folder}: a file; --journal names the folder the controller "
+                             "journals into")
+    return list(read_journal(folder))
+
+
 def _replay(cfg: Any, folder: Path, policies: list[str], out_dir: Path | None = None) -> None:
     from orchestrator.backtest.replay import replay_journal
     from orchestrator.framework.registry import load_policy
-    from orchestrator.runtime.journal import read_journal
-
-    records = list(read_journal(folder))
+    records = _journal_records(folder)
     if not records:
         raise HashpivotError(f"{folder}: no journaled cycles to replay")
     table = Table(title=f"replay of {len(records):,} journaled cycles", title_justify="left")
@@ -533,13 +552,14 @@ def run(
         ModeChoice | None, typer.Option(help="Controller mode (default: the config's).")
     ] = None,
     cycles: Annotated[
-        int | None, typer.Option(help="Stop once the journal holds this many cycles.")
+        int | None, typer.Option(min=1, help="Stop once the journal holds this many cycles.")
     ] = None,
     start: Annotated[str | None, typer.Option("--from", help="Dry-run start (ISO).")] = None,
     end: Annotated[str | None, typer.Option("--to", help="Dry-run end (ISO).")] = None,
     journal: Annotated[Path | None, typer.Option(help="Journal folder.")] = None,
     metrics_port: Annotated[
-        int | None, typer.Option(help="Serve /metrics, /healthz, /readyz (0: any port).")
+        int | None, typer.Option(min=0, max=65535,
+                                 help="Serve /metrics, /healthz, /readyz (0: any port).")
     ] = None,
     use_ray: Annotated[
         bool, typer.Option("--ray/--no-ray", help="Host the loop in a Ray actor.")
@@ -709,12 +729,10 @@ def status(
     journal: Annotated[Path, typer.Option(help="Journal folder of the controller.")] = Path(
         "runs/journal"
     ),
-    last: Annotated[int, typer.Option(help="Decisions to list.")] = 10,
+    last: Annotated[int, typer.Option(min=1, help="Decisions to list.")] = 10,
 ) -> None:
     """Nodes per mode, expected revenue, recent decisions and why, market freshness."""
-    from orchestrator.runtime.journal import read_journal
-
-    records = list(read_journal(journal))
+    records = _journal_records(journal)
     if not records:
         raise HashpivotError(f"{journal}: no decisions journaled yet")
     rec = records[-1]
@@ -753,16 +771,14 @@ def status(
 def explain(
     node: Annotated[str, typer.Argument(help="Node name.")],
     journal: Annotated[Path, typer.Option(help="Journal folder.")] = Path("runs/journal"),
-    last: Annotated[int, typer.Option(help="Decisions to show.")] = 5,
+    last: Annotated[int, typer.Option(min=1, help="Decisions to show.")] = 5,
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="The controller's config: also say which guard holds the "
         "node and since when (decides the journaled cycles again).")] = None,
 ) -> None:
     """The last decisions for one node, with the values and costs behind them, and what
     holds it now."""
-    from orchestrator.runtime.journal import read_journal
-
-    records = list(read_journal(journal))
+    records = _journal_records(journal)
     found = [(r, c) for r in records for c in r.changes if c.node == node]
     latest = next((r for r in reversed(records) if r.fleet_columns is not None
                    and node in r.fleet_columns.names), None)
@@ -1095,14 +1111,13 @@ def data_inspect(
     if isinstance(found, list):
         console.print("\n".join(found), highlight=False, markup=False)
         return
-    if plot is not None:
-        plot_png(found, plot)
+    written = None if plot is None else plot_png(found, plot)
     if as_json:
         print(json.dumps(found.as_dict(), indent=2))
     else:
         console.print("\n".join(found.lines()), highlight=False, markup=False)
-    if plot is not None:
-        err_console.print(f"plot: {plot}", highlight=False)
+    if written is not None:
+        err_console.print(f"plot: {written}", highlight=False)
 
 
 @app.command()
@@ -1130,6 +1145,8 @@ def doctor(
         for path in ("/healthz", "/readyz", "/metrics"):
             try:
                 answer = httpx.get(url.rstrip("/") + path, timeout=10.0)
+            except httpx.InvalidURL as exc:
+                raise typer.BadParameter(str(exc), param_hint="--url") from None
             except httpx.HTTPError as exc:
                 failures.append(f"{path}: {exc}")
                 console.print(f"FAIL {path}: {exc}", highlight=False, markup=False)
@@ -1200,6 +1217,15 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    except OSError as exc:
+        # A path the user gave that cannot be used as asked (a report folder that is a
+        # file, a journal that is a folder, no permission, a port taken): its own words.
+        why = ("a file is there, and a folder is needed" if isinstance(exc, FileExistsError)
+               else exc.strerror)
+        what = f"{exc.filename}: {why}" if exc.filename and why else str(exc)
+        err_console.print(f"[bold red]error:[/bold red] {what}", highlight=False,
+                          soft_wrap=True)
+        sys.exit(2)
     except ModuleNotFoundError as exc:
         extra = EXTRAS.get((exc.name or "").split(".")[0])
         if extra is None:

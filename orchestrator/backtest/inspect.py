@@ -19,7 +19,7 @@ import numpy.typing as npt
 from orchestrator.backtest.jobs import read_trace
 from orchestrator.backtest.recorded import RecordedMarketSource, Series, read_series
 from orchestrator.backtest.tables import duck_message, open_table, resolve_path
-from orchestrator.errors import DataError
+from orchestrator.errors import ConfigError, DataError
 from orchestrator.models.build import build_fleet
 from orchestrator.models.config import HashpivotConfig, base_dir
 from orchestrator.models.sources import JobTraceConfig, SeriesSource, TableSource
@@ -225,7 +225,13 @@ def preview_file(spec: TableSource, rows: int = 5) -> list[str]:
 
 
 def plot(inspection: Inspection, path: Path) -> Path:
-    """One panel per series over time, as a PNG."""
+    """One panel per series over time, as a PNG at `path` (`.png` added to a name without
+    a suffix); returns where it was written."""
+    if path.suffix.lower() != ".png":
+        if path.suffix:
+            raise ConfigError(f"{path}: the plot is a PNG image; name it with .png",
+                              field="--plot")
+        path = path.with_suffix(".png")
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on servers and CI
@@ -239,7 +245,7 @@ def plot(inspection: Inspection, path: Path) -> Path:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
     return path
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -33,6 +35,7 @@ from orchestrator.models.build import build_fleet
 from orchestrator.models.config import GuardConfig, HashpivotConfig, base_dir
 from orchestrator.models.fleet import FleetTable
 
+_log = logging.getLogger("hashpivot.backtest")
 F64 = npt.NDArray[np.float64]
 Progress = Callable[[str, int, int], None]
 
@@ -172,6 +175,19 @@ def resolve_period(
         raise ConfigError(
             f"backtest end {_iso(e)} is not after start {_iso(s)}", field="backtest.end"
         )
+    # Whole steps only: a step is billed whole, so one past the end would bill time
+    # outside the period.
+    step_s = config.backtest.step_s
+    steps = math.floor((e - s) / step_s + 1e-9)
+    if steps < 1:
+        raise ConfigError(
+            f"a step of {step_s / 3600:g} h is longer than the period "
+            f"{_iso(s)} → {_iso(e)} ({(e - s) / 3600:g} h)", field="backtest.step_s")
+    if s + steps * step_s < e:
+        _log.warning("the period ends %.0f min into a step: the backtest ends at %s, "
+                     "after its last whole step", (e - s - steps * step_s) / 60,
+                     _iso(s + steps * step_s))
+        e = s + steps * step_s
     market.check_period(s, e, history_s)  # rows the decisions' history reads count too
     return s, e
 

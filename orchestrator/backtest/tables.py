@@ -68,6 +68,9 @@ def resolve_files(path: str, base_dir: Path, what: str) -> tuple[str, list[Path]
         if not files:
             raise DataError(f"no file matches ({what})", source=str(full))
         return str(full), files
+    if full.is_dir():
+        raise DataError(f"a folder, not a file ({what}; a glob such as folder/*.csv reads "
+                        "the files in it)", source=str(full))
     if not full.is_file():
         raise DataError(f"file not found ({what})", source=str(full))
     return str(full), [full]

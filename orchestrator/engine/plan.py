@@ -257,7 +257,9 @@ def decide(
         decision: PolicyDecision = policy.decide(ctx)
     except PolicyError:
         raise
-    except Exception as exc:  # policies are trusted code, but their bugs must not spread
+    except (Exception, SystemExit, GeneratorExit) as exc:
+        # Policies are trusted code, but their bugs must not spread: not even a
+        # `sys.exit()` ends the controller (only Ctrl-C does).
         raise PolicyError(f"policy {name} failed: {raised_at(exc)}") from exc
     if not isinstance(decision, PolicyDecision):
         raise PolicyError(f"policy {name} returned {type(decision).__name__}, not a decision")

@@ -79,7 +79,7 @@ def _load_file(path: Path, class_name: str | None) -> type[Policy]:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # the user's module failed on import: say where
+    except (Exception, SystemExit, GeneratorExit) as exc:  # the file failed on import
         del sys.modules[module_name]
         raise PolicyError(f"importing policy file {path} failed: {raised_at(exc)}") from exc
     if class_name:
@@ -131,4 +131,7 @@ def load_policy(
             f"{source}.{loc}: {first['msg']} (policy {spec!r} accepts: "
             f"{', '.join(cls.Params.model_fields) or 'no parameters'})"
         ) from None
-    return cls(parsed)
+    try:
+        return cls(parsed)
+    except (Exception, SystemExit, GeneratorExit) as exc:  # a policy's own __init__
+        raise PolicyError(f"policy {spec!r} failed to start: {raised_at(exc)}") from exc

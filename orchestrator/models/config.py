@@ -7,6 +7,7 @@ schema`) is generated from these models, and the Helm chart validates against it
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -26,6 +27,7 @@ from pydantic_settings import (
     EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from orchestrator.errors import ConfigError
@@ -398,6 +400,18 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def environment_values() -> dict[str, Any]:
+    """Config values from `HASHPIVOT_…` variables; one that cannot be read is an error
+    naming it (a section, such as HASHPIVOT_GUARDS, takes a JSON object)."""
+    try:
+        return dict(EnvSettingsSource(HashpivotConfig)())
+    except SettingsError as exc:
+        found = re.search(r'field "([^"]+)"', str(exc))
+        name = f"HASHPIVOT_{found.group(1).upper()}" if found else "a HASHPIVOT_ variable"
+        raise ConfigError(f"environment variable {name}: not valid JSON (a section or a list "
+                          "is given as JSON)") from None
+
+
 def format_validation_error(exc: ValidationError, source: str) -> str:
     lines = []
     for err in exc.errors():
@@ -405,6 +419,31 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         # A validator's own message reads as it is, without pydantic's "Value error, ".
         lines.append(f"{source}: {loc}: {err['msg'].removeprefix('Value error, ')}")
     return "\n".join(lines)
+
+
+class _DuplicateKeyError(Exception):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping: the plain loader
+    keeps the last silently, so a second `power_cap_kw` would override the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` merges a mapping; its keys may be overridden
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise _DuplicateKeyError(f"line {line}: {key!r} is given twice in one mapping "
+                                        f"(first at line {seen[key]})")
+                seen[key] = line
+            except TypeError:  # an unhashable key: the constructor reports it
+                continue
+        return super().construct_mapping(node, deep=deep)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -417,7 +456,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"not UTF-8 text (byte {exc.start})", source=str(path)) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
+    except _DuplicateKeyError as exc:
+        raise ConfigError(str(exc), source=str(path)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -446,7 +487,7 @@ def load_config(
         path = Path(path)
         data = read_yaml(path)
         source = str(path)
-    env = EnvSettingsSource(HashpivotConfig)()
+    env = environment_values()
     try:
         config = HashpivotConfig(**_deep_merge(_deep_merge(data, env), overrides or {}))
     except ValidationError as exc:

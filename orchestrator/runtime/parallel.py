@@ -182,9 +182,13 @@ def read_sweep(path: str, config: HashpivotConfig) -> Sweep:
     periods: list[tuple[datetime | None, datetime | None]] = []
     for i, p in enumerate(periods_raw):
         try:
-            periods.append((_utc(p.get("from")), _utc(p.get("to"))))
+            start, end = _utc(p.get("from")), _utc(p.get("to"))
         except (AttributeError, TypeError, ValueError) as exc:
             raise ConfigError(f"bad period: {exc}", source=path, field=f"periods[{i}]") from None
+        if start is not None and end is not None and end <= start:
+            raise ConfigError(f"to ({end.isoformat()}) is not after from ({start.isoformat()})",
+                              source=path, field=f"periods[{i}]")
+        periods.append((start, end))
     return Sweep(runs, periods)
 
 

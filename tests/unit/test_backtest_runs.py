@@ -95,3 +95,22 @@ def test_an_unknown_reason_code_is_refused_naming_the_node_that_carries_it(
     fourth = build_fleet(load_config(SITE)).names[3]
     assert (f"unknown reason codes ['777'] (the first on node {fourth}, code 777)"
             in done.stderr)
+
+
+def test_a_policy_that_exits_is_a_failing_policy_not_the_end_of_the_run(
+    tmp_path: Path,
+) -> None:
+    # `sys.exit()` or a stray GeneratorExit in a policy is its own failure: the backtest
+    # says so (exit 2, one line), never ends quietly with exit 0 and no report.
+    for raised in ("SystemExit(0)", "GeneratorExit()"):
+        policy = tmp_path / "quits.py"
+        policy.write_text(
+            "from orchestrator.framework import Policy\n"
+            "class Quits(Policy):\n"
+            "    name = 'quits'\n"
+            "    def decide(self, ctx):\n"
+            f"        raise {raised}\n")
+        done = _backtest("--no-baselines", "-p", str(policy), "--report", str(tmp_path / "r"))
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr
+        assert f"policy quits failed: {raised} at {policy}:5" in done.stderr

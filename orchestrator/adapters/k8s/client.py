@@ -59,8 +59,10 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
         )
     except ConfigException as exc:
         raise ConfigError(f"kubeconfig unusable: {exc}", source=first) from None
-    except (OSError, ValueError) as exc:  # unreadable file, YAML that is not a kubeconfig
-        raise ConfigError(f"kubeconfig unreadable: {exc}", source=first) from None
+    except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
+        # An unreadable file, or YAML of another shape (a list, `clusters: 5`): the
+        # client's loader indexes into it as it finds it.
+        raise ConfigError(f"kubeconfig unreadable: {exc!r}", source=first) from None
     return api
 
 

@@ -1,0 +1,127 @@
+"""User errors at the `hashpivot` command: each is one line naming what is wrong and
+where, exit code 2, never a traceback (a real subprocess of the console script)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+SITE = Path(__file__).parents[2] / "examples" / "gpu-only" / "site.yaml"
+PERIOD = ("--from", "2025-10-22", "--to", "2025-10-23", "--no-ray", "--no-baselines")
+
+
+def hashpivot(*args: str, cwd: Path | None = None,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("hashpivot", path=str(Path(sys.executable).parent))
+    assert exe, "the hashpivot console script is installed with the package"
+    return subprocess.run([exe, *args], capture_output=True, text=True, cwd=cwd, check=False,
+                          timeout=600, env=os.environ | (env or {}))
+
+
+def refused(proc: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    for word in words:
+        assert word in proc.stderr, proc.stderr
+
+
+def test_an_output_path_that_is_a_file_or_a_journal_that_is_a_folder(tmp_path: Path) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    refused(hashpivot("backtest", "-c", str(SITE), "-p", "greedy", *PERIOD,
+                      "--report", str(taken)),
+            f"{taken}: a file is there, and a folder is needed")
+    refused(hashpivot("backtest", "-c", str(SITE), "-p", "greedy", *PERIOD,
+                      "--report", str(taken / "inside")),
+            f"{taken / 'inside'}: Not a directory")
+    folder = tmp_path / "journal.jsonl"
+    folder.mkdir()
+    refused(hashpivot("status", "--journal", str(taken)), f"{taken}: a file; --journal")
+    refused(hashpivot("status", "--journal", str(tmp_path / "none")), "no such journal folder")
+    refused(hashpivot("status", "--journal", str(tmp_path)), f"{folder}: Is a directory")
+    refused(hashpivot("data", "inspect", str(tmp_path)), "a folder, not a file")
+
+
+def test_a_plot_is_a_png_wherever_it_is_asked_for(tmp_path: Path) -> None:
+    refused(hashpivot("data", "inspect", str(SITE), "--plot", str(tmp_path / "p.txt")),
+            "the plot is a PNG image")
+    proc = hashpivot("data", "inspect", str(SITE), "--plot", str(tmp_path / "plot"))
+    assert proc.returncode == 0, proc.stderr
+    written = tmp_path / "plot.png"
+    assert f"plot: {written}" in proc.stderr
+    assert written.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (("run", "-c", str(SITE), "--mode", "dry-run", "--no-ray", "--metrics-port", "99999"),
+     "--metrics-port"),
+    (("run", "-c", str(SITE), "--mode", "dry-run", "--no-ray", "--cycles", "0"), "--cycles"),
+    (("status", "--last", "0"), "--last"),
+    (("explain", "node-1", "--last", "-1"), "--last"),
+])
+def test_a_count_or_port_out_of_range_is_refused(args: tuple[str, ...], option: str) -> None:
+    refused(hashpivot(*args), f"Invalid value for '{option}'")
+
+
+def test_an_environment_section_that_is_not_json_names_the_variable() -> None:
+    refused(hashpivot("config", "check", str(SITE), env={"HASHPIVOT_GUARDS": "notjson"}),
+            "environment variable HASHPIVOT_GUARDS: not valid JSON")
+
+
+def test_a_kubeconfig_of_another_shape_or_a_bad_url_is_refused(tmp_path: Path) -> None:
+    for name, text in (("list.yaml", "- a\n- b\n"), ("int.yaml", "clusters: 5\n")):
+        (tmp_path / name).write_text(text)
+        refused(hashpivot("doctor", "-c", str(SITE), "--kubeconfig", str(tmp_path / name)),
+                f"{tmp_path / name}: kubeconfig unreadable")
+    refused(hashpivot("doctor", "-c", str(SITE), "--no-rbac", "--url", "http://[::1"),
+            "Invalid value for --url")
+
+
+def test_a_key_given_twice_in_a_config_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    lines = SITE.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if "power_cap_kw" in line)
+    lines.insert(at + 1, lines[at].replace("260", "100"))
+    config = tmp_path / "site.yaml"
+    config.write_text("\n".join(lines) + "\n")
+    refused(hashpivot("config", "check", str(config)),
+            f"{config}: line {at + 2}: 'power_cap_kw' is given twice in one mapping "
+            f"(first at line {at + 1})")
+
+
+def test_a_step_longer_than_the_period_is_refused_and_a_part_step_left_out(
+    tmp_path: Path,
+) -> None:
+    data = yaml.safe_load(SITE.read_text())
+    data["backtest"]["step_s"] = 864_000
+    config = tmp_path / "site.yaml"
+    config.write_text(yaml.safe_dump(data))
+    refused(hashpivot("backtest", "-c", str(config), "-p", "greedy", *PERIOD),
+            "backtest.step_s: a step of 240 h is longer than the period")
+    # 90 minutes of hourly steps: the hour past the end is not billed.
+    reports, warned = [], []
+    for end in ("2025-10-22T01:30", "2025-10-22T01:00"):
+        out = tmp_path / end.replace(":", "")
+        proc = hashpivot("backtest", "-c", str(SITE), "-p", "greedy", "--from", "2025-10-22",
+                         "--to", end, "--no-ray", "--no-baselines", "--report", str(out))
+        assert proc.returncode == 0, proc.stderr
+        reports.append(json.loads((out / "summary.json").read_text())["policies"]["greedy"])
+        warned.append("the period ends 30 min into a step" in proc.stderr)
+    assert reports[0]["power_cost_usd"] == reports[1]["power_cost_usd"] > 0
+    assert warned == [True, False]
+
+
+def test_a_sweep_refuses_flags_it_would_drop_and_names_its_own_period(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("policy: greedy\nperiods: [{from: 2025-10-23, to: 2025-10-22}]\n")
+    refused(hashpivot("backtest", "-c", str(SITE), "--sweep", str(sweep), "--from", "2025-10-22",
+                      "-p", "greedy"),
+            "--from, -p cannot go with --sweep")
+    refused(hashpivot("backtest", "-c", str(SITE), "--sweep", str(sweep)),
+            f"{sweep}: periods[0]: to (2025-10-22T00:00:00+00:00) is not after from")
