@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from orchestrator.errors import HashpivotError
+from orchestrator.errors import ConfigError, HashpivotError
 
 if TYPE_CHECKING:
     from orchestrator.models.config import HashpivotConfig
@@ -306,17 +306,23 @@ def backtest(
                 tasks[name] = bar.add_task(name, total=total)
             bar.update(tasks[name], completed=done)
 
-        result = run_backtest(
-            cfg,
-            policies=policy,
-            params=run_params,
-            start=when_from,
-            end=when_to,
-            baselines=baselines,
-            progress=progress,
-            map_runs=map_runs,
-            ignore_programs=ignore_programs,
-        )
+        try:
+            result = run_backtest(
+                cfg,
+                policies=policy,
+                params=run_params,
+                start=when_from,
+                end=when_to,
+                baselines=baselines,
+                progress=progress,
+                map_runs=map_runs,
+                ignore_programs=ignore_programs,
+            )
+        except ConfigError as exc:
+            if exc.source is not None or (exc.field or "").startswith("-"):
+                raise
+            # A setting of the site file: name the file, as `load_config` does.
+            raise ConfigError(exc.message, source=str(config), field=exc.field) from None
     html_path = write_report(result, report_dir)
     summary = result.summary()
     table = Table(title="hashpivot backtest", title_justify="left")

@@ -11,6 +11,7 @@ class ConfigError(HashpivotError):
     """A configuration value is wrong. Names the field and where it came from."""
 
     def __init__(self, message: str, *, source: str | None = None, field: str | None = None):
+        self.message = message
         self.source = source
         self.field = field
         where = ""

@@ -173,7 +173,8 @@ def resolve_period(
         raise ConfigError("set backtest.start and backtest.end: every market series is constant")
     if e <= s:
         raise ConfigError(
-            f"backtest end {_iso(e)} is not after start {_iso(s)}", field="backtest.end"
+            f"backtest end {_iso(e)} is not after start {_iso(s)}",
+            field="--to" if end is not None else "backtest.end",
         )
     # Whole steps only: a step is billed whole, so one past the end would bill time
     # outside the period.

@@ -125,3 +125,20 @@ def test_a_sweep_refuses_flags_it_would_drop_and_names_its_own_period(tmp_path: 
             "--from, -p cannot go with --sweep")
     refused(hashpivot("backtest", "-c", str(SITE), "--sweep", str(sweep)),
             f"{sweep}: periods[0]: to (2025-10-22T00:00:00+00:00) is not after from")
+
+
+def test_a_period_error_names_where_the_period_came_from(tmp_path: Path) -> None:
+    refused(hashpivot("backtest", "-c", str(SITE), "-p", "greedy", "--from", "2025-10-23",
+                      "--to", "2025-10-22", "--no-ray", "--no-baselines"),
+            "error: --to: backtest end 2025-10-22T00:00:00Z is not after start")
+    data = yaml.safe_load(SITE.read_text())
+    data["backtest"]["end"] = "2025-10-20T00:00:00Z"
+    config = tmp_path / "site.yaml"
+    config.write_text(yaml.safe_dump(data))
+    refused(hashpivot("backtest", "-c", str(config), "-p", "greedy", "--no-ray",
+                      "--no-baselines"),
+            f"{config}: backtest.end: backtest end 2025-10-20T00:00:00Z is not after start")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("fleet: []\n")
+    refused(hashpivot("backtest", "-c", str(empty), "--no-ray"),
+            f"{empty}: market: a backtest needs recorded market data")
