@@ -346,6 +346,20 @@ def test_a_deletion_time_given_as_duration_is_refused(tmp_path: Path) -> None:
     assert "end_column" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def power_site(tmp_path: Path, series: dict[str, Any], **sections: Any) -> Path:
+    """A one-miner site whose power price is `power.csv` in `tmp_path`, read with
+    `series` (its other prices fixed); `sections` are added to the file as they are."""
+    config = tmp_path / "site.yaml"
+    config.write_text(yaml.safe_dump({
+        "fleet": [{"profile": "s21", "count": 1, "mode": "mine"}],
+        "market": {"btc_usd": 97000.0, "difficulty": 1.1e14, "fees_btc_per_block": 0.1,
+                   "power_usd_mwh": {"default": {
+                       "path": "power.csv", "unit": "usd_per_mwh", **series}}},
+        **sections,
+    }))  # fmt: skip
+    return config
+
+
 @pytest.mark.parametrize("written", [
     "2025-01-01 00:00:00 America/Chicago",
     "2025-01-01T06:00:00Z ",  # a space before the separator
@@ -358,14 +372,7 @@ def test_a_stamp_that_names_its_zone_is_that_instant(tmp_path: Path, written: st
     # The file's time zone applies to stamps that name none, never a second time to one
     # that names its own (by offset, abbreviation or zone name).
     (tmp_path / "power.csv").write_text(f"time,v\n{written},30\n2025-01-01 01:00:00,31\n")
-    config = tmp_path / "site.yaml"
-    config.write_text(yaml.safe_dump({
-        "fleet": [{"profile": "s21", "count": 1, "mode": "mine"}],
-        "market": {"btc_usd": 97000.0, "difficulty": 1.1e14, "fees_btc_per_block": 0.1,
-                   "power_usd_mwh": {"default": {
-                       "path": "power.csv", "value_column": "v", "unit": "usd_per_mwh",
-                       "timezone": "America/Chicago"}}},
-    }))  # fmt: skip
+    config = power_site(tmp_path, {"value_column": "v", "timezone": "America/Chicago"})
     found = inspect(config)["power_usd_mwh.default"]
     assert [t for t, _ in found["first"]] == ["2025-01-01T06:00Z", "2025-01-01T07:00Z"]
 
@@ -439,13 +446,7 @@ def test_a_row_the_csv_reader_cannot_split_is_named_in_one_short_line(
     time, value = rows[bad].split(",")
     rows[bad] = broken.format(time=time, value=value)
     (tmp_path / "power.csv").write_text("time,v\n" + "\n".join(rows) + "\n")
-    config = tmp_path / "site.yaml"
-    config.write_text(yaml.safe_dump({
-        "fleet": [{"profile": "s21", "count": 1, "mode": "mine"}],
-        "market": {"btc_usd": 97000.0, "difficulty": 1.1e14, "fees_btc_per_block": 0.1,
-                   "power_usd_mwh": {"default": {
-                       "path": "power.csv", "value_column": "v", "unit": "usd_per_mwh"}}},
-    }))  # fmt: skip
+    config = power_site(tmp_path, {"value_column": "v"})
     proc = hashpivot("config", "check", str(config))
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -465,14 +466,8 @@ def test_columns_an_expression_reads_are_typed_from_every_row(tmp_path: Path) ->
             for h, v in enumerate(values)]  # fmt: skip
     rows[24_000] = rows[24_000][:-1] + "n/a"  # an unused column: no matter
     (tmp_path / "power.csv").write_text("time,v,note\n" + "\n".join(rows) + "\n")
-    config = tmp_path / "site.yaml"
-    config.write_text(yaml.safe_dump({
-        "fleet": [{"profile": "s21", "count": 1, "mode": "mine"}],
-        "market": {"btc_usd": 97000.0, "difficulty": 1.1e14, "fees_btc_per_block": 0.1,
-                   "power_usd_mwh": {"default": {
-                       "path": "power.csv", "value": "v * 2", "unit": "usd_per_mwh"}}},
-        "backtest": {"start": "2022-01-05T00:00:00Z", "end": "2022-01-10T00:00:00Z"},
-    }))  # fmt: skip
+    config = power_site(tmp_path, {"value": "v * 2"},
+                        backtest={"start": "2022-01-05T00:00:00Z", "end": "2022-01-10T00:00:00Z"})
     proc = hashpivot("data", "inspect", str(config), "--json", "--rows", "100000")
     assert proc.returncode == 0, proc.stderr
     found = json.loads(proc.stdout)["sources"][0]
