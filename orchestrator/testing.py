@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import socket
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -99,8 +100,9 @@ class _ForbiddenError(RuntimeError):
 
 
 @contextmanager
-def _pure() -> Iterator[None]:
-    """The network and the wall clock refuse while a policy decides."""
+def _pure(policy: Policy) -> Iterator[None]:
+    """The network and the wall clock refuse while a policy decides: in their modules,
+    and where the policy's module imported them by name (`from time import time`)."""
 
     def no_network(*_a: object, **_k: object) -> None:
         raise _ForbiddenError("policies must not use the network (use the context's inputs)")
@@ -109,14 +111,19 @@ def _pure() -> Iterator[None]:
         raise _ForbiddenError("policies must not read the wall clock (use ctx.now_s)")
 
     saved = (socket.socket, socket.create_connection, time.time, time.time_ns)
+    clocks = {id(time.time), id(time.time_ns)}
+    own = vars(sys.modules.get(type(policy).__module__, time))
+    by_name = {k: v for k, v in own.items() if id(v) in clocks}
     socket.socket = no_network  # type: ignore[assignment,misc]
     socket.create_connection = no_network  # type: ignore[assignment]
     time.time = no_clock
     time.time_ns = no_clock  # type: ignore[assignment]
+    own.update(dict.fromkeys(by_name, no_clock))
     try:
         yield
     finally:
         socket.socket, socket.create_connection, time.time, time.time_ns = saved  # type: ignore[misc]
+        own.update(by_name)
 
 
 # --- the site and its market ------------------------------------------------------------
@@ -291,7 +298,7 @@ def _watched(policy: Policy, run: _Run | None = None) -> Policy:
     inner = policy.decide
 
     def decide(ctx: Any) -> Any:
-        with _pure():
+        with _pure(policy):
             decision = inner(ctx)
         dtype = getattr(getattr(decision, "target", None), "dtype", None)
         if run is not None and dtype is not None and dtype.kind not in "iu":

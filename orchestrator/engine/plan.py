@@ -183,7 +183,7 @@ def build_context(
         # Live feeds key power by site name; a policy reads columns in `fleet.sites` order.
         history=_NO_HISTORY if history is None else history.for_sites(
             tuple(site.name for site in view.sites)),
-        policy_state=policy_state or {},
+        policy_state=_read_only_state(policy_state),
         interval_s=interval_s,
         skipped_cycles=skipped_cycles,
         switch_load=_NO_LOAD if switch_load is None else switch_load,
@@ -191,6 +191,23 @@ def build_context(
         fleet_switches_per_hour=max(
             math.floor(guards.max_fleet_switch_share_per_hour * view.n), 1),
     )
+
+
+def _read_only_state(
+    state: Mapping[str, npt.NDArray[np.generic]] | None,
+) -> Mapping[str, npt.NDArray[np.generic]]:
+    """Last cycle's state as the policy reads it: views it cannot write (it returns new
+    arrays as its next state)."""
+    if not state:
+        return {}
+    if not any(a.flags.writeable for a in state.values()):
+        return state
+    views = {}
+    for key, array in state.items():
+        view = array.view()
+        view.flags.writeable = False
+        views[key] = view
+    return views
 
 
 def check_state(name: str, state: object) -> Mapping[str, npt.NDArray[np.generic]]:

@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from orchestrator.framework.jit import at_mode, mode_argmax
+from orchestrator.models.base import freeze_arrays
 from orchestrator.models.demand import DemandSummary
 from orchestrator.models.fleet import FleetTable
 from orchestrator.models.market import MarketPrices, ObservedTimes
@@ -121,6 +122,8 @@ class MarketHistory:
         object.__setattr__(self, "difficulty", _column(self.difficulty, rows))
         if self.known_at_s.shape[0] != rows:
             object.__setattr__(self, "known_at_s", self.times_s)
+        freeze_arrays(self, ("times_s", "hashprice_usd_ph_day", "power_usd_mwh",
+                             "site_power_usd_mwh", "btc_usd", "difficulty", "known_at_s"))
 
     @staticmethod
     def empty() -> MarketHistory:

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
-from orchestrator.models.base import StrictModel
+from orchestrator.models.base import StrictModel, freeze_arrays
 
 
 class AIJob(StrictModel):
@@ -117,6 +117,9 @@ class DemandSummary:
     #: The waiting jobs, or how to list them on first use (a backtest lists its queue
     #: only for a policy that reads it); read them as `jobs`.
     job_list: PendingJobs | Callable[[], PendingJobs] = NO_JOBS
+
+    def __post_init__(self) -> None:
+        freeze_arrays(self, ("pending_gpus", "offered_usd_per_gpu_hour", "expected_gpus"))
 
     @property
     def jobs(self) -> PendingJobs:

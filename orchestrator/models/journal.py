@@ -71,9 +71,10 @@ class CycleRecord(BaseModel):
 
 
 class StateArray(BaseModel):
-    """One policy state array, exactly: dtype, shape and values in C order."""
+    """One policy state array, exactly: dtype, shape and values in C order (NaN and
+    infinities included, written as JSON's usual NaN and Infinity)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
 
     dtype: str
     shape: list[int]

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, field_validator
 
-from orchestrator.models.base import StrictModel
+from orchestrator.models.base import StrictModel, freeze_arrays
 
 
 class Observed(StrictModel):
@@ -140,6 +140,9 @@ class MarketPrices:
     #: When each value was observed, or how to say so on first use (a backtest works it
     #: out only for a policy that asks); read it as `observed`.
     observed_source: ObservedTimes | Callable[[], ObservedTimes] | None = None
+
+    def __post_init__(self) -> None:
+        freeze_arrays(self, ("usd_per_unit_day", "gpu_usd_per_gpu_hour", "power_usd_mwh"))
 
     @property
     def observed(self) -> ObservedTimes | None:

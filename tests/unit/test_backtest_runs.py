@@ -114,3 +114,28 @@ def test_a_policy_that_exits_is_a_failing_policy_not_the_end_of_the_run(
         assert done.returncode == 2, done.stdout + done.stderr
         assert "Traceback" not in done.stderr
         assert f"policy quits failed: {raised} at {policy}:5" in done.stderr
+
+
+def test_a_policy_cannot_write_what_later_cycles_or_runs_read(tmp_path: Path) -> None:
+    # Prices, demand, market history and its own last state reach a policy read-only:
+    # a write would otherwise change the next cycle's inputs, or another run's.
+    for target in ("ctx.prices.power_usd_mwh", "ctx.demand.pending_gpus",
+                   "ctx.history.site_power_usd_mwh", "ctx.policy_state['seen']"):
+        policy = tmp_path / "writes.py"
+        policy.write_text(
+            "import numpy as np\n"
+            "from orchestrator.framework import Policy, PolicyDecision\n"
+            "class Writes(Policy):\n"
+            "    name = 'writes'\n"
+            "    uses_history = True\n"
+            "    def decide(self, ctx):\n"
+            "        if 'seen' in ctx.policy_state:\n"
+            f"            {target}[...] = -999.0\n"
+            "        keep = PolicyDecision.keep(ctx)\n"
+            "        return PolicyDecision(keep.target, keep.reason,\n"
+            "                              state={'seen': np.zeros(3)})\n")
+        done = _backtest("--no-baselines", "-p", str(policy), "--report", str(tmp_path / "r"))
+        assert done.returncode == 2, target + done.stdout + done.stderr
+        assert "Traceback" not in done.stderr
+        assert "assignment destination is read-only" in done.stderr, done.stderr
+        assert f"at {policy}:8" in done.stderr

@@ -165,3 +165,57 @@ def test_a_policys_own_reasons_explain_its_switches() -> None:
 
     with pytest.raises(PolicyError, match="unknown reason codes"):
         decide(ctx, Undeclared(), GuardConfig())
+
+
+_CLOCKED = """\
+{imports}
+import numpy as np
+
+from orchestrator.framework import Policy, PolicyDecision, Reason, mode_argmax
+
+
+class Clocked(Policy):
+    name = "clocked"
+
+    def decide(self, ctx):
+        best = mode_argmax(ctx.scores.value)
+        target = best if int({clock} // 3600) % 2 else ctx.current
+        return PolicyDecision(target=np.asarray(target, dtype=np.int8),
+                              reason=np.full(ctx.fleet.n, Reason.HIGHER_VALUE, np.int16))
+"""
+
+
+@pytest.mark.parametrize(("imports", "clock"), [
+    ("import time", "time.time()"),
+    ("from time import time", "time()"),  # bound by name when the module loads
+])
+def test_policies_check_refuses_the_wall_clock_at_the_policys_line(
+    tmp_path: Path, imports: str, clock: str
+) -> None:
+    policy = tmp_path / "clocked.py"
+    policy.write_text(_CLOCKED.format(imports=imports, clock=clock))
+    done = _hashpivot("policies", "check", str(policy))
+    assert done.returncode == 1, done.stdout + done.stderr
+    line = next(i for i, text in enumerate(_CLOCKED.splitlines(), 1) if "{clock}" in text)
+    assert "must not read the wall clock" in done.stdout
+    assert f"{policy}:{line}" in done.stdout.replace("\n", "")
+
+
+def test_policies_check_keeps_nan_and_infinities_in_state_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    policy = tmp_path / "nanstate.py"
+    policy.write_text(
+        "import numpy as np\n"
+        "from orchestrator.framework import Policy, PolicyDecision, Reason, mode_argmax\n"
+        "class NanState(Policy):\n"
+        "    name = 'nanstate'\n"
+        "    def decide(self, ctx):\n"
+        "        seen = ctx.policy_state.get('t', np.array([np.inf, -np.inf, np.nan]))\n"
+        "        assert np.isposinf(seen[0]) and np.isneginf(seen[1]) and np.isnan(seen[2])\n"
+        "        return PolicyDecision(mode_argmax(ctx.scores.value),\n"
+        "                              np.full(ctx.fleet.n, Reason.HIGHER_VALUE, np.int16),\n"
+        "                              state={'t': np.array([np.inf, -np.inf, np.nan])})\n")
+    done = _hashpivot("policies", "check", str(policy))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ok   decides after a restart as without one" in done.stdout
