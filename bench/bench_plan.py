@@ -31,7 +31,7 @@ EXAMPLE = Path(__file__).parents[1] / "examples" / "conversion"
 TARGET_S = 600.0
 
 
-def bench_plan(folder: Path, sizes: int, days: float, scenarios: int) -> Path:
+def bench_plan(folder: Path, sizes: int, days: int, scenarios: int) -> Path:
     data: dict[str, Any] = yaml.safe_load((EXAMPLE / "plan.yaml").read_text())
     data["site"] = str(EXAMPLE / "site.yaml")
     data["site_overrides"] = {"fleet": [
@@ -91,9 +91,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, default=20)
     parser.add_argument("--scenarios", type=int, default=5)
-    parser.add_argument("--days", type=float, default=730.0)
+    parser.add_argument("--days", type=int, default=730)
     parser.add_argument("--scaling-cells", type=int, default=4, help="Sizes in the speed-up run.")
-    parser.add_argument("--scaling-days", type=float, default=60.0)
+    parser.add_argument("--scaling-days", type=int, default=60)
     parser.add_argument("--skip-full", action="store_true")
     parser.add_argument("--folder", type=Path, default=Path("/tmp"))
     args = parser.parse_args()

@@ -907,8 +907,11 @@ def plan(
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn())
     with session, Progress(*columns, console=err_console) as bar:
         task = bar.add_task("sizes × scenarios", total=len(grid(plan_cfg)))
+        draws = plan_cfg.file.scenarios.bootstrap.draws
+        histories = bar.add_task("bootstrap histories", total=draws, visible=draws > 0)
         result = run_plan(
-            plan_cfg, map_cells=map_cells, progress=lambda d, _t: bar.update(task, completed=d)
+            plan_cfg, map_cells=map_cells, progress=lambda d, _t: bar.update(task, completed=d),
+            bootstrap_progress=lambda d, _t: bar.update(histories, completed=d),
         )
     html_path = write_report(result, report or Path("reports") / f"{config.stem}-plan")
     table = Table(title="hashpivot plan", title_justify="left")

@@ -72,16 +72,26 @@ class Financing(StrictModel):
     )
 
 
+#: Sizes one plan runs at most (each is a backtest per scenario).
+MAX_SIZES = 500
+
+
 class Sizes(StrictModel):
     step_mw: float | None = Field(default=None, gt=0, description="0 … all MW in these steps.")
-    mw: list[float] | None = Field(default=None, description="Or the sizes themselves, MW.")
+    mw: list[float] | None = Field(
+        default=None,
+        description="Or the sizes themselves, MW; 0 (the hall as it is, which every size "
+        "is set against) always runs.",
+    )
 
     @field_validator("mw")
     @classmethod
     def _non_negative(cls, v: list[float] | None) -> list[float] | None:
         if v is not None and (not v or any(x < 0 for x in v)):
             raise ValueError("sizes are a non-empty list of MW >= 0")
-        return v
+        if v is not None and len(set(v)) + 1 > MAX_SIZES:
+            raise ValueError(f"at most {MAX_SIZES} sizes")
+        return None if v is None else sorted({0.0, *v})
 
     @model_validator(mode="after")
     def _one_of(self) -> Sizes:
@@ -111,9 +121,13 @@ class Bootstrap(StrictModel):
 
 class Scenarios(StrictModel):
     starts: list[datetime] = Field(
-        default_factory=list, description="Start of each recorded window replayed."
+        default_factory=list, validate_default=True,
+        description="Start of each recorded window replayed.",
     )
-    window_days: float = Field(default=365.0, gt=0, description="Length of each window, days.")
+    window_days: int = Field(
+        default=365, ge=1, description="Length of each window, whole days (its days are "
+        "repeated over the horizon)."
+    )
     stresses: list[Stress] = Field(default_factory=list)
     bootstrap: Bootstrap = Field(default_factory=Bootstrap)
 
@@ -151,10 +165,20 @@ class PlanFile(StrictModel):
 
     @model_validator(mode="after")
     def _horizon_covers_build(self) -> PlanFile:
-        if self.conversion.build_months >= self.financing.horizon_years * 12:
+        fin = self.financing
+        # The cash flows are monthly: the horizon as the model counts it.
+        months = round(fin.horizon_years * 12)
+        if self.conversion.build_months >= months:
             raise ValueError(
-                f"financing.horizon_years ({self.financing.horizon_years:g}) must be longer "
-                f"than conversion.build_months ({self.conversion.build_months:g} months)"
+                f"financing.horizon_years ({fin.horizon_years:g}, {months} whole months) must "
+                f"be longer than conversion.build_months ({self.conversion.build_months:g} "
+                "months)"
+            )
+        if fin.horizon_years > fin.gpu_life_years + 1e-9:
+            raise ValueError(
+                f"financing.horizon_years ({fin.horizon_years:g}) is longer than "
+                f"financing.gpu_life_years ({fin.gpu_life_years:g}): the plan buys the GPUs "
+                "once, so a longer horizon would have them earn past their life"
             )
         return self
 
@@ -237,18 +261,23 @@ def _check_against_site(plan: PlanFile, site: HashpivotConfig, source: str) -> N
         raise ConfigError(
             "the site config needs recorded market data (market)", source=source, field="site"
         )
+    if profile.gpu_model not in site.market.gpu_usd_per_gpu_hour:
+        raise ConfigError(
+            f"the site config prices no {profile.gpu_model} rental "
+            "(market.gpu_usd_per_gpu_hour): converted MW would earn nothing from AI",
+            source=source, field="conversion.gpu_profile")
+    if site.demand is None:
+        raise ConfigError("the site config needs an AI demand trace (demand): converted MW "
+                          "earn from the jobs it brings", source=source, field="site")
     max_mw = target.power_cap_kw / 1000.0
+    if plan.sizes.step_mw is not None and max_mw / plan.sizes.step_mw + 1 > MAX_SIZES:
+        raise ConfigError(
+            f"a step of {plan.sizes.step_mw:g} MW over the site's {max_mw:g} MW gives more "
+            f"than {MAX_SIZES} sizes", source=source, field="sizes.step_mw")
     sizes = plan.sizes.mw or []
     if any(x > max_mw + 1e-9 for x in sizes):
         raise ConfigError(
             f"a size exceeds the site's {max_mw:g} MW", source=source, field="sizes.mw"
         )
-    for i, st in enumerate(plan.scenarios.stresses):
-        if st.load_factor is not None and site.demand is None:
-            raise ConfigError(
-                "a demand load factor needs the site's AI demand trace (demand)",
-                source=source,
-                field=f"scenarios.stresses[{i}].load_factor",
-            )
     if plan.policy_params is not None and plan.policy is None:
         raise ConfigError("policy_params needs policy", source=source, field="policy_params")

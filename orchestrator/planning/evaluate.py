@@ -19,7 +19,7 @@ import numpy.typing as npt
 from orchestrator.backtest.recorded import PriceTable
 from orchestrator.backtest.runner import BacktestInputs, PolicySpec, prepare_backtest, run_policy
 from orchestrator.economics import hashprice_usd_per_ph_day
-from orchestrator.errors import ConfigError, HashpivotError
+from orchestrator.errors import ConfigError, HashpivotError, PolicyError
 from orchestrator.framework.registry import load_policy, resolve_policy_class
 from orchestrator.models.build import profile_catalog
 from orchestrator.models.config import FleetGroup, HashpivotConfig
@@ -226,7 +226,13 @@ def check_policy(plan: Plan) -> None:
     cfg = plan.site
     name = plan.file.policy or cfg.policy.name
     params = plan.file.policy_params if plan.file.policy is not None else cfg.policy.params
-    load_policy(name, params, source=f"{plan.source}: policy")
+    field = "policy_params" if plan.file.policy is not None else "policy"
+    try:
+        load_policy(name, params, source=f"{plan.source}: {field}")
+    except PolicyError as exc:
+        if str(exc).startswith(plan.source):
+            raise
+        raise ConfigError(str(exc), source=plan.source, field="policy") from None
     for i, sc in enumerate(scenarios(plan)):
         sized, _ = sized_config(plan, 0.0, sc)
         try:

@@ -43,8 +43,10 @@ def irr(flows: Sequence[float] | F64, *, tol: float = 1e-14) -> float | None:
     t = np.arange(cf.shape[0], dtype=np.float64)
 
     def f(r: float) -> float:
-        # log-space growth keeps long horizons at extreme rates finite
-        return float(np.sum(cf * np.exp(-t * math.log1p(r))))
+        # Log-space growth; at rates near -100% over long horizons the terms overflow to
+        # inf, which only tells the search the sign it needs.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return float(np.sum(cf * np.exp(-t * math.log1p(r))))
 
     # Rates from -99% to +1000% per period, denser near zero where answers usually are.
     grid = np.concatenate(

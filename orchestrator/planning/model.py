@@ -10,7 +10,7 @@ Taxes and financing structure are left out: the discount rate carries them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -172,8 +172,10 @@ def outcomes(plan: Plan, cells: Sequence[CellResult]) -> list[Outcome]:
     return out
 
 
-def bootstrap_npv(plan: Plan, cells: Sequence[CellResult], scenario: str) -> dict[float, F64]:
-    """NPV per size over block-bootstrapped histories of `scenario`'s recorded days.
+def bootstrap_npv(plan: Plan, cells: Sequence[CellResult], scenario: str,
+                  progress: Callable[[int, int], None] | None = None) -> dict[float, F64]:
+    """NPV per size over block-bootstrapped histories of `scenario`'s recorded days
+    (`progress(done, total)` after each history).
 
     Every size sees the same drawn histories, so the spread compares sizes fairly.
     """
@@ -186,7 +188,13 @@ def bootstrap_npv(plan: Plan, cells: Sequence[CellResult], scenario: str) -> dic
     n_days = mine[0].mine_revenue.shape[0]
     days = int(np.ceil(horizon_months(plan) * DAYS_PER_MONTH)) + 1
     draws = [bootstrap_days(n_days, days, bs.block_days, rng) for _ in range(bs.draws)]
-    return {c.size_mw: np.array([npv(rate, flows(plan, c, d).total) for d in draws]) for c in mine}
+    out = {c.size_mw: np.empty(len(draws)) for c in mine}
+    for k, d in enumerate(draws):
+        for c in mine:
+            out[c.size_mw][k] = npv(rate, flows(plan, c, d).total)
+        if progress is not None:
+            progress(k + 1, len(draws))
+    return out
 
 
 @dataclass(frozen=True, slots=True)

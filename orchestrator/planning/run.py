@@ -104,16 +104,18 @@ def _clean(x: Any) -> Any:
 
 
 def run_plan(
-    plan: Plan, *, map_cells: MapCells | None = None, progress: CellProgress | None = None
+    plan: Plan, *, map_cells: MapCells | None = None, progress: CellProgress | None = None,
+    bootstrap_progress: CellProgress | None = None,
 ) -> PlanResult:
-    """Run every size × scenario (default: here, one after another) and summarize."""
+    """Run every size × scenario (default: here, one after another) and summarize;
+    `progress` counts the runs, `bootstrap_progress` the bootstrap's histories."""
     check_policy(plan)
     scs = scenarios(plan)
     cells = grid(plan)
     results = (map_cells or run_cells_sequentially)(plan, cells, progress)
     outs = outcomes(plan, results)
     base = scs[0].name
-    boot = bootstrap_npv(plan, results, base)
+    boot = bootstrap_npv(plan, results, base, bootstrap_progress)
     sizes = summarize(plan, outs, boot, base)
     rec = recommend(plan, sizes, len(scs))
     assert [s.size_mw for s in sizes] == sizes_mw(plan)

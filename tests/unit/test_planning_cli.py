@@ -75,3 +75,24 @@ def test_plan_command_bad_input_is_one_line(tmp_path: Path) -> None:
     missing = hashpivot("plan", "-c", str(tmp_path / "none.yaml"), "--no-ray")
     assert missing.returncode == 2 and "none.yaml" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_plan_names_the_plan_file_for_its_policy_and_counts_bootstrap_histories(
+    tmp_path: Path,
+) -> None:
+    bad = small_plan(tmp_path, rent=3.0, name="bad.yaml", policy="nope")
+    proc = hashpivot("plan", "-c", str(bad), "--no-ray")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{bad}: policy: unknown policy 'nope'" in proc.stderr
+    params = small_plan(tmp_path, rent=3.0, name="params.yaml", policy="hysteresis",
+                        policy_params={"bogus": 1})
+    proc = hashpivot("plan", "-c", str(params), "--no-ray")
+    assert proc.returncode == 2 and f"{params}: policy_params.bogus" in proc.stderr
+    # Sizes listed without 0 still run beside the hall as it is; the bootstrap's
+    # histories have a progress line of their own.
+    path = small_plan(tmp_path, rent=3.0, sizes={"mw": [1, 2]})
+    proc = hashpivot("plan", "-c", str(path), "--no-ray", "--report", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stderr
+    assert "bootstrap histories" in proc.stderr and "20/20" in proc.stderr
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert [s["size_mw"] for s in summary["sizes"]] == [0.0, 1.0, 2.0]

@@ -110,3 +110,51 @@ def test_window_outside_the_recorded_data_fails_before_any_run(tmp_path: Path) -
     text = str(err.value)
     assert str(path) in text and "scenarios.starts" in text
     assert "recorded from 2025-09-01" in text and "btc_usd" in text
+
+
+@pytest.mark.parametrize(("changes", "field", "words"), [
+    ({"scenarios__starts": None}, "scenarios.starts", "name at least one window start"),
+    ({"scenarios__window_days": 1.5}, "scenarios.window_days", "integer"),
+    ({"financing__horizon_years": 0.02, "conversion__build_months": 0},
+     "horizon_years", "0 whole months"),
+    ({"financing__horizon_years": 10}, "gpu_life_years", "buys the GPUs once"),
+    ({"sizes": {"step_mw": 0.000001}}, "sizes.step_mw", "more than 500 sizes"),
+])
+def test_a_plan_that_would_run_wrong_is_refused_naming_the_field(
+    tmp_path: Path, changes: dict[str, Any], field: str, words: str
+) -> None:
+    path = _write(tmp_path, **changes)
+    with pytest.raises(ConfigError) as err:
+        load_plan(path)
+    assert str(path) in str(err.value) and field in str(err.value), str(err.value)
+    assert words in str(err.value)
+
+
+@pytest.mark.parametrize(("section", "value", "words"), [
+    ("demand", None, "needs an AI demand trace"),
+    ("market.gpu_usd_per_gpu_hour", {"A100_80GB_SXM4": 1.5}, "prices no H100_80GB_SXM5 rental"),
+])
+def test_a_plan_on_a_site_its_gpus_cannot_earn_on_is_refused(
+    tmp_path: Path, section: str, value: Any, words: str
+) -> None:
+    # Converted MW earn from AI jobs at a rental price: without either, every size would
+    # show the GPUs' cost and no income.
+    site = yaml.safe_load((EXAMPLE / "site.yaml").read_text())
+    *parents, leaf = section.split(".")
+    node = site
+    for key in parents:
+        node = node[key]
+    if value is None:
+        node.pop(leaf)
+    else:
+        node[leaf] = value
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
+    path = _write(tmp_path, site=str(tmp_path / "site.yaml"))
+    with pytest.raises(ConfigError) as err:
+        load_plan(path)
+    assert str(path) in str(err.value) and words in str(err.value)
+
+
+def test_sizes_listed_without_zero_run_beside_the_hall_as_it_is(tmp_path: Path) -> None:
+    plan = load_plan(_write(tmp_path, sizes={"mw": [4, 2, 4]}))
+    assert sizes_mw(plan) == [0.0, 2.0, 4.0]

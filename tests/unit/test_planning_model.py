@@ -158,7 +158,8 @@ def test_break_even_hashprice_zeroes_the_conversions_npv(tmp_path: Path) -> None
 
 
 def test_a_demand_stress_on_a_site_without_a_demand_trace_is_refused(tmp_path: Path) -> None:
-    # The stress would run as recorded while its assumptions claim another load factor.
+    # The stress would run as recorded while its assumptions claim another load factor;
+    # a site without the trace gives converted MW nothing to earn, stressed or not.
     path = small_plan(tmp_path)
     data = yaml.safe_load(path.read_text())
     data["site_overrides"]["demand"] = None
@@ -166,7 +167,7 @@ def test_a_demand_stress_on_a_site_without_a_demand_trace_is_refused(tmp_path: P
     path.write_text(yaml.safe_dump(data))
     proc = hashpivot("plan", "-c", str(path), "--no-ray")
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "scenarios.stresses[0].load_factor" in proc.stderr and str(path) in proc.stderr
+    assert "needs an AI demand trace" in proc.stderr and str(path) in proc.stderr
     assert "Traceback" not in proc.stderr
     # With the trace, the same stress is a plan like any other.
     data["site_overrides"].pop("demand")
