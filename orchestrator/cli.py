@@ -261,7 +261,8 @@ def backtest(
         # The sweep file holds the periods and the runs: a flag for either would be
         # dropped without a word, so it is refused. Sweeps fan out over Ray.
         given = [flag for flag, value in (("--from", start), ("--to", end), ("-p", policy),
-                                          ("--params", params), ("--no-ray", not use_ray))
+                                          ("--params", params), ("--no-ray", not use_ray),
+                                          ("--ignore-programs", ignore_programs))
                  if value]
         if given:
             raise typer.BadParameter(
@@ -1228,12 +1229,14 @@ def main() -> None:
         sys.exit(130)
     except OSError as exc:
         # A path the user gave that cannot be used as asked (a report folder that is a
-        # file, a journal that is a folder, no permission, a port taken): its own words.
+        # file, a journal that is a folder, no permission): the path and why. Any other
+        # OSError (a connection, a timeout) is no user error: it keeps its traceback.
+        if not exc.filename or not exc.strerror:
+            raise
         why = ("a file is there, and a folder is needed" if isinstance(exc, FileExistsError)
                else exc.strerror)
-        what = f"{exc.filename}: {why}" if exc.filename and why else str(exc)
-        err_console.print(f"[bold red]error:[/bold red] {what}", highlight=False,
-                          soft_wrap=True)
+        err_console.print(f"[bold red]error:[/bold red] {exc.filename}: {why}",
+                          highlight=False, soft_wrap=True)
         sys.exit(2)
     except ModuleNotFoundError as exc:
         extra = EXTRAS.get((exc.name or "").split(".")[0])

@@ -42,7 +42,6 @@ from orchestrator.backtest.tables import (
 )
 from orchestrator.errors import ConfigError, DataError
 from orchestrator.framework.context import MarketHistory
-from orchestrator.models.base import freeze_arrays
 from orchestrator.models.config import RecordedMarketConfig, SeriesSource
 from orchestrator.models.fleet import FleetTable
 from orchestrator.models.hardware import SHA256
@@ -173,8 +172,9 @@ def _value_sql(src: SeriesSource) -> tuple[str, str]:
     return ident(src.value_column), src.value_column
 
 
-#: Values a series may hold: a value outside is an error naming its row (a BTC price
-#: or difficulty at or below zero, negative fees: a wrong column or a corrupt file).
+#: Values a series may hold: a row outside (a BTC price or difficulty at or below zero,
+#: negative fees: a wrong column or a corrupt file) is left out like an unreadable one,
+#: an error naming it where the backtest needs it.
 Domain = Literal["any", "non-negative", "positive"]
 
 
@@ -183,9 +183,10 @@ def read_series(
 ) -> Series:
     """Load and check one series; see the module docstring for the rules."""
     zone = zone_of(src.timezone, f"{name}.timezone")
-    # Read as written: hashpivot parses them itself, naming a bad cell's text.
-    text_cols = [c for c in (None if src.time else src.time_column, src.value_column,
-                             src.observed_column, src.key_column) if c]
+    # Read as written: hashpivot parses them itself, naming a bad cell's text. With a
+    # time expression every column is the SQL's to read, typed as `open_table` says.
+    text_cols = [] if src.time else [
+        c for c in (src.time_column, src.value_column, src.observed_column) if c]
     table = open_table(src, base_dir, f"series {name}", text_cols)
     try:
         return _read_series(name, src, base_dir, zone, table, domain)
@@ -253,30 +254,30 @@ def _read_series(
         )
     values = v.values[idx] * UNIT_SCALE[src.unit] * src.scale
     issues: list[RowIssue] = []
-    bad = v.null[idx] | v.bad[idx] | ~np.isfinite(values)
+    with np.errstate(invalid="ignore"):  # NaN rows are left out as not finite first
+        outside = (values <= 0 if domain == "positive"
+                   else values < 0 if domain == "non-negative" else np.zeros_like(values, bool))
+    bad = v.null[idx] | v.bad[idx] | ~np.isfinite(values) | outside
     bad_rows = idx[bad]
     unread = bad_rows[~v.null[bad_rows]]
     # Their text in one query: a column of "n/a" may have thousands of them.
     raws = raw_texts(table, value_sql, files[unread], rows[unread])
+    bound = "above 0" if domain == "positive" else "0 or more"
     for j in np.flatnonzero(bad).tolist():
         i = int(idx[j])
         path, line, note = table.where(int(files[i]), int(rows[i]))
+        raw = raws.get((int(files[i]), int(rows[i])), "?")
         if v.null[i]:
             message = ("missing value" if src.value is None
                        else "no value: a cell the expression reads is empty or not a number")
+        elif v.bad[i]:
+            message = f"not a number: {raw!r}"
+        elif not np.isfinite(values[j]):
+            message = f"not a finite number: {raw!r}"
         else:
-            raw = raws.get((int(files[i]), int(rows[i])), "?")
-            unreadable = v.bad[i]
-            message = f"not a number: {raw!r}" if unreadable else f"not a finite number: {raw!r}"
+            message = f"{raw!r}: series {name} takes values {bound}"
         issues.append(RowIssue(float(times[j]), message + note, path, line, value_col))
     good = ~bad
-    outside = (values[good] <= 0 if domain == "positive"
-               else values[good] < 0 if domain == "non-negative" else None)
-    if outside is not None and np.any(outside):
-        i = int(idx[good][np.flatnonzero(outside)[0]])
-        raw = raw_text(table, value_sql, int(files[i]), int(rows[i]))
-        bound = "above 0" if domain == "positive" else "0 or more"
-        raise fail(i, value_col, f"{raw!r}: series {name} takes values {bound}")
     if src.fx is not None:
         rate = _fx(name, src.fx, base_dir, times[good])
         values = values.copy()
@@ -359,6 +360,8 @@ def _fx(name: str, fx: float | SeriesSource, base_dir: Path, times: F64) -> F64 
     if not isinstance(fx, SeriesSource):
         return float(fx)
     rates = read_series(f"{name}.fx", fx, base_dir, domain="positive")
+    if rates.issues:  # a rate converts every row after it: none may be left out
+        raise rates.issues[0].error()
     at = rates.realized_index(times)
     if np.any(at < 0):
         first = times[int(np.flatnonzero(at < 0)[0])]
@@ -410,10 +413,6 @@ class PriceTable:
     _step_scalars: list[tuple[float, ...]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
-
-    def __post_init__(self) -> None:
-        # Each step's prices are views of these rows: read-only here, read-only there.
-        freeze_arrays(self, ("usd_per_unit_day", "gpu_usd_per_gpu_hour", "power_usd_mwh"))
 
     def prices(self, i: int) -> MarketPrices:
         if self._step_scalars is None:

@@ -176,15 +176,16 @@ def resolve_period(
             f"backtest end {_iso(e)} is not after start {_iso(s)}",
             field="--to" if end is not None else "backtest.end",
         )
-    # Whole steps only: a step is billed whole, so one past the end would bill time
-    # outside the period.
+    # A step is billed whole: an end set by the user ends at its last whole step, so no
+    # time past it is billed (an end taken from the data is its last row's start, and
+    # that row's interval is still recorded).
     step_s = config.backtest.step_s
     steps = math.floor((e - s) / step_s + 1e-9)
     if steps < 1:
         raise ConfigError(
             f"a step of {step_s / 3600:g} h is longer than the period "
             f"{_iso(s)} → {_iso(e)} ({(e - s) / 3600:g} h)", field="backtest.step_s")
-    if s + steps * step_s < e:
+    if end_s is not None and s + steps * step_s < e:
         _log.warning("the period ends %.0f min into a step: the backtest ends at %s, "
                      "after its last whole step", (e - s - steps * step_s) / 60,
                      _iso(s + steps * step_s))

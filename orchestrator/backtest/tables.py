@@ -102,8 +102,10 @@ def duck_message(exc: BaseException) -> str:
     read (after an unterminated quote, the rest of the file: its first line is kept) and
     the line after it, what is wrong with the row."""
     text = str(exc).strip()
-    hints = text.find("\nPossible fix")
-    text = text if hints < 0 else text[:hints]
+    for hints in ("\nPossible fix", "\n\tCandidate functions:", "\nCandidate functions:",
+                  " Candidate functions:"):
+        if hints in text:
+            text = text[: text.index(hints)]
     if "Original Line:" not in text:
         text = text.split("\n\n")[0]
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -143,6 +145,8 @@ class Table:
     located: bool  # rows carry __file and __row (not after a query that drops them)
     #: Stamps without a zone are wall time in a zone other than UTC (`timezone`).
     local_wall_time: bool = True
+    #: Columns kept as text though mostly numbers, each with one of its other cells.
+    text_in_numbers: dict[str, str] = field(default_factory=dict)
     _lines: dict[int, I64] = field(default_factory=dict, compare=False, repr=False)
 
     def where(self, file_idx: int, row: int) -> tuple[str, int | None, str]:
@@ -253,20 +257,22 @@ def open_table(spec: TableSource, base_dir: Path, what: str, text_columns: Seque
 def _csv_column_types(
     con: duckdb.DuckDBPyConnection, text_columns: Sequence[str], decimal: str,
     sql: str | None,
-) -> dict[str, tuple[str, str]]:
-    """Types for the text cells of table `raw`, by what the whole column holds, not a
-    sample of it: a column whose cells are mostly numbers is a number column (integer
-    where every number is written as one), and a cell in it that is no number reads as
-    empty, so only a row that needs it fails, naming its line. A column of only true/false
-    is a flag. Only columns named in `sql` (the source's own SQL, lower case; None: every
-    column) are typed; `text_columns` (the stamp and value hashpivot parses itself, naming
-    a bad cell's text) and the rest stay text: a date is never guessed.
-    Returns column -> (type, SQL casting its text)."""
+) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
+    """Types for the text cells of table `raw`, from every row rather than a sample: a
+    column whose every cell is a number (or empty) is a number column, integer where
+    every number is a whole one that fits; one of only true/false is a flag; any other
+    column stays text, so SQL that cleans text ('N/A', thousands separators) works on
+    it. Only columns named in `sql` (the source's own SQL, lower case; None: every
+    column) are looked at; `text_columns` (the stamp and value hashpivot parses itself,
+    naming a bad cell's text) stay text: a date is never guessed.
+
+    Returns column -> (type, SQL casting its text), and the columns kept as text that
+    are mostly numbers, each with one of its other cells (for `text_hint`)."""
     names = [str(r[0]) for r in con.execute("DESCRIBE raw").fetchall()]
     candidates = [c for c in names if c not in text_columns and c != "__filename"
                   and (sql is None or c.lower() in sql)]
     if not candidates:
-        return {}
+        return {}, {}
 
     def number(c: str) -> str:
         text = f"trim({ident(c)})"
@@ -274,22 +280,37 @@ def _csv_column_types(
 
     counts = ", ".join(
         f"count(NULLIF(trim({ident(c)}), '')), count(TRY_CAST({number(c)} AS DOUBLE)), "
-        # Whole numbers as written (a cast to BIGINT would round 27.96 to 28).
-        f"count(*) FILTER (WHERE regexp_full_match(trim({ident(c)}), '[+-]?[0-9]+')), "
-        f"count(*) FILTER (WHERE lower(trim({ident(c)})) IN ('true', 'false'))"
+        # Whole numbers as written that fit 64 bits (a cast alone rounds 27.96 to 28).
+        f"count(*) FILTER (WHERE regexp_full_match(trim({ident(c)}), '[+-]?[0-9]+') "
+        f"AND TRY_CAST(trim({ident(c)}) AS BIGINT) IS NOT NULL), "
+        f"count(*) FILTER (WHERE lower(trim({ident(c)})) IN ('true', 'false')), "
+        f"min(trim({ident(c)})) FILTER (WHERE TRY_CAST({number(c)} AS DOUBLE) IS NULL "
+        f"AND trim({ident(c)}) <> '')"
         for c in candidates
     )
     got = con.execute(f"SELECT {counts} FROM raw").fetchone()
     assert got is not None
     types: dict[str, tuple[str, str]] = {}
+    mixed: dict[str, str] = {}
     for k, c in enumerate(candidates):
-        cells, numbers, integers, flags = (int(x) for x in got[4 * k : 4 * k + 4])
+        cells, numbers, integers, flags = (int(x) for x in got[5 * k : 5 * k + 4])
         if cells and flags == cells:
             types[c] = ("BOOLEAN", f"TRY_CAST(trim({ident(c)}) AS BOOLEAN)")
-        elif numbers * 2 > cells:
+        elif cells and numbers == cells:
             typ = "BIGINT" if integers == numbers else "DOUBLE"
             types[c] = (typ, f"TRY_CAST({number(c)} AS {typ})")
-    return types
+        elif numbers * 2 > cells:
+            mixed[c] = str(got[5 * k + 4])
+    return types, mixed
+
+
+def text_hint(text_in_numbers: Mapping[str, str], sql: str) -> str:
+    """For an error in `sql`: the columns it names that are numbers but for some cells
+    of text, and how to read those as empty."""
+    named = [c for c in text_in_numbers if c.lower() in sql.lower()]
+    return "".join(
+        f" (column {c!r} holds text in some rows, e.g. {text_in_numbers[c]!r}: "
+        f"TRY_CAST({c} AS DOUBLE) reads those as empty)" for c in named)
 
 
 def _csv_row_problem(spec: TableSource, files: Sequence[Path]) -> tuple[Path, int, str] | None:
@@ -333,12 +354,13 @@ def _load(
     if fmt == "csv":
         con.execute(f"CREATE TEMP TABLE raw AS SELECT * FROM {reader}")
         sql = " ".join(spec.expressions()).lower()
-        for column, (typ, cast) in _csv_column_types(
-            con, text_columns, spec.decimal, None if type_every_column else sql
-        ).items():
+        types, mixed = _csv_column_types(
+            con, text_columns, spec.decimal, None if type_every_column else sql)
+        for column, (typ, cast) in types.items():
             con.execute(f"ALTER TABLE raw ALTER {ident(column)} SET DATA TYPE {typ} "
                         f"USING {cast}")
     else:
+        mixed = {}
         con.execute(f"CREATE TEMP TABLE raw AS SELECT * FROM {reader}")
     if len(files) > 1:
         con.execute(
@@ -356,7 +378,8 @@ def _load(
             con.execute(f"CREATE TEMP VIEW q AS {spec.query}")
             con.execute("DESCRIBE SELECT * FROM q")
         except duckdb.Error as exc:
-            raise ConfigError(f"{duck_message(exc)}", source=name, field="query") from None
+            raise ConfigError(duck_message(exc) + text_hint(mixed, spec.query), source=name,
+                              field="query") from None
         source = "q"
     described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
     cols = {str(r[0]): str(r[1]) for r in described}
@@ -368,11 +391,12 @@ def _load(
         try:
             con.execute(f"DESCRIBE SELECT * FROM {source}{where}")
         except duckdb.Error as exc:
-            raise ConfigError(f"{duck_message(exc)}", source=name, field="filter") from None
+            raise ConfigError(duck_message(exc) + text_hint(mixed, spec.filter), source=name,
+                              field="filter") from None
     locate = "" if located else ", 0 AS __file, -1 AS __row"
     con.execute(f"CREATE TEMP VIEW rows AS SELECT *{locate} FROM {source}{where}")
     return Table(name, files, fmt, con, cols, spec.skip_rows, located,
-                 local_wall_time=spec.timezone != "UTC")
+                 local_wall_time=spec.timezone != "UTC", text_in_numbers=mixed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,7 +434,8 @@ def evaluate(
         )  # fmt: skip
     except duckdb.Error as exc:
         culprit = _which_expression(con, exprs)
-        raise ConfigError(duck_message(exc), source=table.name,
+        hint = text_hint(table.text_in_numbers, exprs[culprit][0]) if culprit in exprs else ""
+        raise ConfigError(duck_message(exc) + hint, source=table.name,
                           field=field_of.get(culprit, culprit)) from None  # fmt: skip
     types = {str(r[0]): str(r[1]) for r in con.execute("DESCRIBE ev").fetchall()}
     inner = ["__file::BIGINT AS __file", "__row::BIGINT AS __row"]
@@ -446,8 +471,9 @@ def evaluate(
     query = f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM ({first_level}))"
     try:
         out = con.execute(query).fetchnumpy()
-    except duckdb.Error as exc:
-        raise DataError(duck_message(exc), source=table.name) from None
+    except duckdb.Error as exc:  # a cell the source's SQL cannot convert
+        hint = text_hint(table.text_in_numbers, " ".join(table.text_in_numbers))
+        raise DataError(duck_message(exc) + hint, source=table.name) from None
     cols: dict[str, Column] = {}
     texts: dict[str, npt.NDArray[Any]] = {}
     for key, (_, kind) in exprs.items():

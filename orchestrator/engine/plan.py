@@ -172,8 +172,9 @@ def build_context(
     dwell.flags.writeable = False
     return DecisionContext(
         now_s=now_s,
-        prices=prices,
-        demand=demand,
+        # What the policy reads cannot be written (the scores above took the owner's).
+        prices=prices.read_only(),
+        demand=demand.read_only(),
         fleet=view,
         scores=scores,
         dwell_s=dwell,

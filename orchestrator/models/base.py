@@ -14,14 +14,22 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+def read_only_view(value: Any) -> Any:
+    """`value` as a view that cannot be written, when it is a writable array (else as it
+    is): what a policy reads through the context, so no policy can change another
+    cycle's or another run's inputs; the owner's array stays writable."""
+    if isinstance(value, np.ndarray) and value.flags.writeable:
+        view = value.view()
+        view.flags.writeable = False
+        return view
+    return value
+
+
 def freeze_arrays(obj: Any, names: tuple[str, ...]) -> None:
-    """Make the array fields `names` of a frozen dataclass read-only, as views (the
-    arrays a caller handed in stay theirs to write): what a policy reads through the
-    context cannot be written, so no policy can change another cycle's or run's inputs.
-    A field already read-only is kept as it is (nothing to do on the hot path)."""
+    """Make the array fields `names` of a frozen dataclass read-only views (in
+    `__post_init__` of a value that is never written after it is built)."""
     for name in names:
         value = getattr(obj, name)
-        if isinstance(value, np.ndarray) and value.flags.writeable:
-            view = value.view()
-            view.flags.writeable = False
-            object.__setattr__(obj, name, view)
+        frozen = read_only_view(value)
+        if frozen is not value:
+            object.__setattr__(obj, name, frozen)

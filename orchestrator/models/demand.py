@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
-from orchestrator.models.base import StrictModel, freeze_arrays
+from orchestrator.models.base import StrictModel, read_only_view
 
 
 class AIJob(StrictModel):
@@ -118,8 +118,14 @@ class DemandSummary:
     #: only for a policy that reads it); read them as `jobs`.
     job_list: PendingJobs | Callable[[], PendingJobs] = NO_JOBS
 
-    def __post_init__(self) -> None:
-        freeze_arrays(self, ("pending_gpus", "offered_usd_per_gpu_hour", "expected_gpus"))
+    def read_only(self) -> DemandSummary:
+        """This demand with arrays that cannot be written (as a policy reads it)."""
+        arrays = (self.pending_gpus, self.offered_usd_per_gpu_hour, self.expected_gpus)
+        if not any(a is not None and a.flags.writeable for a in arrays):
+            return self
+        return replace(self, pending_gpus=read_only_view(arrays[0]),
+                       offered_usd_per_gpu_hour=read_only_view(arrays[1]),
+                       expected_gpus=read_only_view(arrays[2]))
 
     @property
     def jobs(self) -> PendingJobs:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import Field, field_validator
 
-from orchestrator.models.base import StrictModel, freeze_arrays
+from orchestrator.models.base import StrictModel, read_only_view
 
 
 class Observed(StrictModel):
@@ -141,8 +141,15 @@ class MarketPrices:
     #: out only for a policy that asks); read it as `observed`.
     observed_source: ObservedTimes | Callable[[], ObservedTimes] | None = None
 
-    def __post_init__(self) -> None:
-        freeze_arrays(self, ("usd_per_unit_day", "gpu_usd_per_gpu_hour", "power_usd_mwh"))
+    def read_only(self) -> MarketPrices:
+        """These prices with arrays that cannot be written (as a policy reads them); the
+        engine's compiled loops take the owner's arrays, so their types never change."""
+        arrays = (self.usd_per_unit_day, self.gpu_usd_per_gpu_hour, self.power_usd_mwh)
+        if not any(a.flags.writeable for a in arrays):
+            return self
+        return replace(self, usd_per_unit_day=read_only_view(arrays[0]),
+                       gpu_usd_per_gpu_hour=read_only_view(arrays[1]),
+                       power_usd_mwh=read_only_view(arrays[2]))
 
     @property
     def observed(self) -> ObservedTimes | None:

@@ -121,8 +121,8 @@ def test_a_sweep_refuses_flags_it_would_drop_and_names_its_own_period(tmp_path: 
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text("policy: greedy\nperiods: [{from: 2025-10-23, to: 2025-10-22}]\n")
     refused(hashpivot("backtest", "-c", str(SITE), "--sweep", str(sweep), "--from", "2025-10-22",
-                      "-p", "greedy"),
-            "--from, -p cannot go with --sweep")
+                      "-p", "greedy", "--ignore-programs"),
+            "--from, -p, --ignore-programs cannot go with --sweep")
     refused(hashpivot("backtest", "-c", str(SITE), "--sweep", str(sweep)),
             f"{sweep}: periods[0]: to (2025-10-22T00:00:00+00:00) is not after from")
 

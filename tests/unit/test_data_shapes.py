@@ -382,10 +382,11 @@ def test_a_stamp_that_names_its_zone_is_that_instant(tmp_path: Path, written: st
     ("btc_usd", "close_usd", "0", "above 0"),
     ("gpu_usd_per_gpu_hour.H100_80GB_SXM5", "usd_per_gpu_hour", "-2.5", "0 or more"),
 ])
-def test_a_market_value_out_of_its_range_is_refused_naming_its_row(
+def test_a_market_value_out_of_its_range_is_refused_where_the_backtest_needs_it(
     tmp_path: Path, series: str, column: str, value: str, bound: str
 ) -> None:
-    # A negative BTC or GPU price is a wrong column or a corrupt file: never booked.
+    # A negative BTC or GPU price is a wrong column or a corrupt file: never booked. Like
+    # an unreadable value it is left out, an error where the period needs its row.
     site = Path(__file__).parents[2] / "examples" / "gpu-only" / "site.yaml"
     data = yaml.safe_load(site.read_text())
     spec = data["market"]
@@ -393,25 +394,29 @@ def test_a_market_value_out_of_its_range_is_refused_naming_its_row(
         spec = spec[key]
     name = spec["path"].removeprefix("bundled:recorded/")
     bundled = Path(__file__).parents[2] / "orchestrator" / "data" / "recorded" / name
-    lines = bundled.read_text().splitlines()
-    header = lines[0].split(",")
-    row = next(i for i, line in enumerate(lines)
-               if line.startswith("2025-10-22")
-               and ("key" not in spec or f",{spec['key']}," in f",{line},"))
-    cells = lines[row].split(",")
-    cells[header.index(column)] = value
-    lines[row] = ",".join(cells)
-    (tmp_path / name).write_text("\n".join(lines) + "\n")
     spec["path"] = name
     config = tmp_path / "site.yaml"
     config.write_text(yaml.safe_dump(data))
-    proc = hashpivot("backtest", "-c", str(config), "-p", "greedy", "--no-ray", "--no-baselines",
-                     "--from", "2025-10-22", "--to", "2025-10-24",
-                     "--report", str(tmp_path / "out"))  # fmt: skip
-    assert proc.returncode == 2, proc.stderr
-    assert f"{name}, line {row + 1}, column '{column}'" in proc.stderr
-    assert f"series {series} takes values {bound}" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    for day, needed in (("2025-10-22", True), ("2025-11-10", False)):
+        lines = bundled.read_text().splitlines()
+        header = lines[0].split(",")
+        row = next(i for i, line in enumerate(lines)
+                   if line.startswith(day)
+                   and ("key" not in spec or f",{spec['key']}," in f",{line},"))
+        cells = lines[row].split(",")
+        cells[header.index(column)] = value
+        lines[row] = ",".join(cells)
+        (tmp_path / name).write_text("\n".join(lines) + "\n")
+        proc = hashpivot("backtest", "-c", str(config), "-p", "greedy", "--no-ray",
+                         "--no-baselines", "--from", "2025-10-22", "--to", "2025-10-24",
+                         "--report", str(tmp_path / "out"))  # fmt: skip
+        assert "Traceback" not in proc.stderr
+        if not needed:
+            assert proc.returncode == 0, proc.stderr
+            continue
+        assert proc.returncode == 2, proc.stderr
+        assert f"{name}, line {row + 1}, column '{column}'" in proc.stderr
+        assert f"series {series} takes values {bound}" in proc.stderr
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
@@ -457,33 +462,64 @@ def test_a_row_the_csv_reader_cannot_split_is_named_in_one_short_line(
 
 
 def test_columns_an_expression_reads_are_typed_from_every_row(tmp_path: Path) -> None:
-    # Whole numbers first, decimals and one unreadable cell only past the rows a reader
-    # would sample: the value expression still reads every number as written.
+    # Whole numbers first and decimals only past the rows a reader would sample: the
+    # column is a number column, every value as written (none rounded to a whole one).
     start = datetime(2022, 1, 1, tzinfo=UTC)
     values = [f"{20 + h % 7}" if h < 21_000 else f"{20 + h % 7}.25" for h in range(25_000)]
-    values[23_000] = "n/a"
     rows = [f"{start + timedelta(hours=h):%Y-%m-%dT%H:%M:%SZ},{v},x"
             for h, v in enumerate(values)]  # fmt: skip
     rows[24_000] = rows[24_000][:-1] + "n/a"  # an unused column: no matter
     (tmp_path / "power.csv").write_text("time,v,note\n" + "\n".join(rows) + "\n")
-    config = power_site(tmp_path, {"value": "v * 2"},
-                        backtest={"start": "2022-01-05T00:00:00Z", "end": "2022-01-10T00:00:00Z"})
+    period = {"start": "2022-01-05T00:00:00Z", "end": "2022-01-10T00:00:00Z"}
+    config = power_site(tmp_path, {"value": "v * 2"}, backtest=period)
     proc = hashpivot("data", "inspect", str(config), "--json", "--rows", "100000")
     assert proc.returncode == 0, proc.stderr
     found = json.loads(proc.stdout)["sources"][0]
-    numbers = [2 * float(v) for v in values if v != "n/a"]
+    numbers = [2 * float(v) for v in values]
     assert found["rows"] == len(numbers)
     assert [v for _, v in found["first"]][20_990:21_010] == numbers[20_990:21_010]
     assert found["max"] == max(numbers) and found["median"] == statistics.median(numbers)
-    # A period that needs the unreadable hour names its line.
+
+
+def test_a_column_of_numbers_and_some_text_stays_text_for_the_sql_to_clean(
+    tmp_path: Path,
+) -> None:
+    # One 'n/a' past the sampled rows: arithmetic on the column is refused with the way
+    # out; TRY_CAST reads it as empty, an error only where the period needs it.
+    start = datetime(2022, 1, 1, tzinfo=UTC)
+    values = [f"{20 + h % 7}.5" for h in range(25_000)]
+    values[23_000] = "n/a"
+    rows = [f"{start + timedelta(hours=h):%Y-%m-%dT%H:%M:%SZ},{v}"
+            for h, v in enumerate(values)]  # fmt: skip
+    (tmp_path / "power.csv").write_text("time,v\n" + "\n".join(rows) + "\n")
+    period = {"start": "2022-01-05T00:00:00Z", "end": "2022-01-10T00:00:00Z"}
+    config = power_site(tmp_path, {"value": "v * 2"}, backtest=period)
+    proc = hashpivot("config", "check", str(config))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert ("column 'v' holds text in some rows, e.g. 'n/a': TRY_CAST(v AS DOUBLE) reads "
+            "those as empty") in proc.stderr
+    assert "Candidate functions" not in proc.stderr
+    config = power_site(tmp_path, {"value": "TRY_CAST(v AS DOUBLE) * 2"}, backtest=period)
+    proc = hashpivot("data", "inspect", str(config), "--json", "--rows", "100000")
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout)["sources"][0]
+    assert found["rows"] == len(values) - 1 and found["max"] == 2 * 26.5
     proc = hashpivot("backtest", "-c", str(config), "-p", "greedy", "--no-ray",
                      "--no-baselines", "--from", "2024-08-16", "--to", "2024-08-17",
                      "--report", str(tmp_path / "out"))  # fmt: skip
-    hour = start + timedelta(hours=23_000)
-    assert hour.date().isoformat() == "2024-08-16"
+    assert (start + timedelta(hours=23_000)).date().isoformat() == "2024-08-16"
     assert proc.returncode == 2, proc.stderr
     assert "power.csv, line 23002" in proc.stderr
     assert "no value: a cell the expression reads is empty or not a number" in proc.stderr
+    # Text-cleaning SQL works on a column that stays text: thousands separators.
+    rows = ["time,price"] + [f"2022-01-01T{h:02d}:00:00Z,\"{1000 + h:,}.5\"" if h % 2 else
+                             f"2022-01-01T{h:02d}:00:00Z,{h}.5" for h in range(24)]
+    (tmp_path / "power.csv").write_text("\n".join(rows) + "\n")
+    config = power_site(tmp_path, {"value": "replace(price, ',', '')::DOUBLE"})
+    proc = hashpivot("data", "inspect", str(config), "--json", "--rows", "100")
+    assert proc.returncode == 0, proc.stderr
+    got = [v for _, v in json.loads(proc.stdout)["sources"][0]["first"]]
+    assert got == [1000 + h + 0.5 if h % 2 else h + 0.5 for h in range(24)]
 
 
 def test_a_blank_row_in_a_job_trace_is_no_job(tmp_path: Path) -> None:
