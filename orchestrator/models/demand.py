@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -123,9 +123,10 @@ class DemandSummary:
         arrays = (self.pending_gpus, self.offered_usd_per_gpu_hour, self.expected_gpus)
         if not any(a is not None and a.flags.writeable for a in arrays):
             return self
-        return replace(self, pending_gpus=read_only_view(arrays[0]),
-                       offered_usd_per_gpu_hour=read_only_view(arrays[1]),
-                       expected_gpus=read_only_view(arrays[2]))
+        # The constructor, not dataclasses.replace: this runs every decision.
+        return DemandSummary(read_only_view(arrays[0]), read_only_view(arrays[1]),
+                             self.pending_gpus_any_model, read_only_view(arrays[2]),
+                             self.expected_gpus_any_model, self.job_list)
 
     @property
     def jobs(self) -> PendingJobs:

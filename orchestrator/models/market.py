@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -147,9 +147,11 @@ class MarketPrices:
         arrays = (self.usd_per_unit_day, self.gpu_usd_per_gpu_hour, self.power_usd_mwh)
         if not any(a.flags.writeable for a in arrays):
             return self
-        return replace(self, usd_per_unit_day=read_only_view(arrays[0]),
-                       gpu_usd_per_gpu_hour=read_only_view(arrays[1]),
-                       power_usd_mwh=read_only_view(arrays[2]))
+        # The constructor, not dataclasses.replace: this runs every decision.
+        return MarketPrices(self.btc_usd, self.difficulty, self.fees_btc_per_block,
+                            self.subsidy_btc, read_only_view(arrays[0]),
+                            read_only_view(arrays[1]), read_only_view(arrays[2]),
+                            self.oldest_observed_s, self.observed_source)
 
     @property
     def observed(self) -> ObservedTimes | None:
