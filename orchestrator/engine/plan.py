@@ -27,6 +27,7 @@ from orchestrator.framework.context import (
 )
 from orchestrator.framework.policy import Policy
 from orchestrator.framework.reasons import Reason, is_guard_reason
+from orchestrator.models.base import read_only_view
 from orchestrator.models.config import GuardConfig, ScoringConfig
 from orchestrator.models.demand import DemandSummary
 from orchestrator.models.fleet import FleetTable
@@ -203,12 +204,7 @@ def _read_only_state(
         return {}
     if not any(a.flags.writeable for a in state.values()):
         return state
-    views = {}
-    for key, array in state.items():
-        view = array.view()
-        view.flags.writeable = False
-        views[key] = view
-    return views
+    return {key: read_only_view(array) for key, array in state.items()}
 
 
 def check_state(name: str, state: object) -> Mapping[str, npt.NDArray[np.generic]]:

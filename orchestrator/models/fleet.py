@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from orchestrator.models.base import read_only_view
 from orchestrator.models.hardware import SHA256, HardwareKind, HardwareProfile
 from orchestrator.models.modes import STEADY_STATE_OF_MODE, Mode
 from orchestrator.models.site import Site
@@ -283,10 +284,8 @@ class FleetTable:
         views: dict[str, Any] = {"_statics": self.statics, "_read_only": True}
         for name in _ARRAY_FIELDS:
             column = getattr(self, name)
-            # Columns already read-only are shared as they are.
-            if isinstance(column, np.ndarray) and column.flags.writeable:
-                view = column.view()
-                view.flags.writeable = False
+            view = read_only_view(column)
+            if view is not column:  # columns already read-only are shared as they are
                 views[name] = view
         return self._evolve(views)
 
