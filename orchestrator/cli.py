@@ -830,6 +830,7 @@ def _explain_now(node: str, records: list[Any], latest: Any, config: Path | None
     cfg = load_config(config)
     policy = load_policy(cfg.policy.name, cfg.policy.params, source=f"{config}: policy.params")
     held: list[tuple[Any, Reason]] = []
+    gave_way = None  # what the node gave way to under the power cap, at the latest cycle
     # Walk back from the latest cycle while the same guard held the node.
     for rec in reversed(records[: records.index(latest) + 1]):
         if rec.fleet_columns is None or node not in rec.fleet_columns.names:
@@ -841,6 +842,8 @@ def _explain_now(node: str, records: list[Any], latest: Any, config: Path | None
             if not held:
                 console.print(f"    not held by a guard: {REASON_TEXT[code]}", highlight=False)
             break
+        if not held and plan.cap is not None:
+            gave_way = plan.cap.text(k, node)
         held.append((rec, code))
     if held:
         code = held[0][1]
@@ -848,6 +851,8 @@ def _explain_now(node: str, records: list[Any], latest: Any, config: Path | None
         console.print(f"    held by a guard: {REASON_TEXT[code]} ({code.name}), since "
                       f"{first.decision_id} at {_when(first.now_s)} ({len(held)} cycles)",
                       highlight=False)
+        if gave_way:
+            console.print(f"    {gave_way}", highlight=False)
 
 
 @app.command()

@@ -42,6 +42,7 @@ from orchestrator.backtest.tables import (
 )
 from orchestrator.errors import ConfigError, DataError
 from orchestrator.framework.context import MarketHistory
+from orchestrator.models.base import freeze_arrays
 from orchestrator.models.config import RecordedMarketConfig, SeriesSource
 from orchestrator.models.fleet import FleetTable
 from orchestrator.models.hardware import SHA256
@@ -413,6 +414,10 @@ class PriceTable:
     _step_scalars: list[tuple[float, ...]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+
+    def __post_init__(self) -> None:
+        # Each step's row is then a read-only view as it is (`MarketPrices` makes none).
+        freeze_arrays(self, ("usd_per_unit_day", "gpu_usd_per_gpu_hour", "power_usd_mwh"))
 
     def prices(self, i: int) -> MarketPrices:
         if self._step_scalars is None:

@@ -263,11 +263,12 @@ class SimulatedSite:
         if self.jobs.gpu_model is None:
             return DemandSummary(self._no_pending, price, pending,
                                  job_list=partial(self._pending_jobs, -1))
-        per_model = np.zeros(len(models))
         if self.jobs.gpu_model not in models:  # no node can serve them: not demand here
-            return DemandSummary(per_model, price)
+            return DemandSummary(self._no_pending, price)
         model = models.index(self.jobs.gpu_model)
+        per_model = np.zeros(len(models))
         per_model[model] = pending
+        per_model.flags.writeable = False  # as the summary keeps it: no view to make
         # Listed on first use, during this decision (the queue changes only between them).
         return DemandSummary(per_model, price, job_list=partial(self._pending_jobs, model))
 

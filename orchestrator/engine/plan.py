@@ -173,9 +173,8 @@ def build_context(
     dwell.flags.writeable = False
     return DecisionContext(
         now_s=now_s,
-        # What the policy reads cannot be written (the scores above took the owner's).
-        prices=prices.read_only(),
-        demand=demand.read_only(),
+        prices=prices,  # read-only arrays, as every price and demand is built
+        demand=demand,
         fleet=view,
         scores=scores,
         dwell_s=dwell,

@@ -135,6 +135,7 @@ class DecisionStep:
         expected = np.zeros(len(fleet.gpu_models))
         if model >= 0:  # else the fleet has no node of that model: nothing to expect
             expected[model] = self.expected_gpus
+        expected.flags.writeable = False  # as the summary keeps it: no view to make
         return DemandSummary(pending.pending_gpus, pending.offered_usd_per_gpu_hour,
                              pending.pending_gpus_any_model, expected_gpus=expected,
                              job_list=pending.job_list)

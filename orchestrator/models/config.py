@@ -8,6 +8,7 @@ schema`) is generated from these models, and the Helm chart validates against it
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -412,12 +413,88 @@ def environment_values() -> dict[str, Any]:
                           "is given as JSON)") from None
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
-    lines = []
+#: Errors that only say the value is not of one type: where a setting takes one of several
+#: (a number or a series), they are left out beside an error of the branch that fits.
+_TYPE_ONLY_ERRORS = frozenset({
+    "float_type", "float_parsing", "int_type", "int_parsing", "int_from_float", "bool_type",
+    "bool_parsing", "string_type", "dict_type", "model_type", "model_attributes_type",
+    "list_type", "none_required", "literal_error", "enum",
+})
+
+
+#: How pydantic names the branches of a union of plain types in an error's location.
+_TYPE_TAGS = frozenset({"float", "int", "str", "bool", "none", "list", "dict"})
+_MAPPING_ONLY_ERRORS = frozenset({"dict_type", "model_type", "model_attributes_type"})
+
+
+_MISSING = object()
+
+
+def _child(node: object, part: int | str) -> object:
+    """The value at `part` inside `node` as the file has it, or `_MISSING`."""
+    if isinstance(node, Mapping):
+        return node.get(part, _MISSING)
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return _MISSING
+
+
+def _is_branch_tag(part: int | str, node: object, walking: bool) -> bool:
+    """Whether `part` names a union's branch (`float`, `function-after[…]`,
+    `SeriesSource`) rather than a key: under a plain value every name is one."""
+    if not isinstance(part, str):
+        return False
+    if "[" in part or part in _TYPE_TAGS or part.startswith("constrained-"):
+        return True
+    return walking and (not isinstance(node, Mapping | list)
+                        or (part[:1].isupper() and part.isidentifier()))
+
+
+def _place_in_file(loc: tuple[int | str, ...], data: object) -> tuple[tuple[str, ...], bool]:
+    """`loc` as a place in the file, without the tags pydantic adds for the branches of a
+    union, which name no key a user wrote; and whether a branch tag was left out."""
+    parts: list[str] = []
+    node, walking, branched = data, data is not None, False
+    for part in loc:
+        child = _child(node, part) if walking else _MISSING
+        if child is not _MISSING:
+            node = child
+        elif _is_branch_tag(part, node, walking):
+            branched = True
+            continue
+        else:
+            walking = False  # a key the file does not have (a missing field)
+        parts.append(str(part))
+    return tuple(parts), branched
+
+
+def format_validation_error(exc: ValidationError, source: str, data: object = None) -> str:
+    """One line per error, `source: place.in.file: message`. `data`: what was validated,
+    so the branches of a setting that takes one of several types read as one place."""
+    found = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        place, branched = _place_in_file(tuple(err["loc"]), data)
+        kind = err["type"]
+        if branched and kind in _MAPPING_ONLY_ERRORS and not isinstance(err["input"], Mapping):
+            kind = "mapping_only"  # a plain value: the branches of plain types say more
+        found.append((place, branched, kind, err["msg"]))
+    # Where a value matched no branch, keep the errors of the branches that fit its type:
+    # those from inside it (a series' own fields), else those of plain types.
+    fitting = [place for place, branched, kind, _ in found
+               if branched and kind not in _TYPE_ONLY_ERRORS and kind != "mapping_only"]
+    plain = {place for place, branched, kind, _ in found
+             if branched and kind in _TYPE_ONLY_ERRORS}
+    lines: list[str] = []
+    for place, branched, kind, msg in found:
+        inside = any(f[: len(place)] == place for f in fitting)
+        if branched and ((kind in _TYPE_ONLY_ERRORS and inside)
+                         or (kind == "mapping_only" and place in plain)):
+            continue
+        where = ".".join(place) or "(top level)"
         # A validator's own message reads as it is, without pydantic's "Value error, ".
-        lines.append(f"{source}: {loc}: {err['msg'].removeprefix('Value error, ')}")
+        line = f"{source}: {where}: {msg.removeprefix('Value error, ')}"
+        if line not in lines:
+            lines.append(line)
     return "\n".join(lines)
 
 
@@ -488,10 +565,11 @@ def load_config(
         data = read_yaml(path)
         source = str(path)
     env = environment_values()
+    merged = _deep_merge(_deep_merge(data, env), overrides or {})
     try:
-        config = HashpivotConfig(**_deep_merge(_deep_merge(data, env), overrides or {}))
+        config = HashpivotConfig(**merged)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source)) from None
+        raise ConfigError(format_validation_error(exc, source, merged)) from None
     config._base_dir = path.parent.resolve() if path is not None else Path.cwd()
     return _policy_file_from_config_dir(config)
 

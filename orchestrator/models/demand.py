@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
-from orchestrator.models.base import StrictModel, read_only_view
+from orchestrator.models.base import StrictModel, freeze_arrays
 
 
 class AIJob(StrictModel):
@@ -96,6 +96,9 @@ class PendingJobs:
 NO_JOBS = PendingJobs.empty()
 
 
+_DEMAND_ARRAYS = ("pending_gpus", "offered_usd_per_gpu_hour", "expected_gpus")
+
+
 @dataclass(frozen=True, slots=True)
 class DemandSummary:
     """Pending GPUs per GPU model (aligned with `FleetTable.gpu_models`) and their price.
@@ -118,15 +121,9 @@ class DemandSummary:
     #: only for a policy that reads it); read them as `jobs`.
     job_list: PendingJobs | Callable[[], PendingJobs] = NO_JOBS
 
-    def read_only(self) -> DemandSummary:
-        """This demand with arrays that cannot be written (as a policy reads it)."""
-        arrays = (self.pending_gpus, self.offered_usd_per_gpu_hour, self.expected_gpus)
-        if not any(a is not None and a.flags.writeable for a in arrays):
-            return self
-        # The constructor, not dataclasses.replace: this runs every decision.
-        return DemandSummary(read_only_view(arrays[0]), read_only_view(arrays[1]),
-                             self.pending_gpus_any_model, read_only_view(arrays[2]),
-                             self.expected_gpus_any_model, self.job_list)
+    def __post_init__(self) -> None:
+        # A policy reads these arrays through the context: it cannot write them.
+        freeze_arrays(self, _DEMAND_ARRAYS)
 
     @property
     def jobs(self) -> PendingJobs:

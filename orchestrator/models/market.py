@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, field_validator
 
-from orchestrator.models.base import StrictModel, read_only_view
+from orchestrator.models.base import StrictModel, freeze_arrays
 
 
 class Observed(StrictModel):
@@ -117,6 +117,9 @@ class ObservedTimes:
     power_usd_mwh: npt.NDArray[np.float64]
 
 
+_PRICE_ARRAYS = ("usd_per_unit_day", "gpu_usd_per_gpu_hour", "power_usd_mwh")
+
+
 @dataclass(frozen=True, slots=True)
 class MarketPrices:
     """The numbers one decision cycle uses, already aligned with the fleet's lookup tables.
@@ -141,17 +144,10 @@ class MarketPrices:
     #: out only for a policy that asks); read it as `observed`.
     observed_source: ObservedTimes | Callable[[], ObservedTimes] | None = None
 
-    def read_only(self) -> MarketPrices:
-        """These prices with arrays that cannot be written (as a policy reads them); the
-        engine's compiled loops take the owner's arrays, so their types never change."""
-        arrays = (self.usd_per_unit_day, self.gpu_usd_per_gpu_hour, self.power_usd_mwh)
-        if not any(a.flags.writeable for a in arrays):
-            return self
-        # The constructor, not dataclasses.replace: this runs every decision.
-        return MarketPrices(self.btc_usd, self.difficulty, self.fees_btc_per_block,
-                            self.subsidy_btc, read_only_view(arrays[0]),
-                            read_only_view(arrays[1]), read_only_view(arrays[2]),
-                            self.oldest_observed_s, self.observed_source)
+    def __post_init__(self) -> None:
+        # A policy reads these arrays through the context: it cannot write them (a
+        # backtest's rows are read-only already, so this makes no copy there).
+        freeze_arrays(self, _PRICE_ARRAYS)
 
     @property
     def observed(self) -> ObservedTimes | None:

@@ -207,7 +207,7 @@ def load_plan(path: Path | str) -> Plan:
     try:
         plan = PlanFile(**data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source)) from None
+        raise ConfigError(format_validation_error(exc, source, data)) from None
     site_path = (path.parent / plan.site).resolve()
     site = load_config(site_path)
     if plan.site_overrides:

@@ -243,6 +243,32 @@ def test_explain_says_which_guard_holds_a_node_and_since_when(tmp_path: Path) ->
     assert nobody.returncode == 2 and "no journaled decision names node" in nobody.stderr
 
 
+def test_explain_names_what_a_change_the_cap_reverted_gave_way_to(tmp_path: Path) -> None:
+    # The golden site under a 22 kW cap: once the power spike passes, both S19 XPs want to
+    # mine again, but the cap keeps the S21s (more USD per kW·h) and reverts the S19s'
+    # change. A reverted node does not change, so the journal lists no change for it;
+    # `explain --config` decides the cycle again and says what it gave way to.
+    site = tmp_path / "site.yaml"
+    site.write_text(GOLDEN.read_text().replace(
+        "ai_platform_fee: 0.1}", "ai_platform_fee: 0.1, power_cap_kw: 22}"))
+    for name in ("power.csv", "jobs.csv"):
+        shutil.copy(GOLDEN.parent / name, tmp_path / name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HASHPIVOT_")}
+    ran = subprocess.run(
+        [exe(), "run", "-c", str(site), "--mode", "dry-run", "--cycles", "30", "--journal",
+         str(tmp_path / "journal"), "--metrics-port", "0", "--no-ray"],
+        capture_output=True, text=True, check=False, timeout=600, env=env)
+    assert ran.returncode == 0, ran.stderr
+    explained = subprocess.run(
+        [exe(), "explain", "golden-s19-xp-00000", "--journal", str(tmp_path / "journal"),
+         "--config", str(site)], capture_output=True, text=True, check=False, timeout=600,
+        env=env | {"COLUMNS": "300"})
+    assert explained.returncode == 0, explained.stderr
+    assert "(GUARD_POWER_CAP_REVERTED)" in explained.stdout
+    assert ("golden-s19-xp-00000 kept as it was so golden-s21-00000 can keep mining: $"
+            in explained.stdout), explained.stdout
+
+
 def test_doctor_checks_a_running_controllers_endpoints(
         running: tuple[subprocess.Popen[str], int, Path]) -> None:
     proc, port, _ = running

@@ -142,3 +142,28 @@ def test_a_period_error_names_where_the_period_came_from(tmp_path: Path) -> None
     empty.write_text("fleet: []\n")
     refused(hashpivot("backtest", "-c", str(empty), "--no-ray"),
             f"{empty}: market: a backtest needs recorded market data")
+
+
+@pytest.mark.parametrize(
+    ("series", "want"),
+    [({"path": "btc.csv"}, "market.btc_usd: give exactly one of value_column and value"),
+     ({"pathh": "btc.csv", "value_column": "v"}, "market.btc_usd.pathh: Extra inputs"),
+     ("abc", "market.btc_usd: Input should be a valid number, unable to parse string")],
+    ids=["series-missing-value", "series-unknown-key", "text-for-a-number"],
+)
+def test_a_setting_that_is_a_number_or_a_series_names_only_the_error_that_fits(
+        tmp_path: Path, series: object, want: str) -> None:
+    # `btc_usd` takes a number or a series: a mapping's error is the series' own, a text's
+    # is the number's, never the other branch's nor pydantic's internal branch names.
+    site = yaml.safe_load(SITE.read_text())
+    site["market"]["btc_usd"] = series
+    config = tmp_path / "site.yaml"
+    config.write_text(yaml.safe_dump(site))
+    proc = hashpivot("config", "check", str(config))
+    refused(proc, f"{config}: {want}")
+    errors = [line for line in proc.stderr.splitlines() if "btc_usd" in line]
+    assert errors and not any("[" in e or ".float" in e for e in errors), errors
+    if isinstance(series, dict):  # a series: nothing about numbers
+        assert not any("valid number" in e for e in errors), errors
+    else:
+        assert len(errors) == 1, errors

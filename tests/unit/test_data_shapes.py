@@ -543,3 +543,28 @@ def test_a_blank_row_in_a_job_trace_is_no_job(tmp_path: Path) -> None:
         summaries.append(json.loads((tmp_path / name / "summary.json").read_text()))
     served = [s["policies"]["greedy"]["jobs_served"] for s in summaries]
     assert served[0] > 0 and served[0] == served[1]
+
+
+@pytest.mark.parametrize(
+    ("option", "sql"),
+    [("query", "SELECT * FROM src; COPY (SELECT 1) TO '{out}'"),
+     ("filter", "true) ; COPY (SELECT 1) TO '{out}' ; SELECT (1"),
+     ("value", "usd_per_mwh) ; COPY (SELECT 1) TO '{out}' ; SELECT (1")],
+)  # fmt: skip
+def test_config_check_refuses_site_file_sql_beyond_one_select(
+        tmp_path: Path, option: str, sql: str) -> None:
+    golden = Path(__file__).parents[1] / "fixtures" / "golden"
+    for name in ("power.csv", "jobs.csv"):
+        shutil.copy(golden / name, tmp_path / name)
+    site = yaml.safe_load((golden / "site.yaml").read_text())
+    out = tmp_path / "written.csv"
+    series = site["market"]["power_usd_mwh"]["default"]
+    series[option] = sql.format(out=out)
+    if option == "value":
+        del series["value_column"]
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
+    done = hashpivot("config", "check", str(tmp_path / "site.yaml"))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"{option}: must be one SQL" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
+    assert not out.exists()

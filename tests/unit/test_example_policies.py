@@ -219,3 +219,60 @@ def test_policies_check_keeps_nan_and_infinities_in_state_across_a_restart(
     done = _hashpivot("policies", "check", str(policy))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ok   decides after a restart as without one" in done.stdout
+
+
+def _shortest_policy() -> str:
+    """The first code block of docs/policies.md, as a reader would copy it."""
+    text = (Path(__file__).parents[2] / "docs" / "policies.md").read_text()
+    return text.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_docs_shortest_policy_checks_and_backtests_by_file_and_module(
+        tmp_path: Path) -> None:
+    (tmp_path / "my_policy.py").write_text(_shortest_policy())
+    checked = _hashpivot("policies", "check", str(tmp_path / "my_policy.py"),
+                         "--params", "margin_usd_h=1.0")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    period = ("--from", "2023-08-04T00:00:00Z", "--to", "2023-08-05T00:00:00Z")
+    by_file = _hashpivot("backtest", "-c", str(EXAMPLES / "west-texas" / "site.yaml"),
+                         *period, "--no-ray", "--no-baselines", "--oracle-iterations", "1",
+                         "--report", str(tmp_path / "file"), "-p",
+                         str(tmp_path / "my_policy.py"))
+    assert by_file.returncode == 0, by_file.stdout + by_file.stderr
+    # By module path, from a folder on PYTHONPATH: the same policy, the same ledger.
+    by_module = subprocess.run(
+        [HASHPIVOT, "backtest", "-c", str(EXAMPLES / "west-texas" / "site.yaml"), *period,
+         "--no-ray", "--no-baselines", "--oracle-iterations", "1", "--report",
+         str(tmp_path / "module"), "-p", "my_policy:MyPolicy"],
+        capture_output=True, text=True, timeout=900, check=False,
+        env={**os.environ, "PYTHONPATH": str(tmp_path), "COLUMNS": "200"})
+    assert by_module.returncode == 0, by_module.stdout + by_module.stderr
+    rows = [json.loads((tmp_path / d / "summary.json").read_text())["policies"]
+            for d in ("file", "module")]
+    assert rows[0]["my-policy"]["net_usd"] == rows[1]["my-policy"]["net_usd"]
+
+
+_NETWORKED = '''\
+import socket
+
+import numpy as np
+
+from orchestrator.framework import DecisionContext, Policy, PolicyDecision, Reason
+
+
+class Networked(Policy):
+    name = "networked"
+
+    def decide(self, ctx: DecisionContext) -> PolicyDecision:
+        socket.create_connection(("prices.example.com", 443), timeout=1)
+        n = ctx.fleet.n
+        return PolicyDecision(ctx.current.copy(), np.full(n, Reason.UNCHANGED, np.int16))
+'''
+
+
+def test_policies_check_refuses_the_network(tmp_path: Path) -> None:
+    policy = tmp_path / "networked.py"
+    policy.write_text(_NETWORKED)
+    done = _hashpivot("policies", "check", str(policy))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "must not use the network" in done.stdout

@@ -110,6 +110,24 @@ def test_holds_repeat_once_per_dedupe_window_and_each_cycle_is_capped(tmp_path: 
     assert len({b["regarding"]["name"] for b in sent}) == n
 
 
+def test_a_change_the_cap_reverted_names_what_it_gave_way_to(tmp_path: Path) -> None:
+    # The golden site under a 22 kW cap: after the power spike the S19 XPs want to mine
+    # again and the cap keeps the S21s instead; their Hold event says so.
+    config = load_config(GOLDEN)
+    config = config.model_copy(update={"sites": [
+        config.sites[0].model_copy(update={"power_cap_kw": 22.0})]})
+    outcomes = plans_of_a_dry_run(tmp_path, 30, config)
+    sent: list[dict[str, Any]] = []
+    events = NodeEvents(lambda ns, body: sent.append(body), "pod-a", dedupe_s=0)
+    for outcome in outcomes:
+        assert outcome.plan is not None
+        events.publish(outcome.plan)
+    reverted = [b["note"] for b in sent if b["reason"] == "HeldPowerCapReverted"]
+    assert reverted, {b["reason"] for b in sent}
+    assert all(" kept as it was so " in note and "/kW·h (site power cap)" in note
+               for note in reverted), reverted
+
+
 def test_a_failing_api_never_fails_the_cycle(tmp_path: Path) -> None:
     outcomes = plans_of_a_dry_run(tmp_path, 24)
 

@@ -118,7 +118,9 @@ class NodeEvents:
                 text = (notes or {}).get(node) or plan.explain(i).text
                 note = f"{current} → {target}: {text}"
             else:
-                note = f"stays {current}: {REASON_TEXT[Reason(code)]}"
+                # A change the power cap reverted names the load it gave way to.
+                gave_way = plan.cap.text(i, node) if plan.cap is not None else None
+                note = f"stays {current}: {gave_way or REASON_TEXT[Reason(code)]}"
             try:
                 self.create(EVENTS_NAMESPACE, self.body(node, reason, kind, note,
                                                        plan.decision_id))
