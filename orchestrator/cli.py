@@ -741,6 +741,11 @@ def status(
     """Nodes per mode, expected revenue, recent decisions and why, market freshness."""
     records = _journal_records(journal)
     if not records:
+        from orchestrator.runtime.journal import journal_files
+
+        if any(path.stat().st_size for path in journal_files(journal)):
+            raise HashpivotError(f"{journal}: no readable decision: none of its lines is a "
+                                 "journal record (see the warnings above)")
         raise HashpivotError(f"{journal}: no decisions journaled yet")
     rec = records[-1]
     when = _when(rec.now_s)
@@ -1113,7 +1118,7 @@ def data_inspect(
         help="File: SQL expression for the value instead of a column.")] = None,
     option: Annotated[list[str] | None, typer.Option("--set", help=(
         "File: a series option as name=value, e.g. --set separator=';' (repeatable)."))] = None,
-    rows: Annotated[int, typer.Option(help="First rows shown per source.")] = 5,
+    rows: Annotated[int, typer.Option(min=0, help="First rows shown per source.")] = 5,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG of every series here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
@@ -1153,6 +1158,9 @@ def doctor(
     from orchestrator.models.config import load_config
 
     cfg = load_config(config)
+    if url is None and not rbac:
+        raise typer.BadParameter("nothing to check: give --url, or drop --no-rbac",
+                                 param_hint="--no-rbac")
     failures: list[str] = []
     if url is not None:
         import httpx

@@ -12,6 +12,8 @@ from orchestrator.models.demand import DemandSnapshot
 from orchestrator.models.market import MarketSnapshot
 
 JOURNAL_SCHEMA_VERSION = 1
+#: 9999-12-31T23:59:59Z, the last time Python's dates can show.
+_LAST_CLOCK_S = 253_402_300_799.0
 
 
 class NodeChange(BaseModel):
@@ -39,7 +41,8 @@ class CycleRecord(BaseModel):
     decision_id: str
     mode: str = Field(description="live, shadow or dry-run")
     policy: str
-    now_s: float
+    # A time a clock can show (a record with another is unreadable, skipped on reading).
+    now_s: float = Field(ge=0, le=_LAST_CLOCK_S, allow_inf_nan=False)
     market: MarketSnapshot | None
     market_rejected: str | None = Field(default=None, description="Why the market was unusable.")
     demand: DemandSnapshot

@@ -124,7 +124,7 @@ def read_journal(folder: Path | str) -> Iterator[CycleRecord]:
                 continue
             try:
                 obj = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):  # nesting past the parser's depth
                 where = "last line" if i == len(lines) else f"line {i}"
                 log.warning("journal %s: %s is not complete JSON; skipped", path, where)
                 continue
@@ -207,7 +207,7 @@ def _parse_line(raw: bytes) -> dict[str, Any] | None:
         return None
     try:
         obj = json.loads(raw.decode("utf-8", errors="replace"))
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # nesting past the parser's depth
         return None
     return obj if isinstance(obj, dict) else None
 

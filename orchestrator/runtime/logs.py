@@ -132,6 +132,10 @@ def describe_cycle(outcome: CycleOutcome, sites: Sequence[str]) -> tuple[
         for reason, count in held_by.items():
             if reason in WARNING_HOLDS:
                 warnings.append(f"{count} node(s) held: {REASON_TEXT[Reason[reason]]}")
+        if plan.stale and Reason.GUARD_STALE_DATA.name not in held_by:
+            # Said on every stale cycle, also one where no node asked to change.
+            warnings.append(f"{REASON_TEXT[Reason.GUARD_STALE_DATA]} (only the power cap "
+                            "still sheds load)")
         fields |= {"changes": int(plan.changed.size), "moves": moves, "modes": modes,
                    "held": {r.lower(): n for r, n in held_by.items()},
                    "expected_usd_per_hour": round(usd, 4), "sites": power,

@@ -269,6 +269,31 @@ def test_explain_names_what_a_change_the_cap_reverted_gave_way_to(tmp_path: Path
             in explained.stdout), explained.stdout
 
 
+def test_a_journal_record_no_clock_can_show_or_nested_past_any_parser_is_skipped(
+        tmp_path: Path) -> None:
+    ran = run_dry(tmp_path, cycles=3)
+    assert ran.returncode == 0, ran.stderr
+    path = tmp_path / "journal" / "journal.jsonl"
+    lines = path.read_text().splitlines()
+    cycles = [k for k, line in enumerate(lines) if json.loads(line)["kind"] == "cycle"]
+    first = json.loads(lines[cycles[0]])
+    for k, when in zip(cycles[1:], ("NaN", "1e300"), strict=True):
+        record = json.loads(lines[k])
+        record["now_s"] = float(when)
+        lines[k] = json.dumps(record)  # NaN as JSON's reader takes it
+    lines.append("[" * 100_000 + "]" * 100_000)
+    path.write_text("\n".join(lines) + "\n")
+    node = first["changes"][0]["node"] if first["changes"] else first["fleet_columns"]["names"][0]
+    for args in (("status",), ("explain", node)):
+        shown = subprocess.run([exe(), *args, "--journal", str(tmp_path / "journal")],
+                               capture_output=True, text=True, check=False, timeout=600)
+        assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+        assert "unreadable record" in shown.stderr and "not complete JSON" in shown.stderr
+    # The controller resumes from such a journal too.
+    resumed = run_dry(tmp_path, cycles=5)
+    assert resumed.returncode == 0 and "Traceback" not in resumed.stderr, resumed.stderr
+
+
 def test_doctor_checks_a_running_controllers_endpoints(
         running: tuple[subprocess.Popen[str], int, Path]) -> None:
     proc, port, _ = running
@@ -324,6 +349,30 @@ def test_rejected_feed_values_are_warned_about_once(tmp_path: Path,
     warned = [r.getMessage() for r in caplog.records if "feed values rejected" in r.getMessage()]
     assert len(warned) == 1  # the second cycle had no new rejections
     assert warned[0].endswith("feed values rejected: btc_usd: jump ×1, btc_usd: too_old ×2")
+
+
+def test_every_stale_cycle_is_warned_about(tmp_path: Path) -> None:
+    # West Texas with 16 days of BTC data missing before its start: the first cycles decide
+    # on data older than the 2-day stale limit. Each says so, also one where no node asked
+    # to change (the stale-data guard then holds nothing, and the power cap still sheds).
+    site = Path(__file__).parents[2] / "examples" / "west-texas" / "site.yaml"
+    bundled = Path(__file__).parents[2] / "orchestrator" / "data" / "recorded" / "btc_daily.csv"
+    rows = bundled.read_text().splitlines()
+    kept = [r for r in rows if not "2023-06-20" <= r[:10] <= "2023-07-05"]
+    assert len(rows) - len(kept) == 16
+    (tmp_path / "btc.csv").write_text("\n".join(kept) + "\n")
+    config = tmp_path / "site.yaml"
+    config.write_text(site.read_text().replace("bundled:recorded/btc_daily.csv", "btc.csv"))
+    proc = subprocess.run(
+        [exe(), "run", "-c", str(config), "--mode", "dry-run", "--cycles", "2", "--journal",
+         str(tmp_path / "j"), "--metrics-port", "0", "--no-ray"],
+        capture_output=True, text=True, check=False, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    records = list(read_journal(tmp_path / "j"))
+    assert len(records) == 2 and all(r.plan["stale"] for r in records)
+    warned = {r.decision_id for r in records for line in proc.stderr.splitlines()
+              if "WARNING" in line and r.decision_id in line and "market data stale" in line}
+    assert warned == {r.decision_id for r in records}, proc.stderr
 
 
 def test_whole_cycle_holds_are_counted_by_reason(tmp_path: Path) -> None:

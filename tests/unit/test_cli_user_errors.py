@@ -167,3 +167,17 @@ def test_a_setting_that_is_a_number_or_a_series_names_only_the_error_that_fits(
         assert not any("valid number" in e for e in errors), errors
     else:
         assert len(errors) == 1, errors
+
+
+def test_doctor_with_nothing_to_check_and_a_negative_row_count_are_refused() -> None:
+    refused(hashpivot("doctor", "-c", str(SITE), "--no-rbac"), "nothing to check")
+    data = SITE.parents[1].parent / "orchestrator" / "data" / "recorded" / "btc_daily.csv"
+    refused(hashpivot("data", "inspect", str(data), "--value-column", "price_usd", "--set",
+                      "time_column=date", "--rows", "-3"), "--rows")
+
+
+def test_a_journal_of_garbage_is_unreadable_not_empty(tmp_path: Path) -> None:
+    (tmp_path / "journal.jsonl").write_bytes(bytes(range(256)) * 20 + b"\n{\"x\": 1}\n")
+    refused(hashpivot("status", "--journal", str(tmp_path)), "no readable decision")
+    (tmp_path / "journal.jsonl").write_text("")
+    refused(hashpivot("status", "--journal", str(tmp_path)), "no decisions journaled yet")
