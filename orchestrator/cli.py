@@ -752,7 +752,9 @@ def status(
     console.print(f"[bold]{rec.mode}[/bold] · policy {rec.policy} · last decision "
                   f"{rec.decision_id} at {when} · {len(records):,} cycles journaled")
     modes = Table(title="nodes per mode", title_justify="left")
-    for col in ("mode", "now", "planned", "expected USD/h"):
+    # The fleet the last decision read, and what it planned (`explain NODE` says where
+    # one node's switch stands).
+    for col in ("mode", "at decision", "planned", "expected USD/h"):
         modes.add_column(col, justify="left" if col == "mode" else "right")
     planned = rec.plan.get("modes", {}) if isinstance(rec.plan.get("modes"), dict) else {}
     usd = rec.plan.get("expected_usd_per_hour", {})
@@ -765,7 +767,10 @@ def status(
         decisions.add_column(col)
     for r in records[-last:]:
         guards = r.plan.get("guards") or {}
+        held = r.plan.get("held")
         first = r.changes[0].text if r.changes else (r.market_rejected or "no change")
+        if held and not r.market_rejected:  # the policy failed: say so beside any change
+            first = f"every node held ({held})" + (f"; {first}" if r.changes else "")
         decisions.add_row(r.decision_id, str(r.plan.get("changes", 0)),
                           ", ".join(f"{k}={v}" for k, v in guards.items()) or "—", first)
     console.print(decisions)
@@ -813,9 +818,17 @@ def _explain_now(node: str, records: list[Any], latest: Any, config: Path | None
 
     cols = latest.fleet_columns
     i = cols.names.index(node)
-    since = f" since {_when(cols.since[i])}" if cols.since[i] > 0 else ""
+    mode, since_s = MODE_LABELS[cols.mode[i]], cols.since[i]
+    # The fleet as the cycle read it, then what its actuation did with this node.
+    change = next((c for c in latest.changes if c.node == node), None)
+    done = node in (latest.actuation.get("completed") or [])
+    if change is not None and done:
+        mode, since_s = change.target, latest.now_s
+    elif change is not None and node in (latest.actuation.get("started") or []):
+        mode = f"{mode}, switching to {change.target}"
+    since = f" since {_when(since_s)}" if since_s > 0 else ""
     console.print(f"[bold]now[/bold] ({latest.decision_id}, {_when(latest.now_s)}): "
-                  f"{MODE_LABELS[cols.mode[i]]}{since}", highlight=False)
+                  f"{mode}{since}", highlight=False)
     if latest.plan.get("held"):
         console.print(f"    every node held that cycle: {latest.plan['held']}", highlight=False)
     for what in ("deferred", "errors"):

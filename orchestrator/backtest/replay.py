@@ -103,10 +103,12 @@ def redecide(record: CycleRecord, config: HashpivotConfig, policy: Policy) -> Pl
         step.policy_state = state
         frozen = bool(record.plan.get("frozen"))
     nowcast = inputs.power_nowcast_usd_mwh if inputs is not None else None
-    return step.decide(now_s=record.now_s, prices=snapshot_to_prices(record.market, fleet),
-                       demand=pending, fleet=fleet, frozen=frozen,
-                       demand_level=record.expected_gpus,
-                       nowcast_usd_mwh=None if nowcast is None else np.array(nowcast))
+    prices = snapshot_to_prices(record.market, fleet)
+    nowcast_usd_mwh = None if nowcast is None else np.array(nowcast)
+    held = record.plan.get("held")  # the policy failed that cycle: every node was held
+    return step.decide(now_s=record.now_s, prices=prices, demand=pending, fleet=fleet,
+                       frozen=frozen, demand_level=record.expected_gpus,
+                       nowcast_usd_mwh=nowcast_usd_mwh, held=str(held) if held else None)
 
 
 @dataclass

@@ -66,6 +66,8 @@ class Plan:
     #: each node's site: explanations name the programs (`engine.contracts`).
     power_notes: tuple[str, ...] = ()
     node_site: npt.NDArray[np.int32] | None = None
+    #: Why every node was held (the policy failed), or None: a decision of the policy.
+    held: str | None = None
     # The guards know which nodes change; a plan built any other way (or copied with
     # `dataclasses.replace`) works them out on first use.
     _changed: npt.NDArray[np.intp] | None = field(
@@ -138,7 +140,7 @@ class Plan:
             "site_cap_kw": [float(c) / 1000.0 if math.isfinite(c) else None
                             for c in np.broadcast_to(self.site_cap_w,
                                                      self.site_power_w.shape).tolist()],
-        }
+        } | ({"held": self.held} if self.held is not None else {})
 
 
 _NO_HISTORY = MarketHistory.empty()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -29,8 +29,14 @@ import numpy.typing as npt
 from orchestrator.engine.contracts import ContractBook, join_notes
 from orchestrator.engine.nowcast import typical_change
 from orchestrator.engine.plan import Plan, build_context, decide
-from orchestrator.framework.context import SWITCH_LOAD_HALF_LIFE_S, MarketHistory
+from orchestrator.framework.context import (
+    SWITCH_LOAD_HALF_LIFE_S,
+    DecisionContext,
+    MarketHistory,
+    PolicyDecision,
+)
 from orchestrator.framework.policy import Policy
+from orchestrator.framework.reasons import Reason
 from orchestrator.models.config import GuardConfig, ScoringConfig
 from orchestrator.models.demand import DemandSummary, smooth_demand
 from orchestrator.models.fleet import FleetTable
@@ -212,10 +218,14 @@ class DecisionStep:
         frozen: bool = False,
         demand_level: float | None = None,
         nowcast_usd_mwh: F64 | None = None,
+        held: str | None = None,
     ) -> Plan:
         """Decide one cycle. `demand` is what waits now (pending GPUs); the step adds the
         smoothed level. Raises `PolicyError` when the policy fails or returns what the
-        engine refuses (the caller holds every node); nothing is remembered then."""
+        engine refuses; nothing is remembered then. The caller then decides again with
+        `held` (why): every node kept as it is, through the same guards (the power cap
+        still sheds load, a demand-response event's lower cap included), the policy's
+        state kept for its next cycle."""
         self._align(fleet)
         last_now, expected_before = self.last_now_s, self.expected_gpus
         summary = self._demand(demand, fleet, now_s, demand_level)
@@ -250,14 +260,16 @@ class DecisionStep:
             power_usd_mwh=power, site_cap_w=cap,
         )
         try:
-            plan = decide(ctx, self.policy, guards, switch_load=self._load,
-                          lease_shed_site=shed)
+            plan = decide(ctx, self.policy if held is None else _KEEP_EVERY_NODE, guards,
+                          switch_load=self._load, lease_shed_site=shed)
         except BaseException:
             self.expected_gpus = expected_before  # a failed decision leaves no trace
             raise
         if power is not None:
             plan.power_notes, plan.node_site = self.contract_notes, fleet.site
-        self.policy_state = plan.policy_state
+        if held is None:
+            self.policy_state = plan.policy_state
+        plan.held = held
         self.last_now_s = now_s
         self.skipped_cycles = skipped
         return plan
@@ -360,3 +372,16 @@ class DecisionStep:
     def switch_history(self) -> tuple[F64, F64]:
         """(time of last switch, decaying switch count) per node of the last fleet decided on."""
         return self._last_s, self._load
+
+
+class _KeepEveryNode(Policy):
+    """Every node keeps its mode: what the guards act on while the policy fails."""
+
+    name: ClassVar[str] = "hold"
+
+    def decide(self, ctx: DecisionContext) -> PolicyDecision:
+        return PolicyDecision(ctx.current.copy(),
+                              np.full(ctx.fleet.n, Reason.POLICY_FAILED, dtype=np.int16))
+
+
+_KEEP_EVERY_NODE = _KeepEveryNode()

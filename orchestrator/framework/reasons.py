@@ -23,6 +23,7 @@ class Reason(IntEnum):
     BASELINE_RULE = 11
     HINDSIGHT_OPTIMUM = 12
     AI_DEMAND_WAITING = 13
+    POLICY_FAILED = 14
     # Guards (applied after any policy; a policy cannot bypass them)
     GUARD_STALE_DATA = 20
     GUARD_FROZEN = 21
@@ -54,6 +55,7 @@ REASON_TEXT: dict[Reason, str] = {
     Reason.BASELINE_RULE: "baseline rule",
     Reason.HINDSIGHT_OPTIMUM: "best path in hindsight",
     Reason.AI_DEMAND_WAITING: "AI jobs are waiting for GPUs: acting at once",
+    Reason.POLICY_FAILED: "policy failed: holding current modes (the guards still apply)",
     Reason.GUARD_STALE_DATA: "market data stale: holding current modes",
     Reason.GUARD_FROZEN: "switching frozen by the operator",
     Reason.GUARD_OPT_OUT: "node opted out of hashpivot control",

@@ -121,7 +121,13 @@ def load_policy(
     spec: str, params: dict[str, Any] | None = None, *, source: str = "policy.params"
 ) -> Policy:
     """Instantiate a policy with checked parameters; errors name the field and the source."""
-    cls = resolve_policy_class(spec)
+    try:
+        cls = resolve_policy_class(spec)
+    except PolicyError as exc:
+        if not source.endswith("policy.params"):
+            raise
+        # From a config file: name its `policy.name`, as a parameter error names the file.
+        raise PolicyError(f"{source.removesuffix('params')}name: {exc}") from exc.__cause__
     try:
         parsed: PolicyParams = cls.Params.model_validate(params or {})
     except ValidationError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +35,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.models.asic_config import AsicConfig
 from orchestrator.models.base import StrictModel
 from orchestrator.models.feeds_config import LiveMarketConfig
-from orchestrator.models.hardware import HardwareProfile
+from orchestrator.models.hardware import HardwareProfile, builtin_catalog
 from orchestrator.models.kueue_config import KubeRayConfig, KueueConfig
 from orchestrator.models.modes import Mode
 from orchestrator.models.site import Site
@@ -210,6 +210,20 @@ class BacktestConfig(StrictModel):
         default=200, ge=1, description="The oracle stops after this many iterations."
     )
 
+    @field_validator("end")
+    @classmethod
+    def _after_start(cls, end: datetime | None, info: ValidationInfo) -> datetime | None:
+        start = info.data.get("start")
+        if end is None or start is None:
+            return end
+        # Naive times are UTC, as everywhere in a backtest period.
+        s, e = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (start, end))
+        if e <= s:
+            iso = "%Y-%m-%dT%H:%M:%SZ"
+            raise ValueError(f"backtest end {e.astimezone(UTC).strftime(iso)} is not after "
+                             f"start {s.astimezone(UTC).strftime(iso)}")
+        return end
+
 
 class ControllerMode(StrEnum):
     LIVE = "live"
@@ -376,6 +390,11 @@ class HashpivotConfig(BaseSettings):
                 raise ValueError(
                     f"fleet[{i}].site {group.site!r} is not a configured site ({sorted(names)})"
                 )
+        profiles = set(builtin_catalog()) | {p.name for p in self.hardware}
+        for i, group in enumerate(self.fleet):
+            if group.profile not in profiles:
+                raise ValueError(f"fleet[{i}].profile: unknown hardware profile "
+                                 f"{group.profile!r}; known: {', '.join(sorted(profiles))}")
         return self
 
     @classmethod
@@ -490,9 +509,10 @@ def format_validation_error(exc: ValidationError, source: str, data: object = No
         if branched and ((kind in _TYPE_ONLY_ERRORS and inside)
                          or (kind == "mapping_only" and place in plain)):
             continue
-        where = ".".join(place) or "(top level)"
-        # A validator's own message reads as it is, without pydantic's "Value error, ".
-        line = f"{source}: {where}: {msg.removeprefix('Value error, ')}"
+        # A validator's own message reads as it is, without pydantic's "Value error, "
+        # (one over the whole file names its fields itself).
+        where = f"{'.'.join(place)}: " if place else ""
+        line = f"{source}: {where}{msg.removeprefix('Value error, ')}"
         if line not in lines:
             lines.append(line)
     return "\n".join(lines)
@@ -569,7 +589,11 @@ def load_config(
     try:
         config = HashpivotConfig(**merged)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source, merged)) from None
+        message = format_validation_error(exc, source, merged)
+        if env:  # the error may be the variables', not the file's
+            laid = ", ".join(f"HASHPIVOT_{key.upper()}…" for key in sorted(env))
+            message += f"\n(environment variables {laid} are laid over {source})"
+        raise ConfigError(message) from None
     config._base_dir = path.parent.resolve() if path is not None else Path.cwd()
     return _policy_file_from_config_dir(config)
 

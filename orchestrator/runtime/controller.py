@@ -229,8 +229,8 @@ class Controller:
         """One INFO line per cycle, warnings for what an operator should look at, and the
         Kubernetes Events of the nodes it touched (when the wiring has an event sink)."""
         site_names = [site.name for site in self.config.sites]
-        if outcome.plan is None:  # a whole cycle held: count it under its reason
-            held = str(outcome.record.plan.get("held") or "")
+        held = str(outcome.record.plan.get("held") or "")
+        if held:  # a whole cycle held: count it under its reason
             why = "policy_failed" if held.startswith("policy failed") else "market_unusable"
             self.metrics.holds.labels(why).inc()
         message, fields, warnings = describe_cycle(outcome, site_names)

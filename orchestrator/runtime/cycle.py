@@ -33,7 +33,6 @@ from orchestrator.models.journal import (
     StateArray,
     fleet_columns,
 )
-from orchestrator.models.market import MarketSnapshot
 from orchestrator.ports import (
     ActuationResult,
     Actuator,
@@ -190,8 +189,13 @@ class DecisionCycle:
         try:
             plan = self.step.decide(now_s=now, prices=prices, demand=pending, fleet=fleet,
                                     history=history, frozen=bool(frozen))
-        except PolicyError as exc:  # a broken decision is not acted on: hold, say why
-            return self._hold(now, fleet, demand, str(exc), snapshot=snapshot)
+        except PolicyError as exc:
+            # A broken decision is not acted on: every node is held, through the guards
+            # (the power cap still sheds load), and the cycle says why.
+            log.warning("policy failed, holding every node: %s", exc)
+            plan = self.step.decide(now_s=now, prices=prices, demand=pending, fleet=fleet,
+                                    history=history, frozen=bool(frozen),
+                                    held=f"policy failed: {exc}")
         latency = time.perf_counter() - started
         switch_in = self.step.switch_history()  # what the guards just read
 
@@ -205,7 +209,7 @@ class DecisionCycle:
         record = CycleRecord(
             decision_id=plan.decision_id,
             mode=self.mode,
-            policy=plan.policy,
+            policy=plan.policy if plan.held is None else self.policy.name,
             now_s=now,
             market=snapshot,
             # Replayable cycles keep every pending job; big ones a sample.
@@ -267,26 +271,25 @@ class DecisionCycle:
             deps.metrics.observe_market(snapshot, prices.hashprice_usd_per_ph_day, now)
             for kind in result.errors.values():
                 deps.metrics.actuation_errors.labels(kind.split(":")[0][:40]).inc()
-            deps.metrics.cycles.labels("decided").inc()
+            deps.metrics.cycles.labels("decided" if plan.held is None else "held").inc()
         return CycleOutcome(record, plan, result)
 
-    def _hold(self, now: float, fleet: FleetTable, demand: DemandSnapshot, why: str, *,
-              snapshot: MarketSnapshot | None = None) -> CycleOutcome:
-        """No usable market (or no usable decision, when `snapshot` is given): decide
-        nothing, keep switches already under way moving."""
-        what = "market unusable" if snapshot is None else "policy failed"
+    def _hold(self, now: float, fleet: FleetTable, demand: DemandSnapshot,
+              why: str) -> CycleOutcome:
+        """No usable market: decide nothing, keep switches already under way moving."""
+        what = "market unusable"
         log.warning("%s, holding every node: %s", what, why)
         record = CycleRecord(
             decision_id=f"hold-{int(now)}",
             mode=self.mode,
             policy=self.policy.name,
             now_s=now,
-            market=snapshot,
-            market_rejected=why if snapshot is None else None,
+            market=None,
+            market_rejected=why,
             demand=demand.model_copy(update={"pending": demand.pending[:JOURNALED_JOBS]}),
             pending_jobs_total=len(demand.pending),
             fleet_modes=mode_counts(fleet.mode),
-            plan={"changes": 0, "held": what if snapshot is None else f"{what}: {why}"},
+            plan={"changes": 0, "held": what},
             changes=[],
         )
         self.deps.journal.record(record)

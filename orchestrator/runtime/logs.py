@@ -151,6 +151,9 @@ def describe_cycle(outcome: CycleOutcome, sites: Sequence[str]) -> tuple[
         parts.append("power " + ", ".join(
             f"{p['site']} {_mw(p['power_w'])}/{_mw(p['cap_w'])}" for p in power))
         message = f"cycle {record.decision_id}: " + "; ".join(parts)
+        if plan.held is not None:  # the policy failed: every node was held
+            fields["held"] = plan.held
+            message += f"; every node held ({plan.held})"
     fields |= {"writes": result.writes, "errors": len(result.errors)}
     if result.errors:
         kinds: dict[str, int] = {}

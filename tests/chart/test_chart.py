@@ -494,6 +494,9 @@ def test_notes_say_what_it_does_and_how_to_see_decisions(helm: Helm, case: str, 
         assert "config.guards.frozen=true" in notes
         assert "get lease hashpivot-leader" in notes
         assert "reportingComponent=hashpivot.io/controller" in notes
+        # Only the leader journals: explain and the journal are read in its pod.
+        assert "exec $LEADER -- hashpivot explain <node>" in notes
+        assert "exec deploy/" not in notes
 
 
 def chart_app_version() -> str:

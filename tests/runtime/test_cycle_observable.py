@@ -275,13 +275,14 @@ def test_a_market_that_cannot_be_read_holds_and_journals_why(tmp_path: Path) -> 
 def test_a_policy_that_fails_holds_and_journals_the_market_it_saw(tmp_path: Path) -> None:
     cycle = make_cycle(tmp_path, fleets=Fleets(names(2)), policy=Broken())
     outcome = cycle.run_once()
-    assert outcome.plan is None
+    # Every node kept as it is, through the guards: a plan with no change, journaled
+    # with the policy's name and why it was held.
+    assert outcome.plan is not None and not outcome.plan.changed.size
     record = outcome.record
-    assert record.plan["changes"] == 0
+    assert record.plan["changes"] == 0 and record.policy == "broken"
     held = str(record.plan["held"])
     assert held.startswith("policy failed: ") and "division by zero" in held
     assert record.market_rejected is None and record.market is not None
-    # No reconcile pass on this actuator: an empty result is journaled.
     journaled = last_record(tmp_path / "journal")
     assert journaled is not None and journaled.actuation["writes"] == 0
 

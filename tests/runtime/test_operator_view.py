@@ -5,6 +5,7 @@ meaning "may write"), readiness, and a quiet stop on SIGTERM."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -23,6 +24,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from orchestrator.framework.reasons import Reason
 from orchestrator.models.journal import CycleRecord
 from orchestrator.runtime.journal import read_journal
 
@@ -42,6 +44,24 @@ def run_dry(tmp: Path, *args: str, cycles: int = 6, fmt: str = "text",
          "--cycles", str(cycles), "--journal", str(tmp / "journal"), "--metrics-port", "0",
          "--ray" if ray else "--no-ray", *args],
         capture_output=True, text=True, check=False, timeout=600)
+
+
+def run_capped_golden(tmp: Path, cycles: int, policy: str = "hysteresis") -> Path:
+    """A dry-run of the golden site under a 22 kW cap (its fleet draws more at the start),
+    with `policy`; returns the site file (the journal is `tmp / "journal"`)."""
+    site = tmp / "site.yaml"
+    site.write_text(GOLDEN.read_text().replace(
+        "ai_platform_fee: 0.1}", "ai_platform_fee: 0.1, power_cap_kw: 22}").replace(
+        "policy: {name: hysteresis}", f"policy: {{name: {policy}}}"))
+    for name in ("power.csv", "jobs.csv"):
+        shutil.copy(GOLDEN.parent / name, tmp / name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HASHPIVOT_")}
+    ran = subprocess.run(
+        [exe(), "run", "-c", str(site), "--mode", "dry-run", "--cycles", str(cycles),
+         "--journal", str(tmp / "journal"), "--metrics-port", "0", "--no-ray"],
+        capture_output=True, text=True, check=False, timeout=600, env=env)
+    assert ran.returncode == 0, ran.stderr
+    return site
 
 
 def expected_line_facts(rec: CycleRecord) -> dict[str, Any]:
@@ -248,17 +268,8 @@ def test_explain_names_what_a_change_the_cap_reverted_gave_way_to(tmp_path: Path
     # mine again, but the cap keeps the S21s (more USD per kW·h) and reverts the S19s'
     # change. A reverted node does not change, so the journal lists no change for it;
     # `explain --config` decides the cycle again and says what it gave way to.
-    site = tmp_path / "site.yaml"
-    site.write_text(GOLDEN.read_text().replace(
-        "ai_platform_fee: 0.1}", "ai_platform_fee: 0.1, power_cap_kw: 22}"))
-    for name in ("power.csv", "jobs.csv"):
-        shutil.copy(GOLDEN.parent / name, tmp_path / name)
+    site = run_capped_golden(tmp_path, 30)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HASHPIVOT_")}
-    ran = subprocess.run(
-        [exe(), "run", "-c", str(site), "--mode", "dry-run", "--cycles", "30", "--journal",
-         str(tmp_path / "journal"), "--metrics-port", "0", "--no-ray"],
-        capture_output=True, text=True, check=False, timeout=600, env=env)
-    assert ran.returncode == 0, ran.stderr
     explained = subprocess.run(
         [exe(), "explain", "golden-s19-xp-00000", "--journal", str(tmp_path / "journal"),
          "--config", str(site)], capture_output=True, text=True, check=False, timeout=600,
@@ -292,6 +303,24 @@ def test_a_journal_record_no_clock_can_show_or_nested_past_any_parser_is_skipped
     # The controller resumes from such a journal too.
     resumed = run_dry(tmp_path, cycles=5)
     assert resumed.returncode == 0 and "Traceback" not in resumed.stderr, resumed.stderr
+
+
+def test_explain_says_where_a_node_stands_after_its_last_switch(tmp_path: Path) -> None:
+    # The golden site's second cycle moves one H100 node from AI to mining, and the
+    # dry-run completes the switch in that cycle: "now" is mining since then, not the AI
+    # the cycle read before deciding.
+    ran = run_dry(tmp_path, cycles=2)
+    assert ran.returncode == 0, ran.stderr
+    last = list(read_journal(tmp_path / "journal"))[-1]
+    assert [(c.node, c.current, c.target) for c in last.changes] == [
+        ("golden-h100-sxm-8x-00001", "ai", "mine")]
+    assert last.actuation["completed"] == ["golden-h100-sxm-8x-00001"]
+    shown = subprocess.run([exe(), "explain", "golden-h100-sxm-8x-00001", "--journal",
+                            str(tmp_path / "journal")], capture_output=True, text=True,
+                           check=False, timeout=600, env=os.environ | {"COLUMNS": "300"})
+    assert shown.returncode == 0, shown.stderr
+    when = datetime.fromtimestamp(last.now_s, UTC).isoformat(timespec="seconds")
+    assert f"now ({last.decision_id}, {when}): mine since {when}" in shown.stdout, shown.stdout
 
 
 def test_doctor_checks_a_running_controllers_endpoints(
@@ -373,6 +402,40 @@ def test_every_stale_cycle_is_warned_about(tmp_path: Path) -> None:
     warned = {r.decision_id for r in records for line in proc.stderr.splitlines()
               if "WARNING" in line and r.decision_id in line and "market data stale" in line}
     assert warned == {r.decision_id for r in records}, proc.stderr
+
+
+def test_a_failing_policy_holds_every_node_but_the_power_cap_still_sheds(
+        tmp_path: Path) -> None:
+    # The golden site starts over a 22 kW cap (two H100 nodes in AI beside four miners)
+    # with a policy that always raises: each cycle holds every node, yet the first still
+    # curtails what the cap cannot hold, and the dry-run bills what the site ran.
+    (tmp_path / "broken.py").write_text(
+        "from typing import ClassVar\n"
+        "from orchestrator.framework import DecisionContext, Policy, PolicyDecision\n"
+        "class Broken(Policy):\n"
+        "    name: ClassVar[str] = 'broken'\n"
+        "    def decide(self, ctx: DecisionContext) -> PolicyDecision:\n"
+        "        raise RuntimeError('no idea')\n")
+    run_capped_golden(tmp_path, 3, policy="broken.py")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HASHPIVOT_")}
+    records = list(read_journal(tmp_path / "journal"))
+    assert len(records) == 3
+    for rec in records:
+        assert str(rec.plan["held"]).startswith("policy failed: policy broken failed")
+        assert rec.plan["site_power_kw"][0] <= 22.0 + 1e-9
+    assert rec.policy == "broken"
+    first = records[0]
+    assert first.plan["changes"] >= 1 and all(
+        c.reason_code == Reason.GUARD_POWER_CAP_CURTAILED for c in first.changes)
+    with (tmp_path / "journal" / "ledger.csv").open() as handle:
+        ledger = list(csv.DictReader(handle))
+    # The cycles run are billed with the fleet as it ran (before: all zero).
+    assert all(int(r["nodes_mine"]) == 4 and float(r["mine_revenue_usd"]) > 0
+               for r in ledger[:3])
+    shown = subprocess.run([exe(), "status", "--journal", str(tmp_path / "journal")],
+                           capture_output=True, text=True, check=False, timeout=600,
+                           env=env | {"COLUMNS": "300"})
+    assert shown.returncode == 0 and "policy failed" in shown.stdout, shown.stdout
 
 
 def test_whole_cycle_holds_are_counted_by_reason(tmp_path: Path) -> None:

@@ -181,3 +181,39 @@ def test_a_journal_of_garbage_is_unreadable_not_empty(tmp_path: Path) -> None:
     refused(hashpivot("status", "--journal", str(tmp_path)), "no readable decision")
     (tmp_path / "journal.jsonl").write_text("")
     refused(hashpivot("status", "--journal", str(tmp_path)), "no decisions journaled yet")
+
+
+def test_an_environment_value_that_breaks_a_rule_across_fields_is_named() -> None:
+    # A value that breaks a rule across fields: the variables laid over the file are named.
+    refused(hashpivot("config", "check", str(SITE), env={"HASHPIVOT_SITES": '[{"name": "x"}]'}),
+            "is not a configured site", "environment variables HASHPIVOT_SITES… are laid over")
+
+
+def test_config_check_refuses_a_backtest_period_that_ends_before_it_starts(
+        tmp_path: Path) -> None:
+    site = yaml.safe_load(SITE.read_text())
+    site["backtest"]["start"], site["backtest"]["end"] = site["backtest"]["end"], site[
+        "backtest"]["start"]
+    config = tmp_path / "site.yaml"
+    config.write_text(yaml.safe_dump(site))
+    refused(hashpivot("config", "check", str(config)),
+            f"{config}: backtest.end: backtest end 2025-10-21T00:00:00Z is not after start "
+            "2025-11-15T00:00:00Z")
+
+
+@pytest.mark.parametrize(
+    ("edit", "want"),
+    [(("fleet", 0, "profile", "s99"), "fleet[0].profile: unknown hardware profile 's99'"),
+     (("policy", None, "name", "nope"), "policy.name: unknown policy 'nope'")],
+    ids=["profile", "policy"],
+)
+def test_an_unknown_profile_or_policy_names_the_file_and_the_field(
+        tmp_path: Path, edit: tuple[str, int | None, str, str], want: str) -> None:
+    site = yaml.safe_load(SITE.read_text())
+    section, index, key, value = edit
+    (site[section] if index is None else site[section][index])[key] = value
+    config = tmp_path / "site.yaml"
+    config.write_text(yaml.safe_dump(site))
+    refused(hashpivot("config", "check", str(config)), f"{config}: {want}")
+    refused(hashpivot("run", "-c", str(config), "--mode", "dry-run", "--cycles", "1",
+                      "--no-ray", "--journal", str(tmp_path / "j")), f"{config}: {want}")

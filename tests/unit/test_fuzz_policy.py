@@ -133,7 +133,10 @@ def test_a_policy_that_crashes_holds_the_cycle_and_is_journaled(tmp_path: Path) 
     site = FakeSite(tmp_path)
     site.use_policy(Returns(None, None, crash=True))
     outcome = site.cycle.run_once()
-    assert outcome.plan is None and site.kube.writes == 0
+    # Every node kept as it is (nothing over a cap here to shed): no write.
+    assert outcome.plan is not None and outcome.plan.held is not None
+    assert not outcome.plan.changed.size and site.kube.writes == 0
+    assert set(outcome.plan.reason.tolist()) == {int(Reason.POLICY_FAILED)}
     held = outcome.record.plan["held"]
     assert "ZeroDivisionError" in held and "a bug in the policy" in held
     assert outcome.record.market is not None  # the market was fine: it is on record
