@@ -464,6 +464,17 @@ class PriceTable:
         )
 
 
+def _check_mining_prices(unit_price: F64, times_s: F64, btc: F64, difficulty: F64) -> None:
+    """Refuse values each in range that price mining at no real number together (a BTC
+    price of 1e308 overflows): the first such step is named, nothing is decided on it."""
+    bad = np.flatnonzero(~np.isfinite(unit_price).all(axis=1))
+    if bad.size:
+        k = int(bad[0])
+        raise DataError(f"the market at {_iso(float(times_s[k]))} prices mining at no finite "
+                        f"number (BTC price {btc[k]:.6g} USD, difficulty {difficulty[k]:.6g}): "
+                        "a recorded value is far out of any real range")
+
+
 class RecordedMarketSource:
     """The `MarketSource` port over recorded files, aligned with one fleet's lookup tables."""
 
@@ -584,14 +595,16 @@ class RecordedMarketSource:
         sha_at = np.minimum.reduce([btc_at, seen[self.difficulty.name], fees_at, subsidy_at])
         unit_price = np.zeros((t.shape[0], len(self.algorithms)))
         unit_at = np.full(unit_price.shape, np.nan)
-        hp_th = econ.hashprice_usd_per_th_day(diff, btc, subsidy, fees)
-        for j, alg in enumerate(self.algorithms):
-            hs = self.hashpower[j]
-            if alg == SHA256:
-                unit_price[:, j], unit_at[:, j] = hp_th, sha_at
-            elif hs is not None:
-                unit_price[:, j] = econ.hashpower_usd_per_unit_day(pick(hs), btc)
-                unit_at[:, j] = np.minimum(seen[hs.name], btc_at)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+            hp_th = econ.hashprice_usd_per_th_day(diff, btc, subsidy, fees)
+            for j, alg in enumerate(self.algorithms):
+                hs = self.hashpower[j]
+                if alg == SHA256:
+                    unit_price[:, j], unit_at[:, j] = hp_th, sha_at
+                elif hs is not None:
+                    unit_price[:, j] = econ.hashpower_usd_per_unit_day(pick(hs), btc)
+                    unit_at[:, j] = np.minimum(seen[hs.name], btc_at)
+        _check_mining_prices(unit_price, t, btc, diff)
         gpu = np.full((t.shape[0], len(self.gpu_models)), np.nan)
         gpu_at = np.full(gpu.shape, np.nan)
         for j, gs in enumerate(self.gpu):

@@ -14,12 +14,13 @@ from orchestrator.models.market import MarketPrices, MarketSnapshot, Observed, O
 def snapshot_to_prices(snapshot: MarketSnapshot, fleet: FleetTable) -> MarketPrices:
     """Align a pydantic snapshot with a fleet's lookup tables (live and dry-run cycles)."""
     btc = snapshot.btc_usd.value
-    hp_th = econ.hashprice_usd_per_th_day(
-        snapshot.difficulty.value,
-        btc,
-        snapshot.subsidy_btc.value,
-        snapshot.fees_btc_per_block.value,
-    )
+    with np.errstate(over="ignore", invalid="ignore"):  # checked below
+        hp_th = econ.hashprice_usd_per_th_day(
+            snapshot.difficulty.value,
+            btc,
+            snapshot.subsidy_btc.value,
+            snapshot.fees_btc_per_block.value,
+        )
     at = _seconds
     btc_at = at(snapshot.btc_usd)
     sha_at = min(btc_at, at(snapshot.difficulty), at(snapshot.fees_btc_per_block),
@@ -32,6 +33,11 @@ def snapshot_to_prices(snapshot: MarketSnapshot, fleet: FleetTable) -> MarketPri
         elif alg in snapshot.hashpower_btc_per_unit_day:
             hashpower = snapshot.hashpower_btc_per_unit_day[alg]
             unit[j], unit_at[j] = hashpower.value * btc, min(at(hashpower), btc_at)
+    if not np.isfinite(unit).all():
+        # Each value in its range, yet together no real price (a BTC price of 1e308):
+        # not decided on.
+        raise DataError(f"the market prices mining at no finite number (BTC price {btc:.6g} "
+                        f"USD, difficulty {snapshot.difficulty.value:.6g})")
     gpu = np.array(
         [
             snapshot.gpu_usd_per_gpu_hour[m].value if m in snapshot.gpu_usd_per_gpu_hour else np.nan

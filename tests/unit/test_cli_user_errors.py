@@ -217,3 +217,24 @@ def test_an_unknown_profile_or_policy_names_the_file_and_the_field(
     refused(hashpivot("config", "check", str(config)), f"{config}: {want}")
     refused(hashpivot("run", "-c", str(config), "--mode", "dry-run", "--cycles", "1",
                       "--no-ray", "--journal", str(tmp_path / "j")), f"{config}: {want}")
+
+
+def test_market_values_that_price_mining_at_no_finite_number_are_not_decided_on(
+        tmp_path: Path) -> None:
+    # Each value alone is a positive price; a BTC price of 1e308 overflows the mining
+    # price: the backtest and the dry-run refuse to start, naming when (before: a run on
+    # inf values that ended in a traceback).
+    data = SITE.parents[2] / "orchestrator" / "data" / "recorded" / "btc_usd_yahoo_daily.csv"
+    rows = data.read_text().splitlines()
+    at = next(i for i, row in enumerate(rows) if row.startswith("2025-10-21"))
+    cells = rows[at].split(",")
+    rows[at] = ",".join([cells[0], "1e308", *cells[2:]])
+    (tmp_path / "btc.csv").write_text("\n".join(rows) + "\n")
+    config = tmp_path / "site.yaml"
+    config.write_text(SITE.read_text().replace("bundled:recorded/btc_usd_yahoo_daily.csv",
+                                               "btc.csv"))
+    want = "prices mining at no finite number (BTC price 1e+308 USD"
+    refused(hashpivot("backtest", "-c", str(config), *PERIOD, "--report", str(tmp_path / "r")),
+            want)
+    refused(hashpivot("run", "-c", str(config), "--mode", "dry-run", "--cycles", "2",
+                      "--no-ray", "--journal", str(tmp_path / "j")), want)
