@@ -611,6 +611,10 @@ def run(
     from orchestrator.framework.registry import load_policy
 
     load_policy(cfg.policy.name, cfg.policy.params, source=f"{config}: policy.params")
+    if options.mode == ControllerMode.DRY_RUN:
+        for section, what in (("market", "recorded market data"), ("fleet", "a simulated fleet")):
+            if not getattr(cfg, section):  # what the simulated site is made of
+                raise ConfigError(f"a dry-run needs {what}", source=str(config), field=section)
     err_console.print(
         f"hashpivot {options.mode.value}: policy {cfg.policy.name}, journal {options.journal_dir}"
         + ("" if options.mode != ControllerMode.SHADOW else " (shadow: nothing is written)")

@@ -24,6 +24,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from orchestrator.economics import hashprice_usd_per_ph_day
 from orchestrator.framework.reasons import Reason
 from orchestrator.models.journal import CycleRecord
 from orchestrator.runtime.journal import read_journal
@@ -193,6 +194,20 @@ def test_metrics_of_a_running_controller(
     assert second[("hashpivot_deciding", ())] == 1.0  # ... and decides every cycle
     for reason, count in rec.plan["guards"].items():
         assert second[("hashpivot_nodes_held", (("reason", reason.lower()),))] == count
+    # What the README lists, each against the journal: nodes and expected USD/h per mode,
+    # the hashprice decided on, switches of every cycle so far, the last cycle's time.
+    for mode, count in rec.plan["modes"].items():
+        assert second[("hashpivot_nodes", (("mode", mode),))] == count
+    for mode, usd in rec.plan["expected_usd_per_hour"].items():
+        assert second[("hashpivot_expected_usd_per_hour", (("mode", mode),))] == (
+            pytest.approx(usd))
+    assert second[("hashpivot_hashprice_usd_per_ph_day", ())] == pytest.approx(
+        hashprice_usd_per_ph_day(rec.market.difficulty.value, rec.market.btc_usd.value,
+                                 rec.market.subsidy_btc.value,
+                                 rec.market.fees_btc_per_block.value))
+    switched = sum(v for (name, _), v in second.items() if name == "hashpivot_switches_total")
+    assert switched == sum(r.plan["changes"] for r in list(read_journal(journal))[:n])
+    assert 0 < second[("hashpivot_last_cycle_timestamp_seconds", ())] <= time.time()
     # Feed ages keep growing between cycles (a frozen age could never fire an alert).
     ages = [k for k in second if k[0] == "hashpivot_feed_age_seconds"]
     assert ages

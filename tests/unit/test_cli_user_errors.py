@@ -238,3 +238,11 @@ def test_market_values_that_price_mining_at_no_finite_number_are_not_decided_on(
             want)
     refused(hashpivot("run", "-c", str(config), "--mode", "dry-run", "--cycles", "2",
                       "--no-ray", "--journal", str(tmp_path / "j")), want)
+
+
+def test_a_dry_run_without_recorded_market_data_names_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "site.yaml"
+    config.write_text("sites: [{name: a}]\nfleet: [{profile: s21, count: 1, site: a}]\n")
+    refused(hashpivot("run", "-c", str(config), "--mode", "dry-run", "--cycles", "1",
+                      "--no-ray", "--journal", str(tmp_path / "j")),
+            f"{config}: market: a dry-run needs recorded market data")
