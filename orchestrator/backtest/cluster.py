@@ -132,3 +132,7 @@ class SimulatedCluster:
 
     def totals(self) -> dict[str, float]:
         return self.ledger.totals()
+
+    def plans_applied(self) -> int:
+        """How many plans this site acted on (it may have outlived a controller)."""
+        return len(self.applied)

@@ -59,6 +59,9 @@ class ClusterProxy:
         result: dict[str, float] = ray.get(self.handle.totals.remote())
         return result
 
+    def plans_applied(self) -> int:
+        return len(ray.get(self.handle.applied.remote()))
+
 
 @ray.remote(num_cpus=0)
 class SimulatedClusterActor:

@@ -150,9 +150,18 @@ class Controller:
     def _resume(self) -> None:
         """Continue after the last journaled decision (a restart, or a second run)."""
         last = last_record(self.journal.folder)
-        if last is not None:
-            self.wiring.resume_after(last.now_s)
-            log.info("resuming after decision %s", last.decision_id)
+        if last is None:
+            return
+        site = self.wiring.extras.get("cluster")
+        if site is not None and not site.plans_applied():
+            # A dry-run's simulated site lives in memory: the controller's memory resumes
+            # (switch history, policy state, grid events), the site starts from the config.
+            log.warning("the journal holds a dry-run up to %s, and its simulated site went "
+                        "with the process that ran it: this run's site starts again from the "
+                        "config (its fleet, queue and ledger.csv do not carry the journaled "
+                        "cycles; a new --journal folder starts clean)", last.decision_id)
+        self.wiring.resume_after(last.now_s)
+        log.info("resuming after decision %s", last.decision_id)
 
     def journaled_cycles(self) -> int:
         return sum(1 for _ in read_journal(self.journal.folder))

@@ -53,17 +53,23 @@ def test_dry_run_in_process_journal_metrics_and_modes(tmp_path: Path) -> None:
     assert sum(int(r.plan["changes"]) for r in records) == status["ledger"]["switches"]
 
 
-def test_a_second_run_resumes_after_the_journal(tmp_path: Path) -> None:
+def test_a_second_run_resumes_after_the_journal_and_says_its_site_starts_again(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # The first run's simulated site went with it: the second resumes the controller's
+    # memory and says that its site starts from the config (the Ray test below resumes
+    # against a site living on in its own actor, and says nothing).
     cfg = load_config(GOLDEN)
     options = RunOptions(mode=ControllerMode.DRY_RUN, journal_dir=str(tmp_path))
     first = Controller(cfg, options)
     first.run(5)
     first.close()
+    assert "site starts again" not in caplog.text
     second = Controller(cfg, options)
     second.run(8)
     second.close()
     times = [r.now_s for r in read_journal(tmp_path)]
     assert len(times) == 8 and len(set(times)) == 8 and times == sorted(times)
+    assert "its simulated site went with the process" in caplog.text
 
 
 @pytest.fixture(scope="module")
