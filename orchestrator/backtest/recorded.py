@@ -466,8 +466,9 @@ class PriceTable:
 
 def _check_mining_prices(unit_price: F64, times_s: F64, btc: F64, difficulty: F64) -> None:
     """Refuse values each in range that price mining at no real number together (a BTC
-    price of 1e308 overflows): the first such step is named, nothing is decided on it."""
-    bad = np.flatnonzero(~np.isfinite(unit_price).all(axis=1))
+    price of 1e308 overflows to infinity): the first such step is named, nothing is
+    decided on it. NaN is no price yet (a step before a series starts), left as it is."""
+    bad = np.flatnonzero(np.isinf(unit_price).any(axis=1))
     if bad.size:
         k = int(bad[0])
         raise DataError(f"the market at {_iso(float(times_s[k]))} prices mining at no finite "

@@ -33,7 +33,7 @@ def snapshot_to_prices(snapshot: MarketSnapshot, fleet: FleetTable) -> MarketPri
         elif alg in snapshot.hashpower_btc_per_unit_day:
             hashpower = snapshot.hashpower_btc_per_unit_day[alg]
             unit[j], unit_at[j] = hashpower.value * btc, min(at(hashpower), btc_at)
-    if not np.isfinite(unit).all():
+    if np.isinf(unit).any():
         # Each value in its range, yet together no real price (a BTC price of 1e308):
         # not decided on.
         raise DataError(f"the market prices mining at no finite number (BTC price {btc:.6g} "
