@@ -80,7 +80,8 @@ BUGS = (
     Bug(
         "live price path passing fees as 0",
         "orchestrator/engine/prices.py",
-        (("            snapshot.fees_btc_per_block.value,\n        )", "            0.0,\n        )"),),
+        (("            snapshot.fees_btc_per_block.value,\n        )",
+          "            0.0,\n        )"),),
         ("tests/unit/test_economics.py",),
     ),
     Bug(
