@@ -277,8 +277,7 @@ class DecisionCycle:
     def _hold(self, now: float, fleet: FleetTable, demand: DemandSnapshot,
               why: str) -> CycleOutcome:
         """No usable market: decide nothing, keep switches already under way moving."""
-        what = "market unusable"
-        log.warning("%s, holding every node: %s", what, why)
+        log.warning("market unusable, holding every node: %s", why)
         record = CycleRecord(
             decision_id=f"hold-{int(now)}",
             mode=self.mode,
@@ -289,7 +288,7 @@ class DecisionCycle:
             demand=demand.model_copy(update={"pending": demand.pending[:JOURNALED_JOBS]}),
             pending_jobs_total=len(demand.pending),
             fleet_modes=mode_counts(fleet.mode),
-            plan={"changes": 0, "held": what},
+            plan={"changes": 0, "held": "market unusable"},
             changes=[],
         )
         self.deps.journal.record(record)
