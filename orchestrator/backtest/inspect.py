@@ -192,6 +192,7 @@ def inspect_config(config: HashpivotConfig, first: int = 5) -> Inspection:
         if np.isfinite(start_s) and np.isfinite(end_s) and end_s > start_s:
             for s in market.all_series():  # the backtest's own checks, for its period
                 s.check_coverage(start_s, end_s)
+            market.check_prices(start_s, end_s)
             warnings += market.late_starts(start_s)
     if config.demand is not None:
         reports.append(describe_trace(config.demand, root, first))
@@ -267,7 +268,11 @@ def inspect_target(
     from orchestrator.models.config import format_validation_error, load_config
 
     if target.suffix.lower() in {".yaml", ".yml"}:
-        return inspect_config(load_config(target), rows)
+        config = load_config(target)
+        if config.market is None and config.demand is None:
+            raise ConfigError("no recorded data to inspect: the file has no market or "
+                              "demand section", source=str(target))
+        return inspect_config(config, rows)
     fields: dict[str, Any] = {"path": str(target.resolve())}
     for item in options or []:
         key, sep, text = item.partition("=")

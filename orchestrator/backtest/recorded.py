@@ -140,11 +140,17 @@ class Series:
         gaps = np.diff(times)
         if gaps.size and gaps.max() > self.max_gap_s:
             at = int(np.argmax(gaps))
-            raise DataError(
-                f"series {self.name} has a gap of {gaps[at] / 3600:.1f} h after "
-                f"{_iso(times[at])}, longer than max_gap_s={self.max_gap_s:.0f}",
-                source=self.source,
-            )
+            last_s = float(self.times_s[-1])
+            too_long = f"longer than max_gap_s={self.max_gap_s:.0f}"
+            if last_s < start_s:
+                problem = f"ends at {_iso(last_s)}, before the requested start {_iso(start_s)}"
+            elif times[at] >= last_s:  # the gap runs from the last row to the period's end
+                problem = (f"ends at {_iso(last_s)}, {gaps[at] / 3600:.1f} h before the "
+                           f"requested end {_iso(end_s)}, {too_long}")
+            else:
+                problem = (f"has a gap of {gaps[at] / 3600:.1f} h after {_iso(times[at])}, "
+                           f"{too_long}")
+            raise DataError(f"series {self.name} {problem}", source=self.source)
 
 
 def _iso(t: float) -> str:
@@ -540,6 +546,14 @@ class RecordedMarketSource:
             s.check_coverage(start_s, end_s, history_s)
         for message in self.late_starts(start_s):
             _log.warning("%s", message)
+
+    def check_prices(self, start_s: float, end_s: float) -> None:
+        """Refuse values that price mining at no finite number together anywhere in the
+        period, as a backtest of it would: the prices at the start and at every time a
+        value becomes known in it (every combination a decision there can see)."""
+        stamps = [s.observed_s for s in self.all_series() if not s.is_constant]
+        times = np.unique(np.r_[start_s, *stamps])
+        self.price_table(times[(times >= start_s) & (times <= end_s)])
 
     def late_starts(self, start_s: float) -> list[str]:
         """Series whose first value becomes known after `start_s`, said in words."""

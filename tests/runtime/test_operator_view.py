@@ -216,6 +216,34 @@ def test_metrics_of_a_running_controller(
         assert 0.5 <= grew <= (t1 - t0) + 0.5, key
 
 
+def test_readiness_fails_while_cycles_fail_and_returns_when_one_completes(
+        running: tuple[subprocess.Popen[str], int, Path]) -> None:
+    # docs/operations.md: /readyz fails with the reason after a failed cycle, /healthz
+    # keeps answering (the process stays up), and the first cycle that completes makes
+    # the replica ready again. A journal that cannot be written fails every cycle.
+    proc, port, journal = running
+    wait_for_cycles(proc, port, 1)
+    assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+    current = journal / "journal.jsonl"
+    current.rename(journal / "kept.jsonl")
+    current.mkdir()  # appending to it now fails
+    for _ in range(600):  # cycles come every 3 s: a failed one within a few polls
+        assert proc.poll() is None, proc.communicate()
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz")
+        if ready.status_code != 200:
+            break
+        time.sleep(0.2)
+    assert ready.status_code == 503, "readiness never failed while the journal was unwritable"
+    assert "journal cannot be written" in ready.text
+    assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+    failed = scrape(port)[("hashpivot_cycles_total", (("outcome", "journal_failed"),))]
+    assert failed >= 1
+    before = decided(scrape(port))
+    current.rmdir()
+    wait_for_cycles(proc, port, int(before) + 1)
+    assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+
+
 def test_sigterm_stops_quietly(running: tuple[subprocess.Popen[str], int, Path]) -> None:
     proc, port, journal = running
     wait_for_cycles(proc, port, 1)

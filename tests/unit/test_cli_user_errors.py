@@ -76,10 +76,17 @@ def test_an_environment_section_that_is_not_json_names_the_variable() -> None:
 
 
 def test_a_kubeconfig_of_another_shape_or_a_bad_url_is_refused(tmp_path: Path) -> None:
-    for name, text in (("list.yaml", "- a\n- b\n"), ("int.yaml", "clusters: 5\n")):
+    for name, text, why in (
+            ("list.yaml", "- a\n- b\n", "expected a mapping with clusters, contexts and "
+             "users, got list"),
+            ("int.yaml", "clusters: 5\n", "clusters must be a list of entries, each a mapping"),
+            ("broken.yaml", "garbage: [\n", "expected the node content, but found "
+             "'<stream end>' (line 2, column 1)"),
+            ("empty.yaml", "", "the file is empty")):
         (tmp_path / name).write_text(text)
-        refused(hashpivot("doctor", "-c", str(SITE), "--kubeconfig", str(tmp_path / name)),
-                f"{tmp_path / name}: kubeconfig unreadable")
+        proc = hashpivot("doctor", "-c", str(SITE), "--kubeconfig", str(tmp_path / name))
+        refused(proc, f"{tmp_path / name}: kubeconfig unreadable: {why}")
+        assert "Error(" not in proc.stderr  # the reason in words, not a Python exception
     refused(hashpivot("doctor", "-c", str(SITE), "--no-rbac", "--url", "http://[::1"),
             "Invalid value for --url")
 
@@ -223,7 +230,7 @@ def test_market_values_that_price_mining_at_no_finite_number_are_not_decided_on(
         tmp_path: Path) -> None:
     # Each value alone is a positive price; a BTC price of 1e308 overflows the mining
     # price: the backtest and the dry-run refuse to start, naming when (before: a run on
-    # inf values that ended in a traceback).
+    # inf values that ended in a traceback), and `config check` refuses the file.
     data = SITE.parents[2] / "orchestrator" / "data" / "recorded" / "btc_usd_yahoo_daily.csv"
     rows = data.read_text().splitlines()
     at = next(i for i, row in enumerate(rows) if row.startswith("2025-10-21"))
@@ -238,6 +245,8 @@ def test_market_values_that_price_mining_at_no_finite_number_are_not_decided_on(
             want)
     refused(hashpivot("run", "-c", str(config), "--mode", "dry-run", "--cycles", "2",
                       "--no-ray", "--journal", str(tmp_path / "j")), want)
+    # `config check` reads the data as the backtest does, so it refuses them too.
+    refused(hashpivot("config", "check", str(config)), want)
 
 
 def test_a_dry_run_without_recorded_market_data_names_the_file(tmp_path: Path) -> None:
@@ -246,3 +255,23 @@ def test_a_dry_run_without_recorded_market_data_names_the_file(tmp_path: Path) -
     refused(hashpivot("run", "-c", str(config), "--mode", "dry-run", "--cycles", "1",
                       "--no-ray", "--journal", str(tmp_path / "j")),
             f"{config}: market: a dry-run needs recorded market data")
+
+
+def test_a_period_past_the_recorded_data_says_where_the_data_ends() -> None:
+    # The bundled BTC/USD extract ends 2025-11-30: a period after it, or one running past
+    # it, names that end (not a gap between rows that do not exist).
+    refused(hashpivot("backtest", "-c", str(SITE), "-p", "greedy", "--from", "2027-01-01",
+                      "--to", "2027-02-01", "--no-ray", "--no-baselines"),
+            "series btc_usd ends at 2025-11-30T00:00:00Z, before the requested start "
+            "2027-01-01T00:00:00Z")
+    refused(hashpivot("backtest", "-c", str(SITE), "-p", "greedy", "--from", "2025-11-01",
+                      "--to", "2026-02-01", "--no-ray", "--no-baselines"),
+            "series btc_usd ends at 2025-11-30T00:00:00Z, 1512.0 h before the requested end "
+            "2026-02-01T00:00:00Z, longer than max_gap_s=172800")
+
+
+def test_data_inspect_of_a_config_without_recorded_data_says_so(tmp_path: Path) -> None:
+    empty = tmp_path / "site.yaml"
+    empty.write_text("")
+    refused(hashpivot("data", "inspect", str(empty)),
+            f"{empty}: no recorded data to inspect: the file has no market or demand section")

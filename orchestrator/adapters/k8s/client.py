@@ -53,6 +53,9 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
             "kubeconfig not found (give --kubeconfig, set KUBECONFIG, or run in a cluster)",
             source=first,
         )
+    for each in path.split(os.pathsep):
+        if os.path.exists(os.path.expanduser(each)):
+            _check_kubeconfig_shape(os.path.expanduser(each))
     try:
         api: k8s.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=kubeconfig, context=context
@@ -60,10 +63,40 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
     except ConfigException as exc:
         raise ConfigError(f"kubeconfig unusable: {exc}", source=first) from None
     except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
-        # An unreadable file, or YAML of another shape (a list, `clusters: 5`): the
-        # client's loader indexes into it as it finds it.
-        raise ConfigError(f"kubeconfig unreadable: {exc!r}", source=first) from None
+        # A shape the check above lets through that the client's loader still trips on.
+        raise ConfigError(f"kubeconfig unreadable: {type(exc).__name__}: {exc}",
+                          source=first) from None
     return api
+
+
+def _check_kubeconfig_shape(path: str) -> None:
+    """Refuse a kubeconfig that is not YAML or not the shape the client reads (a mapping
+    whose clusters, contexts and users are lists of mappings), naming the file and what
+    is wrong: the client's loader would index into it and fail with a Python error."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            doc = yaml.safe_load(handle)
+    except OSError as exc:
+        raise ConfigError(f"kubeconfig unreadable: {exc.strerror}", source=path) from None
+    except UnicodeDecodeError:
+        raise ConfigError("kubeconfig unreadable: not UTF-8 text", source=path) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"kubeconfig unreadable: {problem}{where}", source=path) from None
+    if doc is None:
+        raise ConfigError("kubeconfig unreadable: the file is empty", source=path)
+    if not isinstance(doc, dict):
+        raise ConfigError("kubeconfig unreadable: expected a mapping with clusters, "
+                          f"contexts and users, got {type(doc).__name__}", source=path)
+    for key in ("clusters", "contexts", "users"):
+        entries = doc.get(key) or []
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise ConfigError(f"kubeconfig unreadable: {key} must be a list of entries, "
+                              "each a mapping", source=path)
 
 
 def check_access(kube: KubeClient) -> None:
