@@ -402,6 +402,34 @@ def test_status_and_explain_print_times_in_utc_with_their_zone(tmp_path: Path) -
     assert f"last decision {last.decision_id} at {when}" in status.stdout
 
 
+def test_status_shows_the_age_of_each_value_the_last_decision_read(tmp_path: Path) -> None:
+    # README: status shows feed ages. gpu-only's BTC price is daily and published a day
+    # late, so three hourly cycles in it has aged two hours.
+    site = GOLDEN.parents[3] / "examples" / "gpu-only" / "site.yaml"
+    proc = subprocess.run(
+        [exe(), "run", "-c", str(site), "--mode", "dry-run", "--cycles", "3", "--journal",
+         str(tmp_path / "journal"), "--metrics-port", "0", "--no-ray"],
+        capture_output=True, text=True, check=False, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    last = list(read_journal(tmp_path / "journal"))[-1]
+    status = subprocess.run([exe(), "status", "--journal", str(tmp_path / "journal")],
+                            capture_output=True, text=True, check=False, timeout=600,
+                            env=os.environ | {"COLUMNS": "300"})
+    assert status.returncode == 0, status.stderr
+    assert last.market is not None
+    table = status.stdout.split("market at the last decision", 1)[1].splitlines()
+    shown = {row.split("│")[1].strip(): [c.strip() for c in row.split("│")[2:5]]
+             for row in table if row.count("│") >= 5}
+    values = dict(last.market.values())
+    assert set(shown) == set(values)
+    for name, obs in values.items():
+        age_h = (last.now_s - obs.observed_at.timestamp()) / 3600
+        assert shown[name][0] == f"{obs.value:,.4g}", name
+        assert shown[name][1] in obs.source, name
+        assert shown[name][2] == f"{age_h:.1f} h", name
+    assert shown["btc_usd"][2] == "2.0 h"
+
+
 def test_rejected_feed_values_are_warned_about_once(tmp_path: Path,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     import logging
