@@ -170,3 +170,20 @@ def test_missing_reports_are_a_clear_error(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert f"{config}: no backtest report in {tmp_path / 'asic-hall'}" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_gpu_only_example_meets_the_goal_over_its_whole_period(tmp_path: Path) -> None:
+    # README "Decision quality across sites": the goal holds on gpu-only too, by a thin
+    # margin (its whole four weeks take seconds; the other sites take minutes each).
+    config = ROOT / "examples" / "gpu-only" / "site.yaml"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(config), "--check", "--out",
+         str(tmp_path / "reports"), "--json", str(tmp_path / "table.json")],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    net = _ledger_components(tmp_path / "reports" / "gpu-only" / "ledger.csv")
+    best = max(BUILT_INS, key=lambda name: net[name])
+    assert all(net[best] > net[baseline] for baseline in BASELINES), net
+    (scenario,) = json.loads((tmp_path / "table.json").read_text())
+    assert scenario["goal_met"] and scenario["above_baselines"]
