@@ -23,7 +23,7 @@ from orchestrator.adapters.k8s import (
     NodeTarget,
     ShadowActuator,
 )
-from orchestrator.adapters.k8s.objects import format_time
+from orchestrator.adapters.k8s.objects import MINING_TAINT_KEY, MODE_LABEL, format_time
 from orchestrator.engine import build_context, decide
 from orchestrator.models import AIJob, DemandSummary, FleetTable, Mode, builtin_catalog
 from orchestrator.models.config import GuardConfig
@@ -156,6 +156,25 @@ def test_modes_taints_miner_and_demand_on_52_gpu_nodes(
             f"train-{i}" for i in range(6)
         }
         # Converged: another pass writes nothing.
+        assert actuator.apply_targets(plan, "t2-ai").writes == 0
+
+        # Someone removes a mining node's taint, and another node's mode label: drift,
+        # put back by the pass between cycles (docs/operations.md), nothing else written.
+        untainted, unlabelled = sorted(set(names) - chosen)[:2]
+        node = core.read_node(untainted)
+        node.spec.taints = [t for t in node.spec.taints or [] if t.key != MINING_TAINT_KEY]
+        core.replace_node(untainted, node)
+        core.patch_node(unlabelled, {"metadata": {"labels": {MODE_LABEL: None}}})
+        assert not node_facts(core, prefix)[untainted]["tainted"]
+
+        def put_back() -> bool:
+            actuator.reconcile()
+            facts = node_facts(core, prefix)
+            return bool(facts[untainted]["tainted"] and facts[unlabelled]["mode"] == "mine")
+
+        wait_for(put_back, "the taint and the label put back")
+        facts = node_facts(core, prefix)
+        assert facts[untainted]["state"] == facts[unlabelled]["state"] == "MINING"
         assert actuator.apply_targets(plan, "t2-ai").writes == 0
     finally:
         cache.stop()
