@@ -263,3 +263,35 @@ def test_a_miners_only_hall_run_without_ray_never_imports_ray(
     decided = [r for r in read_journal(tmp_path / "journal") if r.fleet_columns is not None]
     assert decided and miners[0].ip in decided[-1].fleet_columns.names
     assert not any(m == "ray" or m.startswith("ray.") for m in modules)
+
+
+def test_protected_and_opted_out_miners_keep_hashing_through_a_spike(
+    tmp_path: Path, lab: MinerLab, feeds: FeedServer
+) -> None:
+    """docs/asic.md: opt-out miners are never commanded, protected miners are never
+    curtailed while they hash; both are held by the opt-out guard. On a price spike the
+    other miners are curtailed, these two keep hashing and receive no command."""
+    protected, opted_out, *others = [lab.add(f) for f in ("antminer", "luxos", "vnish",
+                                                           "antminer")]
+    config = site_config(tmp_path, [protected, opted_out, *others], feeds, "live")
+    site = yaml.safe_load(config.read_text())
+    site["asic"]["protected"] = [protected.ip]
+    site["asic"]["opt_out"] = [opted_out.ip]
+    config.write_text(yaml.safe_dump(site), encoding="utf-8")
+    run = Controller(config, tmp_path / "journal", "live", tmp_path)
+    try:
+        run.wait_cycles(3)
+        set_power(feeds, SPIKE_USD_MWH)
+        run.wait_cycles(30, until=lambda: not any(m.mining for m in others))
+        run.wait_cycles(3)
+    finally:
+        run.stop()
+    assert not any(m.mining for m in others), run.output()
+    assert protected.mining and opted_out.mining
+    for miner in (protected, opted_out):
+        assert not any(is_command(s) for s in miner.seen), (miner.family, miner.seen[-10:])
+    records = list(read_journal(tmp_path / "journal"))
+    changed = {c.node for r in records for c in r.changes}
+    assert changed == {m.ip for m in others}
+    # Greedy would curtail all four on the spike: the guard held the two it may not.
+    assert records[-1].plan["guards"].get("GUARD_OPT_OUT") == 2
