@@ -3,7 +3,7 @@ loopback — under one power cap, run by `hashpivot run` as a subprocess.
 
 AI tenants wait for whole GPU nodes; serving them needs power the miners are using, so
 the miners give way (curtailed through their firmware, within the ramp limits) while the
-GPU nodes go to AI and the tenants run. Site power, sampled from outside the controller
+GPU nodes wait for that power and then go to AI, and the tenants run. Site power, sampled from outside the controller
 (each miner's state at its emulator, each node's mode label at the apiserver, priced at
 full-load watts), never exceeds the cap. Shadow on the same site sends no command to any
 miner and leaves every node as it was.
@@ -21,6 +21,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from orchestrator.adapters.asic.service import POWER_WAIT
 from orchestrator.adapters.k8s.objects import MINING_TAINT_EFFECT, MINING_TAINT_KEY, MODE_LABEL
 from orchestrator.models.build import profile_catalog
 from orchestrator.models.config import HashpivotConfig
@@ -160,6 +161,12 @@ def test_mixed_site_miners_give_way_to_ai_under_one_cap(
         records = [r for r in read_journal(tmp_path / "journal") if r.fleet_columns]
         names = set(records[-1].fleet_columns.names)
         assert {m.ip for m in miners} <= names and set(facts) <= names
+        # docs/asic.md: a GPU node's switch that adds power waits, journaled as such,
+        # while the miners curtailed for it ramp down; the node then goes to AI.
+        waited = {node for r in records for node, why in r.actuation.get("deferred", {}).items()
+                  if why == POWER_WAIT}
+        assert waited and waited <= set(facts), waited
+        assert waited & {n for n, f in facts.items() if f["mode"] == "ai"}
     finally:
         admin.close()  # type: ignore[no-untyped-call]
 
