@@ -3,10 +3,10 @@ loopback — under one power cap, run by `hashpivot run` as a subprocess.
 
 AI tenants wait for whole GPU nodes; serving them needs power the miners are using, so
 the miners give way (curtailed through their firmware, within the ramp limits) while the
-GPU nodes wait for that power and then go to AI, and the tenants run. Site power, sampled from outside the controller
-(each miner's state at its emulator, each node's mode label at the apiserver, priced at
-full-load watts), never exceeds the cap. Shadow on the same site sends no command to any
-miner and leaves every node as it was.
+GPU nodes wait for that power and then go to AI, and the tenants run. Site power,
+sampled from outside the controller (each miner's state at its emulator, each node's
+mode label at the apiserver, priced at full-load watts), never exceeds the cap. Shadow on
+the same site sends no command to any miner and leaves every node as it was.
 """
 
 from __future__ import annotations
