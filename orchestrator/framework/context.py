@@ -88,7 +88,8 @@ class MarketHistory:
     price; the history holds only rows with `known_at_s <= now`, and each site's price
     in them only once published. Built by whoever knows the past:
     the recorded source (backtest, dry-run), the feed actor's cache when live (one row
-    per poll). A value the source does not record is NaN.
+    per poll, then one per later hour a day-ahead feed has published). A value the
+    source does not record is NaN.
     """
 
     #: When each row's interval starts, seconds since epoch, oldest first.

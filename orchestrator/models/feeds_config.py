@@ -170,7 +170,8 @@ class HttpJsonPower(StrictModel):
 
 class HttpCsvPower(StrictModel):
     """Power price from a CSV of intervals (ERCOT-style hub prices): the latest row at or
-    before now (for the chosen settlement point) is used.
+    before now (for the chosen settlement point) is used. Later rows with a price (a
+    day-ahead market's published hours) reach policies as known ahead (`known_future`).
 
     ERCOT real-time hub prices, for example: `time_columns: [DeliveryDate, HourEnding]`,
     `time_format: '%m/%d/%Y %H:%M'`, `hour_ending: true`, `timezone: America/Chicago`,

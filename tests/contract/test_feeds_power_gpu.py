@@ -171,3 +171,41 @@ def test_live_gpu_price_overrides_the_fixed_one_and_does_not_revert(
     src.refresh(NOW + 600)
     good = src.quality.last_good("gpu_usd_per_gpu_hour.H100_80GB_SXM5")
     assert good is not None and good.value == 2.15 and good.observed_at.timestamp() == NOW
+
+
+DAY_AHEAD = (b"time,price\n"
+             b"2025-01-04T16:00:00Z,41.5\n"   # rows in any order
+             b"2025-01-04T14:00:00Z,33.0\n"   # the hour in force at NOW (14:13Z)
+             b"2025-01-04T15:00:00Z,39.0\n"
+             b"2025-01-04T15:00:00Z,38.0\n"   # listed again: the later row stands
+             b"2025-01-04T17:00:00Z,\n"       # not priced yet: left out
+             b"2025-01-04T18:00:00Z,99999\n"  # past the plausible range
+             b"2025-01-04T19:00:00Z,-12.5\n")  # negative prices happen
+
+
+def test_a_csv_that_lists_later_hours_offers_them_ahead_of_the_price_in_force(
+        feed_server: FeedServer, http: FeedHttpClient) -> None:
+    serve_market(feed_server)
+    feed_server.route("/dayahead.csv", Reply(body=DAY_AHEAD, content_type="text/csv"))
+    source = HttpCsvPower(url=f"{feed_server.base}/dayahead.csv", value_column="price")
+    cand = CsvPowerFeed(source, http).read(NOW)
+    assert cand.value == 33.0 and cand.observed_s == ts("2025-01-04T14:00:00")
+    assert cand.ahead == ((ts("2025-01-04T15:00:00"), 38.0), (ts("2025-01-04T16:00:00"), 41.5),
+                          (ts("2025-01-04T18:00:00"), 99999.0),
+                          (ts("2025-01-04T19:00:00"), -12.5))
+
+    # Through the live source: the hours ahead become history rows after now, known when
+    # read; the implausible one is left out and counted, the price in force still taken.
+    config = live_config(feed_server, fees_window_blocks=15)
+    config = config.model_copy(update={"power_sources": {"default": source}})
+    live = LiveMarketSource.from_config(config, sleep=lambda s: None)
+    live.refresh(NOW)
+    assert live.quality.last_good("power_usd_mwh.default") is not None
+    assert live.rejection_counts()["power_usd_mwh.default"] == {"out_of_range": 1}
+    ahead = live.history(NOW).after(NOW)
+    assert ahead.times_s.tolist() == [ts("2025-01-04T15:00:00"), ts("2025-01-04T16:00:00"),
+                                      ts("2025-01-04T19:00:00")]
+    assert ahead.site_power_usd_mwh[:, 0].tolist() == [38.0, 41.5, -12.5]
+    assert ahead.known_at_s.tolist() == [NOW] * 3
+    # Nothing ahead is known before the reading that published it.
+    assert live.history(NOW - 1.0).times_s.size == 0

@@ -127,6 +127,9 @@ class LiveMarketSource:
         # Per poll: time, hashprice, BTC price, difficulty, each power site's price.
         self._history: deque[tuple[float, float, float, float, tuple[float, ...]]] = deque(
             maxlen=config.history_max_points)
+        # Per site: when its feed last published prices for later intervals, and those
+        # (interval start, USD/MWh), from its last accepted reading.
+        self._ahead: dict[str, tuple[float, tuple[tuple[float, float], ...]]] = {}
 
     @classmethod
     def from_config(
@@ -312,7 +315,11 @@ class LiveMarketSource:
             except FeedRejectError as exc:
                 self._fail(f"{POWER}.{site}", exc)
                 continue
-            self._offer(f"{POWER}.{site}", cand, now_s)
+            if self._offer(f"{POWER}.{site}", cand, now_s) is None:
+                # What it publishes ahead goes with the price in force: taken with it, or
+                # not at all (the last accepted reading's stand until then).
+                ahead = self.quality.plausible_ahead(f"{POWER}.{site}", cand)
+                self._ahead[site] = (now_s, ahead)  # known by this reading, at the latest
 
     def _refresh_gpu(self, now_s: float) -> None:
         live: dict[str, Candidate] = {}
@@ -446,15 +453,19 @@ class LiveMarketSource:
         return snap
 
     def history(self, now_s: float) -> MarketHistory:
-        """One row per poll at or before `now_s`: what the poll held, all known then."""
+        """One row per poll at or before `now_s`: what the poll held, all known then;
+        then one row per later interval a power feed had published by then (a day-ahead
+        market's coming hours), the other values carried from the last poll."""
         points = [p for p in self._history if p[0] <= now_s]
         if not points:
             return MarketHistory.empty()
-        arr = np.array([p[:4] for p in points], dtype=np.float64)
         sites = tuple(self.power_sites())
         width = len(sites)
-        power = np.array([p[4] if len(p[4]) == width else (math.nan,) * width
-                          for p in points], dtype=np.float64).reshape(len(points), width)
+        rows = [(p[0], *p[1:4], p[4] if len(p[4]) == width else (math.nan,) * width, p[0])
+                for p in points]
+        rows += self._ahead_rows(now_s, sites, points[-1])
+        arr = np.array([r[:4] for r in rows], dtype=np.float64)
+        power = np.array([r[4] for r in rows], dtype=np.float64).reshape(len(rows), width)
         first = sites.index(self._history_power().removeprefix(f"{POWER}."))
         return MarketHistory(
             times_s=arr[:, 0].copy(),
@@ -463,9 +474,26 @@ class LiveMarketSource:
             site_power_usd_mwh=power,
             btc_usd=arr[:, 2].copy(),
             difficulty=arr[:, 3].copy(),
-            known_at_s=arr[:, 0].copy(),
+            known_at_s=np.array([r[5] for r in rows], dtype=np.float64),
             site_names=sites,
         )
+
+    def _ahead_rows(
+        self, now_s: float, sites: tuple[str, ...],
+        last: tuple[float, float, float, float, tuple[float, ...]],
+    ) -> list[tuple[float, float, float, float, tuple[float, ...], float]]:
+        """Rows for intervals after `now_s` whose prices some site's feed had published
+        by `now_s` (NaN for sites that did not publish that interval)."""
+        published = {site: dict(rows) for site, (at_s, rows) in self._ahead.items()
+                     if at_s <= now_s}
+        known_at = {site: self._ahead[site][0] for site in published}
+        starts = sorted({t for rows in published.values() for t in rows if t > now_s})
+        out = []
+        for start in starts:
+            prices = tuple(published.get(site, {}).get(start, math.nan) for site in sites)
+            at_s = max(known_at[site] for site in published if start in published[site])
+            out.append((start, last[1], last[2], last[3], prices, at_s))
+        return out
 
     def status(self, now_s: float) -> dict[str, FeedStatus]:
         """Per value: its age, staleness and counts (for `hashpivot status`). Failed

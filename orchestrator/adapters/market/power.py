@@ -1,8 +1,10 @@
 """Power price per site: a fixed tariff, one field of a JSON document, or the latest
-interval of a CSV (ERCOT-style hub prices), in USD/MWh."""
+interval of a CSV (ERCOT-style hub prices), in USD/MWh. A CSV that also lists intervals
+starting later (a day-ahead market) offers them beside the price in force."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from typing import Protocol
@@ -57,7 +59,8 @@ class JsonPowerFeed:
 
 
 class CsvPowerFeed:
-    """The latest interval that has started by `now` (rows may come in any order)."""
+    """The latest interval that has started by `now` (rows may come in any order), and
+    the priced intervals that start later."""
 
     def __init__(self, source: HttpCsvPower, http: FeedHttpClient) -> None:
         self.source = source
@@ -90,7 +93,11 @@ class CsvPowerFeed:
             )
         fmt = src.time_format or "iso"
         shift = -HOUR_S if src.hour_ending else 0.0
+        to_usd_mwh = _TO_USD_PER_MWH[src.unit]
         best: tuple[float, float] | None = None
+        # Intervals that start later (a day-ahead market's coming hours): published now,
+        # offered beside the price in force. A later row for the same interval wins.
+        ahead: dict[float, float] = {}
         for line, row in enumerate(rows, start=2):
             if src.key_column is not None and row[src.key_column] != src.key:
                 continue
@@ -99,7 +106,10 @@ class CsvPowerFeed:
             when = " ".join(row[c].strip() for c in src.time_columns)
             start = timestamp(when, fmt, tz=src.timezone, source=f"{url} line {line}") + shift
             if start > now_s:
-                continue  # a forecast or a later interval: not yet a price
+                with contextlib.suppress(FeedRejectError):  # an hour not priced yet: left out
+                    ahead[start] = to_usd_mwh * number(row[src.value_column],
+                                                       what=src.value_column, source=url)
+                continue
             value = number(
                 row[src.value_column], what=src.value_column, source=f"{url} line {line}"
             )
@@ -108,7 +118,8 @@ class CsvPowerFeed:
         if best is None:
             what = f" for {src.key_column}={src.key}" if src.key_column else ""
             raise FeedRejectError(Reject.SCHEMA, f"no interval started by now{what}", source=url)
-        return Candidate(best[1] * _TO_USD_PER_MWH[src.unit], self.name, best[0])
+        return Candidate(best[1] * to_usd_mwh, self.name, best[0],
+                         ahead=tuple(sorted(ahead.items())))
 
 
 def power_feed(source: PowerSource, http: FeedHttpClient) -> PowerFeed:

@@ -146,6 +146,9 @@ class Candidate:
     #: The value agrees with another input its source gave (difficulty against the
     #: network hashrate): enough for a first value, where one source alone is not.
     checked: bool = False
+    #: Values the source has already published for intervals that start later, as
+    #: (interval start s, value) oldest first: a day-ahead market's coming hours.
+    ahead: tuple[tuple[float, float], ...] = ()
 
 
 RejectHook = Callable[[str, Reject, str], None]
@@ -382,6 +385,27 @@ class DataQuality:
             return r.hashpower_btc_per_unit_day, "positive", c.gpu_jump_band, True
         # block_height, subsidy_btc: derived or integral, only sign and time rules.
         return _ANY_NONNEG, "nonneg", None, False
+
+    def plausible_ahead(self, feed: str, cand: Candidate) -> tuple[tuple[float, float], ...]:
+        """The values `cand` publishes ahead that each pass the feed's own-value rules
+        (finite, sign, range); one refusal is counted for any left out."""
+        allowed, sign, _, _ = self._rules(feed)
+        kept: list[tuple[float, float]] = []
+        first: tuple[float, tuple[Reject, str]] | None = None
+        left_out = 0
+        for start_s, value in cand.ahead:
+            problem = basic_check(value, cand.observed_s, cand.observed_s, allowed=allowed,
+                                  sign=sign, max_skew_s=0.0)
+            if problem is None:
+                kept.append((start_s, value))
+                continue
+            left_out += 1
+            first = first or (start_s, problem)
+        if first is not None:
+            when = datetime.fromtimestamp(first[0], UTC).isoformat().replace("+00:00", "Z")
+            self.reject(feed, first[1][0], f"{left_out} value(s) published ahead left out, "
+                        f"the first for {when}: {first[1][1]}", source=cand.source)
+        return tuple(kept)
 
     def reject(self, feed: str, reason: Reject, detail: str, *, source: str = "") -> None:
         """Count and log one refused value or failed fetch."""
