@@ -181,7 +181,9 @@ class Controller:
             self.metrics.leader.set(1.0 if live and leader else 0.0)
             self.health.standby = live and not leader
             self.metrics.deciding.set(1.0 if leader or not live else 0.0)
-            if leader or not live:
+            if live and not leader:
+                self.health.standing_by()
+            else:
                 try:
                     outcome = self.cycle.run_once()
                 except JournalError as exc:

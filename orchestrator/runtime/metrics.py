@@ -226,7 +226,8 @@ class ControllerMetrics:
 
 
 class Health:
-    """Liveness: a cycle completed recently (or the process is still starting).
+    """Liveness: a cycle completed recently, or a live standby's loop went round
+    recently (or the process is still starting).
 
     Readiness: this replica can do its job now. A replica that runs cycles is ready while
     its last cycle completed within `max(2 × interval, 60 s)` and no cycle has failed
@@ -237,6 +238,8 @@ class Health:
         self.clock = clock
         self.started = clock()
         self.last_ok: float | None = None
+        # When a live standby's loop last went round (it runs no cycle to beat with).
+        self.last_standby: float | None = None
         self.failing: str | None = None
         self.standby = False
 
@@ -244,12 +247,18 @@ class Health:
         self.last_ok = self.clock()
         self.failing = None
 
+    def standing_by(self) -> None:
+        """A live standby's loop went round: alive, with no cycle of its own to run
+        (liveness must not restart the replica that waits to take over)."""
+        self.last_standby = self.clock()
+
     def fail(self, why: str) -> None:
         """A cycle could not run; readiness fails until one completes."""
         self.failing = why
 
     def live(self) -> bool:
-        ref = self.last_ok if self.last_ok is not None else self.started
+        ref = max(self.started, self.last_ok or self.started,
+                  self.last_standby or self.started)
         return bool(self.clock() - ref < max(3 * self.interval_s, 60.0))
 
     def ready(self) -> bool:

@@ -103,6 +103,22 @@ def test_readiness_says_why_no_cycle_can_run() -> None:
     assert health.ready()
 
 
+def test_a_live_standby_stays_alive_while_its_loop_goes_round() -> None:
+    # The chart's liveness probe must not restart the replica that waits to take over:
+    # it runs no cycle, so its loop going round is what keeps it alive.
+    from orchestrator.runtime.metrics import Health
+
+    now = [0.0]
+    health = Health(300.0, clock=lambda: now[0])
+    health.standby = True
+    for _ in range(12):  # an hour of standing by, one round per interval
+        now[0] += 300.0
+        health.standing_by()
+        assert health.live() and health.ready()
+    now[0] += 3 * 300.0  # its loop stopped going round
+    assert not health.live()
+
+
 def test_cycle_line_warns_about_guards_that_mean_trouble_and_failed_writes(
         tmp_path: Path) -> None:
     import dataclasses
