@@ -572,7 +572,8 @@ def run(
         bool, typer.Option("--ray/--no-ray", help="Host the loop in a Ray actor.")
     ] = True,
     ray_address: Annotated[
-        str | None, typer.Option(help="Join this Ray cluster (e.g. KubeRay) instead.")
+        str | None, typer.Option(help="Join this Ray cluster (e.g. KubeRay) for Ray work; "
+                                 "the loop then runs in this process.")
     ] = None,
     kubeconfig: Annotated[str | None, typer.Option(help="Kubeconfig (default: in-cluster).")]
     = None,
@@ -619,13 +620,14 @@ def run(
         f"hashpivot {options.mode.value}: policy {cfg.policy.name}, journal {options.journal_dir}"
         + ("" if options.mode != ControllerMode.SHADOW else " (shadow: nothing is written)")
     )
-    if use_ray:
+    address = ray_address or cfg.controller.ray_address
+    if use_ray and not address:
         import ray
 
         from orchestrator.runtime.actors import start_actors
         from orchestrator.runtime.parallel import ray_session
 
-        with ray_session(ray_address or cfg.controller.ray_address, log_to_driver=True):
+        with ray_session(None, log_to_driver=True):
             stopping = _on_sigterm()  # after ray.init, which installs a handler of its own
             actor, _cluster = start_actors(cfg, options)
             stopping.append(actor.stop.remote)
@@ -639,13 +641,22 @@ def run(
             # Raised inside the actor (bad credentials, unreachable server): one line.
             raise HashpivotError(str(status["startup_error"]))
     else:
-        stopping = _on_sigterm()
-        controller = Controller(cfg, options)
-        stopping.append(controller.stop)
-        try:
-            status = controller.run(cycles)
-        finally:
-            controller.close()
+        # Joining a Ray cluster (`--ray-address`, the chart's external and kuberay modes),
+        # the controller still runs here, in its own process and pod: its journal, its
+        # metrics and the probes on them are the pod's. Its Ray work (the ASIC halls'
+        # site actors) goes to the cluster.
+        from contextlib import nullcontext
+
+        from orchestrator.runtime.parallel import ray_session
+
+        with ray_session(address, log_to_driver=True) if use_ray else nullcontext():
+            stopping = _on_sigterm()
+            controller = Controller(cfg, options)
+            stopping.append(controller.stop)
+            try:
+                status = controller.run(cycles)
+            finally:
+                controller.close()
     _print_run_status(status)
 
 

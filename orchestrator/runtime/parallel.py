@@ -39,13 +39,19 @@ def ray_session(address: str | None = None, num_cpus: int | None = None,
     started = False
     if not ray.is_initialized():
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        ray.init(
-            address=address,
-            num_cpus=None if address else num_cpus,
-            include_dashboard=False,
-            log_to_driver=log_to_driver,
-            configure_logging=False,
-        )
+        try:
+            ray.init(
+                address=address,
+                num_cpus=None if address else num_cpus,
+                include_dashboard=False,
+                log_to_driver=log_to_driver,
+                configure_logging=False,
+            )
+        except ConnectionError as exc:  # a cluster that is not there (or refuses us)
+            if not address:
+                raise
+            raise HashpivotError(f"cannot join the Ray cluster at {address}: "
+                                 f"{str(exc).splitlines()[0]}") from None
         started = True
     try:
         yield
