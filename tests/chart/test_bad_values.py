@@ -86,6 +86,18 @@ CASES: list[tuple[str, list[str], list[str]]] = [
         ["config.controller.journal_dir"],
     ),
     (
+        # The mode through the environment: RBAC and probes would follow the values' mode.
+        "mode-through-extra-env",
+        ["--set", "extraEnv[0].name=HASHPIVOT_CONTROLLER__MODE",
+         "--set", "extraEnv[0].value=live"],
+        ["extraEnv HASHPIVOT_CONTROLLER__MODE", "config.controller.mode"],
+    ),
+    (
+        "pod-label-over-a-selector-label",
+        ["--set", "podLabels.app\\.kubernetes\\.io/component=x"],
+        ["podLabels.app.kubernetes.io/component"],
+    ),
+    (
         "metrics-port-zero",
         ["--set", "config.controller.metrics_port=0"],
         ["config.controller.metrics_port"],

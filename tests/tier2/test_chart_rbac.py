@@ -300,14 +300,14 @@ def test_live_chart_lets_the_controller_do_its_job_and_nothing_else(
         held = coordination.read_namespaced_lease(LEASE, ns)
         held.spec = client.V1LeaseSpec(holder_identity="pod-b", lease_duration_seconds=15)
         coordination.replace_namespaced_lease(LEASE, ns, held)
-        coordination.patch_namespaced_lease(LEASE, ns, {"spec": {"leaseDurationSeconds": 20}})
+        # The elector reads and replaces its Lease; it never patches it.
+        refused(lambda: coordination.patch_namespaced_lease(
+            LEASE, ns, {"spec": {"leaseDurationSeconds": 20}}))
 
-        # The miner DaemonSet, by name (list/watch only with a name field selector).
-        apps.read_namespaced_daemon_set(MINER, ns)
-        apps.patch_namespaced_daemon_set(
-            MINER, ns, {"metadata": {"annotations": {"hashpivot.io/checked": "yes"}}}
-        )
-        apps.list_namespaced_daemon_set(ns, field_selector=f"metadata.name={MINER}")
+        # The miner DaemonSet is the chart's: the controller can neither read nor change it.
+        refused(lambda: apps.read_namespaced_daemon_set(MINER, ns))
+        refused(lambda: apps.patch_namespaced_daemon_set(
+            MINER, ns, {"metadata": {"annotations": {"hashpivot.io/checked": "yes"}}}))
 
         # Events about nodes, which live in "default", written the way the controller
         # writes them (its client, its Event body). They are never patched, and the core
@@ -381,10 +381,11 @@ def test_shadow_chart_is_read_only(
         coordination = client.CoordinationV1Api(sa)
         wait_until(lambda: core.list_node().items, timeout=TIMEOUT, what="list nodes as SA")
         core.list_pod_for_all_namespaces(limit=5)
-        apps.read_namespaced_daemon_set(MINER, ns)
-        # Standby replicas still elect a leader in shadow mode.
-        coordination.create_namespaced_lease(ns, lease(ns, LEASE, "pod-a"))
-        coordination.read_namespaced_lease(LEASE, ns)
+        # No leader election in shadow (every replica decides and writes nothing), and
+        # the miner DaemonSet is the chart's.
+        refused(lambda: coordination.create_namespaced_lease(ns, lease(ns, LEASE, "pod-a")))
+        refused(lambda: coordination.read_namespaced_lease(LEASE, ns))
+        refused(lambda: apps.read_namespaced_daemon_set(MINER, ns))
 
         refused(lambda: core.patch_node(mine_node, {"metadata": {"labels": {MODE_LABEL: "mine"}}}))
         kube = KubeClient(sa)

@@ -145,6 +145,16 @@ checked keys and types; these are the rules that span several values.
 {{- if and (kindIs "invalid" (dig "power_usd_mwh_fixed" nil $market)) (not (dig "power_sources" dict $market)) }}
 {{- fail "config.live_market.power_usd_mwh_fixed (a tariff in USD/MWh) or config.live_market.power_sources must be set: without a power price every cycle holds every node" }}
 {{- end }}
+{{- range .Values.extraEnv }}
+{{- if or (hasPrefix "HASHPIVOT_CONTROLLER" .name) (hasPrefix "HASHPIVOT_KUBERNETES" .name) }}
+{{- fail (printf "extraEnv %s would override the chart's config.controller or config.kubernetes, which the chart derives the RBAC, probes and volumes from: set config.%s in the values instead" .name (lower (trimPrefix "HASHPIVOT_" .name | replace "__" "."))) }}
+{{- end }}
+{{- end }}
+{{- range $key, $_ := .Values.podLabels }}
+{{- if hasPrefix "app.kubernetes.io/" $key }}
+{{- fail (printf "podLabels.%s: the app.kubernetes.io/ labels are the chart's (its selectors match them); choose another key" $key) }}
+{{- end }}
+{{- end }}
 {{- if eq (include "hashpivot.metricsPort" .) "0" }}
 {{- fail "config.controller.metrics_port must not be 0 in a chart install: the probes, the Service and the ServiceMonitor use it" }}
 {{- end }}

@@ -49,7 +49,8 @@ def required_access(namespace: str, lease: str, live: bool) -> list[Access]:
     else:  # shadow writes nothing, so it is granted no writes either
         out += [Access("patch", "nodes", wanted=False),
                 Access("create", "pods", subresource="eviction", wanted=False),
-                Access("create", "events", "events.k8s.io", "default", wanted=False)]
+                Access("create", "events", "events.k8s.io", "default", wanted=False),
+                Access("create", "leases", "coordination.k8s.io", namespace, wanted=False)]
     out += [Access("get", "secrets", namespace=namespace, wanted=False),
             Access("list", "secrets", wanted=False)]
     return out
