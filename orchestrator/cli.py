@@ -1255,13 +1255,21 @@ def _is_usage_error(exc: BaseException) -> bool:
         getattr(exc, "exit_code", None), int)
 
 
+def _print_error(message: str) -> None:
+    """One error line: the message as it is (a path or a policy's words may hold what
+    Rich would read as markup, `[/v2]`, or as an emoji code, `:b:`)."""
+    from rich.text import Text
+
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False,
+                      soft_wrap=True)
+
+
 def main() -> None:
     """Entry point: run the app; turn user errors into one line and exit code 2."""
     try:
         code = app(standalone_mode=False)
     except HashpivotError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False,
-                          soft_wrap=True)
+        _print_error(str(exc))
         sys.exit(2)
     except SystemExit:
         raise
@@ -1276,8 +1284,7 @@ def main() -> None:
             raise
         why = ("a file is there, and a folder is needed" if isinstance(exc, FileExistsError)
                else exc.strerror)
-        err_console.print(f"[bold red]error:[/bold red] {exc.filename}: {why}",
-                          highlight=False, soft_wrap=True)
+        _print_error(f"{exc.filename}: {why}")
         sys.exit(2)
     except ModuleNotFoundError as exc:
         extra = EXTRAS.get((exc.name or "").split(".")[0])

@@ -35,7 +35,8 @@ class HysteresisParams(PolicyParams):
         default=0.0, ge=0, description="Extra gain per node-hour required on top, USD."
     )
     confirm_ticks: int = Field(
-        default=2, ge=1, description="Cycles a rise must persist before the node switches."
+        default=2, ge=1, le=100_000,
+        description="Cycles a rise must persist before the node switches.",
     )
 
 

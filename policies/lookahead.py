@@ -47,7 +47,8 @@ class LookaheadParams(PolicyParams):
         description="Hourly weight kept on the current power price vs the hour-of-day mean.",
     )
     seasonal_days: int = Field(default=7, ge=1, le=60, description="Days of history per hour mean.")
-    chunk_nodes: int = Field(default=65_536, ge=1, description="Nodes per block (bounds memory).")
+    chunk_nodes: int = Field(default=65_536, ge=1, le=100_000_000,
+                             description="Nodes per block (bounds memory).")
 
 
 def forecast_power(history: MarketHistory, now_s: float, current: float, p: LookaheadParams,

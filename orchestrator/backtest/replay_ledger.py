@@ -38,7 +38,17 @@ def replay_ledger(records: Sequence[CycleRecord], config: HashpivotConfig,
     inputs = prepare_backtest(config, start=start, end=end,
                               needs_history=policy.uses_history or config.scoring.nowcasts_power)
     cluster = SimulatedCluster(inputs)
+    site_nodes = [str(x) for x in inputs.fleet.names.tolist()]
     for record in cycles:
+        assert record.fleet_columns is not None
+        if list(record.fleet_columns.names) != site_nodes:
+            # The plans would be applied to other nodes than they were made for.
+            raise DataError(
+                f"cycle {record.decision_id} decided on {len(record.fleet_columns.names)} "
+                f"node(s), and the config's simulated site has {len(site_nodes)}"
+                + ("" if len(site_nodes) != len(record.fleet_columns.names) else
+                   " with other names")
+                + ": bill a journal with the config its dry-run ran on")
         plan = redecide(record, config, policy)
         # The ports in the order a dry-run's cycle reads them (arrivals, queue).
         cluster.fleet(record.now_s)

@@ -101,6 +101,10 @@ def resolve_policy_class(spec: str) -> type[Policy]:
         return _load_file(Path(path_part), class_part or None)
     if ":" in spec:
         module_name, _, class_name = spec.partition(":")
+        if not all(part.isidentifier() for part in module_name.split(".")) or not (
+                class_name.isidentifier()):
+            raise PolicyError(f"policy {spec!r} is neither a name, module:Class (an absolute "
+                              "module path and a class name) nor a .py file")
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:

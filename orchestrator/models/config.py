@@ -518,8 +518,8 @@ def format_validation_error(exc: ValidationError, source: str, data: object = No
     return "\n".join(lines)
 
 
-class _DuplicateKeyError(Exception):
-    pass
+class _UnreadableValue(Exception):
+    """A mapping gives a key twice, or a value YAML reads as a date is no real date."""
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -535,12 +535,24 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             line = key_node.start_mark.line + 1
             try:
                 if key in seen:
-                    raise _DuplicateKeyError(f"line {line}: {key!r} is given twice in one mapping "
+                    raise _UnreadableValue(f"line {line}: {key!r} is given twice in one mapping "
                                         f"(first at line {seen[key]})")
                 seen[key] = line
             except TypeError:  # an unhashable key: the constructor reports it
                 continue
         return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        # `2025-13-21` looks like a date to YAML, which then fails to build it.
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError as exc:
+            raise _UnreadableValue(f"line {node.start_mark.line + 1}: {node.value!r} is "
+                                     f"not a real date or time ({exc})") from None
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:timestamp",
+                                 _UniqueKeyLoader.construct_yaml_timestamp)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -554,7 +566,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"not UTF-8 text (byte {exc.start})", source=str(path)) from None
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
-    except _DuplicateKeyError as exc:
+    except _UnreadableValue as exc:
         raise ConfigError(str(exc), source=str(path)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator.models.demand import DemandSnapshot
 from orchestrator.models.market import MarketSnapshot
@@ -134,6 +134,16 @@ class FleetColumns(BaseModel):
     opt_out: list[bool]
     reachable: list[bool]
     hashrate: list[float]
+
+    @model_validator(mode="after")
+    def _one_row_per_node(self) -> FleetColumns:
+        # A record cut or edited by hand would be decided on misaligned rows.
+        lengths = {name: len(getattr(self, name)) for name in type(self).model_fields}
+        short = {name: n for name, n in lengths.items() if n != len(self.names)}
+        if short:
+            raise ValueError(f"{len(self.names)} node names, but columns of other lengths: "
+                             f"{short}")
+        return self
 
 
 CycleRecord.model_rebuild()

@@ -116,7 +116,8 @@ class Stress(StrictModel):
 class Bootstrap(StrictModel):
     draws: int = Field(default=200, ge=0, le=100_000, description="0: no bootstrap.")
     block_days: int = Field(default=30, ge=1, description="Days of history per block.")
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=2**32 - 1,
+                      description="Seed of the draws (the same seed, the same draws).")
 
 
 class Scenarios(StrictModel):

@@ -275,3 +275,56 @@ def test_data_inspect_of_a_config_without_recorded_data_says_so(tmp_path: Path) 
     empty.write_text("")
     refused(hashpivot("data", "inspect", str(empty)),
             f"{empty}: no recorded data to inspect: the file has no market or demand section")
+
+
+def test_a_date_that_is_no_real_date_names_its_line(tmp_path: Path) -> None:
+    config = tmp_path / "site.yaml"
+    config.write_text(SITE.read_text().replace("start: 2025-10-21T00:00:00Z",
+                                               "start: 2025-13-21"))
+    line = 1 + next(i for i, text in enumerate(config.read_text().splitlines())
+                    if "2025-13-21" in text)
+    refused(hashpivot("config", "check", str(config)),
+            f"{config}: line {line}: '2025-13-21' is not a real date or time")
+
+
+def test_a_message_is_printed_as_it_is_whatever_brackets_it_holds(tmp_path: Path) -> None:
+    # Rich would read `[/v2]` as a closing tag (a traceback) and `[v2]` as markup.
+    for name in ("site[/v2].yaml", "site[v2].yaml"):
+        refused(hashpivot("config", "check", str(tmp_path / name)),
+                f"error: {tmp_path / name}: file not found")
+
+
+@pytest.mark.parametrize("spec", [":Greedy", ".policies.greedy:Greedy", "a:b:c"])
+def test_a_policy_spec_that_is_no_module_and_class_is_refused(spec: str) -> None:
+    refused(hashpivot("backtest", "-c", str(SITE), "-p", spec, *PERIOD),
+            f"policy {spec!r} is neither a name, module:Class")
+
+
+def test_a_parameter_past_its_range_is_refused_by_the_policy_s_model() -> None:
+    refused(hashpivot("backtest", "-c", str(SITE), "-p", "hysteresis", *PERIOD, "--params",
+                      "confirm_ticks=99999999999999999999999"),
+            "hysteresis.confirm_ticks: Input should be less than or equal to 100000")
+
+
+def test_a_journal_is_billed_only_with_the_site_its_dry_run_ran_on(tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    proc = hashpivot("run", "-c", str(SITE), "--mode", "dry-run", "--no-ray", "--from",
+                     "2025-10-25", "--to", "2025-10-25T04:00", "--journal", str(journal),
+                     "--metrics-port", "0")
+    assert proc.returncode == 0, proc.stderr
+    half = tmp_path / "half.yaml"
+    half.write_text(SITE.read_text().replace("count: 32", "count: 16"))
+    # Before: the plans of 32 nodes were applied to a site of 16 (memory corruption).
+    refused(hashpivot("backtest", "-c", str(half), "--no-ray", "--journal", str(journal),
+                      "--report", str(tmp_path / "r")),
+            "decided on 32 node(s), and the config's simulated site has 16")
+    # A record whose columns were cut by hand is skipped like any unreadable line.
+    lines = (journal / "journal.jsonl").read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if '"fleet_columns"' in line)
+    record = json.loads(lines[first])
+    record["fleet_columns"]["mode"] = record["fleet_columns"]["mode"][:5]
+    lines[first] = json.dumps(record)
+    (journal / "journal.jsonl").write_text("\n".join(lines) + "\n")
+    proc = hashpivot("backtest", "-c", str(SITE), "--no-ray", "--journal", str(journal),
+                     "--report", str(tmp_path / "r2"))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]

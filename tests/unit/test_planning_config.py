@@ -68,6 +68,8 @@ def test_horizon_shorter_than_build_is_refused(tmp_path: Path) -> None:
         ({"scenarios__starts": []}, ["scenarios.starts"]),
         ({"site_name": "elsewhere"}, ["site_name", "west-texas-hall"]),
         ({"policy_params": {"x": 1}}, ["policy_params"]),
+        # Before: numpy's own error, with a traceback, at the first draw.
+        ({"scenarios__bootstrap__seed": -1}, ["scenarios.bootstrap.seed"]),
     ],
 )
 def test_bad_plan_input(tmp_path: Path, changes: dict[str, Any], words: list[str]) -> None:
