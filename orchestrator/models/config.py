@@ -518,7 +518,7 @@ def format_validation_error(exc: ValidationError, source: str, data: object = No
     return "\n".join(lines)
 
 
-class _UnreadableValue(Exception):
+class _UnreadableValueError(Exception):
     """A mapping gives a key twice, or a value YAML reads as a date is no real date."""
 
 
@@ -535,8 +535,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             line = key_node.start_mark.line + 1
             try:
                 if key in seen:
-                    raise _UnreadableValue(f"line {line}: {key!r} is given twice in one mapping "
-                                        f"(first at line {seen[key]})")
+                    raise _UnreadableValueError(
+                        f"line {line}: {key!r} is given twice in one mapping "
+                        f"(first at line {seen[key]})")
                 seen[key] = line
             except TypeError:  # an unhashable key: the constructor reports it
                 continue
@@ -547,7 +548,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         try:
             return super().construct_yaml_timestamp(node)
         except ValueError as exc:
-            raise _UnreadableValue(f"line {node.start_mark.line + 1}: {node.value!r} is "
+            raise _UnreadableValueError(f"line {node.start_mark.line + 1}: {node.value!r} is "
                                      f"not a real date or time ({exc})") from None
 
 
@@ -566,7 +567,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"not UTF-8 text (byte {exc.start})", source=str(path)) from None
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
-    except _UnreadableValue as exc:
+    except _UnreadableValueError as exc:
         raise ConfigError(str(exc), source=str(path)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
