@@ -645,11 +645,14 @@ def run(
         # the controller still runs here, in its own process and pod: its journal, its
         # metrics and the probes on them are the pod's. Its Ray work (the ASIC halls'
         # site actors) goes to the cluster.
-        from contextlib import nullcontext
+        from contextlib import AbstractContextManager, nullcontext
 
-        from orchestrator.runtime.parallel import ray_session
+        session: AbstractContextManager[None] = nullcontext()
+        if use_ray:  # --no-ray never loads Ray (its start-up time and memory)
+            from orchestrator.runtime.parallel import ray_session
 
-        with ray_session(address, log_to_driver=True) if use_ray else nullcontext():
+            session = ray_session(address, log_to_driver=True)
+        with session:
             stopping = _on_sigterm()
             controller = Controller(cfg, options)
             stopping.append(controller.stop)
