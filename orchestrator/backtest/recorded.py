@@ -46,7 +46,13 @@ from orchestrator.models.base import freeze_arrays
 from orchestrator.models.config import RecordedMarketConfig, SeriesSource
 from orchestrator.models.fleet import FleetTable
 from orchestrator.models.hardware import SHA256
-from orchestrator.models.market import MarketPrices, MarketSnapshot, Observed, ObservedTimes
+from orchestrator.models.market import (
+    MarketPrices,
+    MarketSnapshot,
+    Observed,
+    ObservedTimes,
+    no_finite_mining_price,
+)
 
 __all__ = [
     "HistoryRows",
@@ -477,8 +483,8 @@ def _check_mining_prices(unit_price: F64, times_s: F64, btc: F64, difficulty: F6
     bad = np.flatnonzero(np.isinf(unit_price).any(axis=1))
     if bad.size:
         k = int(bad[0])
-        raise DataError(f"the market at {_iso(float(times_s[k]))} prices mining at no finite "
-                        f"number (BTC price {btc[k]:.6g} USD, difficulty {difficulty[k]:.6g}): "
+        raise DataError(f"the market at {_iso(float(times_s[k]))} "
+                        f"{no_finite_mining_price(float(btc[k]), float(difficulty[k]))}: "
                         "a recorded value is far out of any real range")
 
 

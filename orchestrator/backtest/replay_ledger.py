@@ -41,14 +41,13 @@ def replay_ledger(records: Sequence[CycleRecord], config: HashpivotConfig,
     site_nodes = [str(x) for x in inputs.fleet.names.tolist()]
     for record in cycles:
         assert record.fleet_columns is not None
-        if list(record.fleet_columns.names) != site_nodes:
+        decided_on = record.fleet_columns.names
+        if decided_on != site_nodes:
             # The plans would be applied to other nodes than they were made for.
-            raise DataError(
-                f"cycle {record.decision_id} decided on {len(record.fleet_columns.names)} "
-                f"node(s), and the config's simulated site has {len(site_nodes)}"
-                + ("" if len(site_nodes) != len(record.fleet_columns.names) else
-                   " with other names")
-                + ": bill a journal with the config its dry-run ran on")
+            names = " with other names" if len(decided_on) == len(site_nodes) else ""
+            raise DataError(f"cycle {record.decision_id} decided on {len(decided_on)} node(s), "
+                            f"and the config's simulated site has {len(site_nodes)}{names}: "
+                            "bill a journal with the config its dry-run ran on")
         plan = redecide(record, config, policy)
         # The ports in the order a dry-run's cycle reads them (arrivals, queue).
         cluster.fleet(record.now_s)

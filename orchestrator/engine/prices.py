@@ -8,7 +8,13 @@ from orchestrator import economics as econ
 from orchestrator.errors import DataError
 from orchestrator.models.fleet import FleetTable
 from orchestrator.models.hardware import SHA256
-from orchestrator.models.market import MarketPrices, MarketSnapshot, Observed, ObservedTimes
+from orchestrator.models.market import (
+    MarketPrices,
+    MarketSnapshot,
+    Observed,
+    ObservedTimes,
+    no_finite_mining_price,
+)
 
 
 def snapshot_to_prices(snapshot: MarketSnapshot, fleet: FleetTable) -> MarketPrices:
@@ -34,10 +40,8 @@ def snapshot_to_prices(snapshot: MarketSnapshot, fleet: FleetTable) -> MarketPri
             hashpower = snapshot.hashpower_btc_per_unit_day[alg]
             unit[j], unit_at[j] = hashpower.value * btc, min(at(hashpower), btc_at)
     if np.isinf(unit).any():
-        # Each value in its range, yet together no real price (a BTC price of 1e308):
-        # not decided on.
-        raise DataError(f"the market prices mining at no finite number (BTC price {btc:.6g} "
-                        f"USD, difficulty {snapshot.difficulty.value:.6g})")
+        # Each value in its range, yet together no real price: not decided on.
+        raise DataError(f"the market {no_finite_mining_price(btc, snapshot.difficulty.value)}")
     gpu = np.array(
         [
             snapshot.gpu_usd_per_gpu_hour[m].value if m in snapshot.gpu_usd_per_gpu_hour else np.nan

@@ -176,3 +176,11 @@ class MarketPrices:
                 self.difficulty, self.btc_usd, self.subsidy_btc, self.fees_btc_per_block
             )
         )
+
+
+def no_finite_mining_price(btc_usd: float, difficulty: float) -> str:
+    """Why values each in range are not decided on: together they price mining at no
+    finite number (a BTC price of 1e308 overflows to infinity). Live, dry-run and
+    recorded prices say it in these words."""
+    return (f"prices mining at no finite number (BTC price {btc_usd:.6g} USD, "
+            f"difficulty {difficulty:.6g})")

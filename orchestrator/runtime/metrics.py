@@ -257,8 +257,7 @@ class Health:
         self.failing = why
 
     def live(self) -> bool:
-        ref = max(self.started, self.last_ok or self.started,
-                  self.last_standby or self.started)
+        ref = max(t for t in (self.started, self.last_ok, self.last_standby) if t is not None)
         return bool(self.clock() - ref < max(3 * self.interval_s, 60.0))
 
     def ready(self) -> bool:

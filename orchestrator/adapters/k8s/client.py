@@ -47,15 +47,16 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
             raise ConfigError(f"in-cluster service account unusable: {exc}") from None
         return k8s.ApiClient(configuration)
     path = kubeconfig or os.environ.get("KUBECONFIG") or k8s_config.KUBE_CONFIG_DEFAULT_LOCATION
-    first = os.path.expanduser(path.split(os.pathsep)[0])
+    files = [os.path.expanduser(each) for each in path.split(os.pathsep)]
+    first = files[0]
     if not os.path.exists(first):
         raise ConfigError(
             "kubeconfig not found (give --kubeconfig, set KUBECONFIG, or run in a cluster)",
             source=first,
         )
-    for each in path.split(os.pathsep):
-        if os.path.exists(os.path.expanduser(each)):
-            _check_kubeconfig_shape(os.path.expanduser(each))
+    for each in files:
+        if os.path.exists(each):
+            _check_kubeconfig_shape(each)
     try:
         api: k8s.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=kubeconfig, context=context

@@ -484,14 +484,14 @@ class LiveMarketSource:
     ) -> list[tuple[float, float, float, float, tuple[float, ...], float]]:
         """Rows for intervals after `now_s` whose prices some site's feed had published
         by `now_s` (NaN for sites that did not publish that interval)."""
-        published = {site: dict(rows) for site, (at_s, rows) in self._ahead.items()
+        published = {site: (at_s, dict(rows)) for site, (at_s, rows) in self._ahead.items()
                      if at_s <= now_s}
-        known_at = {site: self._ahead[site][0] for site in published}
-        starts = sorted({t for rows in published.values() for t in rows if t > now_s})
+        starts = sorted({t for _, rows in published.values() for t in rows if t > now_s})
         out = []
         for start in starts:
-            prices = tuple(published.get(site, {}).get(start, math.nan) for site in sites)
-            at_s = max(known_at[site] for site in published if start in published[site])
+            prices = tuple(published[site][1].get(start, math.nan) if site in published
+                           else math.nan for site in sites)
+            at_s = max(at for at, rows in published.values() if start in rows)
             out.append((start, last[1], last[2], last[3], prices, at_s))
         return out
 
